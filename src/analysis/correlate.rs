@@ -1,0 +1,400 @@
+//! Correlation: turns one instance's evidence (cause, signature matches, leak assessment) into an
+//! [`InstanceVerdict`], resolves which deployment it belonged to, and turns a deployment's
+//! instances into a [`DeploymentFinding`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::leak::median;
+use crate::model::{
+    DeploymentEvidence, DeploymentFinding, DeploymentVerdict, InstanceInfo, InstanceReport,
+    InstanceVerdict, LastWords, LeakAssessment, LeakVerdict, MemorySeries, SignatureKind,
+    SignatureMatch, Termination,
+};
+
+/// Default for [`FindingPolicy::min_instances`]: one death is an anecdote, two are a pattern.
+pub const DEFAULT_MIN_INSTANCES: usize = 2;
+/// A deployment is `leaking` when at least this share of its memory deaths show a leak trend.
+pub const LEAK_SHARE_OF_MEMORY_DEATHS: f64 = 0.5;
+
+/// How instances are grouped into deployments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "identity")]
+pub enum DeploymentIdentity {
+    /// The Auto Scaling group's name.
+    Asg,
+    /// Launch template `name:version` (or id:version) from the inventory.
+    LaunchTemplate,
+    /// The value of an instance tag from the inventory.
+    Tag { key: String },
+    /// A field in the instance's log lines: a JSON field or a `key=value` pair.
+    LogField { field: String },
+    /// A label on the memory series (Prometheus label, CloudWatch dimension).
+    MetricLabel { label: String },
+}
+
+/// Resolves the deployment of one instance. When the configured identity is not available for
+/// it (no inventory entry, no such tag), the ASG name stands in, suffixed so it is never
+/// mistaken for a resolved identity.
+pub fn resolve_deployment(
+    identity: &DeploymentIdentity,
+    termination: &Termination,
+    info: Option<&InstanceInfo>,
+    last_words: &LastWords,
+    series: Option<&MemorySeries>,
+) -> String {
+    let found = match identity {
+        DeploymentIdentity::Asg => return termination.asg.clone(),
+        DeploymentIdentity::LaunchTemplate => info.and_then(|i| {
+            i.launch_template
+                .as_ref()
+                .and_then(|lt| lt.deployment_key())
+                .or_else(|| i.launch_configuration.clone())
+        }),
+        DeploymentIdentity::Tag { key } => info.and_then(|i| i.tags.get(key).cloned()),
+        DeploymentIdentity::LogField { field } => log_field(last_words, field),
+        DeploymentIdentity::MetricLabel { label } => series.and_then(|s| s.labels.get(label).cloned()),
+    };
+    found.unwrap_or_else(|| format!("{} (unattributed)", termination.asg))
+}
+
+/// The most recent value of `field` in the events: a JSON field, or `field=value`.
+fn log_field(last_words: &LastWords, field: &str) -> Option<String> {
+    let needle = format!("{field}=");
+    last_words.events.iter().rev().find_map(|e| {
+        let msg = e.message.trim();
+        if msg.starts_with('{') {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(msg) {
+                match map.get(field) {
+                    Some(serde_json::Value::String(s)) => return Some(s.clone()),
+                    Some(v @ serde_json::Value::Number(_)) => return Some(v.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let start = msg.find(&needle)? + needle.len();
+        let value: String = msg[start..]
+            .trim_start_matches('"')
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"' && *c != ',')
+            .collect();
+        (!value.is_empty()).then_some(value)
+    })
+}
+
+/// The instance verdict and a one-sentence explanation.
+pub fn judge_instance(
+    termination: &Termination,
+    matches: &[SignatureMatch],
+    leak: Option<&LeakAssessment>,
+) -> (InstanceVerdict, String) {
+    let oom = matches.iter().find(|m| m.kind == SignatureKind::Oom);
+    let crash = matches.iter().find(|m| m.kind == SignatureKind::Crash);
+    let leak_verdict = leak.map(|l| l.verdict);
+    let growth = leak
+        .and_then(|l| l.growth_per_hour)
+        .map(|g| format!("{g:+.2}/h"))
+        .unwrap_or_default();
+
+    if let Some(m) = oom {
+        return match leak_verdict {
+            Some(LeakVerdict::Leak) => (
+                InstanceVerdict::OomLeak,
+                format!("died of OOM ({}) after its memory floor rose {growth} until death", m.signature),
+            ),
+            Some(LeakVerdict::NoLeak) => (
+                InstanceVerdict::OomSpike,
+                format!("died of OOM ({}) without a leak trend: a spike or an undersized limit", m.signature),
+            ),
+            _ => (
+                InstanceVerdict::Oom,
+                format!("died of OOM ({}); no usable memory series to tell leak from spike", m.signature),
+            ),
+        };
+    }
+    if let Some(m) = crash {
+        return (
+            InstanceVerdict::CrashOther,
+            format!("crashed for a non-memory reason ({})", m.signature),
+        );
+    }
+    if let Some(l) = leak {
+        if l.verdict == LeakVerdict::Leak && l.reached_limit {
+            return (
+                InstanceVerdict::MemoryExhaustionSuspected,
+                format!("no OOM line, but memory leaked {growth} up to the limit before it went silent"),
+            );
+        }
+    }
+    if termination.cause.is_planned() {
+        return (
+            InstanceVerdict::NotACrash,
+            format!("terminated by the group ({}) with no crash evidence", termination.cause),
+        );
+    }
+    (
+        InstanceVerdict::Unknown,
+        format!(
+            "terminated ({}) with no crash signature and no conclusive memory series",
+            termination.cause
+        ),
+    )
+}
+
+/// Thresholds for deployment verdicts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FindingPolicy {
+    /// Deaths of one kind needed before a deployment is called leaking / OOM / crashing.
+    pub min_instances: usize,
+}
+
+impl Default for FindingPolicy {
+    fn default() -> Self {
+        FindingPolicy {
+            min_instances: DEFAULT_MIN_INSTANCES,
+        }
+    }
+}
+
+/// Judges one deployment from its instances.
+pub fn judge_deployment(
+    deployment: &str,
+    instances: &[&InstanceReport],
+    policy: FindingPolicy,
+) -> DeploymentFinding {
+    let count = |pred: &dyn Fn(InstanceVerdict) -> bool| instances.iter().filter(|r| pred(r.verdict)).count();
+    let memory_deaths = count(&|v| v.is_memory_death());
+    let leak_deaths = count(&|v| v.is_leak_death());
+    let other_crashes = count(&|v| v == InstanceVerdict::CrashOther);
+    let planned = count(&|v| v == InstanceVerdict::NotACrash);
+    let unknown = count(&|v| v == InstanceVerdict::Unknown);
+    let min = policy.min_instances.max(1);
+
+    let mut counts = BTreeMap::new();
+    for r in instances {
+        *counts.entry(r.verdict.as_str().to_string()).or_insert(0) += 1;
+    }
+    let mut signatures = BTreeMap::new();
+    for r in instances {
+        let ids: BTreeSet<&str> = r.signatures.iter().map(|m| m.signature.as_str()).collect();
+        for id in ids {
+            *signatures.entry(id.to_string()).or_insert(0) += 1;
+        }
+    }
+    let leaking_growth: Vec<f64> = instances
+        .iter()
+        .filter_map(|r| r.leak.as_ref())
+        .filter(|l| l.verdict == LeakVerdict::Leak)
+        .filter_map(|l| l.growth_per_hour)
+        .collect();
+    let lifetimes: Vec<f64> = instances.iter().filter_map(|r| r.lifetime_hours()).collect();
+    let mut ids: Vec<String> = instances.iter().map(|r| r.instance_id.clone()).collect();
+    ids.sort();
+    let asgs: BTreeSet<String> = instances.iter().map(|r| r.asg.clone()).collect();
+
+    let n = instances.len();
+    let (verdict, summary) = if leak_deaths >= min
+        && leak_deaths as f64 >= LEAK_SHARE_OF_MEMORY_DEATHS * memory_deaths as f64
+    {
+        (
+            DeploymentVerdict::Leaking,
+            format!("{leak_deaths} of {n} instances died of memory with a rising floor"),
+        )
+    } else if memory_deaths >= min && memory_deaths >= other_crashes {
+        (
+            DeploymentVerdict::OomWithoutLeak,
+            format!("{memory_deaths} of {n} instances died of memory without a consistent leak trend"),
+        )
+    } else if other_crashes >= min {
+        (
+            DeploymentVerdict::Crashing,
+            format!("{other_crashes} of {n} instances crashed for non-memory reasons"),
+        )
+    } else if memory_deaths + other_crashes == 0 && planned >= 1 && unknown <= planned {
+        (
+            DeploymentVerdict::Healthy,
+            format!("{planned} of {n} instances were removed by the group with no crash evidence"),
+        )
+    } else {
+        (
+            DeploymentVerdict::InsufficientEvidence,
+            format!(
+                "{n} instance(s): {memory_deaths} memory death(s), {other_crashes} other crash(es), {unknown} unexplained; need {min} of a kind"
+            ),
+        )
+    };
+
+    DeploymentFinding {
+        deployment: deployment.to_string(),
+        asgs: asgs.into_iter().collect(),
+        verdict,
+        summary,
+        evidence: DeploymentEvidence {
+            instances: ids,
+            counts,
+            median_growth_per_hour: (!leaking_growth.is_empty()).then(|| median(leaking_growth)),
+            median_lifetime_hours: (!lifetimes.is_empty()).then(|| median(lifetimes)),
+            signatures,
+            first_death: instances.iter().map(|r| r.terminated_at).min(),
+            last_death: instances.iter().map(|r| r.terminated_at).max(),
+        },
+    }
+}
+
+/// Groups reports by deployment and judges each; worst verdict first, then by name.
+pub fn judge_deployments(reports: &[InstanceReport], policy: FindingPolicy) -> Vec<DeploymentFinding> {
+    let mut groups: BTreeMap<&str, Vec<&InstanceReport>> = BTreeMap::new();
+    for r in reports {
+        groups.entry(r.deployment.as_str()).or_default().push(r);
+    }
+    let mut findings: Vec<DeploymentFinding> = groups
+        .into_iter()
+        .map(|(d, rs)| judge_deployment(d, &rs, policy))
+        .collect();
+    findings.sort_by(|a, b| {
+        b.verdict
+            .severity()
+            .cmp(&a.verdict.severity())
+            .then_with(|| a.deployment.cmp(&b.deployment))
+    });
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CauseCategory, LogEvent};
+    use chrono::{TimeZone, Utc};
+
+    fn term(cause: CauseCategory) -> Termination {
+        Termination {
+            instance_id: "i-0abc".into(),
+            asg: "web".into(),
+            time: Utc.with_ymd_and_hms(2026, 1, 5, 10, 0, 0).unwrap(),
+            cause,
+            cause_text: String::new(),
+            description: String::new(),
+            activity_id: None,
+            status: None,
+        }
+    }
+
+    fn sig(kind: SignatureKind) -> SignatureMatch {
+        SignatureMatch {
+            signature: "x".into(),
+            runtime: "node".into(),
+            kind,
+            line: 0,
+            text: String::new(),
+            details: BTreeMap::new(),
+        }
+    }
+
+    fn leak(verdict: LeakVerdict, reached_limit: bool) -> LeakAssessment {
+        LeakAssessment {
+            verdict,
+            growth_per_hour: Some(2.0),
+            growth_fraction_of_limit_per_hour: Some(0.02),
+            confidence: 0.99,
+            projected_exhaustion: None,
+            reached_limit,
+            basis_start: None,
+            basis_end: None,
+            points_used: 100,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn instance_verdict_table() {
+        use InstanceVerdict::*;
+        let hc = term(CauseCategory::HealthCheck);
+        let oom = [sig(SignatureKind::Oom)];
+        let crash = [sig(SignatureKind::Crash)];
+        let l = leak(LeakVerdict::Leak, true);
+        let nl = leak(LeakVerdict::NoLeak, false);
+        assert_eq!(judge_instance(&hc, &oom, Some(&l)).0, OomLeak);
+        assert_eq!(judge_instance(&hc, &oom, Some(&nl)).0, OomSpike);
+        assert_eq!(judge_instance(&hc, &oom, None).0, Oom);
+        assert_eq!(judge_instance(&hc, &crash, Some(&nl)).0, CrashOther);
+        assert_eq!(judge_instance(&hc, &[], Some(&l)).0, MemoryExhaustionSuspected);
+        assert_eq!(judge_instance(&hc, &[], Some(&leak(LeakVerdict::Leak, false))).0, Unknown);
+        assert_eq!(judge_instance(&term(CauseCategory::ScaleIn), &[], Some(&nl)).0, NotACrash);
+        assert_eq!(judge_instance(&hc, &[], None).0, Unknown);
+    }
+
+    fn report(id: &str, verdict: InstanceVerdict) -> InstanceReport {
+        InstanceReport {
+            instance_id: id.into(),
+            deployment: "web:1".into(),
+            asg: "web".into(),
+            terminated_at: Utc.with_ymd_and_hms(2026, 1, 5, 10, 0, 0).unwrap(),
+            cause: CauseCategory::HealthCheck,
+            cause_text: String::new(),
+            launch_time: Some(Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap()),
+            verdict,
+            explanation: String::new(),
+            signatures: vec![],
+            leak: Some(leak(LeakVerdict::Leak, true)),
+            last_words: LastWords::default(),
+            memory: MemorySeries::default(),
+        }
+    }
+
+    #[test]
+    fn deployment_verdicts() {
+        use InstanceVerdict::*;
+        let p = FindingPolicy::default();
+        let judge = |vs: &[InstanceVerdict]| {
+            let rs: Vec<InstanceReport> = vs.iter().enumerate().map(|(i, v)| report(&format!("i-{i}"), *v)).collect();
+            let refs: Vec<&InstanceReport> = rs.iter().collect();
+            judge_deployment("web:1", &refs, p)
+        };
+        assert_eq!(judge(&[OomLeak, MemoryExhaustionSuspected, NotACrash]).verdict, DeploymentVerdict::Leaking);
+        let f = judge(&[OomLeak, OomLeak]);
+        assert_eq!(f.evidence.median_lifetime_hours, Some(10.0));
+        assert_eq!(f.evidence.median_growth_per_hour, Some(2.0));
+        assert_eq!(judge(&[OomSpike, OomSpike, OomLeak]).verdict, DeploymentVerdict::OomWithoutLeak);
+        assert_eq!(judge(&[CrashOther, CrashOther, NotACrash]).verdict, DeploymentVerdict::Crashing);
+        assert_eq!(judge(&[NotACrash, NotACrash]).verdict, DeploymentVerdict::Healthy);
+        assert_eq!(judge(&[OomLeak, NotACrash]).verdict, DeploymentVerdict::InsufficientEvidence);
+        assert_eq!(judge(&[Unknown, Unknown]).verdict, DeploymentVerdict::InsufficientEvidence);
+    }
+
+    #[test]
+    fn deployment_identity_resolution() {
+        let t = term(CauseCategory::HealthCheck);
+        let info = InstanceInfo {
+            instance_id: "i-0abc".into(),
+            launch_template: Some(crate::model::LaunchTemplateRef {
+                id: Some("lt-1".into()),
+                name: Some("web".into()),
+                version: Some("42".into()),
+            }),
+            tags: [("Deployment".to_string(), "blue".to_string())].into(),
+            ..Default::default()
+        };
+        let lw = LastWords {
+            events: vec![LogEvent {
+                timestamp: t.time,
+                message: r#"{"msg":"ok","version":"v7"}"#.into(),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(resolve_deployment(&DeploymentIdentity::Asg, &t, None, &lw, None), "web");
+        assert_eq!(resolve_deployment(&DeploymentIdentity::LaunchTemplate, &t, Some(&info), &lw, None), "web:42");
+        assert_eq!(
+            resolve_deployment(&DeploymentIdentity::Tag { key: "Deployment".into() }, &t, Some(&info), &lw, None),
+            "blue"
+        );
+        assert_eq!(
+            resolve_deployment(&DeploymentIdentity::LogField { field: "version".into() }, &t, None, &lw, None),
+            "v7"
+        );
+        assert_eq!(
+            resolve_deployment(&DeploymentIdentity::LaunchTemplate, &t, None, &lw, None),
+            "web (unattributed)"
+        );
+    }
+}

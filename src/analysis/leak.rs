@@ -1,0 +1,387 @@
+//! The leak detector: does a memory series' *floor* rise until the end?
+//!
+//! A leak is memory that is never given back, so the signal is the lower envelope of the series
+//! (the troughs after each GC or cache eviction), not its mean: a healthy GC sawtooth has a flat
+//! floor, a leaking one has rising troughs. The steps:
+//! 1. sort, drop non-finite values, split at restarts (a drop of more than half) and keep the
+//!    most recent segment with enough data;
+//! 2. cut it into equal-time buckets and take each bucket's minimum (the floor);
+//! 3. Theil–Sen slope of the floor (robust to outliers) and a Mann–Kendall test that the floor
+//!    trends up (robust to non-linear shapes);
+//! 4. require the growth to persist into the final third (a warm-up that plateaus, or a one-off
+//!    step, fails this) and to be material relative to the limit or the level.
+//!
+//! Every threshold is a named constant below.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::model::{LeakAssessment, LeakVerdict};
+
+/// Fewer points than this → `insufficient_data`.
+pub const MIN_POINTS: usize = 12;
+/// A basis shorter than this (seconds) → `insufficient_data`: GC cycles and warm-ups need room.
+pub const MIN_SPAN_SECS: i64 = 30 * 60;
+/// A point below this fraction of the previous one is a restart: the series is split there.
+pub const RESTART_DROP_FRACTION: f64 = 0.5;
+/// At most this many floor buckets; fewer for short series.
+pub const MAX_FLOOR_BUCKETS: usize = 24;
+/// At least this many points per floor bucket, so each minimum is a real trough.
+pub const MIN_POINTS_PER_BUCKET: usize = 3;
+/// Fewer floor buckets than this → `insufficient_data` (Mann–Kendall needs a handful).
+pub const MIN_FLOOR_BUCKETS: usize = 6;
+/// Mann–Kendall z above which the floor's upward trend is significant (one-sided p < 0.01).
+pub const TREND_Z_THRESHOLD: f64 = 2.33;
+/// Fraction of the floor (the final part) in which growth must persist.
+pub const TAIL_FRACTION: f64 = 1.0 / 3.0;
+/// The final part's slope must be at least this fraction of the overall slope.
+pub const TAIL_SLOPE_RATIO: f64 = 0.3;
+/// Minimum floor rise over the basis, as a fraction of the limit (when there is one).
+pub const MIN_RISE_FRACTION_OF_LIMIT: f64 = 0.05;
+/// Minimum floor rise over the basis, as a fraction of the median level (without a limit).
+pub const MIN_RISE_FRACTION_OF_LEVEL: f64 = 0.10;
+/// The series "reached the limit" when a point in its final stretch is at least this fraction
+/// of the limit.
+pub const REACHED_LIMIT_FRACTION: f64 = 0.90;
+/// The "final stretch" for `reached_limit`: this fraction of the basis' points (at least 2).
+pub const FINAL_STRETCH_FRACTION: f64 = 0.05;
+/// Confidence given to a no-leak verdict that rests on a failed persistence or size check.
+pub const STRUCTURAL_NO_LEAK_CONFIDENCE: f64 = 0.7;
+
+/// Assesses a series of `(time, value)` points (any order) against an optional limit.
+pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssessment {
+    let mut pts: Vec<(i64, f64)> = points
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(t, v)| (t.timestamp_millis(), *v))
+        .collect();
+    pts.sort_by_key(|p| p.0);
+    pts.dedup_by_key(|p| p.0);
+    let limit = limit.filter(|l| l.is_finite() && *l > 0.0);
+
+    let segments = split_at_restarts(&pts);
+    let restarts = segments.len().saturating_sub(1);
+    let Some(basis) = segments.iter().rev().find(|s| is_sufficient(s)).copied() else {
+        return insufficient(&pts, restarts);
+    };
+    let floor = floor_points(basis);
+    if floor.len() < MIN_FLOOR_BUCKETS {
+        return insufficient(basis, restarts);
+    }
+
+    let slope_per_ms = theil_sen(&floor);
+    let z = mann_kendall_z(&floor);
+    let tail_start = floor.len() - ((floor.len() as f64 * TAIL_FRACTION).ceil() as usize).max(3);
+    let tail_slope = theil_sen(&floor[tail_start..]);
+    let start = basis[0].0;
+    let end = basis[basis.len() - 1].0;
+    let rise = slope_per_ms * (end - start) as f64;
+    let level = median(basis.iter().map(|p| p.1).collect());
+    let min_rise = match limit {
+        Some(l) => MIN_RISE_FRACTION_OF_LIMIT * l,
+        None => MIN_RISE_FRACTION_OF_LEVEL * level.abs().max(f64::EPSILON),
+    };
+    let growth_per_hour = slope_per_ms * 3_600_000.0;
+    let final_n = ((basis.len() as f64 * FINAL_STRETCH_FRACTION).ceil() as usize).max(2);
+    let reached_limit = limit.is_some_and(|l| {
+        basis[basis.len().saturating_sub(final_n)..]
+            .iter()
+            .any(|p| p.1 >= REACHED_LIMIT_FRACTION * l)
+    });
+
+    let restart_note = if restarts > 0 {
+        format!(" ({restarts} restart(s) split the series; the last full segment was used)")
+    } else {
+        String::new()
+    };
+    let (verdict, confidence, reason) = if slope_per_ms <= 0.0 || z < TREND_Z_THRESHOLD {
+        (
+            LeakVerdict::NoLeak,
+            1.0 - normal_cdf(z - TREND_Z_THRESHOLD),
+            format!("memory floor shows no significant upward trend (Mann-Kendall z = {z:.2})"),
+        )
+    } else if tail_slope < TAIL_SLOPE_RATIO * slope_per_ms {
+        (
+            LeakVerdict::NoLeak,
+            STRUCTURAL_NO_LEAK_CONFIDENCE,
+            "memory floor rose but flattened in the final third (warm-up or one-off step)".into(),
+        )
+    } else if rise < min_rise {
+        (
+            LeakVerdict::NoLeak,
+            STRUCTURAL_NO_LEAK_CONFIDENCE,
+            format!("memory floor rose by {rise:.3}, below the material threshold {min_rise:.3}"),
+        )
+    } else {
+        (
+            LeakVerdict::Leak,
+            normal_cdf(z),
+            format!(
+                "memory floor rose steadily to the end: {growth_per_hour:+.3}/h, Mann-Kendall z = {z:.2}"
+            ),
+        )
+    };
+
+    let projected_exhaustion = match (verdict, limit) {
+        (LeakVerdict::Leak, Some(l)) => {
+            let floor_at_end = floor_intercept(&floor, slope_per_ms) + slope_per_ms * end as f64;
+            let ms_left = ((l - floor_at_end) / slope_per_ms).max(0.0);
+            ms_to_time(end).map(|t| t + Duration::milliseconds(ms_left.min(1.0e14) as i64))
+        }
+        _ => None,
+    };
+
+    LeakAssessment {
+        verdict,
+        growth_per_hour: Some(growth_per_hour),
+        growth_fraction_of_limit_per_hour: limit.map(|l| growth_per_hour / l),
+        confidence: confidence.clamp(0.0, 1.0),
+        projected_exhaustion,
+        reached_limit,
+        basis_start: ms_to_time(start),
+        basis_end: ms_to_time(end),
+        points_used: basis.len(),
+        reason: reason + &restart_note,
+    }
+}
+
+fn is_sufficient(seg: &[(i64, f64)]) -> bool {
+    seg.len() >= MIN_POINTS && seg[seg.len() - 1].0 - seg[0].0 >= MIN_SPAN_SECS * 1000
+}
+
+fn insufficient(pts: &[(i64, f64)], restarts: usize) -> LeakAssessment {
+    let span_min = match (pts.first(), pts.last()) {
+        (Some(a), Some(b)) => (b.0 - a.0) / 60_000,
+        _ => 0,
+    };
+    LeakAssessment {
+        verdict: LeakVerdict::InsufficientData,
+        growth_per_hour: None,
+        growth_fraction_of_limit_per_hour: None,
+        confidence: 0.0,
+        projected_exhaustion: None,
+        reached_limit: false,
+        basis_start: pts.first().and_then(|p| ms_to_time(p.0)),
+        basis_end: pts.last().and_then(|p| ms_to_time(p.0)),
+        points_used: pts.len(),
+        reason: format!(
+            "{} point(s) over {span_min} min{}: need at least {MIN_POINTS} points over {} min in one segment",
+            pts.len(),
+            if restarts > 0 { format!(" with {restarts} restart(s)") } else { String::new() },
+            MIN_SPAN_SECS / 60
+        ),
+    }
+}
+
+fn ms_to_time(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+}
+
+/// Splits at restarts: a point below `RESTART_DROP_FRACTION` of its predecessor.
+fn split_at_restarts(pts: &[(i64, f64)]) -> Vec<&[(i64, f64)]> {
+    let mut segments = Vec::new();
+    let mut start = 0;
+    for i in 1..pts.len() {
+        let prev = pts[i - 1].1;
+        if prev > 0.0 && pts[i].1 < RESTART_DROP_FRACTION * prev {
+            segments.push(&pts[start..i]);
+            start = i;
+        }
+    }
+    if start < pts.len() {
+        segments.push(&pts[start..]);
+    }
+    segments
+}
+
+/// The lower envelope: minimum of each of up to `MAX_FLOOR_BUCKETS` equal-time buckets, placed
+/// at the bucket's time midpoint. Empty buckets (gaps in the data) are skipped.
+fn floor_points(seg: &[(i64, f64)]) -> Vec<(f64, f64)> {
+    let buckets = (seg.len() / MIN_POINTS_PER_BUCKET).clamp(1, MAX_FLOOR_BUCKETS);
+    let start = seg[0].0;
+    let span = (seg[seg.len() - 1].0 - start).max(1) as f64;
+    let width = span / buckets as f64;
+    let mut mins = vec![f64::INFINITY; buckets];
+    for &(t, v) in seg {
+        let b = (((t - start) as f64 / width) as usize).min(buckets - 1);
+        if v < mins[b] {
+            mins[b] = v;
+        }
+    }
+    mins.into_iter()
+        .enumerate()
+        .filter(|(_, m)| m.is_finite())
+        .map(|(b, m)| (start as f64 + (b as f64 + 0.5) * width, m))
+        .collect()
+}
+
+/// Theil–Sen slope: the median of pairwise slopes.
+pub fn theil_sen(pts: &[(f64, f64)]) -> f64 {
+    let mut slopes = Vec::with_capacity(pts.len() * pts.len().saturating_sub(1) / 2);
+    for i in 0..pts.len() {
+        for j in i + 1..pts.len() {
+            let dx = pts[j].0 - pts[i].0;
+            if dx != 0.0 {
+                slopes.push((pts[j].1 - pts[i].1) / dx);
+            }
+        }
+    }
+    if slopes.is_empty() {
+        0.0
+    } else {
+        median(slopes)
+    }
+}
+
+/// The intercept matching a Theil–Sen slope: median of `y - slope·x`.
+fn floor_intercept(pts: &[(f64, f64)], slope: f64) -> f64 {
+    median(pts.iter().map(|(x, y)| y - slope * x).collect())
+}
+
+/// Mann–Kendall z statistic (continuity-corrected, no tie correction) for an upward trend.
+pub fn mann_kendall_z(pts: &[(f64, f64)]) -> f64 {
+    let n = pts.len();
+    let mut s: i64 = 0;
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = pts[j].1 - pts[i].1;
+            s += (d > 0.0) as i64 - (d < 0.0) as i64;
+        }
+    }
+    let nf = n as f64;
+    let var = nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0;
+    if var <= 0.0 {
+        return 0.0;
+    }
+    let s = s as f64;
+    if s > 0.0 {
+        (s - 1.0) / var.sqrt()
+    } else if s < 0.0 {
+        (s + 1.0) / var.sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// Median; NaNs are never passed in (inputs are filtered to finite values).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Standard normal CDF (Abramowitz–Stegun 7.1.26 erf approximation, |error| < 1.5e-7).
+pub fn normal_cdf(z: f64) -> f64 {
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    let erf = if x >= 0.0 { y } else { -y };
+    0.5 * (1.0 + erf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn series(n: usize, step_secs: i64, f: impl Fn(usize) -> f64) -> Vec<(DateTime<Utc>, f64)> {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
+        (0..n)
+            .map(|i| (t0 + Duration::seconds(step_secs * i as i64), f(i)))
+            .collect()
+    }
+
+    /// Deterministic pseudo-noise in [-1, 1].
+    fn noise(i: usize) -> f64 {
+        let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+        (x % 2001) as f64 / 1000.0 - 1.0
+    }
+
+    #[test]
+    fn steady_growth_is_a_leak_with_projection() {
+        let s = series(200, 300, |i| 30.0 + 0.3 * i as f64 + noise(i));
+        let a = assess(&s, Some(100.0));
+        assert_eq!(a.verdict, LeakVerdict::Leak, "{}", a.reason);
+        let g = a.growth_per_hour.unwrap();
+        assert!((g - 3.6).abs() < 0.5, "growth {g}");
+        assert!(a.projected_exhaustion.is_some());
+    }
+
+    #[test]
+    fn sawtooth_with_rising_troughs_is_a_leak() {
+        let s = series(240, 300, |i| 30.0 + 0.2 * i as f64 + (i % 8) as f64 * 2.5 + noise(i) * 0.5);
+        assert_eq!(assess(&s, Some(100.0)).verdict, LeakVerdict::Leak);
+    }
+
+    #[test]
+    fn healthy_sawtooth_is_not_a_leak() {
+        let s = series(240, 300, |i| 40.0 + (i % 8) as f64 * 3.0 + noise(i));
+        let a = assess(&s, Some(100.0));
+        assert_eq!(a.verdict, LeakVerdict::NoLeak, "{}", a.reason);
+    }
+
+    #[test]
+    fn warm_up_plateau_is_not_a_leak() {
+        let s = series(240, 300, |i| 20.0 + 30.0 * (1.0 - (-(i as f64) / 15.0).exp()) + noise(i) * 0.5);
+        let a = assess(&s, Some(100.0));
+        assert_eq!(a.verdict, LeakVerdict::NoLeak, "{}", a.reason);
+    }
+
+    #[test]
+    fn flat_noise_and_decrease_are_not_leaks() {
+        let flat = series(200, 300, |i| 50.0 + 2.0 * noise(i));
+        assert_eq!(assess(&flat, Some(100.0)).verdict, LeakVerdict::NoLeak);
+        let down = series(200, 300, |i| 80.0 - 0.1 * i as f64 + noise(i));
+        assert_eq!(assess(&down, Some(100.0)).verdict, LeakVerdict::NoLeak);
+    }
+
+    #[test]
+    fn spike_at_the_end_is_not_a_leak_but_reaches_the_limit() {
+        let s = series(200, 300, |i| if i >= 198 { 97.0 } else { 40.0 + noise(i) });
+        let a = assess(&s, Some(100.0));
+        assert_eq!(a.verdict, LeakVerdict::NoLeak, "{}", a.reason);
+        assert!(a.reached_limit);
+    }
+
+    #[test]
+    fn too_little_data_is_insufficient() {
+        let s = series(5, 300, |i| i as f64);
+        assert_eq!(assess(&s, None).verdict, LeakVerdict::InsufficientData);
+        let short = series(50, 10, |i| i as f64);
+        assert_eq!(assess(&short, None).verdict, LeakVerdict::InsufficientData);
+        assert_eq!(assess(&[], None).verdict, LeakVerdict::InsufficientData);
+    }
+
+    #[test]
+    fn restart_splits_the_series() {
+        // A leak, then a restart to a flat healthy process: the last segment decides.
+        let s = series(300, 300, |i| {
+            if i < 150 { 20.0 + 0.5 * i as f64 } else { 25.0 + noise(i) }
+        });
+        let a = assess(&s, Some(100.0));
+        assert_eq!(a.verdict, LeakVerdict::NoLeak, "{}", a.reason);
+        assert!(a.reason.contains("restart"));
+    }
+
+    #[test]
+    fn nan_values_are_ignored() {
+        let s = series(200, 300, |i| if i % 10 == 0 { f64::NAN } else { 30.0 + 0.3 * i as f64 });
+        assert_eq!(assess(&s, Some(100.0)).verdict, LeakVerdict::Leak);
+    }
+
+    #[test]
+    fn normal_cdf_is_sane() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-6);
+        assert!((normal_cdf(2.33) - 0.9901).abs() < 1e-3);
+    }
+}

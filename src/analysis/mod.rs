@@ -1,0 +1,11 @@
+//! All of epitaph's judgement: pure, synchronous, no I/O, tested on data.
+//!
+//! - [`cause`]: what AWS's activity text says about why an instance was terminated;
+//! - [`signatures`]: which log lines are OOM or crash signatures;
+//! - [`leak`]: whether a memory series' floor rises until the end;
+//! - [`correlate`]: instance verdicts, deployment identity and deployment findings.
+
+pub mod cause;
+pub mod correlate;
+pub mod leak;
+pub mod signatures;

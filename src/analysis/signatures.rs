@@ -1,0 +1,426 @@
+//! The signature engine: recognises out-of-memory and crash lines in last words.
+//!
+//! Signatures are data (`config/signatures.toml`, compiled in; a user file adds or overrides
+//! entries by id). Matching a line costs one Aho–Corasick pass over the raw bytes for the
+//! signatures' literal keywords; only lines with a keyword hit are unwrapped (JSON loggers,
+//! Docker json-file) and tried against the candidate signatures' regexes. A non-matching line
+//! therefore never touches a regex.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::model::{LogEvent, SignatureKind, SignatureMatch};
+
+/// The default library, compiled in.
+pub const DEFAULT_LIBRARY: &str = include_str!("../../config/signatures.toml");
+
+/// JSON fields that carry the log message in structured loggers and log shippers, in the order
+/// they are tried.
+const MESSAGE_FIELDS: [&str; 5] = ["msg", "message", "log", "MESSAGE", "textPayload"];
+
+/// A signature as written in the library file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureSpec {
+    pub id: String,
+    pub runtime: String,
+    pub kind: SignatureKind,
+    pub keywords: Vec<String>,
+    pub patterns: Vec<String>,
+    #[serde(default)]
+    pub unless: Vec<String>,
+    pub explanation: String,
+    pub next_step: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LibraryFile {
+    #[serde(default)]
+    signature: Vec<SignatureSpec>,
+}
+
+/// A compiled signature.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub spec: SignatureSpec,
+    patterns: Vec<Regex>,
+    unless: Vec<Regex>,
+}
+
+/// What one line matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineMatch<'a> {
+    pub signature: &'a Signature,
+    pub details: BTreeMap<String, String>,
+}
+
+/// A compiled, ordered set of signatures with its keyword prefilter.
+#[derive(Debug, Clone)]
+pub struct SignatureLibrary {
+    signatures: Vec<Signature>,
+    prefilter: AhoCorasick,
+    /// For each prefilter pattern, the signature it belongs to.
+    keyword_owner: Vec<usize>,
+}
+
+impl PartialEq for Signature {
+    fn eq(&self, other: &Self) -> bool {
+        self.spec.id == other.spec.id
+    }
+}
+
+impl SignatureLibrary {
+    /// The compiled-in default library.
+    pub fn default_library() -> Result<Self> {
+        Self::from_specs(parse_specs(DEFAULT_LIBRARY, "config/signatures.toml (built in)")?)
+    }
+
+    /// The default library with a user file merged in: entries with a known id replace the
+    /// default entry in place; new ids are appended.
+    pub fn with_overrides(user_text: &str, origin: &str) -> Result<Self> {
+        let mut specs = parse_specs(DEFAULT_LIBRARY, "config/signatures.toml (built in)")?;
+        for spec in parse_specs(user_text, origin)? {
+            match specs.iter_mut().find(|s| s.id == spec.id) {
+                Some(existing) => *existing = spec,
+                None => specs.push(spec),
+            }
+        }
+        Self::from_specs(specs)
+    }
+
+    /// Compiles specs, reporting every invalid entry at once.
+    pub fn from_specs(specs: Vec<SignatureSpec>) -> Result<Self> {
+        let mut problems = Vec::new();
+        let mut signatures = Vec::with_capacity(specs.len());
+        let mut seen = HashMap::new();
+        for (i, spec) in specs.into_iter().enumerate() {
+            let at = format!("signature[{i}] (id `{}`)", spec.id);
+            if seen.insert(spec.id.clone(), i).is_some() {
+                problems.push(format!("{at}: duplicate id"));
+            }
+            if spec.keywords.iter().all(|k| k.trim().is_empty()) {
+                problems.push(format!("{at}: keywords: at least one non-empty keyword is required (it drives the prefilter)"));
+            }
+            if spec.patterns.is_empty() {
+                problems.push(format!("{at}: patterns: at least one pattern is required"));
+            }
+            let compile = |list: &[String], field: &str, problems: &mut Vec<String>| {
+                list.iter()
+                    .enumerate()
+                    .filter_map(|(j, p)| match Regex::new(p) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            problems.push(format!("{at}: {field}[{j}]: invalid regex: {e}"));
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let patterns = compile(&spec.patterns, "patterns", &mut problems);
+            let unless = compile(&spec.unless, "unless", &mut problems);
+            signatures.push(Signature {
+                spec,
+                patterns,
+                unless,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(Error::Config(problems));
+        }
+        let mut keywords = Vec::new();
+        let mut keyword_owner = Vec::new();
+        for (i, sig) in signatures.iter().enumerate() {
+            for k in sig.spec.keywords.iter().filter(|k| !k.trim().is_empty()) {
+                keywords.push(k.as_str());
+                keyword_owner.push(i);
+            }
+        }
+        let prefilter = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&keywords)
+            .map_err(|e| Error::Config(vec![format!("signature keywords: {e}")]))?;
+        Ok(SignatureLibrary {
+            signatures,
+            prefilter,
+            keyword_owner,
+        })
+    }
+
+    pub fn signatures(&self) -> &[Signature] {
+        &self.signatures
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Signature> {
+        self.signatures.iter().find(|s| s.spec.id == id)
+    }
+
+    /// All regex patterns of the library, for tools that want to compare (e.g. `rg -f`).
+    pub fn all_patterns(&self) -> impl Iterator<Item = &str> {
+        self.signatures
+            .iter()
+            .flat_map(|s| s.spec.patterns.iter().map(String::as_str))
+    }
+
+    /// The first signature (in library order) that matches the line, if any.
+    pub fn match_line(&self, line: &str) -> Option<LineMatch<'_>> {
+        // Prefilter: which signatures have a keyword in the raw line?
+        let mut candidates: u128 = 0;
+        let mut overflow: Vec<usize> = Vec::new();
+        for m in self.prefilter.find_overlapping_iter(line) {
+            let owner = self.keyword_owner[m.pattern().as_usize()];
+            if owner < 128 {
+                candidates |= 1u128 << owner;
+            } else if !overflow.contains(&owner) {
+                overflow.push(owner);
+            }
+        }
+        if candidates == 0 && overflow.is_empty() {
+            return None;
+        }
+        overflow.sort_unstable();
+        let text = unwrap_message(line);
+        let candidate_ids = (0..self.signatures.len().min(128))
+            .filter(|i| candidates & (1u128 << i) != 0)
+            .chain(overflow);
+        for i in candidate_ids {
+            let sig = &self.signatures[i];
+            if let Some(details) = sig.matches(&text) {
+                return Some(LineMatch {
+                    signature: sig,
+                    details,
+                });
+            }
+        }
+        None
+    }
+
+    /// Matches every event; `line` in the result is the event's index.
+    pub fn match_events(&self, events: &[LogEvent]) -> Vec<SignatureMatch> {
+        events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                self.match_line(&e.message)
+                    .map(|m| m.into_signature_match(i, &e.message))
+            })
+            .collect()
+    }
+}
+
+impl LineMatch<'_> {
+    pub fn into_signature_match(self, line: usize, text: &str) -> SignatureMatch {
+        SignatureMatch {
+            signature: self.signature.spec.id.clone(),
+            runtime: self.signature.spec.runtime.clone(),
+            kind: self.signature.spec.kind,
+            line,
+            text: text.to_string(),
+            details: self.details,
+        }
+    }
+}
+
+impl Signature {
+    /// The extracted details when the (unwrapped) line matches and no `unless` applies.
+    fn matches(&self, text: &str) -> Option<BTreeMap<String, String>> {
+        if self.unless.iter().any(|r| r.is_match(text)) {
+            return None;
+        }
+        self.patterns.iter().find_map(|re| {
+            let caps = re.captures(text)?;
+            let details = re
+                .capture_names()
+                .flatten()
+                .filter_map(|name| Some((name.to_string(), caps.name(name)?.as_str().to_string())))
+                .collect();
+            Some(details)
+        })
+    }
+}
+
+fn parse_specs(text: &str, origin: &str) -> Result<Vec<SignatureSpec>> {
+    let file: LibraryFile = toml::from_str(text).map_err(|e| {
+        let location = match e.span() {
+            Some(span) => format!("{origin}:{}", line_of(text, span.start)),
+            None => origin.to_string(),
+        };
+        Error::input(location, e.message().to_string())
+    })?;
+    Ok(file.signature)
+}
+
+/// 1-based line number of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Takes the message out of a structured wrapper (JSON logger line, Docker json-file record),
+/// or returns the line unchanged. Only called for prefilter candidates, so its cost is off the
+/// hot path.
+pub fn unwrap_message(line: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = line.trim_start();
+    // Wrappers such as "2026-01-05T10:00:00Z stdout F {...}" put the JSON after a prefix.
+    let json_start = match trimmed.find('{') {
+        Some(i) if trimmed.trim_end().ends_with('}') => i,
+        _ => return std::borrow::Cow::Borrowed(line),
+    };
+    let candidate = &trimmed[json_start..];
+    match serde_json::from_str::<serde_json::Value>(candidate.trim_end()) {
+        Ok(serde_json::Value::Object(map)) => MESSAGE_FIELDS
+            .iter()
+            .find_map(|f| map.get(*f).and_then(|v| v.as_str()))
+            .map(|s| std::borrow::Cow::Owned(s.to_string()))
+            .unwrap_or(std::borrow::Cow::Borrowed(line)),
+        _ => std::borrow::Cow::Borrowed(line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib() -> SignatureLibrary {
+        SignatureLibrary::default_library().unwrap()
+    }
+
+    fn id(line: &str) -> Option<String> {
+        lib().match_line(line).map(|m| m.signature.spec.id.clone())
+    }
+
+    #[test]
+    fn default_library_compiles() {
+        let l = lib();
+        assert!(l.signatures().len() >= 20);
+    }
+
+    #[test]
+    fn node_heap_oom_variants() {
+        for line in [
+            "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+            "FATAL ERROR: CALL_AND_RETRY_LAST Allocation failed - JavaScript heap out of memory",
+            "FATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed - JavaScript heap out of memory",
+        ] {
+            assert_eq!(id(line).as_deref(), Some("node.heap_oom"), "{line}");
+        }
+    }
+
+    #[test]
+    fn kernel_oom_extracts_pid_and_process() {
+        let line = "[12345.678901] Out of memory: Killed process 4242 (node) total-vm:2345678kB, anon-rss:1987654kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:4096kB oom_score_adj:0";
+        let l = lib();
+        let m = l.match_line(line).unwrap();
+        assert_eq!(m.signature.spec.id, "linux.oom_kill");
+        assert_eq!(m.details.get("pid").map(String::as_str), Some("4242"));
+        assert_eq!(m.details.get("process").map(String::as_str), Some("node"));
+    }
+
+    #[test]
+    fn jvm_flags_are_not_oom() {
+        assert_eq!(
+            id("exec java -Xmx2g -XX:+ExitOnOutOfMemoryError -jar app.jar"),
+            None
+        );
+        assert_eq!(
+            id("Exception in thread \"http-nio-8080-exec-3\" java.lang.OutOfMemoryError: Java heap space").as_deref(),
+            Some("jvm.out_of_memory_error")
+        );
+    }
+
+    #[test]
+    fn unwraps_json_loggers() {
+        let line = r#"{"level":"fatal","time":1767607200,"msg":"fatal error: runtime: out of memory"}"#;
+        assert_eq!(id(line).as_deref(), Some("go.out_of_memory"));
+        let docker = r#"{"log":"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n","stream":"stderr","time":"2026-01-05T10:00:00.000000001Z"}"#;
+        assert_eq!(id(docker).as_deref(), Some("node.heap_oom"));
+    }
+
+    #[test]
+    fn ordinary_lines_do_not_match() {
+        for line in [
+            "GET /healthz 200 1ms",
+            "[GC (Allocation Failure) [PSYoungGen: 65536K->10720K(76288K)] 65536K->10728K(251392K), 0.0123 secs]",
+            "echo -1000 > /proc/self/oom_score_adj",
+            "node --max-old-space-size=4096 server.js",
+            "Received SIGTERM, shutting down gracefully",
+        ] {
+            assert_eq!(id(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn crashes() {
+        assert_eq!(
+            id("panic: runtime error: invalid memory address or nil pointer dereference").as_deref(),
+            Some("go.panic")
+        );
+        assert_eq!(
+            id("thread 'main' panicked at src/main.rs:10:5:").as_deref(),
+            Some("rust.panic")
+        );
+        assert_eq!(
+            id("Segmentation fault (core dumped)").as_deref(),
+            Some("native.segfault")
+        );
+    }
+
+    #[test]
+    fn user_file_overrides_by_id_and_appends() {
+        let user = r#"
+[[signature]]
+id = "node.heap_oom"
+runtime = "node"
+kind = "oom"
+keywords = ["heap exploded"]
+patterns = ["heap exploded"]
+explanation = "x"
+next_step = "y"
+
+[[signature]]
+id = "acme.custom"
+runtime = "acme"
+kind = "crash"
+keywords = ["acme died"]
+patterns = ["acme died"]
+explanation = "x"
+next_step = "y"
+"#;
+        let l = SignatureLibrary::with_overrides(user, "user.toml").unwrap();
+        assert_eq!(l.signatures().len(), lib().signatures().len() + 1);
+        assert_eq!(
+            l.match_line("heap exploded").unwrap().signature.spec.id,
+            "node.heap_oom"
+        );
+        assert!(l
+            .match_line("FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory")
+            .is_none_or(|m| m.signature.spec.id != "node.heap_oom"));
+        assert_eq!(l.match_line("acme died").unwrap().signature.spec.id, "acme.custom");
+    }
+
+    #[test]
+    fn invalid_user_file_names_the_problem() {
+        let err = SignatureLibrary::with_overrides("[[signature]]\nid = 3\n", "user.toml").unwrap_err();
+        assert!(err.to_string().contains("user.toml:"), "{err}");
+        let bad_regex = r#"
+[[signature]]
+id = "x"
+runtime = "x"
+kind = "oom"
+keywords = ["x"]
+patterns = ["(unclosed"]
+explanation = "x"
+next_step = "y"
+"#;
+        let err = SignatureLibrary::with_overrides(bad_regex, "user.toml").unwrap_err();
+        assert!(err.to_string().contains("patterns[0]: invalid regex"), "{err}");
+    }
+}

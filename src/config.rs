@@ -1,0 +1,544 @@
+//! Configuration: a TOML file (documented key by key in `config/epitaph.example.toml`), with
+//! environment overrides `EPITAPH_<SECTION>__<KEY>` (double underscore between levels, e.g.
+//! `EPITAPH_SCAN__CONCURRENCY=8`, `EPITAPH_SOURCES__LOGS__PATH=/data/logs`).
+//!
+//! Loading validates against a schema of known keys first, so that `epitaph config check`
+//! reports every problem at once, each with its key, instead of stopping at the first.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::correlate::{DeploymentIdentity, FindingPolicy};
+use crate::error::{Error, Result};
+use crate::timefmt;
+
+/// Environment variables with this prefix and a `__` override config keys.
+pub const ENV_PREFIX: &str = "EPITAPH_";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub scan: ScanConfig,
+    pub deployment: DeploymentConfig,
+    pub analysis: AnalysisConfig,
+    pub state: StateConfig,
+    pub signatures: SignaturesConfig,
+    pub sources: SourcesConfig,
+    /// Directory relative paths are resolved against (the config file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// Where the config came from, for messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    /// Window start when the store has no previous run: a duration back from now or an instant.
+    pub since: String,
+    /// Window end: an instant, or a duration back from now; default now.
+    pub until: Option<String>,
+    pub last_words_window: String,
+    pub last_words_grace: String,
+    pub last_words_max_bytes: usize,
+    pub series_lookback: String,
+    pub concurrency: usize,
+    pub fetch_timeout: String,
+    pub finding_lookback: String,
+    pub overlap: String,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            since: "24h".into(),
+            until: None,
+            last_words_window: "60s".into(),
+            last_words_grace: "2m".into(),
+            last_words_max_bytes: 256 * 1024,
+            series_lookback: "7d".into(),
+            concurrency: 16,
+            fetch_timeout: "30s".into(),
+            finding_lookback: "7d".into(),
+            overlap: "15m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// asg | launch_template | tag | log_field | metric_label
+    pub identity: String,
+    pub tag: Option<String>,
+    pub log_field: Option<String>,
+    pub metric_label: Option<String>,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        DeploymentConfig {
+            identity: "asg".into(),
+            tag: None,
+            log_field: None,
+            metric_label: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisConfig {
+    pub min_instances: usize,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            min_instances: crate::analysis::correlate::DEFAULT_MIN_INSTANCES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            path: PathBuf::from("epitaph.db"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignaturesConfig {
+    pub extra: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcesConfig {
+    pub activities: SourceConfig,
+    pub logs: SourceConfig,
+    pub metrics: SourceConfig,
+}
+
+/// One source's settings. Which keys apply depends on the role; the schema rejects keys that
+/// do not apply to a role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: String,
+    pub path: Option<PathBuf>,
+    /// activities: describe-auto-scaling-groups / describe-instances exports.
+    pub inventory: Option<PathBuf>,
+    /// logs: auto | jsonl | filter_log_events; metrics: auto | csv | prometheus.
+    pub format: String,
+    /// logs: how log stream names relate to instance ids.
+    pub stream_pattern: String,
+    /// metrics: the Prometheus label holding the instance id.
+    pub instance_label: String,
+    /// metrics: the value at which memory is exhausted (default 100 for percent).
+    pub limit: Option<f64>,
+    /// metrics: percent | bytes.
+    pub unit: String,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: "file".into(),
+            path: None,
+            inventory: None,
+            format: "auto".into(),
+            stream_pattern: "{instance_id}".into(),
+            instance_label: "instance_id".into(),
+            limit: None,
+            unit: "percent".into(),
+        }
+    }
+}
+
+impl SourceConfig {
+    /// The memory limit: the configured one, or 100 for percentages.
+    pub fn memory_limit(&self) -> Option<f64> {
+        self.limit
+            .or_else(|| (self.unit == "percent").then_some(100.0))
+    }
+}
+
+/// The type a key must have.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Path,
+    Int { min: i64 },
+    Float,
+    Duration,
+    Since,
+    OneOf(&'static [&'static str]),
+}
+
+const LOG_FORMATS: &[&str] = &["auto", "jsonl", "filter_log_events"];
+const METRIC_FORMATS: &[&str] = &["auto", "csv", "prometheus"];
+const IDENTITIES: &[&str] = &["asg", "launch_template", "tag", "log_field", "metric_label"];
+const SOURCE_KINDS: &[&str] = &["file", "aws", "prometheus", "loki", "splunk"];
+
+/// Every key the config accepts, with its type.
+const SCHEMA: &[(&str, Kind)] = &[
+    ("scan.since", Kind::Since),
+    ("scan.until", Kind::Since),
+    ("scan.last_words_window", Kind::Duration),
+    ("scan.last_words_grace", Kind::Duration),
+    ("scan.last_words_max_bytes", Kind::Int { min: 1024 }),
+    ("scan.series_lookback", Kind::Duration),
+    ("scan.concurrency", Kind::Int { min: 1 }),
+    ("scan.fetch_timeout", Kind::Duration),
+    ("scan.finding_lookback", Kind::Duration),
+    ("scan.overlap", Kind::Duration),
+    ("deployment.identity", Kind::OneOf(IDENTITIES)),
+    ("deployment.tag", Kind::Str),
+    ("deployment.log_field", Kind::Str),
+    ("deployment.metric_label", Kind::Str),
+    ("analysis.min_instances", Kind::Int { min: 1 }),
+    ("state.path", Kind::Path),
+    ("signatures.extra", Kind::Path),
+    ("sources.activities.kind", Kind::OneOf(SOURCE_KINDS)),
+    ("sources.activities.path", Kind::Path),
+    ("sources.activities.inventory", Kind::Path),
+    ("sources.logs.kind", Kind::OneOf(SOURCE_KINDS)),
+    ("sources.logs.path", Kind::Path),
+    ("sources.logs.format", Kind::OneOf(LOG_FORMATS)),
+    ("sources.logs.stream_pattern", Kind::Str),
+    ("sources.metrics.kind", Kind::OneOf(SOURCE_KINDS)),
+    ("sources.metrics.path", Kind::Path),
+    ("sources.metrics.format", Kind::OneOf(METRIC_FORMATS)),
+    ("sources.metrics.instance_label", Kind::Str),
+    ("sources.metrics.limit", Kind::Float),
+    ("sources.metrics.unit", Kind::OneOf(&["percent", "bytes"])),
+];
+
+fn schema_kind(key: &str) -> Option<Kind> {
+    SCHEMA.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
+}
+
+fn is_section(key: &str) -> bool {
+    SCHEMA.iter().any(|(k, _)| k.starts_with(key) && k[key.len()..].starts_with('.'))
+}
+
+impl Config {
+    /// Loads `path`, or with no path the built-in defaults; applies `EPITAPH_…__…` overrides
+    /// from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                Config::parse(&text, &p.display().to_string(), &base, &env)
+            }
+            None => {
+                let base = std::env::current_dir().unwrap_or_default();
+                Config::parse("", "(defaults)", &base, &env)
+            }
+        }
+    }
+
+    /// Parses config text, applies overrides from `env`, validates every key (all problems
+    /// reported together), and resolves relative paths against `base_dir`.
+    pub fn parse(text: &str, origin: &str, base_dir: &Path, env: &[(String, String)]) -> Result<Config> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| format!(":{}", crate::analysis::signatures::line_of(text, s.start)))
+                .unwrap_or_default();
+            Error::input(format!("{origin}{line}"), e.message().to_string())
+        })?;
+        let mut problems = Vec::new();
+        apply_env(&mut table, env, &mut problems);
+        validate_table(&table, "", &mut problems);
+        if !problems.is_empty() {
+            return Err(Error::Config(problems.into_iter().map(|p| format!("{origin}: {p}")).collect()));
+        }
+        let mut cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(vec![format!("{origin}: {}", e.message())]))?;
+        cfg.base_dir = base_dir.to_path_buf();
+        cfg.origin = origin.to_string();
+        let problems = cfg.semantic_problems();
+        if !problems.is_empty() {
+            return Err(Error::Config(problems.into_iter().map(|p| format!("{origin}: {p}")).collect()));
+        }
+        Ok(cfg)
+    }
+
+    /// Cross-key checks that the schema cannot express.
+    fn semantic_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let d = &self.deployment;
+        let need = |set: bool, key: &str, p: &mut Vec<String>| {
+            if !set {
+                p.push(format!("{key}: required when deployment.identity = \"{}\"", d.identity));
+            }
+        };
+        match d.identity.as_str() {
+            "tag" => need(d.tag.is_some(), "deployment.tag", &mut p),
+            "log_field" => need(d.log_field.is_some(), "deployment.log_field", &mut p),
+            "metric_label" => need(d.metric_label.is_some(), "deployment.metric_label", &mut p),
+            _ => {}
+        }
+        if !self.sources.logs.stream_pattern.contains("{instance_id}") {
+            p.push("sources.logs.stream_pattern: must contain the {instance_id} placeholder".into());
+        }
+        if let Some(l) = self.sources.metrics.limit {
+            if !(l.is_finite() && l > 0.0) {
+                p.push(format!("sources.metrics.limit: must be a positive number, got {l}"));
+            }
+        }
+        p
+    }
+
+    /// Problems only visible on this machine: missing input paths. Used by `config check`
+    /// (a scan reports them when it opens the sources).
+    pub fn filesystem_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let s = &self.sources;
+        for (key, src) in [
+            ("sources.activities", &s.activities),
+            ("sources.logs", &s.logs),
+            ("sources.metrics", &s.metrics),
+        ] {
+            if src.kind != "file" {
+                continue;
+            }
+            match &src.path {
+                None => p.push(format!("{key}.path: required for kind = \"file\"")),
+                Some(path) => {
+                    let full = self.resolve(path);
+                    if !full.exists() {
+                        p.push(format!("{key}.path: {} does not exist", full.display()));
+                    }
+                }
+            }
+        }
+        if let Some(inv) = &s.activities.inventory {
+            let full = self.resolve(inv);
+            if !full.exists() {
+                p.push(format!("sources.activities.inventory: {} does not exist", full.display()));
+            }
+        }
+        if let Some(extra) = &self.signatures.extra {
+            let full = self.resolve(extra);
+            if !full.exists() {
+                p.push(format!("signatures.extra: {} does not exist", full.display()));
+            }
+        }
+        p
+    }
+
+    /// A path from the config, relative to the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.resolve(&self.state.path)
+    }
+
+    pub fn duration(&self, key: &str) -> Duration {
+        let s = &self.scan;
+        let text = match key {
+            "last_words_window" => &s.last_words_window,
+            "last_words_grace" => &s.last_words_grace,
+            "series_lookback" => &s.series_lookback,
+            "fetch_timeout" => &s.fetch_timeout,
+            "finding_lookback" => &s.finding_lookback,
+            "overlap" => &s.overlap,
+            _ => return Duration::zero(),
+        };
+        // Validated when loaded; the default is only reachable for a hand-built Config.
+        timefmt::parse_duration(text).unwrap_or_else(|_| Duration::zero())
+    }
+
+    pub fn deployment_identity(&self) -> DeploymentIdentity {
+        let d = &self.deployment;
+        match d.identity.as_str() {
+            "launch_template" => DeploymentIdentity::LaunchTemplate,
+            "tag" => DeploymentIdentity::Tag {
+                key: d.tag.clone().unwrap_or_default(),
+            },
+            "log_field" => DeploymentIdentity::LogField {
+                field: d.log_field.clone().unwrap_or_default(),
+            },
+            "metric_label" => DeploymentIdentity::MetricLabel {
+                label: d.metric_label.clone().unwrap_or_default(),
+            },
+            _ => DeploymentIdentity::Asg,
+        }
+    }
+
+    pub fn finding_policy(&self) -> FindingPolicy {
+        FindingPolicy {
+            min_instances: self.analysis.min_instances,
+        }
+    }
+}
+
+/// Applies `EPITAPH_A__B__C=value` overrides. Values are typed by the schema.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut Vec<String>) {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        if !rest.contains("__") {
+            continue; // EPITAPH_CONFIG, EPITAPH_LOG and friends are not key overrides.
+        }
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        let Some(kind) = schema_kind(&key) else {
+            problems.push(format!("environment {name}: unknown key `{key}`"));
+            continue;
+        };
+        let typed = match kind {
+            Kind::Int { .. } => value.parse::<i64>().map(toml::Value::Integer).ok(),
+            Kind::Float => value.parse::<f64>().map(toml::Value::Float).ok(),
+            _ => Some(toml::Value::String(value.clone())),
+        };
+        let Some(typed) = typed else {
+            problems.push(format!("environment {name}: `{value}` is not a number"));
+            continue;
+        };
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut cur = &mut *table;
+        for part in &parts[..parts.len() - 1] {
+            let entry = cur
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            let toml::Value::Table(t) = entry else { unreachable!("just made a table") };
+            cur = t;
+        }
+        cur.insert(parts[parts.len() - 1].to_string(), typed);
+    }
+}
+
+fn validate_table(table: &toml::Table, prefix: &str, problems: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        if let toml::Value::Table(t) = v {
+            if is_section(&key) {
+                validate_table(t, &key, problems);
+            } else {
+                problems.push(format!("{key}: unknown section"));
+            }
+            continue;
+        }
+        let Some(kind) = schema_kind(&key) else {
+            problems.push(format!("{key}: unknown key"));
+            continue;
+        };
+        if let Err(msg) = check_value(kind, v) {
+            problems.push(format!("{key}: {msg}"));
+        }
+    }
+}
+
+fn check_value(kind: Kind, v: &toml::Value) -> std::result::Result<(), String> {
+    use toml::Value as V;
+    match (kind, v) {
+        (Kind::Str | Kind::Path, V::String(s)) if !s.trim().is_empty() => Ok(()),
+        (Kind::Str | Kind::Path, V::String(_)) => Err("must not be empty".into()),
+        (Kind::Int { min }, V::Integer(i)) if *i >= min => Ok(()),
+        (Kind::Int { min }, V::Integer(i)) => Err(format!("must be at least {min}, got {i}")),
+        (Kind::Float, V::Integer(_) | V::Float(_)) => Ok(()),
+        (Kind::Duration, V::String(s)) => timefmt::parse_duration(s).map(|_| ()),
+        (Kind::Since, V::String(s)) => timefmt::parse_since(s, chrono::Utc::now()).map(|_| ()),
+        (Kind::OneOf(options), V::String(s)) if options.contains(&s.as_str()) => Ok(()),
+        (Kind::OneOf(options), V::String(s)) => Err(format!("`{s}` is not one of {}", options.join(", "))),
+        (kind, other) => Err(format!("expected {}, got {}", kind_name(kind), other.type_str())),
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Str => "a string",
+        Kind::Path => "a path string",
+        Kind::Int { .. } => "an integer",
+        Kind::Float => "a number",
+        Kind::Duration => "a duration string such as \"60s\"",
+        Kind::Since => "a duration or an RFC 3339 time",
+        Kind::OneOf(_) => "a string",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        Config::parse(text, "test.toml", Path::new("/base"), &env)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse("", &[]).unwrap();
+        assert_eq!(c.scan.concurrency, 16);
+        assert_eq!(c.state_path(), PathBuf::from("/base/epitaph.db"));
+        assert_eq!(c.sources.metrics.memory_limit(), Some(100.0));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+[scan]
+concurency = 4
+last_words_window = "sixty"
+concurrency = 0
+[deployment]
+identity = "tag"
+[sources.logs]
+format = "xml"
+[bogus]
+x = 1
+"#;
+        let err = parse(text, &[]).unwrap_err().to_string();
+        for needle in ["scan.concurency: unknown key", "scan.last_words_window", "scan.concurrency: must be at least 1", "sources.logs.format", "bogus: unknown section"] {
+            assert!(err.contains(needle), "missing {needle} in {err}");
+        }
+    }
+
+    #[test]
+    fn semantic_problem_names_key() {
+        let err = parse("[deployment]\nidentity = \"tag\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("deployment.tag: required"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let err = parse("[scan]\nsince = \n", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:2"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let c = parse("[scan]\nconcurrency = 4\n", &[("EPITAPH_SCAN__CONCURRENCY", "8"), ("EPITAPH_SOURCES__LOGS__PATH", "/l"), ("EPITAPH_CONFIG", "x")]).unwrap();
+        assert_eq!(c.scan.concurrency, 8);
+        assert_eq!(c.sources.logs.path, Some(PathBuf::from("/l")));
+        let err = parse("", &[("EPITAPH_SCAN__NOPE", "1")]).unwrap_err().to_string();
+        assert!(err.contains("EPITAPH_SCAN__NOPE: unknown key `scan.nope`"), "{err}");
+        let err = parse("", &[("EPITAPH_SCAN__CONCURRENCY", "many")]).unwrap_err().to_string();
+        assert!(err.contains("not a number"), "{err}");
+    }
+}

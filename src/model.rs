@@ -1,0 +1,412 @@
+//! The domain model: what every layer of epitaph talks about.
+//!
+//! Sources produce [`Termination`]s, [`LogEvent`]s and [`MemorySeries`]; analysis turns them into
+//! [`SignatureMatch`]es, a [`LeakAssessment`], an [`InstanceVerdict`] and, per deployment, a
+//! [`DeploymentFinding`]. The serde names here are part of the documented JSON schema
+//! (`README.md`, "JSON schema"): renaming a field is a breaking change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Why the Auto Scaling group terminated an instance, parsed from the texts AWS writes in the
+/// `Cause` of a scaling activity. The raw text is always kept beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseCategory {
+    /// EC2, ELB, EBS, VPC Lattice or custom health check failure: the instance looked dead.
+    HealthCheck,
+    /// Desired capacity went down (a policy, a schedule or a person changed it).
+    ScaleIn,
+    /// Replaced by an instance refresh (a rolling deployment).
+    InstanceRefresh,
+    /// EC2 reclaimed a Spot instance.
+    SpotInterruption,
+    /// Someone called `TerminateInstanceInAutoScalingGroup` or detached it.
+    UserRequest,
+    /// The group's maximum instance lifetime was reached.
+    MaxLifetime,
+    /// Capacity rebalancing (Spot rebalance recommendation) or Availability Zone rebalancing.
+    Rebalance,
+    /// A text epitaph does not recognise.
+    Unknown,
+}
+
+impl CauseCategory {
+    /// The snake_case name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CauseCategory::HealthCheck => "health_check",
+            CauseCategory::ScaleIn => "scale_in",
+            CauseCategory::InstanceRefresh => "instance_refresh",
+            CauseCategory::SpotInterruption => "spot_interruption",
+            CauseCategory::UserRequest => "user_request",
+            CauseCategory::MaxLifetime => "max_lifetime",
+            CauseCategory::Rebalance => "rebalance",
+            CauseCategory::Unknown => "unknown",
+        }
+    }
+
+    /// True when the group removed the instance on purpose, so its death is not by itself
+    /// evidence of a crash.
+    pub fn is_planned(self) -> bool {
+        !matches!(self, CauseCategory::HealthCheck | CauseCategory::Unknown)
+    }
+}
+
+impl fmt::Display for CauseCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A launch template reference as the Auto Scaling API reports it for an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchTemplateRef {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub version: Option<String>,
+}
+
+impl LaunchTemplateRef {
+    /// `name:version` when the name is known (readable), otherwise `id:version`.
+    pub fn deployment_key(&self) -> Option<String> {
+        let who = self.name.as_deref().or(self.id.as_deref())?;
+        Some(match &self.version {
+            Some(v) => format!("{who}:{v}"),
+            None => who.to_string(),
+        })
+    }
+}
+
+/// What is known about an instance while it lived (from an inventory snapshot): used to find
+/// its deployment and its lifetime once it has died.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    pub asg: Option<String>,
+    pub launch_time: Option<DateTime<Utc>>,
+    pub launch_template: Option<LaunchTemplateRef>,
+    pub launch_configuration: Option<String>,
+    pub availability_zone: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One instance terminated by an Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Termination {
+    pub instance_id: String,
+    pub asg: String,
+    /// When the termination activity started: the moment the group gave up on the instance.
+    pub time: DateTime<Utc>,
+    pub cause: CauseCategory,
+    /// The `Cause` text exactly as AWS wrote it.
+    pub cause_text: String,
+    /// The activity `Description` (e.g. "Terminating EC2 instance: i-…").
+    pub description: String,
+    pub activity_id: Option<String>,
+    pub status: Option<String>,
+}
+
+/// One log line from the log backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEvent {
+    pub timestamp: DateTime<Utc>,
+    pub message: String,
+}
+
+/// The instance's last words: its final log event at or before termination (plus a grace), and
+/// the events in the window before it. Empty `events` means "no evidence", never an error.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LastWords {
+    pub events: Vec<LogEvent>,
+    /// Timestamp of the final event, if any.
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// True when the backend cut the fetch at its byte cap, so older lines may be missing.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// Whether a signature marks an out-of-memory death or another kind of crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureKind {
+    Oom,
+    Crash,
+}
+
+impl SignatureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureKind::Oom => "oom",
+            SignatureKind::Crash => "crash",
+        }
+    }
+}
+
+/// A log line recognised by a signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignatureMatch {
+    pub signature: String,
+    pub runtime: String,
+    pub kind: SignatureKind,
+    /// Index into the last-words events (0-based) or 1-based line number for file matching.
+    pub line: usize,
+    pub text: String,
+    /// Extracted details (pid, process, heap sizes, …) by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+}
+
+/// A memory time series for one instance, values in `unit`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemorySeries {
+    pub points: Vec<(DateTime<Utc>, f64)>,
+    /// The value at which memory is exhausted (100 for percentages, bytes otherwise).
+    pub limit: Option<f64>,
+    /// Labels the backend attached (Prometheus labels, CloudWatch dimensions).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The leak detector's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeakVerdict {
+    Leak,
+    NoLeak,
+    InsufficientData,
+}
+
+impl LeakVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeakVerdict::Leak => "leak",
+            LeakVerdict::NoLeak => "no_leak",
+            LeakVerdict::InsufficientData => "insufficient_data",
+        }
+    }
+}
+
+/// The leak detector's full assessment of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeakAssessment {
+    pub verdict: LeakVerdict,
+    /// Growth of the memory floor per hour, in the series' unit (null when insufficient data).
+    pub growth_per_hour: Option<f64>,
+    /// `growth_per_hour` as a fraction of the limit (null without a limit).
+    pub growth_fraction_of_limit_per_hour: Option<f64>,
+    /// 0..1: how sure the detector is of its verdict.
+    pub confidence: f64,
+    /// When the floor's trend reaches the limit (null without a limit or without a leak).
+    pub projected_exhaustion: Option<DateTime<Utc>>,
+    /// True when the series itself reached the limit (within a margin) before it ended.
+    pub reached_limit: bool,
+    /// The part of the series the decision rests on (after splitting at restarts).
+    pub basis_start: Option<DateTime<Utc>>,
+    pub basis_end: Option<DateTime<Utc>>,
+    pub points_used: usize,
+    /// A short sentence saying why.
+    pub reason: String,
+}
+
+/// The verdict on one dead instance. The names are a fixed vocabulary used in JSON output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceVerdict {
+    /// OOM signature and the memory floor rose until death.
+    OomLeak,
+    /// OOM signature without a leak trend: a spike or an undersized instance.
+    OomSpike,
+    /// OOM signature, no usable memory series.
+    Oom,
+    /// No OOM line, but the series leaked up to the limit before death.
+    MemoryExhaustionSuspected,
+    /// A non-OOM crash signature.
+    CrashOther,
+    /// Planned termination and no crash evidence.
+    NotACrash,
+    Unknown,
+}
+
+impl InstanceVerdict {
+    pub const ALL: [InstanceVerdict; 7] = [
+        InstanceVerdict::OomLeak,
+        InstanceVerdict::OomSpike,
+        InstanceVerdict::Oom,
+        InstanceVerdict::MemoryExhaustionSuspected,
+        InstanceVerdict::CrashOther,
+        InstanceVerdict::NotACrash,
+        InstanceVerdict::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceVerdict::OomLeak => "oom_leak",
+            InstanceVerdict::OomSpike => "oom_spike",
+            InstanceVerdict::Oom => "oom",
+            InstanceVerdict::MemoryExhaustionSuspected => "memory_exhaustion_suspected",
+            InstanceVerdict::CrashOther => "crash_other",
+            InstanceVerdict::NotACrash => "not_a_crash",
+            InstanceVerdict::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Died of memory, by an OOM line or by a series that hit the limit.
+    pub fn is_memory_death(self) -> bool {
+        matches!(
+            self,
+            InstanceVerdict::OomLeak
+                | InstanceVerdict::OomSpike
+                | InstanceVerdict::Oom
+                | InstanceVerdict::MemoryExhaustionSuspected
+        )
+    }
+
+    /// Died of memory with a leak trend behind it.
+    pub fn is_leak_death(self) -> bool {
+        matches!(
+            self,
+            InstanceVerdict::OomLeak | InstanceVerdict::MemoryExhaustionSuspected
+        )
+    }
+
+    /// Any crash: memory or otherwise.
+    pub fn is_crash(self) -> bool {
+        self.is_memory_death() || self == InstanceVerdict::CrashOther
+    }
+}
+
+impl fmt::Display for InstanceVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything epitaph concluded about one dead instance; what the store keeps and reports show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    pub instance_id: String,
+    pub deployment: String,
+    pub asg: String,
+    pub terminated_at: DateTime<Utc>,
+    pub cause: CauseCategory,
+    pub cause_text: String,
+    pub launch_time: Option<DateTime<Utc>>,
+    pub verdict: InstanceVerdict,
+    /// One sentence: why this verdict.
+    pub explanation: String,
+    pub signatures: Vec<SignatureMatch>,
+    pub leak: Option<LeakAssessment>,
+    pub last_words: LastWords,
+    /// The memory series, downsampled for storage and display.
+    pub memory: MemorySeries,
+}
+
+impl InstanceReport {
+    /// Launch to termination, when the launch is known (inventory) or can be bounded by the
+    /// first memory sample.
+    pub fn lifetime_hours(&self) -> Option<f64> {
+        let start = self
+            .launch_time
+            .or_else(|| self.memory.points.first().map(|p| p.0))?;
+        let secs = (self.terminated_at - start).num_seconds();
+        (secs > 0).then(|| secs as f64 / 3600.0)
+    }
+}
+
+/// The verdict on one deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentVerdict {
+    Leaking,
+    OomWithoutLeak,
+    Crashing,
+    Healthy,
+    InsufficientEvidence,
+}
+
+impl DeploymentVerdict {
+    pub const ALL: [DeploymentVerdict; 5] = [
+        DeploymentVerdict::Leaking,
+        DeploymentVerdict::OomWithoutLeak,
+        DeploymentVerdict::Crashing,
+        DeploymentVerdict::Healthy,
+        DeploymentVerdict::InsufficientEvidence,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentVerdict::Leaking => "leaking",
+            DeploymentVerdict::OomWithoutLeak => "oom_without_leak",
+            DeploymentVerdict::Crashing => "crashing",
+            DeploymentVerdict::Healthy => "healthy",
+            DeploymentVerdict::InsufficientEvidence => "insufficient_evidence",
+        }
+    }
+
+    /// Ordering for reports: worst first.
+    pub fn severity(self) -> u8 {
+        match self {
+            DeploymentVerdict::Leaking => 4,
+            DeploymentVerdict::OomWithoutLeak => 3,
+            DeploymentVerdict::Crashing => 2,
+            DeploymentVerdict::InsufficientEvidence => 1,
+            DeploymentVerdict::Healthy => 0,
+        }
+    }
+}
+
+impl fmt::Display for DeploymentVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The evidence behind a deployment verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentEvidence {
+    /// Instance ids considered, sorted.
+    pub instances: Vec<String>,
+    /// Instance count per instance verdict name.
+    pub counts: BTreeMap<String, usize>,
+    /// Median floor growth per hour over the instances whose series leaked.
+    pub median_growth_per_hour: Option<f64>,
+    /// Median launch-to-termination time over instances whose lifetime is known.
+    pub median_lifetime_hours: Option<f64>,
+    /// The signatures seen, with how many instances showed each.
+    pub signatures: BTreeMap<String, usize>,
+    pub first_death: Option<DateTime<Utc>>,
+    pub last_death: Option<DateTime<Utc>>,
+}
+
+/// One deployment's verdict with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentFinding {
+    pub deployment: String,
+    pub asgs: Vec<String>,
+    pub verdict: DeploymentVerdict,
+    /// One sentence: why this verdict.
+    pub summary: String,
+    pub evidence: DeploymentEvidence,
+}
+
+/// A half-open time window `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeWindow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl TimeWindow {
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        t >= self.start && t < self.end
+    }
+}

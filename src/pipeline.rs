@@ -1,0 +1,549 @@
+//! The scan pipeline: the one place that wires sources → analysis → store for a scan, and for
+//! the on-demand investigation of one instance.
+//!
+//! A scan: pick the window (flag, else the store's watermark, else config) → record the
+//! inventory → list terminations (plus pending retries) → skip instances already analysed
+//! (unless `--refresh`) → in batches, fetch memory series (one batched call) and last words
+//! (bounded concurrency, each with a timeout) → analyse (pure) → persist → judge the touched
+//! deployments over the finding lookback → record the run. A failed fetch leaves the instance
+//! pending for the next run; bad records are skipped and counted; nothing fails the whole scan
+//! but an unusable store or configuration.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::correlate::{judge_deployments, judge_instance, resolve_deployment};
+use crate::analysis::leak;
+use crate::analysis::signatures::SignatureLibrary;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::{
+    CauseCategory, DeploymentFinding, InstanceInfo, InstanceReport, LastWords, LeakAssessment,
+    MemorySeries, SignatureMatch, Termination, TimeWindow,
+};
+use crate::sources::{LastWordsQuery, SeriesQuery, Skipped, Sources};
+use crate::store::{RunRecord, Store};
+
+/// Version of the scan JSON schema (README, "JSON schema"). Bumped on breaking changes only.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Instances per metrics request and per store transaction (CloudWatch takes 500 queries).
+pub const BATCH_SIZE: usize = 500;
+/// Memory points kept per instance in the store and reports (the analysis uses all of them).
+pub const MAX_STORED_POINTS: usize = 288;
+/// At most this many input problems are listed in a summary (the counts are exact).
+pub const MAX_LISTED_PROBLEMS: usize = 50;
+/// Show a progress bar when a scan has at least this many instances to fetch (and stderr is a TTY).
+pub const PROGRESS_BAR_MIN_INSTANCES: usize = 50;
+
+/// What the caller asks of a scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Re-fetch and re-analyse instances already in the store.
+    pub refresh: bool,
+    /// Allow a progress bar on stderr (shown only on a TTY).
+    pub progress: bool,
+}
+
+/// One instance in scan output: the verdict and its evidence, without the raw series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    pub instance_id: String,
+    pub deployment: String,
+    pub asg: String,
+    pub terminated_at: DateTime<Utc>,
+    pub cause: CauseCategory,
+    pub cause_text: String,
+    pub verdict: crate::model::InstanceVerdict,
+    pub explanation: String,
+    pub signatures: Vec<SignatureMatch>,
+    pub leak: Option<LeakAssessment>,
+    pub last_words_lines: usize,
+    pub lifetime_hours: Option<f64>,
+}
+
+impl From<&InstanceReport> for InstanceSummary {
+    fn from(r: &InstanceReport) -> Self {
+        InstanceSummary {
+            instance_id: r.instance_id.clone(),
+            deployment: r.deployment.clone(),
+            asg: r.asg.clone(),
+            terminated_at: r.terminated_at,
+            cause: r.cause,
+            cause_text: r.cause_text.clone(),
+            verdict: r.verdict,
+            explanation: r.explanation.clone(),
+            signatures: r.signatures.clone(),
+            leak: r.leak.clone(),
+            last_words_lines: r.last_words.events.len(),
+            lifetime_hours: r.lifetime_hours(),
+        }
+    }
+}
+
+/// An instance whose fetch failed in this scan (it stays pending).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingInstance {
+    pub instance_id: String,
+    pub error: String,
+}
+
+/// Counts and problems of one scan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScanSummary {
+    /// Terminations found in the window.
+    pub discovered: usize,
+    /// Instances fetched and analysed in this scan (new, refreshed or retried).
+    pub analysed: usize,
+    /// Instances already in the store, not fetched again.
+    pub cached: usize,
+    /// Earlier failures retried in this scan.
+    pub retried: usize,
+    /// Instances whose fetch failed: kept pending, retried next run.
+    pub pending: Vec<PendingInstance>,
+    /// Records skipped for bad content (activities, log lines, metric rows).
+    pub skipped_records: usize,
+    /// The first skipped records with their location.
+    pub skipped: Vec<Skipped>,
+    /// Inputs that could not be read at all; the watermark does not advance past them.
+    pub input_errors: Vec<String>,
+    /// Instance count per verdict (instances in the window).
+    pub verdicts: BTreeMap<String, usize>,
+    /// Deployment count per verdict.
+    pub deployment_verdicts: BTreeMap<String, usize>,
+    /// Every input was read and every instance fetched.
+    pub complete: bool,
+    pub duration_ms: u64,
+}
+
+/// The result of a scan: what `--format json` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanReport {
+    pub schema_version: u32,
+    pub window: TimeWindow,
+    pub instances: Vec<InstanceSummary>,
+    pub deployments: Vec<DeploymentFinding>,
+    pub summary: ScanSummary,
+}
+
+/// What `epitaph instance` learns about one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Investigation {
+    /// The instance was terminated; this is everything known.
+    Terminated {
+        /// `store` when it came from an earlier scan, `sources` when fetched now.
+        from: String,
+        report: Box<InstanceReport>,
+        next_steps: Vec<String>,
+    },
+    /// No termination was found: it is running, or older than the activity history.
+    NoTermination {
+        instance_id: String,
+        memory: Option<MemorySeries>,
+        leak: Option<LeakAssessment>,
+    },
+}
+
+pub struct Pipeline {
+    cfg: Config,
+    sources: Sources,
+    store: Arc<dyn Store>,
+    signatures: Arc<SignatureLibrary>,
+}
+
+/// The outcome of fetching one instance.
+enum Fetched {
+    Done(Box<InstanceReport>),
+    Failed(Termination, String),
+}
+
+impl Pipeline {
+    pub fn new(cfg: Config, sources: Sources, store: Arc<dyn Store>, signatures: Arc<SignatureLibrary>) -> Self {
+        Pipeline {
+            cfg,
+            sources,
+            store,
+            signatures,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn signatures(&self) -> &SignatureLibrary {
+        &self.signatures
+    }
+
+    /// The window a scan covers.
+    pub async fn window(&self, opts: &ScanOptions, now: DateTime<Utc>) -> Result<TimeWindow> {
+        let until = match (opts.until, &self.cfg.scan.until) {
+            (Some(u), _) => u,
+            (None, Some(s)) => crate::timefmt::parse_since(s, now)
+                .map_err(|e| Error::Config(vec![format!("scan.until: {e}")]))?,
+            (None, None) => now,
+        };
+        let since = match opts.since {
+            Some(s) => s,
+            None => match self.store.watermark().await? {
+                Some(w) => w - self.cfg.duration("overlap"),
+                None => crate::timefmt::parse_since(&self.cfg.scan.since, until)
+                    .map_err(|e| Error::Config(vec![format!("scan.since: {e}")]))?,
+            },
+        };
+        if since >= until {
+            return Err(Error::input(
+                "--since",
+                format!("window start {since} is not before its end {until}"),
+            ));
+        }
+        Ok(TimeWindow { start: since, end: until })
+    }
+
+    /// Runs one scan.
+    pub async fn scan(&self, opts: &ScanOptions) -> Result<ScanReport> {
+        let clock = Instant::now();
+        let started_at = Utc::now();
+        let window = self.window(opts, started_at).await?;
+        tracing::info!(start = %window.start, end = %window.end, "scan started");
+        let mut summary = ScanSummary::default();
+
+        let inventory = self.sources.activities.inventory().await?;
+        self.store.save_inventory(&inventory).await?;
+
+        let batch = self.sources.activities.terminations(window).await?;
+        summary.discovered = batch.terminations.len();
+        summary.input_errors.extend(batch.errors.iter().cloned());
+        let mut skipped_records = batch.skipped.len();
+        let mut skipped = batch.skipped.clone();
+
+        // Decide what to fetch: new terminations (or all with --refresh) and pending retries.
+        let ids: Vec<String> = batch.terminations.iter().map(|t| t.instance_id.clone()).collect();
+        let known = if opts.refresh {
+            Default::default()
+        } else {
+            self.store.analysed_ids(&ids).await?
+        };
+        summary.cached = known.len();
+        let mut todo: Vec<Termination> = batch
+            .terminations
+            .into_iter()
+            .filter(|t| !known.contains(&t.instance_id))
+            .collect();
+        let in_todo: BTreeSet<String> = todo.iter().map(|t| t.instance_id.clone()).collect();
+        for p in self.store.pending().await? {
+            if !in_todo.contains(&p.termination.instance_id) {
+                summary.retried += 1;
+                todo.push(p.termination);
+            }
+        }
+
+        let bar = progress_bar(opts.progress, todo.len());
+        for chunk in todo.chunks(BATCH_SIZE) {
+            let fetched = self.fetch_chunk(chunk).await?;
+            let mut reports = Vec::with_capacity(fetched.len());
+            for f in fetched {
+                match f {
+                    Fetched::Done(r) => reports.push(*r),
+                    Fetched::Failed(t, error) => {
+                        tracing::warn!(instance_id = %t.instance_id, %error, "fetch failed; kept pending");
+                        self.store.save_pending(&t, &error).await?;
+                        summary.pending.push(PendingInstance {
+                            instance_id: t.instance_id,
+                            error,
+                        });
+                    }
+                }
+            }
+            summary.analysed += reports.len();
+            self.store.save_instances(&reports).await?;
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+
+        for (count, list) in [self.sources.logs.skipped(), self.sources.metrics.skipped()] {
+            skipped_records += count;
+            skipped.extend(list);
+        }
+        summary.skipped_records = skipped_records;
+        skipped.truncate(MAX_LISTED_PROBLEMS);
+        summary.skipped = skipped;
+
+        // Report on the window; judge deployments over the finding lookback.
+        let reports = self.store.instances_in(window).await?;
+        let deployments: Vec<String> = reports
+            .iter()
+            .map(|r| r.deployment.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let lookback = TimeWindow {
+            start: window.start.min(window.end - self.cfg.duration("finding_lookback")),
+            end: window.end,
+        };
+        let history = self.store.instances_of(&deployments, lookback).await?;
+        let findings = judge_deployments(&history, self.cfg.finding_policy());
+        self.store.save_findings(&findings).await?;
+
+        for r in &reports {
+            *summary.verdicts.entry(r.verdict.as_str().to_string()).or_insert(0) += 1;
+        }
+        for f in &findings {
+            *summary.deployment_verdicts.entry(f.verdict.as_str().to_string()).or_insert(0) += 1;
+        }
+        summary.complete = summary.input_errors.is_empty() && summary.pending.is_empty();
+        summary.duration_ms = clock.elapsed().as_millis() as u64;
+
+        let report = ScanReport {
+            schema_version: SCHEMA_VERSION,
+            window,
+            instances: reports.iter().map(InstanceSummary::from).collect(),
+            deployments: findings,
+            summary,
+        };
+        self.store
+            .record_run(&RunRecord {
+                started_at,
+                finished_at: Utc::now(),
+                window,
+                // Unreadable inputs may hide terminations: rescan this window next time.
+                complete: report.summary.input_errors.is_empty(),
+                summary: serde_json::to_value(&report.summary).unwrap_or_default(),
+            })
+            .await?;
+        tracing::info!(
+            analysed = report.summary.analysed,
+            cached = report.summary.cached,
+            pending = report.summary.pending.len(),
+            "scan finished"
+        );
+        Ok(report)
+    }
+
+    /// Fetches series (one batched call) and last words (bounded concurrency) for a chunk, then
+    /// analyses each instance. Per-instance failures come back as `Fetched::Failed`.
+    async fn fetch_chunk(&self, chunk: &[Termination]) -> Result<Vec<Fetched>> {
+        let ids: Vec<String> = chunk.iter().map(|t| t.instance_id.clone()).collect();
+        let inventory = self.store.inventory(&ids).await?;
+        let timeout = self.cfg.duration("fetch_timeout").to_std().unwrap_or_default();
+        let queries: Vec<SeriesQuery> = chunk.iter().map(|t| self.series_query(t, inventory.get(&t.instance_id))).collect();
+
+        let series: Vec<std::result::Result<Option<MemorySeries>, String>> =
+            match tokio::time::timeout(timeout, self.sources.metrics.memory_series(&queries)).await {
+                Ok(Ok(list)) if list.len() == chunk.len() => {
+                    list.into_iter().map(|r| r.map_err(|e| e.to_string())).collect()
+                }
+                Ok(Ok(list)) => vec![
+                    Err(format!(
+                        "metrics backend returned {} results for {} queries",
+                        list.len(),
+                        chunk.len()
+                    ));
+                    chunk.len()
+                ],
+                Ok(Err(e)) => vec![Err(format!("metrics: {e}")); chunk.len()],
+                Err(_) => vec![Err(format!("metrics: timed out after {}s", timeout.as_secs())); chunk.len()],
+            };
+
+        let words: Vec<std::result::Result<LastWords, String>> = stream::iter(chunk.iter())
+            .map(|t| {
+                let q = self.last_words_query(t);
+                async move {
+                    match tokio::time::timeout(timeout, self.sources.logs.last_words(&q)).await {
+                        Ok(Ok(lw)) => Ok(lw),
+                        Ok(Err(e)) => Err(format!("logs: {e}")),
+                        Err(_) => Err(format!("logs: timed out after {}s", timeout.as_secs())),
+                    }
+                }
+            })
+            .buffered(self.cfg.scan.concurrency.max(1))
+            .collect()
+            .await;
+
+        Ok(chunk
+            .iter()
+            .zip(series)
+            .zip(words)
+            .map(|((t, s), w)| match (s, w) {
+                (Ok(s), Ok(w)) => Fetched::Done(Box::new(self.analyse(t, inventory.get(&t.instance_id), w, s))),
+                (Err(e), _) | (_, Err(e)) => Fetched::Failed(t.clone(), e),
+            })
+            .collect())
+    }
+
+    fn series_query(&self, t: &Termination, info: Option<&InstanceInfo>) -> SeriesQuery {
+        let lookback_start = t.time - self.cfg.duration("series_lookback");
+        let start = info
+            .and_then(|i| i.launch_time)
+            .filter(|l| *l > lookback_start && *l < t.time)
+            .unwrap_or(lookback_start);
+        SeriesQuery {
+            instance_id: t.instance_id.clone(),
+            start,
+            end: t.time + self.cfg.duration("last_words_grace"),
+        }
+    }
+
+    fn last_words_query(&self, t: &Termination) -> LastWordsQuery {
+        LastWordsQuery {
+            instance_id: t.instance_id.clone(),
+            asg: t.asg.clone(),
+            terminated_at: t.time,
+            window: self.cfg.duration("last_words_window"),
+            grace: self.cfg.duration("last_words_grace"),
+            max_bytes: self.cfg.scan.last_words_max_bytes,
+        }
+    }
+
+    /// Pure analysis of one instance's evidence.
+    fn analyse(&self, t: &Termination, info: Option<&InstanceInfo>, last_words: LastWords, series: Option<MemorySeries>) -> InstanceReport {
+        let matches = self.signatures.match_events(&last_words.events);
+        let assessment = series
+            .as_ref()
+            .filter(|s| !s.points.is_empty())
+            .map(|s| leak::assess(&s.points, s.limit));
+        let (verdict, explanation) = judge_instance(t, &matches, assessment.as_ref());
+        let deployment = resolve_deployment(
+            &self.cfg.deployment_identity(),
+            t,
+            info,
+            &last_words,
+            series.as_ref(),
+        );
+        let mut memory = series.unwrap_or_default();
+        memory.points = downsample(&memory.points, MAX_STORED_POINTS);
+        InstanceReport {
+            instance_id: t.instance_id.clone(),
+            deployment,
+            asg: t.asg.clone(),
+            terminated_at: t.time,
+            cause: t.cause,
+            cause_text: t.cause_text.clone(),
+            launch_time: info.and_then(|i| i.launch_time),
+            verdict,
+            explanation,
+            signatures: matches,
+            leak: assessment,
+            last_words,
+            memory,
+        }
+    }
+
+    /// Everything known about one instance: from the store, or fetched from the sources (and
+    /// then stored) when unknown or when `refresh` is set.
+    pub async fn investigate(&self, instance_id: &str, refresh: bool) -> Result<Investigation> {
+        if !refresh {
+            if let Some(report) = self.store.instance(instance_id).await? {
+                return Ok(self.terminated("store", report));
+            }
+        }
+        let inventory = self.sources.activities.inventory().await?;
+        self.store.save_inventory(&inventory).await?;
+        match self.sources.activities.find_termination(instance_id).await? {
+            Some(t) => {
+                let fetched = self.fetch_chunk(std::slice::from_ref(&t)).await?;
+                match fetched.into_iter().next() {
+                    Some(Fetched::Done(report)) => {
+                        self.store.save_instances(std::slice::from_ref(&report)).await?;
+                        Ok(self.terminated("sources", *report))
+                    }
+                    Some(Fetched::Failed(t, error)) => {
+                        self.store.save_pending(&t, &error).await?;
+                        Err(Error::source(instance_id, format!("fetch failed (kept pending for the next scan): {error}")))
+                    }
+                    None => Err(Error::source(instance_id, "no result from the sources")),
+                }
+            }
+            None => {
+                let now = Utc::now();
+                let end = match &self.cfg.scan.until {
+                    Some(s) => crate::timefmt::parse_since(s, now).unwrap_or(now),
+                    None => now,
+                };
+                let q = SeriesQuery {
+                    instance_id: instance_id.to_string(),
+                    start: end - self.cfg.duration("series_lookback"),
+                    end,
+                };
+                let memory = self
+                    .sources
+                    .metrics
+                    .memory_series(std::slice::from_ref(&q))
+                    .await?
+                    .into_iter()
+                    .next()
+                    .transpose()?
+                    .flatten();
+                let leak = memory.as_ref().map(|s| leak::assess(&s.points, s.limit));
+                Ok(Investigation::NoTermination {
+                    instance_id: instance_id.to_string(),
+                    memory: memory.map(|mut m| {
+                        m.points = downsample(&m.points, MAX_STORED_POINTS);
+                        m
+                    }),
+                    leak,
+                })
+            }
+        }
+    }
+
+    fn terminated(&self, from: &str, report: InstanceReport) -> Investigation {
+        let next_steps = report
+            .signatures
+            .iter()
+            .filter_map(|m| self.signatures.get(&m.signature))
+            .map(|s| format!("{}: {}", s.spec.id, s.spec.next_step))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Investigation::Terminated {
+            from: from.to_string(),
+            report: Box::new(report),
+            next_steps,
+        }
+    }
+}
+
+/// Keeps at most `max` points, evenly spaced by index, always keeping the last (the moment
+/// closest to death matters most).
+pub fn downsample<T: Clone>(points: &[T], max: usize) -> Vec<T> {
+    if points.len() <= max || max < 2 {
+        return points.to_vec();
+    }
+    let step = (points.len() - 1) as f64 / (max - 1) as f64;
+    (0..max).map(|i| points[((i as f64 * step).round() as usize).min(points.len() - 1)].clone()).collect()
+}
+
+fn progress_bar(allowed: bool, len: usize) -> indicatif::ProgressBar {
+    if !allowed || len < PROGRESS_BAR_MIN_INSTANCES || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} fetching {pos}/{len} instances [{bar:30}] {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downsample_keeps_ends() {
+        let v: Vec<u32> = (0..1000).collect();
+        let d = downsample(&v, 10);
+        assert_eq!(d.len(), 10);
+        assert_eq!(d[0], 0);
+        assert_eq!(d[9], 999);
+        assert_eq!(downsample(&v[..5], 10), vec![0, 1, 2, 3, 4]);
+    }
+}

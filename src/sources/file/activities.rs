@@ -1,0 +1,266 @@
+//! File activities: `aws autoscaling describe-scaling-activities` output (one file or a folder
+//! of pages), and an optional inventory from `describe-auto-scaling-groups` /
+//! `aws ec2 describe-instances` output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{find_instance_id, list_files, required_path};
+use crate::analysis::cause::classify_cause;
+use crate::config::SourceConfig;
+use crate::error::{Error, Result};
+use crate::model::{InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
+use crate::sources::{ActivityBatch, ActivitySource, Skipped};
+use crate::timefmt::parse_instant;
+
+/// Statuses of a termination activity that did not terminate anything.
+const NON_TERMINAL_STATUSES: [&str; 2] = ["Failed", "Cancelled"];
+
+#[derive(Clone)]
+pub struct FileActivities {
+    path: PathBuf,
+    inventory: Option<PathBuf>,
+}
+
+impl FileActivities {
+    pub fn new(cfg: &SourceConfig) -> Result<Self> {
+        Ok(FileActivities {
+            path: required_path("sources.activities", &cfg.path)?,
+            inventory: cfg.inventory.clone(),
+        })
+    }
+
+    /// Every termination in every file, with skipped records and unreadable files.
+    fn read_all(&self) -> Result<ActivityBatch> {
+        let mut batch = ActivityBatch::default();
+        for file in list_files(&self.path)? {
+            match read_json(&file) {
+                Ok(v) => parse_activities(&v, &file.display().to_string(), &mut batch),
+                Err(e) => batch.errors.push(e.to_string()),
+            }
+        }
+        Ok(batch)
+    }
+}
+
+#[async_trait]
+impl ActivitySource for FileActivities {
+    fn name(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+
+    async fn terminations(&self, window: TimeWindow) -> Result<ActivityBatch> {
+        let this = self.clone();
+        let mut batch = tokio::task::spawn_blocking(move || this.read_all())
+            .await
+            .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        batch.terminations.retain(|t| window.contains(t.time));
+        dedupe(&mut batch.terminations);
+        Ok(batch)
+    }
+
+    async fn inventory(&self) -> Result<Vec<InstanceInfo>> {
+        let Some(path) = self.inventory.clone() else {
+            return Ok(Vec::new());
+        };
+        tokio::task::spawn_blocking(move || read_inventory(&path))
+            .await
+            .map_err(|e| Error::source(self.name(), e.to_string()))?
+    }
+
+    async fn find_termination(&self, instance_id: &str) -> Result<Option<Termination>> {
+        let this = self.clone();
+        let batch = tokio::task::spawn_blocking(move || this.read_all())
+            .await
+            .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        Ok(batch
+            .terminations
+            .into_iter()
+            .filter(|t| t.instance_id == instance_id)
+            .min_by_key(|t| t.time))
+    }
+}
+
+/// The same instance can appear in overlapping exports: keep its earliest termination activity.
+fn dedupe(terms: &mut Vec<Termination>) {
+    terms.sort_by(|a, b| a.instance_id.cmp(&b.instance_id).then(a.time.cmp(&b.time)));
+    terms.dedup_by(|later, earlier| later.instance_id == earlier.instance_id);
+    terms.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.instance_id.cmp(&b.instance_id)));
+}
+
+/// Reads a whole JSON file; a syntax error names file:line:column.
+pub(crate) fn read_json(file: &Path) -> Result<Value> {
+    let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::input(
+            format!("{}:{}:{}", file.display(), e.line(), e.column()),
+            format!("invalid JSON: {e}"),
+        )
+    })
+}
+
+/// Takes the terminations out of one `describe-scaling-activities` document.
+pub(crate) fn parse_activities(doc: &Value, origin: &str, batch: &mut ActivityBatch) {
+    let list = match doc {
+        Value::Object(m) => match m.get("Activities") {
+            Some(Value::Array(a)) => a,
+            _ => {
+                batch.errors.push(format!(
+                    "{origin}: not describe-scaling-activities output (no \"Activities\" array)"
+                ));
+                return;
+            }
+        },
+        Value::Array(a) => a,
+        _ => {
+            batch.errors.push(format!("{origin}: expected a JSON object or array of activities"));
+            return;
+        }
+    };
+    for (i, act) in list.iter().enumerate() {
+        let at = format!("{origin}: Activities[{i}]");
+        match parse_activity(act) {
+            Ok(Some(t)) => batch.terminations.push(t),
+            Ok(None) => {}
+            Err(reason) => batch.skipped.push(Skipped { location: at, reason }),
+        }
+    }
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// One activity: `Ok(None)` for activities that are not terminations (launches, failed ones).
+fn parse_activity(act: &Value) -> std::result::Result<Option<Termination>, String> {
+    if !act.is_object() {
+        return Err("not a JSON object".into());
+    }
+    let description = str_field(act, "Description").unwrap_or("");
+    if !description.to_ascii_lowercase().starts_with("terminating") {
+        return Ok(None);
+    }
+    if let Some(status) = str_field(act, "StatusCode") {
+        if NON_TERMINAL_STATUSES.contains(&status) {
+            return Ok(None);
+        }
+    }
+    let cause_text = str_field(act, "Cause").unwrap_or("");
+    let instance_id = find_instance_id(description)
+        .or_else(|| find_instance_id(cause_text))
+        .ok_or_else(|| format!("no instance id in Description `{}`", crate::timefmt::truncate(description, 80)))?;
+    let start = str_field(act, "StartTime").ok_or("missing StartTime")?;
+    let time = parse_instant(start).map_err(|e| format!("StartTime: {e}"))?;
+    let asg = str_field(act, "AutoScalingGroupName").ok_or("missing AutoScalingGroupName")?;
+    Ok(Some(Termination {
+        instance_id: instance_id.to_string(),
+        asg: asg.to_string(),
+        time,
+        cause: classify_cause(cause_text),
+        cause_text: cause_text.to_string(),
+        description: description.to_string(),
+        activity_id: str_field(act, "ActivityId").map(str::to_string),
+        status: str_field(act, "StatusCode").map(str::to_string),
+    }))
+}
+
+/// Reads inventory exports and merges what each says about an instance.
+fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
+    let mut by_id: BTreeMap<String, InstanceInfo> = BTreeMap::new();
+    for file in list_files(path)? {
+        let doc = read_json(&file)?;
+        let origin = file.display().to_string();
+        if let Some(groups) = doc.get("AutoScalingGroups").and_then(Value::as_array) {
+            for g in groups {
+                let asg = str_field(g, "AutoScalingGroupName").map(str::to_string);
+                for inst in g.get("Instances").and_then(Value::as_array).into_iter().flatten() {
+                    let Some(id) = str_field(inst, "InstanceId") else { continue };
+                    let e = entry(&mut by_id, id);
+                    e.asg = e.asg.take().or_else(|| asg.clone());
+                    e.availability_zone = str_field(inst, "AvailabilityZone").map(str::to_string);
+                    e.launch_configuration = str_field(inst, "LaunchConfigurationName").map(str::to_string);
+                    if let Some(lt) = inst.get("LaunchTemplate") {
+                        e.launch_template = Some(LaunchTemplateRef {
+                            id: str_field(lt, "LaunchTemplateId").map(str::to_string),
+                            name: str_field(lt, "LaunchTemplateName").map(str::to_string),
+                            version: str_field(lt, "Version").map(str::to_string),
+                        });
+                    }
+                    if let Some(t) = str_field(inst, "LaunchTime").and_then(|s| parse_instant(s).ok()) {
+                        e.launch_time = Some(t);
+                    }
+                }
+            }
+        } else if let Some(reservations) = doc.get("Reservations").and_then(Value::as_array) {
+            for r in reservations {
+                for inst in r.get("Instances").and_then(Value::as_array).into_iter().flatten() {
+                    let Some(id) = str_field(inst, "InstanceId") else { continue };
+                    let e = entry(&mut by_id, id);
+                    if let Some(t) = str_field(inst, "LaunchTime").and_then(|s| parse_instant(s).ok()) {
+                        e.launch_time = Some(t);
+                    }
+                    if let Some(az) = inst.get("Placement").and_then(|p| str_field(p, "AvailabilityZone")) {
+                        e.availability_zone = Some(az.to_string());
+                    }
+                    for tag in inst.get("Tags").and_then(Value::as_array).into_iter().flatten() {
+                        if let (Some(k), Some(v)) = (str_field(tag, "Key"), str_field(tag, "Value")) {
+                            if k == "aws:autoscaling:groupName" {
+                                e.asg = Some(v.to_string());
+                            }
+                            e.tags.insert(k.to_string(), v.to_string());
+                        }
+                    }
+                }
+            }
+        } else {
+            return Err(Error::input(
+                origin,
+                "not an inventory export: expected describe-auto-scaling-groups (\"AutoScalingGroups\") or describe-instances (\"Reservations\") output",
+            ));
+        }
+    }
+    Ok(by_id.into_values().collect())
+}
+
+fn entry<'a>(map: &'a mut BTreeMap<String, InstanceInfo>, id: &str) -> &'a mut InstanceInfo {
+    map.entry(id.to_string()).or_insert_with(|| InstanceInfo {
+        instance_id: id.to_string(),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_terminations_and_skips_bad_records() {
+        let doc: Value = serde_json::from_str(r#"{"Activities": [
+          {"ActivityId": "a1", "AutoScalingGroupName": "web", "Description": "Terminating EC2 instance: i-0123456789abcdef0",
+           "Cause": "At 2026-01-05T10:00:00Z an instance was taken out of service in response to an EC2 health check indicating it has been terminated or stopped.",
+           "StartTime": "2026-01-05T10:00:05.123Z", "StatusCode": "Successful"},
+          {"AutoScalingGroupName": "web", "Description": "Launching a new EC2 instance: i-0aaaaaaaaaaaaaaaa", "StartTime": "2026-01-05T10:01:00Z"},
+          {"AutoScalingGroupName": "web", "Description": "Terminating EC2 instance: i-0bbbbbbbbbbbbbbbb", "StartTime": "yesterday"},
+          {"AutoScalingGroupName": "web", "Description": "Terminating EC2 instance: i-0cccccccccccccccc", "StartTime": "2026-01-05T10:00:00Z", "StatusCode": "Failed"},
+          42
+        ]}"#).unwrap();
+        let mut b = ActivityBatch::default();
+        parse_activities(&doc, "a.json", &mut b);
+        assert_eq!(b.terminations.len(), 1);
+        assert_eq!(b.terminations[0].cause, crate::model::CauseCategory::HealthCheck);
+        assert_eq!(b.skipped.len(), 2);
+        assert!(b.skipped[0].location.contains("Activities[2]"));
+        assert!(b.skipped[0].reason.contains("StartTime"));
+    }
+
+    #[test]
+    fn wrong_document_is_a_file_error() {
+        let mut b = ActivityBatch::default();
+        parse_activities(&serde_json::json!({"foo": 1}), "x.json", &mut b);
+        assert_eq!(b.errors.len(), 1);
+        assert!(b.errors[0].starts_with("x.json"));
+    }
+}

@@ -1,0 +1,130 @@
+//! The `file` backend: reads what users can export with standard tools, so epitaph works offline
+//! and ships an embedded default (the simulator writes these formats).
+//!
+//! - activities: `aws autoscaling describe-scaling-activities` JSON; inventory from
+//!   `aws autoscaling describe-auto-scaling-groups` and `aws ec2 describe-instances` JSON;
+//! - logs: JSON lines, or `aws logs filter-log-events` JSON;
+//! - metrics: CSV `timestamp,instance_id,value`, or a Prometheus `query_range` response.
+//!
+//! A path may be a file or a directory (read recursively, hidden files skipped, sorted order).
+//! Bad records are skipped and counted with their file:line; a file that cannot be read at all
+//! is an error naming it.
+
+mod activities;
+mod logs;
+mod metrics;
+
+pub use activities::FileActivities;
+pub use logs::FileLogs;
+pub use metrics::FileMetrics;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::sources::Skipped;
+
+/// At most this many skipped-record locations are kept per source (the count is exact).
+pub const MAX_SKIPPED_KEPT: usize = 50;
+
+/// Files under `path` (itself if a file), recursively, sorted, hidden entries skipped.
+pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let p = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let ft = entry.file_type().map_err(|e| Error::io(&p, e))?;
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The configured path of a file source, resolved, or an error naming the key.
+pub(crate) fn required_path(key: &str, path: &Option<PathBuf>) -> Result<PathBuf> {
+    path.clone().ok_or_else(|| {
+        Error::Config(vec![format!("{key}.path: required for kind = \"file\"")])
+    })
+}
+
+/// Counts skipped records and keeps the first few locations.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SkipLog {
+    pub count: usize,
+    pub kept: Vec<Skipped>,
+}
+
+impl SkipLog {
+    pub fn push(&mut self, location: String, reason: impl Into<String>) {
+        self.count += 1;
+        if self.kept.len() < MAX_SKIPPED_KEPT {
+            self.kept.push(Skipped {
+                location,
+                reason: reason.into(),
+            });
+        }
+    }
+
+    /// The kept records, plus one line saying how many more there were.
+    pub fn report(&self) -> Vec<Skipped> {
+        let mut out = self.kept.clone();
+        if self.count > self.kept.len() {
+            out.push(Skipped {
+                location: "…".into(),
+                reason: format!("{} more skipped record(s) not listed", self.count - self.kept.len()),
+            });
+        }
+        out
+    }
+}
+
+/// Finds an instance id (`i-` and 8 or 17 hex digits) in a string.
+pub(crate) fn find_instance_id(s: &str) -> Option<&str> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = s[i..].find("i-") {
+        let start = i + pos;
+        let boundary_ok = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
+        let hex_len = bytes[start + 2..]
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            .count();
+        let end = start + 2 + hex_len;
+        let after_ok = end == bytes.len() || !bytes[end].is_ascii_alphanumeric();
+        if boundary_ok && after_ok && (hex_len == 8 || hex_len == 17) {
+            return Some(&s[start..end]);
+        }
+        i = start + 2;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids() {
+        assert_eq!(find_instance_id("i-0123456789abcdef0"), Some("i-0123456789abcdef0"));
+        assert_eq!(find_instance_id("web/i-0123abcd/app.log"), Some("i-0123abcd"));
+        assert_eq!(find_instance_id("Terminating EC2 instance: i-0123456789abcdef0"), Some("i-0123456789abcdef0"));
+        assert_eq!(find_instance_id("i-123"), None);
+        assert_eq!(find_instance_id("xi-0123abcd"), None);
+        assert_eq!(find_instance_id("i-0123abcdz"), None);
+        assert_eq!(find_instance_id("é i-0123abcd"), Some("i-0123abcd"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Where data comes from: three traits (activities, logs, metrics) and one module per backend.
+//!
+//! Backends know their API and nothing else: they return domain values ([`Termination`],
+//! [`LogEvent`], [`MemorySeries`]) and never judge them. The traits are async so network
+//! backends (AWS, Prometheus, Loki, Splunk) fit behind them; the pipeline bounds their
+//! concurrency and applies timeouts.
+
+pub mod file;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::{Config, SourceConfig};
+use crate::error::{Error, Result};
+use crate::model::{InstanceInfo, LastWords, LogEvent, MemorySeries, Termination, TimeWindow};
+
+/// A record a backend could not use, with where it was and why. Reported in the scan summary.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub location: String,
+    pub reason: String,
+}
+
+/// What an activity source found in a window.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityBatch {
+    pub terminations: Vec<Termination>,
+    /// Individual records that could not be used (the rest of the batch is fine).
+    pub skipped: Vec<Skipped>,
+    /// Inputs that could not be read at all (a whole file): terminations may be missing, so the
+    /// scan must not advance its watermark past this window.
+    pub errors: Vec<String>,
+}
+
+/// Auto Scaling activity: terminations, and an inventory of instances while they live.
+#[async_trait]
+pub trait ActivitySource: Send + Sync {
+    /// A short name for messages ("file:activities/").
+    fn name(&self) -> String;
+    /// Terminations whose activity started inside `window`.
+    async fn terminations(&self, window: TimeWindow) -> Result<ActivityBatch>;
+    /// Instances known to the groups (launch time, launch template, tags), to attribute
+    /// deployments. Backends without an inventory return an empty list.
+    async fn inventory(&self) -> Result<Vec<InstanceInfo>>;
+    /// The termination of one instance, searching as far back as the backend can.
+    async fn find_termination(&self, instance_id: &str) -> Result<Option<Termination>>;
+}
+
+/// What to fetch as an instance's last words.
+#[derive(Debug, Clone)]
+pub struct LastWordsQuery {
+    pub instance_id: String,
+    pub asg: String,
+    pub terminated_at: DateTime<Utc>,
+    /// Length of the window that ends at the final event.
+    pub window: Duration,
+    /// Events up to this long after the termination time still count (clock skew, flushing).
+    pub grace: Duration,
+    /// Stop fetching after this many bytes of messages.
+    pub max_bytes: usize,
+}
+
+/// The log backend.
+#[async_trait]
+pub trait LogSource: Send + Sync {
+    fn name(&self) -> String;
+    /// The instance's last words. No logs is `Ok` with no events, never an error.
+    async fn last_words(&self, query: &LastWordsQuery) -> Result<LastWords>;
+    /// Records the backend skipped so far (count, and the first few with their location).
+    fn skipped(&self) -> (usize, Vec<Skipped>) {
+        (0, Vec::new())
+    }
+}
+
+/// One memory series to fetch.
+#[derive(Debug, Clone)]
+pub struct SeriesQuery {
+    pub instance_id: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// The metrics backend.
+#[async_trait]
+pub trait MetricSource: Send + Sync {
+    fn name(&self) -> String;
+    /// Memory series for many instances at once (backends batch them), one result per query in
+    /// the same order: `Ok(None)` when the backend has no data for that instance. The outer
+    /// error is for a failure of the whole batch.
+    async fn memory_series(&self, queries: &[SeriesQuery]) -> Result<Vec<Result<Option<MemorySeries>>>>;
+    /// Records the backend skipped so far (count, and the first few with their location).
+    fn skipped(&self) -> (usize, Vec<Skipped>) {
+        (0, Vec::new())
+    }
+}
+
+/// The three sources a scan reads from.
+#[derive(Clone)]
+pub struct Sources {
+    pub activities: Arc<dyn ActivitySource>,
+    pub logs: Arc<dyn LogSource>,
+    pub metrics: Arc<dyn MetricSource>,
+}
+
+impl Sources {
+    /// Builds the configured backends. Kinds that are planned but not built yet are a clear
+    /// error, never a backend that silently does nothing.
+    pub fn from_config(cfg: &Config) -> Result<Self> {
+        let s = &cfg.sources;
+        check_kind("sources.activities.kind", &s.activities)?;
+        check_kind("sources.logs.kind", &s.logs)?;
+        check_kind("sources.metrics.kind", &s.metrics)?;
+        Ok(Sources {
+            activities: Arc::new(file::FileActivities::new(&s.activities)?),
+            logs: Arc::new(file::FileLogs::new(&s.logs)?),
+            metrics: Arc::new(file::FileMetrics::new(&s.metrics)?),
+        })
+    }
+}
+
+fn check_kind(key: &str, src: &SourceConfig) -> Result<()> {
+    match src.kind.as_str() {
+        "file" => Ok(()),
+        other => Err(Error::NotImplemented(format!(
+            "{key} = \"{other}\": only the \"file\" backend is built in this version"
+        ))),
+    }
+}
+
+/// Picks last words from an instance's events sorted by time: the final event at or before
+/// `terminated_at + grace`, and every event in the `window` before it (inclusive).
+pub fn select_last_words(sorted: &[LogEvent], query: &LastWordsQuery) -> LastWords {
+    let cutoff = query.terminated_at + query.grace;
+    let end = sorted.partition_point(|e| e.timestamp <= cutoff);
+    let Some(last) = end.checked_sub(1).map(|i| &sorted[i]) else {
+        return LastWords::default();
+    };
+    let from = last.timestamp - query.window;
+    let begin = sorted[..end].partition_point(|e| e.timestamp < from);
+    let mut events: Vec<LogEvent> = sorted[begin..end].to_vec();
+    // Keep the newest lines when the window holds more than the byte cap.
+    let mut bytes = 0usize;
+    let mut keep_from = events.len();
+    for (i, e) in events.iter().enumerate().rev() {
+        bytes += e.message.len();
+        if bytes > query.max_bytes {
+            break;
+        }
+        keep_from = i;
+    }
+    let truncated = keep_from > 0;
+    events.drain(..keep_from);
+    LastWords {
+        last_event_at: Some(last.timestamp),
+        events,
+        truncated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn ev(secs: i64, msg: &str) -> LogEvent {
+        LogEvent {
+            timestamp: Utc.with_ymd_and_hms(2026, 1, 5, 10, 0, 0).unwrap() + Duration::seconds(secs),
+            message: msg.into(),
+        }
+    }
+
+    fn q(max_bytes: usize) -> LastWordsQuery {
+        LastWordsQuery {
+            instance_id: "i-1".into(),
+            asg: "web".into(),
+            terminated_at: Utc.with_ymd_and_hms(2026, 1, 5, 10, 5, 0).unwrap(),
+            window: Duration::seconds(60),
+            grace: Duration::seconds(30),
+            max_bytes,
+        }
+    }
+
+    #[test]
+    fn window_ends_at_the_final_event_before_termination_plus_grace() {
+        let events = vec![
+            ev(0, "boot"),
+            ev(100, "before the window"),
+            ev(120, "a"),
+            ev(150, "b"),
+            ev(170, "c"),
+            ev(400, "after grace: ignored"),
+        ];
+        let lw = select_last_words(&events, &q(1 << 20));
+        let msgs: Vec<&str> = lw.events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs, ["a", "b", "c"]);
+        assert_eq!(lw.last_event_at, Some(events[4].timestamp));
+        assert!(!lw.truncated);
+    }
+
+    #[test]
+    fn no_events_is_no_evidence() {
+        assert_eq!(select_last_words(&[], &q(100)), LastWords::default());
+    }
+
+    #[test]
+    fn byte_cap_keeps_newest() {
+        let events = vec![ev(100, "aaaa"), ev(110, "bbbb"), ev(120, "cccc")];
+        let lw = select_last_words(&events, &q(8));
+        let msgs: Vec<&str> = lw.events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs, ["bbbb", "cccc"]);
+        assert!(lw.truncated);
+    }
+}
