@@ -9,6 +9,8 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod pipeline;
+pub mod simulate;
+pub mod sinks;
 pub mod sources;
 pub mod store;
 pub mod timefmt;

@@ -1,0 +1,405 @@
+//! The command line: parses arguments, loads configuration, calls the library, prints.
+//!
+//! Exit codes: 0 success; 1 a failure while running (store, I/O); 2 bad input or configuration
+//! (the message names the file:line or key); 3 a scan that completed but left instances
+//! pending (their fetch failed; the next run retries them).
+
+use std::io::{BufRead, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use epitaph::analysis::leak;
+use epitaph::analysis::signatures::SignatureLibrary;
+use epitaph::config::Config;
+use epitaph::error::Error;
+use epitaph::pipeline::{Pipeline, ScanOptions};
+use epitaph::simulate::{simulate, SimOptions};
+use epitaph::sinks::report::{self, Format};
+use epitaph::sources::Sources;
+use epitaph::store::SqliteStore;
+use epitaph::timefmt;
+
+/// Exit code when a scan finished but some instances stay pending.
+const EXIT_PENDING: u8 = 3;
+/// Exit code for bad input or configuration.
+const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "epitaph", version, about = "Why did my Auto Scaling instances die? Last words, OOM signatures, memory leaks — per deployment.")]
+pub struct Cli {
+    /// Configuration file (default: ./epitaph.toml if it exists).
+    #[arg(long, short, global = true, env = "EPITAPH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    format: Format,
+    /// Log filter for stderr (error, warn, info, debug, or a tracing filter).
+    #[arg(long, global = true, env = "EPITAPH_LOG", default_value = "warn")]
+    log_level: String,
+    /// Never use colour (colour is only used on a terminal anyway).
+    #[arg(long, global = true, env = "NO_COLOR", value_parser = clap::builder::FalseyValueParser::new())]
+    no_color: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Find terminated instances in a window, fetch their last words and memory, judge them.
+    Scan {
+        /// Window start: a duration back from now (24h) or a time (RFC 3339). Default: the end
+        /// of the last complete run, else `scan.since`.
+        #[arg(long)]
+        since: Option<String>,
+        /// Window end: a time or a duration back from now. Default: now (or `scan.until`).
+        #[arg(long)]
+        until: Option<String>,
+        /// Fetch and analyse again instances already in the store.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Everything known about one instance; fetched from the sources when not in the store.
+    Instance {
+        instance_id: String,
+        /// Fetch from the sources even if the store knows the instance.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Work with the signature library.
+    Signatures {
+        #[command(subcommand)]
+        command: SignaturesCommand,
+    },
+    /// Judge one memory series: CSV `timestamp,value` from a file or `-` (stdin).
+    Leak {
+        file: String,
+        /// The value at which memory is exhausted (enables projected_exhaustion).
+        #[arg(long)]
+        limit: Option<f64>,
+    },
+    /// Write a deterministic simulated fleet, its config and its truth.
+    Simulate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 6)]
+        asgs: usize,
+        #[arg(long, default_value_t = 60)]
+        instances: usize,
+        /// End of the simulated window (RFC 3339).
+        #[arg(long, default_value = epitaph::simulate::DEFAULT_END)]
+        end: String,
+    },
+    /// Simulate a fleet into a temporary folder and scan it with a fresh SQLite state.
+    Demo {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 6)]
+        asgs: usize,
+        #[arg(long, default_value_t = 60)]
+        instances: usize,
+        /// Keep the fleet, config and state in this folder instead of a temporary one.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Check the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SignaturesCommand {
+    /// Print one JSON object per matching line of a file or `-` (stdin).
+    Match {
+        file: String,
+        /// A signature file to merge over the built-in library (default: `signatures.extra`).
+        #[arg(long)]
+        signatures: Option<PathBuf>,
+    },
+    /// List the signatures in use.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Report every problem in the configuration at once.
+    Check,
+}
+
+/// Parses arguments, runs, and maps errors to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("epitaph: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("epitaph: {e:#}");
+            let bad_input = e.chain().any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_bad_input));
+            ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // JSON when a machine reads stderr (cron, systemd, containers); plain text on a terminal.
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let color = !cli.no_color && std::io::stdout().is_terminal();
+    match cli.command {
+        Command::Scan { ref since, ref until, refresh } => {
+            let cfg = load_config(cli.config.as_deref(), true)?;
+            let now = chrono::Utc::now();
+            let opts = ScanOptions {
+                since: since.as_deref().map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--since", e))).transpose()?,
+                until: until.as_deref().map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--until", e))).transpose()?,
+                refresh,
+                progress: true,
+            };
+            scan(cfg, &opts, cli.format, color).await
+        }
+        Command::Instance { ref instance_id, refresh } => {
+            if !is_instance_id(instance_id) {
+                return Err(Error::input("INSTANCE_ID", format!("`{}` is not an EC2 instance id (i- followed by 8 or 17 hex digits)", timefmt::truncate(instance_id, 40))).into());
+            }
+            let cfg = load_config(cli.config.as_deref(), true)?;
+            let pipeline = build_pipeline(cfg).await?;
+            let inv = pipeline.investigate(instance_id, refresh).await?;
+            print!("{}", report::render_investigation(&inv, cli.format, color));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Signatures { command: SignaturesCommand::Match { ref file, ref signatures } } => {
+            let lib = match signatures {
+                Some(p) => load_signature_file(p)?,
+                None => match load_config(cli.config.as_deref(), false) {
+                    Ok(cfg) => signature_library(&cfg)?,
+                    Err(_) if cli.config.is_none() => SignatureLibrary::default_library()?,
+                    Err(e) => return Err(e),
+                },
+            };
+            signatures_match(&lib, file)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Signatures { command: SignaturesCommand::List } => {
+            let cfg = load_config(cli.config.as_deref(), false)?;
+            let lib = signature_library(&cfg)?;
+            for s in lib.signatures() {
+                println!("{:<28} {:<11} {:<6} {}", s.spec.id, s.spec.runtime, s.spec.kind.as_str(), s.spec.explanation);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leak { ref file, limit } => {
+            let points = read_series(file)?;
+            let a = leak::assess(&points, limit);
+            println!("{}", serde_json::to_string(&a)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate { ref out, seed, asgs, instances, ref end } => {
+            let end = timefmt::parse_instant(end).map_err(|e| Error::input("--end", e))?;
+            let opts = SimOptions { seed, asgs, instances, end };
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            let truth = simulate(out, &opts)?;
+            eprintln!(
+                "wrote {} terminated instances in {} deployments to {} (config: epitaph.toml, truth: truth.json)",
+                truth.instances.len(),
+                truth.deployments.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { seed, asgs, instances, ref keep } => {
+            let temp;
+            let dir = match keep {
+                Some(d) => d.clone(),
+                None => {
+                    temp = tempfile::tempdir().context("creating a temporary folder")?;
+                    temp.path().to_path_buf()
+                }
+            };
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let opts = SimOptions { seed, asgs, instances, ..Default::default() };
+            simulate(&dir, &opts)?;
+            let cfg = Config::load(Some(&dir.join("epitaph.toml")))?;
+            if keep.is_none() {
+                eprintln!("epitaph demo: simulated {instances} terminations in {asgs} groups (seed {seed}); scanning with a fresh SQLite state\n");
+            }
+            scan(cfg, &ScanOptions { progress: true, ..Default::default() }, cli.format, color).await
+        }
+        Command::Config { command: ConfigCommand::Check } => {
+            let cfg = load_config(cli.config.as_deref(), false)?;
+            let mut problems = cfg.filesystem_problems();
+            if let Err(e) = signature_library(&cfg) {
+                problems.push(e.to_string());
+            }
+            if problems.is_empty() {
+                println!("{}: ok", cfg.origin);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(Error::Config(problems.into_iter().map(|p| format!("{}: {p}", cfg.origin)).collect()).into())
+            }
+        }
+    }
+}
+
+async fn scan(cfg: Config, opts: &ScanOptions, format: Format, color: bool) -> anyhow::Result<ExitCode> {
+    let pipeline = build_pipeline(cfg).await?;
+    let report = pipeline.scan(opts).await?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "{}", report::render_scan(&report, format, color))?;
+    out.flush()?;
+    if !report.summary.input_errors.is_empty() {
+        eprintln!("epitaph: {} input(s) could not be read; the window will be scanned again next run", report.summary.input_errors.len());
+        return Ok(ExitCode::from(EXIT_BAD_INPUT));
+    }
+    if !report.summary.pending.is_empty() {
+        return Ok(ExitCode::from(EXIT_PENDING));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The config from `--config`, else `./epitaph.toml`, else (when `required` is false) defaults.
+fn load_config(path: Option<&Path>, required: bool) -> anyhow::Result<Config> {
+    if let Some(p) = path {
+        return Ok(Config::load(Some(p))?);
+    }
+    let local = Path::new("epitaph.toml");
+    if local.exists() {
+        return Ok(Config::load(Some(local))?);
+    }
+    if required {
+        return Err(Error::Config(vec![
+            "no configuration: pass --config FILE (documented in config/epitaph.example.toml), or try `epitaph demo`".into(),
+        ])
+        .into());
+    }
+    Ok(Config::load(None)?)
+}
+
+async fn build_pipeline(cfg: Config) -> anyhow::Result<Pipeline> {
+    let problems = cfg.filesystem_problems();
+    if !problems.is_empty() {
+        return Err(Error::Config(problems.into_iter().map(|p| format!("{}: {p}", cfg.origin)).collect()).into());
+    }
+    let signatures = Arc::new(signature_library(&cfg)?);
+    let sources = Sources::from_config(&resolved(&cfg))?;
+    let store = SqliteStore::open(&cfg.state_path()).await?;
+    Ok(Pipeline::new(cfg, sources, Arc::new(store), signatures))
+}
+
+/// The config with source paths resolved against the config file's directory.
+fn resolved(cfg: &Config) -> Config {
+    let mut c = cfg.clone();
+    for src in [&mut c.sources.activities, &mut c.sources.logs, &mut c.sources.metrics] {
+        src.path = src.path.as_ref().map(|p| cfg.resolve(p));
+        src.inventory = src.inventory.as_ref().map(|p| cfg.resolve(p));
+    }
+    c
+}
+
+fn signature_library(cfg: &Config) -> anyhow::Result<SignatureLibrary> {
+    match &cfg.signatures.extra {
+        Some(p) => load_signature_file(&cfg.resolve(p)),
+        None => Ok(SignatureLibrary::default_library()?),
+    }
+}
+
+fn load_signature_file(p: &Path) -> anyhow::Result<SignatureLibrary> {
+    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+    Ok(SignatureLibrary::with_overrides(&text, &p.display().to_string())?)
+}
+
+fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-").is_some_and(|hex| (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+fn open_input(file: &str) -> anyhow::Result<Box<dyn BufRead>> {
+    if file == "-" {
+        return Ok(Box::new(std::io::BufReader::new(std::io::stdin())));
+    }
+    let f = std::fs::File::open(file).map_err(|e| Error::io(Path::new(file), e))?;
+    Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, f)))
+}
+
+/// `signatures match`: one JSON object per matching line (the documented contract).
+fn signatures_match(lib: &SignatureLibrary, file: &str) -> anyhow::Result<()> {
+    let mut input = open_input(file)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut buf = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        buf.clear();
+        let n = input.read_until(b'\n', &mut buf).map_err(|e| Error::io(Path::new(file), e))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        let line = String::from_utf8_lossy(&buf);
+        if let Some(m) = lib.match_line(&line) {
+            let obj = serde_json::json!({
+                "line": line_no,
+                "signature": m.signature.spec.id,
+                "runtime": m.signature.spec.runtime,
+                "kind": m.signature.spec.kind.as_str(),
+            });
+            writeln!(out, "{obj}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads CSV `timestamp,value` (RFC 3339 or unix seconds). A header line is allowed; blank
+/// lines and `#` comments are skipped; anything else malformed is an error naming the line.
+fn read_series(file: &str) -> anyhow::Result<Vec<(chrono::DateTime<chrono::Utc>, f64)>> {
+    let mut bytes = Vec::new();
+    open_input(file)?.read_to_end(&mut bytes).map_err(|e| Error::io(Path::new(file), e))?;
+    let name = if file == "-" { "<stdin>" } else { file };
+    let mut points = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(raw);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = format!("{name}:{}", i + 1);
+        let mut cols = line.split(',').map(str::trim);
+        let (Some(ts), Some(val), None) = (cols.next(), cols.next(), cols.next()) else {
+            return Err(Error::input(at, "expected two columns: timestamp,value").into());
+        };
+        let value = val.parse::<f64>();
+        if points.is_empty() && value.is_err() && timefmt::parse_instant(ts).is_err() {
+            continue; // header
+        }
+        let t = timefmt::parse_instant(ts).map_err(|e| Error::input(&at, e))?;
+        let v = value
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| Error::input(&at, format!("`{}` is not a finite number", timefmt::truncate(val, 40))))?;
+        points.push((t, v));
+    }
+    Ok(points)
+}

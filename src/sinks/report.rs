@@ -1,0 +1,366 @@
+//! Report renderers: scan reports and instance investigations as a table (human, colour only on
+//! a TTY), Markdown (for tickets and chat), or JSON (machine, the documented schema).
+
+use std::fmt::Write as _;
+
+use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+
+use crate::model::{DeploymentFinding, DeploymentVerdict, InstanceReport, InstanceVerdict};
+use crate::pipeline::{InstanceSummary, Investigation, ScanReport};
+
+/// Characters of the memory sparkline, lowest to highest.
+const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+/// Sparkline width in characters.
+pub const SPARKLINE_WIDTH: usize = 60;
+/// Instances listed in human reports; the JSON always has all of them.
+pub const MAX_INSTANCE_ROWS: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Markdown,
+}
+
+/// Renders a scan report.
+pub fn render_scan(report: &ScanReport, format: Format, color: bool) -> String {
+    match format {
+        Format::Json => to_json(report),
+        Format::Table => scan_table(report, color),
+        Format::Markdown => scan_markdown(report),
+    }
+}
+
+/// Renders an instance investigation.
+pub fn render_investigation(inv: &Investigation, format: Format, color: bool) -> String {
+    match format {
+        Format::Json => to_json(inv),
+        Format::Table | Format::Markdown => investigation_text(inv, format == Format::Markdown, color),
+    }
+}
+
+pub fn to_json<T: serde::Serialize>(v: &T) -> String {
+    // Serialising our own plain data types cannot fail; an empty object is the safe fallback.
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".to_string())
+}
+
+fn deployment_color(v: DeploymentVerdict) -> Color {
+    match v {
+        DeploymentVerdict::Leaking => Color::Red,
+        DeploymentVerdict::OomWithoutLeak => Color::Magenta,
+        DeploymentVerdict::Crashing => Color::Yellow,
+        DeploymentVerdict::Healthy => Color::Green,
+        DeploymentVerdict::InsufficientEvidence => Color::Grey,
+    }
+}
+
+fn instance_color(v: InstanceVerdict) -> Color {
+    match v {
+        InstanceVerdict::OomLeak | InstanceVerdict::MemoryExhaustionSuspected => Color::Red,
+        InstanceVerdict::OomSpike | InstanceVerdict::Oom => Color::Magenta,
+        InstanceVerdict::CrashOther => Color::Yellow,
+        InstanceVerdict::NotACrash => Color::Green,
+        InstanceVerdict::Unknown => Color::Grey,
+    }
+}
+
+fn cell(text: impl ToString, color: Option<Color>) -> Cell {
+    match color {
+        Some(c) => Cell::new(text).fg(c),
+        None => Cell::new(text),
+    }
+}
+
+fn fmt_opt(v: Option<f64>, suffix: &str) -> String {
+    v.map(|x| format!("{x:+.2}{suffix}")).unwrap_or_else(|| "-".into())
+}
+
+fn fmt_hours(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.1} h")).unwrap_or_else(|| "-".into())
+}
+
+fn top_signature(f: &DeploymentFinding) -> String {
+    f.evidence
+        .signatures
+        .iter()
+        .max_by_key(|(id, n)| (**n, std::cmp::Reverse((*id).clone())))
+        .map(|(id, n)| format!("{id} ×{n}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn memory_deaths(f: &DeploymentFinding) -> usize {
+    InstanceVerdict::ALL
+        .iter()
+        .filter(|v| v.is_memory_death())
+        .map(|v| f.evidence.counts.get(v.as_str()).copied().unwrap_or(0))
+        .sum()
+}
+
+fn new_table() -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(160);
+    t
+}
+
+fn headline(r: &ScanReport) -> String {
+    let s = &r.summary;
+    format!(
+        "window {} → {}: {} terminations, {} analysed, {} already known, {} pending, {} skipped record(s)",
+        r.window.start.format("%Y-%m-%d %H:%M"),
+        r.window.end.format("%Y-%m-%d %H:%M UTC"),
+        s.discovered,
+        s.analysed,
+        s.cached,
+        s.pending.len(),
+        s.skipped_records
+    )
+}
+
+fn scan_table(r: &ScanReport, color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "epitaph scan — {}\n", headline(r));
+
+    let mut t = new_table();
+    t.set_header(["deployment", "verdict", "instances", "memory deaths", "floor growth/h", "median lifetime", "top signature"]);
+    for f in &r.deployments {
+        t.add_row(vec![
+            Cell::new(&f.deployment),
+            cell(f.verdict, color.then(|| deployment_color(f.verdict))),
+            Cell::new(f.evidence.instances.len()),
+            Cell::new(memory_deaths(f)),
+            Cell::new(fmt_opt(f.evidence.median_growth_per_hour, "")),
+            Cell::new(fmt_hours(f.evidence.median_lifetime_hours)),
+            Cell::new(top_signature(f)),
+        ]);
+    }
+    let _ = writeln!(out, "DEPLOYMENTS\n{t}\n");
+
+    for f in r.deployments.iter().filter(|f| f.verdict != DeploymentVerdict::Healthy) {
+        let _ = writeln!(out, "  {} is {}: {}.", f.deployment, f.verdict, f.summary);
+    }
+    out.push('\n');
+
+    let mut t = new_table();
+    t.set_header(["instance", "deployment", "terminated", "cause", "verdict", "signature", "floor growth/h"]);
+    for i in sorted_instances(&r.instances).into_iter().take(MAX_INSTANCE_ROWS) {
+        t.add_row(vec![
+            Cell::new(&i.instance_id),
+            Cell::new(&i.deployment),
+            Cell::new(i.terminated_at.format("%m-%d %H:%M")),
+            Cell::new(i.cause),
+            cell(i.verdict, color.then(|| instance_color(i.verdict))),
+            Cell::new(i.signatures.first().map(|m| m.signature.as_str()).unwrap_or("-")),
+            Cell::new(fmt_opt(i.leak.as_ref().and_then(|l| l.growth_per_hour), "")),
+        ]);
+    }
+    let _ = writeln!(out, "INSTANCES\n{t}");
+    if r.instances.len() > MAX_INSTANCE_ROWS {
+        let _ = writeln!(out, "  … and {} more (use --format json for all)", r.instances.len() - MAX_INSTANCE_ROWS);
+    }
+    problems(&mut out, r, "  ");
+    out
+}
+
+/// Crashes first (worst verdict), then newest.
+fn sorted_instances(list: &[InstanceSummary]) -> Vec<&InstanceSummary> {
+    let mut v: Vec<&InstanceSummary> = list.iter().collect();
+    v.sort_by(|a, b| a.verdict.cmp(&b.verdict).then(b.terminated_at.cmp(&a.terminated_at)));
+    v
+}
+
+fn problems(out: &mut String, r: &ScanReport, indent: &str) {
+    let s = &r.summary;
+    if !s.pending.is_empty() {
+        let _ = writeln!(out, "\n{indent}{} instance(s) could not be fetched and stay pending for the next run:", s.pending.len());
+        for p in s.pending.iter().take(20) {
+            let _ = writeln!(out, "{indent}  {}: {}", p.instance_id, p.error);
+        }
+    }
+    if !s.input_errors.is_empty() {
+        let _ = writeln!(out, "\n{indent}unreadable inputs (this window will be scanned again):");
+        for e in &s.input_errors {
+            let _ = writeln!(out, "{indent}  {e}");
+        }
+    }
+    if s.skipped_records > 0 {
+        let _ = writeln!(out, "\n{indent}{} record(s) skipped for bad content, first ones:", s.skipped_records);
+        for k in s.skipped.iter().take(10) {
+            let _ = writeln!(out, "{indent}  {}: {}", k.location, k.reason);
+        }
+    }
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn scan_markdown(r: &ScanReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# epitaph scan\n\n{}\n", headline(r));
+    let _ = writeln!(out, "## Deployments\n");
+    let _ = writeln!(out, "| deployment | verdict | instances | memory deaths | floor growth/h | median lifetime | top signature | summary |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|---|");
+    for f in &r.deployments {
+        let _ = writeln!(
+            out,
+            "| {} | **{}** | {} | {} | {} | {} | {} | {} |",
+            md_escape(&f.deployment),
+            f.verdict,
+            f.evidence.instances.len(),
+            memory_deaths(f),
+            fmt_opt(f.evidence.median_growth_per_hour, ""),
+            fmt_hours(f.evidence.median_lifetime_hours),
+            md_escape(&top_signature(f)),
+            md_escape(&f.summary)
+        );
+    }
+    let _ = writeln!(out, "\n## Instances\n");
+    let _ = writeln!(out, "| instance | deployment | terminated | cause | verdict | signature | floor growth/h |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---:|");
+    for i in sorted_instances(&r.instances).into_iter().take(MAX_INSTANCE_ROWS) {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            i.instance_id,
+            md_escape(&i.deployment),
+            i.terminated_at.format("%Y-%m-%d %H:%M"),
+            i.cause,
+            i.verdict,
+            i.signatures.first().map(|m| m.signature.as_str()).unwrap_or("-"),
+            fmt_opt(i.leak.as_ref().and_then(|l| l.growth_per_hour), "")
+        );
+    }
+    problems(&mut out, r, "");
+    out
+}
+
+/// A sparkline of the values, bucketed to `width` characters (each bucket shows its maximum).
+pub fn sparkline(values: &[f64], width: usize, limit: Option<f64>) -> String {
+    if values.is_empty() || width == 0 {
+        return String::new();
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min).min(0.0);
+    let hi = limit.unwrap_or_else(|| values.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+    let span = (hi - lo).max(f64::EPSILON);
+    let buckets = width.min(values.len());
+    (0..buckets)
+        .map(|b| {
+            let from = b * values.len() / buckets;
+            let to = ((b + 1) * values.len() / buckets).max(from + 1);
+            let v = values[from..to].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let idx = (((v - lo) / span) * (SPARK.len() - 1) as f64).round().clamp(0.0, (SPARK.len() - 1) as f64);
+            SPARK[idx as usize]
+        })
+        .collect()
+}
+
+fn investigation_text(inv: &Investigation, markdown: bool, color: bool) -> String {
+    let mut out = String::new();
+    match inv {
+        Investigation::NoTermination { instance_id, memory, leak } => {
+            let _ = writeln!(out, "{instance_id}: no termination found in the activity history (still running, or older than the history).");
+            if let Some(m) = memory {
+                let values: Vec<f64> = m.points.iter().map(|p| p.1).collect();
+                let _ = writeln!(out, "memory  {}", sparkline(&values, SPARKLINE_WIDTH, m.limit));
+            }
+            match leak {
+                Some(l) => {
+                    let _ = writeln!(out, "trend   {} ({}), growth {}", l.verdict.as_str(), l.reason, fmt_opt(l.growth_per_hour, "/h"));
+                    if let Some(p) = l.projected_exhaustion {
+                        let _ = writeln!(out, "        projected to reach the limit at {}", p.to_rfc3339());
+                    }
+                }
+                None => {
+                    let _ = writeln!(out, "trend   no memory series in the metrics backend");
+                }
+            }
+        }
+        Investigation::Terminated { from, report, next_steps } => instance_text(&mut out, report, next_steps, from, markdown, color),
+    }
+    out
+}
+
+fn instance_text(out: &mut String, r: &InstanceReport, next_steps: &[String], from: &str, markdown: bool, color: bool) {
+    let (h, pre_open, pre_close) = if markdown { ("## ", "```text\n", "```\n") } else { ("", "", "") };
+    let verdict = if color {
+        let code = match instance_color(r.verdict) {
+            Color::Red => "31",
+            Color::Magenta => "35",
+            Color::Yellow => "33",
+            Color::Green => "32",
+            _ => "90",
+        };
+        format!("\x1b[1;{code}m{}\x1b[0m", r.verdict)
+    } else {
+        r.verdict.to_string()
+    };
+    let _ = writeln!(out, "{h}{} — {verdict}", r.instance_id);
+    let _ = writeln!(out, "{}\n", r.explanation);
+    let _ = writeln!(out, "{pre_open}deployment   {} (group {})", r.deployment, r.asg);
+    let _ = writeln!(out, "terminated   {}  cause {}", r.terminated_at.to_rfc3339(), r.cause);
+    let _ = writeln!(out, "cause text   {}", r.cause_text);
+    if let Some(l) = r.launch_time {
+        let _ = writeln!(out, "launched     {}  (lifetime {})", l.to_rfc3339(), fmt_hours(r.lifetime_hours()));
+    }
+    let values: Vec<f64> = r.memory.points.iter().map(|p| p.1).collect();
+    if values.is_empty() {
+        let _ = writeln!(out, "memory       no series");
+    } else {
+        let _ = writeln!(
+            out,
+            "memory       {}  {:.1} → {:.1}{}",
+            sparkline(&values, SPARKLINE_WIDTH, r.memory.limit),
+            values[0],
+            values[values.len() - 1],
+            r.memory.limit.map(|l| format!(" (limit {l})")).unwrap_or_default()
+        );
+    }
+    if let Some(l) = &r.leak {
+        let _ = writeln!(out, "leak         {}: {} (confidence {:.2})", l.verdict.as_str(), l.reason, l.confidence);
+        if let Some(p) = l.projected_exhaustion {
+            let _ = writeln!(out, "             trend reaches the limit at {}", p.to_rfc3339());
+        }
+    }
+    let _ = writeln!(out, "source       {from}{}", if markdown { "\n```" } else { "" });
+    out.push('\n');
+    if r.last_words.events.is_empty() {
+        let _ = writeln!(out, "{h}Last words\n\nnone: the log backend has nothing from this instance (no evidence, not an error)");
+    } else {
+        let _ = writeln!(
+            out,
+            "{h}Last words ({} line(s) up to {}{})\n",
+            r.last_words.events.len(),
+            r.last_words.last_event_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            if r.last_words.truncated { ", truncated at the byte cap" } else { "" }
+        );
+        out.push_str(pre_open);
+        for (i, e) in r.last_words.events.iter().enumerate() {
+            let m = r.signatures.iter().find(|m| m.line == i);
+            let mark = if m.is_some() { ">>" } else { "  " };
+            let tag = m.map(|m| format!("   [{} {}]", m.signature, m.kind.as_str())).unwrap_or_default();
+            let _ = writeln!(out, "{mark} {}  {}{tag}", e.timestamp.format("%H:%M:%S%.3f"), e.message);
+        }
+        out.push_str(pre_close);
+    }
+    if !next_steps.is_empty() {
+        let _ = writeln!(out, "\n{h}Next steps\n");
+        for s in next_steps {
+            let _ = writeln!(out, "- {s}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales_to_limit() {
+        let s = sparkline(&[0.0, 50.0, 100.0], 3, Some(100.0));
+        assert_eq!(s, "▁▅█");
+        assert_eq!(sparkline(&[], 10, None), "");
+        assert_eq!(sparkline(&[1.0; 500], 60, Some(100.0)).chars().count(), 60);
+    }
+}
