@@ -7,7 +7,6 @@
 use std::io::{BufRead, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -16,11 +15,9 @@ use epitaph::analysis::leak;
 use epitaph::analysis::signatures::SignatureLibrary;
 use epitaph::config::Config;
 use epitaph::error::Error;
-use epitaph::pipeline::{Pipeline, ScanOptions};
+use epitaph::pipeline::{load_signature_file, load_signatures, Pipeline, ScanOptions};
 use epitaph::simulate::{simulate, SimOptions};
 use epitaph::sinks::report::{self, Format};
-use epitaph::sources::Sources;
-use epitaph::store::SqliteStore;
 use epitaph::timefmt;
 
 /// Exit code when a scan finished but some instances stay pending.
@@ -297,36 +294,11 @@ fn load_config(path: Option<&Path>, required: bool) -> anyhow::Result<Config> {
 }
 
 async fn build_pipeline(cfg: Config) -> anyhow::Result<Pipeline> {
-    let problems = cfg.filesystem_problems();
-    if !problems.is_empty() {
-        return Err(Error::Config(problems.into_iter().map(|p| format!("{}: {p}", cfg.origin)).collect()).into());
-    }
-    let signatures = Arc::new(signature_library(&cfg)?);
-    let sources = Sources::from_config(&resolved(&cfg))?;
-    let store = SqliteStore::open(&cfg.state_path()).await?;
-    Ok(Pipeline::new(cfg, sources, Arc::new(store), signatures))
-}
-
-/// The config with source paths resolved against the config file's directory.
-fn resolved(cfg: &Config) -> Config {
-    let mut c = cfg.clone();
-    for src in [&mut c.sources.activities, &mut c.sources.logs, &mut c.sources.metrics] {
-        src.path = src.path.as_ref().map(|p| cfg.resolve(p));
-        src.inventory = src.inventory.as_ref().map(|p| cfg.resolve(p));
-    }
-    c
+    Ok(Pipeline::open(cfg).await?)
 }
 
 fn signature_library(cfg: &Config) -> anyhow::Result<SignatureLibrary> {
-    match &cfg.signatures.extra {
-        Some(p) => load_signature_file(&cfg.resolve(p)),
-        None => Ok(SignatureLibrary::default_library()?),
-    }
-}
-
-fn load_signature_file(p: &Path) -> anyhow::Result<SignatureLibrary> {
-    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-    Ok(SignatureLibrary::with_overrides(&text, &p.display().to_string())?)
+    Ok(load_signatures(cfg)?)
 }
 
 fn is_instance_id(s: &str) -> bool {
@@ -372,34 +344,9 @@ fn signatures_match(lib: &SignatureLibrary, file: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads CSV `timestamp,value` (RFC 3339 or unix seconds). A header line is allowed; blank
-/// lines and `#` comments are skipped; anything else malformed is an error naming the line.
 fn read_series(file: &str) -> anyhow::Result<Vec<(chrono::DateTime<chrono::Utc>, f64)>> {
     let mut bytes = Vec::new();
     open_input(file)?.read_to_end(&mut bytes).map_err(|e| Error::io(Path::new(file), e))?;
     let name = if file == "-" { "<stdin>" } else { file };
-    let mut points = Vec::new();
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = String::from_utf8_lossy(raw);
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let at = format!("{name}:{}", i + 1);
-        let mut cols = line.split(',').map(str::trim);
-        let (Some(ts), Some(val), None) = (cols.next(), cols.next(), cols.next()) else {
-            return Err(Error::input(at, "expected two columns: timestamp,value").into());
-        };
-        let value = val.parse::<f64>();
-        if points.is_empty() && value.is_err() && timefmt::parse_instant(ts).is_err() {
-            continue; // header
-        }
-        let t = timefmt::parse_instant(ts).map_err(|e| Error::input(&at, e))?;
-        let v = value
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| Error::input(&at, format!("`{}` is not a finite number", timefmt::truncate(val, 40))))?;
-        points.push((t, v));
-    }
-    Ok(points)
+    Ok(epitaph::sources::file::parse_series_csv(&bytes, name)?)
 }

@@ -4,8 +4,8 @@
 //! A scan: pick the window (flag, else the store's watermark, else config) → record the
 //! inventory → list terminations (plus pending retries) → skip instances already analysed
 //! (unless `--refresh`) → in batches, fetch memory series (one batched call) and last words
-//! (bounded concurrency, each with a timeout) → analyse (pure) → persist → judge the touched
-//! deployments over the finding lookback → record the run. A failed fetch leaves the instance
+//! (bounded concurrency, each with a timeout) → analyse (pure) → persist → judge every
+//! deployment with deaths in the finding lookback → record the run. A failed fetch leaves the instance
 //! pending for the next run; bad records are skipped and counted; nothing fails the whole scan
 //! but an unusable store or configuration.
 
@@ -175,6 +175,19 @@ impl Pipeline {
         }
     }
 
+    /// Opens everything a config describes: checks input paths, compiles the signature library
+    /// (built in, plus `signatures.extra`), builds the sources and opens the SQLite state.
+    pub async fn open(cfg: Config) -> Result<Self> {
+        let problems = cfg.filesystem_problems();
+        if !problems.is_empty() {
+            return Err(Error::Config(problems.into_iter().map(|p| format!("{}: {p}", cfg.origin)).collect()));
+        }
+        let signatures = Arc::new(load_signatures(&cfg)?);
+        let sources = Sources::from_config(&cfg)?;
+        let store = crate::store::SqliteStore::open(&cfg.state_path()).await?;
+        Ok(Pipeline::new(cfg, sources, Arc::new(store), signatures))
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -277,19 +290,14 @@ impl Pipeline {
         skipped.truncate(MAX_LISTED_PROBLEMS);
         summary.skipped = skipped;
 
-        // Report on the window; judge deployments over the finding lookback.
+        // Report the window's instances, and the standing of every deployment with deaths in
+        // the finding lookback (not only those touched now: a quiet window changes no verdict).
         let reports = self.store.instances_in(window).await?;
-        let deployments: Vec<String> = reports
-            .iter()
-            .map(|r| r.deployment.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
         let lookback = TimeWindow {
             start: window.start.min(window.end - self.cfg.duration("finding_lookback")),
             end: window.end,
         };
-        let history = self.store.instances_of(&deployments, lookback).await?;
+        let history = self.store.instances_in(lookback).await?;
         let findings = judge_deployments(&history, self.cfg.finding_policy());
         self.store.save_findings(&findings).await?;
 
@@ -510,6 +518,20 @@ impl Pipeline {
             next_steps,
         }
     }
+}
+
+/// The signature library a config asks for: the built-in one, with `signatures.extra` merged.
+pub fn load_signatures(cfg: &Config) -> Result<SignatureLibrary> {
+    match &cfg.signatures.extra {
+        Some(p) => load_signature_file(&cfg.resolve(p)),
+        None => SignatureLibrary::default_library(),
+    }
+}
+
+/// The built-in library with a user signature file merged over it.
+pub fn load_signature_file(path: &std::path::Path) -> Result<SignatureLibrary> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    SignatureLibrary::with_overrides(&text, &path.display().to_string())
 }
 
 /// Keeps at most `max` points, evenly spaced by index, always keeping the last (the moment

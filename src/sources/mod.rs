@@ -112,10 +112,17 @@ impl Sources {
         check_kind("sources.activities.kind", &s.activities)?;
         check_kind("sources.logs.kind", &s.logs)?;
         check_kind("sources.metrics.kind", &s.metrics)?;
+        // File paths in the config are relative to the config file.
+        let resolve = |src: &SourceConfig| {
+            let mut src = src.clone();
+            src.path = src.path.as_ref().map(|p| cfg.resolve(p));
+            src.inventory = src.inventory.as_ref().map(|p| cfg.resolve(p));
+            src
+        };
         Ok(Sources {
-            activities: Arc::new(file::FileActivities::new(&s.activities)?),
-            logs: Arc::new(file::FileLogs::new(&s.logs)?),
-            metrics: Arc::new(file::FileMetrics::new(&s.metrics)?),
+            activities: Arc::new(file::FileActivities::new(&resolve(&s.activities))?),
+            logs: Arc::new(file::FileLogs::new(&resolve(&s.logs))?),
+            metrics: Arc::new(file::FileMetrics::new(&resolve(&s.metrics))?),
         })
     }
 }

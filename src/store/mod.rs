@@ -49,8 +49,6 @@ pub trait Store: Send + Sync {
     async fn instance(&self, id: &str) -> Result<Option<InstanceReport>>;
     /// Reports of instances terminated in the window, oldest first.
     async fn instances_in(&self, window: TimeWindow) -> Result<Vec<InstanceReport>>;
-    /// Reports of the given deployments' instances terminated in the window.
-    async fn instances_of(&self, deployments: &[String], window: TimeWindow) -> Result<Vec<InstanceReport>>;
     async fn save_inventory(&self, infos: &[InstanceInfo]) -> Result<()>;
     async fn inventory(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>>;
     async fn save_findings(&self, findings: &[DeploymentFinding]) -> Result<()>;

@@ -211,24 +211,6 @@ impl Store for SqliteStore {
         self.reports(rows).await
     }
 
-    async fn instances_of(&self, deployments: &[String], window: TimeWindow) -> Result<Vec<InstanceReport>> {
-        let mut out = Vec::new();
-        for chunk in deployments.chunks(MAX_IN_LIST) {
-            let sql = format!(
-                "SELECT instance_id, report_json FROM instances WHERE deployment IN ({}) AND terminated_at >= ? AND terminated_at < ?
-                 ORDER BY terminated_at, instance_id",
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut q = sqlx::query(&sql);
-            for d in chunk {
-                q = q.bind(d);
-            }
-            let rows = q.bind(ts(window.start)).bind(ts(window.end)).fetch_all(&self.pool).await?;
-            out.extend(self.reports(rows).await?);
-        }
-        Ok(out)
-    }
-
     async fn save_inventory(&self, infos: &[InstanceInfo]) -> Result<()> {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin().await?;

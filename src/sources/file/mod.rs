@@ -20,8 +20,11 @@ pub use metrics::FileMetrics;
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
+
 use crate::error::{Error, Result};
 use crate::sources::Skipped;
+use crate::timefmt::{parse_instant, truncate};
 
 /// At most this many skipped-record locations are kept per source (the count is exact).
 pub const MAX_SKIPPED_KEPT: usize = 50;
@@ -90,6 +93,36 @@ impl SkipLog {
         }
         out
     }
+}
+
+/// Parses one memory series as CSV `timestamp,value` (RFC 3339 or unix seconds), the input of
+/// `epitaph leak`. A header line is allowed; blank lines and `#` comments are skipped; anything
+/// else malformed is an error naming `origin:line`.
+pub fn parse_series_csv(bytes: &[u8], origin: &str) -> Result<Vec<(DateTime<Utc>, f64)>> {
+    let mut points = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(raw);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = format!("{origin}:{}", i + 1);
+        let mut cols = line.split(',').map(str::trim);
+        let (Some(ts), Some(val), None) = (cols.next(), cols.next(), cols.next()) else {
+            return Err(Error::input(at, "expected two columns: timestamp,value"));
+        };
+        let value = val.parse::<f64>();
+        if points.is_empty() && value.is_err() && parse_instant(ts).is_err() {
+            continue; // a header line
+        }
+        let t = parse_instant(ts).map_err(|e| Error::input(&at, e))?;
+        let v = value
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| Error::input(&at, format!("`{}` is not a finite number", truncate(val, 40))))?;
+        points.push((t, v));
+    }
+    Ok(points)
 }
 
 /// Finds an instance id (`i-` and 8 or 17 hex digits) in a string.
