@@ -17,6 +17,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::model::{LeakAssessment, LeakVerdict};
 
+/// Values beyond this magnitude are corrupt samples (memory above an exabyte), ignored so the
+/// arithmetic cannot overflow.
+pub const MAX_ABS_VALUE: f64 = 1.0e18;
 /// Fewer points than this → `insufficient_data`.
 pub const MIN_POINTS: usize = 12;
 /// A basis shorter than this (seconds) → `insufficient_data`: GC cycles and warm-ups need room.
@@ -51,7 +54,7 @@ pub const STRUCTURAL_NO_LEAK_CONFIDENCE: f64 = 0.7;
 pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssessment {
     let mut pts: Vec<(i64, f64)> = points
         .iter()
-        .filter(|(_, v)| v.is_finite())
+        .filter(|(_, v)| v.is_finite() && v.abs() <= MAX_ABS_VALUE)
         .map(|(t, v)| (t.timestamp_millis(), *v))
         .collect();
     pts.sort_by_key(|p| p.0);
@@ -377,6 +380,15 @@ mod tests {
     fn nan_values_are_ignored() {
         let s = series(200, 300, |i| if i % 10 == 0 { f64::NAN } else { 30.0 + 0.3 * i as f64 });
         assert_eq!(assess(&s, Some(100.0)).verdict, LeakVerdict::Leak);
+    }
+
+    #[test]
+    fn absurd_values_are_ignored() {
+        let s = series(200, 300, |i| if i % 2 == 0 { 1.0e308 } else { -1.0e308 });
+        let a = assess(&s, Some(f64::MAX));
+        assert_eq!(a.verdict, LeakVerdict::InsufficientData);
+        let mixed = series(200, 300, |i| if i == 50 { 1.0e300 } else { 30.0 + 0.3 * i as f64 });
+        assert_eq!(assess(&mixed, Some(100.0)).verdict, LeakVerdict::Leak);
     }
 
     #[test]

@@ -1,0 +1,130 @@
+//! Nothing is lost when a source fails: an instance whose fetch fails (an error, or a timeout)
+//! stays pending in the store, the scan still finishes and reports it, and the next run
+//! retries and resolves it. The real file backends are wrapped by test doubles that fail for
+//! chosen instances.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use epitaph::config::Config;
+use epitaph::error::{Error, Result};
+use epitaph::model::{LastWords, MemorySeries};
+use epitaph::pipeline::{load_signatures, Pipeline, ScanOptions};
+use epitaph::simulate::{simulate, SimOptions};
+use epitaph::sources::{LastWordsQuery, LogSource, MetricSource, SeriesQuery, Sources};
+use epitaph::store::{SqliteStore, Store};
+
+/// Fails the series of chosen instances while `broken` is set.
+struct FlakyMetrics {
+    inner: Arc<dyn MetricSource>,
+    fail: HashSet<String>,
+    broken: AtomicBool,
+}
+
+#[async_trait]
+impl MetricSource for FlakyMetrics {
+    fn name(&self) -> String {
+        "flaky".into()
+    }
+    async fn memory_series(&self, queries: &[SeriesQuery]) -> Result<Vec<Result<Option<MemorySeries>>>> {
+        let mut out = self.inner.memory_series(queries).await?;
+        if self.broken.load(Ordering::SeqCst) {
+            for (q, r) in queries.iter().zip(out.iter_mut()) {
+                if self.fail.contains(&q.instance_id) {
+                    *r = Err(Error::source("flaky", "HTTP 503 Service Unavailable"));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Hangs for chosen instances while `broken` is set (longer than the fetch timeout).
+struct SlowLogs {
+    inner: Arc<dyn LogSource>,
+    slow: HashSet<String>,
+    broken: AtomicBool,
+}
+
+#[async_trait]
+impl LogSource for SlowLogs {
+    fn name(&self) -> String {
+        "slow".into()
+    }
+    async fn last_words(&self, q: &LastWordsQuery) -> Result<LastWords> {
+        if self.broken.load(Ordering::SeqCst) && self.slow.contains(&q.instance_id) {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        }
+        self.inner.last_words(q).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_fetches_stay_pending_and_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = simulate(dir.path(), &SimOptions { seed: 11, ..Default::default() }).unwrap();
+    let env = vec![("EPITAPH_SCAN__FETCH_TIMEOUT".to_string(), "1s".to_string())];
+    let text = std::fs::read_to_string(dir.path().join("epitaph.toml")).unwrap();
+    let cfg = Config::parse(&text, "epitaph.toml", dir.path(), &env).unwrap();
+
+    let ids: Vec<String> = truth.instances.keys().cloned().collect();
+    let (bad_metrics, slow_logs) = (ids[3].clone(), ids[40].clone());
+    let real = Sources::from_config(&cfg).unwrap();
+    let metrics = Arc::new(FlakyMetrics { inner: real.metrics.clone(), fail: [bad_metrics.clone()].into(), broken: AtomicBool::new(true) });
+    let logs = Arc::new(SlowLogs { inner: real.logs.clone(), slow: [slow_logs.clone()].into(), broken: AtomicBool::new(true) });
+    let sources = Sources { activities: real.activities.clone(), logs: logs.clone(), metrics: metrics.clone() };
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.unwrap());
+    let pipeline = Pipeline::new(cfg.clone(), sources, store.clone(), Arc::new(load_signatures(&cfg).unwrap()));
+
+    let first = pipeline.scan(&ScanOptions::default()).await.unwrap();
+    let pending: HashSet<String> = first.summary.pending.iter().map(|p| p.instance_id.clone()).collect();
+    assert_eq!(pending, [bad_metrics.clone(), slow_logs.clone()].into());
+    let errors: Vec<&str> = first.summary.pending.iter().map(|p| p.error.as_str()).collect();
+    assert!(errors.iter().any(|e| e.contains("503")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("timed out")), "{errors:?}");
+    assert!(!first.summary.complete);
+    assert_eq!(first.summary.analysed, 58);
+    assert_eq!(first.instances.len(), 58, "pending instances are not reported as analysed");
+    let stored: HashSet<String> = store.pending().await.unwrap().into_iter().map(|p| p.termination.instance_id).collect();
+    assert_eq!(stored, pending);
+
+    // The sources recover; a plain rerun (watermark-based window) retries the pending ones.
+    metrics.broken.store(false, Ordering::SeqCst);
+    logs.broken.store(false, Ordering::SeqCst);
+    let second = pipeline.scan(&ScanOptions::default()).await.unwrap();
+    assert!(second.summary.pending.is_empty(), "{:?}", second.summary.pending);
+    assert_eq!(second.summary.retried, 2);
+    assert_eq!(second.summary.analysed, 2);
+    assert!(store.pending().await.unwrap().is_empty());
+    for id in [&bad_metrics, &slow_logs] {
+        let r = store.instance(id).await.unwrap().expect("stored after retry");
+        assert_eq!(r.verdict, truth.instances[id], "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_metrics_backend_fails_no_scan() {
+    struct Down;
+    #[async_trait]
+    impl MetricSource for Down {
+        fn name(&self) -> String {
+            "down".into()
+        }
+        async fn memory_series(&self, _: &[SeriesQuery]) -> Result<Vec<Result<Option<MemorySeries>>>> {
+            Err(Error::source("down", "connection refused"))
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), &SimOptions { seed: 12, ..Default::default() }).unwrap();
+    let cfg = Config::load(Some(&dir.path().join("epitaph.toml"))).unwrap();
+    let real = Sources::from_config(&cfg).unwrap();
+    let sources = Sources { metrics: Arc::new(Down), ..real };
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let pipeline = Pipeline::new(cfg.clone(), sources, store.clone(), Arc::new(load_signatures(&cfg).unwrap()));
+    let report = pipeline.scan(&ScanOptions::default()).await.unwrap();
+    assert_eq!(report.summary.pending.len(), 60);
+    assert!(report.summary.pending[0].error.contains("connection refused"));
+    assert_eq!(store.pending().await.unwrap().len(), 60);
+}
