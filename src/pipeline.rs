@@ -292,12 +292,13 @@ impl Pipeline {
 
         // Report the window's instances, and the standing of every deployment with deaths in
         // the finding lookback (not only those touched now: a quiet window changes no verdict).
-        let reports = self.store.instances_in(window).await?;
+        // The lookback contains the window, so one read serves both.
         let lookback = TimeWindow {
             start: window.start.min(window.end - self.cfg.duration("finding_lookback")),
             end: window.end,
         };
         let history = self.store.instances_in(lookback).await?;
+        let reports: Vec<&InstanceReport> = history.iter().filter(|r| window.contains(r.terminated_at)).collect();
         let findings = judge_deployments(&history, self.cfg.finding_policy());
         self.store.save_findings(&findings).await?;
 
@@ -313,7 +314,7 @@ impl Pipeline {
         let report = ScanReport {
             schema_version: SCHEMA_VERSION,
             window,
-            instances: reports.iter().map(InstanceSummary::from).collect(),
+            instances: reports.iter().map(|r| InstanceSummary::from(*r)).collect(),
             deployments: findings,
             summary,
         };

@@ -8,7 +8,7 @@
 //! 2. cut it into equal-time buckets and take each bucket's minimum (the floor);
 //! 3. Theil–Sen slope of the floor (robust to outliers) and a Mann–Kendall test that the floor
 //!    trends up (robust to non-linear shapes);
-//! 4. require the growth to persist into the final third (a warm-up that plateaus, or a one-off
+//! 4. require the growth to persist through the second half (a warm-up that plateaus, or a one-off
 //!    step, fails this) and to be material relative to the limit or the level.
 //!
 //! Every threshold is a named constant below.
@@ -34,10 +34,14 @@ pub const MIN_POINTS_PER_BUCKET: usize = 3;
 pub const MIN_FLOOR_BUCKETS: usize = 6;
 /// Mann–Kendall z above which the floor's upward trend is significant (one-sided p < 0.01).
 pub const TREND_Z_THRESHOLD: f64 = 2.33;
-/// Fraction of the floor (the final part) in which growth must persist.
-pub const TAIL_FRACTION: f64 = 1.0 / 3.0;
+/// Fraction of the floor (the final part) in which growth must persist. Half, not less: a
+/// shorter tail has too few buckets for its own trend test.
+pub const TAIL_FRACTION: f64 = 0.5;
 /// The final part's slope must be at least this fraction of the overall slope.
 pub const TAIL_SLOPE_RATIO: f64 = 0.3;
+/// The final part must trend up on its own: Mann–Kendall z at least this (one-sided p < 0.1).
+/// A warm-up that plateaus has a significant overall trend but a flat second half.
+pub const TAIL_TREND_Z_THRESHOLD: f64 = 1.28;
 /// Minimum floor rise over the basis, as a fraction of the limit (when there is one).
 pub const MIN_RISE_FRACTION_OF_LIMIT: f64 = 0.05;
 /// Minimum floor rise over the basis, as a fraction of the median level (without a limit).
@@ -75,6 +79,7 @@ pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssess
     let z = mann_kendall_z(&floor);
     let tail_start = floor.len() - ((floor.len() as f64 * TAIL_FRACTION).ceil() as usize).max(3);
     let tail_slope = theil_sen(&floor[tail_start..]);
+    let tail_z = mann_kendall_z(&floor[tail_start..]);
     let start = basis[0].0;
     let end = basis[basis.len() - 1].0;
     let rise = slope_per_ms * (end - start) as f64;
@@ -102,11 +107,11 @@ pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssess
             1.0 - normal_cdf(z - TREND_Z_THRESHOLD),
             format!("memory floor shows no significant upward trend (Mann-Kendall z = {z:.2})"),
         )
-    } else if tail_slope < TAIL_SLOPE_RATIO * slope_per_ms {
+    } else if tail_slope < TAIL_SLOPE_RATIO * slope_per_ms || tail_z < TAIL_TREND_Z_THRESHOLD {
         (
             LeakVerdict::NoLeak,
             STRUCTURAL_NO_LEAK_CONFIDENCE,
-            "memory floor rose but flattened in the final third (warm-up or one-off step)".into(),
+            format!("memory floor rose but flattened in the second half (warm-up or one-off step; second-half z = {tail_z:.2})"),
         )
     } else if rise < min_rise {
         (

@@ -21,6 +21,9 @@ use crate::model::{DeploymentFinding, InstanceInfo, InstanceReport, Termination,
 const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 /// SQLite allows 32766 bound parameters; stay well below for `IN (...)` lists.
 const MAX_IN_LIST: usize = 500;
+/// Rows per multi-row INSERT: one statement per chunk instead of one per row, because every
+/// statement is a round trip to sqlx's SQLite worker thread.
+const ROWS_PER_INSERT: usize = 100;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -34,6 +37,12 @@ fn ts(t: DateTime<Utc>) -> String {
 
 fn decode<T: DeserializeOwned>(what: &str, key: &str, json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::Store(format!("corrupt {what} record `{key}`: {e}")))
+}
+
+/// `(?,?,?),(?,?,?)…` for `rows` rows of `cols` columns.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(","));
+    vec![row; rows].join(",")
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -133,27 +142,33 @@ impl Store for SqliteStore {
     async fn save_instances(&self, reports: &[InstanceReport]) -> Result<()> {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin().await?;
-        for r in reports {
-            sqlx::query(
+        for chunk in reports.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
                 "INSERT INTO instances (instance_id, deployment, asg, terminated_at, verdict, report_json, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 VALUES {}
                  ON CONFLICT (instance_id) DO UPDATE SET deployment = excluded.deployment, asg = excluded.asg,
                    terminated_at = excluded.terminated_at, verdict = excluded.verdict,
                    report_json = excluded.report_json, updated_at = excluded.updated_at",
-            )
-            .bind(&r.instance_id)
-            .bind(&r.deployment)
-            .bind(&r.asg)
-            .bind(ts(r.terminated_at))
-            .bind(r.verdict.as_str())
-            .bind(encode(r)?)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM pending WHERE instance_id = ?")
-                .bind(&r.instance_id)
-                .execute(&mut *tx)
-                .await?;
+                placeholders(chunk.len(), 7)
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(&r.instance_id)
+                    .bind(&r.deployment)
+                    .bind(&r.asg)
+                    .bind(ts(r.terminated_at))
+                    .bind(r.verdict.as_str())
+                    .bind(encode(r)?)
+                    .bind(&now);
+            }
+            q.execute(&mut *tx).await?;
+            let sql = format!("DELETE FROM pending WHERE instance_id IN ({})", vec!["?"; chunk.len()].join(","));
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q.bind(&r.instance_id);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -214,16 +229,17 @@ impl Store for SqliteStore {
     async fn save_inventory(&self, infos: &[InstanceInfo]) -> Result<()> {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin().await?;
-        for i in infos {
-            sqlx::query(
-                "INSERT INTO inventory (instance_id, info_json, updated_at) VALUES (?, ?, ?)
+        for chunk in infos.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO inventory (instance_id, info_json, updated_at) VALUES {}
                  ON CONFLICT (instance_id) DO UPDATE SET info_json = excluded.info_json, updated_at = excluded.updated_at",
-            )
-            .bind(&i.instance_id)
-            .bind(encode(i)?)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+                placeholders(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for i in chunk {
+                q = q.bind(&i.instance_id).bind(encode(i)?).bind(&now);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
