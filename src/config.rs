@@ -532,6 +532,26 @@ x = 1
     }
 
     #[test]
+    fn example_config_is_valid_and_documents_every_key() {
+        let text = include_str!("../config/epitaph.example.toml");
+        parse(text, &[]).unwrap();
+        // Uncommenting the optional keys must give a valid config too.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") && !rest.contains("  ") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        parse(&uncommented, &[]).unwrap();
+        for (key, _) in SCHEMA {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(text.contains(&format!("{leaf} =")), "example config does not document `{key}`");
+        }
+    }
+
+    #[test]
     fn env_overrides() {
         let c = parse("[scan]\nconcurrency = 4\n", &[("EPITAPH_SCAN__CONCURRENCY", "8"), ("EPITAPH_SOURCES__LOGS__PATH", "/l"), ("EPITAPH_CONFIG", "x")]).unwrap();
         assert_eq!(c.scan.concurrency, 8);
