@@ -26,7 +26,11 @@ const EXIT_PENDING: u8 = 3;
 const EXIT_BAD_INPUT: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "epitaph", version, about = "Why did my Auto Scaling instances die? Last words, OOM signatures, memory leaks — per deployment.")]
+#[command(
+    name = "epitaph",
+    version,
+    about = "Why did my Auto Scaling instances die? Last words, OOM signatures, memory leaks — per deployment."
+)]
 pub struct Cli {
     /// Configuration file (default: ./epitaph.toml if it exists).
     #[arg(long, short, global = true, env = "EPITAPH_CONFIG")]
@@ -134,7 +138,10 @@ enum ConfigCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("epitaph: cannot start the async runtime: {e}");
@@ -145,15 +152,20 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("epitaph: {e:#}");
-            let bad_input = e.chain().any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_bad_input));
+            let bad_input = e
+                .chain()
+                .any(|c| c.downcast_ref::<Error>().is_some_and(Error::is_bad_input));
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }
     }
 }
 
 fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // JSON when a machine reads stderr (cron, systemd, containers); plain text on a terminal.
     if std::io::stderr().is_terminal() {
         builder.init();
@@ -165,20 +177,40 @@ fn init_tracing(filter: &str) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let color = !cli.no_color && std::io::stdout().is_terminal();
     match cli.command {
-        Command::Scan { ref since, ref until, refresh } => {
+        Command::Scan {
+            ref since,
+            ref until,
+            refresh,
+        } => {
             let cfg = load_config(cli.config.as_deref(), true)?;
             let now = chrono::Utc::now();
             let opts = ScanOptions {
-                since: since.as_deref().map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--since", e))).transpose()?,
-                until: until.as_deref().map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--until", e))).transpose()?,
+                since: since
+                    .as_deref()
+                    .map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--since", e)))
+                    .transpose()?,
+                until: until
+                    .as_deref()
+                    .map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--until", e)))
+                    .transpose()?,
                 refresh,
                 progress: true,
             };
             scan(cfg, &opts, cli.format, color).await
         }
-        Command::Instance { ref instance_id, refresh } => {
+        Command::Instance {
+            ref instance_id,
+            refresh,
+        } => {
             if !is_instance_id(instance_id) {
-                return Err(Error::input("INSTANCE_ID", format!("`{}` is not an EC2 instance id (i- followed by 8 or 17 hex digits)", timefmt::truncate(instance_id, 40))).into());
+                return Err(Error::input(
+                    "INSTANCE_ID",
+                    format!(
+                        "`{}` is not an EC2 instance id (i- followed by 8 or 17 hex digits)",
+                        timefmt::truncate(instance_id, 40)
+                    ),
+                )
+                .into());
             }
             let cfg = load_config(cli.config.as_deref(), true)?;
             let pipeline = build_pipeline(cfg).await?;
@@ -186,7 +218,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", report::render_investigation(&inv, cli.format, color));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Signatures { command: SignaturesCommand::Match { ref file, ref signatures } } => {
+        Command::Signatures {
+            command:
+                SignaturesCommand::Match {
+                    ref file,
+                    ref signatures,
+                },
+        } => {
             let lib = match signatures {
                 Some(p) => load_signature_file(p)?,
                 None => match load_config(cli.config.as_deref(), false) {
@@ -198,11 +236,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             signatures_match(&lib, file)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Signatures { command: SignaturesCommand::List } => {
+        Command::Signatures {
+            command: SignaturesCommand::List,
+        } => {
             let cfg = load_config(cli.config.as_deref(), false)?;
             let lib = signature_library(&cfg)?;
             for s in lib.signatures() {
-                println!("{:<28} {:<11} {:<6} {}", s.spec.id, s.spec.runtime, s.spec.kind.as_str(), s.spec.explanation);
+                println!(
+                    "{:<28} {:<11} {:<6} {}",
+                    s.spec.id,
+                    s.spec.runtime,
+                    s.spec.kind.as_str(),
+                    s.spec.explanation
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -212,9 +258,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&a)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Simulate { ref out, seed, asgs, instances, ref end } => {
+        Command::Simulate {
+            ref out,
+            seed,
+            asgs,
+            instances,
+            ref end,
+        } => {
             let end = timefmt::parse_instant(end).map_err(|e| Error::input("--end", e))?;
-            let opts = SimOptions { seed, asgs, instances, end };
+            let opts = SimOptions {
+                seed,
+                asgs,
+                instances,
+                end,
+            };
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             let truth = simulate(out, &opts)?;
             eprintln!(
@@ -225,7 +282,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { seed, asgs, instances, ref keep } => {
+        Command::Demo {
+            seed,
+            asgs,
+            instances,
+            ref keep,
+        } => {
             let temp;
             let dir = match keep {
                 Some(d) => d.clone(),
@@ -235,15 +297,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let opts = SimOptions { seed, asgs, instances, ..Default::default() };
+            let opts = SimOptions {
+                seed,
+                asgs,
+                instances,
+                ..Default::default()
+            };
             simulate(&dir, &opts)?;
             let cfg = Config::load(Some(&dir.join("epitaph.toml")))?;
             if keep.is_none() {
                 eprintln!("epitaph demo: simulated {instances} terminations in {asgs} groups (seed {seed}); scanning with a fresh SQLite state\n");
             }
-            scan(cfg, &ScanOptions { progress: true, ..Default::default() }, cli.format, color).await
+            scan(
+                cfg,
+                &ScanOptions {
+                    progress: true,
+                    ..Default::default()
+                },
+                cli.format,
+                color,
+            )
+            .await
         }
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             let cfg = load_config(cli.config.as_deref(), false)?;
             let mut problems = cfg.filesystem_problems();
             if let Err(e) = signature_library(&cfg) {
@@ -253,20 +331,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}: ok", cfg.origin);
                 Ok(ExitCode::SUCCESS)
             } else {
-                Err(Error::Config(problems.into_iter().map(|p| format!("{}: {p}", cfg.origin)).collect()).into())
+                Err(Error::Config(
+                    problems
+                        .into_iter()
+                        .map(|p| format!("{}: {p}", cfg.origin))
+                        .collect(),
+                )
+                .into())
             }
         }
     }
 }
 
-async fn scan(cfg: Config, opts: &ScanOptions, format: Format, color: bool) -> anyhow::Result<ExitCode> {
+async fn scan(
+    cfg: Config,
+    opts: &ScanOptions,
+    format: Format,
+    color: bool,
+) -> anyhow::Result<ExitCode> {
     let pipeline = build_pipeline(cfg).await?;
     let report = pipeline.scan(opts).await?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     writeln!(out, "{}", report::render_scan(&report, format, color))?;
     out.flush()?;
     if !report.summary.input_errors.is_empty() {
-        eprintln!("epitaph: {} input(s) could not be read; the window will be scanned again next run", report.summary.input_errors.len());
+        eprintln!(
+            "epitaph: {} input(s) could not be read; the window will be scanned again next run",
+            report.summary.input_errors.len()
+        );
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
     if !report.summary.pending.is_empty() {
@@ -302,7 +394,12 @@ fn signature_library(cfg: &Config) -> anyhow::Result<SignatureLibrary> {
 }
 
 fn is_instance_id(s: &str) -> bool {
-    s.strip_prefix("i-").is_some_and(|hex| (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    s.strip_prefix("i-").is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 fn open_input(file: &str) -> anyhow::Result<Box<dyn BufRead>> {
@@ -321,7 +418,9 @@ fn signatures_match(lib: &SignatureLibrary, file: &str) -> anyhow::Result<()> {
     let mut line_no = 0usize;
     loop {
         buf.clear();
-        let n = input.read_until(b'\n', &mut buf).map_err(|e| Error::io(Path::new(file), e))?;
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(Path::new(file), e))?;
         if n == 0 {
             break;
         }
@@ -346,7 +445,9 @@ fn signatures_match(lib: &SignatureLibrary, file: &str) -> anyhow::Result<()> {
 
 fn read_series(file: &str) -> anyhow::Result<Vec<(chrono::DateTime<chrono::Utc>, f64)>> {
     let mut bytes = Vec::new();
-    open_input(file)?.read_to_end(&mut bytes).map_err(|e| Error::io(Path::new(file), e))?;
+    open_input(file)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(Path::new(file), e))?;
     let name = if file == "-" { "<stdin>" } else { file };
     Ok(epitaph::sources::file::parse_series_csv(&bytes, name)?)
 }

@@ -227,11 +227,16 @@ const SCHEMA: &[(&str, Kind)] = &[
 ];
 
 fn schema_kind(key: &str) -> Option<Kind> {
-    SCHEMA.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
+    SCHEMA
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, kind)| *kind)
 }
 
 fn is_section(key: &str) -> bool {
-    SCHEMA.iter().any(|(k, _)| k.starts_with(key) && k[key.len()..].starts_with('.'))
+    SCHEMA
+        .iter()
+        .any(|(k, _)| k.starts_with(key) && k[key.len()..].starts_with('.'))
 }
 
 impl Config {
@@ -254,7 +259,12 @@ impl Config {
 
     /// Parses config text, applies overrides from `env`, validates every key (all problems
     /// reported together), and resolves relative paths against `base_dir`.
-    pub fn parse(text: &str, origin: &str, base_dir: &Path, env: &[(String, String)]) -> Result<Config> {
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<Config> {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
@@ -266,16 +276,29 @@ impl Config {
         apply_env(&mut table, env, &mut problems);
         validate_table(&table, "", &mut problems);
         if !problems.is_empty() {
-            return Err(Error::Config(problems.into_iter().map(|p| format!("{origin}: {p}")).collect()));
+            return Err(Error::Config(
+                problems
+                    .into_iter()
+                    .map(|p| format!("{origin}: {p}"))
+                    .collect(),
+            ));
         }
-        let mut cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(vec![format!("{origin}: {}", e.message())]))?;
+        let mut cfg: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    Error::Config(vec![format!("{origin}: {}", e.message())])
+                })?;
         cfg.base_dir = base_dir.to_path_buf();
         cfg.origin = origin.to_string();
         let problems = cfg.semantic_problems();
         if !problems.is_empty() {
-            return Err(Error::Config(problems.into_iter().map(|p| format!("{origin}: {p}")).collect()));
+            return Err(Error::Config(
+                problems
+                    .into_iter()
+                    .map(|p| format!("{origin}: {p}"))
+                    .collect(),
+            ));
         }
         Ok(cfg)
     }
@@ -286,7 +309,10 @@ impl Config {
         let d = &self.deployment;
         let need = |set: bool, key: &str, p: &mut Vec<String>| {
             if !set {
-                p.push(format!("{key}: required when deployment.identity = \"{}\"", d.identity));
+                p.push(format!(
+                    "{key}: required when deployment.identity = \"{}\"",
+                    d.identity
+                ));
             }
         };
         match d.identity.as_str() {
@@ -296,11 +322,15 @@ impl Config {
             _ => {}
         }
         if !self.sources.logs.stream_pattern.contains("{instance_id}") {
-            p.push("sources.logs.stream_pattern: must contain the {instance_id} placeholder".into());
+            p.push(
+                "sources.logs.stream_pattern: must contain the {instance_id} placeholder".into(),
+            );
         }
         if let Some(l) = self.sources.metrics.limit {
             if !(l.is_finite() && l > 0.0) {
-                p.push(format!("sources.metrics.limit: must be a positive number, got {l}"));
+                p.push(format!(
+                    "sources.metrics.limit: must be a positive number, got {l}"
+                ));
             }
         }
         p
@@ -332,13 +362,19 @@ impl Config {
         if let Some(inv) = &s.activities.inventory {
             let full = self.resolve(inv);
             if !full.exists() {
-                p.push(format!("sources.activities.inventory: {} does not exist", full.display()));
+                p.push(format!(
+                    "sources.activities.inventory: {} does not exist",
+                    full.display()
+                ));
             }
         }
         if let Some(extra) = &self.signatures.extra {
             let full = self.resolve(extra);
             if !full.exists() {
-                p.push(format!("signatures.extra: {} does not exist", full.display()));
+                p.push(format!(
+                    "signatures.extra: {} does not exist",
+                    full.display()
+                ));
             }
         }
         p
@@ -399,7 +435,9 @@ impl Config {
 /// Applies `EPITAPH_A__B__C=value` overrides. Values are typed by the schema.
 fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut Vec<String>) {
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         if !rest.contains("__") {
             continue; // EPITAPH_CONFIG, EPITAPH_LOG and friends are not key overrides.
         }
@@ -426,7 +464,9 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
             if !entry.is_table() {
                 *entry = toml::Value::Table(toml::Table::new());
             }
-            let toml::Value::Table(t) = entry else { unreachable!("just made a table") };
+            let toml::Value::Table(t) = entry else {
+                unreachable!("just made a table")
+            };
             cur = t;
         }
         cur.insert(parts[parts.len() - 1].to_string(), typed);
@@ -435,7 +475,11 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
 
 fn validate_table(table: &toml::Table, prefix: &str, problems: &mut Vec<String>) {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         if let toml::Value::Table(t) = v {
             if is_section(&key) {
                 validate_table(t, &key, problems);
@@ -465,8 +509,14 @@ fn check_value(kind: Kind, v: &toml::Value) -> std::result::Result<(), String> {
         (Kind::Duration, V::String(s)) => timefmt::parse_duration(s).map(|_| ()),
         (Kind::Since, V::String(s)) => timefmt::parse_since(s, chrono::Utc::now()).map(|_| ()),
         (Kind::OneOf(options), V::String(s)) if options.contains(&s.as_str()) => Ok(()),
-        (Kind::OneOf(options), V::String(s)) => Err(format!("`{s}` is not one of {}", options.join(", "))),
-        (kind, other) => Err(format!("expected {}, got {}", kind_name(kind), other.type_str())),
+        (Kind::OneOf(options), V::String(s)) => {
+            Err(format!("`{s}` is not one of {}", options.join(", ")))
+        }
+        (kind, other) => Err(format!(
+            "expected {}, got {}",
+            kind_name(kind),
+            other.type_str()
+        )),
     }
 }
 
@@ -487,7 +537,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config> {
-        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         Config::parse(text, "test.toml", Path::new("/base"), &env)
     }
 
@@ -514,14 +567,22 @@ format = "xml"
 x = 1
 "#;
         let err = parse(text, &[]).unwrap_err().to_string();
-        for needle in ["scan.concurency: unknown key", "scan.last_words_window", "scan.concurrency: must be at least 1", "sources.logs.format", "bogus: unknown section"] {
+        for needle in [
+            "scan.concurency: unknown key",
+            "scan.last_words_window",
+            "scan.concurrency: must be at least 1",
+            "sources.logs.format",
+            "bogus: unknown section",
+        ] {
             assert!(err.contains(needle), "missing {needle} in {err}");
         }
     }
 
     #[test]
     fn semantic_problem_names_key() {
-        let err = parse("[deployment]\nidentity = \"tag\"\n", &[]).unwrap_err().to_string();
+        let err = parse("[deployment]\nidentity = \"tag\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("deployment.tag: required"), "{err}");
     }
 
@@ -547,18 +608,36 @@ x = 1
         parse(&uncommented, &[]).unwrap();
         for (key, _) in SCHEMA {
             let leaf = key.rsplit('.').next().unwrap();
-            assert!(text.contains(&format!("{leaf} =")), "example config does not document `{key}`");
+            assert!(
+                text.contains(&format!("{leaf} =")),
+                "example config does not document `{key}`"
+            );
         }
     }
 
     #[test]
     fn env_overrides() {
-        let c = parse("[scan]\nconcurrency = 4\n", &[("EPITAPH_SCAN__CONCURRENCY", "8"), ("EPITAPH_SOURCES__LOGS__PATH", "/l"), ("EPITAPH_CONFIG", "x")]).unwrap();
+        let c = parse(
+            "[scan]\nconcurrency = 4\n",
+            &[
+                ("EPITAPH_SCAN__CONCURRENCY", "8"),
+                ("EPITAPH_SOURCES__LOGS__PATH", "/l"),
+                ("EPITAPH_CONFIG", "x"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.scan.concurrency, 8);
         assert_eq!(c.sources.logs.path, Some(PathBuf::from("/l")));
-        let err = parse("", &[("EPITAPH_SCAN__NOPE", "1")]).unwrap_err().to_string();
-        assert!(err.contains("EPITAPH_SCAN__NOPE: unknown key `scan.nope`"), "{err}");
-        let err = parse("", &[("EPITAPH_SCAN__CONCURRENCY", "many")]).unwrap_err().to_string();
+        let err = parse("", &[("EPITAPH_SCAN__NOPE", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("EPITAPH_SCAN__NOPE: unknown key `scan.nope`"),
+            "{err}"
+        );
+        let err = parse("", &[("EPITAPH_SCAN__CONCURRENCY", "many")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a number"), "{err}");
     }
 }

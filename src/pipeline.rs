@@ -166,7 +166,12 @@ enum Fetched {
 }
 
 impl Pipeline {
-    pub fn new(cfg: Config, sources: Sources, store: Arc<dyn Store>, signatures: Arc<SignatureLibrary>) -> Self {
+    pub fn new(
+        cfg: Config,
+        sources: Sources,
+        store: Arc<dyn Store>,
+        signatures: Arc<SignatureLibrary>,
+    ) -> Self {
         Pipeline {
             cfg,
             sources,
@@ -180,7 +185,12 @@ impl Pipeline {
     pub async fn open(cfg: Config) -> Result<Self> {
         let problems = cfg.filesystem_problems();
         if !problems.is_empty() {
-            return Err(Error::Config(problems.into_iter().map(|p| format!("{}: {p}", cfg.origin)).collect()));
+            return Err(Error::Config(
+                problems
+                    .into_iter()
+                    .map(|p| format!("{}: {p}", cfg.origin))
+                    .collect(),
+            ));
         }
         let signatures = Arc::new(load_signatures(&cfg)?);
         let sources = Sources::from_config(&cfg)?;
@@ -218,7 +228,10 @@ impl Pipeline {
                 format!("window start {since} is not before its end {until}"),
             ));
         }
-        Ok(TimeWindow { start: since, end: until })
+        Ok(TimeWindow {
+            start: since,
+            end: until,
+        })
     }
 
     /// Runs one scan.
@@ -239,7 +252,11 @@ impl Pipeline {
         let mut skipped = batch.skipped.clone();
 
         // Decide what to fetch: new terminations (or all with --refresh) and pending retries.
-        let ids: Vec<String> = batch.terminations.iter().map(|t| t.instance_id.clone()).collect();
+        let ids: Vec<String> = batch
+            .terminations
+            .iter()
+            .map(|t| t.instance_id.clone())
+            .collect();
         let known = if opts.refresh {
             Default::default()
         } else {
@@ -294,19 +311,30 @@ impl Pipeline {
         // the finding lookback (not only those touched now: a quiet window changes no verdict).
         // The lookback contains the window, so one read serves both.
         let lookback = TimeWindow {
-            start: window.start.min(window.end - self.cfg.duration("finding_lookback")),
+            start: window
+                .start
+                .min(window.end - self.cfg.duration("finding_lookback")),
             end: window.end,
         };
         let history = self.store.instances_in(lookback).await?;
-        let reports: Vec<&InstanceReport> = history.iter().filter(|r| window.contains(r.terminated_at)).collect();
+        let reports: Vec<&InstanceReport> = history
+            .iter()
+            .filter(|r| window.contains(r.terminated_at))
+            .collect();
         let findings = judge_deployments(&history, self.cfg.finding_policy());
         self.store.save_findings(&findings).await?;
 
         for r in &reports {
-            *summary.verdicts.entry(r.verdict.as_str().to_string()).or_insert(0) += 1;
+            *summary
+                .verdicts
+                .entry(r.verdict.as_str().to_string())
+                .or_insert(0) += 1;
         }
         for f in &findings {
-            *summary.deployment_verdicts.entry(f.verdict.as_str().to_string()).or_insert(0) += 1;
+            *summary
+                .deployment_verdicts
+                .entry(f.verdict.as_str().to_string())
+                .or_insert(0) += 1;
         }
         summary.complete = summary.input_errors.is_empty() && summary.pending.is_empty();
         summary.duration_ms = clock.elapsed().as_millis() as u64;
@@ -342,14 +370,23 @@ impl Pipeline {
     async fn fetch_chunk(&self, chunk: &[Termination]) -> Result<Vec<Fetched>> {
         let ids: Vec<String> = chunk.iter().map(|t| t.instance_id.clone()).collect();
         let inventory = self.store.inventory(&ids).await?;
-        let timeout = self.cfg.duration("fetch_timeout").to_std().unwrap_or_default();
-        let queries: Vec<SeriesQuery> = chunk.iter().map(|t| self.series_query(t, inventory.get(&t.instance_id))).collect();
+        let timeout = self
+            .cfg
+            .duration("fetch_timeout")
+            .to_std()
+            .unwrap_or_default();
+        let queries: Vec<SeriesQuery> = chunk
+            .iter()
+            .map(|t| self.series_query(t, inventory.get(&t.instance_id)))
+            .collect();
 
         let series: Vec<std::result::Result<Option<MemorySeries>, String>> =
-            match tokio::time::timeout(timeout, self.sources.metrics.memory_series(&queries)).await {
-                Ok(Ok(list)) if list.len() == chunk.len() => {
-                    list.into_iter().map(|r| r.map_err(|e| e.to_string())).collect()
-                }
+            match tokio::time::timeout(timeout, self.sources.metrics.memory_series(&queries)).await
+            {
+                Ok(Ok(list)) if list.len() == chunk.len() => list
+                    .into_iter()
+                    .map(|r| r.map_err(|e| e.to_string()))
+                    .collect(),
                 Ok(Ok(list)) => vec![
                     Err(format!(
                         "metrics backend returned {} results for {} queries",
@@ -359,7 +396,10 @@ impl Pipeline {
                     chunk.len()
                 ],
                 Ok(Err(e)) => vec![Err(format!("metrics: {e}")); chunk.len()],
-                Err(_) => vec![Err(format!("metrics: timed out after {}s", timeout.as_secs())); chunk.len()],
+                Err(_) => vec![
+                    Err(format!("metrics: timed out after {}s", timeout.as_secs()));
+                    chunk.len()
+                ],
             };
 
         let words: Vec<std::result::Result<LastWords, String>> = stream::iter(chunk.iter())
@@ -382,7 +422,12 @@ impl Pipeline {
             .zip(series)
             .zip(words)
             .map(|((t, s), w)| match (s, w) {
-                (Ok(s), Ok(w)) => Fetched::Done(Box::new(self.analyse(t, inventory.get(&t.instance_id), w, s))),
+                (Ok(s), Ok(w)) => Fetched::Done(Box::new(self.analyse(
+                    t,
+                    inventory.get(&t.instance_id),
+                    w,
+                    s,
+                ))),
                 (Err(e), _) | (_, Err(e)) => Fetched::Failed(t.clone(), e),
             })
             .collect())
@@ -413,7 +458,13 @@ impl Pipeline {
     }
 
     /// Pure analysis of one instance's evidence.
-    fn analyse(&self, t: &Termination, info: Option<&InstanceInfo>, last_words: LastWords, series: Option<MemorySeries>) -> InstanceReport {
+    fn analyse(
+        &self,
+        t: &Termination,
+        info: Option<&InstanceInfo>,
+        last_words: LastWords,
+        series: Option<MemorySeries>,
+    ) -> InstanceReport {
         let matches = self.signatures.match_events(&last_words.events);
         let assessment = series
             .as_ref()
@@ -456,17 +507,27 @@ impl Pipeline {
         }
         let inventory = self.sources.activities.inventory().await?;
         self.store.save_inventory(&inventory).await?;
-        match self.sources.activities.find_termination(instance_id).await? {
+        match self
+            .sources
+            .activities
+            .find_termination(instance_id)
+            .await?
+        {
             Some(t) => {
                 let fetched = self.fetch_chunk(std::slice::from_ref(&t)).await?;
                 match fetched.into_iter().next() {
                     Some(Fetched::Done(report)) => {
-                        self.store.save_instances(std::slice::from_ref(&report)).await?;
+                        self.store
+                            .save_instances(std::slice::from_ref(&report))
+                            .await?;
                         Ok(self.terminated("sources", *report))
                     }
                     Some(Fetched::Failed(t, error)) => {
                         self.store.save_pending(&t, &error).await?;
-                        Err(Error::source(instance_id, format!("fetch failed (kept pending for the next scan): {error}")))
+                        Err(Error::source(
+                            instance_id,
+                            format!("fetch failed (kept pending for the next scan): {error}"),
+                        ))
                     }
                     None => Err(Error::source(instance_id, "no result from the sources")),
                 }
@@ -542,7 +603,9 @@ pub fn downsample<T: Clone>(points: &[T], max: usize) -> Vec<T> {
         return points.to_vec();
     }
     let step = (points.len() - 1) as f64 / (max - 1) as f64;
-    (0..max).map(|i| points[((i as f64 * step).round() as usize).min(points.len() - 1)].clone()).collect()
+    (0..max)
+        .map(|i| points[((i as f64 * step).round() as usize).min(points.len() - 1)].clone())
+        .collect()
 }
 
 fn progress_bar(allowed: bool, len: usize) -> indicatif::ProgressBar {
@@ -550,7 +613,9 @@ fn progress_bar(allowed: bool, len: usize) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} fetching {pos}/{len} instances [{bar:30}] {eta}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} fetching {pos}/{len} instances [{bar:30}] {eta}",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar

@@ -36,6 +36,8 @@ pub const WINDOW_HOURS: i64 = 48;
 pub const SAMPLE_PERIOD_SECS: i64 = 300;
 /// Application log lines are written for this long before death (plus a few at start-up).
 pub const LOG_TAIL_SECS: i64 = 240;
+/// Mixed into the seed so that seed 0 does not start SplitMix64 at zero.
+const SEED_SALT: u64 = 0x5EED_0FE9_17A9;
 /// Each deployment needs at least this many instances for its archetype's verdict to hold.
 pub const MIN_INSTANCES_PER_DEPLOYMENT: usize = 3;
 
@@ -53,7 +55,10 @@ impl Default for SimOptions {
             seed: 1,
             asgs: 6,
             instances: 60,
-            end: Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).single().unwrap_or_default(),
+            end: Utc
+                .with_ymd_and_hms(2026, 1, 5, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
         }
     }
 }
@@ -119,7 +124,9 @@ impl Rng {
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
     fn hex(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from_digit((self.next_u64() % 16) as u32, 16).unwrap_or('0')).collect()
+        (0..n)
+            .map(|_| char::from_digit((self.next_u64() % 16) as u32, 16).unwrap_or('0'))
+            .collect()
     }
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[(self.next_u64() % items.len() as u64) as usize]
@@ -158,12 +165,15 @@ struct Instance {
     early_exit: bool,
 }
 
+/// A memory series as (time, percent) pairs.
+type Points = Vec<(DateTime<Utc>, f64)>;
+
 /// Everything that will be written, in memory.
 #[derive(Default)]
 struct Output {
     activities: BTreeMap<String, Vec<serde_json::Value>>,
     logs: BTreeMap<String, Vec<(String, DateTime<Utc>, String)>>,
-    metrics: BTreeMap<String, Vec<(String, Vec<(DateTime<Utc>, f64)>)>>,
+    metrics: BTreeMap<String, Vec<(String, Points)>>,
 }
 
 /// Writes the fleet into `out` and returns its truth.
@@ -184,7 +194,7 @@ pub fn simulate(out: &Path, opts: &SimOptions) -> Result<Truth> {
             ),
         ));
     }
-    let mut rng = Rng(opts.seed ^ 0x5EED_0F_E91_7A9);
+    let mut rng = Rng(opts.seed ^ SEED_SALT);
     let instances = plan_instances(&deployments, opts, &mut rng);
 
     let mut output = Output::default();
@@ -193,11 +203,19 @@ pub fn simulate(out: &Path, opts: &SimOptions) -> Result<Truth> {
         write_activities(&mut output, d, inst, &mut rng);
         if inst.has_metrics {
             let series = memory_series(d.archetype, inst, &mut rng);
-            output.metrics.entry(d.asg.clone()).or_default().push((inst.id.clone(), series));
+            output
+                .metrics
+                .entry(d.asg.clone())
+                .or_default()
+                .push((inst.id.clone(), series));
         }
         if inst.has_logs {
             let lines = log_lines(d, inst, &mut rng);
-            output.logs.entry(d.asg.clone()).or_default().extend(lines.into_iter().map(|(t, m)| (inst.id.clone(), t, m)));
+            output
+                .logs
+                .entry(d.asg.clone())
+                .or_default()
+                .extend(lines.into_iter().map(|(t, m)| (inst.id.clone(), t, m)));
         }
     }
 
@@ -208,10 +226,19 @@ pub fn simulate(out: &Path, opts: &SimOptions) -> Result<Truth> {
     write_files(out, &deployments, &instances, &output)?;
 
     let truth = Truth {
-        instances: instances.iter().map(|i| (i.id.clone(), i.verdict)).collect(),
-        deployments: deployments.iter().map(|d| (d.key(), intended_verdict(d.archetype))).collect(),
+        instances: instances
+            .iter()
+            .map(|i| (i.id.clone(), i.verdict))
+            .collect(),
+        deployments: deployments
+            .iter()
+            .map(|d| (d.key(), intended_verdict(d.archetype)))
+            .collect(),
     };
-    write(&out.join("truth.json"), &serde_json::to_vec_pretty(&truth).map_err(json_err)?)?;
+    write(
+        &out.join("truth.json"),
+        &serde_json::to_vec_pretty(&truth).map_err(json_err)?,
+    )?;
     write(&out.join("epitaph.toml"), config_text(opts).as_bytes())?;
     Ok(truth)
 }
@@ -232,7 +259,11 @@ fn plan_deployments(opts: &SimOptions) -> Vec<Deployment> {
         let cycle = g / ARCHETYPES.len();
         let archetype = ARCHETYPES[g % ARCHETYPES.len()];
         let base = GROUP_NAMES[g % GROUP_NAMES.len()];
-        let asg = if cycle == 0 { base.to_string() } else { format!("{base}-{}", cycle + 1) };
+        let asg = if cycle == 0 {
+            base.to_string()
+        } else {
+            format!("{base}-{}", cycle + 1)
+        };
         let runtime = match archetype {
             Archetype::Leak => ["node", "jvm", "dotnet"][cycle % 3],
             Archetype::Healthy => ["node", "jvm", "go"][cycle % 3],
@@ -241,7 +272,10 @@ fn plan_deployments(opts: &SimOptions) -> Vec<Deployment> {
             Archetype::KernelLeak => ["python", "go", "jvm"][cycle % 3],
             Archetype::Silent => ["go", "python", "node"][cycle % 3],
         };
-        let template_id = format!("lt-0{:016x}", (opts.seed.wrapping_mul(31) ^ (g as u64 + 1).wrapping_mul(0x9E37_79B9)) & 0xFFFF_FFFF_FFFF_FFFF);
+        let template_id = format!(
+            "lt-0{:016x}",
+            opts.seed.wrapping_mul(31) ^ (g as u64 + 1).wrapping_mul(0x9E37_79B9)
+        );
         let version = 10 + (g as u32 * 7) % 30;
         if g == 0 {
             // The previous, healthy release of the first group, replaced by an instance refresh.
@@ -253,9 +287,23 @@ fn plan_deployments(opts: &SimOptions) -> Vec<Deployment> {
                 runtime,
                 span: (0.0, 0.35),
             });
-            out.push(Deployment { asg, template_id, version, archetype, runtime, span: (0.35, 1.0) });
+            out.push(Deployment {
+                asg,
+                template_id,
+                version,
+                archetype,
+                runtime,
+                span: (0.35, 1.0),
+            });
         } else {
-            out.push(Deployment { asg, template_id, version, archetype, runtime, span: (0.0, 1.0) });
+            out.push(Deployment {
+                asg,
+                template_id,
+                version,
+                archetype,
+                runtime,
+                span: (0.0, 1.0),
+            });
         }
     }
     out
@@ -277,9 +325,27 @@ fn plan_instances(deployments: &[Deployment], opts: &SimOptions, rng: &mut Rng) 
             let no_logs = k % 10 == 4;
             let early_exit = d.archetype == Archetype::Leak && k % 10 == 7;
             let (cause, verdict, has_logs, has_metrics, detect_delay) = match d.archetype {
-                Archetype::Leak if early_exit => (CauseCategory::ScaleIn, InstanceVerdict::NotACrash, true, true, 0),
-                Archetype::Leak if no_logs => (CauseCategory::HealthCheck, InstanceVerdict::MemoryExhaustionSuspected, false, true, rng.int(60, 300)),
-                Archetype::Leak => (CauseCategory::HealthCheck, InstanceVerdict::OomLeak, true, true, rng.int(60, 300)),
+                Archetype::Leak if early_exit => (
+                    CauseCategory::ScaleIn,
+                    InstanceVerdict::NotACrash,
+                    true,
+                    true,
+                    0,
+                ),
+                Archetype::Leak if no_logs => (
+                    CauseCategory::HealthCheck,
+                    InstanceVerdict::MemoryExhaustionSuspected,
+                    false,
+                    true,
+                    rng.int(60, 300),
+                ),
+                Archetype::Leak => (
+                    CauseCategory::HealthCheck,
+                    InstanceVerdict::OomLeak,
+                    true,
+                    true,
+                    rng.int(60, 300),
+                ),
                 Archetype::Healthy => {
                     let cause = if d.span.1 < 1.0 {
                         CauseCategory::InstanceRefresh
@@ -297,10 +363,34 @@ fn plan_instances(deployments: &[Deployment], opts: &SimOptions, rng: &mut Rng) 
                     };
                     (cause, InstanceVerdict::NotACrash, !no_logs, true, 0)
                 }
-                Archetype::Spike => (CauseCategory::HealthCheck, InstanceVerdict::OomSpike, true, true, rng.int(60, 300)),
-                Archetype::Crash => (CauseCategory::HealthCheck, InstanceVerdict::CrashOther, true, true, rng.int(60, 300)),
-                Archetype::KernelLeak => (CauseCategory::HealthCheck, InstanceVerdict::MemoryExhaustionSuspected, true, true, rng.int(60, 300)),
-                Archetype::Silent => (CauseCategory::HealthCheck, InstanceVerdict::Unknown, false, k % 2 == 0, rng.int(60, 300)),
+                Archetype::Spike => (
+                    CauseCategory::HealthCheck,
+                    InstanceVerdict::OomSpike,
+                    true,
+                    true,
+                    rng.int(60, 300),
+                ),
+                Archetype::Crash => (
+                    CauseCategory::HealthCheck,
+                    InstanceVerdict::CrashOther,
+                    true,
+                    true,
+                    rng.int(60, 300),
+                ),
+                Archetype::KernelLeak => (
+                    CauseCategory::HealthCheck,
+                    InstanceVerdict::MemoryExhaustionSuspected,
+                    true,
+                    true,
+                    rng.int(60, 300),
+                ),
+                Archetype::Silent => (
+                    CauseCategory::HealthCheck,
+                    InstanceVerdict::Unknown,
+                    false,
+                    k % 2 == 0,
+                    rng.int(60, 300),
+                ),
             };
             let lifetime_h = match d.archetype {
                 Archetype::Leak | Archetype::KernelLeak => rng.range(6.0, 20.0),
@@ -311,7 +401,18 @@ fn plan_instances(deployments: &[Deployment], opts: &SimOptions, rng: &mut Rng) 
             };
             let death = terminated - Duration::seconds(detect_delay);
             let launch = death - Duration::seconds((lifetime_h * 3600.0) as i64);
-            out.push(Instance { id, deployment: di, launch, death, terminated, cause, verdict, has_logs, has_metrics, early_exit });
+            out.push(Instance {
+                id,
+                deployment: di,
+                launch,
+                death,
+                terminated,
+                cause,
+                verdict,
+                has_logs,
+                has_metrics,
+                early_exit,
+            });
         }
     }
     out
@@ -327,7 +428,11 @@ fn memory_series(a: Archetype, inst: &Instance, rng: &mut Rng) -> Vec<(DateTime<
     let noise = rng.range(0.3, 1.0);
     let target = rng.range(96.0, 99.5);
     // A leaking instance scaled in early only got part of the way.
-    let reach = if inst.early_exit { rng.range(0.45, 0.65) } else { 1.0 };
+    let reach = if inst.early_exit {
+        rng.range(0.45, 0.65)
+    } else {
+        1.0
+    };
     let spike_peak = rng.range(93.0, 100.0);
     let n = (life as i64 / SAMPLE_PERIOD_SECS).max(1);
     (0..=n)
@@ -343,7 +448,9 @@ fn memory_series(a: Archetype, inst: &Instance, rng: &mut Rng) -> Vec<(DateTime<
                     base + climb + saw + jitter
                 }
                 Archetype::Spike if k == n => spike_peak,
-                Archetype::Healthy | Archetype::Spike | Archetype::Crash | Archetype::Silent => base + warm + saw + jitter,
+                Archetype::Healthy | Archetype::Spike | Archetype::Crash | Archetype::Silent => {
+                    base + warm + saw + jitter
+                }
             };
             (t, (v.clamp(0.5, 100.0) * 100.0).round() / 100.0)
         })
@@ -419,7 +526,13 @@ fn write_activities(out: &mut Output, d: &Deployment, inst: &Instance, rng: &mut
 /// Routine lines a service prints while it works; some are hard negatives on purpose.
 fn routine_line(runtime: &str, rng: &mut Rng) -> String {
     let ms = rng.int(2, 180);
-    let path = *rng.pick(&["/api/cart", "/api/items", "/healthz", "/api/orders", "/api/search"]);
+    let path = *rng.pick(&[
+        "/api/cart",
+        "/api/items",
+        "/healthz",
+        "/api/orders",
+        "/api/search",
+    ]);
     let status = *rng.pick(&[200, 200, 200, 201, 204, 304, 404]);
     match runtime {
         "node" => match rng.int(0, 9) {
@@ -490,7 +603,10 @@ fn crash_lines(runtime: &str, rng: &mut Rng) -> Vec<String> {
     match runtime {
         "go" => vec![
             "panic: runtime error: invalid memory address or nil pointer dereference".into(),
-            format!("[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x{}]", rng.hex(6)),
+            format!(
+                "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x{}]",
+                rng.hex(6)
+            ),
             "".into(),
             format!("goroutine {} [running]:", rng.int(10, 900)),
             "main.(*PaymentHandler).Authorize(0xc000112000, {0xa1b2c0, 0xc0001a4000})".into(),
@@ -515,11 +631,21 @@ fn crash_lines(runtime: &str, rng: &mut Rng) -> Vec<String> {
 
 fn log_lines(d: &Deployment, inst: &Instance, rng: &mut Rng) -> Vec<(DateTime<Utc>, String)> {
     let mut lines = vec![
-        (inst.launch + Duration::seconds(20), format!("Starting {} version {}", d.asg, d.version)),
-        (inst.launch + Duration::seconds(22), "Listening on 0.0.0.0:8080".to_string()),
+        (
+            inst.launch + Duration::seconds(20),
+            format!("Starting {} version {}", d.asg, d.version),
+        ),
+        (
+            inst.launch + Duration::seconds(22),
+            "Listening on 0.0.0.0:8080".to_string(),
+        ),
     ];
     // Planned terminations: the service works until the group stops it.
-    let end = if inst.cause.is_planned() { inst.terminated } else { inst.death };
+    let end = if inst.cause.is_planned() {
+        inst.terminated
+    } else {
+        inst.death
+    };
     let mut t = end - Duration::seconds(LOG_TAIL_SECS);
     while t < end - Duration::seconds(1) {
         lines.push((t, routine_line(d.runtime, rng)));
@@ -535,23 +661,39 @@ fn log_lines(d: &Deployment, inst: &Instance, rng: &mut Rng) -> Vec<(DateTime<Ut
         // Killed by the kernel: the application's logs just stop.
         _ => Vec::new(),
     };
-    let at = if inst.cause.is_planned() { inst.terminated + Duration::seconds(2) } else { inst.death };
+    let at = if inst.cause.is_planned() {
+        inst.terminated + Duration::seconds(2)
+    } else {
+        inst.death
+    };
     for (i, l) in closing.into_iter().enumerate() {
         lines.push((at + Duration::milliseconds(i as i64), l));
     }
     lines
 }
 
-fn write_files(out: &Path, deployments: &[Deployment], instances: &[Instance], o: &Output) -> Result<()> {
+fn write_files(
+    out: &Path,
+    deployments: &[Deployment],
+    instances: &[Instance],
+    o: &Output,
+) -> Result<()> {
     // Activities: one describe-scaling-activities document per group, newest first as AWS returns them.
     for (asg, acts) in &o.activities {
         let mut acts = acts.clone();
         acts.sort_by(|a, b| b["StartTime"].as_str().cmp(&a["StartTime"].as_str()));
         let doc = json!({ "Activities": acts });
-        write(&out.join("activities").join(format!("{asg}.json")), &serde_json::to_vec_pretty(&doc).map_err(json_err)?)?;
+        write(
+            &out.join("activities").join(format!("{asg}.json")),
+            &serde_json::to_vec_pretty(&doc).map_err(json_err)?,
+        )?;
     }
     // Logs: JSON lines for even groups, filter-log-events output for odd ones.
-    let group_index: BTreeMap<&str, usize> = GROUP_NAMES.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let group_index: BTreeMap<&str, usize> = GROUP_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, i))
+        .collect();
     for (gi, (asg, lines)) in o.logs.iter().enumerate() {
         let odd = group_index.get(asg.as_str()).copied().unwrap_or(gi) % 2 == 1;
         if odd {
@@ -561,11 +703,19 @@ fn write_files(out: &Path, deployments: &[Deployment], instances: &[Instance], o
                 .map(|(i, (id, t, m))| json!({"logStreamName": id, "timestamp": t.timestamp_millis(), "message": m, "ingestionTime": t.timestamp_millis() + 1500, "eventId": format!("{:056}", i)}))
                 .collect();
             let doc = json!({"events": events, "searchedLogStreams": []});
-            write(&out.join("logs").join(format!("{asg}.filter-log-events.json")), &serde_json::to_vec(&doc).map_err(json_err)?)?;
+            write(
+                &out.join("logs")
+                    .join(format!("{asg}.filter-log-events.json")),
+                &serde_json::to_vec(&doc).map_err(json_err)?,
+            )?;
         } else {
             let mut buf = Vec::new();
             for (id, t, m) in lines {
-                serde_json::to_writer(&mut buf, &json!({"timestamp": rfc(*t), "instance_id": id, "message": m})).map_err(json_err)?;
+                serde_json::to_writer(
+                    &mut buf,
+                    &json!({"timestamp": rfc(*t), "instance_id": id, "message": m}),
+                )
+                .map_err(json_err)?;
                 buf.push(b'\n');
             }
             write(&out.join("logs").join(format!("{asg}.jsonl")), &buf)?;
@@ -582,14 +732,23 @@ fn write_files(out: &Path, deployments: &[Deployment], instances: &[Instance], o
                     json!({"metric": {"__name__": "mem_used_percent", "instance_id": id, "asg": asg}, "values": values})
                 })
                 .collect();
-            let doc = json!({"status": "success", "data": {"resultType": "matrix", "result": result}});
-            write(&out.join("metrics").join(format!("{asg}.prometheus.json")), &serde_json::to_vec(&doc).map_err(json_err)?)?;
+            let doc =
+                json!({"status": "success", "data": {"resultType": "matrix", "result": result}});
+            write(
+                &out.join("metrics").join(format!("{asg}.prometheus.json")),
+                &serde_json::to_vec(&doc).map_err(json_err)?,
+            )?;
         } else {
             let mut buf = Vec::new();
             writeln!(buf, "timestamp,instance_id,value").map_err(|e| Error::io(out, e))?;
             for (id, pts) in series {
                 for (t, v) in pts {
-                    writeln!(buf, "{},{id},{v}", t.to_rfc3339_opts(SecondsFormat::Secs, true)).map_err(|e| Error::io(out, e))?;
+                    writeln!(
+                        buf,
+                        "{},{id},{v}",
+                        t.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    )
+                    .map_err(|e| Error::io(out, e))?;
                 }
             }
             write(&out.join("metrics").join(format!("{asg}.csv")), &buf)?;
@@ -619,8 +778,15 @@ fn write_files(out: &Path, deployments: &[Deployment], instances: &[Instance], o
     let asg_doc = json!({"AutoScalingGroups": groups.into_iter().map(|(name, insts)| json!({
         "AutoScalingGroupName": name, "MinSize": 1, "MaxSize": 20, "DesiredCapacity": 4, "Instances": insts
     })).collect::<Vec<_>>()});
-    write(&out.join("inventory").join("describe-auto-scaling-groups.json"), &serde_json::to_vec_pretty(&asg_doc).map_err(json_err)?)?;
-    write(&out.join("inventory").join("describe-instances.json"), &serde_json::to_vec_pretty(&json!({"Reservations": reservations})).map_err(json_err)?)?;
+    write(
+        &out.join("inventory")
+            .join("describe-auto-scaling-groups.json"),
+        &serde_json::to_vec_pretty(&asg_doc).map_err(json_err)?,
+    )?;
+    write(
+        &out.join("inventory").join("describe-instances.json"),
+        &serde_json::to_vec_pretty(&json!({"Reservations": reservations})).map_err(json_err)?,
+    )?;
     Ok(())
 }
 
@@ -678,12 +844,25 @@ mod tests {
     fn deterministic_for_a_seed() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        let opts = SimOptions { seed: 7, ..Default::default() };
+        let opts = SimOptions {
+            seed: 7,
+            ..Default::default()
+        };
         let ta = simulate(a.path(), &opts).unwrap();
         let tb = simulate(b.path(), &opts).unwrap();
         assert_eq!(ta, tb);
-        for f in ["activities/checkout-api.json", "logs/checkout-api.jsonl", "metrics/checkout-api.csv", "truth.json", "epitaph.toml"] {
-            assert_eq!(std::fs::read(a.path().join(f)).unwrap(), std::fs::read(b.path().join(f)).unwrap(), "{f}");
+        for f in [
+            "activities/checkout-api.json",
+            "logs/checkout-api.jsonl",
+            "metrics/checkout-api.csv",
+            "truth.json",
+            "epitaph.toml",
+        ] {
+            assert_eq!(
+                std::fs::read(a.path().join(f)).unwrap(),
+                std::fs::read(b.path().join(f)).unwrap(),
+                "{f}"
+            );
         }
         assert_eq!(ta.instances.len(), 60);
         assert_eq!(ta.deployments.len(), 7);
@@ -692,7 +871,14 @@ mod tests {
     #[test]
     fn too_few_instances_is_an_error() {
         let d = tempfile::tempdir().unwrap();
-        let err = simulate(d.path(), &SimOptions { instances: 5, ..Default::default() }).unwrap_err();
+        let err = simulate(
+            d.path(),
+            &SimOptions {
+                instances: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("--instances"), "{err}");
     }
 }

@@ -27,7 +27,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" | "hr" | "hrs" => n * 3600.0,
         "d" | "day" | "days" => n * 86_400.0,
         "w" | "week" | "weeks" => n * 7.0 * 86_400.0,
-        _ => return Err(format!("`{s}`: unknown duration unit `{unit}` (use s, m, h, d, w)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown duration unit `{unit}` (use s, m, h, d, w)"
+            ))
+        }
     };
     if !secs.is_finite() || !(0.0..=3.2e9).contains(&secs) {
         return Err(format!("`{s}` is out of range"));

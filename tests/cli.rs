@@ -10,7 +10,9 @@ use serde_json::Value;
 fn epitaph() -> Command {
     let mut c = Command::cargo_bin("epitaph").unwrap();
     // Keep the developer's environment out of the tests.
-    c.env_remove("EPITAPH_CONFIG").env_remove("EPITAPH_LOG").env("NO_COLOR", "1");
+    c.env_remove("EPITAPH_CONFIG")
+        .env_remove("EPITAPH_LOG")
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -32,9 +34,20 @@ fn simulate_into(dir: &Path, seed: u64) {
 }
 
 fn scan_json(config: &Path, extra: &[&str]) -> (Value, i32) {
-    let out = epitaph().arg("--config").arg(config).args(["--format", "json", "scan"]).args(extra).output().unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("scan JSON: {e}\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let out = epitaph()
+        .arg("--config")
+        .arg(config)
+        .args(["--format", "json", "scan"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "scan JSON: {e}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     (v, out.status.code().unwrap_or(-1))
 }
 
@@ -48,12 +61,28 @@ fn signatures_match_prints_one_object_per_matching_line() {
         [ 1234.5678] Out of memory: Killed process 4242 (java) total-vm:8000000kB, anon-rss:7000000kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:20000kB oom_score_adj:0\n\
         panic: runtime error: index out of range [3] with length 3\n\
         -XX:+HeapDumpOnOutOfMemoryError\n";
-    let out = epitaph().args(["signatures", "match", "-"]).write_stdin(input).assert().success().get_output().stdout.clone();
+    let out = epitaph()
+        .args(["signatures", "match", "-"])
+        .write_stdin(input)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v = json_lines(&out);
     assert_eq!(v.len(), 3, "{v:?}");
-    assert_eq!(v[0], serde_json::json!({"line": 2, "signature": "node.heap_oom", "runtime": "node", "kind": "oom"}));
-    assert_eq!(v[1], serde_json::json!({"line": 4, "signature": "linux.oom_kill", "runtime": "linux", "kind": "oom"}));
-    assert_eq!(v[2], serde_json::json!({"line": 5, "signature": "go.panic", "runtime": "go", "kind": "crash"}));
+    assert_eq!(
+        v[0],
+        serde_json::json!({"line": 2, "signature": "node.heap_oom", "runtime": "node", "kind": "oom"})
+    );
+    assert_eq!(
+        v[1],
+        serde_json::json!({"line": 4, "signature": "linux.oom_kill", "runtime": "linux", "kind": "oom"})
+    );
+    assert_eq!(
+        v[2],
+        serde_json::json!({"line": 5, "signature": "go.panic", "runtime": "go", "kind": "crash"})
+    );
 }
 
 #[test]
@@ -65,7 +94,14 @@ fn signatures_match_reads_files_and_survives_bad_bytes() {
     bytes.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
     bytes.extend_from_slice(b" fatal error: runtime: out of memory\n");
     std::fs::write(&p, &bytes).unwrap();
-    let out = epitaph().args(["signatures", "match"]).arg(&p).assert().success().get_output().stdout.clone();
+    let out = epitaph()
+        .args(["signatures", "match"])
+        .arg(&p)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v = json_lines(&out);
     assert_eq!(v.len(), 2);
     assert_eq!(v[0]["line"], 2);
@@ -79,7 +115,12 @@ fn signatures_match_empty_and_missing_files() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.log");
     std::fs::write(&empty, b"").unwrap();
-    epitaph().args(["signatures", "match"]).arg(&empty).assert().success().stdout("");
+    epitaph()
+        .args(["signatures", "match"])
+        .arg(&empty)
+        .assert()
+        .success()
+        .stdout("");
     epitaph()
         .args(["signatures", "match"])
         .arg(dir.path().join("nope.log"))
@@ -93,8 +134,22 @@ fn signatures_match_with_a_user_library() {
     let dir = tempfile::tempdir().unwrap();
     let lib = dir.path().join("sigs.toml");
     std::fs::write(&lib, "[[signature]]\nid = \"acme.died\"\nruntime = \"acme\"\nkind = \"crash\"\nkeywords = [\"acme\"]\npatterns = [\"ACME DIED\"]\nexplanation = \"x\"\nnext_step = \"y\"\n").unwrap();
-    let out = epitaph().args(["signatures", "match", "--signatures"]).arg(&lib).arg("-").write_stdin("ok\nACME DIED\n").assert().success().get_output().stdout.clone();
-    assert_eq!(json_lines(&out), vec![serde_json::json!({"line": 2, "signature": "acme.died", "runtime": "acme", "kind": "crash"})]);
+    let out = epitaph()
+        .args(["signatures", "match", "--signatures"])
+        .arg(&lib)
+        .arg("-")
+        .write_stdin("ok\nACME DIED\n")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        json_lines(&out),
+        vec![
+            serde_json::json!({"line": 2, "signature": "acme.died", "runtime": "acme", "kind": "crash"})
+        ]
+    );
     std::fs::write(&lib, "[[signature]]\nid = \"broken\"\nkind = \"oom\"\n").unwrap();
     epitaph()
         .args(["signatures", "match", "--signatures"])
@@ -118,8 +173,17 @@ fn leak_csv(n: usize, f: impl Fn(usize) -> f64) -> String {
 
 #[test]
 fn leak_contract() {
-    let csv = leak_csv(150, |i| 30.0 + 0.4 * i as f64 + ((i * 7919) % 13) as f64 * 0.1);
-    let out = epitaph().args(["leak", "-", "--limit", "100"]).write_stdin(csv.clone()).assert().success().get_output().stdout.clone();
+    let csv = leak_csv(150, |i| {
+        30.0 + 0.4 * i as f64 + ((i * 7919) % 13) as f64 * 0.1
+    });
+    let out = epitaph()
+        .args(["leak", "-", "--limit", "100"])
+        .write_stdin(csv.clone())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["verdict"], "leak");
     let g = v["growth_per_hour"].as_f64().unwrap();
@@ -128,7 +192,14 @@ fn leak_contract() {
     assert!(chrono::DateTime::parse_from_rfc3339(p).is_ok(), "{p}");
 
     // Without a limit there is no projection.
-    let out = epitaph().args(["leak", "-"]).write_stdin(csv).assert().success().get_output().stdout.clone();
+    let out = epitaph()
+        .args(["leak", "-"])
+        .write_stdin(csv)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["verdict"], "leak");
     assert!(v["projected_exhaustion"].is_null());
@@ -137,18 +208,37 @@ fn leak_contract() {
 #[test]
 fn leak_no_leak_and_insufficient_data() {
     let flat = leak_csv(150, |i| 50.0 + (i % 6) as f64);
-    let out = epitaph().args(["leak", "-", "--limit", "100"]).write_stdin(flat).assert().success().get_output().stdout.clone();
+    let out = epitaph()
+        .args(["leak", "-", "--limit", "100"])
+        .write_stdin(flat)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["verdict"], "no_leak");
     assert!(v["projected_exhaustion"].is_null());
 
     let rfc = "2026-01-01T00:00:00Z,10\n2026-01-01T00:05:00Z,11\n";
-    let out = epitaph().args(["leak", "-"]).write_stdin(rfc).assert().success().get_output().stdout.clone();
+    let out = epitaph()
+        .args(["leak", "-"])
+        .write_stdin(rfc)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["verdict"], "insufficient_data");
     assert!(v["growth_per_hour"].is_null());
 
-    epitaph().args(["leak", "-"]).write_stdin("").assert().success().stdout(predicate::str::contains("insufficient_data"));
+    epitaph()
+        .args(["leak", "-"])
+        .write_stdin("")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("insufficient_data"));
 }
 
 #[test]
@@ -168,7 +258,12 @@ fn leak_bad_input_names_the_line() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("<stdin>:2"));
-    epitaph().args(["leak", "-"]).write_stdin("1,2,3\n").assert().code(2).stderr(predicate::str::contains("two columns"));
+    epitaph()
+        .args(["leak", "-"])
+        .write_stdin("1,2,3\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("two columns"));
 }
 
 // ---------------------------------------------------------------- simulate / scan / demo ----
@@ -179,16 +274,44 @@ fn simulate_is_deterministic_and_writes_its_config_and_truth() {
     let b = tempfile::tempdir().unwrap();
     simulate_into(a.path(), 9);
     simulate_into(b.path(), 9);
-    for f in ["truth.json", "epitaph.toml", "activities/checkout-api.json", "logs/catalog-web.filter-log-events.json", "metrics/report-renderer.prometheus.json"] {
-        assert_eq!(std::fs::read(a.path().join(f)).unwrap(), std::fs::read(b.path().join(f)).unwrap(), "{f} differs");
+    for f in [
+        "truth.json",
+        "epitaph.toml",
+        "activities/checkout-api.json",
+        "logs/catalog-web.filter-log-events.json",
+        "metrics/report-renderer.prometheus.json",
+    ] {
+        assert_eq!(
+            std::fs::read(a.path().join(f)).unwrap(),
+            std::fs::read(b.path().join(f)).unwrap(),
+            "{f} differs"
+        );
     }
-    let truth: Value = serde_json::from_slice(&std::fs::read(a.path().join("truth.json")).unwrap()).unwrap();
-    let verdicts: Vec<&str> = truth["deployments"].as_object().unwrap().values().filter_map(Value::as_str).collect();
-    for v in ["leaking", "healthy", "oom_without_leak", "crashing", "insufficient_evidence"] {
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(a.path().join("truth.json")).unwrap()).unwrap();
+    let verdicts: Vec<&str> = truth["deployments"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_str)
+        .collect();
+    for v in [
+        "leaking",
+        "healthy",
+        "oom_without_leak",
+        "crashing",
+        "insufficient_evidence",
+    ] {
         assert!(verdicts.contains(&v), "fleet lacks a {v} deployment");
     }
     assert_eq!(truth["instances"].as_object().unwrap().len(), 60);
-    epitaph().args(["simulate", "--out"]).arg(a.path()).args(["--instances", "4"]).assert().code(2).stderr(predicate::str::contains("--instances"));
+    epitaph()
+        .args(["simulate", "--out"])
+        .arg(a.path())
+        .args(["--instances", "4"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--instances"));
 }
 
 #[test]
@@ -202,7 +325,14 @@ fn scan_json_contract_and_idempotence() {
     let instances = v["instances"].as_array().unwrap();
     assert_eq!(instances.len(), 60);
     for i in instances {
-        for key in ["instance_id", "deployment", "cause", "verdict", "signatures", "leak"] {
+        for key in [
+            "instance_id",
+            "deployment",
+            "cause",
+            "verdict",
+            "signatures",
+            "leak",
+        ] {
             assert!(i.get(key).is_some(), "instance lacks {key}: {i}");
         }
     }
@@ -234,7 +364,8 @@ fn scan_json_contract_and_idempotence() {
 
     // Without --since, the next run starts at the last complete run's end (minus the overlap).
     let (next, _) = scan_json(&cfg, &[]);
-    let start = chrono::DateTime::parse_from_rfc3339(next["window"]["start"].as_str().unwrap()).unwrap();
+    let start =
+        chrono::DateTime::parse_from_rfc3339(next["window"]["start"].as_str().unwrap()).unwrap();
     let prev_end = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
     assert_eq!(prev_end - start, chrono::Duration::minutes(15));
 }
@@ -250,26 +381,44 @@ fn scan_markdown_and_table() {
         .args(["--format", "markdown", "scan"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("| deployment | verdict |").and(predicate::str::contains("**leaking**")));
+        .stdout(
+            predicate::str::contains("| deployment | verdict |")
+                .and(predicate::str::contains("**leaking**")),
+        );
     epitaph()
         .arg("--config")
         .arg(&cfg)
         .arg("scan")
         .assert()
         .success()
-        .stdout(predicate::str::contains("DEPLOYMENTS").and(predicate::str::contains("is leaking")).and(predicate::str::contains("\x1b[").not()));
+        .stdout(
+            predicate::str::contains("DEPLOYMENTS")
+                .and(predicate::str::contains("is leaking"))
+                .and(predicate::str::contains("\x1b[").not()),
+        );
 }
 
 #[test]
 fn demo_names_the_leaking_deployment() {
-    epitaph()
-        .arg("demo")
+    epitaph().arg("demo").assert().success().stdout(
+        predicate::str::contains("checkout-api:10 is leaking")
+            .and(predicate::str::contains("node.heap_oom")),
+    );
+    let out = epitaph()
+        .args(["--format", "json", "demo"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("checkout-api:10 is leaking").and(predicate::str::contains("node.heap_oom")));
-    let out = epitaph().args(["--format", "json", "demo"]).assert().success().get_output().stdout.clone();
+        .get_output()
+        .stdout
+        .clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
-    let leaking: Vec<&str> = v["deployments"].as_array().unwrap().iter().filter(|d| d["verdict"] == "leaking").filter_map(|d| d["deployment"].as_str()).collect();
+    let leaking: Vec<&str> = v["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["verdict"] == "leaking")
+        .filter_map(|d| d["deployment"].as_str())
+        .collect();
     assert!(leaking.contains(&"checkout-api:10"), "{leaking:?}");
 }
 
@@ -280,11 +429,26 @@ fn instance_from_store_and_from_sources() {
     let dir = tempfile::tempdir().unwrap();
     simulate_into(dir.path(), 1);
     let cfg = dir.path().join("epitaph.toml");
-    let truth: Value = serde_json::from_slice(&std::fs::read(dir.path().join("truth.json")).unwrap()).unwrap();
-    let oom_leaker = truth["instances"].as_object().unwrap().iter().find(|(_, v)| *v == "oom_leak").map(|(k, _)| k.clone()).unwrap();
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("truth.json")).unwrap()).unwrap();
+    let oom_leaker = truth["instances"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, v)| *v == "oom_leak")
+        .map(|(k, _)| k.clone())
+        .unwrap();
 
     // Not scanned yet: fetched from the sources.
-    let out = epitaph().arg("--config").arg(&cfg).args(["instance", &oom_leaker]).assert().success().get_output().stdout.clone();
+    let out = epitaph()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["instance", &oom_leaker])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("oom_leak"), "{text}");
     assert!(text.contains(">> "), "matched line marked: {text}");
@@ -293,7 +457,15 @@ fn instance_from_store_and_from_sources() {
     assert!(text.contains("Next steps"), "{text}");
 
     // Now it is in the store.
-    let out = epitaph().arg("--config").arg(&cfg).args(["--format", "json", "instance", &oom_leaker]).assert().success().get_output().stdout.clone();
+    let out = epitaph()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--format", "json", "instance", &oom_leaker])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["status"], "terminated");
     assert_eq!(v["from"], "store");
@@ -308,8 +480,19 @@ fn instance_from_store_and_from_sources() {
         .success()
         .stdout(predicate::str::contains("no termination found"));
     // Malformed ids are bad input.
-    for bad in ["i-xyz", "0123456789abcdef0", "i-0123456789ABCDEF0", "i-0123;rm"] {
-        epitaph().arg("--config").arg(&cfg).args(["instance", bad]).assert().code(2).stderr(predicate::str::contains("not an EC2 instance id"));
+    for bad in [
+        "i-xyz",
+        "0123456789abcdef0",
+        "i-0123456789ABCDEF0",
+        "i-0123;rm",
+    ] {
+        epitaph()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["instance", bad])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("not an EC2 instance id"));
     }
 }
 
@@ -320,24 +503,48 @@ fn config_check_reports_every_problem_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[scan]\nconcurency = 3\nlast_words_window = \"a while\"\n[deployment]\nidentity = \"colour\"\n[sources.logs]\nkind = \"file\"\nformat = \"xml\"\n").unwrap();
-    epitaph().arg("--config").arg(&cfg).args(["config", "check"]).assert().code(2).stderr(
-        predicate::str::contains("scan.concurency: unknown key")
-            .and(predicate::str::contains("scan.last_words_window"))
-            .and(predicate::str::contains("deployment.identity"))
-            .and(predicate::str::contains("sources.logs.format")),
-    );
+    epitaph()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("scan.concurency: unknown key")
+                .and(predicate::str::contains("scan.last_words_window"))
+                .and(predicate::str::contains("deployment.identity"))
+                .and(predicate::str::contains("sources.logs.format")),
+        );
     std::fs::write(&cfg, "[sources.activities]\npath = \"missing\"\n").unwrap();
-    epitaph().arg("--config").arg(&cfg).args(["config", "check"]).assert().code(2).stderr(
-        predicate::str::contains("sources.activities.path")
-            .and(predicate::str::contains("does not exist"))
-            .and(predicate::str::contains("sources.logs.path: required")),
-    );
+    epitaph()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("sources.activities.path")
+                .and(predicate::str::contains("does not exist"))
+                .and(predicate::str::contains("sources.logs.path: required")),
+        );
     std::fs::write(&cfg, "[scan\n").unwrap();
-    epitaph().arg("--config").arg(&cfg).args(["config", "check"]).assert().code(2).stderr(predicate::str::contains("bad.toml:1"));
+    epitaph()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad.toml:1"));
 
     let good = tempfile::tempdir().unwrap();
     simulate_into(good.path(), 1);
-    epitaph().arg("--config").arg(good.path().join("epitaph.toml")).args(["config", "check"]).assert().success().stdout(predicate::str::contains("ok"));
+    epitaph()
+        .arg("--config")
+        .arg(good.path().join("epitaph.toml"))
+        .args(["config", "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok"));
     // Environment overrides are checked too.
     epitaph()
         .arg("--config")
@@ -346,13 +553,20 @@ fn config_check_reports_every_problem_with_its_key() {
         .env("EPITAPH_SCAN__CONCURRENCY", "0")
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("scan.concurrency: must be at least 1"));
+        .stderr(predicate::str::contains(
+            "scan.concurrency: must be at least 1",
+        ));
 }
 
 #[test]
 fn scan_without_config_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    epitaph().current_dir(dir.path()).arg("scan").assert().code(2).stderr(predicate::str::contains("--config").and(predicate::str::contains("epitaph demo")));
+    epitaph()
+        .current_dir(dir.path())
+        .arg("scan")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--config").and(predicate::str::contains("epitaph demo")));
 }
 
 #[test]
@@ -367,7 +581,10 @@ fn unbuilt_backends_are_a_clear_error() {
         .env("EPITAPH_SOURCES__LOGS__KIND", "loki")
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("not implemented").and(predicate::str::contains("sources.logs.kind")));
+        .stderr(
+            predicate::str::contains("not implemented")
+                .and(predicate::str::contains("sources.logs.kind")),
+        );
 }
 
 // ---------------------------------------------------------------- bad input in a scan -------
@@ -381,23 +598,36 @@ fn bad_files_are_reported_and_everything_else_is_processed() {
     let acts = dir.path().join("activities/catalog-web.json");
     let text = std::fs::read_to_string(&acts).unwrap();
     std::fs::write(&acts, &text[..text.len() / 2]).unwrap();
-    let mut logs = std::fs::OpenOptions::new().append(true).open(dir.path().join("logs/checkout-api.jsonl")).unwrap();
+    let mut logs = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("logs/checkout-api.jsonl"))
+        .unwrap();
     std::io::Write::write_all(&mut logs, b"{\"truncated\": \n\xff\xfe\n{\"timestamp\": \"2026-01-04T00:00:00Z\", \"message\": \"no instance\"}\n").unwrap();
-    let mut metrics = std::fs::OpenOptions::new().append(true).open(dir.path().join("metrics/checkout-api.csv")).unwrap();
-    std::io::Write::write_all(&mut metrics, b"2026-01-04T00:00:00Z,i-0123456789abcdef0,lots\nnot,a\n").unwrap();
+    let mut metrics = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("metrics/checkout-api.csv"))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut metrics,
+        b"2026-01-04T00:00:00Z,i-0123456789abcdef0,lots\nnot,a\n",
+    )
+    .unwrap();
 
     let (v, code) = scan_json(&cfg, &[]);
     assert_eq!(code, 2, "unreadable input → exit 2");
     let errors = v["summary"]["input_errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].as_str().unwrap().contains("catalog-web.json:"), "{errors:?}");
+    assert!(
+        errors[0].as_str().unwrap().contains("catalog-web.json:"),
+        "{errors:?}"
+    );
     assert_eq!(v["summary"]["skipped_records"], 5, "{}", v["summary"]);
     let skipped = v["summary"]["skipped"].to_string();
     assert!(skipped.contains("checkout-api.jsonl:"), "{skipped}");
     assert!(skipped.contains("checkout-api.csv:"), "{skipped}");
     // Every other group's instances were still analysed.
     let n = v["instances"].as_array().unwrap().len();
-    assert!(n >= 50 && n < 60, "{n}");
+    assert!((50..60).contains(&n), "{n}");
     assert_eq!(v["summary"]["complete"], false);
 
     // The window was not marked complete: after the file is fixed, a plain rerun covers it again.
@@ -405,7 +635,10 @@ fn bad_files_are_reported_and_everything_else_is_processed() {
     let (again, code) = scan_json(&cfg, &[]);
     assert_eq!(code, 0);
     assert_eq!(again["instances"].as_array().unwrap().len(), 60);
-    assert_eq!(again["summary"]["analysed"].as_u64().unwrap() as usize, 60 - n);
+    assert_eq!(
+        again["summary"]["analysed"].as_u64().unwrap() as usize,
+        60 - n
+    );
 }
 
 #[test]

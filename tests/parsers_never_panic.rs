@@ -13,15 +13,25 @@ use epitaph::timefmt;
 use proptest::prelude::*;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn src(path: &Path) -> SourceConfig {
-    SourceConfig { path: Some(path.to_path_buf()), inventory: Some(path.to_path_buf()), ..Default::default() }
+    SourceConfig {
+        path: Some(path.to_path_buf()),
+        inventory: Some(path.to_path_buf()),
+        ..Default::default()
+    }
 }
 
 fn window() -> TimeWindow {
-    TimeWindow { start: DateTime::<Utc>::MIN_UTC, end: DateTime::<Utc>::MAX_UTC }
+    TimeWindow {
+        start: DateTime::<Utc>::MIN_UTC,
+        end: DateTime::<Utc>::MAX_UTC,
+    }
 }
 
 /// Feeds one file's bytes to every file backend; each must answer without panicking.
@@ -46,7 +56,11 @@ fn feed_all(bytes: &[u8]) {
         };
         let _ = logs.last_words(&q).await.unwrap();
         let metrics = FileMetrics::new(&cfg).unwrap();
-        let sq = SeriesQuery { instance_id: "i-0123456789abcdef0".into(), start: DateTime::<Utc>::MIN_UTC, end: DateTime::<Utc>::MAX_UTC };
+        let sq = SeriesQuery {
+            instance_id: "i-0123456789abcdef0".into(),
+            start: DateTime::<Utc>::MIN_UTC,
+            end: DateTime::<Utc>::MAX_UTC,
+        };
         let _ = metrics.memory_series(&[sq]).await.unwrap();
     });
     let _ = parse_series_csv(bytes, "input");
@@ -108,7 +122,15 @@ fn truncated_simulator_exports() {
         "inventory/describe-auto-scaling-groups.json",
     ] {
         let bytes = std::fs::read(fleet.path().join(f)).unwrap();
-        for cut in [0, 1, 2, 17, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
+        for cut in [
+            0,
+            1,
+            2,
+            17,
+            bytes.len() / 3,
+            bytes.len() / 2,
+            bytes.len() - 1,
+        ] {
             feed_all(&bytes[..cut.min(bytes.len())]);
         }
     }

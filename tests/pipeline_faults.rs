@@ -28,7 +28,10 @@ impl MetricSource for FlakyMetrics {
     fn name(&self) -> String {
         "flaky".into()
     }
-    async fn memory_series(&self, queries: &[SeriesQuery]) -> Result<Vec<Result<Option<MemorySeries>>>> {
+    async fn memory_series(
+        &self,
+        queries: &[SeriesQuery],
+    ) -> Result<Vec<Result<Option<MemorySeries>>>> {
         let mut out = self.inner.memory_series(queries).await?;
         if self.broken.load(Ordering::SeqCst) {
             for (q, r) in queries.iter().zip(out.iter_mut()) {
@@ -64,7 +67,14 @@ impl LogSource for SlowLogs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_fetches_stay_pending_and_are_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let truth = simulate(dir.path(), &SimOptions { seed: 11, ..Default::default() }).unwrap();
+    let truth = simulate(
+        dir.path(),
+        &SimOptions {
+            seed: 11,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let env = vec![("EPITAPH_SCAN__FETCH_TIMEOUT".to_string(), "1s".to_string())];
     let text = std::fs::read_to_string(dir.path().join("epitaph.toml")).unwrap();
     let cfg = Config::parse(&text, "epitaph.toml", dir.path(), &env).unwrap();
@@ -72,34 +82,83 @@ async fn failed_fetches_stay_pending_and_are_retried() {
     let ids: Vec<String> = truth.instances.keys().cloned().collect();
     let (bad_metrics, slow_logs) = (ids[3].clone(), ids[40].clone());
     let real = Sources::from_config(&cfg).unwrap();
-    let metrics = Arc::new(FlakyMetrics { inner: real.metrics.clone(), fail: [bad_metrics.clone()].into(), broken: AtomicBool::new(true) });
-    let logs = Arc::new(SlowLogs { inner: real.logs.clone(), slow: [slow_logs.clone()].into(), broken: AtomicBool::new(true) });
-    let sources = Sources { activities: real.activities.clone(), logs: logs.clone(), metrics: metrics.clone() };
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.unwrap());
-    let pipeline = Pipeline::new(cfg.clone(), sources, store.clone(), Arc::new(load_signatures(&cfg).unwrap()));
+    let metrics = Arc::new(FlakyMetrics {
+        inner: real.metrics.clone(),
+        fail: [bad_metrics.clone()].into(),
+        broken: AtomicBool::new(true),
+    });
+    let logs = Arc::new(SlowLogs {
+        inner: real.logs.clone(),
+        slow: [slow_logs.clone()].into(),
+        broken: AtomicBool::new(true),
+    });
+    let sources = Sources {
+        activities: real.activities.clone(),
+        logs: logs.clone(),
+        metrics: metrics.clone(),
+    };
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap(),
+    );
+    let pipeline = Pipeline::new(
+        cfg.clone(),
+        sources,
+        store.clone(),
+        Arc::new(load_signatures(&cfg).unwrap()),
+    );
 
     let first = pipeline.scan(&ScanOptions::default()).await.unwrap();
-    let pending: HashSet<String> = first.summary.pending.iter().map(|p| p.instance_id.clone()).collect();
+    let pending: HashSet<String> = first
+        .summary
+        .pending
+        .iter()
+        .map(|p| p.instance_id.clone())
+        .collect();
     assert_eq!(pending, [bad_metrics.clone(), slow_logs.clone()].into());
-    let errors: Vec<&str> = first.summary.pending.iter().map(|p| p.error.as_str()).collect();
+    let errors: Vec<&str> = first
+        .summary
+        .pending
+        .iter()
+        .map(|p| p.error.as_str())
+        .collect();
     assert!(errors.iter().any(|e| e.contains("503")), "{errors:?}");
     assert!(errors.iter().any(|e| e.contains("timed out")), "{errors:?}");
     assert!(!first.summary.complete);
     assert_eq!(first.summary.analysed, 58);
-    assert_eq!(first.instances.len(), 58, "pending instances are not reported as analysed");
-    let stored: HashSet<String> = store.pending().await.unwrap().into_iter().map(|p| p.termination.instance_id).collect();
+    assert_eq!(
+        first.instances.len(),
+        58,
+        "pending instances are not reported as analysed"
+    );
+    let stored: HashSet<String> = store
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.termination.instance_id)
+        .collect();
     assert_eq!(stored, pending);
 
     // The sources recover; a plain rerun (watermark-based window) retries the pending ones.
     metrics.broken.store(false, Ordering::SeqCst);
     logs.broken.store(false, Ordering::SeqCst);
     let second = pipeline.scan(&ScanOptions::default()).await.unwrap();
-    assert!(second.summary.pending.is_empty(), "{:?}", second.summary.pending);
+    assert!(
+        second.summary.pending.is_empty(),
+        "{:?}",
+        second.summary.pending
+    );
     assert_eq!(second.summary.retried, 2);
     assert_eq!(second.summary.analysed, 2);
     assert!(store.pending().await.unwrap().is_empty());
     for id in [&bad_metrics, &slow_logs] {
-        let r = store.instance(id).await.unwrap().expect("stored after retry");
+        let r = store
+            .instance(id)
+            .await
+            .unwrap()
+            .expect("stored after retry");
         assert_eq!(r.verdict, truth.instances[id], "{id}");
     }
 }
@@ -112,19 +171,39 @@ async fn a_failing_metrics_backend_fails_no_scan() {
         fn name(&self) -> String {
             "down".into()
         }
-        async fn memory_series(&self, _: &[SeriesQuery]) -> Result<Vec<Result<Option<MemorySeries>>>> {
+        async fn memory_series(
+            &self,
+            _: &[SeriesQuery],
+        ) -> Result<Vec<Result<Option<MemorySeries>>>> {
             Err(Error::source("down", "connection refused"))
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    simulate(dir.path(), &SimOptions { seed: 12, ..Default::default() }).unwrap();
+    simulate(
+        dir.path(),
+        &SimOptions {
+            seed: 12,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let cfg = Config::load(Some(&dir.path().join("epitaph.toml"))).unwrap();
     let real = Sources::from_config(&cfg).unwrap();
-    let sources = Sources { metrics: Arc::new(Down), ..real };
+    let sources = Sources {
+        metrics: Arc::new(Down),
+        ..real
+    };
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
-    let pipeline = Pipeline::new(cfg.clone(), sources, store.clone(), Arc::new(load_signatures(&cfg).unwrap()));
+    let pipeline = Pipeline::new(
+        cfg.clone(),
+        sources,
+        store.clone(),
+        Arc::new(load_signatures(&cfg).unwrap()),
+    );
     let report = pipeline.scan(&ScanOptions::default()).await.unwrap();
     assert_eq!(report.summary.pending.len(), 60);
-    assert!(report.summary.pending[0].error.contains("connection refused"));
+    assert!(report.summary.pending[0]
+        .error
+        .contains("connection refused"));
     assert_eq!(store.pending().await.unwrap().len(), 60);
 }

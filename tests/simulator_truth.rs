@@ -8,9 +8,18 @@ use epitaph::simulate::{simulate, SimOptions, Truth};
 /// The bar for instance verdicts.
 const MIN_INSTANCE_ACCURACY: f64 = 0.95;
 
-async fn scan_fleet(seed: u64, asgs: usize, instances: usize) -> (Truth, epitaph::pipeline::ScanReport) {
+async fn scan_fleet(
+    seed: u64,
+    asgs: usize,
+    instances: usize,
+) -> (Truth, epitaph::pipeline::ScanReport) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = SimOptions { seed, asgs, instances, ..Default::default() };
+    let opts = SimOptions {
+        seed,
+        asgs,
+        instances,
+        ..Default::default()
+    };
     let truth = simulate(dir.path(), &opts).unwrap();
     let cfg = Config::load(Some(&dir.path().join("epitaph.toml"))).unwrap();
     let pipeline = Pipeline::open(cfg).await.unwrap();
@@ -22,9 +31,20 @@ async fn scan_fleet(seed: u64, asgs: usize, instances: usize) -> (Truth, epitaph
 async fn scans_match_truth_for_several_seeds() {
     let mut total = 0usize;
     let mut correct = 0usize;
-    for (seed, asgs, instances) in [(1, 6, 60), (2, 6, 60), (3, 12, 150), (4, 7, 80), (5, 6, 120), (6, 18, 200)] {
+    for (seed, asgs, instances) in [
+        (1, 6, 60),
+        (2, 6, 60),
+        (3, 12, 150),
+        (4, 7, 80),
+        (5, 6, 120),
+        (6, 18, 200),
+    ] {
         let (truth, report) = scan_fleet(seed, asgs, instances).await;
-        assert_eq!(report.instances.len(), truth.instances.len(), "seed {seed}: every termination reported");
+        assert_eq!(
+            report.instances.len(),
+            truth.instances.len(),
+            "seed {seed}: every termination reported"
+        );
         let mut wrong = Vec::new();
         for i in &report.instances {
             let expected = truth.instances[&i.instance_id];
@@ -32,7 +52,10 @@ async fn scans_match_truth_for_several_seeds() {
             if i.verdict == expected {
                 correct += 1;
             } else {
-                wrong.push(format!("{} ({}): expected {expected}, got {} — {}", i.instance_id, i.deployment, i.verdict, i.explanation));
+                wrong.push(format!(
+                    "{} ({}): expected {expected}, got {} — {}",
+                    i.instance_id, i.deployment, i.verdict, i.explanation
+                ));
             }
         }
         let acc = 1.0 - wrong.len() as f64 / report.instances.len() as f64;
@@ -40,12 +63,28 @@ async fn scans_match_truth_for_several_seeds() {
         for w in &wrong {
             println!("  {w}");
         }
-        assert!(acc >= MIN_INSTANCE_ACCURACY, "seed {seed}: instance accuracy {acc:.3} < {MIN_INSTANCE_ACCURACY}");
+        assert!(
+            acc >= MIN_INSTANCE_ACCURACY,
+            "seed {seed}: instance accuracy {acc:.3} < {MIN_INSTANCE_ACCURACY}"
+        );
 
-        assert_eq!(report.deployments.len(), truth.deployments.len(), "seed {seed}: deployment count");
+        assert_eq!(
+            report.deployments.len(),
+            truth.deployments.len(),
+            "seed {seed}: deployment count"
+        );
         for d in &report.deployments {
-            assert_eq!(Some(&d.verdict), truth.deployments.get(&d.deployment), "seed {seed}: deployment {} — {}", d.deployment, d.summary);
+            assert_eq!(
+                Some(&d.verdict),
+                truth.deployments.get(&d.deployment),
+                "seed {seed}: deployment {} — {}",
+                d.deployment,
+                d.summary
+            );
         }
     }
-    println!("overall instance accuracy: {correct}/{total} = {:.4}", correct as f64 / total as f64);
+    println!(
+        "overall instance accuracy: {correct}/{total} = {:.4}",
+        correct as f64 / total as f64
+    );
 }

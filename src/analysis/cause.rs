@@ -34,10 +34,16 @@ const RULES: &[(&[&str], CauseCategory)] = &[
     (&["health-check"], CauseCategory::HealthCheck),
     (&["healthcheck"], CauseCategory::HealthCheck),
     (&["unhealthy"], CauseCategory::HealthCheck),
-    (&["difference between desired and actual capacity"], CauseCategory::ScaleIn),
+    (
+        &["difference between desired and actual capacity"],
+        CauseCategory::ScaleIn,
+    ),
     (&["user request"], CauseCategory::UserRequest),
     (&["detach"], CauseCategory::UserRequest),
-    (&["terminateinstanceinautoscalinggroup"], CauseCategory::UserRequest),
+    (
+        &["terminateinstanceinautoscalinggroup"],
+        CauseCategory::UserRequest,
+    ),
     (&["shrinking the capacity"], CauseCategory::ScaleIn),
     (&["scale in"], CauseCategory::ScaleIn),
     (&["scale-in"], CauseCategory::ScaleIn),

@@ -54,7 +54,9 @@ pub fn resolve_deployment(
         }),
         DeploymentIdentity::Tag { key } => info.and_then(|i| i.tags.get(key).cloned()),
         DeploymentIdentity::LogField { field } => log_field(last_words, field),
-        DeploymentIdentity::MetricLabel { label } => series.and_then(|s| s.labels.get(label).cloned()),
+        DeploymentIdentity::MetricLabel { label } => {
+            series.and_then(|s| s.labels.get(label).cloned())
+        }
     };
     found.unwrap_or_else(|| format!("{} (unattributed)", termination.asg))
 }
@@ -101,15 +103,24 @@ pub fn judge_instance(
         return match leak_verdict {
             Some(LeakVerdict::Leak) => (
                 InstanceVerdict::OomLeak,
-                format!("died of OOM ({}) after its memory floor rose {growth} until death", m.signature),
+                format!(
+                    "died of OOM ({}) after its memory floor rose {growth} until death",
+                    m.signature
+                ),
             ),
             Some(LeakVerdict::NoLeak) => (
                 InstanceVerdict::OomSpike,
-                format!("died of OOM ({}) without a leak trend: a spike or an undersized limit", m.signature),
+                format!(
+                    "died of OOM ({}) without a leak trend: a spike or an undersized limit",
+                    m.signature
+                ),
             ),
             _ => (
                 InstanceVerdict::Oom,
-                format!("died of OOM ({}); no usable memory series to tell leak from spike", m.signature),
+                format!(
+                    "died of OOM ({}); no usable memory series to tell leak from spike",
+                    m.signature
+                ),
             ),
         };
     }
@@ -123,14 +134,19 @@ pub fn judge_instance(
         if l.verdict == LeakVerdict::Leak && l.reached_limit {
             return (
                 InstanceVerdict::MemoryExhaustionSuspected,
-                format!("no OOM line, but memory leaked {growth} up to the limit before it went silent"),
+                format!(
+                    "no OOM line, but memory leaked {growth} up to the limit before it went silent"
+                ),
             );
         }
     }
     if termination.cause.is_planned() {
         return (
             InstanceVerdict::NotACrash,
-            format!("terminated by the group ({}) with no crash evidence", termination.cause),
+            format!(
+                "terminated by the group ({}) with no crash evidence",
+                termination.cause
+            ),
         );
     }
     (
@@ -163,7 +179,9 @@ pub fn judge_deployment(
     instances: &[&InstanceReport],
     policy: FindingPolicy,
 ) -> DeploymentFinding {
-    let count = |pred: &dyn Fn(InstanceVerdict) -> bool| instances.iter().filter(|r| pred(r.verdict)).count();
+    let count = |pred: &dyn Fn(InstanceVerdict) -> bool| {
+        instances.iter().filter(|r| pred(r.verdict)).count()
+    };
     let memory_deaths = count(&|v| v.is_memory_death());
     let leak_deaths = count(&|v| v.is_leak_death());
     let other_crashes = count(&|v| v == InstanceVerdict::CrashOther);
@@ -188,7 +206,10 @@ pub fn judge_deployment(
         .filter(|l| l.verdict == LeakVerdict::Leak)
         .filter_map(|l| l.growth_per_hour)
         .collect();
-    let lifetimes: Vec<f64> = instances.iter().filter_map(|r| r.lifetime_hours()).collect();
+    let lifetimes: Vec<f64> = instances
+        .iter()
+        .filter_map(|r| r.lifetime_hours())
+        .collect();
     let mut ids: Vec<String> = instances.iter().map(|r| r.instance_id.clone()).collect();
     ids.sort();
     let asgs: BTreeSet<String> = instances.iter().map(|r| r.asg.clone()).collect();
@@ -204,7 +225,9 @@ pub fn judge_deployment(
     } else if memory_deaths >= min && memory_deaths >= other_crashes {
         (
             DeploymentVerdict::OomWithoutLeak,
-            format!("{memory_deaths} of {n} instances died of memory without a consistent leak trend"),
+            format!(
+                "{memory_deaths} of {n} instances died of memory without a consistent leak trend"
+            ),
         )
     } else if other_crashes >= min {
         (
@@ -243,7 +266,10 @@ pub fn judge_deployment(
 }
 
 /// Groups reports by deployment and judges each; worst verdict first, then by name.
-pub fn judge_deployments(reports: &[InstanceReport], policy: FindingPolicy) -> Vec<DeploymentFinding> {
+pub fn judge_deployments(
+    reports: &[InstanceReport],
+    policy: FindingPolicy,
+) -> Vec<DeploymentFinding> {
     let mut groups: BTreeMap<&str, Vec<&InstanceReport>> = BTreeMap::new();
     for r in reports {
         groups.entry(r.deployment.as_str()).or_default().push(r);
@@ -318,9 +344,18 @@ mod tests {
         assert_eq!(judge_instance(&hc, &oom, Some(&nl)).0, OomSpike);
         assert_eq!(judge_instance(&hc, &oom, None).0, Oom);
         assert_eq!(judge_instance(&hc, &crash, Some(&nl)).0, CrashOther);
-        assert_eq!(judge_instance(&hc, &[], Some(&l)).0, MemoryExhaustionSuspected);
-        assert_eq!(judge_instance(&hc, &[], Some(&leak(LeakVerdict::Leak, false))).0, Unknown);
-        assert_eq!(judge_instance(&term(CauseCategory::ScaleIn), &[], Some(&nl)).0, NotACrash);
+        assert_eq!(
+            judge_instance(&hc, &[], Some(&l)).0,
+            MemoryExhaustionSuspected
+        );
+        assert_eq!(
+            judge_instance(&hc, &[], Some(&leak(LeakVerdict::Leak, false))).0,
+            Unknown
+        );
+        assert_eq!(
+            judge_instance(&term(CauseCategory::ScaleIn), &[], Some(&nl)).0,
+            NotACrash
+        );
         assert_eq!(judge_instance(&hc, &[], None).0, Unknown);
     }
 
@@ -347,19 +382,41 @@ mod tests {
         use InstanceVerdict::*;
         let p = FindingPolicy::default();
         let judge = |vs: &[InstanceVerdict]| {
-            let rs: Vec<InstanceReport> = vs.iter().enumerate().map(|(i, v)| report(&format!("i-{i}"), *v)).collect();
+            let rs: Vec<InstanceReport> = vs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| report(&format!("i-{i}"), *v))
+                .collect();
             let refs: Vec<&InstanceReport> = rs.iter().collect();
             judge_deployment("web:1", &refs, p)
         };
-        assert_eq!(judge(&[OomLeak, MemoryExhaustionSuspected, NotACrash]).verdict, DeploymentVerdict::Leaking);
+        assert_eq!(
+            judge(&[OomLeak, MemoryExhaustionSuspected, NotACrash]).verdict,
+            DeploymentVerdict::Leaking
+        );
         let f = judge(&[OomLeak, OomLeak]);
         assert_eq!(f.evidence.median_lifetime_hours, Some(10.0));
         assert_eq!(f.evidence.median_growth_per_hour, Some(2.0));
-        assert_eq!(judge(&[OomSpike, OomSpike, OomLeak]).verdict, DeploymentVerdict::OomWithoutLeak);
-        assert_eq!(judge(&[CrashOther, CrashOther, NotACrash]).verdict, DeploymentVerdict::Crashing);
-        assert_eq!(judge(&[NotACrash, NotACrash]).verdict, DeploymentVerdict::Healthy);
-        assert_eq!(judge(&[OomLeak, NotACrash]).verdict, DeploymentVerdict::InsufficientEvidence);
-        assert_eq!(judge(&[Unknown, Unknown]).verdict, DeploymentVerdict::InsufficientEvidence);
+        assert_eq!(
+            judge(&[OomSpike, OomSpike, OomLeak]).verdict,
+            DeploymentVerdict::OomWithoutLeak
+        );
+        assert_eq!(
+            judge(&[CrashOther, CrashOther, NotACrash]).verdict,
+            DeploymentVerdict::Crashing
+        );
+        assert_eq!(
+            judge(&[NotACrash, NotACrash]).verdict,
+            DeploymentVerdict::Healthy
+        );
+        assert_eq!(
+            judge(&[OomLeak, NotACrash]).verdict,
+            DeploymentVerdict::InsufficientEvidence
+        );
+        assert_eq!(
+            judge(&[Unknown, Unknown]).verdict,
+            DeploymentVerdict::InsufficientEvidence
+        );
     }
 
     #[test]
@@ -382,14 +439,42 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert_eq!(resolve_deployment(&DeploymentIdentity::Asg, &t, None, &lw, None), "web");
-        assert_eq!(resolve_deployment(&DeploymentIdentity::LaunchTemplate, &t, Some(&info), &lw, None), "web:42");
         assert_eq!(
-            resolve_deployment(&DeploymentIdentity::Tag { key: "Deployment".into() }, &t, Some(&info), &lw, None),
+            resolve_deployment(&DeploymentIdentity::Asg, &t, None, &lw, None),
+            "web"
+        );
+        assert_eq!(
+            resolve_deployment(
+                &DeploymentIdentity::LaunchTemplate,
+                &t,
+                Some(&info),
+                &lw,
+                None
+            ),
+            "web:42"
+        );
+        assert_eq!(
+            resolve_deployment(
+                &DeploymentIdentity::Tag {
+                    key: "Deployment".into()
+                },
+                &t,
+                Some(&info),
+                &lw,
+                None
+            ),
             "blue"
         );
         assert_eq!(
-            resolve_deployment(&DeploymentIdentity::LogField { field: "version".into() }, &t, None, &lw, None),
+            resolve_deployment(
+                &DeploymentIdentity::LogField {
+                    field: "version".into()
+                },
+                &t,
+                None,
+                &lw,
+                None
+            ),
             "v7"
         );
         assert_eq!(

@@ -311,7 +311,9 @@ mod tests {
 
     /// Deterministic pseudo-noise in [-1, 1].
     fn noise(i: usize) -> f64 {
-        let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+        let x = (i as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(17);
         (x % 2001) as f64 / 1000.0 - 1.0
     }
 
@@ -327,7 +329,9 @@ mod tests {
 
     #[test]
     fn sawtooth_with_rising_troughs_is_a_leak() {
-        let s = series(240, 300, |i| 30.0 + 0.2 * i as f64 + (i % 8) as f64 * 2.5 + noise(i) * 0.5);
+        let s = series(240, 300, |i| {
+            30.0 + 0.2 * i as f64 + (i % 8) as f64 * 2.5 + noise(i) * 0.5
+        });
         assert_eq!(assess(&s, Some(100.0)).verdict, LeakVerdict::Leak);
     }
 
@@ -340,7 +344,9 @@ mod tests {
 
     #[test]
     fn warm_up_plateau_is_not_a_leak() {
-        let s = series(240, 300, |i| 20.0 + 30.0 * (1.0 - (-(i as f64) / 15.0).exp()) + noise(i) * 0.5);
+        let s = series(240, 300, |i| {
+            20.0 + 30.0 * (1.0 - (-(i as f64) / 15.0).exp()) + noise(i) * 0.5
+        });
         let a = assess(&s, Some(100.0));
         assert_eq!(a.verdict, LeakVerdict::NoLeak, "{}", a.reason);
     }
@@ -374,7 +380,11 @@ mod tests {
     fn restart_splits_the_series() {
         // A leak, then a restart to a flat healthy process: the last segment decides.
         let s = series(300, 300, |i| {
-            if i < 150 { 20.0 + 0.5 * i as f64 } else { 25.0 + noise(i) }
+            if i < 150 {
+                20.0 + 0.5 * i as f64
+            } else {
+                25.0 + noise(i)
+            }
         });
         let a = assess(&s, Some(100.0));
         assert_eq!(a.verdict, LeakVerdict::NoLeak, "{}", a.reason);
@@ -383,7 +393,13 @@ mod tests {
 
     #[test]
     fn nan_values_are_ignored() {
-        let s = series(200, 300, |i| if i % 10 == 0 { f64::NAN } else { 30.0 + 0.3 * i as f64 });
+        let s = series(200, 300, |i| {
+            if i % 10 == 0 {
+                f64::NAN
+            } else {
+                30.0 + 0.3 * i as f64
+            }
+        });
         assert_eq!(assess(&s, Some(100.0)).verdict, LeakVerdict::Leak);
     }
 
@@ -392,7 +408,13 @@ mod tests {
         let s = series(200, 300, |i| if i % 2 == 0 { 1.0e308 } else { -1.0e308 });
         let a = assess(&s, Some(f64::MAX));
         assert_eq!(a.verdict, LeakVerdict::InsufficientData);
-        let mixed = series(200, 300, |i| if i == 50 { 1.0e300 } else { 30.0 + 0.3 * i as f64 });
+        let mixed = series(200, 300, |i| {
+            if i == 50 {
+                1.0e300
+            } else {
+                30.0 + 0.3 * i as f64
+            }
+        });
         assert_eq!(assess(&mixed, Some(100.0)).verdict, LeakVerdict::Leak);
     }
 

@@ -77,7 +77,10 @@ impl PartialEq for Signature {
 impl SignatureLibrary {
     /// The compiled-in default library.
     pub fn default_library() -> Result<Self> {
-        Self::from_specs(parse_specs(DEFAULT_LIBRARY, "config/signatures.toml (built in)")?)
+        Self::from_specs(parse_specs(
+            DEFAULT_LIBRARY,
+            "config/signatures.toml (built in)",
+        )?)
     }
 
     /// The default library with a user file merged in: entries with a known id replace the
@@ -338,7 +341,8 @@ mod tests {
 
     #[test]
     fn unwraps_json_loggers() {
-        let line = r#"{"level":"fatal","time":1767607200,"msg":"fatal error: runtime: out of memory"}"#;
+        let line =
+            r#"{"level":"fatal","time":1767607200,"msg":"fatal error: runtime: out of memory"}"#;
         assert_eq!(id(line).as_deref(), Some("go.out_of_memory"));
         let docker = r#"{"log":"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n","stream":"stderr","time":"2026-01-05T10:00:00.000000001Z"}"#;
         assert_eq!(id(docker).as_deref(), Some("node.heap_oom"));
@@ -360,7 +364,8 @@ mod tests {
     #[test]
     fn crashes() {
         assert_eq!(
-            id("panic: runtime error: invalid memory address or nil pointer dereference").as_deref(),
+            id("panic: runtime error: invalid memory address or nil pointer dereference")
+                .as_deref(),
             Some("go.panic")
         );
         assert_eq!(
@@ -401,14 +406,20 @@ next_step = "y"
             "node.heap_oom"
         );
         assert!(l
-            .match_line("FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory")
+            .match_line(
+                "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"
+            )
             .is_none_or(|m| m.signature.spec.id != "node.heap_oom"));
-        assert_eq!(l.match_line("acme died").unwrap().signature.spec.id, "acme.custom");
+        assert_eq!(
+            l.match_line("acme died").unwrap().signature.spec.id,
+            "acme.custom"
+        );
     }
 
     #[test]
     fn invalid_user_file_names_the_problem() {
-        let err = SignatureLibrary::with_overrides("[[signature]]\nid = 3\n", "user.toml").unwrap_err();
+        let err =
+            SignatureLibrary::with_overrides("[[signature]]\nid = 3\n", "user.toml").unwrap_err();
         assert!(err.to_string().contains("user.toml:"), "{err}");
         let bad_regex = r#"
 [[signature]]
@@ -421,6 +432,9 @@ explanation = "x"
 next_step = "y"
 "#;
         let err = SignatureLibrary::with_overrides(bad_regex, "user.toml").unwrap_err();
-        assert!(err.to_string().contains("patterns[0]: invalid regex"), "{err}");
+        assert!(
+            err.to_string().contains("patterns[0]: invalid regex"),
+            "{err}"
+        );
     }
 }

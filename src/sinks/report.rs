@@ -35,7 +35,9 @@ pub fn render_scan(report: &ScanReport, format: Format, color: bool) -> String {
 pub fn render_investigation(inv: &Investigation, format: Format, color: bool) -> String {
     match format {
         Format::Json => to_json(inv),
-        Format::Table | Format::Markdown => investigation_text(inv, format == Format::Markdown, color),
+        Format::Table | Format::Markdown => {
+            investigation_text(inv, format == Format::Markdown, color)
+        }
     }
 }
 
@@ -72,7 +74,8 @@ fn cell(text: impl ToString, color: Option<Color>) -> Cell {
 }
 
 fn fmt_opt(v: Option<f64>, suffix: &str) -> String {
-    v.map(|x| format!("{x:+.2}{suffix}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:+.2}{suffix}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn fmt_hours(v: Option<f64>) -> String {
@@ -123,7 +126,15 @@ fn scan_table(r: &ScanReport, color: bool) -> String {
     let _ = writeln!(out, "epitaph scan — {}\n", headline(r));
 
     let mut t = new_table();
-    t.set_header(["deployment", "verdict", "instances", "memory deaths", "floor growth/h", "median lifetime", "top signature"]);
+    t.set_header([
+        "deployment",
+        "verdict",
+        "instances",
+        "memory deaths",
+        "floor growth/h",
+        "median lifetime",
+        "top signature",
+    ]);
     for f in &r.deployments {
         t.add_row(vec![
             Cell::new(&f.deployment),
@@ -137,27 +148,51 @@ fn scan_table(r: &ScanReport, color: bool) -> String {
     }
     let _ = writeln!(out, "DEPLOYMENTS\n{t}\n");
 
-    for f in r.deployments.iter().filter(|f| f.verdict != DeploymentVerdict::Healthy) {
+    for f in r
+        .deployments
+        .iter()
+        .filter(|f| f.verdict != DeploymentVerdict::Healthy)
+    {
         let _ = writeln!(out, "  {} is {}: {}.", f.deployment, f.verdict, f.summary);
     }
     out.push('\n');
 
     let mut t = new_table();
-    t.set_header(["instance", "deployment", "terminated", "cause", "verdict", "signature", "floor growth/h"]);
-    for i in sorted_instances(&r.instances).into_iter().take(MAX_INSTANCE_ROWS) {
+    t.set_header([
+        "instance",
+        "deployment",
+        "terminated",
+        "cause",
+        "verdict",
+        "signature",
+        "floor growth/h",
+    ]);
+    for i in sorted_instances(&r.instances)
+        .into_iter()
+        .take(MAX_INSTANCE_ROWS)
+    {
         t.add_row(vec![
             Cell::new(&i.instance_id),
             Cell::new(&i.deployment),
             Cell::new(i.terminated_at.format("%m-%d %H:%M")),
             Cell::new(i.cause),
             cell(i.verdict, color.then(|| instance_color(i.verdict))),
-            Cell::new(i.signatures.first().map(|m| m.signature.as_str()).unwrap_or("-")),
+            Cell::new(
+                i.signatures
+                    .first()
+                    .map(|m| m.signature.as_str())
+                    .unwrap_or("-"),
+            ),
             Cell::new(fmt_opt(i.leak.as_ref().and_then(|l| l.growth_per_hour), "")),
         ]);
     }
     let _ = writeln!(out, "INSTANCES\n{t}");
     if r.instances.len() > MAX_INSTANCE_ROWS {
-        let _ = writeln!(out, "  … and {} more (use --format json for all)", r.instances.len() - MAX_INSTANCE_ROWS);
+        let _ = writeln!(
+            out,
+            "  … and {} more (use --format json for all)",
+            r.instances.len() - MAX_INSTANCE_ROWS
+        );
     }
     problems(&mut out, r, "  ");
     out
@@ -166,26 +201,41 @@ fn scan_table(r: &ScanReport, color: bool) -> String {
 /// Crashes first (worst verdict), then newest.
 fn sorted_instances(list: &[InstanceSummary]) -> Vec<&InstanceSummary> {
     let mut v: Vec<&InstanceSummary> = list.iter().collect();
-    v.sort_by(|a, b| a.verdict.cmp(&b.verdict).then(b.terminated_at.cmp(&a.terminated_at)));
+    v.sort_by(|a, b| {
+        a.verdict
+            .cmp(&b.verdict)
+            .then(b.terminated_at.cmp(&a.terminated_at))
+    });
     v
 }
 
 fn problems(out: &mut String, r: &ScanReport, indent: &str) {
     let s = &r.summary;
     if !s.pending.is_empty() {
-        let _ = writeln!(out, "\n{indent}{} instance(s) could not be fetched and stay pending for the next run:", s.pending.len());
+        let _ = writeln!(
+            out,
+            "\n{indent}{} instance(s) could not be fetched and stay pending for the next run:",
+            s.pending.len()
+        );
         for p in s.pending.iter().take(20) {
             let _ = writeln!(out, "{indent}  {}: {}", p.instance_id, p.error);
         }
     }
     if !s.input_errors.is_empty() {
-        let _ = writeln!(out, "\n{indent}unreadable inputs (this window will be scanned again):");
+        let _ = writeln!(
+            out,
+            "\n{indent}unreadable inputs (this window will be scanned again):"
+        );
         for e in &s.input_errors {
             let _ = writeln!(out, "{indent}  {e}");
         }
     }
     if s.skipped_records > 0 {
-        let _ = writeln!(out, "\n{indent}{} record(s) skipped for bad content, first ones:", s.skipped_records);
+        let _ = writeln!(
+            out,
+            "\n{indent}{} record(s) skipped for bad content, first ones:",
+            s.skipped_records
+        );
         for k in s.skipped.iter().take(10) {
             let _ = writeln!(out, "{indent}  {}: {}", k.location, k.reason);
         }
@@ -217,9 +267,15 @@ fn scan_markdown(r: &ScanReport) -> String {
         );
     }
     let _ = writeln!(out, "\n## Instances\n");
-    let _ = writeln!(out, "| instance | deployment | terminated | cause | verdict | signature | floor growth/h |");
+    let _ = writeln!(
+        out,
+        "| instance | deployment | terminated | cause | verdict | signature | floor growth/h |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|---:|");
-    for i in sorted_instances(&r.instances).into_iter().take(MAX_INSTANCE_ROWS) {
+    for i in sorted_instances(&r.instances)
+        .into_iter()
+        .take(MAX_INSTANCE_ROWS)
+    {
         let _ = writeln!(
             out,
             "| `{}` | {} | {} | {} | {} | {} | {} |",
@@ -228,7 +284,10 @@ fn scan_markdown(r: &ScanReport) -> String {
             i.terminated_at.format("%Y-%m-%d %H:%M"),
             i.cause,
             i.verdict,
-            i.signatures.first().map(|m| m.signature.as_str()).unwrap_or("-"),
+            i.signatures
+                .first()
+                .map(|m| m.signature.as_str())
+                .unwrap_or("-"),
             fmt_opt(i.leak.as_ref().and_then(|l| l.growth_per_hour), "")
         );
     }
@@ -241,7 +300,11 @@ pub fn sparkline(values: &[f64], width: usize, limit: Option<f64>) -> String {
     if values.is_empty() || width == 0 {
         return String::new();
     }
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min).min(0.0);
+    let lo = values
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(0.0);
     let hi = limit.unwrap_or_else(|| values.iter().copied().fold(f64::NEG_INFINITY, f64::max));
     let span = (hi - lo).max(f64::EPSILON);
     let buckets = width.min(values.len());
@@ -249,8 +312,13 @@ pub fn sparkline(values: &[f64], width: usize, limit: Option<f64>) -> String {
         .map(|b| {
             let from = b * values.len() / buckets;
             let to = ((b + 1) * values.len() / buckets).max(from + 1);
-            let v = values[from..to].iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let idx = (((v - lo) / span) * (SPARK.len() - 1) as f64).round().clamp(0.0, (SPARK.len() - 1) as f64);
+            let v = values[from..to]
+                .iter()
+                .copied()
+                .fold(f64::NEG_INFINITY, f64::max);
+            let idx = (((v - lo) / span) * (SPARK.len() - 1) as f64)
+                .round()
+                .clamp(0.0, (SPARK.len() - 1) as f64);
             SPARK[idx as usize]
         })
         .collect()
@@ -259,17 +327,35 @@ pub fn sparkline(values: &[f64], width: usize, limit: Option<f64>) -> String {
 fn investigation_text(inv: &Investigation, markdown: bool, color: bool) -> String {
     let mut out = String::new();
     match inv {
-        Investigation::NoTermination { instance_id, memory, leak } => {
+        Investigation::NoTermination {
+            instance_id,
+            memory,
+            leak,
+        } => {
             let _ = writeln!(out, "{instance_id}: no termination found in the activity history (still running, or older than the history).");
             if let Some(m) = memory {
                 let values: Vec<f64> = m.points.iter().map(|p| p.1).collect();
-                let _ = writeln!(out, "memory  {}", sparkline(&values, SPARKLINE_WIDTH, m.limit));
+                let _ = writeln!(
+                    out,
+                    "memory  {}",
+                    sparkline(&values, SPARKLINE_WIDTH, m.limit)
+                );
             }
             match leak {
                 Some(l) => {
-                    let _ = writeln!(out, "trend   {} ({}), growth {}", l.verdict.as_str(), l.reason, fmt_opt(l.growth_per_hour, "/h"));
+                    let _ = writeln!(
+                        out,
+                        "trend   {} ({}), growth {}",
+                        l.verdict.as_str(),
+                        l.reason,
+                        fmt_opt(l.growth_per_hour, "/h")
+                    );
                     if let Some(p) = l.projected_exhaustion {
-                        let _ = writeln!(out, "        projected to reach the limit at {}", p.to_rfc3339());
+                        let _ = writeln!(
+                            out,
+                            "        projected to reach the limit at {}",
+                            p.to_rfc3339()
+                        );
                     }
                 }
                 None => {
@@ -277,13 +363,28 @@ fn investigation_text(inv: &Investigation, markdown: bool, color: bool) -> Strin
                 }
             }
         }
-        Investigation::Terminated { from, report, next_steps } => instance_text(&mut out, report, next_steps, from, markdown, color),
+        Investigation::Terminated {
+            from,
+            report,
+            next_steps,
+        } => instance_text(&mut out, report, next_steps, from, markdown, color),
     }
     out
 }
 
-fn instance_text(out: &mut String, r: &InstanceReport, next_steps: &[String], from: &str, markdown: bool, color: bool) {
-    let (h, pre_open, pre_close) = if markdown { ("## ", "```text\n", "```\n") } else { ("", "", "") };
+fn instance_text(
+    out: &mut String,
+    r: &InstanceReport,
+    next_steps: &[String],
+    from: &str,
+    markdown: bool,
+    color: bool,
+) {
+    let (h, pre_open, pre_close) = if markdown {
+        ("## ", "```text\n", "```\n")
+    } else {
+        ("", "", "")
+    };
     let verdict = if color {
         let code = match instance_color(r.verdict) {
             Color::Red => "31",
@@ -298,11 +399,25 @@ fn instance_text(out: &mut String, r: &InstanceReport, next_steps: &[String], fr
     };
     let _ = writeln!(out, "{h}{} — {verdict}", r.instance_id);
     let _ = writeln!(out, "{}\n", r.explanation);
-    let _ = writeln!(out, "{pre_open}deployment   {} (group {})", r.deployment, r.asg);
-    let _ = writeln!(out, "terminated   {}  cause {}", r.terminated_at.to_rfc3339(), r.cause);
+    let _ = writeln!(
+        out,
+        "{pre_open}deployment   {} (group {})",
+        r.deployment, r.asg
+    );
+    let _ = writeln!(
+        out,
+        "terminated   {}  cause {}",
+        r.terminated_at.to_rfc3339(),
+        r.cause
+    );
     let _ = writeln!(out, "cause text   {}", r.cause_text);
     if let Some(l) = r.launch_time {
-        let _ = writeln!(out, "launched     {}  (lifetime {})", l.to_rfc3339(), fmt_hours(r.lifetime_hours()));
+        let _ = writeln!(
+            out,
+            "launched     {}  (lifetime {})",
+            l.to_rfc3339(),
+            fmt_hours(r.lifetime_hours())
+        );
     }
     let values: Vec<f64> = r.memory.points.iter().map(|p| p.1).collect();
     if values.is_empty() {
@@ -314,16 +429,33 @@ fn instance_text(out: &mut String, r: &InstanceReport, next_steps: &[String], fr
             sparkline(&values, SPARKLINE_WIDTH, r.memory.limit),
             values[0],
             values[values.len() - 1],
-            r.memory.limit.map(|l| format!(" (limit {l})")).unwrap_or_default()
+            r.memory
+                .limit
+                .map(|l| format!(" (limit {l})"))
+                .unwrap_or_default()
         );
     }
     if let Some(l) = &r.leak {
-        let _ = writeln!(out, "leak         {}: {} (confidence {:.2})", l.verdict.as_str(), l.reason, l.confidence);
+        let _ = writeln!(
+            out,
+            "leak         {}: {} (confidence {:.2})",
+            l.verdict.as_str(),
+            l.reason,
+            l.confidence
+        );
         if let Some(p) = l.projected_exhaustion {
-            let _ = writeln!(out, "             trend reaches the limit at {}", p.to_rfc3339());
+            let _ = writeln!(
+                out,
+                "             trend reaches the limit at {}",
+                p.to_rfc3339()
+            );
         }
     }
-    let _ = writeln!(out, "source       {from}{}", if markdown { "\n```" } else { "" });
+    let _ = writeln!(
+        out,
+        "source       {from}{}",
+        if markdown { "\n```" } else { "" }
+    );
     out.push('\n');
     if r.last_words.events.is_empty() {
         let _ = writeln!(out, "{h}Last words\n\nnone: the log backend has nothing from this instance (no evidence, not an error)");
@@ -332,15 +464,29 @@ fn instance_text(out: &mut String, r: &InstanceReport, next_steps: &[String], fr
             out,
             "{h}Last words ({} line(s) up to {}{})\n",
             r.last_words.events.len(),
-            r.last_words.last_event_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            if r.last_words.truncated { ", truncated at the byte cap" } else { "" }
+            r.last_words
+                .last_event_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            if r.last_words.truncated {
+                ", truncated at the byte cap"
+            } else {
+                ""
+            }
         );
         out.push_str(pre_open);
         for (i, e) in r.last_words.events.iter().enumerate() {
             let m = r.signatures.iter().find(|m| m.line == i);
             let mark = if m.is_some() { ">>" } else { "  " };
-            let tag = m.map(|m| format!("   [{} {}]", m.signature, m.kind.as_str())).unwrap_or_default();
-            let _ = writeln!(out, "{mark} {}  {}{tag}", e.timestamp.format("%H:%M:%S%.3f"), e.message);
+            let tag = m
+                .map(|m| format!("   [{} {}]", m.signature, m.kind.as_str()))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{mark} {}  {}{tag}",
+                e.timestamp.format("%H:%M:%S%.3f"),
+                e.message
+            );
         }
         out.push_str(pre_close);
     }

@@ -89,7 +89,10 @@ pub trait MetricSource: Send + Sync {
     /// Memory series for many instances at once (backends batch them), one result per query in
     /// the same order: `Ok(None)` when the backend has no data for that instance. The outer
     /// error is for a failure of the whole batch.
-    async fn memory_series(&self, queries: &[SeriesQuery]) -> Result<Vec<Result<Option<MemorySeries>>>>;
+    async fn memory_series(
+        &self,
+        queries: &[SeriesQuery],
+    ) -> Result<Vec<Result<Option<MemorySeries>>>>;
     /// Records the backend skipped so far (count, and the first few with their location).
     fn skipped(&self) -> (usize, Vec<Skipped>) {
         (0, Vec::new())
@@ -173,7 +176,8 @@ mod tests {
 
     fn ev(secs: i64, msg: &str) -> LogEvent {
         LogEvent {
-            timestamp: Utc.with_ymd_and_hms(2026, 1, 5, 10, 0, 0).unwrap() + Duration::seconds(secs),
+            timestamp: Utc.with_ymd_and_hms(2026, 1, 5, 10, 0, 0).unwrap()
+                + Duration::seconds(secs),
             message: msg.into(),
         }
     }

@@ -36,7 +36,8 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 fn decode<T: DeserializeOwned>(what: &str, key: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| Error::Store(format!("corrupt {what} record `{key}`: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| Error::Store(format!("corrupt {what} record `{key}`: {e}")))
 }
 
 /// `(?,?,?),(?,?,?)…` for `rows` rows of `cols` columns.
@@ -163,7 +164,10 @@ impl Store for SqliteStore {
                     .bind(&now);
             }
             q.execute(&mut *tx).await?;
-            let sql = format!("DELETE FROM pending WHERE instance_id IN ({})", vec!["?"; chunk.len()].join(","));
+            let sql = format!(
+                "DELETE FROM pending WHERE instance_id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
             let mut q = sqlx::query(&sql);
             for r in chunk {
                 q = q.bind(&r.instance_id);
@@ -207,10 +211,11 @@ impl Store for SqliteStore {
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceReport>> {
-        let row = sqlx::query("SELECT instance_id, report_json FROM instances WHERE instance_id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT instance_id, report_json FROM instances WHERE instance_id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(self.reports(row.into_iter().collect()).await?.pop())
     }
 

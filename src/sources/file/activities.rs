@@ -88,7 +88,11 @@ impl ActivitySource for FileActivities {
 fn dedupe(terms: &mut Vec<Termination>) {
     terms.sort_by(|a, b| a.instance_id.cmp(&b.instance_id).then(a.time.cmp(&b.time)));
     terms.dedup_by(|later, earlier| later.instance_id == earlier.instance_id);
-    terms.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.instance_id.cmp(&b.instance_id)));
+    terms.sort_by(|a, b| {
+        a.time
+            .cmp(&b.time)
+            .then_with(|| a.instance_id.cmp(&b.instance_id))
+    });
 }
 
 /// Reads a whole JSON file; a syntax error names file:line:column.
@@ -116,7 +120,9 @@ pub(crate) fn parse_activities(doc: &Value, origin: &str, batch: &mut ActivityBa
         },
         Value::Array(a) => a,
         _ => {
-            batch.errors.push(format!("{origin}: expected a JSON object or array of activities"));
+            batch.errors.push(format!(
+                "{origin}: expected a JSON object or array of activities"
+            ));
             return;
         }
     };
@@ -125,7 +131,10 @@ pub(crate) fn parse_activities(doc: &Value, origin: &str, batch: &mut ActivityBa
         match parse_activity(act) {
             Ok(Some(t)) => batch.terminations.push(t),
             Ok(None) => {}
-            Err(reason) => batch.skipped.push(Skipped { location: at, reason }),
+            Err(reason) => batch.skipped.push(Skipped {
+                location: at,
+                reason,
+            }),
         }
     }
 }
@@ -151,7 +160,12 @@ fn parse_activity(act: &Value) -> std::result::Result<Option<Termination>, Strin
     let cause_text = str_field(act, "Cause").unwrap_or("");
     let instance_id = find_instance_id(description)
         .or_else(|| find_instance_id(cause_text))
-        .ok_or_else(|| format!("no instance id in Description `{}`", crate::timefmt::truncate(description, 80)))?;
+        .ok_or_else(|| {
+            format!(
+                "no instance id in Description `{}`",
+                crate::timefmt::truncate(description, 80)
+            )
+        })?;
     let start = str_field(act, "StartTime").ok_or("missing StartTime")?;
     let time = parse_instant(start).map_err(|e| format!("StartTime: {e}"))?;
     let asg = str_field(act, "AutoScalingGroupName").ok_or("missing AutoScalingGroupName")?;
@@ -176,12 +190,20 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
         if let Some(groups) = doc.get("AutoScalingGroups").and_then(Value::as_array) {
             for g in groups {
                 let asg = str_field(g, "AutoScalingGroupName").map(str::to_string);
-                for inst in g.get("Instances").and_then(Value::as_array).into_iter().flatten() {
-                    let Some(id) = str_field(inst, "InstanceId") else { continue };
+                for inst in g
+                    .get("Instances")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(id) = str_field(inst, "InstanceId") else {
+                        continue;
+                    };
                     let e = entry(&mut by_id, id);
                     e.asg = e.asg.take().or_else(|| asg.clone());
                     e.availability_zone = str_field(inst, "AvailabilityZone").map(str::to_string);
-                    e.launch_configuration = str_field(inst, "LaunchConfigurationName").map(str::to_string);
+                    e.launch_configuration =
+                        str_field(inst, "LaunchConfigurationName").map(str::to_string);
                     if let Some(lt) = inst.get("LaunchTemplate") {
                         e.launch_template = Some(LaunchTemplateRef {
                             id: str_field(lt, "LaunchTemplateId").map(str::to_string),
@@ -189,24 +211,44 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
                             version: str_field(lt, "Version").map(str::to_string),
                         });
                     }
-                    if let Some(t) = str_field(inst, "LaunchTime").and_then(|s| parse_instant(s).ok()) {
+                    if let Some(t) =
+                        str_field(inst, "LaunchTime").and_then(|s| parse_instant(s).ok())
+                    {
                         e.launch_time = Some(t);
                     }
                 }
             }
         } else if let Some(reservations) = doc.get("Reservations").and_then(Value::as_array) {
             for r in reservations {
-                for inst in r.get("Instances").and_then(Value::as_array).into_iter().flatten() {
-                    let Some(id) = str_field(inst, "InstanceId") else { continue };
+                for inst in r
+                    .get("Instances")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(id) = str_field(inst, "InstanceId") else {
+                        continue;
+                    };
                     let e = entry(&mut by_id, id);
-                    if let Some(t) = str_field(inst, "LaunchTime").and_then(|s| parse_instant(s).ok()) {
+                    if let Some(t) =
+                        str_field(inst, "LaunchTime").and_then(|s| parse_instant(s).ok())
+                    {
                         e.launch_time = Some(t);
                     }
-                    if let Some(az) = inst.get("Placement").and_then(|p| str_field(p, "AvailabilityZone")) {
+                    if let Some(az) = inst
+                        .get("Placement")
+                        .and_then(|p| str_field(p, "AvailabilityZone"))
+                    {
                         e.availability_zone = Some(az.to_string());
                     }
-                    for tag in inst.get("Tags").and_then(Value::as_array).into_iter().flatten() {
-                        if let (Some(k), Some(v)) = (str_field(tag, "Key"), str_field(tag, "Value")) {
+                    for tag in inst
+                        .get("Tags")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let (Some(k), Some(v)) = (str_field(tag, "Key"), str_field(tag, "Value"))
+                        {
                             if k == "aws:autoscaling:groupName" {
                                 e.asg = Some(v.to_string());
                             }
@@ -250,7 +292,10 @@ mod tests {
         let mut b = ActivityBatch::default();
         parse_activities(&doc, "a.json", &mut b);
         assert_eq!(b.terminations.len(), 1);
-        assert_eq!(b.terminations[0].cause, crate::model::CauseCategory::HealthCheck);
+        assert_eq!(
+            b.terminations[0].cause,
+            crate::model::CauseCategory::HealthCheck
+        );
         assert_eq!(b.skipped.len(), 2);
         assert!(b.skipped[0].location.contains("Activities[2]"));
         assert!(b.skipped[0].reason.contains("StartTime"));

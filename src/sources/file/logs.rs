@@ -68,9 +68,13 @@ impl FileLogs {
         self.index
             .get_or_try_init(|| async {
                 let (path, format, stream) = (self.path.clone(), self.format, self.stream.clone());
-                tokio::task::spawn_blocking(move || build_index(&path, format, &stream).map(Arc::new))
-                    .await
-                    .map_err(|e| Error::source(format!("file:{}", self.path.display()), e.to_string()))?
+                tokio::task::spawn_blocking(move || {
+                    build_index(&path, format, &stream).map(Arc::new)
+                })
+                .await
+                .map_err(|e| {
+                    Error::source(format!("file:{}", self.path.display()), e.to_string())
+                })?
             })
             .await
             .cloned()
@@ -103,9 +107,8 @@ impl LogSource for FileLogs {
 /// `{instance_id}` in the pattern becomes a capture; everything else is literal.
 fn stream_regex(pattern: &str) -> Result<Regex> {
     let escaped = regex::escape(pattern).replace(r"\{instance_id\}", r"(?P<id>i-[0-9a-f]{8,17})");
-    Regex::new(&format!("^{escaped}$")).map_err(|e| {
-        Error::Config(vec![format!("sources.logs.stream_pattern: {e}")])
-    })
+    Regex::new(&format!("^{escaped}$"))
+        .map_err(|e| Error::Config(vec![format!("sources.logs.stream_pattern: {e}")]))
 }
 
 fn instance_from_stream(stream: &Regex, name: &str) -> Option<String> {
@@ -137,20 +140,29 @@ fn build_index(path: &Path, format: Format, stream: &Regex) -> Result<LogIndex> 
                 }
             }
             _ if format == Format::FilterLogEvents => {
-                index.skipped.push(origin, "not filter-log-events output (no \"events\" array)");
+                index
+                    .skipped
+                    .push(origin, "not filter-log-events output (no \"events\" array)");
             }
             _ => ingest_json_lines(&bytes, &origin, stream, &mut index),
         }
     }
     for events in index.by_instance.values_mut() {
-        events.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+        events.sort_by_key(|e| e.timestamp);
     }
     Ok(index)
 }
 
-fn ingest_filter_log_events(doc: &serde_json::Map<String, Value>, origin: &str, stream: &Regex, index: &mut LogIndex) {
+fn ingest_filter_log_events(
+    doc: &serde_json::Map<String, Value>,
+    origin: &str,
+    stream: &Regex,
+    index: &mut LogIndex,
+) {
     let Some(events) = doc.get("events").and_then(Value::as_array) else {
-        index.skipped.push(origin.to_string(), "\"events\" is not an array");
+        index
+            .skipped
+            .push(origin.to_string(), "\"events\" is not an array");
         return;
     };
     for (i, ev) in events.iter().enumerate() {
@@ -173,7 +185,13 @@ fn ingest_json_lines(bytes: &[u8], origin: &str, stream: &Regex, index: &mut Log
     }
 }
 
-fn ingest_event(ev: &Value, at: &str, default_instance: Option<&str>, stream: &Regex, index: &mut LogIndex) {
+fn ingest_event(
+    ev: &Value,
+    at: &str,
+    default_instance: Option<&str>,
+    stream: &Regex,
+    index: &mut LogIndex,
+) {
     let Some(obj) = ev.as_object() else {
         index.skipped.push(at.to_string(), "not a JSON object");
         return;
@@ -185,11 +203,23 @@ fn ingest_event(ev: &Value, at: &str, default_instance: Option<&str>, stream: &R
         _ => None,
     };
     let Some(timestamp) = timestamp else {
-        index.skipped.push(at.to_string(), format!("missing or invalid timestamp (one of {})", TIME_FIELDS.join(", ")));
+        index.skipped.push(
+            at.to_string(),
+            format!(
+                "missing or invalid timestamp (one of {})",
+                TIME_FIELDS.join(", ")
+            ),
+        );
         return;
     };
-    let Some(message) = MESSAGE_FIELDS.iter().find_map(|f| obj.get(*f).and_then(Value::as_str)) else {
-        index.skipped.push(at.to_string(), format!("missing message (one of {})", MESSAGE_FIELDS.join(", ")));
+    let Some(message) = MESSAGE_FIELDS
+        .iter()
+        .find_map(|f| obj.get(*f).and_then(Value::as_str))
+    else {
+        index.skipped.push(
+            at.to_string(),
+            format!("missing message (one of {})", MESSAGE_FIELDS.join(", ")),
+        );
         return;
     };
     let instance = INSTANCE_FIELDS
@@ -203,13 +233,20 @@ fn ingest_event(ev: &Value, at: &str, default_instance: Option<&str>, stream: &R
         })
         .or_else(|| default_instance.map(str::to_string));
     let Some(instance) = instance else {
-        index.skipped.push(at.to_string(), "no instance id (instance_id field or a log stream naming one)");
+        index.skipped.push(
+            at.to_string(),
+            "no instance id (instance_id field or a log stream naming one)",
+        );
         return;
     };
-    index.by_instance.entry(instance).or_default().push(LogEvent {
-        timestamp,
-        message: message.trim_end_matches(['\n', '\r']).to_string(),
-    });
+    index
+        .by_instance
+        .entry(instance)
+        .or_default()
+        .push(LogEvent {
+            timestamp,
+            message: message.trim_end_matches(['\n', '\r']).to_string(),
+        });
 }
 
 #[cfg(test)]
@@ -236,12 +273,18 @@ mod tests {
     fn filter_log_events_output() {
         let text = br#"{"events":[{"logStreamName":"web/i-0123456789abcdef0","timestamp":1767607200000,"message":"FATAL ERROR: x\n","ingestionTime":1767607201000,"eventId":"1"}],"searchedLogStreams":[]}"#;
         let i = idx(text, Format::Auto);
-        assert_eq!(i.by_instance["i-0123456789abcdef0"][0].message, "FATAL ERROR: x");
+        assert_eq!(
+            i.by_instance["i-0123456789abcdef0"][0].message,
+            "FATAL ERROR: x"
+        );
     }
 
     #[test]
     fn stream_pattern_maps_names() {
         let re = stream_regex("app/{instance_id}/stdout").unwrap();
-        assert_eq!(instance_from_stream(&re, "app/i-0123abcd/stdout").as_deref(), Some("i-0123abcd"));
+        assert_eq!(
+            instance_from_stream(&re, "app/i-0123abcd/stdout").as_deref(),
+            Some("i-0123abcd")
+        );
     }
 }

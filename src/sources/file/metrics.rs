@@ -65,10 +65,15 @@ impl FileMetrics {
     async fn index(&self) -> Result<Arc<MetricIndex>> {
         self.index
             .get_or_try_init(|| async {
-                let (path, format, label) = (self.path.clone(), self.format, self.instance_label.clone());
-                tokio::task::spawn_blocking(move || build_index(&path, format, &label).map(Arc::new))
-                    .await
-                    .map_err(|e| Error::source(format!("file:{}", self.path.display()), e.to_string()))?
+                let (path, format, label) =
+                    (self.path.clone(), self.format, self.instance_label.clone());
+                tokio::task::spawn_blocking(move || {
+                    build_index(&path, format, &label).map(Arc::new)
+                })
+                .await
+                .map_err(|e| {
+                    Error::source(format!("file:{}", self.path.display()), e.to_string())
+                })?
             })
             .await
             .cloned()
@@ -81,7 +86,10 @@ impl MetricSource for FileMetrics {
         format!("file:{}", self.path.display())
     }
 
-    async fn memory_series(&self, queries: &[SeriesQuery]) -> Result<Vec<Result<Option<MemorySeries>>>> {
+    async fn memory_series(
+        &self,
+        queries: &[SeriesQuery],
+    ) -> Result<Vec<Result<Option<MemorySeries>>>> {
         let index = self.index().await?;
         Ok(queries
             .iter()
@@ -125,7 +133,7 @@ fn build_index(path: &Path, format: Format, instance_label: &str) -> Result<Metr
         }
     }
     for s in index.by_instance.values_mut() {
-        s.points.sort_by(|a, b| a.0.cmp(&b.0));
+        s.points.sort_by_key(|p| p.0);
         s.points.dedup_by_key(|p| p.0);
     }
     Ok(index)
@@ -141,7 +149,10 @@ fn ingest_csv(bytes: &[u8], origin: &str, index: &mut MetricIndex) {
     // Column positions: timestamp, instance, value. A header row may reorder them.
     let mut cols = (0usize, 1usize, 2usize);
     for (n, rec) in reader.byte_records().enumerate() {
-        let line = rec.as_ref().map(|r| r.position().map_or(n as u64 + 1, |p| p.line())).unwrap_or(n as u64 + 1);
+        let line = rec
+            .as_ref()
+            .map(|r| r.position().map_or(n as u64 + 1, |p| p.line()))
+            .unwrap_or(n as u64 + 1);
         let at = format!("{origin}:{line}");
         let rec = match rec {
             Ok(r) => r,
@@ -152,7 +163,10 @@ fn ingest_csv(bytes: &[u8], origin: &str, index: &mut MetricIndex) {
         };
         let field = |i: usize| rec.get(i).map(|b| String::from_utf8_lossy(b).into_owned());
         if n == 0 {
-            let names: Vec<String> = (0..rec.len()).filter_map(field).map(|s| s.to_ascii_lowercase()).collect();
+            let names: Vec<String> = (0..rec.len())
+                .filter_map(field)
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
             let find = |opts: &[&str]| names.iter().position(|c| opts.contains(&c.as_str()));
             if let (Some(t), Some(i), Some(v)) = (
                 find(&["timestamp", "time", "ts"]),
@@ -163,23 +177,37 @@ fn ingest_csv(bytes: &[u8], origin: &str, index: &mut MetricIndex) {
                 continue;
             }
         }
-        let (Some(ts), Some(inst), Some(val)) = (field(cols.0), field(cols.1), field(cols.2)) else {
-            index.skipped.push(at, "expected 3 columns: timestamp,instance_id,value");
+        let (Some(ts), Some(inst), Some(val)) = (field(cols.0), field(cols.1), field(cols.2))
+        else {
+            index
+                .skipped
+                .push(at, "expected 3 columns: timestamp,instance_id,value");
             continue;
         };
         let Ok(t) = parse_instant(&ts) else {
-            index.skipped.push(at, format!("bad timestamp `{}`", crate::timefmt::truncate(&ts, 40)));
+            index.skipped.push(
+                at,
+                format!("bad timestamp `{}`", crate::timefmt::truncate(&ts, 40)),
+            );
             continue;
         };
         let Some(v) = val.parse::<f64>().ok().filter(|v| v.is_finite()) else {
-            index.skipped.push(at, format!("bad value `{}`", crate::timefmt::truncate(&val, 40)));
+            index.skipped.push(
+                at,
+                format!("bad value `{}`", crate::timefmt::truncate(&val, 40)),
+            );
             continue;
         };
         if inst.is_empty() {
             index.skipped.push(at, "empty instance_id");
             continue;
         }
-        index.by_instance.entry(inst).or_default().points.push((t, v));
+        index
+            .by_instance
+            .entry(inst)
+            .or_default()
+            .points
+            .push((t, v));
     }
 }
 
@@ -187,23 +215,35 @@ fn ingest_prometheus(bytes: &[u8], origin: &str, instance_label: &str, index: &m
     let doc: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
-            index.skipped.push(format!("{origin}:{}:{}", e.line(), e.column()), format!("invalid JSON: {e}"));
+            index.skipped.push(
+                format!("{origin}:{}:{}", e.line(), e.column()),
+                format!("invalid JSON: {e}"),
+            );
             return;
         }
     };
     if doc.get("status").and_then(Value::as_str) == Some("error") {
-        index.skipped.push(origin.to_string(), "Prometheus response has status \"error\"");
+        index.skipped.push(
+            origin.to_string(),
+            "Prometheus response has status \"error\"",
+        );
         return;
     }
     let data = doc.get("data").unwrap_or(&doc);
     if let Some(rt) = data.get("resultType").and_then(Value::as_str) {
         if rt != "matrix" {
-            index.skipped.push(origin.to_string(), format!("resultType `{rt}`: expected a query_range matrix"));
+            index.skipped.push(
+                origin.to_string(),
+                format!("resultType `{rt}`: expected a query_range matrix"),
+            );
             return;
         }
     }
     let Some(results) = data.get("result").and_then(Value::as_array) else {
-        index.skipped.push(origin.to_string(), "not a Prometheus query_range response (no data.result array)");
+        index.skipped.push(
+            origin.to_string(),
+            "not a Prometheus query_range response (no data.result array)",
+        );
         return;
     };
     for (i, r) in results.iter().enumerate() {
@@ -211,14 +251,22 @@ fn ingest_prometheus(bytes: &[u8], origin: &str, instance_label: &str, index: &m
         let labels: BTreeMap<String, String> = r
             .get("metric")
             .and_then(Value::as_object)
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
             .unwrap_or_default();
-        let instance = labels
-            .get(instance_label)
-            .cloned()
-            .or_else(|| labels.values().find_map(|v| find_instance_id(v).map(str::to_string)));
+        let instance = labels.get(instance_label).cloned().or_else(|| {
+            labels
+                .values()
+                .find_map(|v| find_instance_id(v).map(str::to_string))
+        });
         let Some(instance) = instance else {
-            index.skipped.push(at, format!("no `{instance_label}` label naming an instance"));
+            index.skipped.push(
+                at,
+                format!("no `{instance_label}` label naming an instance"),
+            );
             continue;
         };
         let Some(values) = r.get("values").and_then(Value::as_array) else {
@@ -229,10 +277,17 @@ fn ingest_prometheus(bytes: &[u8], origin: &str, instance_label: &str, index: &m
         series.labels.extend(labels);
         let mut bad = 0usize;
         for pair in values {
-            let t = pair.get(0).and_then(Value::as_f64).and_then(unix_to_instant);
+            let t = pair
+                .get(0)
+                .and_then(Value::as_f64)
+                .and_then(unix_to_instant);
             let v = pair
                 .get(1)
-                .and_then(|v| v.as_str().and_then(|s| s.parse::<f64>().ok()).or_else(|| v.as_f64()))
+                .and_then(|v| {
+                    v.as_str()
+                        .and_then(|s| s.parse::<f64>().ok())
+                        .or_else(|| v.as_f64())
+                })
                 .filter(|v| v.is_finite());
             match (t, v) {
                 (Some(t), Some(v)) => series.points.push((t, v)),
@@ -240,7 +295,9 @@ fn ingest_prometheus(bytes: &[u8], origin: &str, instance_label: &str, index: &m
             }
         }
         if bad > 0 {
-            index.skipped.push(at, format!("{bad} sample(s) with a bad timestamp or value"));
+            index
+                .skipped
+                .push(at, format!("{bad} sample(s) with a bad timestamp or value"));
         }
     }
 }
@@ -261,7 +318,11 @@ mod tests {
         let i = idx(b"instance_id,timestamp,value\ni-0123abcd,2026-01-05T10:00:00Z,40.5\ni-0123abcd,1767607500,41\ni-0123abcd,nope,1\ni-0123abcd,1767607800,NaN\nshort\n");
         assert_eq!(i.by_instance["i-0123abcd"].points.len(), 2);
         assert_eq!(i.skipped.count, 3);
-        assert!(i.skipped.kept[0].location.ends_with("m:4"), "{:?}", i.skipped.kept);
+        assert!(
+            i.skipped.kept[0].location.ends_with("m:4"),
+            "{:?}",
+            i.skipped.kept
+        );
     }
 
     #[test]

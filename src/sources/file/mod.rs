@@ -59,9 +59,8 @@ pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
 
 /// The configured path of a file source, resolved, or an error naming the key.
 pub(crate) fn required_path(key: &str, path: &Option<PathBuf>) -> Result<PathBuf> {
-    path.clone().ok_or_else(|| {
-        Error::Config(vec![format!("{key}.path: required for kind = \"file\"")])
-    })
+    path.clone()
+        .ok_or_else(|| Error::Config(vec![format!("{key}.path: required for kind = \"file\"")]))
 }
 
 /// Counts skipped records and keeps the first few locations.
@@ -88,7 +87,10 @@ impl SkipLog {
         if self.count > self.kept.len() {
             out.push(Skipped {
                 location: "…".into(),
-                reason: format!("{} more skipped record(s) not listed", self.count - self.kept.len()),
+                reason: format!(
+                    "{} more skipped record(s) not listed",
+                    self.count - self.kept.len()
+                ),
             });
         }
         out
@@ -116,10 +118,12 @@ pub fn parse_series_csv(bytes: &[u8], origin: &str) -> Result<Vec<(DateTime<Utc>
             continue; // a header line
         }
         let t = parse_instant(ts).map_err(|e| Error::input(&at, e))?;
-        let v = value
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| Error::input(&at, format!("`{}` is not a finite number", truncate(val, 40))))?;
+        let v = value.ok().filter(|v| v.is_finite()).ok_or_else(|| {
+            Error::input(
+                &at,
+                format!("`{}` is not a finite number", truncate(val, 40)),
+            )
+        })?;
         points.push((t, v));
     }
     Ok(points)
@@ -152,9 +156,18 @@ mod tests {
 
     #[test]
     fn instance_ids() {
-        assert_eq!(find_instance_id("i-0123456789abcdef0"), Some("i-0123456789abcdef0"));
-        assert_eq!(find_instance_id("web/i-0123abcd/app.log"), Some("i-0123abcd"));
-        assert_eq!(find_instance_id("Terminating EC2 instance: i-0123456789abcdef0"), Some("i-0123456789abcdef0"));
+        assert_eq!(
+            find_instance_id("i-0123456789abcdef0"),
+            Some("i-0123456789abcdef0")
+        );
+        assert_eq!(
+            find_instance_id("web/i-0123abcd/app.log"),
+            Some("i-0123abcd")
+        );
+        assert_eq!(
+            find_instance_id("Terminating EC2 instance: i-0123456789abcdef0"),
+            Some("i-0123456789abcdef0")
+        );
         assert_eq!(find_instance_id("i-123"), None);
         assert_eq!(find_instance_id("xi-0123abcd"), None);
         assert_eq!(find_instance_id("i-0123abcdz"), None);
