@@ -51,6 +51,13 @@ pub const MIN_RISE_FRACTION_OF_LEVEL: f64 = 0.10;
 pub const REACHED_LIMIT_FRACTION: f64 = 0.90;
 /// The "final stretch" for `reached_limit`: this fraction of the basis' points (at least 2).
 pub const FINAL_STRETCH_FRACTION: f64 = 0.05;
+/// A basis at least this long (seconds) is judged seasonally: day-over-day differences of
+/// hourly floors, so that a daily traffic cycle neither hides nor fakes a trend.
+pub const SEASONAL_MIN_SPAN_SECS: i64 = 2 * 86_400;
+/// Width of a floor bucket in the seasonal path (seconds).
+pub const SEASONAL_BUCKET_SECS: i64 = 3_600;
+/// Buckets per day in the seasonal path: the lag of the day-over-day difference.
+pub const SEASONAL_LAG_BUCKETS: usize = 24;
 /// Confidence given to a no-leak verdict that rests on a failed persistence or size check.
 pub const STRUCTURAL_NO_LEAK_CONFIDENCE: f64 = 0.7;
 
@@ -75,13 +82,19 @@ pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssess
         return insufficient(basis, restarts);
     }
 
-    let slope_per_ms = theil_sen(&floor);
-    let z = mann_kendall_z(&floor);
-    let tail_start = floor.len() - ((floor.len() as f64 * TAIL_FRACTION).ceil() as usize).max(3);
-    let tail_slope = theil_sen(&floor[tail_start..]);
-    let tail_z = mann_kendall_z(&floor[tail_start..]);
     let start = basis[0].0;
     let end = basis[basis.len() - 1].0;
+    let trend = if end - start >= SEASONAL_MIN_SPAN_SECS * 1000 {
+        seasonal_trend(basis).unwrap_or_else(|| plain_trend(&floor))
+    } else {
+        plain_trend(&floor)
+    };
+    let Trend {
+        slope_per_ms,
+        z,
+        tail_slope,
+        tail_z,
+    } = trend;
     let rise = slope_per_ms * (end - start) as f64;
     let level = median(basis.iter().map(|p| p.1).collect());
     let min_rise = match limit {
@@ -150,6 +163,69 @@ pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssess
         points_used: basis.len(),
         reason: reason + &restart_note,
     }
+}
+
+/// The statistics a verdict rests on: overall slope and significance, and the same for the
+/// final part of the basis.
+struct Trend {
+    slope_per_ms: f64,
+    z: f64,
+    tail_slope: f64,
+    tail_z: f64,
+}
+
+/// Theil–Sen and Mann–Kendall on the floor, overall and on its final part.
+fn plain_trend(floor: &[(f64, f64)]) -> Trend {
+    let tail_start = floor.len() - ((floor.len() as f64 * TAIL_FRACTION).ceil() as usize).max(3);
+    Trend {
+        slope_per_ms: theil_sen(floor),
+        z: mann_kendall_z(floor),
+        tail_slope: theil_sen(&floor[tail_start..]),
+        tail_z: mann_kendall_z(&floor[tail_start..]),
+    }
+}
+
+/// Seasonal trend: hourly floors, differenced against the same hour a day earlier. A daily
+/// cycle cancels out; a leak leaves positive differences. Slope is the median difference per
+/// day; significance is a sign test on the differences (z = (pos − neg − 1) / √(pos + neg)).
+/// None when there are too few day-over-day pairs.
+fn seasonal_trend(seg: &[(i64, f64)]) -> Option<Trend> {
+    let start = seg[0].0;
+    let width = SEASONAL_BUCKET_SECS * 1000;
+    let buckets = ((seg[seg.len() - 1].0 - start) / width + 1) as usize;
+    let mut mins = vec![f64::INFINITY; buckets];
+    for &(t, v) in seg {
+        let b = (((t - start) / width) as usize).min(buckets - 1);
+        mins[b] = mins[b].min(v);
+    }
+    let diffs: Vec<f64> = (SEASONAL_LAG_BUCKETS..buckets)
+        .filter(|&i| mins[i].is_finite() && mins[i - SEASONAL_LAG_BUCKETS].is_finite())
+        .map(|i| mins[i] - mins[i - SEASONAL_LAG_BUCKETS])
+        .collect();
+    if diffs.len() < SEASONAL_LAG_BUCKETS {
+        return None;
+    }
+    let day_ms = (SEASONAL_LAG_BUCKETS as i64 * width) as f64;
+    let stats = |d: &[f64]| {
+        let pos = d.iter().filter(|&&x| x > 0.0).count() as f64;
+        let neg = d.iter().filter(|&&x| x < 0.0).count() as f64;
+        let z = if pos + neg > 0.0 {
+            (pos - neg - (pos - neg).signum()) / (pos + neg).sqrt()
+        } else {
+            0.0
+        };
+        (median(d.to_vec()) / day_ms, z)
+    };
+    let (slope_per_ms, z) = stats(&diffs);
+    let tail =
+        &diffs[diffs.len() - ((diffs.len() as f64 * TAIL_FRACTION).ceil() as usize).max(3)..];
+    let (tail_slope, tail_z) = stats(tail);
+    Some(Trend {
+        slope_per_ms,
+        z,
+        tail_slope,
+        tail_z,
+    })
 }
 
 fn is_sufficient(seg: &[(i64, f64)]) -> bool {

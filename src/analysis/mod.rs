@@ -3,8 +3,10 @@
 //! - [`cause`]: what AWS's activity text says about why an instance was terminated;
 //! - [`signatures`]: which log lines are OOM or crash signatures;
 //! - [`leak`]: whether a memory series' floor rises until the end;
-//! - [`correlate`]: instance verdicts, deployment identity and deployment findings.
+//! - [`correlate`]: instance verdicts, deployment identity and deployment findings;
+//! - [`baselines`]: reference leak rules the detector is measured against (not used for verdicts).
 
+pub mod baselines;
 pub mod cause;
 pub mod correlate;
 pub mod leak;

@@ -17,6 +17,8 @@
 //! The first group also carries a healthy predecessor deployment replaced by an instance
 //! refresh: the "which deployment leaks" story.
 
+pub mod shapes;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
