@@ -40,8 +40,18 @@ pub struct SignatureSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LibraryFile {
+    /// Library-wide hard negatives: a line matching any of these is never a match.
+    #[serde(default)]
+    unless: Vec<String>,
     #[serde(default)]
     signature: Vec<SignatureSpec>,
+}
+
+/// A parsed library file: library-wide negatives and the signatures.
+#[derive(Debug, Clone, Default)]
+pub struct LibrarySpec {
+    pub unless: Vec<String>,
+    pub signatures: Vec<SignatureSpec>,
 }
 
 /// A compiled signature.
@@ -63,6 +73,8 @@ pub struct LineMatch<'a> {
 #[derive(Debug, Clone)]
 pub struct SignatureLibrary {
     signatures: Vec<Signature>,
+    /// Library-wide hard negatives.
+    unless: Vec<Regex>,
     prefilter: AhoCorasick,
     /// For each prefilter pattern, the signature it belongs to.
     keyword_owner: Vec<usize>,
@@ -77,28 +89,45 @@ impl PartialEq for Signature {
 impl SignatureLibrary {
     /// The compiled-in default library.
     pub fn default_library() -> Result<Self> {
-        Self::from_specs(parse_specs(
+        Self::from_spec(parse_specs(
             DEFAULT_LIBRARY,
             "config/signatures.toml (built in)",
         )?)
     }
 
     /// The default library with a user file merged in: entries with a known id replace the
-    /// default entry in place; new ids are appended.
+    /// default entry in place; new ids are appended; library-wide negatives are added.
     pub fn with_overrides(user_text: &str, origin: &str) -> Result<Self> {
-        let mut specs = parse_specs(DEFAULT_LIBRARY, "config/signatures.toml (built in)")?;
-        for spec in parse_specs(user_text, origin)? {
-            match specs.iter_mut().find(|s| s.id == spec.id) {
+        let mut lib = parse_specs(DEFAULT_LIBRARY, "config/signatures.toml (built in)")?;
+        let user = parse_specs(user_text, origin)?;
+        lib.unless.extend(user.unless);
+        for spec in user.signatures {
+            match lib.signatures.iter_mut().find(|s| s.id == spec.id) {
                 Some(existing) => *existing = spec,
-                None => specs.push(spec),
+                None => lib.signatures.push(spec),
             }
         }
-        Self::from_specs(specs)
+        Self::from_spec(lib)
     }
 
-    /// Compiles specs, reporting every invalid entry at once.
-    pub fn from_specs(specs: Vec<SignatureSpec>) -> Result<Self> {
+    /// Compiles a library, reporting every invalid entry at once.
+    pub fn from_spec(spec: LibrarySpec) -> Result<Self> {
+        let LibrarySpec {
+            unless,
+            signatures: specs,
+        } = spec;
         let mut problems = Vec::new();
+        let global_unless: Vec<Regex> = unless
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| match compile_pattern(p) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    problems.push(format!("unless[{j}]: invalid regex: {e}"));
+                    None
+                }
+            })
+            .collect();
         let mut signatures = Vec::with_capacity(specs.len());
         let mut seen = HashMap::new();
         for (i, spec) in specs.into_iter().enumerate() {
@@ -115,7 +144,7 @@ impl SignatureLibrary {
             let compile = |list: &[String], field: &str, problems: &mut Vec<String>| {
                 list.iter()
                     .enumerate()
-                    .filter_map(|(j, p)| match Regex::new(p) {
+                    .filter_map(|(j, p)| match compile_pattern(p) {
                         Ok(r) => Some(r),
                         Err(e) => {
                             problems.push(format!("{at}: {field}[{j}]: invalid regex: {e}"));
@@ -150,6 +179,7 @@ impl SignatureLibrary {
             .map_err(|e| Error::Config(vec![format!("signature keywords: {e}")]))?;
         Ok(SignatureLibrary {
             signatures,
+            unless: global_unless,
             prefilter,
             keyword_owner,
         })
@@ -187,13 +217,27 @@ impl SignatureLibrary {
             return None;
         }
         overflow.sort_unstable();
-        let text = unwrap_message(line);
+        let unwrapped = unwrap_message(line);
+        let stripped = strip_prefixes(&unwrapped);
+        if self
+            .unless
+            .iter()
+            .any(|r| r.is_match(stripped) || r.is_match(&unwrapped))
+        {
+            return None;
+        }
         let candidate_ids = (0..self.signatures.len().min(128))
             .filter(|i| candidates & (1u128 << i) != 0)
             .chain(overflow);
         for i in candidate_ids {
             let sig = &self.signatures[i];
-            if let Some(details) = sig.matches(&text) {
+            // Anchored patterns need the prefix gone; others may need it (a level word).
+            let found = sig.matches(stripped).or_else(|| {
+                (stripped.len() != unwrapped.len())
+                    .then(|| sig.matches(&unwrapped))
+                    .flatten()
+            });
+            if let Some(details) = found {
                 return Some(LineMatch {
                     signature: sig,
                     details,
@@ -247,7 +291,7 @@ impl Signature {
     }
 }
 
-fn parse_specs(text: &str, origin: &str) -> Result<Vec<SignatureSpec>> {
+fn parse_specs(text: &str, origin: &str) -> Result<LibrarySpec> {
     let file: LibraryFile = toml::from_str(text).map_err(|e| {
         let location = match e.span() {
             Some(span) => format!("{origin}:{}", line_of(text, span.start)),
@@ -255,7 +299,55 @@ fn parse_specs(text: &str, origin: &str) -> Result<Vec<SignatureSpec>> {
         };
         Error::input(location, e.message().to_string())
     })?;
-    Ok(file.signature)
+    Ok(LibrarySpec {
+        unless: file.unless,
+        signatures: file.signature,
+    })
+}
+
+/// Patterns run in multi-line mode: `^` and `$` also match at line breaks inside an unwrapped
+/// message (a JSON logger's stack trace, a Docker record's embedded newline).
+fn compile_pattern(p: &str) -> std::result::Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(p).multi_line(true).build()
+}
+
+/// Line prefixes added by shippers, runtimes and terminals: CRI (`<time> stderr F `),
+/// syslog/journald (`Jan  5 10:00:00 host proc[pid]: `), RFC 5424 syslog, docker compose
+/// (`web-1  | `), `kubectl logs --prefix` (`[pod/name/container] `), dmesg (`[ 123.456] `),
+/// klog (`E0105 10:00:00.123456  1 file.go:12] `), and ISO timestamps with a level word.
+static PREFIX: std::sync::LazyLock<Option<Regex>> = std::sync::LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(?:",
+        r"\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) (?:stdout|stderr) [FP] ",
+        r"|<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[[^\]]*\]) ",
+        r"|<\d{1,3}>",
+        r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \S+ [^:\[\s]+(?:\[\d+\])?: ",
+        r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) \S+ [^:\[\s]+(?:\[\d+\])?: ",
+        r"|[\w.-]+\s+\| ",
+        r"|\[pod/[^\]]+\] ",
+        r"|\[\s*\d+\.\d+\] ",
+        r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d [\d:]+ \d{4}\] ",
+        r"|[IWEF]\d{4} [\d:.]+\s+\d+ [^\]\s]+\] ",
+        r"|\[?\d{4}-\d{2}-\d{2}[T ][\d:.,]+(?:Z|[+-]\d{2}:?\d{2})?\]?\s+(?:\[?(?:TRACE|DEBUG|INFO|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|PANIC|EMERG)\]?:?\s+)?",
+        r")"
+    ))
+    .ok()
+});
+
+/// Removes the prefixes above (up to a few, in any order), so that patterns can anchor at the
+/// start of what the program itself printed.
+pub fn strip_prefixes(text: &str) -> &str {
+    let Some(re) = PREFIX.as_ref() else {
+        return text;
+    };
+    let mut rest = text.trim_start();
+    for _ in 0..4 {
+        match re.find(rest) {
+            Some(m) if !m.is_empty() => rest = rest[m.end()..].trim_start(),
+            _ => break,
+        }
+    }
+    rest
 }
 
 /// 1-based line number of a byte offset.
