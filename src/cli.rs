@@ -4,7 +4,7 @@
 //! (the message names the file:line or key); 3 a scan that completed but left instances
 //! pending (their fetch failed; the next run retries them).
 
-use std::io::{BufRead, BufWriter, IsTerminal, Read, Write};
+use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -402,7 +402,7 @@ fn is_instance_id(s: &str) -> bool {
     })
 }
 
-fn open_input(file: &str) -> anyhow::Result<Box<dyn BufRead>> {
+fn open_input(file: &str) -> anyhow::Result<Box<dyn Read>> {
     if file == "-" {
         return Ok(Box::new(std::io::BufReader::new(std::io::stdin())));
     }
@@ -410,37 +410,62 @@ fn open_input(file: &str) -> anyhow::Result<Box<dyn BufRead>> {
     Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, f)))
 }
 
-/// `signatures match`: one JSON object per matching line (the documented contract).
+/// Bytes read per step by `signatures match` (lines longer than this are still read whole).
+const MATCH_CHUNK_BYTES: usize = 8 << 20;
+
+/// `signatures match`: one JSON object per matching line (the documented contract). Streams the
+/// input in chunks of whole lines through the buffer scanner.
 fn signatures_match(lib: &SignatureLibrary, file: &str) -> anyhow::Result<()> {
     let mut input = open_input(file)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut buf = Vec::new();
-    let mut line_no = 0usize;
-    loop {
-        buf.clear();
-        let n = input
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(Path::new(file), e))?;
-        if n == 0 {
-            break;
+    let mut buf: Vec<u8> = Vec::with_capacity(MATCH_CHUNK_BYTES * 2);
+    let mut next_line = 1usize;
+    let mut eof = false;
+    while !eof {
+        let filled = buf.len();
+        buf.resize(filled + MATCH_CHUNK_BYTES, 0);
+        let n = read_full(&mut input, &mut buf[filled..]).map_err(|e| Error::io(Path::new(file), e))?;
+        buf.truncate(filled + n);
+        eof = n == 0;
+        // Scan whole lines only; keep a partial last line for the next round (or scan it at EOF).
+        let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
+        if cut == 0 {
+            continue;
         }
-        line_no += 1;
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
-        }
-        let line = String::from_utf8_lossy(&buf);
-        if let Some(m) = lib.match_line(&line) {
+        let mut failed = None;
+        let lines = lib.scan_buffer(&buf[..cut], next_line, |line, _, m| {
             let obj = serde_json::json!({
-                "line": line_no,
+                "line": line,
                 "signature": m.signature.spec.id,
                 "runtime": m.signature.spec.runtime,
                 "kind": m.signature.spec.kind.as_str(),
             });
-            writeln!(out, "{obj}")?;
+            if let Err(e) = writeln!(out, "{obj}") {
+                failed.get_or_insert(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e.into());
         }
+        next_line += lines;
+        buf.drain(..cut);
     }
     out.flush()?;
     Ok(())
+}
+
+/// Reads until `dst` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut dyn Read, dst: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < dst.len() {
+        match input.read(&mut dst[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn read_series(file: &str) -> anyhow::Result<Vec<(chrono::DateTime<chrono::Utc>, f64)>> {

@@ -247,6 +247,38 @@ impl SignatureLibrary {
         None
     }
 
+    /// Scans a buffer of newline-separated lines and calls `on_match(line_number, line, m)`
+    /// (1-based line numbers, counted from `first_line`) for each matching line. One
+    /// Aho–Corasick pass runs over the whole buffer; only lines holding a keyword are cut out
+    /// and matched, so a non-matching line costs a share of one SIMD-friendly scan.
+    /// Returns the number of lines in the buffer.
+    pub fn scan_buffer(&self, buf: &[u8], first_line: usize, mut on_match: impl FnMut(usize, &str, LineMatch<'_>)) -> usize {
+        let mut pos = 0usize;
+        let mut counted_to = 0usize;
+        let mut line_no = first_line;
+        while pos < buf.len() {
+            let Some(hit) = self.prefilter.find(aho_corasick::Input::new(buf).span(pos..buf.len())) else {
+                break;
+            };
+            let start = memchr::memrchr(b'\n', &buf[..hit.start()]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(b'\n', &buf[hit.start()..]).map_or(buf.len(), |i| hit.start() + i);
+            line_no += memchr::memchr_iter(b'\n', &buf[counted_to..start]).count();
+            counted_to = start;
+            let mut raw = &buf[start..end];
+            if raw.last() == Some(&b'\r') {
+                raw = &raw[..raw.len() - 1];
+            }
+            let line = String::from_utf8_lossy(raw);
+            if let Some(m) = self.match_line(&line) {
+                on_match(line_no, &line, m);
+            }
+            pos = end + 1;
+        }
+        let tail_newlines = memchr::memchr_iter(b'\n', &buf[counted_to.min(buf.len())..]).count();
+        let lines = line_no - first_line + tail_newlines;
+        lines + usize::from(!buf.is_empty() && buf[buf.len() - 1] != b'\n')
+    }
+
     /// Matches every event; `line` in the result is the event's index.
     pub fn match_events(&self, events: &[LogEvent]) -> Vec<SignatureMatch> {
         events
@@ -468,6 +500,27 @@ mod tests {
             id("Segmentation fault (core dumped)").as_deref(),
             Some("native.segfault")
         );
+    }
+
+    #[test]
+    fn buffer_scan_agrees_with_line_by_line() {
+        let l = lib();
+        let text = "ok\r\nFATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\npanic: x\n\nfatal error: runtime: out of memory\r\nlast line without newline";
+        let mut found = Vec::new();
+        let lines = l.scan_buffer(text.as_bytes(), 1, |n, line, m| found.push((n, line.to_string(), m.signature.spec.id.clone())));
+        let expected: Vec<(usize, String, String)> = text
+            .split('\n')
+            .enumerate()
+            .filter_map(|(i, line)| {
+                let line = line.trim_end_matches('\r');
+                l.match_line(line).map(|m| (i + 1, line.to_string(), m.signature.spec.id.clone()))
+            })
+            .collect();
+        assert_eq!(found, expected);
+        assert_eq!(found.len(), 3);
+        assert_eq!(lines, 6);
+        assert_eq!(l.scan_buffer(b"", 1, |_, _, _| {}), 0);
+        assert_eq!(l.scan_buffer(b"a\nb\n", 1, |_, _, _| {}), 2);
     }
 
     #[test]
