@@ -41,21 +41,29 @@ const CRASHES: &[&str] = &[
 const CRASH_EVERY: u64 = 50_000;
 
 fn main() {
-    let mib: usize = std::env::var("EPITAPH_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mib: usize = std::env::var("EPITAPH_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("mixed.log");
     let patterns = dir.path().join("patterns.txt");
     let lib = SignatureLibrary::default_library().expect("library");
 
     // Deterministic data.
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&data).expect("create"));
+    let mut f =
+        std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&data).expect("create"));
     let (mut written, mut n, mut x) = (0usize, 0u64, 0x9E37_79B9_7F4A_7C15u64);
     while written < mib << 20 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         n += 1;
-        let line = if n % CRASH_EVERY == 0 { CRASHES[(x % CRASHES.len() as u64) as usize] } else { ORDINARY[(x % ORDINARY.len() as u64) as usize] };
+        let line = if n % CRASH_EVERY == 0 {
+            CRASHES[(x % CRASHES.len() as u64) as usize]
+        } else {
+            ORDINARY[(x % ORDINARY.len() as u64) as usize]
+        };
         f.write_all(line.as_bytes()).expect("write");
         f.write_all(b"\n").expect("write");
         written += line.len() + 1;
@@ -66,10 +74,17 @@ fn main() {
     // group and make named groups non-capturing (duplicate names are an error there). The
     // matching semantics are unchanged.
     let group_name = regex::Regex::new(r"\(\?P<\w+>").expect("regex");
-    let rg_patterns: Vec<String> = lib.all_patterns().map(|p| format!("(?:{})", group_name.replace_all(p, "(?:"))).collect();
+    let rg_patterns: Vec<String> = lib
+        .all_patterns()
+        .map(|p| format!("(?:{})", group_name.replace_all(p, "(?:")))
+        .collect();
     std::fs::write(&patterns, rg_patterns.join("\n") + "\n").expect("patterns");
     let bytes = std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0) as f64;
-    println!("data: {:.0} MiB, {n} lines, 1 crash line per {CRASH_EVERY}; {} patterns", bytes / 1048576.0, lib.all_patterns().count());
+    println!(
+        "data: {:.0} MiB, {n} lines, 1 crash line per {CRASH_EVERY}; {} patterns",
+        bytes / 1048576.0,
+        lib.all_patterns().count()
+    );
 
     // Warm the page cache.
     let _ = std::fs::read(&data);
@@ -80,14 +95,22 @@ fn main() {
         let mut out_lines = 0;
         for _ in 0..RUNS {
             let t = Instant::now();
-            let out = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).output().expect("run");
+            let out = cmd
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .output()
+                .expect("run");
             best = best.min(t.elapsed().as_secs_f64());
             out_lines = String::from_utf8_lossy(&out.stdout).lines().count();
         }
         (best, out_lines)
     };
     let (ours, matches) = time_cmd(Command::new(exe).args(["signatures", "match"]).arg(&data));
-    println!("epitaph signatures match: {:.2} s  {:>7.0} MiB/s  ({matches} matching lines)", ours, bytes / 1048576.0 / ours);
+    println!(
+        "epitaph signatures match: {:.2} s  {:>7.0} MiB/s  ({matches} matching lines)",
+        ours,
+        bytes / 1048576.0 / ours
+    );
 
     let t = Instant::now();
     let buf = std::fs::read(&data).expect("read");
@@ -100,11 +123,33 @@ fn main() {
 
     match Command::new("rg").arg("--version").output() {
         Ok(v) if v.status.success() => {
-            let version = String::from_utf8_lossy(&v.stdout).lines().next().unwrap_or("rg").to_string();
-            let (rg, _) = time_cmd(Command::new("rg").args(["--no-config", "-c", "-f"]).arg(&patterns).arg(&data));
-            let rg_count = Command::new("rg").args(["--no-config", "-c", "-f"]).arg(&patterns).arg(&data).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-            println!("{version} -c -f patterns: {:.2} s  {:>7.0} MiB/s  ({rg_count} matching lines)", rg, bytes / 1048576.0 / rg);
-            println!("throughput ratio epitaph / ripgrep: {:.2}×  (target ≥ 0.8×)", rg / ours);
+            let version = String::from_utf8_lossy(&v.stdout)
+                .lines()
+                .next()
+                .unwrap_or("rg")
+                .to_string();
+            let (rg, _) = time_cmd(
+                Command::new("rg")
+                    .args(["--no-config", "-c", "-f"])
+                    .arg(&patterns)
+                    .arg(&data),
+            );
+            let rg_count = Command::new("rg")
+                .args(["--no-config", "-c", "-f"])
+                .arg(&patterns)
+                .arg(&data)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            println!(
+                "{version} -c -f patterns: {:.2} s  {:>7.0} MiB/s  ({rg_count} matching lines)",
+                rg,
+                bytes / 1048576.0 / rg
+            );
+            println!(
+                "throughput ratio epitaph / ripgrep: {:.2}×  (target ≥ 0.8×)",
+                rg / ours
+            );
         }
         _ => println!("ripgrep not installed (apt-get install ripgrep): no reference measured"),
     }

@@ -8,4 +8,5 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --all-targets --locked
+# Tests only: benches are benchmarks (cargo bench), compiled above by clippy --all-targets.
+cargo test --locked

@@ -424,11 +424,16 @@ fn signatures_match(lib: &SignatureLibrary, file: &str) -> anyhow::Result<()> {
     while !eof {
         let filled = buf.len();
         buf.resize(filled + MATCH_CHUNK_BYTES, 0);
-        let n = read_full(&mut input, &mut buf[filled..]).map_err(|e| Error::io(Path::new(file), e))?;
+        let n =
+            read_full(&mut input, &mut buf[filled..]).map_err(|e| Error::io(Path::new(file), e))?;
         buf.truncate(filled + n);
         eof = n == 0;
         // Scan whole lines only; keep a partial last line for the next round (or scan it at EOF).
-        let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
+        let cut = if eof {
+            buf.len()
+        } else {
+            memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1)
+        };
         if cut == 0 {
             continue;
         }

@@ -252,16 +252,25 @@ impl SignatureLibrary {
     /// Aho–Corasick pass runs over the whole buffer; only lines holding a keyword are cut out
     /// and matched, so a non-matching line costs a share of one SIMD-friendly scan.
     /// Returns the number of lines in the buffer.
-    pub fn scan_buffer(&self, buf: &[u8], first_line: usize, mut on_match: impl FnMut(usize, &str, LineMatch<'_>)) -> usize {
+    pub fn scan_buffer(
+        &self,
+        buf: &[u8],
+        first_line: usize,
+        mut on_match: impl FnMut(usize, &str, LineMatch<'_>),
+    ) -> usize {
         let mut pos = 0usize;
         let mut counted_to = 0usize;
         let mut line_no = first_line;
         while pos < buf.len() {
-            let Some(hit) = self.prefilter.find(aho_corasick::Input::new(buf).span(pos..buf.len())) else {
+            let Some(hit) = self
+                .prefilter
+                .find(aho_corasick::Input::new(buf).span(pos..buf.len()))
+            else {
                 break;
             };
             let start = memchr::memrchr(b'\n', &buf[..hit.start()]).map_or(0, |i| i + 1);
-            let end = memchr::memchr(b'\n', &buf[hit.start()..]).map_or(buf.len(), |i| hit.start() + i);
+            let end =
+                memchr::memchr(b'\n', &buf[hit.start()..]).map_or(buf.len(), |i| hit.start() + i);
             line_no += memchr::memchr_iter(b'\n', &buf[counted_to..start]).count();
             counted_to = start;
             let mut raw = &buf[start..end];
@@ -507,13 +516,16 @@ mod tests {
         let l = lib();
         let text = "ok\r\nFATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\npanic: x\n\nfatal error: runtime: out of memory\r\nlast line without newline";
         let mut found = Vec::new();
-        let lines = l.scan_buffer(text.as_bytes(), 1, |n, line, m| found.push((n, line.to_string(), m.signature.spec.id.clone())));
+        let lines = l.scan_buffer(text.as_bytes(), 1, |n, line, m| {
+            found.push((n, line.to_string(), m.signature.spec.id.clone()))
+        });
         let expected: Vec<(usize, String, String)> = text
             .split('\n')
             .enumerate()
             .filter_map(|(i, line)| {
                 let line = line.trim_end_matches('\r');
-                l.match_line(line).map(|m| (i + 1, line.to_string(), m.signature.spec.id.clone()))
+                l.match_line(line)
+                    .map(|m| (i + 1, line.to_string(), m.signature.spec.id.clone()))
             })
             .collect();
         assert_eq!(found, expected);
