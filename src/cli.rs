@@ -86,24 +86,16 @@ enum Command {
     Simulate {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 6)]
-        asgs: usize,
-        #[arg(long, default_value_t = 60)]
-        instances: usize,
+        #[command(flatten)]
+        fleet: FleetArgs,
         /// End of the simulated window (RFC 3339).
         #[arg(long, default_value = epitaph::simulate::DEFAULT_END)]
         end: String,
     },
     /// Simulate a fleet into a temporary folder and scan it with a fresh SQLite state.
     Demo {
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 6)]
-        asgs: usize,
-        #[arg(long, default_value_t = 60)]
-        instances: usize,
+        #[command(flatten)]
+        fleet: FleetArgs,
         /// Keep the fleet, config and state in this folder instead of a temporary one.
         #[arg(long)]
         keep: Option<PathBuf>,
@@ -113,6 +105,19 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+/// The shape of a simulated fleet.
+#[derive(Debug, clap::Args)]
+struct FleetArgs {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Auto Scaling groups.
+    #[arg(long, default_value_t = 6)]
+    asgs: usize,
+    /// Terminated instances in all.
+    #[arg(long, default_value_t = 60)]
+    instances: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,9 +265,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Simulate {
             ref out,
-            seed,
-            asgs,
-            instances,
+            fleet:
+                FleetArgs {
+                    seed,
+                    asgs,
+                    instances,
+                },
             ref end,
         } => {
             let end = timefmt::parse_instant(end).map_err(|e| Error::input("--end", e))?;
@@ -283,9 +291,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
-            seed,
-            asgs,
-            instances,
+            fleet:
+                FleetArgs {
+                    seed,
+                    asgs,
+                    instances,
+                },
             ref keep,
         } => {
             let temp;

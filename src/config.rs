@@ -393,19 +393,23 @@ impl Config {
         self.resolve(&self.state.path)
     }
 
-    pub fn duration(&self, key: &str) -> Duration {
-        let s = &self.scan;
-        let text = match key {
-            "last_words_window" => &s.last_words_window,
-            "last_words_grace" => &s.last_words_grace,
-            "series_lookback" => &s.series_lookback,
-            "fetch_timeout" => &s.fetch_timeout,
-            "finding_lookback" => &s.finding_lookback,
-            "overlap" => &s.overlap,
-            _ => return Duration::zero(),
-        };
-        // Validated when loaded; the default is only reachable for a hand-built Config.
-        timefmt::parse_duration(text).unwrap_or_else(|_| Duration::zero())
+    pub fn last_words_window(&self) -> Duration {
+        dur(&self.scan.last_words_window)
+    }
+    pub fn last_words_grace(&self) -> Duration {
+        dur(&self.scan.last_words_grace)
+    }
+    pub fn series_lookback(&self) -> Duration {
+        dur(&self.scan.series_lookback)
+    }
+    pub fn fetch_timeout(&self) -> Duration {
+        dur(&self.scan.fetch_timeout)
+    }
+    pub fn finding_lookback(&self) -> Duration {
+        dur(&self.scan.finding_lookback)
+    }
+    pub fn overlap(&self) -> Duration {
+        dur(&self.scan.overlap)
     }
 
     pub fn deployment_identity(&self) -> DeploymentIdentity {
@@ -430,6 +434,12 @@ impl Config {
             min_instances: self.analysis.min_instances,
         }
     }
+}
+
+/// A duration the schema already validated (only a hand-built Config can hold a bad one; it
+/// reads as zero).
+fn dur(text: &str) -> Duration {
+    timefmt::parse_duration(text).unwrap_or_else(|_| Duration::zero())
 }
 
 /// Applies `EPITAPH_A__B__C=value` overrides. Values are typed by the schema.

@@ -217,7 +217,7 @@ impl Pipeline {
         let since = match opts.since {
             Some(s) => s,
             None => match self.store.watermark().await? {
-                Some(w) => w - self.cfg.duration("overlap"),
+                Some(w) => w - self.cfg.overlap(),
                 None => crate::timefmt::parse_since(&self.cfg.scan.since, until)
                     .map_err(|e| Error::Config(vec![format!("scan.since: {e}")]))?,
             },
@@ -311,9 +311,7 @@ impl Pipeline {
         // the finding lookback (not only those touched now: a quiet window changes no verdict).
         // The lookback contains the window, so one read serves both.
         let lookback = TimeWindow {
-            start: window
-                .start
-                .min(window.end - self.cfg.duration("finding_lookback")),
+            start: window.start.min(window.end - self.cfg.finding_lookback()),
             end: window.end,
         };
         let history = self.store.instances_in(lookback).await?;
@@ -370,11 +368,7 @@ impl Pipeline {
     async fn fetch_chunk(&self, chunk: &[Termination]) -> Result<Vec<Fetched>> {
         let ids: Vec<String> = chunk.iter().map(|t| t.instance_id.clone()).collect();
         let inventory = self.store.inventory(&ids).await?;
-        let timeout = self
-            .cfg
-            .duration("fetch_timeout")
-            .to_std()
-            .unwrap_or_default();
+        let timeout = self.cfg.fetch_timeout().to_std().unwrap_or_default();
         let queries: Vec<SeriesQuery> = chunk
             .iter()
             .map(|t| self.series_query(t, inventory.get(&t.instance_id)))
@@ -434,7 +428,7 @@ impl Pipeline {
     }
 
     fn series_query(&self, t: &Termination, info: Option<&InstanceInfo>) -> SeriesQuery {
-        let lookback_start = t.time - self.cfg.duration("series_lookback");
+        let lookback_start = t.time - self.cfg.series_lookback();
         let start = info
             .and_then(|i| i.launch_time)
             .filter(|l| *l > lookback_start && *l < t.time)
@@ -442,7 +436,7 @@ impl Pipeline {
         SeriesQuery {
             instance_id: t.instance_id.clone(),
             start,
-            end: t.time + self.cfg.duration("last_words_grace"),
+            end: t.time + self.cfg.last_words_grace(),
         }
     }
 
@@ -451,8 +445,8 @@ impl Pipeline {
             instance_id: t.instance_id.clone(),
             asg: t.asg.clone(),
             terminated_at: t.time,
-            window: self.cfg.duration("last_words_window"),
-            grace: self.cfg.duration("last_words_grace"),
+            window: self.cfg.last_words_window(),
+            grace: self.cfg.last_words_grace(),
             max_bytes: self.cfg.scan.last_words_max_bytes,
         }
     }
@@ -540,7 +534,7 @@ impl Pipeline {
                 };
                 let q = SeriesQuery {
                     instance_id: instance_id.to_string(),
-                    start: end - self.cfg.duration("series_lookback"),
+                    start: end - self.cfg.series_lookback(),
                     end,
                 };
                 let memory = self

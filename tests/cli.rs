@@ -498,41 +498,33 @@ fn instance_from_store_and_from_sources() {
 
 // ---------------------------------------------------------------- config --------------------
 
+fn config_check(cfg: &Path) -> assert_cmd::assert::Assert {
+    epitaph()
+        .arg("--config")
+        .arg(cfg)
+        .args(["config", "check"])
+        .assert()
+}
+
 #[test]
 fn config_check_reports_every_problem_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[scan]\nconcurency = 3\nlast_words_window = \"a while\"\n[deployment]\nidentity = \"colour\"\n[sources.logs]\nkind = \"file\"\nformat = \"xml\"\n").unwrap();
-    epitaph()
-        .arg("--config")
-        .arg(&cfg)
-        .args(["config", "check"])
-        .assert()
-        .code(2)
-        .stderr(
-            predicate::str::contains("scan.concurency: unknown key")
-                .and(predicate::str::contains("scan.last_words_window"))
-                .and(predicate::str::contains("deployment.identity"))
-                .and(predicate::str::contains("sources.logs.format")),
-        );
+    config_check(&cfg).code(2).stderr(
+        predicate::str::contains("scan.concurency: unknown key")
+            .and(predicate::str::contains("scan.last_words_window"))
+            .and(predicate::str::contains("deployment.identity"))
+            .and(predicate::str::contains("sources.logs.format")),
+    );
     std::fs::write(&cfg, "[sources.activities]\npath = \"missing\"\n").unwrap();
-    epitaph()
-        .arg("--config")
-        .arg(&cfg)
-        .args(["config", "check"])
-        .assert()
-        .code(2)
-        .stderr(
-            predicate::str::contains("sources.activities.path")
-                .and(predicate::str::contains("does not exist"))
-                .and(predicate::str::contains("sources.logs.path: required")),
-        );
+    config_check(&cfg).code(2).stderr(
+        predicate::str::contains("sources.activities.path")
+            .and(predicate::str::contains("does not exist"))
+            .and(predicate::str::contains("sources.logs.path: required")),
+    );
     std::fs::write(&cfg, "[scan\n").unwrap();
-    epitaph()
-        .arg("--config")
-        .arg(&cfg)
-        .args(["config", "check"])
-        .assert()
+    config_check(&cfg)
         .code(2)
         .stderr(predicate::str::contains("bad.toml:1"));
 

@@ -279,6 +279,7 @@ fn plan_deployments(opts: &SimOptions) -> Vec<Deployment> {
             opts.seed.wrapping_mul(31) ^ (g as u64 + 1).wrapping_mul(0x9E37_79B9)
         );
         let version = 10 + (g as u32 * 7) % 30;
+        let mut span = (0.0, 1.0);
         if g == 0 {
             // The previous, healthy release of the first group, replaced by an instance refresh.
             out.push(Deployment {
@@ -289,24 +290,16 @@ fn plan_deployments(opts: &SimOptions) -> Vec<Deployment> {
                 runtime,
                 span: (0.0, 0.35),
             });
-            out.push(Deployment {
-                asg,
-                template_id,
-                version,
-                archetype,
-                runtime,
-                span: (0.35, 1.0),
-            });
-        } else {
-            out.push(Deployment {
-                asg,
-                template_id,
-                version,
-                archetype,
-                runtime,
-                span: (0.0, 1.0),
-            });
+            span = (0.35, 1.0);
         }
+        out.push(Deployment {
+            asg,
+            template_id,
+            version,
+            archetype,
+            runtime,
+            span,
+        });
     }
     out
 }

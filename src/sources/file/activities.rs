@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{find_instance_id, list_files, required_path};
+use super::{array_items, find_instance_id, list_files, required_path};
 use crate::analysis::cause::classify_cause;
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
@@ -190,12 +190,7 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
         if let Some(groups) = doc.get("AutoScalingGroups").and_then(Value::as_array) {
             for g in groups {
                 let asg = str_field(g, "AutoScalingGroupName").map(str::to_string);
-                for inst in g
-                    .get("Instances")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for inst in array_items(g, "Instances") {
                     let Some(id) = str_field(inst, "InstanceId") else {
                         continue;
                     };
@@ -220,12 +215,7 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
             }
         } else if let Some(reservations) = doc.get("Reservations").and_then(Value::as_array) {
             for r in reservations {
-                for inst in r
-                    .get("Instances")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+                for inst in array_items(r, "Instances") {
                     let Some(id) = str_field(inst, "InstanceId") else {
                         continue;
                     };
@@ -241,12 +231,7 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
                     {
                         e.availability_zone = Some(az.to_string());
                     }
-                    for tag in inst
-                        .get("Tags")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                    {
+                    for tag in array_items(inst, "Tags") {
                         if let (Some(k), Some(v)) = (str_field(tag, "Key"), str_field(tag, "Value"))
                         {
                             if k == "aws:autoscaling:groupName" {

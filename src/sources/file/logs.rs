@@ -65,19 +65,11 @@ impl FileLogs {
     }
 
     async fn index(&self) -> Result<Arc<LogIndex>> {
-        self.index
-            .get_or_try_init(|| async {
-                let (path, format, stream) = (self.path.clone(), self.format, self.stream.clone());
-                tokio::task::spawn_blocking(move || {
-                    build_index(&path, format, &stream).map(Arc::new)
-                })
-                .await
-                .map_err(|e| {
-                    Error::source(format!("file:{}", self.path.display()), e.to_string())
-                })?
-            })
-            .await
-            .cloned()
+        let (path, format, stream) = (self.path.clone(), self.format, self.stream.clone());
+        super::index_once(&self.index, &self.path, move || {
+            build_index(&path, format, &stream)
+        })
+        .await
     }
 }
 

@@ -63,20 +63,11 @@ impl FileMetrics {
     }
 
     async fn index(&self) -> Result<Arc<MetricIndex>> {
-        self.index
-            .get_or_try_init(|| async {
-                let (path, format, label) =
-                    (self.path.clone(), self.format, self.instance_label.clone());
-                tokio::task::spawn_blocking(move || {
-                    build_index(&path, format, &label).map(Arc::new)
-                })
-                .await
-                .map_err(|e| {
-                    Error::source(format!("file:{}", self.path.display()), e.to_string())
-                })?
-            })
-            .await
-            .cloned()
+        let (path, format, label) = (self.path.clone(), self.format, self.instance_label.clone());
+        super::index_once(&self.index, &self.path, move || {
+            build_index(&path, format, &label)
+        })
+        .await
     }
 }
 

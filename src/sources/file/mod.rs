@@ -63,6 +63,22 @@ pub(crate) fn required_path(key: &str, path: &Option<PathBuf>) -> Result<PathBuf
         .ok_or_else(|| Error::Config(vec![format!("{key}.path: required for kind = \"file\"")]))
 }
 
+/// Builds a file index once, off the async threads, and shares it: the first caller pays, later
+/// callers (and concurrent ones) get the same `Arc`.
+pub(crate) async fn index_once<T: Send + Sync + 'static>(
+    cell: &tokio::sync::OnceCell<std::sync::Arc<T>>,
+    path: &Path,
+    build: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<std::sync::Arc<T>> {
+    cell.get_or_try_init(|| async {
+        tokio::task::spawn_blocking(move || build().map(std::sync::Arc::new))
+            .await
+            .map_err(|e| Error::source(format!("file:{}", path.display()), e.to_string()))?
+    })
+    .await
+    .cloned()
+}
+
 /// Counts skipped records and keeps the first few locations.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct SkipLog {
@@ -95,6 +111,17 @@ impl SkipLog {
         }
         out
     }
+}
+
+/// The elements of `v[key]` when it is an array (none otherwise).
+pub(crate) fn array_items<'a>(
+    v: &'a serde_json::Value,
+    key: &str,
+) -> impl Iterator<Item = &'a serde_json::Value> {
+    v.get(key)
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 /// Parses one memory series as CSV `timestamp,value` (RFC 3339 or unix seconds), the input of
