@@ -466,20 +466,29 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
             continue;
         };
         let parts: Vec<&str> = key.split('.').collect();
-        let mut cur = &mut *table;
-        for part in &parts[..parts.len() - 1] {
-            let entry = cur
-                .entry(part.to_string())
+        insert_path(table, &parts, typed);
+    }
+}
+
+/// Sets `parts` (a dotted key split at the dots) to `value`, creating sections on the way; a
+/// scalar where a section belongs is replaced, since the override names a nested key.
+fn insert_path(table: &mut toml::Table, parts: &[&str], value: toml::Value) {
+    match parts {
+        [] => {}
+        [leaf] => {
+            table.insert(leaf.to_string(), value);
+        }
+        [section, rest @ ..] => {
+            let entry = table
+                .entry(section.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             if !entry.is_table() {
                 *entry = toml::Value::Table(toml::Table::new());
             }
-            let toml::Value::Table(t) = entry else {
-                unreachable!("just made a table")
-            };
-            cur = t;
+            if let toml::Value::Table(t) = entry {
+                insert_path(t, rest, value);
+            }
         }
-        cur.insert(parts[parts.len() - 1].to_string(), typed);
     }
 }
 
