@@ -26,6 +26,7 @@ pub struct Config {
     pub state: StateConfig,
     pub signatures: SignaturesConfig,
     pub sources: SourcesConfig,
+    pub aws: AwsConfig,
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -123,6 +124,56 @@ pub struct SignaturesConfig {
     pub extra: Option<PathBuf>,
 }
 
+/// Where and how the AWS backends call AWS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Default region (else the SDK's chain: AWS_REGION, the profile).
+    pub region: Option<String>,
+    /// A named profile from ~/.aws/config (else AWS_PROFILE or the default chain).
+    pub profile: Option<String>,
+    /// One endpoint for every service (tests, VPC endpoints). AWS_ENDPOINT_URL and
+    /// AWS_ENDPOINT_URL_<SERVICE> keep working without it.
+    pub endpoint_url: Option<String>,
+    /// Regions and accounts to read: "REGION", or "ROLE_ARN@REGION" to assume a role there.
+    /// Empty: the default region with the default credentials.
+    pub targets: Vec<String>,
+    /// Attempts per call (standard retry mode: exponential backoff with jitter on throttling,
+    /// 5xx and timeouts).
+    pub max_attempts: u32,
+    /// A whole call, all attempts included.
+    pub call_timeout: String,
+    /// One attempt.
+    pub attempt_timeout: String,
+    /// Calls in flight at once per API (activities and inventory; log fetches follow
+    /// scan.concurrency).
+    pub api_concurrency: usize,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            targets: Vec::new(),
+            max_attempts: 5,
+            call_timeout: "30s".into(),
+            attempt_timeout: "10s".into(),
+            api_concurrency: 4,
+        }
+    }
+}
+
+impl AwsConfig {
+    pub fn call_timeout(&self) -> Duration {
+        dur(&self.call_timeout)
+    }
+    pub fn attempt_timeout(&self) -> Duration {
+        dur(&self.attempt_timeout)
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SourcesConfig {
@@ -150,6 +201,22 @@ pub struct SourceConfig {
     pub limit: Option<f64>,
     /// metrics: percent | bytes.
     pub unit: String,
+    /// activities (aws): the groups to read; empty reads every group in the account/region.
+    pub groups: Vec<String>,
+    /// activities (aws): with no `groups`, only groups carrying this tag (`key=value`).
+    pub group_tag: Option<String>,
+    /// logs (aws): the CloudWatch Logs log group holding the instances' streams.
+    pub log_group: Option<String>,
+    /// metrics (aws): CloudWatch namespace, metric and the dimension naming the instance.
+    pub namespace: String,
+    pub metric_name: String,
+    pub instance_dimension: String,
+    /// metrics (aws): more dimensions, `Name=Value` (`{asg}` is replaced by the group's name).
+    pub extra_dimensions: Vec<String>,
+    /// metrics (aws): Average | Maximum | Minimum | Sum | SampleCount | pNN.
+    pub statistic: String,
+    /// metrics (aws): the series' period.
+    pub period: String,
 }
 
 impl Default for SourceConfig {
@@ -163,6 +230,15 @@ impl Default for SourceConfig {
             instance_label: "instance_id".into(),
             limit: None,
             unit: "percent".into(),
+            groups: Vec::new(),
+            group_tag: None,
+            log_group: None,
+            namespace: "CWAgent".into(),
+            metric_name: "mem_used_percent".into(),
+            instance_dimension: "InstanceId".into(),
+            extra_dimensions: Vec::new(),
+            statistic: "Maximum".into(),
+            period: "60s".into(),
         }
     }
 }
@@ -185,6 +261,7 @@ enum Kind {
     Duration,
     Since,
     OneOf(&'static [&'static str]),
+    StrList,
 }
 
 const LOG_FORMATS: &[&str] = &["auto", "jsonl", "filter_log_events"];
@@ -224,6 +301,23 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("sources.metrics.instance_label", Kind::Str),
     ("sources.metrics.limit", Kind::Float),
     ("sources.metrics.unit", Kind::OneOf(&["percent", "bytes"])),
+    ("sources.activities.groups", Kind::StrList),
+    ("sources.activities.group_tag", Kind::Str),
+    ("sources.logs.log_group", Kind::Str),
+    ("sources.metrics.namespace", Kind::Str),
+    ("sources.metrics.metric_name", Kind::Str),
+    ("sources.metrics.instance_dimension", Kind::Str),
+    ("sources.metrics.extra_dimensions", Kind::StrList),
+    ("sources.metrics.statistic", Kind::Str),
+    ("sources.metrics.period", Kind::Duration),
+    ("aws.region", Kind::Str),
+    ("aws.profile", Kind::Str),
+    ("aws.endpoint_url", Kind::Str),
+    ("aws.targets", Kind::StrList),
+    ("aws.max_attempts", Kind::Int { min: 1 }),
+    ("aws.call_timeout", Kind::Duration),
+    ("aws.attempt_timeout", Kind::Duration),
+    ("aws.api_concurrency", Kind::Int { min: 1 }),
 ];
 
 fn schema_kind(key: &str) -> Option<Kind> {
@@ -325,6 +419,30 @@ impl Config {
             p.push(
                 "sources.logs.stream_pattern: must contain the {instance_id} placeholder".into(),
             );
+        }
+        let s = &self.sources;
+        if s.logs.kind == "aws" && s.logs.log_group.is_none() {
+            p.push("sources.logs.log_group: required for kind = \"aws\"".into());
+        }
+        if let Some(tag) = &s.activities.group_tag {
+            if !tag.contains('=') {
+                p.push(format!("sources.activities.group_tag: `{tag}` must be key=value"));
+            }
+        }
+        for (i, d) in s.metrics.extra_dimensions.iter().enumerate() {
+            if !d.contains('=') {
+                p.push(format!("sources.metrics.extra_dimensions[{i}]: `{d}` must be Name=Value"));
+            }
+        }
+        let stat = s.metrics.statistic.as_str();
+        let percentile = stat.strip_prefix('p').is_some_and(|n| n.parse::<f64>().is_ok_and(|v| v > 0.0 && v < 100.0));
+        if !percentile && !["Average", "Maximum", "Minimum", "Sum", "SampleCount"].contains(&stat) {
+            p.push(format!("sources.metrics.statistic: `{stat}` is not Average, Maximum, Minimum, Sum, SampleCount or pNN"));
+        }
+        for (i, t) in self.aws.targets.iter().enumerate() {
+            if let Err(e) = parse_target(t) {
+                p.push(format!("aws.targets[{i}]: {e}"));
+            }
         }
         if let Some(l) = self.sources.metrics.limit {
             if !(l.is_finite() && l > 0.0) {
@@ -436,6 +554,31 @@ impl Config {
     }
 }
 
+/// One AWS target: a region, optionally through an assumed role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsTarget {
+    pub region: String,
+    pub role_arn: Option<String>,
+}
+
+/// Parses "REGION" or "ROLE_ARN@REGION".
+pub fn parse_target(t: &str) -> std::result::Result<AwsTarget, String> {
+    let (role, region) = match t.rsplit_once('@') {
+        Some((role, region)) => (Some(role), region),
+        None => (None, t),
+    };
+    let region_ok = !region.is_empty() && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !region_ok {
+        return Err(format!("`{region}` is not a region name (e.g. us-east-1)"));
+    }
+    if let Some(r) = role {
+        if !(r.starts_with("arn:") && r.contains(":role/")) {
+            return Err(format!("`{r}` is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"));
+        }
+    }
+    Ok(AwsTarget { region: region.to_string(), role_arn: role.map(str::to_string) })
+}
+
 /// A duration the schema already validated (only a hand-built Config can hold a bad one; it
 /// reads as zero).
 fn dur(text: &str) -> Duration {
@@ -528,9 +671,11 @@ fn check_value(kind: Kind, v: &toml::Value) -> std::result::Result<(), String> {
         (Kind::Duration, V::String(s)) => timefmt::parse_duration(s).map(|_| ()),
         (Kind::Since, V::String(s)) => timefmt::parse_since(s, chrono::Utc::now()).map(|_| ()),
         (Kind::OneOf(options), V::String(s)) if options.contains(&s.as_str()) => Ok(()),
-        (Kind::OneOf(options), V::String(s)) => {
-            Err(format!("`{s}` is not one of {}", options.join(", ")))
-        }
+        (Kind::OneOf(options), V::String(s)) => Err(format!("`{s}` is not one of {}", options.join(", "))),
+        (Kind::StrList, V::Array(items)) => match items.iter().position(|i| !i.as_str().is_some_and(|s| !s.trim().is_empty())) {
+            None => Ok(()),
+            Some(i) => Err(format!("item {i} must be a non-empty string")),
+        },
         (kind, other) => Err(format!(
             "expected {}, got {}",
             kind_name(kind),
@@ -548,6 +693,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Duration => "a duration string such as \"60s\"",
         Kind::Since => "a duration or an RFC 3339 time",
         Kind::OneOf(_) => "a string",
+        Kind::StrList => "a list of strings",
     }
 }
 

@@ -109,6 +109,9 @@ pub struct Termination {
     pub description: String,
     pub activity_id: Option<String>,
     pub status: Option<String>,
+    /// Which AWS target (region, or role@region) reported it; None for file exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// One log line from the log backend.

@@ -120,6 +120,12 @@ pub struct ScanSummary {
     pub deployment_verdicts: BTreeMap<String, usize>,
     /// Every input was read and every instance fetched.
     pub complete: bool,
+    /// Remote API calls made by the sources in this scan, by operation (empty for files).
+    #[serde(default)]
+    pub api_calls: BTreeMap<String, u64>,
+    /// API calls per instance fetched (analysed + pending); null when nothing was fetched.
+    #[serde(default)]
+    pub api_calls_per_instance: Option<f64>,
     pub duration_ms: u64,
 }
 
@@ -193,7 +199,7 @@ impl Pipeline {
             ));
         }
         let signatures = Arc::new(load_signatures(&cfg)?);
-        let sources = Sources::from_config(&cfg)?;
+        let sources = Sources::from_config(&cfg).await?;
         let store = crate::store::SqliteStore::open(&cfg.state_path()).await?;
         Ok(Pipeline::new(cfg, sources, Arc::new(store), signatures))
     }
@@ -335,6 +341,10 @@ impl Pipeline {
                 .or_insert(0) += 1;
         }
         summary.complete = summary.input_errors.is_empty() && summary.pending.is_empty();
+        summary.api_calls = self.sources.calls();
+        let fetched = summary.analysed + summary.pending.len();
+        let total: u64 = summary.api_calls.values().sum();
+        summary.api_calls_per_instance = (fetched > 0 && total > 0).then(|| total as f64 / fetched as f64);
         summary.duration_ms = clock.elapsed().as_millis() as u64;
 
         let report = ScanReport {
@@ -435,6 +445,8 @@ impl Pipeline {
             .unwrap_or(lookback_start);
         SeriesQuery {
             instance_id: t.instance_id.clone(),
+            origin: t.origin.clone(),
+            asg: Some(t.asg.clone()),
             start,
             end: t.time + self.cfg.last_words_grace(),
         }
@@ -443,6 +455,7 @@ impl Pipeline {
     fn last_words_query(&self, t: &Termination) -> LastWordsQuery {
         LastWordsQuery {
             instance_id: t.instance_id.clone(),
+            origin: t.origin.clone(),
             asg: t.asg.clone(),
             terminated_at: t.time,
             window: self.cfg.last_words_window(),
@@ -534,6 +547,8 @@ impl Pipeline {
                 };
                 let q = SeriesQuery {
                     instance_id: instance_id.to_string(),
+                    origin: None,
+                    asg: None,
                     start: end - self.cfg.series_lookback(),
                     end,
                 };

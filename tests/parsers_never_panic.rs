@@ -48,6 +48,7 @@ fn feed_all(bytes: &[u8]) {
         let logs = FileLogs::new(&cfg).unwrap();
         let q = LastWordsQuery {
             instance_id: "i-0123456789abcdef0".into(),
+            origin: None,
             asg: "x".into(),
             terminated_at: Utc::now(),
             window: chrono::Duration::seconds(60),
@@ -56,8 +57,7 @@ fn feed_all(bytes: &[u8]) {
         };
         let _ = logs.last_words(&q).await.unwrap();
         let metrics = FileMetrics::new(&cfg).unwrap();
-        let sq = SeriesQuery {
-            instance_id: "i-0123456789abcdef0".into(),
+        let sq = SeriesQuery { instance_id: "i-0123456789abcdef0".into(), origin: None, asg: None,
             start: DateTime::<Utc>::MIN_UTC,
             end: DateTime::<Utc>::MAX_UTC,
         };

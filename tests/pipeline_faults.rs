@@ -81,7 +81,7 @@ async fn failed_fetches_stay_pending_and_are_retried() {
 
     let ids: Vec<String> = truth.instances.keys().cloned().collect();
     let (bad_metrics, slow_logs) = (ids[3].clone(), ids[40].clone());
-    let real = Sources::from_config(&cfg).unwrap();
+    let real = Sources::from_config(&cfg).await.unwrap();
     let metrics = Arc::new(FlakyMetrics {
         inner: real.metrics.clone(),
         fail: [bad_metrics.clone()].into(),
@@ -188,7 +188,7 @@ async fn a_failing_metrics_backend_fails_no_scan() {
     )
     .unwrap();
     let cfg = Config::load(Some(&dir.path().join("epitaph.toml"))).unwrap();
-    let real = Sources::from_config(&cfg).unwrap();
+    let real = Sources::from_config(&cfg).await.unwrap();
     let sources = Sources {
         metrics: Arc::new(Down),
         ..real

@@ -303,6 +303,7 @@ mod tests {
             description: String::new(),
             activity_id: None,
             status: None,
+            origin: None,
         }
     }
 

@@ -5,8 +5,11 @@
 //! backends (AWS, Prometheus, Loki, Splunk) fit behind them; the pipeline bounds their
 //! concurrency and applies timeouts.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod file;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -46,12 +49,18 @@ pub trait ActivitySource: Send + Sync {
     async fn inventory(&self) -> Result<Vec<InstanceInfo>>;
     /// The termination of one instance, searching as far back as the backend can.
     async fn find_termination(&self, instance_id: &str) -> Result<Option<Termination>>;
+    /// Remote API calls made so far, by operation (empty for local backends).
+    fn calls(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
 }
 
 /// What to fetch as an instance's last words.
 #[derive(Debug, Clone)]
 pub struct LastWordsQuery {
     pub instance_id: String,
+    /// The AWS target the instance lived in (see `Termination::origin`).
+    pub origin: Option<String>,
     pub asg: String,
     pub terminated_at: DateTime<Utc>,
     /// Length of the window that ends at the final event.
@@ -72,12 +81,19 @@ pub trait LogSource: Send + Sync {
     fn skipped(&self) -> (usize, Vec<Skipped>) {
         (0, Vec::new())
     }
+    /// Remote API calls made so far, by operation (empty for local backends).
+    fn calls(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
 }
 
 /// One memory series to fetch.
 #[derive(Debug, Clone)]
 pub struct SeriesQuery {
     pub instance_id: String,
+    pub origin: Option<String>,
+    /// The instance's group, for `{asg}` in extra dimensions.
+    pub asg: Option<String>,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
@@ -97,6 +113,10 @@ pub trait MetricSource: Send + Sync {
     fn skipped(&self) -> (usize, Vec<Skipped>) {
         (0, Vec::new())
     }
+    /// Remote API calls made so far, by operation (empty for local backends).
+    fn calls(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
 }
 
 /// The three sources a scan reads from.
@@ -110,11 +130,15 @@ pub struct Sources {
 impl Sources {
     /// Builds the configured backends. Kinds that are planned but not built yet are a clear
     /// error, never a backend that silently does nothing.
-    pub fn from_config(cfg: &Config) -> Result<Self> {
+    pub async fn from_config(cfg: &Config) -> Result<Self> {
         let s = &cfg.sources;
-        check_kind("sources.activities.kind", &s.activities)?;
-        check_kind("sources.logs.kind", &s.logs)?;
-        check_kind("sources.metrics.kind", &s.metrics)?;
+        for (key, src) in [
+            ("sources.activities.kind", &s.activities),
+            ("sources.logs.kind", &s.logs),
+            ("sources.metrics.kind", &s.metrics),
+        ] {
+            check_kind(key, src)?;
+        }
         // File paths in the config are relative to the config file.
         let resolve = |src: &SourceConfig| {
             let mut src = src.clone();
@@ -122,21 +146,120 @@ impl Sources {
             src.inventory = src.inventory.as_ref().map(|p| cfg.resolve(p));
             src
         };
-        Ok(Sources {
-            activities: Arc::new(file::FileActivities::new(&resolve(&s.activities))?),
-            logs: Arc::new(file::FileLogs::new(&resolve(&s.logs))?),
-            metrics: Arc::new(file::FileMetrics::new(&resolve(&s.metrics))?),
-        })
+        let (aws_activities, aws_logs, aws_metrics) = aws_backends(cfg).await?;
+        let activities: Arc<dyn ActivitySource> = match aws_activities {
+            Some(a) => a,
+            None => Arc::new(file::FileActivities::new(&resolve(&s.activities))?),
+        };
+        let logs: Arc<dyn LogSource> = match aws_logs {
+            Some(l) => l,
+            None => Arc::new(file::FileLogs::new(&resolve(&s.logs))?),
+        };
+        let metrics: Arc<dyn MetricSource> = match aws_metrics {
+            Some(m) => m,
+            None => Arc::new(file::FileMetrics::new(&resolve(&s.metrics))?),
+        };
+        Ok(Sources { activities, logs, metrics })
     }
+
+    /// API calls made by all three sources, by operation.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        let mut all = self.activities.calls();
+        for (k, v) in self.logs.calls().into_iter().chain(self.metrics.calls()) {
+            *all.entry(k).or_insert(0) += v;
+        }
+        all
+    }
+}
+
+type Backends = (
+    Option<Arc<dyn ActivitySource>>,
+    Option<Arc<dyn LogSource>>,
+    Option<Arc<dyn MetricSource>>,
+);
+
+/// The AWS-backed sources for the roles configured with kind = "aws" (one shared context).
+#[cfg(feature = "aws")]
+async fn aws_backends(cfg: &Config) -> Result<Backends> {
+    let s = &cfg.sources;
+    if ![&s.activities, &s.logs, &s.metrics].iter().any(|x| x.kind == "aws") {
+        return Ok((None, None, None));
+    }
+    let ctx = aws::AwsContext::load(&cfg.aws).await?;
+    let activities: Option<Arc<dyn ActivitySource>> = (s.activities.kind == "aws")
+        .then(|| Arc::new(aws::AwsActivities::new(ctx.clone(), &s.activities, cfg.aws.api_concurrency)) as _);
+    let logs: Option<Arc<dyn LogSource>> = match s.logs.kind.as_str() {
+        "aws" => Some(Arc::new(aws::AwsLogs::new(ctx.clone(), &s.logs)?)),
+        _ => None,
+    };
+    let metrics: Option<Arc<dyn MetricSource>> = match s.metrics.kind.as_str() {
+        "aws" => Some(Arc::new(aws::AwsMetrics::new(ctx, &s.metrics)?)),
+        _ => None,
+    };
+    Ok((activities, logs, metrics))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_backends(_cfg: &Config) -> Result<Backends> {
+    Ok((None, None, None))
 }
 
 fn check_kind(key: &str, src: &SourceConfig) -> Result<()> {
     match src.kind.as_str() {
         "file" => Ok(()),
+        "aws" if cfg!(feature = "aws") => Ok(()),
+        "aws" => Err(Error::NotImplemented(format!(
+            "{key} = \"aws\": this build has no AWS support (build with the `aws` feature)"
+        ))),
         other => Err(Error::NotImplemented(format!(
-            "{key} = \"{other}\": only the \"file\" backend is built in this version"
+            "{key} = \"{other}\": only the \"file\" and \"aws\" backends are built in this version"
         ))),
     }
+}
+
+/// Statuses of a termination activity that did not terminate anything.
+const NON_TERMINAL_STATUSES: [&str; 2] = ["Failed", "Cancelled"];
+
+/// A scaling activity as any backend reads it (JSON export or API), before judgement.
+#[derive(Debug, Clone, Default)]
+pub struct RawActivity<'a> {
+    pub activity_id: Option<&'a str>,
+    pub asg: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub cause: Option<&'a str>,
+    /// The parsed `StartTime`, or why it could not be parsed.
+    pub start_time: Option<std::result::Result<DateTime<Utc>, String>>,
+    pub status: Option<&'a str>,
+}
+
+/// A termination from a scaling activity: `Ok(None)` for activities that are not terminations
+/// (launches, failed or cancelled ones), `Err` with the reason for a termination that cannot be
+/// used.
+pub fn termination_from_activity(a: &RawActivity<'_>) -> std::result::Result<Option<Termination>, String> {
+    let description = a.description.unwrap_or("");
+    if !description.to_ascii_lowercase().starts_with("terminating") {
+        return Ok(None);
+    }
+    if a.status.is_some_and(|s| NON_TERMINAL_STATUSES.contains(&s)) {
+        return Ok(None);
+    }
+    let cause_text = a.cause.unwrap_or("");
+    let instance_id = file::find_instance_id(description)
+        .or_else(|| file::find_instance_id(cause_text))
+        .ok_or_else(|| format!("no instance id in Description `{}`", crate::timefmt::truncate(description, 80)))?;
+    let time = a.start_time.clone().ok_or("missing StartTime")??;
+    let asg = a.asg.ok_or("missing AutoScalingGroupName")?;
+    Ok(Some(Termination {
+        instance_id: instance_id.to_string(),
+        asg: asg.to_string(),
+        time,
+        cause: crate::analysis::cause::classify_cause(cause_text),
+        cause_text: cause_text.to_string(),
+        description: description.to_string(),
+        activity_id: a.activity_id.map(str::to_string),
+        status: a.status.map(str::to_string),
+        origin: None,
+    }))
 }
 
 /// Picks last words from an instance's events sorted by time: the final event at or before
@@ -185,6 +308,7 @@ mod tests {
     fn q(max_bytes: usize) -> LastWordsQuery {
         LastWordsQuery {
             instance_id: "i-1".into(),
+            origin: None,
             asg: "web".into(),
             terminated_at: Utc.with_ymd_and_hms(2026, 1, 5, 10, 5, 0).unwrap(),
             window: Duration::seconds(60),

@@ -8,16 +8,12 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{array_items, find_instance_id, list_files, required_path};
-use crate::analysis::cause::classify_cause;
+use super::{array_items, list_files, required_path};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::model::{InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
 use crate::sources::{ActivityBatch, ActivitySource, Skipped};
 use crate::timefmt::parse_instant;
-
-/// Statuses of a termination activity that did not terminate anything.
-const NON_TERMINAL_STATUSES: [&str; 2] = ["Failed", "Cancelled"];
 
 #[derive(Clone)]
 pub struct FileActivities {
@@ -143,42 +139,20 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-/// One activity: `Ok(None)` for activities that are not terminations (launches, failed ones).
+/// One activity as JSON (`describe-scaling-activities` output): `Ok(None)` for activities that
+/// are not terminations.
 fn parse_activity(act: &Value) -> std::result::Result<Option<Termination>, String> {
     if !act.is_object() {
         return Err("not a JSON object".into());
     }
-    let description = str_field(act, "Description").unwrap_or("");
-    if !description.to_ascii_lowercase().starts_with("terminating") {
-        return Ok(None);
-    }
-    if let Some(status) = str_field(act, "StatusCode") {
-        if NON_TERMINAL_STATUSES.contains(&status) {
-            return Ok(None);
-        }
-    }
-    let cause_text = str_field(act, "Cause").unwrap_or("");
-    let instance_id = find_instance_id(description)
-        .or_else(|| find_instance_id(cause_text))
-        .ok_or_else(|| {
-            format!(
-                "no instance id in Description `{}`",
-                crate::timefmt::truncate(description, 80)
-            )
-        })?;
-    let start = str_field(act, "StartTime").ok_or("missing StartTime")?;
-    let time = parse_instant(start).map_err(|e| format!("StartTime: {e}"))?;
-    let asg = str_field(act, "AutoScalingGroupName").ok_or("missing AutoScalingGroupName")?;
-    Ok(Some(Termination {
-        instance_id: instance_id.to_string(),
-        asg: asg.to_string(),
-        time,
-        cause: classify_cause(cause_text),
-        cause_text: cause_text.to_string(),
-        description: description.to_string(),
-        activity_id: str_field(act, "ActivityId").map(str::to_string),
-        status: str_field(act, "StatusCode").map(str::to_string),
-    }))
+    crate::sources::termination_from_activity(&crate::sources::RawActivity {
+        activity_id: str_field(act, "ActivityId"),
+        asg: str_field(act, "AutoScalingGroupName"),
+        description: str_field(act, "Description"),
+        cause: str_field(act, "Cause"),
+        start_time: str_field(act, "StartTime").map(|s| parse_instant(s).map_err(|e| format!("StartTime: {e}"))),
+        status: str_field(act, "StatusCode"),
+    })
 }
 
 /// Reads inventory exports and merges what each says about an instance.

@@ -1,0 +1,237 @@
+//! Auto Scaling: terminations from `DescribeScalingActivities` (per group, newest first,
+//! paginated back to the window's start) and the inventory from `DescribeAutoScalingGroups`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::{self, StreamExt};
+
+use super::{describe, to_chrono, AwsContext, CallCounter, Target};
+use crate::config::SourceConfig;
+use crate::error::{Error, Result};
+use crate::model::{InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
+use crate::sources::{termination_from_activity, ActivityBatch, ActivitySource, RawActivity, Skipped};
+
+/// `MaxRecords` for both describe calls (the API's maximum).
+const PAGE_SIZE: i32 = 100;
+
+pub struct AwsActivities {
+    ctx: AwsContext,
+    groups: Vec<String>,
+    group_tag: Option<(String, String)>,
+    concurrency: usize,
+    calls: Arc<CallCounter>,
+}
+
+/// A group as `DescribeAutoScalingGroups` reports it, reduced to what epitaph needs.
+struct Group {
+    name: String,
+    tags: Vec<(String, String)>,
+    instances: Vec<InstanceInfo>,
+}
+
+impl AwsActivities {
+    pub fn new(ctx: AwsContext, cfg: &SourceConfig, concurrency: usize) -> Self {
+        AwsActivities {
+            ctx,
+            groups: cfg.groups.clone(),
+            group_tag: cfg
+                .group_tag
+                .as_deref()
+                .and_then(|t| t.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+            concurrency: concurrency.max(1),
+            calls: Arc::new(CallCounter::default()),
+        }
+    }
+
+    /// The configured groups (or all, filtered by tag) of one target, with their instances.
+    async fn groups(&self, t: &Target) -> Result<Vec<Group>> {
+        let mut out = Vec::new();
+        // Named groups are asked for in batches; otherwise every group is listed.
+        let batches: Vec<Option<Vec<String>>> = if self.groups.is_empty() {
+            vec![None]
+        } else {
+            self.groups.chunks(PAGE_SIZE as usize).map(|c| Some(c.to_vec())).collect()
+        };
+        for names in batches {
+            let mut token = None;
+            loop {
+                self.calls.count("autoscaling:DescribeAutoScalingGroups");
+                let resp = t
+                    .autoscaling
+                    .describe_auto_scaling_groups()
+                    .set_auto_scaling_group_names(names.clone())
+                    .max_records(PAGE_SIZE)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| Error::source(&t.name, describe("DescribeAutoScalingGroups", &e)))?;
+                for g in resp.auto_scaling_groups() {
+                    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+                    let tags = g
+                        .tags()
+                        .iter()
+                        .filter_map(|tag| Some((tag.key()?.to_string(), tag.value().unwrap_or_default().to_string())))
+                        .collect();
+                    let instances = g
+                        .instances()
+                        .iter()
+                        .filter_map(|i| {
+                            Some(InstanceInfo {
+                                instance_id: i.instance_id()?.to_string(),
+                                asg: Some(name.clone()),
+                                launch_time: None,
+                                launch_template: i.launch_template().map(|lt| LaunchTemplateRef {
+                                    id: lt.launch_template_id().map(str::to_string),
+                                    name: lt.launch_template_name().map(str::to_string),
+                                    version: lt.version().map(str::to_string),
+                                }),
+                                launch_configuration: i.launch_configuration_name().map(str::to_string),
+                                availability_zone: i.availability_zone().map(str::to_string),
+                                tags: Default::default(),
+                            })
+                        })
+                        .collect();
+                    out.push(Group { name, tags, instances });
+                }
+                token = resp.next_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        if let (true, Some((k, v))) = (self.groups.is_empty(), &self.group_tag) {
+            out.retain(|g| g.tags.iter().any(|(gk, gv)| gk == k && gv == v));
+        }
+        Ok(out)
+    }
+
+    /// Terminations of one group whose activity started at or after `since` (all history when
+    /// None), newest first as the API returns them; stops paging once past `since`.
+    async fn group_terminations(&self, t: &Target, group: &str, since: Option<chrono::DateTime<chrono::Utc>>) -> Result<(Vec<Termination>, Vec<Skipped>)> {
+        let (mut terms, mut skipped) = (Vec::new(), Vec::new());
+        let mut token = None;
+        loop {
+            self.calls.count("autoscaling:DescribeScalingActivities");
+            let resp = t
+                .autoscaling
+                .describe_scaling_activities()
+                .auto_scaling_group_name(group)
+                .max_records(PAGE_SIZE)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| Error::source(&t.name, describe("DescribeScalingActivities", &e)))?;
+            let mut older_than_window = false;
+            for a in resp.activities() {
+                let start = a.start_time().map(|s| to_chrono(s).ok_or_else(|| "StartTime out of range".to_string()));
+                if let (Some(Ok(s)), Some(since)) = (&start, since) {
+                    if *s < since {
+                        older_than_window = true;
+                        continue;
+                    }
+                }
+                let raw = RawActivity {
+                    activity_id: a.activity_id(),
+                    asg: a.auto_scaling_group_name().or(Some(group)),
+                    description: a.description(),
+                    cause: a.cause(),
+                    start_time: start,
+                    status: a.status_code().map(|s| s.as_str()),
+                };
+                match termination_from_activity(&raw) {
+                    Ok(Some(mut term)) => {
+                        term.origin = Some(t.name.clone());
+                        terms.push(term);
+                    }
+                    Ok(None) => {}
+                    Err(reason) => skipped.push(Skipped {
+                        location: format!("{}: {group}: activity {}", t.name, a.activity_id().unwrap_or("?")),
+                        reason,
+                    }),
+                }
+            }
+            token = resp.next_token().map(str::to_string);
+            if token.is_none() || older_than_window {
+                break;
+            }
+        }
+        Ok((terms, skipped))
+    }
+
+    /// Every (target, group) pair to read.
+    async fn all_groups(&self) -> Result<Vec<(Target, String)>> {
+        let mut pairs = Vec::new();
+        for t in self.ctx.targets.iter() {
+            if self.groups.is_empty() {
+                for g in self.groups(t).await? {
+                    pairs.push((t.clone(), g.name));
+                }
+            } else {
+                pairs.extend(self.groups.iter().map(|g| (t.clone(), g.clone())));
+            }
+        }
+        Ok(pairs)
+    }
+}
+
+#[async_trait]
+impl ActivitySource for AwsActivities {
+    fn name(&self) -> String {
+        "aws:autoscaling".into()
+    }
+
+    async fn terminations(&self, window: TimeWindow) -> Result<ActivityBatch> {
+        let pairs = self.all_groups().await?;
+        let results: Vec<(String, Result<(Vec<Termination>, Vec<Skipped>)>)> = stream::iter(pairs)
+            .map(|(t, g)| async move {
+                let r = self.group_terminations(&t, &g, Some(window.start)).await;
+                (format!("{}: {g}", t.name), r)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut batch = ActivityBatch::default();
+        for (at, r) in results {
+            match r {
+                Ok((terms, skipped)) => {
+                    batch.terminations.extend(terms.into_iter().filter(|t| window.contains(t.time)));
+                    batch.skipped.extend(skipped);
+                }
+                // A group that could not be read: its terminations may be missing, so the
+                // window is not marked complete and is read again next run.
+                Err(e) => batch.errors.push(format!("{at}: {e}")),
+            }
+        }
+        batch.terminations.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.instance_id.cmp(&b.instance_id)));
+        batch.terminations.dedup_by(|a, b| a.instance_id == b.instance_id);
+        Ok(batch)
+    }
+
+    async fn inventory(&self) -> Result<Vec<InstanceInfo>> {
+        let mut out = Vec::new();
+        for t in self.ctx.targets.iter() {
+            for g in self.groups(t).await? {
+                out.extend(g.instances);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn find_termination(&self, instance_id: &str) -> Result<Option<Termination>> {
+        // The activity API cannot filter by instance: read the groups' whole history (AWS
+        // keeps six weeks) and pick the instance's termination.
+        for (t, g) in self.all_groups().await? {
+            let (terms, _) = self.group_terminations(&t, &g, None).await?;
+            if let Some(found) = terms.into_iter().find(|x| x.instance_id == instance_id) {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.calls.snapshot()
+    }
+}

@@ -1,0 +1,149 @@
+//! CloudWatch Logs last words: `GetLogEvents` read backwards from the termination time when the
+//! stream name is known (the CloudWatch agent's default: one stream per instance id) — usually
+//! one call per instance; `FilterLogEvents` on the instance id when that stream does not exist.
+//! Both paginate and stop at the byte cap.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use super::{describe, AwsContext, CallCounter};
+use crate::config::SourceConfig;
+use crate::error::{Error, Result};
+use crate::model::{LastWords, LogEvent};
+use crate::sources::{select_last_words, LastWordsQuery, LogSource};
+
+/// How far before termination `FilterLogEvents` searches when the stream is unknown.
+const FILTER_LOOKBACK_MINUTES: i64 = 60;
+/// At most this many pages per instance, whatever the byte cap says.
+const MAX_PAGES: usize = 20;
+
+pub struct AwsLogs {
+    ctx: AwsContext,
+    log_group: String,
+    stream_pattern: String,
+    calls: Arc<CallCounter>,
+}
+
+impl AwsLogs {
+    pub fn new(ctx: AwsContext, cfg: &SourceConfig) -> Result<Self> {
+        let log_group = cfg
+            .log_group
+            .clone()
+            .ok_or_else(|| Error::Config(vec!["sources.logs.log_group: required for kind = \"aws\"".into()]))?;
+        Ok(AwsLogs {
+            ctx,
+            log_group,
+            stream_pattern: cfg.stream_pattern.clone(),
+            calls: Arc::new(CallCounter::default()),
+        })
+    }
+}
+
+fn event(ts: Option<i64>, msg: Option<&str>) -> Option<LogEvent> {
+    Some(LogEvent {
+        timestamp: DateTime::from_timestamp_millis(ts?)?,
+        message: msg?.trim_end_matches(['\n', '\r']).to_string(),
+    })
+}
+
+#[async_trait]
+impl LogSource for AwsLogs {
+    fn name(&self) -> String {
+        format!("aws:logs:{}", self.log_group)
+    }
+
+    async fn last_words(&self, q: &LastWordsQuery) -> Result<LastWords> {
+        let t = self
+            .ctx
+            .target(q.origin.as_deref())
+            .ok_or_else(|| Error::source("aws", "no AWS target configured"))?;
+        let stream = self.stream_pattern.replace("{instance_id}", &q.instance_id);
+        let end: DateTime<Utc> = q.terminated_at + q.grace;
+        let end_ms = end.timestamp_millis() + 1;
+        let mut events: Vec<LogEvent> = Vec::new();
+        let mut bytes = 0usize;
+        let mut token: Option<String> = None;
+        let mut stream_missing = false;
+        for _ in 0..MAX_PAGES {
+            self.calls.count("logs:GetLogEvents");
+            let resp = t
+                .logs
+                .get_log_events()
+                .log_group_name(&self.log_group)
+                .log_stream_name(&stream)
+                .end_time(end_ms)
+                .start_from_head(false)
+                .set_next_token(token.clone())
+                .send()
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+                    stream_missing = true;
+                    break;
+                }
+                Err(e) => return Err(Error::source(&t.name, describe("GetLogEvents", &e))),
+            };
+            let page: Vec<LogEvent> = resp.events().iter().filter_map(|e| event(e.timestamp(), e.message())).collect();
+            bytes += page.iter().map(|e| e.message.len()).sum::<usize>();
+            let page_empty = page.is_empty();
+            events.splice(0..0, page);
+            // Enough once the oldest event read is before the window that ends at the last one.
+            let covered = match (events.first(), events.last()) {
+                (Some(first), Some(last)) => first.timestamp <= last.timestamp - q.window,
+                _ => false,
+            };
+            let next = resp.next_backward_token().map(str::to_string);
+            if page_empty || covered || bytes > q.max_bytes || next.is_none() || next == token {
+                break;
+            }
+            token = next;
+        }
+        if stream_missing {
+            events = self.filter_events(t, q, end).await?;
+        }
+        events.sort_by_key(|e| e.timestamp);
+        Ok(select_last_words(&events, q))
+    }
+
+    fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.calls.snapshot()
+    }
+}
+
+impl AwsLogs {
+    /// Events mentioning the instance id in the hour before termination, in any stream.
+    async fn filter_events(&self, t: &super::Target, q: &LastWordsQuery, end: DateTime<Utc>) -> Result<Vec<LogEvent>> {
+        let start = end - Duration::minutes(FILTER_LOOKBACK_MINUTES);
+        let mut events = Vec::new();
+        let mut bytes = 0usize;
+        let mut token = None;
+        for _ in 0..MAX_PAGES {
+            self.calls.count("logs:FilterLogEvents");
+            let resp = t
+                .logs
+                .filter_log_events()
+                .log_group_name(&self.log_group)
+                .filter_pattern(format!("\"{}\"", q.instance_id))
+                .start_time(start.timestamp_millis())
+                .end_time(end.timestamp_millis() + 1)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| Error::source(&t.name, describe("FilterLogEvents", &e)))?;
+            for e in resp.events() {
+                if let Some(ev) = event(e.timestamp(), e.message()) {
+                    bytes += ev.message.len();
+                    events.push(ev);
+                }
+            }
+            token = resp.next_token().map(str::to_string);
+            if token.is_none() || bytes > q.max_bytes {
+                break;
+            }
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,143 @@
+//! The `aws` backend: Auto Scaling activity and inventory, CloudWatch Logs last words, and
+//! CloudWatch memory metrics, through the official SDK crates.
+//!
+//! Credentials come from the standard chain (environment, profiles, SSO, instance and container
+//! roles, web identity for IRSA); `aws.targets` adds regions and accounts (assumed roles).
+//! Every client retries throttling, 5xx and timeouts with exponential backoff and jitter
+//! (the SDK's standard mode, `aws.max_attempts`) under per-call and per-attempt timeouts; every
+//! call is counted by operation for the scan summary. Endpoints can be overridden with
+//! `aws.endpoint_url`, `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>`.
+
+mod activities;
+mod logs;
+mod metrics;
+
+pub use activities::AwsActivities;
+pub use logs::AwsLogs;
+pub use metrics::AwsMetrics;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use chrono::{DateTime, Utc};
+
+use crate::config::{parse_target, AwsConfig};
+use crate::error::{Error, Result};
+
+/// Session name used when assuming roles (visible in CloudTrail).
+const SESSION_NAME: &str = "epitaph";
+
+/// One place to read from: a region, with its own credentials when a role is assumed.
+#[derive(Clone)]
+pub struct Target {
+    /// "us-east-1" or "arn:aws:iam::…:role/…@eu-west-1": recorded as `Termination::origin`.
+    pub name: String,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+/// The clients of every target, shared by the three AWS sources.
+#[derive(Clone)]
+pub struct AwsContext {
+    pub targets: Arc<Vec<Target>>,
+}
+
+impl AwsContext {
+    /// Loads the standard chain once, then one set of clients per target.
+    pub async fn load(cfg: &AwsConfig) -> Result<Self> {
+        let timeouts = TimeoutConfig::builder()
+            .operation_timeout(cfg.call_timeout().to_std().unwrap_or_default())
+            .operation_attempt_timeout(cfg.attempt_timeout().to_std().unwrap_or_default())
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_attempts))
+            .timeout_config(timeouts);
+        if let Some(r) = &cfg.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(p) = &cfg.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(e) = &cfg.endpoint_url {
+            loader = loader.endpoint_url(e);
+        }
+        let base = loader.load().await;
+
+        let mut targets = Vec::new();
+        if cfg.targets.is_empty() {
+            let region = base.region().map(|r| r.to_string()).ok_or_else(|| {
+                Error::Config(vec![
+                    "aws.region: no region configured (set aws.region, aws.targets, AWS_REGION or a profile region)".into(),
+                ])
+            })?;
+            targets.push(clients(region, &base));
+        }
+        for t in &cfg.targets {
+            let target = parse_target(t).map_err(|e| Error::Config(vec![format!("aws.targets: {e}")]))?;
+            let mut conf = base.to_builder().region(Region::new(target.region.clone()));
+            if let Some(role) = &target.role_arn {
+                let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+                    .session_name(SESSION_NAME)
+                    .region(Region::new(target.region.clone()))
+                    .configure(&base)
+                    .build()
+                    .await;
+                conf = conf.credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider));
+            }
+            targets.push(clients(t.clone(), &conf.build()));
+        }
+        Ok(AwsContext {
+            targets: Arc::new(targets),
+        })
+    }
+
+    /// The target an instance came from (the first one when unknown).
+    pub fn target(&self, origin: Option<&str>) -> Option<&Target> {
+        origin
+            .and_then(|o| self.targets.iter().find(|t| t.name == o))
+            .or_else(|| self.targets.first())
+    }
+}
+
+fn clients(name: String, conf: &SdkConfig) -> Target {
+    Target {
+        name,
+        autoscaling: aws_sdk_autoscaling::Client::new(conf),
+        logs: aws_sdk_cloudwatchlogs::Client::new(conf),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
+    }
+}
+
+/// Calls made, by operation ("autoscaling:DescribeScalingActivities").
+#[derive(Debug, Default)]
+pub struct CallCounter(Mutex<BTreeMap<String, u64>>);
+
+impl CallCounter {
+    pub fn count(&self, op: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op.to_string()).or_insert(0) += 1;
+        }
+    }
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// SDK time → chrono.
+pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// chrono → SDK time.
+pub(crate) fn to_smithy(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from_millis(t.timestamp_millis())
+}
+
+/// A one-line error message with the service's error code and message, never credentials.
+pub(crate) fn describe<E: std::error::Error + 'static>(op: &str, e: &E) -> String {
+    format!("{op}: {}", aws_smithy_types::error::display::DisplayErrorContext(e))
+}
