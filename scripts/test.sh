@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, and every test. CI runs exactly this (.ci/run);
-# README.md documents it as the test command. Needs only the Rust toolchain.
+# README.md documents it as the test command. Needs the Rust toolchain and python3 (for moto,
+# which it installs into .venv: the AWS integration tests run against moto on 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== moto (emulated AWS) in .venv"
+if [ ! -x .venv/bin/moto_server ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+fi
+export EPITAPH_MOTO_SERVER="$PWD/.venv/bin/moto_server"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -207,6 +207,9 @@ pub struct SourceConfig {
     pub group_tag: Option<String>,
     /// logs (aws): the CloudWatch Logs log group holding the instances' streams.
     pub log_group: Option<String>,
+    /// logs (aws): `name` — streams are named by `stream_pattern` (GetLogEvents; a missing
+    /// stream means no logs); `search` — find the instance id in any stream (FilterLogEvents).
+    pub stream_lookup: String,
     /// metrics (aws): CloudWatch namespace, metric and the dimension naming the instance.
     pub namespace: String,
     pub metric_name: String,
@@ -233,6 +236,7 @@ impl Default for SourceConfig {
             groups: Vec::new(),
             group_tag: None,
             log_group: None,
+            stream_lookup: "name".into(),
             namespace: "CWAgent".into(),
             metric_name: "mem_used_percent".into(),
             instance_dimension: "InstanceId".into(),
@@ -304,6 +308,10 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("sources.activities.groups", Kind::StrList),
     ("sources.activities.group_tag", Kind::Str),
     ("sources.logs.log_group", Kind::Str),
+    (
+        "sources.logs.stream_lookup",
+        Kind::OneOf(&["name", "search"]),
+    ),
     ("sources.metrics.namespace", Kind::Str),
     ("sources.metrics.metric_name", Kind::Str),
     ("sources.metrics.instance_dimension", Kind::Str),
@@ -426,16 +434,22 @@ impl Config {
         }
         if let Some(tag) = &s.activities.group_tag {
             if !tag.contains('=') {
-                p.push(format!("sources.activities.group_tag: `{tag}` must be key=value"));
+                p.push(format!(
+                    "sources.activities.group_tag: `{tag}` must be key=value"
+                ));
             }
         }
         for (i, d) in s.metrics.extra_dimensions.iter().enumerate() {
             if !d.contains('=') {
-                p.push(format!("sources.metrics.extra_dimensions[{i}]: `{d}` must be Name=Value"));
+                p.push(format!(
+                    "sources.metrics.extra_dimensions[{i}]: `{d}` must be Name=Value"
+                ));
             }
         }
         let stat = s.metrics.statistic.as_str();
-        let percentile = stat.strip_prefix('p').is_some_and(|n| n.parse::<f64>().is_ok_and(|v| v > 0.0 && v < 100.0));
+        let percentile = stat
+            .strip_prefix('p')
+            .is_some_and(|n| n.parse::<f64>().is_ok_and(|v| v > 0.0 && v < 100.0));
         if !percentile && !["Average", "Maximum", "Minimum", "Sum", "SampleCount"].contains(&stat) {
             p.push(format!("sources.metrics.statistic: `{stat}` is not Average, Maximum, Minimum, Sum, SampleCount or pNN"));
         }
@@ -567,16 +581,24 @@ pub fn parse_target(t: &str) -> std::result::Result<AwsTarget, String> {
         Some((role, region)) => (Some(role), region),
         None => (None, t),
     };
-    let region_ok = !region.is_empty() && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let region_ok = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !region_ok {
         return Err(format!("`{region}` is not a region name (e.g. us-east-1)"));
     }
     if let Some(r) = role {
         if !(r.starts_with("arn:") && r.contains(":role/")) {
-            return Err(format!("`{r}` is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"));
+            return Err(format!(
+                "`{r}` is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+            ));
         }
     }
-    Ok(AwsTarget { region: region.to_string(), role_arn: role.map(str::to_string) })
+    Ok(AwsTarget {
+        region: region.to_string(),
+        role_arn: role.map(str::to_string),
+    })
 }
 
 /// A duration the schema already validated (only a hand-built Config can hold a bad one; it
@@ -671,8 +693,13 @@ fn check_value(kind: Kind, v: &toml::Value) -> std::result::Result<(), String> {
         (Kind::Duration, V::String(s)) => timefmt::parse_duration(s).map(|_| ()),
         (Kind::Since, V::String(s)) => timefmt::parse_since(s, chrono::Utc::now()).map(|_| ()),
         (Kind::OneOf(options), V::String(s)) if options.contains(&s.as_str()) => Ok(()),
-        (Kind::OneOf(options), V::String(s)) => Err(format!("`{s}` is not one of {}", options.join(", "))),
-        (Kind::StrList, V::Array(items)) => match items.iter().position(|i| !i.as_str().is_some_and(|s| !s.trim().is_empty())) {
+        (Kind::OneOf(options), V::String(s)) => {
+            Err(format!("`{s}` is not one of {}", options.join(", ")))
+        }
+        (Kind::StrList, V::Array(items)) => match items
+            .iter()
+            .position(|i| !i.as_str().is_some_and(|s| !s.trim().is_empty()))
+        {
             None => Ok(()),
             Some(i) => Err(format!("item {i} must be a non-empty string")),
         },

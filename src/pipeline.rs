@@ -344,7 +344,8 @@ impl Pipeline {
         summary.api_calls = self.sources.calls();
         let fetched = summary.analysed + summary.pending.len();
         let total: u64 = summary.api_calls.values().sum();
-        summary.api_calls_per_instance = (fetched > 0 && total > 0).then(|| total as f64 / fetched as f64);
+        summary.api_calls_per_instance =
+            (fetched > 0 && total > 0).then(|| total as f64 / fetched as f64);
         summary.duration_ms = clock.elapsed().as_millis() as u64;
 
         let report = ScanReport {

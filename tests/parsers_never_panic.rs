@@ -57,7 +57,10 @@ fn feed_all(bytes: &[u8]) {
         };
         let _ = logs.last_words(&q).await.unwrap();
         let metrics = FileMetrics::new(&cfg).unwrap();
-        let sq = SeriesQuery { instance_id: "i-0123456789abcdef0".into(), origin: None, asg: None,
+        let sq = SeriesQuery {
+            instance_id: "i-0123456789abcdef0".into(),
+            origin: None,
+            asg: None,
             start: DateTime::<Utc>::MIN_UTC,
             end: DateTime::<Utc>::MAX_UTC,
         };

@@ -159,7 +159,11 @@ impl Sources {
             Some(m) => m,
             None => Arc::new(file::FileMetrics::new(&resolve(&s.metrics))?),
         };
-        Ok(Sources { activities, logs, metrics })
+        Ok(Sources {
+            activities,
+            logs,
+            metrics,
+        })
     }
 
     /// API calls made by all three sources, by operation.
@@ -182,12 +186,20 @@ type Backends = (
 #[cfg(feature = "aws")]
 async fn aws_backends(cfg: &Config) -> Result<Backends> {
     let s = &cfg.sources;
-    if ![&s.activities, &s.logs, &s.metrics].iter().any(|x| x.kind == "aws") {
+    if ![&s.activities, &s.logs, &s.metrics]
+        .iter()
+        .any(|x| x.kind == "aws")
+    {
         return Ok((None, None, None));
     }
     let ctx = aws::AwsContext::load(&cfg.aws).await?;
-    let activities: Option<Arc<dyn ActivitySource>> = (s.activities.kind == "aws")
-        .then(|| Arc::new(aws::AwsActivities::new(ctx.clone(), &s.activities, cfg.aws.api_concurrency)) as _);
+    let activities: Option<Arc<dyn ActivitySource>> = (s.activities.kind == "aws").then(|| {
+        Arc::new(aws::AwsActivities::new(
+            ctx.clone(),
+            &s.activities,
+            cfg.aws.api_concurrency,
+        )) as _
+    });
     let logs: Option<Arc<dyn LogSource>> = match s.logs.kind.as_str() {
         "aws" => Some(Arc::new(aws::AwsLogs::new(ctx.clone(), &s.logs)?)),
         _ => None,
@@ -235,7 +247,9 @@ pub struct RawActivity<'a> {
 /// A termination from a scaling activity: `Ok(None)` for activities that are not terminations
 /// (launches, failed or cancelled ones), `Err` with the reason for a termination that cannot be
 /// used.
-pub fn termination_from_activity(a: &RawActivity<'_>) -> std::result::Result<Option<Termination>, String> {
+pub fn termination_from_activity(
+    a: &RawActivity<'_>,
+) -> std::result::Result<Option<Termination>, String> {
     let description = a.description.unwrap_or("");
     if !description.to_ascii_lowercase().starts_with("terminating") {
         return Ok(None);
@@ -246,7 +260,12 @@ pub fn termination_from_activity(a: &RawActivity<'_>) -> std::result::Result<Opt
     let cause_text = a.cause.unwrap_or("");
     let instance_id = file::find_instance_id(description)
         .or_else(|| file::find_instance_id(cause_text))
-        .ok_or_else(|| format!("no instance id in Description `{}`", crate::timefmt::truncate(description, 80)))?;
+        .ok_or_else(|| {
+            format!(
+                "no instance id in Description `{}`",
+                crate::timefmt::truncate(description, 80)
+            )
+        })?;
     let time = a.start_time.clone().ok_or("missing StartTime")??;
     let asg = a.asg.ok_or("missing AutoScalingGroupName")?;
     Ok(Some(Termination {

@@ -10,7 +10,9 @@ use super::{describe, to_chrono, AwsContext, CallCounter, Target};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::model::{InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
-use crate::sources::{termination_from_activity, ActivityBatch, ActivitySource, RawActivity, Skipped};
+use crate::sources::{
+    termination_from_activity, ActivityBatch, ActivitySource, RawActivity, Skipped,
+};
 
 /// `MaxRecords` for both describe calls (the API's maximum).
 const PAGE_SIZE: i32 = 100;
@@ -52,7 +54,10 @@ impl AwsActivities {
         let batches: Vec<Option<Vec<String>>> = if self.groups.is_empty() {
             vec![None]
         } else {
-            self.groups.chunks(PAGE_SIZE as usize).map(|c| Some(c.to_vec())).collect()
+            self.groups
+                .chunks(PAGE_SIZE as usize)
+                .map(|c| Some(c.to_vec()))
+                .collect()
         };
         for names in batches {
             let mut token = None;
@@ -66,13 +71,20 @@ impl AwsActivities {
                     .set_next_token(token.take())
                     .send()
                     .await
-                    .map_err(|e| Error::source(&t.name, describe("DescribeAutoScalingGroups", &e)))?;
+                    .map_err(|e| {
+                        Error::source(&t.name, describe("DescribeAutoScalingGroups", &e))
+                    })?;
                 for g in resp.auto_scaling_groups() {
                     let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
                     let tags = g
                         .tags()
                         .iter()
-                        .filter_map(|tag| Some((tag.key()?.to_string(), tag.value().unwrap_or_default().to_string())))
+                        .filter_map(|tag| {
+                            Some((
+                                tag.key()?.to_string(),
+                                tag.value().unwrap_or_default().to_string(),
+                            ))
+                        })
                         .collect();
                     let instances = g
                         .instances()
@@ -87,13 +99,19 @@ impl AwsActivities {
                                     name: lt.launch_template_name().map(str::to_string),
                                     version: lt.version().map(str::to_string),
                                 }),
-                                launch_configuration: i.launch_configuration_name().map(str::to_string),
+                                launch_configuration: i
+                                    .launch_configuration_name()
+                                    .map(str::to_string),
                                 availability_zone: i.availability_zone().map(str::to_string),
                                 tags: Default::default(),
                             })
                         })
                         .collect();
-                    out.push(Group { name, tags, instances });
+                    out.push(Group {
+                        name,
+                        tags,
+                        instances,
+                    });
                 }
                 token = resp.next_token().map(str::to_string);
                 if token.is_none() {
@@ -109,7 +127,12 @@ impl AwsActivities {
 
     /// Terminations of one group whose activity started at or after `since` (all history when
     /// None), newest first as the API returns them; stops paging once past `since`.
-    async fn group_terminations(&self, t: &Target, group: &str, since: Option<chrono::DateTime<chrono::Utc>>) -> Result<(Vec<Termination>, Vec<Skipped>)> {
+    async fn group_terminations(
+        &self,
+        t: &Target,
+        group: &str,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(Vec<Termination>, Vec<Skipped>)> {
         let (mut terms, mut skipped) = (Vec::new(), Vec::new());
         let mut token = None;
         loop {
@@ -125,7 +148,9 @@ impl AwsActivities {
                 .map_err(|e| Error::source(&t.name, describe("DescribeScalingActivities", &e)))?;
             let mut older_than_window = false;
             for a in resp.activities() {
-                let start = a.start_time().map(|s| to_chrono(s).ok_or_else(|| "StartTime out of range".to_string()));
+                let start = a
+                    .start_time()
+                    .map(|s| to_chrono(s).ok_or_else(|| "StartTime out of range".to_string()));
                 if let (Some(Ok(s)), Some(since)) = (&start, since) {
                     if *s < since {
                         older_than_window = true;
@@ -147,7 +172,11 @@ impl AwsActivities {
                     }
                     Ok(None) => {}
                     Err(reason) => skipped.push(Skipped {
-                        location: format!("{}: {group}: activity {}", t.name, a.activity_id().unwrap_or("?")),
+                        location: format!(
+                            "{}: {group}: activity {}",
+                            t.name,
+                            a.activity_id().unwrap_or("?")
+                        ),
                         reason,
                     }),
                 }
@@ -196,7 +225,9 @@ impl ActivitySource for AwsActivities {
         for (at, r) in results {
             match r {
                 Ok((terms, skipped)) => {
-                    batch.terminations.extend(terms.into_iter().filter(|t| window.contains(t.time)));
+                    batch
+                        .terminations
+                        .extend(terms.into_iter().filter(|t| window.contains(t.time)));
                     batch.skipped.extend(skipped);
                 }
                 // A group that could not be read: its terminations may be missing, so the
@@ -204,8 +235,14 @@ impl ActivitySource for AwsActivities {
                 Err(e) => batch.errors.push(format!("{at}: {e}")),
             }
         }
-        batch.terminations.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.instance_id.cmp(&b.instance_id)));
-        batch.terminations.dedup_by(|a, b| a.instance_id == b.instance_id);
+        batch.terminations.sort_by(|a, b| {
+            a.time
+                .cmp(&b.time)
+                .then_with(|| a.instance_id.cmp(&b.instance_id))
+        });
+        batch
+            .terminations
+            .dedup_by(|a, b| a.instance_id == b.instance_id);
         Ok(batch)
     }
 

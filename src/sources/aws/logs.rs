@@ -1,6 +1,10 @@
-//! CloudWatch Logs last words: `GetLogEvents` read backwards from the termination time when the
-//! stream name is known (the CloudWatch agent's default: one stream per instance id) — usually
-//! one call per instance; `FilterLogEvents` on the instance id when that stream does not exist.
+//! CloudWatch Logs last words, with the cheapest call that answers:
+//! - `stream_lookup = "name"` (default; the CloudWatch agent names one stream per instance id):
+//!   `GetLogEvents` read backwards from the termination time — one call per instance unless
+//!   the final minute holds more than a page; a missing stream means no logs (no evidence);
+//! - `stream_lookup = "search"`: `FilterLogEvents` for the instance id in every stream of the
+//!   group, in the hour before termination.
+//!
 //! Both paginate and stop at the byte cap.
 
 use std::sync::Arc;
@@ -23,19 +27,22 @@ pub struct AwsLogs {
     ctx: AwsContext,
     log_group: String,
     stream_pattern: String,
+    search: bool,
     calls: Arc<CallCounter>,
 }
 
 impl AwsLogs {
     pub fn new(ctx: AwsContext, cfg: &SourceConfig) -> Result<Self> {
-        let log_group = cfg
-            .log_group
-            .clone()
-            .ok_or_else(|| Error::Config(vec!["sources.logs.log_group: required for kind = \"aws\"".into()]))?;
+        let log_group = cfg.log_group.clone().ok_or_else(|| {
+            Error::Config(vec![
+                "sources.logs.log_group: required for kind = \"aws\"".into()
+            ])
+        })?;
         Ok(AwsLogs {
             ctx,
             log_group,
             stream_pattern: cfg.stream_pattern.clone(),
+            search: cfg.stream_lookup == "search",
             calls: Arc::new(CallCounter::default()),
         })
     }
@@ -62,10 +69,14 @@ impl LogSource for AwsLogs {
         let stream = self.stream_pattern.replace("{instance_id}", &q.instance_id);
         let end: DateTime<Utc> = q.terminated_at + q.grace;
         let end_ms = end.timestamp_millis() + 1;
+        if self.search {
+            let mut events = self.filter_events(t, q, end).await?;
+            events.sort_by_key(|e| e.timestamp);
+            return Ok(select_last_words(&events, q));
+        }
         let mut events: Vec<LogEvent> = Vec::new();
         let mut bytes = 0usize;
         let mut token: Option<String> = None;
-        let mut stream_missing = false;
         for _ in 0..MAX_PAGES {
             self.calls.count("logs:GetLogEvents");
             let resp = t
@@ -80,13 +91,20 @@ impl LogSource for AwsLogs {
                 .await;
             let resp = match resp {
                 Ok(r) => r,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
-                    stream_missing = true;
-                    break;
+                // No such stream: the instance never shipped logs. No evidence, not an error.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                {
+                    break
                 }
                 Err(e) => return Err(Error::source(&t.name, describe("GetLogEvents", &e))),
             };
-            let page: Vec<LogEvent> = resp.events().iter().filter_map(|e| event(e.timestamp(), e.message())).collect();
+            let page: Vec<LogEvent> = resp
+                .events()
+                .iter()
+                .filter_map(|e| event(e.timestamp(), e.message()))
+                .collect();
             bytes += page.iter().map(|e| e.message.len()).sum::<usize>();
             let page_empty = page.is_empty();
             events.splice(0..0, page);
@@ -101,9 +119,6 @@ impl LogSource for AwsLogs {
             }
             token = next;
         }
-        if stream_missing {
-            events = self.filter_events(t, q, end).await?;
-        }
         events.sort_by_key(|e| e.timestamp);
         Ok(select_last_words(&events, q))
     }
@@ -115,7 +130,12 @@ impl LogSource for AwsLogs {
 
 impl AwsLogs {
     /// Events mentioning the instance id in the hour before termination, in any stream.
-    async fn filter_events(&self, t: &super::Target, q: &LastWordsQuery, end: DateTime<Utc>) -> Result<Vec<LogEvent>> {
+    async fn filter_events(
+        &self,
+        t: &super::Target,
+        q: &LastWordsQuery,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<LogEvent>> {
         let start = end - Duration::minutes(FILTER_LOOKBACK_MINUTES);
         let mut events = Vec::new();
         let mut bytes = 0usize;

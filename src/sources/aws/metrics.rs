@@ -34,7 +34,8 @@ pub struct AwsMetrics {
 
 impl AwsMetrics {
     pub fn new(ctx: AwsContext, cfg: &SourceConfig) -> Result<Self> {
-        let period = parse_duration(&cfg.period).map_err(|e| Error::Config(vec![format!("sources.metrics.period: {e}")]))?;
+        let period = parse_duration(&cfg.period)
+            .map_err(|e| Error::Config(vec![format!("sources.metrics.period: {e}")]))?;
         Ok(AwsMetrics {
             ctx,
             namespace: cfg.namespace.clone(),
@@ -43,7 +44,10 @@ impl AwsMetrics {
             extra_dimensions: cfg
                 .extra_dimensions
                 .iter()
-                .filter_map(|d| d.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .filter_map(|d| {
+                    d.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
                 .collect(),
             statistic: cfg.statistic.clone(),
             period_secs: period.num_seconds().clamp(1, i32::MAX as i64) as i32,
@@ -56,24 +60,44 @@ impl AwsMetrics {
         let mut metric = Metric::builder()
             .namespace(&self.namespace)
             .metric_name(&self.metric_name)
-            .dimensions(Dimension::builder().name(&self.instance_dimension).value(&q.instance_id).build());
+            .dimensions(
+                Dimension::builder()
+                    .name(&self.instance_dimension)
+                    .value(&q.instance_id)
+                    .build(),
+            );
         for (k, v) in &self.extra_dimensions {
             let v = v.replace("{asg}", q.asg.as_deref().unwrap_or(""));
             metric = metric.dimensions(Dimension::builder().name(k).value(v).build());
         }
         MetricDataQuery::builder()
             .id(id)
-            .metric_stat(MetricStat::builder().metric(metric.build()).period(self.period_secs).stat(&self.statistic).build())
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(metric.build())
+                    .period(self.period_secs)
+                    .stat(&self.statistic)
+                    .build(),
+            )
             .return_data(true)
             .build()
     }
 
     /// One batch (≤ 500 queries, one target): per query, its points or an error.
-    async fn batch(&self, t: &super::Target, batch: &[&SeriesQuery]) -> Vec<Result<Option<MemorySeries>>> {
+    async fn batch(
+        &self,
+        t: &super::Target,
+        batch: &[&SeriesQuery],
+    ) -> Vec<Result<Option<MemorySeries>>> {
         let start = batch.iter().map(|q| q.start).min().unwrap_or_default();
         let end = batch.iter().map(|q| q.end).max().unwrap_or_default();
-        let queries: Vec<MetricDataQuery> = batch.iter().enumerate().map(|(i, q)| self.query(format!("q{i}"), q)).collect();
-        let mut points: Vec<Vec<(chrono::DateTime<chrono::Utc>, f64)>> = vec![Vec::new(); batch.len()];
+        let queries: Vec<MetricDataQuery> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, q)| self.query(format!("q{i}"), q))
+            .collect();
+        let mut points: Vec<Vec<(chrono::DateTime<chrono::Utc>, f64)>> =
+            vec![Vec::new(); batch.len()];
         let mut failed: HashMap<usize, String> = HashMap::new();
         let mut token = None;
         for _ in 0..MAX_PAGES {
@@ -91,16 +115,39 @@ impl AwsMetrics {
                 Ok(r) => r,
                 Err(e) => {
                     let msg = describe("GetMetricData", &e);
-                    return batch.iter().map(|_| Err(Error::source(&t.name, msg.clone()))).collect();
+                    return batch
+                        .iter()
+                        .map(|_| Err(Error::source(&t.name, msg.clone())))
+                        .collect();
                 }
             };
             for r in resp.metric_data_results() {
-                let Some(i) = r.id().and_then(|id| id.strip_prefix('q')).and_then(|n| n.parse::<usize>().ok()).filter(|i| *i < batch.len()) else {
+                let Some(i) = r
+                    .id()
+                    .and_then(|id| id.strip_prefix('q'))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|i| *i < batch.len())
+                else {
                     continue;
                 };
-                if matches!(r.status_code(), Some(StatusCode::InternalError) | Some(StatusCode::Forbidden)) {
-                    let why = r.messages().iter().filter_map(|m| m.value()).collect::<Vec<_>>().join("; ");
-                    failed.insert(i, format!("GetMetricData: query {} {}: {why}", batch[i].instance_id, r.status_code().map(|s| s.as_str()).unwrap_or("")));
+                if matches!(
+                    r.status_code(),
+                    Some(StatusCode::InternalError) | Some(StatusCode::Forbidden)
+                ) {
+                    let why = r
+                        .messages()
+                        .iter()
+                        .filter_map(|m| m.value())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    failed.insert(
+                        i,
+                        format!(
+                            "GetMetricData: query {} {}: {why}",
+                            batch[i].instance_id,
+                            r.status_code().map(|s| s.as_str()).unwrap_or("")
+                        ),
+                    );
                 }
                 for (ts, v) in r.timestamps().iter().zip(r.values()) {
                     if let Some(ts) = to_chrono(ts) {
@@ -140,8 +187,12 @@ impl MetricSource for AwsMetrics {
         format!("aws:cloudwatch:{}/{}", self.namespace, self.metric_name)
     }
 
-    async fn memory_series(&self, queries: &[SeriesQuery]) -> Result<Vec<Result<Option<MemorySeries>>>> {
-        let mut out: Vec<Option<Result<Option<MemorySeries>>>> = queries.iter().map(|_| None).collect();
+    async fn memory_series(
+        &self,
+        queries: &[SeriesQuery],
+    ) -> Result<Vec<Result<Option<MemorySeries>>>> {
+        let mut out: Vec<Option<Result<Option<MemorySeries>>>> =
+            queries.iter().map(|_| None).collect();
         // Group by target, then batch.
         let mut by_target: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, q) in queries.iter().enumerate() {
@@ -152,7 +203,9 @@ impl MetricSource for AwsMetrics {
             by_target.entry(t.name.clone()).or_default().push(i);
         }
         for (name, idx) in by_target {
-            let Some(t) = self.ctx.targets.iter().find(|t| t.name == name) else { continue };
+            let Some(t) = self.ctx.targets.iter().find(|t| t.name == name) else {
+                continue;
+            };
             for chunk in idx.chunks(MAX_QUERIES_PER_CALL) {
                 let batch: Vec<&SeriesQuery> = chunk.iter().map(|&i| &queries[i]).collect();
                 for (&i, r) in chunk.iter().zip(self.batch(t, &batch).await) {

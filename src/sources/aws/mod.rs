@@ -77,7 +77,8 @@ impl AwsContext {
             targets.push(clients(region, &base));
         }
         for t in &cfg.targets {
-            let target = parse_target(t).map_err(|e| Error::Config(vec![format!("aws.targets: {e}")]))?;
+            let target =
+                parse_target(t).map_err(|e| Error::Config(vec![format!("aws.targets: {e}")]))?;
             let mut conf = base.to_builder().region(Region::new(target.region.clone()));
             if let Some(role) = &target.role_arn {
                 let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
@@ -86,7 +87,9 @@ impl AwsContext {
                     .configure(&base)
                     .build()
                     .await;
-                conf = conf.credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider));
+                conf = conf.credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                );
             }
             targets.push(clients(t.clone(), &conf.build()));
         }
@@ -139,5 +142,8 @@ pub(crate) fn to_smithy(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
 
 /// A one-line error message with the service's error code and message, never credentials.
 pub(crate) fn describe<E: std::error::Error + 'static>(op: &str, e: &E) -> String {
-    format!("{op}: {}", aws_smithy_types::error::display::DisplayErrorContext(e))
+    format!(
+        "{op}: {}",
+        aws_smithy_types::error::display::DisplayErrorContext(e)
+    )
 }

@@ -150,7 +150,8 @@ fn parse_activity(act: &Value) -> std::result::Result<Option<Termination>, Strin
         asg: str_field(act, "AutoScalingGroupName"),
         description: str_field(act, "Description"),
         cause: str_field(act, "Cause"),
-        start_time: str_field(act, "StartTime").map(|s| parse_instant(s).map_err(|e| format!("StartTime: {e}"))),
+        start_time: str_field(act, "StartTime")
+            .map(|s| parse_instant(s).map_err(|e| format!("StartTime: {e}"))),
         status: str_field(act, "StatusCode"),
     })
 }

@@ -1,0 +1,712 @@
+//! The AWS path against emulated AWS: moto (started here from `.venv/bin/moto_server`, which
+//! `scripts/test.sh` installs) holds the groups, the log events and the metrics; moto records no
+//! scaling activities, so a small local front serves `DescribeScalingActivities` in the
+//! documented Query/XML shape (paginated, real cause texts from the simulator) and forwards
+//! every other request to moto. The front also injects faults: throttling on the activity
+//! calls, and 5xx on one instance's log fetch. Every request stays on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_credential_types::Credentials;
+use aws_sdk_autoscaling::config::Region;
+use serde_json::Value;
+
+const REGION: &str = "us-east-1";
+
+/// A moto server on a free port, killed on drop.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_moto() -> Moto {
+    let bin = std::env::var_os("EPITAPH_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"));
+    assert!(
+        bin.exists(),
+        "{} not found: run `bash scripts/test.sh`, which installs moto[server] into .venv",
+        bin.display()
+    );
+    let port = free_port();
+    let child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let moto = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    moto
+}
+
+/// What the front does besides forwarding.
+#[derive(Default)]
+struct Faults {
+    /// Answer this many DescribeScalingActivities calls with a Throttling error first.
+    throttle_activities: AtomicUsize,
+    /// GetLogEvents / FilterLogEvents requests naming this instance get HTTP 503.
+    fail_logs_for: Mutex<Option<String>>,
+    /// Count of requests seen, by action.
+    seen: Mutex<BTreeMap<String, usize>>,
+}
+
+/// The activity front: DescribeScalingActivities from `activities` (group → activities JSON,
+/// newest first), everything else forwarded to moto.
+fn start_front(
+    moto: &str,
+    activities: BTreeMap<String, Vec<Value>>,
+    faults: Arc<Faults>,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let moto_addr = moto.trim_start_matches("http://").to_string();
+    let activities = Arc::new(activities);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (activities, faults, moto_addr) =
+                (activities.clone(), faults.clone(), moto_addr.clone());
+            std::thread::spawn(move || {
+                let _ = serve(conn, &activities, &faults, &moto_addr);
+            });
+        }
+    });
+    url
+}
+
+fn read_request(conn: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok((head, body))
+}
+
+fn respond(
+    conn: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    write!(conn, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-RequestId: 0f1e2d3c\r\nConnection: close\r\n\r\n{body}", body.len())
+}
+
+fn form_value(body: &str, key: &str) -> Option<String> {
+    body.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| {
+            let v = v.replace('+', " ");
+            let mut out = Vec::new();
+            let b = v.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' && i + 2 < b.len() {
+                    if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                        out.push(x);
+                        i += 3;
+                        continue;
+                    }
+                }
+                out.push(b[i]);
+                i += 1;
+            }
+            String::from_utf8_lossy(&out).to_string()
+        })
+    })
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Activities per page (the API's maximum is 100; smaller pages exercise pagination).
+const ACTIVITY_PAGE: usize = 50;
+
+fn serve(
+    mut conn: TcpStream,
+    activities: &BTreeMap<String, Vec<Value>>,
+    faults: &Faults,
+    moto_addr: &str,
+) -> std::io::Result<()> {
+    let (head, body) = read_request(&mut conn)?;
+    let text = String::from_utf8_lossy(&body).to_string();
+    let target = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("X-Amz-Target: ")
+                .or_else(|| l.strip_prefix("x-amz-target: "))
+        })
+        .unwrap_or("")
+        .to_string();
+    let action = form_value(&text, "Action")
+        .unwrap_or_else(|| target.rsplit('.').next().unwrap_or("").to_string());
+    if let Ok(mut seen) = faults.seen.lock() {
+        *seen.entry(action.clone()).or_insert(0) += 1;
+    }
+    if action == "DescribeScalingActivities" {
+        if faults.throttle_activities.load(Ordering::SeqCst) > 0 {
+            faults.throttle_activities.fetch_sub(1, Ordering::SeqCst);
+            return respond(&mut conn, "400 Bad Request", "text/xml", "<ErrorResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>0f1e2d3c</RequestId></ErrorResponse>");
+        }
+        let group = form_value(&text, "AutoScalingGroupName").unwrap_or_default();
+        let start: usize = form_value(&text, "NextToken")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let empty = Vec::new();
+        let all = activities.get(&group).unwrap_or(&empty);
+        let page = &all[start.min(all.len())..(start + ACTIVITY_PAGE).min(all.len())];
+        let mut xml = String::from("<DescribeScalingActivitiesResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\"><DescribeScalingActivitiesResult><Activities>");
+        for a in page {
+            xml.push_str("<member>");
+            for key in [
+                "ActivityId",
+                "AutoScalingGroupName",
+                "Description",
+                "Cause",
+                "StartTime",
+                "EndTime",
+                "StatusCode",
+                "Details",
+            ] {
+                if let Some(v) = a.get(key).and_then(Value::as_str) {
+                    xml.push_str(&format!("<{key}>{}</{key}>", xml_escape(v)));
+                }
+            }
+            xml.push_str("<Progress>100</Progress></member>");
+        }
+        xml.push_str("</Activities>");
+        if start + ACTIVITY_PAGE < all.len() {
+            xml.push_str(&format!("<NextToken>{}</NextToken>", start + ACTIVITY_PAGE));
+        }
+        xml.push_str("</DescribeScalingActivitiesResult><ResponseMetadata><RequestId>0f1e2d3c</RequestId></ResponseMetadata></DescribeScalingActivitiesResponse>");
+        return respond(&mut conn, "200 OK", "text/xml", &xml);
+    }
+    let failing = faults.fail_logs_for.lock().ok().and_then(|g| g.clone());
+    if let Some(id) = failing {
+        if (action == "GetLogEvents" || action == "FilterLogEvents") && text.contains(&id) {
+            return respond(&mut conn, "503 Service Unavailable", "application/x-amz-json-1.1", "{\"__type\":\"ServiceUnavailableException\",\"message\":\"injected by the test front\"}");
+        }
+    }
+    // Forward to moto, one request per connection.
+    let mut upstream = TcpStream::connect(moto_addr)?;
+    let head = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    upstream.write_all(format!("{head}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    upstream.write_all(&body)?;
+    let mut resp = Vec::new();
+    upstream.read_to_end(&mut resp)?;
+    conn.write_all(&resp)
+}
+
+// ---------------------------------------------------------------- loading moto --------------
+
+fn creds() -> Credentials {
+    Credentials::new("testing", "testing", None, None, "epitaph-tests")
+}
+
+async fn logs_client(url: &str) -> aws_sdk_cloudwatchlogs::Client {
+    let conf = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(creds())
+        .endpoint_url(url)
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+}
+
+async fn cw_client(url: &str) -> aws_sdk_cloudwatch::Client {
+    let conf = aws_sdk_cloudwatch::Config::builder()
+        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(creds())
+        .endpoint_url(url)
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(conf)
+}
+
+async fn asg_client(url: &str) -> aws_sdk_autoscaling::Client {
+    let conf = aws_sdk_autoscaling::Config::builder()
+        .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(creds())
+        .endpoint_url(url)
+        .build();
+    aws_sdk_autoscaling::Client::from_conf(conf)
+}
+
+/// Log events of a simulated fleet, by instance: (millis, message).
+fn fleet_logs(dir: &Path) -> BTreeMap<String, Vec<(i64, String)>> {
+    let mut out: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.join("logs")).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        if text.starts_with("{\"events\"") {
+            let doc: Value = serde_json::from_str(&text).unwrap();
+            for e in doc["events"].as_array().unwrap() {
+                out.entry(e["logStreamName"].as_str().unwrap().to_string())
+                    .or_default()
+                    .push((
+                        e["timestamp"].as_i64().unwrap(),
+                        e["message"].as_str().unwrap().to_string(),
+                    ));
+            }
+        } else {
+            for line in text.lines() {
+                let e: Value = serde_json::from_str(line).unwrap();
+                let t = chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap())
+                    .unwrap()
+                    .timestamp_millis();
+                out.entry(e["instance_id"].as_str().unwrap().to_string())
+                    .or_default()
+                    .push((t, e["message"].as_str().unwrap().to_string()));
+            }
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// Memory samples of a simulated fleet, by instance: (seconds, value).
+fn fleet_metrics(dir: &Path) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let mut out: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.join("metrics")).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        if text.starts_with('{') {
+            let doc: Value = serde_json::from_str(&text).unwrap();
+            for r in doc["data"]["result"].as_array().unwrap() {
+                let id = r["metric"]["instance_id"].as_str().unwrap().to_string();
+                for v in r["values"].as_array().unwrap() {
+                    out.entry(id.clone()).or_default().push((
+                        v[0].as_i64().unwrap(),
+                        v[1].as_str().unwrap().parse().unwrap(),
+                    ));
+                }
+            }
+        } else {
+            for line in text.lines().skip(1) {
+                let mut c = line.split(',');
+                let (t, id, v) = (c.next().unwrap(), c.next().unwrap(), c.next().unwrap());
+                out.entry(id.to_string()).or_default().push((
+                    chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp(),
+                    v.parse().unwrap(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn fleet_activities(dir: &Path) -> BTreeMap<String, Vec<Value>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.join("activities")).unwrap().flatten() {
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.path()).unwrap()).unwrap();
+        let acts = doc["Activities"].as_array().unwrap().clone();
+        let group = acts[0]["AutoScalingGroupName"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        out.insert(group, acts);
+    }
+    out
+}
+
+const LOG_GROUP: &str = "/epitaph/app";
+
+async fn load_fleet_into_moto(moto: &str, dir: &Path) {
+    let logs = logs_client(moto).await;
+    logs.create_log_group()
+        .log_group_name(LOG_GROUP)
+        .send()
+        .await
+        .unwrap();
+    for (id, events) in fleet_logs(dir) {
+        logs.create_log_stream()
+            .log_group_name(LOG_GROUP)
+            .log_stream_name(&id)
+            .send()
+            .await
+            .unwrap();
+        for chunk in events.chunks(5000) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|(t, m)| {
+                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                        .timestamp(*t)
+                        .message(if m.is_empty() { " " } else { m.as_str() })
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            logs.put_log_events()
+                .log_group_name(LOG_GROUP)
+                .log_stream_name(&id)
+                .set_log_events(Some(batch))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let cw = cw_client(moto).await;
+    let mut datums = Vec::new();
+    for (id, pts) in fleet_metrics(dir) {
+        for (t, v) in pts {
+            datums.push(
+                aws_sdk_cloudwatch::types::MetricDatum::builder()
+                    .metric_name("mem_used_percent")
+                    .dimensions(
+                        aws_sdk_cloudwatch::types::Dimension::builder()
+                            .name("InstanceId")
+                            .value(&id)
+                            .build(),
+                    )
+                    .timestamp(aws_smithy_types::DateTime::from_secs(t))
+                    .value(v)
+                    .unit(aws_sdk_cloudwatch::types::StandardUnit::Percent)
+                    .build(),
+            );
+        }
+    }
+    for chunk in datums.chunks(1000) {
+        cw.put_metric_data()
+            .namespace("CWAgent")
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn write_config(dir: &Path, front: &str, groups: &[String]) -> PathBuf {
+    let sim = std::fs::read_to_string(dir.join("epitaph.toml")).unwrap();
+    let since = sim.lines().find(|l| l.starts_with("since")).unwrap();
+    let until = sim.lines().find(|l| l.starts_with("until")).unwrap();
+    let groups = groups
+        .iter()
+        .map(|g| format!("\"{g}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        "[scan]\n{since}\n{until}\nconcurrency = 8\nfetch_timeout = \"300s\"\n\n[deployment]\nidentity = \"asg\"\n\n[state]\npath = \"aws-state.db\"\n\n\
+         [aws]\nregion = \"{REGION}\"\nendpoint_url = \"{front}\"\nmax_attempts = 4\nattempt_timeout = \"60s\"\ncall_timeout = \"180s\"\n\n\
+         [sources.activities]\nkind = \"aws\"\ngroups = [{groups}]\n\n[sources.logs]\nkind = \"aws\"\nlog_group = \"{LOG_GROUP}\"\n\n\
+         [sources.metrics]\nkind = \"aws\"\nperiod = \"300s\"\n"
+    );
+    let p = dir.join("aws.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn epitaph(config: &Path, args: &[&str]) -> (Value, i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_epitaph"))
+        .arg("--config")
+        .arg(config)
+        .args(["--format", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (v, out.status.code().unwrap_or(-1), stderr)
+}
+
+fn simulate(dir: &Path, instances: usize) -> Value {
+    // Recent times: moto drops log events older than 14 days.
+    let end = (chrono::Utc::now() - chrono::Duration::hours(2))
+        .format("%Y-%m-%dT%H:00:00Z")
+        .to_string();
+    let status = Command::new(env!("CARGO_BIN_EXE_epitaph"))
+        .args(["simulate", "--out"])
+        .arg(dir)
+        .args([
+            "--seed",
+            "21",
+            "--instances",
+            &instances.to_string(),
+            "--end",
+            &end,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_against_moto_survives_throttling_and_a_failing_instance() {
+    let moto = start_moto();
+    let dir = tempfile::tempdir().unwrap();
+    let n: usize = std::env::var("EPITAPH_AWS_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let truth = simulate(dir.path(), n);
+    load_fleet_into_moto(&moto.url, dir.path()).await;
+    let activities = fleet_activities(dir.path());
+    let groups: Vec<String> = activities.keys().cloned().collect();
+    let faults = Arc::new(Faults::default());
+    // Throttle the first activity calls (the SDK backs off and retries), and fail one
+    // instance's log fetch on every attempt.
+    faults.throttle_activities.store(3, Ordering::SeqCst);
+    let victim = truth["instances"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .nth(7)
+        .unwrap()
+        .clone();
+    *faults.fail_logs_for.lock().unwrap() = Some(victim.clone());
+    let front = start_front(&moto.url, activities, faults.clone());
+    let config = write_config(dir.path(), &front, &groups);
+
+    let (first, code, stderr) = tokio::task::spawn_blocking({
+        let c = config.clone();
+        move || epitaph(&c, &["scan"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 3, "one instance pending → exit 3; stderr: {stderr}");
+    let pending: Vec<&str> = first["summary"]["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["instance_id"].as_str())
+        .collect();
+    assert_eq!(pending, vec![victim.as_str()], "{}", first["summary"]);
+    assert!(
+        first["summary"]["pending"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("503")
+            || first["summary"]["pending"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("ServiceUnavailable"),
+        "{}",
+        first["summary"]["pending"]
+    );
+    assert_eq!(first["instances"].as_array().unwrap().len(), n - 1);
+    let seen = faults.seen.lock().unwrap().clone();
+    assert!(
+        seen["DescribeScalingActivities"] > groups.len(),
+        "throttled calls were retried: {seen:?}"
+    );
+
+    // Verdicts match the simulator's truth.
+    let truth_instances = truth["instances"].as_object().unwrap();
+    let correct = first["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| truth_instances[i["instance_id"].as_str().unwrap()] == i["verdict"])
+        .count();
+    println!(
+        "verdicts correct: {correct}/{}; api calls {}",
+        n - 1,
+        first["summary"]["api_calls"]
+    );
+    assert!(
+        correct as f64 >= 0.95 * (n - 1) as f64,
+        "{correct}/{} correct",
+        n - 1
+    );
+    // One log call per instance fetched; metrics batched 500 per call; a page or two of
+    // activities per group. On 1,000 instances that is ≤ 1.1 calls per instance
+    // (benches/aws_calls.sh runs this test at that size).
+    let calls = &first["summary"]["api_calls"];
+    assert_eq!(calls["logs:GetLogEvents"], n as u64, "{calls}");
+    assert_eq!(
+        calls["cloudwatch:GetMetricData"].as_u64().unwrap(),
+        n.div_ceil(500) as u64,
+        "{calls}"
+    );
+    assert!(
+        calls["autoscaling:DescribeScalingActivities"]
+            .as_u64()
+            .unwrap() as usize
+            <= groups.len() * (2 * n / groups.len() / ACTIVITY_PAGE + 2),
+        "{calls}"
+    );
+    let per_instance = first["summary"]["api_calls_per_instance"].as_f64().unwrap();
+    println!(
+        "BENCH instances={n} calls_per_instance={per_instance:.3} scan_ms={}",
+        first["summary"]["duration_ms"]
+    );
+    if n >= 1000 {
+        assert!(per_instance <= 1.1, "calls per instance {per_instance}");
+    }
+    for d in first["deployments"].as_array().unwrap() {
+        let name = d["deployment"].as_str().unwrap();
+        let expected: Vec<&str> = truth["deployments"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.split(':').next() == Some(name))
+            .map(|(_, v)| v.as_str().unwrap())
+            .collect();
+        // A group with one deployment must get its verdict; the first group mixes a healthy
+        // release with the leaking one that replaced it, and is leaking.
+        let want = if expected.len() == 1 {
+            expected[0]
+        } else {
+            "leaking"
+        };
+        assert_eq!(d["verdict"], want, "{name}: {}", d["summary"]);
+    }
+
+    // The failure clears: a plain rerun retries the pending instance and nothing else.
+    *faults.fail_logs_for.lock().unwrap() = None;
+    let (second, code, stderr) = tokio::task::spawn_blocking(move || epitaph(&config, &["scan"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(second["summary"]["retried"], 1);
+    assert_eq!(second["summary"]["analysed"], 1);
+    assert!(second["summary"]["pending"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_and_running_instances_come_from_auto_scaling() {
+    let moto = start_moto();
+    let asg = asg_client(&moto.url).await;
+    asg.create_launch_configuration()
+        .launch_configuration_name("web-v7")
+        .image_id("ami-12c6146b")
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name("web")
+        .launch_configuration_name("web-v7")
+        .min_size(2)
+        .max_size(4)
+        .desired_capacity(2)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    let groups = asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("web")
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = groups.auto_scaling_groups()[0]
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    logs_client(&moto.url)
+        .await
+        .create_log_group()
+        .log_group_name(LOG_GROUP)
+        .send()
+        .await
+        .unwrap();
+    // No groups configured: every group in the region is listed (and its inventory recorded).
+    let text = format!(
+        "[deployment]\nidentity = \"launch_template\"\n[state]\npath = \"s.db\"\n[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n\
+         [sources.activities]\nkind = \"aws\"\n[sources.logs]\nkind = \"aws\"\nlog_group = \"{LOG_GROUP}\"\n[sources.metrics]\nkind = \"aws\"\n",
+        moto.url
+    );
+    let config = dir.path().join("inv.toml");
+    std::fs::write(&config, text).unwrap();
+    let (inv, code, stderr) = tokio::task::spawn_blocking({
+        let c = config.clone();
+        let id = ids[0].clone();
+        move || epitaph(&c, &["instance", &id])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(inv["status"], "no_termination", "{inv}");
+
+    let store = epitaph::store::SqliteStore::open(&dir.path().join("s.db"))
+        .await
+        .unwrap();
+    let known = epitaph::store::Store::inventory(&store, &ids)
+        .await
+        .unwrap();
+    assert_eq!(known.len(), 2);
+    let info = &known[&ids[0]];
+    assert_eq!(info.asg.as_deref(), Some("web"));
+    assert_eq!(info.launch_configuration.as_deref(), Some("web-v7"));
+}
