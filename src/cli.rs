@@ -44,6 +44,12 @@ pub struct Cli {
     /// Never use colour (colour is only used on a terminal anyway).
     #[arg(long, global = true, env = "NO_COLOR", value_parser = clap::builder::FalseyValueParser::new())]
     no_color: bool,
+    /// AWS profile for the aws backends (overrides aws.profile).
+    #[arg(long, global = true)]
+    profile: Option<String>,
+    /// AWS region for the aws backends (overrides aws.region).
+    #[arg(long, global = true)]
+    region: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -181,6 +187,17 @@ fn init_tracing(filter: &str) {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let color = !cli.no_color && std::io::stdout().is_terminal();
+    let aws_flags = (cli.profile.clone(), cli.region.clone());
+    let load_config = |path: Option<&Path>, required: bool| -> anyhow::Result<Config> {
+        let mut cfg = load_config(path, required)?;
+        if let Some(p) = &aws_flags.0 {
+            cfg.aws.profile = Some(p.clone());
+        }
+        if let Some(r) = &aws_flags.1 {
+            cfg.aws.region = Some(r.clone());
+        }
+        Ok(cfg)
+    };
     match cli.command {
         Command::Scan {
             ref since,

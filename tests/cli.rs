@@ -646,3 +646,29 @@ fn corrupt_state_file_is_a_clear_error() {
         .code(1)
         .stderr(predicate::str::contains("state store"));
 }
+
+#[cfg(feature = "aws")]
+#[test]
+fn aws_without_a_region_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("aws.toml");
+    std::fs::write(&cfg, "[sources.activities]\nkind = \"aws\"\n[sources.logs]\nkind = \"aws\"\nlog_group = \"/app\"\n[sources.metrics]\nkind = \"aws\"\n").unwrap();
+    epitaph()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("scan")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env("HOME", dir.path())
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("aws.region: no region configured"));
+    // A config that forgets the log group names the key.
+    std::fs::write(&cfg, "[sources.logs]\nkind = \"aws\"\n").unwrap();
+    config_check(&cfg)
+        .code(2)
+        .stderr(predicate::str::contains("sources.logs.log_group: required"));
+}
