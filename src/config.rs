@@ -808,6 +808,30 @@ x = 1
     }
 
     #[test]
+    fn aws_targets_are_regions_or_role_at_region() {
+        assert_eq!(
+            parse_target("eu-west-1").unwrap(),
+            AwsTarget {
+                region: "eu-west-1".into(),
+                role_arn: None
+            }
+        );
+        let t = parse_target("arn:aws:iam::210987654321:role/epitaph-read@us-east-2").unwrap();
+        assert_eq!(t.region, "us-east-2");
+        assert_eq!(
+            t.role_arn.as_deref(),
+            Some("arn:aws:iam::210987654321:role/epitaph-read")
+        );
+        assert!(parse_target("EU West").is_err());
+        assert!(parse_target("epitaph-read@us-east-1").is_err());
+        assert!(parse_target("arn:aws:iam::1:role/x@").is_err());
+        let err = parse("[aws]\ntargets = [\"us-east-1\", \"nope@Mars\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("aws.targets[1]"), "{err}");
+    }
+
+    #[test]
     fn env_overrides() {
         let c = parse(
             "[scan]\nconcurrency = 4\n",
