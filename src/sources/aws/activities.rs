@@ -16,6 +16,9 @@ use crate::sources::{
 
 /// `MaxRecords` for both describe calls (the API's maximum).
 const PAGE_SIZE: i32 = 100;
+/// A group listing read by `inventory()` is reused by `terminations()` for this long, so a
+/// scan lists the groups once, not twice.
+const GROUP_LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub struct AwsActivities {
     ctx: AwsContext,
@@ -23,7 +26,12 @@ pub struct AwsActivities {
     group_tag: Option<(String, String)>,
     concurrency: usize,
     calls: Arc<CallCounter>,
+    /// The last full listing of (target name, group name), and when it was read.
+    listing: std::sync::Mutex<Option<GroupListing>>,
 }
+
+/// When a listing was read, and its (target name, group name) pairs.
+type GroupListing = (std::time::Instant, Vec<(String, String)>);
 
 /// A group as `DescribeAutoScalingGroups` reports it, reduced to what epitaph needs.
 struct Group {
@@ -44,6 +52,7 @@ impl AwsActivities {
                 .map(|(k, v)| (k.to_string(), v.to_string())),
             concurrency: concurrency.max(1),
             calls: Arc::new(CallCounter::default()),
+            listing: std::sync::Mutex::new(None),
         }
     }
 
@@ -191,17 +200,45 @@ impl AwsActivities {
 
     /// Every (target, group) pair to read.
     async fn all_groups(&self) -> Result<Vec<(Target, String)>> {
-        let mut pairs = Vec::new();
-        for t in self.ctx.targets.iter() {
-            if self.groups.is_empty() {
-                for g in self.groups(t).await? {
-                    pairs.push((t.clone(), g.name));
-                }
-            } else {
-                pairs.extend(self.groups.iter().map(|g| (t.clone(), g.clone())));
-            }
+        if !self.groups.is_empty() {
+            return Ok(self
+                .ctx
+                .targets
+                .iter()
+                .flat_map(|t| self.groups.iter().map(move |g| (t.clone(), g.clone())))
+                .collect());
         }
-        Ok(pairs)
+        let cached = self.listing.lock().ok().and_then(|l| {
+            l.as_ref()
+                .filter(|(at, _)| at.elapsed() < GROUP_LISTING_TTL)
+                .map(|(_, pairs)| pairs.clone())
+        });
+        let names = match cached {
+            Some(pairs) => pairs,
+            None => {
+                let mut pairs = Vec::new();
+                for t in self.ctx.targets.iter() {
+                    pairs.extend(
+                        self.groups(t)
+                            .await?
+                            .into_iter()
+                            .map(|g| (t.name.clone(), g.name)),
+                    );
+                }
+                self.remember(&pairs);
+                pairs
+            }
+        };
+        Ok(names
+            .into_iter()
+            .filter_map(|(t, g)| Some((self.ctx.targets.iter().find(|x| x.name == t)?.clone(), g)))
+            .collect())
+    }
+
+    fn remember(&self, pairs: &[(String, String)]) {
+        if let Ok(mut l) = self.listing.lock() {
+            *l = Some((std::time::Instant::now(), pairs.to_vec()));
+        }
     }
 }
 
@@ -248,10 +285,15 @@ impl ActivitySource for AwsActivities {
 
     async fn inventory(&self) -> Result<Vec<InstanceInfo>> {
         let mut out = Vec::new();
+        let mut pairs = Vec::new();
         for t in self.ctx.targets.iter() {
             for g in self.groups(t).await? {
+                pairs.push((t.name.clone(), g.name));
                 out.extend(g.instances);
             }
+        }
+        if self.groups.is_empty() {
+            self.remember(&pairs);
         }
         Ok(out)
     }
