@@ -27,6 +27,8 @@ pub struct Config {
     pub signatures: SignaturesConfig,
     pub sources: SourcesConfig,
     pub aws: AwsConfig,
+    pub alerts: AlertsConfig,
+    pub serve: ServeConfig,
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -174,6 +176,161 @@ impl AwsConfig {
     }
 }
 
+/// A secret from the config (webhook URL, API token): never shown by `Debug`, so a logged
+/// config or error cannot leak it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself: only for the place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+    }
+}
+
+/// Where alerts go, when, and what is masked in them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Slack incoming-webhook URL (Block Kit; Mattermost and Discord's /slack endpoint accept
+    /// it too). A secret: prefer EPITAPH_ALERTS__SLACK_WEBHOOK_URL.
+    pub slack_webhook_url: Option<Secret>,
+    /// Generic JSON webhook URL (schema `epitaph.alert.v1`). A secret as well.
+    pub webhook_url: Option<Secret>,
+    /// Deployment verdicts that raise an alert.
+    pub verdicts: Vec<String>,
+    /// Least time between two messages about one deployment, unless its severity rises.
+    pub cooldown: String,
+    /// A firing deployment with no death for this long is resolved.
+    pub resolve_after: String,
+    /// Link template per instance (Grafana or similar): {instance_id}, {deployment}, {asg},
+    /// {from_ms}, {to_ms}, {from}, {to}.
+    pub dashboard_url_template: Option<String>,
+    /// Regexes masked in last-words text, beside the built-in secret patterns.
+    pub redact_patterns: Vec<String>,
+    /// Delivery attempts per message before it is marked failed.
+    pub max_attempts: u32,
+    /// One delivery request.
+    pub request_timeout: String,
+    /// First retry delay; doubles per attempt (full jitter), capped by `max_backoff`.
+    pub base_backoff: String,
+    pub max_backoff: String,
+    /// `epitaph scan` waits at most this long for deliveries after a scan; the rest stay in
+    /// the outbox for the next run or the service.
+    pub flush_timeout: String,
+    /// How long a sender holds a message it is delivering; another sender (a replica, or this
+    /// one after a crash) may take it over afterwards.
+    pub lease: String,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            slack_webhook_url: None,
+            webhook_url: None,
+            verdicts: vec!["leaking".into(), "oom_without_leak".into()],
+            cooldown: "1h".into(),
+            resolve_after: "24h".into(),
+            dashboard_url_template: None,
+            redact_patterns: Vec::new(),
+            max_attempts: 12,
+            request_timeout: "10s".into(),
+            base_backoff: "2s".into(),
+            max_backoff: "10m".into(),
+            flush_timeout: "30s".into(),
+            lease: "1m".into(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    pub fn cooldown(&self) -> Duration {
+        dur(&self.cooldown)
+    }
+    pub fn resolve_after(&self) -> Duration {
+        dur(&self.resolve_after)
+    }
+    pub fn request_timeout(&self) -> Duration {
+        dur(&self.request_timeout)
+    }
+    pub fn base_backoff(&self) -> Duration {
+        dur(&self.base_backoff)
+    }
+    pub fn max_backoff(&self) -> Duration {
+        dur(&self.max_backoff)
+    }
+    pub fn flush_timeout(&self) -> Duration {
+        dur(&self.flush_timeout)
+    }
+    pub fn lease(&self) -> Duration {
+        dur(&self.lease)
+    }
+    /// The configured sinks, by name.
+    pub fn sinks(&self) -> Vec<(&'static str, &Secret)> {
+        let mut v = Vec::new();
+        if let Some(u) = self.slack_webhook_url.as_ref().filter(|u| !u.is_empty()) {
+            v.push(("slack", u));
+        }
+        if let Some(u) = self.webhook_url.as_ref().filter(|u| !u.is_empty()) {
+            v.push(("webhook", u));
+        }
+        v
+    }
+}
+
+/// `epitaph serve`: schedule and HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Cron expression for scans, 5 fields (minute first) or 6 (seconds first), UTC.
+    pub schedule: String,
+    /// Bearer token for every route but /healthz. A secret: prefer EPITAPH_SERVE__TOKEN.
+    pub token: Option<Secret>,
+    /// Serve without a token (only allowed on a loopback address).
+    pub allow_anonymous: bool,
+    /// How often the outbox is checked for messages due.
+    pub delivery_interval: String,
+    /// On SIGTERM: how long to let a running scan finish and the outbox drain.
+    pub shutdown_grace: String,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: "127.0.0.1:9464".into(),
+            schedule: "*/15 * * * *".into(),
+            token: None,
+            allow_anonymous: false,
+            delivery_interval: "5s".into(),
+            shutdown_grace: "30s".into(),
+        }
+    }
+}
+
+impl ServeConfig {
+    pub fn delivery_interval(&self) -> Duration {
+        dur(&self.delivery_interval)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        dur(&self.shutdown_grace)
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SourcesConfig {
@@ -266,6 +423,7 @@ enum Kind {
     Since,
     OneOf(&'static [&'static str]),
     StrList,
+    Bool,
 }
 
 const LOG_FORMATS: &[&str] = &["auto", "jsonl", "filter_log_events"];
@@ -326,6 +484,25 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("aws.call_timeout", Kind::Duration),
     ("aws.attempt_timeout", Kind::Duration),
     ("aws.api_concurrency", Kind::Int { min: 1 }),
+    ("alerts.slack_webhook_url", Kind::Str),
+    ("alerts.webhook_url", Kind::Str),
+    ("alerts.verdicts", Kind::StrList),
+    ("alerts.cooldown", Kind::Duration),
+    ("alerts.resolve_after", Kind::Duration),
+    ("alerts.dashboard_url_template", Kind::Str),
+    ("alerts.redact_patterns", Kind::StrList),
+    ("alerts.max_attempts", Kind::Int { min: 1 }),
+    ("alerts.request_timeout", Kind::Duration),
+    ("alerts.base_backoff", Kind::Duration),
+    ("alerts.max_backoff", Kind::Duration),
+    ("alerts.flush_timeout", Kind::Duration),
+    ("alerts.lease", Kind::Duration),
+    ("serve.listen", Kind::Str),
+    ("serve.schedule", Kind::Str),
+    ("serve.token", Kind::Str),
+    ("serve.allow_anonymous", Kind::Bool),
+    ("serve.delivery_interval", Kind::Duration),
+    ("serve.shutdown_grace", Kind::Duration),
 ];
 
 fn schema_kind(key: &str) -> Option<Kind> {
@@ -457,6 +634,39 @@ impl Config {
             if let Err(e) = parse_target(t) {
                 p.push(format!("aws.targets[{i}]: {e}"));
             }
+        }
+        for (key, url) in [
+            ("alerts.slack_webhook_url", &self.alerts.slack_webhook_url),
+            ("alerts.webhook_url", &self.alerts.webhook_url),
+        ] {
+            if let Some(u) = url.as_ref().filter(|u| !u.is_empty()) {
+                let u = u.expose();
+                // Never echo the URL: it is the secret.
+                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                    p.push(format!("{key}: must be an http(s) URL (value not shown)"));
+                }
+            }
+        }
+        for (i, v) in self.alerts.verdicts.iter().enumerate() {
+            if crate::model::DeploymentVerdict::parse(v).is_none() {
+                p.push(format!(
+                    "alerts.verdicts[{i}]: `{v}` is not one of leaking, oom_without_leak, crashing, insufficient_evidence, healthy"
+                ));
+            }
+        }
+        for (i, r) in self.alerts.redact_patterns.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(r) {
+                p.push(format!("alerts.redact_patterns[{i}]: {e}"));
+            }
+        }
+        if let Err(e) = crate::schedule::Schedule::parse(&self.serve.schedule) {
+            p.push(format!("serve.schedule: {e}"));
+        }
+        if self.serve.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!(
+                "serve.listen: `{}` is not an address like 127.0.0.1:9464",
+                self.serve.listen
+            ));
         }
         if let Some(l) = self.sources.metrics.limit {
             if !(l.is_finite() && l > 0.0) {
@@ -624,10 +834,14 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
         let typed = match kind {
             Kind::Int { .. } => value.parse::<i64>().map(toml::Value::Integer).ok(),
             Kind::Float => value.parse::<f64>().map(toml::Value::Float).ok(),
+            Kind::Bool => value.parse::<bool>().map(toml::Value::Boolean).ok(),
             _ => Some(toml::Value::String(value.clone())),
         };
         let Some(typed) = typed else {
-            problems.push(format!("environment {name}: `{value}` is not a number"));
+            problems.push(format!(
+                "environment {name}: `{value}` is not {}",
+                kind_name(kind)
+            ));
             continue;
         };
         let parts: Vec<&str> = key.split('.').collect();
@@ -690,6 +904,7 @@ fn check_value(kind: Kind, v: &toml::Value) -> std::result::Result<(), String> {
         (Kind::Int { min }, V::Integer(i)) if *i >= min => Ok(()),
         (Kind::Int { min }, V::Integer(i)) => Err(format!("must be at least {min}, got {i}")),
         (Kind::Float, V::Integer(_) | V::Float(_)) => Ok(()),
+        (Kind::Bool, V::Boolean(_)) => Ok(()),
         (Kind::Duration, V::String(s)) => timefmt::parse_duration(s).map(|_| ()),
         (Kind::Since, V::String(s)) => timefmt::parse_since(s, chrono::Utc::now()).map(|_| ()),
         (Kind::OneOf(options), V::String(s)) if options.contains(&s.as_str()) => Ok(()),
@@ -721,6 +936,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Since => "a duration or an RFC 3339 time",
         Kind::OneOf(_) => "a string",
         Kind::StrList => "a list of strings",
+        Kind::Bool => "true or false",
     }
 }
 
@@ -854,6 +1070,6 @@ x = 1
         let err = parse("", &[("EPITAPH_SCAN__CONCURRENCY", "many")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not a number"), "{err}");
+        assert!(err.contains("`many` is not an integer"), "{err}");
     }
 }

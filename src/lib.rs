@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod pipeline;
+pub mod schedule;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;

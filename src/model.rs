@@ -355,6 +355,10 @@ impl DeploymentVerdict {
         }
     }
 
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
     /// Ordering for reports: worst first.
     pub fn severity(self) -> u8 {
         match self {

@@ -4,8 +4,10 @@
 //! - [`signatures`]: which log lines are OOM or crash signatures;
 //! - [`leak`]: whether a memory series' floor rises until the end;
 //! - [`correlate`]: instance verdicts, deployment identity and deployment findings;
+//! - [`alerting`]: when a deployment finding becomes a message (fire, change, resolve);
 //! - [`baselines`]: reference leak rules the detector is measured against (not used for verdicts).
 
+pub mod alerting;
 pub mod baselines;
 pub mod cause;
 pub mod correlate;

@@ -1,4 +1,10 @@
-//! Where results go: report renderers (table, Markdown, JSON). Alert sinks (Slack-style
-//! webhooks) and the HTML report belong here too.
+//! Where results go: report renderers (table, Markdown, JSON, HTML) and alerts — the alert
+//! message and its redaction, the Slack Block Kit and generic JSON webhook bodies, and the
+//! outbox deliverer.
 
+pub mod alert;
+pub mod deliver;
+pub mod html;
+pub mod redact;
 pub mod report;
+pub mod slack;

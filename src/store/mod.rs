@@ -4,12 +4,13 @@
 
 pub mod sqlite;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::alerting::AlertState;
 use crate::error::Result;
 use crate::model::{DeploymentFinding, InstanceInfo, InstanceReport, Termination, TimeWindow};
 
@@ -34,6 +35,57 @@ pub struct Pending {
     pub last_error: String,
 }
 
+/// A message to enqueue in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub dedup_key: String,
+    /// `slack` or `webhook`.
+    pub sink: String,
+    pub deployment: String,
+    /// `firing`, `changed` or `resolved`.
+    pub kind: String,
+    /// The alert (`sinks::alert::Alert`) as JSON; rendered per sink at delivery.
+    pub alert_json: String,
+}
+
+/// A message in the outbox with its delivery state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub dedup_key: String,
+    pub sink: String,
+    pub deployment: String,
+    pub kind: String,
+    #[serde(skip)]
+    pub alert_json: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts started so far (a claim counts as one).
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// Try again at this time.
+    Retry { at: DateTime<Utc>, error: String },
+    /// Give up: the message stays in the outbox as `failed`.
+    Failed { error: String },
+}
+
+/// A state change for `commit_alerts`: the new state, valid only if the stored one is still at
+/// `expected_version` (None: no state stored yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertChange {
+    pub expected_version: Option<i64>,
+    pub state: AlertState,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// End of the last complete run's window: where the next run without `--since` starts.
@@ -53,4 +105,36 @@ pub trait Store: Send + Sync {
     async fn inventory(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>>;
     async fn save_findings(&self, findings: &[DeploymentFinding]) -> Result<()>;
     async fn findings(&self) -> Result<Vec<DeploymentFinding>>;
+
+    async fn alert_states(&self) -> Result<Vec<AlertState>>;
+    /// Applies alert-state changes and enqueues their messages in one transaction, only if
+    /// every changed state is still at the version it was read at. Returns false, having
+    /// written nothing, when another writer got there first (the caller re-reads and
+    /// decides again). Messages whose (dedup_key, sink) exists already are skipped.
+    async fn commit_alerts(
+        &self,
+        changes: &[AlertChange],
+        messages: &[OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Takes the oldest due pending message for `owner` until `lease_until` and counts the
+    /// attempt. A message held by another owner is taken only after its lease ran out.
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<OutboxEntry>>;
+    /// Records an attempt's outcome; false when `owner` no longer held the message.
+    async fn finish_outbox(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// The newest outbox entries, newest first.
+    async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>>;
+    /// Message count per status.
+    async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>>;
 }

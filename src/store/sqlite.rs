@@ -2,7 +2,7 @@
 //! migrations embedded from `migrations/sqlite`. Times are stored as RFC 3339 UTC text with
 //! fixed precision so that text order is time order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{Pending, RunRecord, Store};
+use super::{AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending, RunRecord, Store};
+use crate::analysis::alerting::AlertState;
 use crate::error::{Error, Result};
 use crate::model::{DeploymentFinding, InstanceInfo, InstanceReport, Termination, TimeWindow};
 
@@ -33,6 +34,32 @@ pub struct SqliteStore {
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_ts(what: &str, s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::Store(format!("corrupt {what} time `{s}`: {e}")))
+}
+
+const OUTBOX_COLUMNS: &str = "id, dedup_key, sink, deployment, kind, alert_json, status, attempts, next_attempt_at, last_error, created_at, delivered_at";
+
+fn outbox_entry(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxEntry> {
+    let delivered: Option<String> = r.try_get("delivered_at")?;
+    Ok(OutboxEntry {
+        id: r.try_get("id")?,
+        dedup_key: r.try_get("dedup_key")?,
+        sink: r.try_get("sink")?,
+        deployment: r.try_get("deployment")?,
+        kind: r.try_get("kind")?,
+        alert_json: r.try_get("alert_json")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
+        next_attempt_at: parse_ts("outbox", &r.try_get::<String, _>("next_attempt_at")?)?,
+        last_error: r.try_get("last_error")?,
+        created_at: parse_ts("outbox", &r.try_get::<String, _>("created_at")?)?,
+        delivered_at: delivered.map(|d| parse_ts("outbox", &d)).transpose()?,
+    })
 }
 
 fn decode<T: DeserializeOwned>(what: &str, key: &str, json: &str) -> Result<T> {
@@ -302,5 +329,156 @@ impl Store for SqliteStore {
                 decode("finding", &d, &json)
             })
             .collect()
+    }
+
+    async fn alert_states(&self) -> Result<Vec<AlertState>> {
+        let rows = sqlx::query(
+            "SELECT deployment, firing, episode, last_sent_at, version FROM alert_state ORDER BY deployment",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let deployment: String = r.try_get("deployment")?;
+                let firing: Option<String> = r.try_get("firing")?;
+                let firing = match firing {
+                    None => None,
+                    Some(f) => Some(crate::model::DeploymentVerdict::parse(&f).ok_or_else(|| {
+                        Error::Store(format!("corrupt alert state `{deployment}`: verdict `{f}`"))
+                    })?),
+                };
+                Ok(AlertState {
+                    firing,
+                    episode: r.try_get::<i64, _>("episode")?.max(0) as u32,
+                    last_sent_at: parse_ts("alert state", &r.try_get::<String, _>("last_sent_at")?)?,
+                    version: r.try_get("version")?,
+                    deployment,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit_alerts(
+        &self,
+        changes: &[AlertChange],
+        messages: &[OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        for c in changes {
+            let s = &c.state;
+            let firing = s.firing.map(|v| v.as_str().to_string());
+            let done = match c.expected_version {
+                None => sqlx::query(
+                    "INSERT INTO alert_state (deployment, firing, episode, last_sent_at, version) VALUES (?, ?, ?, ?, ?) ON CONFLICT (deployment) DO NOTHING",
+                )
+                .bind(&s.deployment)
+                .bind(&firing)
+                .bind(s.episode as i64)
+                .bind(ts(s.last_sent_at))
+                .bind(s.version)
+                .execute(&mut *tx)
+                .await?,
+                Some(v) => sqlx::query(
+                    "UPDATE alert_state SET firing = ?, episode = ?, last_sent_at = ?, version = ? WHERE deployment = ? AND version = ?",
+                )
+                .bind(&firing)
+                .bind(s.episode as i64)
+                .bind(ts(s.last_sent_at))
+                .bind(s.version)
+                .bind(&s.deployment)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?,
+            };
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        for m in messages {
+            sqlx::query(
+                "INSERT INTO outbox (dedup_key, sink, deployment, kind, alert_json, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key, sink) DO NOTHING",
+            )
+            .bind(&m.dedup_key)
+            .bind(&m.sink)
+            .bind(&m.deployment)
+            .bind(&m.kind)
+            .bind(&m.alert_json)
+            .bind(ts(now))
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<OutboxEntry>> {
+        let sql = format!(
+            "UPDATE outbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 \
+             WHERE id = (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? \
+             AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT 1) \
+             RETURNING {OUTBOX_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(owner)
+            .bind(ts(lease_until))
+            .bind(ts(now))
+            .bind(ts(now))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(outbox_entry).transpose()
+    }
+
+    async fn finish_outbox(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: &DeliveryOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (status, next, error, delivered) = match outcome {
+            DeliveryOutcome::Delivered => ("delivered", now, None, Some(ts(now))),
+            DeliveryOutcome::Retry { at, error } => ("pending", *at, Some(error.as_str()), None),
+            DeliveryOutcome::Failed { error } => ("failed", now, Some(error.as_str()), None),
+        };
+        let done = sqlx::query(
+            "UPDATE outbox SET status = ?, next_attempt_at = ?, last_error = COALESCE(?, last_error), delivered_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(status)
+        .bind(ts(next))
+        .bind(error)
+        .bind(delivered)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(outbox_entry).collect()
+    }
+
+    async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            out.insert(r.try_get("status")?, r.try_get::<i64, _>("n")?.max(0) as u64);
+        }
+        Ok(out)
     }
 }

@@ -1,0 +1,432 @@
+//! The HTML report: one self-contained page (inline CSS and SVG, no script, no external
+//! resource) with every deployment's verdict and evidence and, for deployments that die of
+//! memory, a chart of their instances' memory series with each death marked — the graph an
+//! engineer would otherwise hunt for in a dashboard — the last words, and an instance table.
+//! Served at `GET /` by `epitaph serve` and written by `--format html`.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{DeploymentFinding, DeploymentVerdict, InstanceReport, TimeWindow};
+use crate::sinks::alert::{fmt_growth, fmt_hours};
+use crate::sinks::redact::Redactor;
+
+/// Chart size in CSS pixels.
+pub const CHART_WIDTH: f64 = 900.0;
+pub const CHART_HEIGHT: f64 = 260.0;
+const MARGIN_LEFT: f64 = 56.0;
+const MARGIN_RIGHT: f64 = 16.0;
+const MARGIN_TOP: f64 = 14.0;
+const MARGIN_BOTTOM: f64 = 34.0;
+/// Series drawn per chart; the rest are listed in the table only.
+pub const MAX_CHART_SERIES: usize = 24;
+/// Instances whose last words are shown per deployment.
+pub const MAX_EXCERPTS: usize = 3;
+/// Log lines per excerpt (the last ones before death).
+pub const EXCERPT_LINES: usize = 12;
+/// Instance rows per deployment table.
+pub const MAX_TABLE_ROWS: usize = 200;
+
+const PALETTE: [&str; 8] = [
+    "#1f77b4", "#9467bd", "#2ca02c", "#8c564b", "#17becf", "#e377c2", "#7f7f7f", "#bcbd22",
+];
+
+/// What the page is about.
+pub struct HtmlContext<'a> {
+    pub generated_at: DateTime<Utc>,
+    pub window: Option<TimeWindow>,
+    /// `percent` or `bytes`.
+    pub unit: &'a str,
+    pub redactor: &'a Redactor,
+}
+
+/// HTML-escapes text for element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn verdict_class(v: DeploymentVerdict) -> &'static str {
+    match v {
+        DeploymentVerdict::Leaking => "leaking",
+        DeploymentVerdict::OomWithoutLeak => "oom",
+        DeploymentVerdict::Crashing => "crashing",
+        DeploymentVerdict::Healthy => "healthy",
+        DeploymentVerdict::InsufficientEvidence => "unknown",
+    }
+}
+
+const STYLE: &str = r#"
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:980px;color:#1b1f24;padding:0 12px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:0}
+.meta{color:#57606a;margin-bottom:18px}
+table{border-collapse:collapse;width:100%;margin:8px 0 4px}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #d0d7de;vertical-align:top}
+th{background:#f6f8fa;font-weight:600}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;margin-left:8px;vertical-align:middle}
+.leaking{background:#cf222e}.oom{background:#bc4c00}.crashing{background:#9a6700}.healthy{background:#1a7f37}.unknown{background:#6e7781}
+section.deployment{border:1px solid #d0d7de;border-radius:8px;padding:14px 16px;margin:16px 0}
+.facts{display:flex;flex-wrap:wrap;gap:6px 24px;margin:8px 0;color:#24292f}
+.facts b{font-weight:600}
+pre{background:#f6f8fa;border-radius:6px;padding:8px 10px;overflow-x:auto;font-size:12px;margin:4px 0 10px;white-space:pre-wrap;word-break:break-all}
+pre .hit{background:#ffebe9;color:#82071e;font-weight:600}
+svg.chart{display:block;width:100%;height:auto;max-width:900px;background:#fff}
+svg .axis{stroke:#57606a;stroke-width:1}
+svg .grid{stroke:#eaeef2;stroke-width:1}
+svg .limit{stroke:#cf222e;stroke-width:1.5;stroke-dasharray:6 4}
+svg .death{stroke:#57606a;stroke-width:1;stroke-dasharray:2 3}
+svg text{font-size:11px;fill:#57606a}
+.legend{font-size:12px;color:#57606a}
+"#;
+
+/// Renders the report.
+pub fn render(
+    findings: &[DeploymentFinding],
+    reports: &[InstanceReport],
+    ctx: &HtmlContext<'_>,
+) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>epitaph report</title><style>{STYLE}</style></head><body>\n<h1>epitaph: why instances died</h1>\n<div class=\"meta\">Generated {}",
+        ctx.generated_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    if let Some(w) = ctx.window {
+        let _ = write!(
+            out,
+            " · window {} → {}",
+            w.start.format("%Y-%m-%d %H:%M"),
+            w.end.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    let _ = writeln!(out, " · {} deployments</div>", findings.len());
+
+    // Summary table.
+    out.push_str("<table id=\"summary\"><thead><tr><th>deployment</th><th>verdict</th><th>instances</th><th>floor growth</th><th>median lifetime</th><th>summary</th></tr></thead><tbody>\n");
+    for f in findings {
+        let _ = writeln!(
+            out,
+            "<tr><td><a href=\"#d-{}\">{}</a></td><td><span class=\"badge {}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            anchor(&f.deployment),
+            esc(&f.deployment),
+            verdict_class(f.verdict),
+            f.verdict,
+            f.evidence.instances.len(),
+            f.evidence.median_growth_per_hour.map(|g| fmt_growth(g, ctx.unit)).unwrap_or_default(),
+            f.evidence.median_lifetime_hours.map(fmt_hours).unwrap_or_default(),
+            esc(&f.summary)
+        );
+    }
+    out.push_str("</tbody></table>\n");
+    if findings.is_empty() {
+        out.push_str("<p>No terminations in the lookback.</p>\n");
+    }
+
+    for f in findings {
+        let mine: Vec<&InstanceReport> = reports
+            .iter()
+            .filter(|r| r.deployment == f.deployment)
+            .collect();
+        deployment_section(&mut out, f, &mine, ctx);
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn anchor(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+fn deployment_section(
+    out: &mut String,
+    f: &DeploymentFinding,
+    reports: &[&InstanceReport],
+    ctx: &HtmlContext<'_>,
+) {
+    let _ = writeln!(
+        out,
+        "<section class=\"deployment\" id=\"d-{}\" data-verdict=\"{}\"><h2>{}<span class=\"badge {}\">{}</span></h2><p>{}</p>",
+        anchor(&f.deployment),
+        f.verdict,
+        esc(&f.deployment),
+        verdict_class(f.verdict),
+        f.verdict,
+        esc(&f.summary)
+    );
+    let e = &f.evidence;
+    out.push_str("<div class=\"facts\">");
+    let _ = write!(out, "<span><b>groups</b> {}</span>", esc(&f.asgs.join(", ")));
+    for (k, v) in &e.counts {
+        let _ = write!(out, "<span><b>{}</b> {v}</span>", esc(k));
+    }
+    if let Some(g) = e.median_growth_per_hour {
+        let _ = write!(out, "<span><b>floor growth</b> {}</span>", fmt_growth(g, ctx.unit));
+    }
+    if let Some(h) = e.median_lifetime_hours {
+        let _ = write!(out, "<span><b>median lifetime</b> {}</span>", fmt_hours(h));
+    }
+    for (sig, n) in &e.signatures {
+        let _ = write!(out, "<span><b>{}</b> ×{n}</span>", esc(sig));
+    }
+    out.push_str("</div>\n");
+
+    let memory_deaths = matches!(
+        f.verdict,
+        DeploymentVerdict::Leaking | DeploymentVerdict::OomWithoutLeak
+    );
+    if memory_deaths {
+        chart(out, f, reports, ctx);
+        excerpts(out, reports, ctx);
+    }
+    instance_table(out, reports, ctx);
+    out.push_str("</section>\n");
+}
+
+fn chart(out: &mut String, f: &DeploymentFinding, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
+    let mut drawn: Vec<&InstanceReport> = reports
+        .iter()
+        .copied()
+        .filter(|r| r.memory.points.len() >= 2)
+        .collect();
+    drawn.sort_by_key(|r| r.terminated_at);
+    // Keep the most recent deaths when there are too many to draw.
+    let skip = drawn.len().saturating_sub(MAX_CHART_SERIES);
+    let drawn = &drawn[skip..];
+    if drawn.is_empty() {
+        out.push_str("<p class=\"legend\">No memory series for these instances.</p>\n");
+        return;
+    }
+    let t0 = drawn
+        .iter()
+        .filter_map(|r| r.memory.points.first().map(|p| p.0))
+        .min()
+        .unwrap_or(f.evidence.first_death.unwrap_or(ctx.generated_at));
+    let t1 = drawn
+        .iter()
+        .map(|r| r.terminated_at.max(r.memory.points.last().map_or(r.terminated_at, |p| p.0)))
+        .max()
+        .unwrap_or(t0);
+    let span = ((t1 - t0).num_seconds().max(60)) as f64;
+    let limit = drawn.iter().find_map(|r| r.memory.limit);
+    let vmax = drawn
+        .iter()
+        .flat_map(|r| r.memory.points.iter().map(|p| p.1))
+        .fold(limit.unwrap_or(0.0), f64::max)
+        .max(1e-9);
+    let (w, h) = (
+        CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT,
+        CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM,
+    );
+    let x = |t: DateTime<Utc>| MARGIN_LEFT + (t - t0).num_seconds() as f64 / span * w;
+    let y = |v: f64| MARGIN_TOP + h - (v / vmax).clamp(0.0, 1.0) * h;
+    let fmt_v = |v: f64| {
+        if ctx.unit == "bytes" {
+            format!("{:.0} MiB", v / 1048576.0)
+        } else {
+            format!("{v:.0}%")
+        }
+    };
+
+    let _ = writeln!(
+        out,
+        "<svg class=\"chart\" viewBox=\"0 0 {CHART_WIDTH} {CHART_HEIGHT}\" role=\"img\" aria-label=\"memory of {} instances of {}\" data-series=\"{}\">",
+        drawn.len(),
+        esc(&f.deployment),
+        drawn.len()
+    );
+    for i in 0..=4 {
+        let v = vmax * i as f64 / 4.0;
+        let _ = writeln!(
+            out,
+            "<line class=\"grid\" x1=\"{MARGIN_LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            MARGIN_LEFT + w,
+            y(v),
+            y(v),
+            MARGIN_LEFT - 6.0,
+            y(v) + 4.0,
+            fmt_v(v)
+        );
+    }
+    for i in 0..=4 {
+        let t = t0 + chrono::Duration::seconds((span * i as f64 / 4.0) as i64);
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            x(t),
+            CHART_HEIGHT - 12.0,
+            t.format("%m-%d %H:%M")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<line class=\"axis\" x1=\"{MARGIN_LEFT}\" x2=\"{MARGIN_LEFT}\" y1=\"{MARGIN_TOP}\" y2=\"{:.1}\"/><line class=\"axis\" x1=\"{MARGIN_LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>",
+        MARGIN_TOP + h,
+        MARGIN_LEFT + w,
+        MARGIN_TOP + h,
+        MARGIN_TOP + h
+    );
+    if let Some(l) = limit {
+        let _ = writeln!(
+            out,
+            "<line class=\"limit\" x1=\"{MARGIN_LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" style=\"fill:#cf222e\">limit</text>",
+            MARGIN_LEFT + w,
+            y(l),
+            y(l),
+            MARGIN_LEFT + w - 4.0,
+            y(l) - 4.0
+        );
+    }
+    for (i, r) in drawn.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let pts: Vec<String> = r
+            .memory
+            .points
+            .iter()
+            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<polyline class=\"series\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.4\" points=\"{}\"><title>{}</title></polyline>",
+            pts.join(" "),
+            esc(&r.instance_id)
+        );
+        let dx = x(r.terminated_at);
+        let _ = writeln!(
+            out,
+            "<line class=\"death\" x1=\"{dx:.1}\" x2=\"{dx:.1}\" y1=\"{MARGIN_TOP}\" y2=\"{:.1}\"/>",
+            MARGIN_TOP + h
+        );
+        if r.verdict.is_memory_death() {
+            let dy = r.memory.points.last().map_or(MARGIN_TOP, |p| y(p.1));
+            let _ = writeln!(
+                out,
+                "<path class=\"oom\" d=\"M{:.1},{:.1}l8,8m0,-8l-8,8\" stroke=\"#cf222e\" stroke-width=\"2.2\"><title>{} died of memory at {}</title></path>",
+                dx - 4.0,
+                dy - 4.0,
+                esc(&r.instance_id),
+                r.terminated_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"legend\">{} instance series; dotted verticals mark terminations, red ✕ an out-of-memory death, the dashed red line the memory limit.{}</p>",
+        drawn.len(),
+        if skip > 0 {
+            format!(" {skip} older instances not drawn.")
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn excerpts(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
+    let mut with_words: Vec<&&InstanceReport> = reports
+        .iter()
+        .filter(|r| r.verdict.is_memory_death() && !r.last_words.events.is_empty())
+        .collect();
+    with_words.sort_by(|a, b| b.terminated_at.cmp(&a.terminated_at));
+    for r in with_words.iter().take(MAX_EXCERPTS) {
+        let ev = &r.last_words.events;
+        let hit_lines: Vec<usize> = r.signatures.iter().map(|m| m.line).collect();
+        let start = ev.len().saturating_sub(EXCERPT_LINES);
+        let _ = writeln!(
+            out,
+            "<div class=\"excerpt\"><b>Last words of {}</b> <span class=\"legend\">(terminated {})</span><pre>",
+            esc(&r.instance_id),
+            r.terminated_at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        for (i, e) in ev.iter().enumerate().skip(start) {
+            let text = esc(&ctx.redactor.redact(&e.message));
+            if hit_lines.contains(&i) {
+                let _ = writeln!(out, "<span class=\"hit\">{text}</span>");
+            } else {
+                let _ = writeln!(out, "{text}");
+            }
+        }
+        out.push_str("</pre></div>\n");
+    }
+}
+
+fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
+    let mut rows: Vec<&&InstanceReport> = reports.iter().collect();
+    rows.sort_by(|a, b| b.terminated_at.cmp(&a.terminated_at));
+    out.push_str("<table class=\"instances\"><thead><tr><th>instance</th><th>terminated</th><th>verdict</th><th>signature</th><th>floor growth</th><th>lifetime</th><th>cause</th></tr></thead><tbody>\n");
+    for r in rows.iter().take(MAX_TABLE_ROWS) {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.instance_id),
+            r.terminated_at.format("%Y-%m-%d %H:%M"),
+            r.verdict,
+            esc(&r.signatures.first().map(|m| m.signature.as_str()).unwrap_or("")),
+            r.leak
+                .as_ref()
+                .and_then(|l| l.growth_per_hour)
+                .map(|g| fmt_growth(g, ctx.unit))
+                .unwrap_or_default(),
+            r.lifetime_hours().map(fmt_hours).unwrap_or_default(),
+            esc(&r.cause_text)
+        );
+    }
+    out.push_str("</tbody></table>\n");
+    if rows.len() > MAX_TABLE_ROWS {
+        let _ = writeln!(
+            out,
+            "<p class=\"legend\">{} more instances not listed.</p>",
+            rows.len() - MAX_TABLE_ROWS
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_everything_user_controlled() {
+        assert_eq!(esc("<script>\"'&"), "&lt;script&gt;&quot;&#39;&amp;");
+        let f = DeploymentFinding {
+            deployment: "<img src=x onerror=alert(1)>".into(),
+            asgs: vec!["<b>".into()],
+            verdict: DeploymentVerdict::Crashing,
+            summary: "<script>".into(),
+            evidence: crate::model::DeploymentEvidence {
+                instances: vec![],
+                counts: Default::default(),
+                median_growth_per_hour: None,
+                median_lifetime_hours: None,
+                signatures: Default::default(),
+                first_death: None,
+                last_death: None,
+            },
+        };
+        let r = Redactor::default();
+        let html = render(
+            &[f],
+            &[],
+            &HtmlContext {
+                generated_at: Utc::now(),
+                window: None,
+                unit: "percent",
+                redactor: &r,
+            },
+        );
+        assert!(!html.contains("<script>") && !html.contains("<img"));
+        assert!(html.contains("&lt;b&gt;") && html.contains("&lt;img src=x"));
+    }
+}
