@@ -106,6 +106,9 @@ enum Command {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Run the service: scans on `serve.schedule`, alert delivery, and the HTTP API on
+    /// `serve.listen` (see docs/openapi.yaml).
+    Serve,
     /// Check the configuration.
     Config {
         #[command(subcommand)]
@@ -224,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ref instance_id,
             refresh,
         } => {
-            if !is_instance_id(instance_id) {
+            if !epitaph::server::is_instance_id(instance_id) {
                 return Err(Error::input(
                     "INSTANCE_ID",
                     format!(
@@ -347,6 +350,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Serve => {
+            let cfg = load_config(cli.config.as_deref(), true)?;
+            let pipeline = build_pipeline(cfg).await?;
+            epitaph::server::serve(pipeline).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -377,10 +386,28 @@ async fn scan(
     format: Format,
     color: bool,
 ) -> anyhow::Result<ExitCode> {
+    let flush = cfg.alerts.flush_timeout().to_std().unwrap_or_default();
     let pipeline = build_pipeline(cfg).await?;
-    let report = pipeline.scan(opts).await?;
+    let mut report = pipeline.scan(opts).await?;
+    // Deliver what this and earlier runs enqueued, for a bounded time: a dead webhook must
+    // not hold up a cron job; what is left waits in the outbox for the next run.
+    let stats = pipeline
+        .deliver_alerts(Some(std::time::Instant::now() + flush))
+        .await?;
+    report.summary.alerts_delivered = stats.delivered;
+    report.summary.alerts_failed = stats.failed;
+    if stats.retried > 0 {
+        eprintln!(
+            "epitaph: {} alert deliveries failed and will be retried by the next run",
+            stats.retried
+        );
+    }
+    let text = match format {
+        Format::Html => pipeline.html_report(Some(report.window)).await?,
+        _ => report::render_scan(&report, format, color),
+    };
     let mut out = BufWriter::new(std::io::stdout().lock());
-    writeln!(out, "{}", report::render_scan(&report, format, color))?;
+    writeln!(out, "{text}")?;
     out.flush()?;
     if !report.summary.input_errors.is_empty() {
         eprintln!(
@@ -419,15 +446,6 @@ async fn build_pipeline(cfg: Config) -> anyhow::Result<Pipeline> {
 
 fn signature_library(cfg: &Config) -> anyhow::Result<SignatureLibrary> {
     Ok(load_signatures(cfg)?)
-}
-
-fn is_instance_id(s: &str) -> bool {
-    s.strip_prefix("i-").is_some_and(|hex| {
-        (hex.len() == 8 || hex.len() == 17)
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 fn open_input(file: &str) -> anyhow::Result<Box<dyn Read>> {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod model;
 pub mod pipeline;
 pub mod schedule;
+pub mod server;
 pub mod simulate;
 pub mod sinks;
 pub mod sources;

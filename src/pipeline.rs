@@ -5,7 +5,9 @@
 //! inventory → list terminations (plus pending retries) → skip instances already analysed
 //! (unless `--refresh`) → in batches, fetch memory series (one batched call) and last words
 //! (bounded concurrency, each with a timeout) → analyse (pure) → persist → judge every
-//! deployment with deaths in the finding lookback → record the run. A failed fetch leaves the instance
+//! deployment with deaths in the finding lookback → decide alert transitions and enqueue
+//! them in the store's outbox (atomically, once per transition) → record the run. Delivery
+//! of the outbox is separate ([`Pipeline::deliver_alerts`]). A failed fetch leaves the instance
 //! pending for the next run; bad records are skipped and counted; nothing fails the whole scan
 //! but an unusable store or configuration.
 
@@ -18,7 +20,10 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::correlate::{judge_deployments, judge_instance, resolve_deployment};
+use crate::analysis::alerting::{self, AlertPolicy, AlertState, Standing};
+use crate::analysis::correlate::{
+    judge_deployments, judge_instance, live_deployment, resolve_deployment,
+};
 use crate::analysis::leak;
 use crate::analysis::signatures::SignatureLibrary;
 use crate::config::Config;
@@ -28,7 +33,10 @@ use crate::model::{
     MemorySeries, SignatureMatch, Termination, TimeWindow,
 };
 use crate::sources::{LastWordsQuery, SeriesQuery, Skipped, Sources};
-use crate::store::{RunRecord, Store};
+use crate::sinks::alert::{self as alert_msg, AlertInput, LinkConfig};
+use crate::sinks::deliver::{Deliverer, DeliveryStats};
+use crate::sinks::redact::Redactor;
+use crate::store::{AlertChange, OutboxMessage, RunRecord, Store};
 
 /// Version of the scan JSON schema (README, "JSON schema"). Bumped on breaking changes only.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -38,6 +46,8 @@ pub const BATCH_SIZE: usize = 500;
 pub const MAX_STORED_POINTS: usize = 288;
 /// At most this many input problems are listed in a summary (the counts are exact).
 pub const MAX_LISTED_PROBLEMS: usize = 50;
+/// Times an alert commit is retried after losing a race with another writer (a replica).
+pub const MAX_ALERT_COMMIT_ATTEMPTS: usize = 5;
 /// Show a progress bar when a scan has at least this many instances to fetch (and stderr is a TTY).
 pub const PROGRESS_BAR_MIN_INSTANCES: usize = 50;
 
@@ -126,6 +136,14 @@ pub struct ScanSummary {
     /// API calls per instance fetched (analysed + pending); null when nothing was fetched.
     #[serde(default)]
     pub api_calls_per_instance: Option<f64>,
+    /// Alert messages this scan put in the outbox (one per transition and sink).
+    #[serde(default)]
+    pub alerts_enqueued: usize,
+    /// Outbox deliveries after the scan (`epitaph scan` only; the service delivers on its own).
+    #[serde(default)]
+    pub alerts_delivered: u64,
+    #[serde(default)]
+    pub alerts_failed: u64,
     pub duration_ms: u64,
 }
 
@@ -163,6 +181,8 @@ pub struct Pipeline {
     sources: Sources,
     store: Arc<dyn Store>,
     signatures: Arc<SignatureLibrary>,
+    redactor: Arc<Redactor>,
+    deliverer: Option<Deliverer>,
 }
 
 /// The outcome of fetching one instance.
@@ -178,11 +198,61 @@ impl Pipeline {
         store: Arc<dyn Store>,
         signatures: Arc<SignatureLibrary>,
     ) -> Self {
+        // The patterns were validated with the config; an invalid one cannot reach here.
+        let redactor = Arc::new(Redactor::new(&cfg.alerts.redact_patterns).unwrap_or_default());
+        let deliverer = Deliverer::new(&cfg.alerts, store.clone())
+            .ok()
+            .filter(Deliverer::has_sinks);
         Pipeline {
             cfg,
             sources,
             store,
             signatures,
+            redactor,
+            deliverer,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// The HTML report of the stored findings and the instances behind them, as of the end of
+    /// `window` (or now): every deployment with deaths in the finding lookback.
+    pub async fn html_report(&self, window: Option<TimeWindow>) -> Result<String> {
+        // As of the scanned data: the window given, else the last complete run's end.
+        let end = match window {
+            Some(w) => w.end,
+            None => self.store.watermark().await?.unwrap_or_else(Utc::now),
+        };
+        let lookback = TimeWindow {
+            start: end - self.cfg.finding_lookback(),
+            end: end + chrono::Duration::seconds(1),
+        };
+        let findings = self.store.findings().await?;
+        let reports = self.store.instances_in(lookback).await?;
+        Ok(crate::sinks::html::render(
+            &findings,
+            &reports,
+            &crate::sinks::html::HtmlContext {
+                generated_at: Utc::now(),
+                window,
+                unit: &self.cfg.sources.metrics.unit,
+                redactor: &self.redactor,
+            },
+        ))
+    }
+
+    /// Delivers due outbox messages until none is due or `deadline` passes. Without
+    /// configured sinks there is nothing to deliver.
+    pub async fn deliver_alerts(&self, deadline: Option<Instant>) -> Result<DeliveryStats> {
+        match &self.deliverer {
+            Some(d) => d.deliver_due(deadline).await,
+            None => Ok(DeliveryStats::default()),
         }
     }
 
@@ -327,6 +397,9 @@ impl Pipeline {
             .collect();
         let findings = judge_deployments(&history, self.cfg.finding_policy());
         self.store.save_findings(&findings).await?;
+        summary.alerts_enqueued = self
+            .enqueue_alerts(&findings, &history, &inventory, window.end)
+            .await?;
 
         for r in &reports {
             *summary
@@ -374,6 +447,138 @@ impl Pipeline {
         Ok(report)
     }
 
+    /// Decides each deployment's alert transition and commits new states with their outbox
+    /// messages atomically. A commit that loses a race with another writer (a replica doing
+    /// the same) re-reads the states and decides again, so a transition is enqueued once.
+    /// `at` is the window's end: alerting judges the fleet as of the data, not the wall clock.
+    async fn enqueue_alerts(
+        &self,
+        findings: &[DeploymentFinding],
+        history: &[InstanceReport],
+        inventory: &[InstanceInfo],
+        at: DateTime<Utc>,
+    ) -> Result<usize> {
+        let sinks: Vec<&'static str> = self.cfg.alerts.sinks().into_iter().map(|(n, _)| n).collect();
+        if sinks.is_empty() {
+            return Ok(0);
+        }
+        let policy = AlertPolicy {
+            verdicts: self
+                .cfg
+                .alerts
+                .verdicts
+                .iter()
+                .filter_map(|v| crate::model::DeploymentVerdict::parse(v))
+                .collect(),
+            cooldown: self.cfg.alerts.cooldown(),
+            resolve_after: self.cfg.alerts.resolve_after(),
+        };
+        let dead: BTreeSet<&str> = history.iter().map(|r| r.instance_id.as_str()).collect();
+        let identity = self.cfg.deployment_identity();
+        let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for info in inventory.iter().filter(|i| !dead.contains(i.instance_id.as_str())) {
+            if let (Some(asg), Some(dep)) = (&info.asg, live_deployment(&identity, info)) {
+                live.entry(asg.clone()).or_default().insert(dep);
+            }
+        }
+        let last_bad = alerting::last_bad_deaths(history);
+        let by_name: BTreeMap<&str, &DeploymentFinding> =
+            findings.iter().map(|f| (f.deployment.as_str(), f)).collect();
+        let links = self.link_config();
+
+        for _ in 0..MAX_ALERT_COMMIT_ATTEMPTS {
+            let states: BTreeMap<String, AlertState> = self
+                .store
+                .alert_states()
+                .await?
+                .into_iter()
+                .map(|s| (s.deployment.clone(), s))
+                .collect();
+            let names: BTreeSet<&str> = by_name
+                .keys()
+                .copied()
+                .chain(states.keys().map(String::as_str))
+                .collect();
+            let mut changes = Vec::new();
+            let mut messages = Vec::new();
+            for name in names {
+                let finding = by_name.get(name).copied();
+                let prev = states.get(name);
+                let standing = Standing {
+                    finding,
+                    last_bad_death: last_bad.get(name).copied(),
+                    replaced: finding.is_some_and(|f| alerting::is_replaced(f, &live)),
+                };
+                let Some(t) = alerting::decide(prev, &standing, &policy, at) else {
+                    continue;
+                };
+                let next = alerting::apply(prev, name, &t, at);
+                let key = alerting::dedup_key(name, next.episode, &t);
+                let reports: Vec<&InstanceReport> =
+                    history.iter().filter(|r| r.deployment == name).collect();
+                let alert = alert_msg::build(&AlertInput {
+                    id: key.clone(),
+                    transition: &t,
+                    deployment: name,
+                    finding,
+                    reports: &reports,
+                    unit: &self.cfg.sources.metrics.unit,
+                    links: &links,
+                    signatures: &self.signatures,
+                    redactor: &self.redactor,
+                    now: at,
+                });
+                let alert_json = serde_json::to_string(&alert)
+                    .map_err(|e| Error::Store(format!("cannot encode alert: {e}")))?;
+                for sink in &sinks {
+                    messages.push(OutboxMessage {
+                        dedup_key: key.clone(),
+                        sink: sink.to_string(),
+                        deployment: name.to_string(),
+                        kind: t.name().to_string(),
+                        alert_json: alert_json.clone(),
+                    });
+                }
+                changes.push(AlertChange {
+                    expected_version: prev.map(|p| p.version),
+                    state: next,
+                });
+            }
+            if changes.is_empty() {
+                return Ok(0);
+            }
+            if self.store.commit_alerts(&changes, &messages, Utc::now()).await? {
+                for c in &changes {
+                    tracing::info!(deployment = %c.state.deployment, firing = ?c.state.firing, "alert state changed");
+                }
+                return Ok(messages.len());
+            }
+            tracing::debug!("alert commit lost a race with another writer; deciding again");
+        }
+        Err(Error::Store(format!(
+            "alert state kept changing under this scan ({MAX_ALERT_COMMIT_ATTEMPTS} attempts); alerts are decided again next scan"
+        )))
+    }
+
+    fn link_config(&self) -> LinkConfig {
+        let logs = &self.cfg.sources.logs;
+        let region = self.cfg.aws.region.clone().or_else(|| {
+            self.cfg
+                .aws
+                .targets
+                .first()
+                .and_then(|t| crate::config::parse_target(t).ok())
+                .map(|t| t.region)
+        });
+        LinkConfig {
+            cloudwatch: match (logs.kind.as_str(), region, &logs.log_group) {
+                ("aws", Some(r), Some(g)) => Some((r, g.clone(), logs.stream_pattern.clone())),
+                _ => None,
+            },
+            dashboard_template: self.cfg.alerts.dashboard_url_template.clone(),
+        }
+    }
+
     /// Fetches series (one batched call) and last words (bounded concurrency) for a chunk, then
     /// analyses each instance. Per-instance failures come back as `Fetched::Failed`.
     async fn fetch_chunk(&self, chunk: &[Termination]) -> Result<Vec<Fetched>> {
@@ -407,9 +612,12 @@ impl Pipeline {
                 ],
             };
 
-        let words: Vec<std::result::Result<LastWords, String>> = stream::iter(chunk.iter())
-            .map(|t| {
-                let q = self.last_words_query(t);
+        // Owned queries: a closure over `&Termination` makes the future's Send-ness depend on
+        // a higher-ranked lifetime the compiler cannot prove, and the service spawns scans.
+        let queries: Vec<LastWordsQuery> =
+            chunk.iter().map(|t| self.last_words_query(t)).collect();
+        let words: Vec<std::result::Result<LastWords, String>> = stream::iter(queries)
+            .map(|q| {
                 async move {
                     match tokio::time::timeout(timeout, self.sources.logs.last_words(&q)).await {
                         Ok(Ok(lw)) => Ok(lw),

@@ -61,6 +61,21 @@ pub fn resolve_deployment(
     found.unwrap_or_else(|| format!("{} (unattributed)", termination.asg))
 }
 
+/// The deployment of a live instance from the inventory, where the identity can tell it
+/// without logs or metrics (ASG, launch template, tag).
+pub fn live_deployment(identity: &DeploymentIdentity, info: &InstanceInfo) -> Option<String> {
+    match identity {
+        DeploymentIdentity::Asg => info.asg.clone(),
+        DeploymentIdentity::LaunchTemplate => info
+            .launch_template
+            .as_ref()
+            .and_then(|lt| lt.deployment_key())
+            .or_else(|| info.launch_configuration.clone()),
+        DeploymentIdentity::Tag { key } => info.tags.get(key).cloned(),
+        DeploymentIdentity::LogField { .. } | DeploymentIdentity::MetricLabel { .. } => None,
+    }
+}
+
 /// The most recent value of `field` in the events: a JSON field, or `field=value`.
 fn log_field(last_words: &LastWords, field: &str) -> Option<String> {
     let needle = format!("{field}=");

@@ -88,6 +88,8 @@ svg .limit{stroke:#cf222e;stroke-width:1.5;stroke-dasharray:6 4}
 svg .death{stroke:#57606a;stroke-width:1;stroke-dasharray:2 3}
 svg text{font-size:11px;fill:#57606a}
 .legend{font-size:12px;color:#57606a}
+td.id,td.t{white-space:nowrap;font-variant-numeric:tabular-nums}
+td.cause{color:#57606a;font-size:12px}
 "#;
 
 /// Renders the report.
@@ -96,6 +98,15 @@ pub fn render(
     reports: &[InstanceReport],
     ctx: &HtmlContext<'_>,
 ) -> String {
+    // Worst verdict first, then by name: the page opens on what needs attention.
+    let mut sorted: Vec<&DeploymentFinding> = findings.iter().collect();
+    sorted.sort_by(|a, b| {
+        b.verdict
+            .severity()
+            .cmp(&a.verdict.severity())
+            .then_with(|| a.deployment.cmp(&b.deployment))
+    });
+    let findings = sorted;
     let mut out = String::with_capacity(64 * 1024);
     let _ = write!(
         out,
@@ -114,7 +125,7 @@ pub fn render(
 
     // Summary table.
     out.push_str("<table id=\"summary\"><thead><tr><th>deployment</th><th>verdict</th><th>instances</th><th>floor growth</th><th>median lifetime</th><th>summary</th></tr></thead><tbody>\n");
-    for f in findings {
+    for f in &findings {
         let _ = writeln!(
             out,
             "<tr><td><a href=\"#d-{}\">{}</a></td><td><span class=\"badge {}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -133,7 +144,7 @@ pub fn render(
         out.push_str("<p>No terminations in the lookback.</p>\n");
     }
 
-    for f in findings {
+    for f in &findings {
         let mine: Vec<&InstanceReport> = reports
             .iter()
             .filter(|r| r.deployment == f.deployment)
@@ -264,9 +275,15 @@ fn chart(out: &mut String, f: &DeploymentFinding, reports: &[&InstanceReport], c
         let t = t0 + chrono::Duration::seconds((span * i as f64 / 4.0) as i64);
         let _ = writeln!(
             out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{}\">{}</text>",
             x(t),
             CHART_HEIGHT - 12.0,
+            // The end labels stay inside the chart.
+            match i {
+                0 => "start",
+                4 => "end",
+                _ => "middle",
+            },
             t.format("%m-%d %H:%M")
         );
     }
@@ -369,7 +386,7 @@ fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlConte
     for r in rows.iter().take(MAX_TABLE_ROWS) {
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"id\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"cause\" title=\"{}\">{}</td></tr>",
             esc(&r.instance_id),
             r.terminated_at.format("%Y-%m-%d %H:%M"),
             r.verdict,
@@ -380,7 +397,8 @@ fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlConte
                 .map(|g| fmt_growth(g, ctx.unit))
                 .unwrap_or_default(),
             r.lifetime_hours().map(fmt_hours).unwrap_or_default(),
-            esc(&r.cause_text)
+            esc(&r.cause_text),
+            esc(&first_sentence(&r.cause_text, CAUSE_CHARS))
         );
     }
     out.push_str("</tbody></table>\n");
@@ -390,6 +408,25 @@ fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlConte
             "<p class=\"legend\">{} more instances not listed.</p>",
             rows.len() - MAX_TABLE_ROWS
         );
+    }
+}
+
+/// Characters of an activity's cause shown in the table (the whole text is the tooltip).
+pub const CAUSE_CHARS: usize = 110;
+
+/// The cause text without its leading "At <time> " and cut after its first sentence.
+fn first_sentence(s: &str, max: usize) -> String {
+    let s = match s.strip_prefix("At ") {
+        Some(rest) => rest.split_once(' ').map_or(rest, |(_, r)| r),
+        None => s,
+    };
+    let s = s.split(". ").next().unwrap_or(s);
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max - 1).collect();
+        out.push('…');
+        out
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Format {
     Table,
     Json,
     Markdown,
+    /// One self-contained page with charts (`scan` and `demo`; see `sinks::html`).
+    Html,
 }
 
 /// Renders a scan report.
@@ -28,6 +30,18 @@ pub fn render_scan(report: &ScanReport, format: Format, color: bool) -> String {
         Format::Json => to_json(report),
         Format::Table => scan_table(report, color),
         Format::Markdown => scan_markdown(report),
+        // Without the stored series: the CLI and the service call `Pipeline::html_report`,
+        // which has them; this keeps every format total.
+        Format::Html => crate::sinks::html::render(
+            &report.deployments,
+            &[],
+            &crate::sinks::html::HtmlContext {
+                generated_at: chrono::Utc::now(),
+                window: Some(report.window),
+                unit: "percent",
+                redactor: &crate::sinks::redact::Redactor::default(),
+            },
+        ),
     }
 }
 
@@ -38,6 +52,10 @@ pub fn render_investigation(inv: &Investigation, format: Format, color: bool) ->
         Format::Table | Format::Markdown => {
             investigation_text(inv, format == Format::Markdown, color)
         }
+        Format::Html => format!(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>epitaph instance</title></head><body><pre>{}</pre></body></html>",
+            crate::sinks::html::esc(&investigation_text(inv, false, false))
+        ),
     }
 }
 

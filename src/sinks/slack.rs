@@ -80,7 +80,7 @@ pub fn render(a: &Alert) -> Value {
     let mut blocks: Vec<Value> = Vec::new();
     blocks.push(json!({
         "type": "header",
-        "text": {"type": "plain_text", "text": fit(&title(a), MAX_HEADER_CHARS), "emoji": true}
+        "text": {"type": "plain_text", "text": fit(&format!("{} {}", emoji(a), title(a)), MAX_HEADER_CHARS), "emoji": true}
     }));
 
     let mut fields: Vec<String> = Vec::new();

@@ -1,0 +1,182 @@
+//! The service's own metrics in the Prometheus text exposition format (`GET /metrics`):
+//! scans, their duration, AWS API calls, errors, findings, alert deliveries, the outbox and the
+//! process's memory. Counters live here; gauges that the store knows are read at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use crate::pipeline::ScanReport;
+use crate::sinks::deliver::DeliveryStats;
+
+#[derive(Debug, Default)]
+struct Inner {
+    scans: BTreeMap<&'static str, u64>,
+    scan_seconds_sum: f64,
+    scan_seconds_count: u64,
+    last_scan_seconds: f64,
+    last_success_unix: f64,
+    api_calls: BTreeMap<String, u64>,
+    instances_analysed: u64,
+    instances_pending: u64,
+    errors: BTreeMap<&'static str, u64>,
+    deployments: BTreeMap<String, u64>,
+    alerts_enqueued: u64,
+    deliveries: BTreeMap<&'static str, u64>,
+    http: BTreeMap<(String, u16), u64>,
+}
+
+/// Counters and gauges of one service process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        // A panic while holding the lock cannot leave the counters inconsistent enough to
+        // matter; keep counting.
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    pub fn scan_finished(&self, report: &ScanReport, seconds: f64, unix_now: f64) {
+        self.with(|m| {
+            *m.scans.entry("ok").or_insert(0) += 1;
+            m.scan_seconds_sum += seconds;
+            m.scan_seconds_count += 1;
+            m.last_scan_seconds = seconds;
+            m.last_success_unix = unix_now;
+            for (op, n) in &report.summary.api_calls {
+                *m.api_calls.entry(op.clone()).or_insert(0) += n;
+            }
+            m.instances_analysed += report.summary.analysed as u64;
+            m.instances_pending = report.summary.pending.len() as u64;
+            m.deployments.clear();
+            for (v, n) in &report.summary.deployment_verdicts {
+                m.deployments.insert(v.clone(), *n as u64);
+            }
+            m.alerts_enqueued += report.summary.alerts_enqueued as u64;
+        })
+    }
+
+    pub fn scan_failed(&self, seconds: f64) {
+        self.with(|m| {
+            *m.scans.entry("error").or_insert(0) += 1;
+            *m.errors.entry("scan").or_insert(0) += 1;
+            m.scan_seconds_sum += seconds;
+            m.scan_seconds_count += 1;
+            m.last_scan_seconds = seconds;
+        })
+    }
+
+    pub fn scan_skipped(&self) {
+        self.with(|m| *m.scans.entry("skipped_busy").or_insert(0) += 1)
+    }
+
+    pub fn deliveries(&self, s: &DeliveryStats) {
+        self.with(|m| {
+            *m.deliveries.entry("delivered").or_insert(0) += s.delivered;
+            *m.deliveries.entry("retried").or_insert(0) += s.retried;
+            *m.deliveries.entry("failed").or_insert(0) += s.failed;
+        })
+    }
+
+    pub fn error(&self, kind: &'static str) {
+        self.with(|m| *m.errors.entry(kind).or_insert(0) += 1)
+    }
+
+    pub fn http(&self, route: &str, code: u16) {
+        self.with(|m| *m.http.entry((route.to_string(), code)).or_insert(0) += 1)
+    }
+
+    /// The exposition text; `outbox` is the message count per status from the store.
+    pub fn render(&self, outbox: &BTreeMap<String, u64>) -> String {
+        let mut o = String::with_capacity(4096);
+        self.with(|m| {
+            help(&mut o, "epitaph_scans_total", "counter", "Scans by result (ok, error, skipped_busy).");
+            for r in ["ok", "error", "skipped_busy"] {
+                let _ = writeln!(o, "epitaph_scans_total{{result=\"{r}\"}} {}", m.scans.get(r).unwrap_or(&0));
+            }
+            help(&mut o, "epitaph_scan_duration_seconds", "summary", "Scan wall time.");
+            let _ = writeln!(o, "epitaph_scan_duration_seconds_sum {}", m.scan_seconds_sum);
+            let _ = writeln!(o, "epitaph_scan_duration_seconds_count {}", m.scan_seconds_count);
+            help(&mut o, "epitaph_last_scan_duration_seconds", "gauge", "Wall time of the last scan.");
+            let _ = writeln!(o, "epitaph_last_scan_duration_seconds {}", m.last_scan_seconds);
+            help(&mut o, "epitaph_last_successful_scan_timestamp_seconds", "gauge", "Unix time the last scan succeeded (0: never).");
+            let _ = writeln!(o, "epitaph_last_successful_scan_timestamp_seconds {}", m.last_success_unix);
+            help(&mut o, "epitaph_api_calls_total", "counter", "Remote API calls made by the sources, by operation.");
+            for (op, n) in &m.api_calls {
+                let _ = writeln!(o, "epitaph_api_calls_total{{operation=\"{}\"}} {n}", label(op));
+            }
+            help(&mut o, "epitaph_instances_analysed_total", "counter", "Instances fetched and analysed.");
+            let _ = writeln!(o, "epitaph_instances_analysed_total {}", m.instances_analysed);
+            help(&mut o, "epitaph_instances_pending", "gauge", "Instances whose fetch failed in the last scan (retried next scan).");
+            let _ = writeln!(o, "epitaph_instances_pending {}", m.instances_pending);
+            help(&mut o, "epitaph_errors_total", "counter", "Errors by kind (scan, delivery, store).");
+            for k in ["scan", "delivery", "store"] {
+                let _ = writeln!(o, "epitaph_errors_total{{kind=\"{k}\"}} {}", m.errors.get(k).unwrap_or(&0));
+            }
+            help(&mut o, "epitaph_deployments", "gauge", "Deployments by verdict after the last scan.");
+            for v in crate::model::DeploymentVerdict::ALL {
+                let _ = writeln!(o, "epitaph_deployments{{verdict=\"{v}\"}} {}", m.deployments.get(v.as_str()).unwrap_or(&0));
+            }
+            help(&mut o, "epitaph_alerts_enqueued_total", "counter", "Alert messages put in the outbox.");
+            let _ = writeln!(o, "epitaph_alerts_enqueued_total {}", m.alerts_enqueued);
+            help(&mut o, "epitaph_alert_deliveries_total", "counter", "Delivery attempts by result (delivered, retried, failed).");
+            for r in ["delivered", "retried", "failed"] {
+                let _ = writeln!(o, "epitaph_alert_deliveries_total{{result=\"{r}\"}} {}", m.deliveries.get(r).unwrap_or(&0));
+            }
+            help(&mut o, "epitaph_http_requests_total", "counter", "API requests by route and status.");
+            for ((route, code), n) in &m.http {
+                let _ = writeln!(o, "epitaph_http_requests_total{{route=\"{}\",code=\"{code}\"}} {n}", label(route));
+            }
+        });
+        help(&mut o, "epitaph_outbox_messages", "gauge", "Outbox messages by status.");
+        for s in ["pending", "delivered", "failed"] {
+            let _ = writeln!(o, "epitaph_outbox_messages{{status=\"{s}\"}} {}", outbox.get(s).unwrap_or(&0));
+        }
+        if let Some(rss) = resident_memory_bytes() {
+            help(&mut o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+            let _ = writeln!(o, "process_resident_memory_bytes {rss}");
+        }
+        o
+    }
+}
+
+fn help(o: &mut String, name: &str, kind: &str, text: &str) {
+    let _ = writeln!(o, "# HELP {name} {text}\n# TYPE {name} {kind}");
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// This process's resident set size, from /proc (Linux only).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_is_well_formed() {
+        let m = Metrics::default();
+        m.scan_failed(1.5);
+        m.http("/v1/x\"", 200);
+        let text = m.render(&BTreeMap::from([("pending".to_string(), 2)]));
+        assert!(text.contains("epitaph_scans_total{result=\"error\"} 1"));
+        assert!(text.contains("epitaph_outbox_messages{status=\"pending\"} 2"));
+        assert!(text.contains("route=\"/v1/x\\\"\""));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            assert!(name.starts_with("epitaph_") || name.starts_with("process_"), "{line}");
+        }
+    }
+}
