@@ -1,0 +1,285 @@
+//! The HTTP API, route by route: auth (missing, wrong, wrong scheme), malformed instance ids,
+//! the on-demand query for known and unknown instances, deployments, findings, scans (one at a
+//! time), metrics, the HTML report, unknown routes; and `epitaph serve` as a process: refusing
+//! unsafe auth settings, scheduled scans, graceful shutdown on SIGTERM.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Fleet;
+use epitaph::config::Config;
+use epitaph::pipeline::Pipeline;
+use epitaph::server::{router, AppState};
+use reqwest::StatusCode;
+
+const TOKEN: &str = "t0ken-for-tests";
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    _fleet: Fleet,
+}
+
+impl Api {
+    async fn start(fleet: Fleet) -> Api {
+        fleet.append_config(&format!("[serve]\ntoken = \"{TOKEN}\"\n"));
+        let cfg = Config::load(Some(&fleet.config_path())).unwrap();
+        let pipeline = Pipeline::open(cfg).await.unwrap();
+        let app = router(AppState::new(Arc::new(pipeline)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Api {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            _fleet: fleet,
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn json(&self, path: &str) -> serde_json::Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        r.json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+const PROTECTED: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/deployments"),
+    ("GET", "/v1/findings"),
+    ("GET", "/v1/scans/latest"),
+    ("GET", "/v1/instances/i-0123456789abcdef0"),
+    ("POST", "/v1/scans"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_healthz_needs_the_token() {
+    let api = Api::start(Fleet::new(1, 6, 60)).await;
+    let r = api.client.get(format!("{}/healthz", api.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "ok");
+    for (method, path) in PROTECTED {
+        let url = format!("{}{path}", api.base);
+        let req = |auth: Option<&str>| {
+            let b = if *method == "POST" { api.client.post(&url) } else { api.client.get(&url) };
+            match auth {
+                Some(a) => b.header("authorization", a),
+                None => b,
+            }
+        };
+        let none = req(None).send().await.unwrap();
+        assert_eq!(none.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert!(none.headers().contains_key("www-authenticate"));
+        let body: serde_json::Value = none.json().await.unwrap();
+        assert!(body["error"].is_string());
+        for bad in ["Bearer wrong", &format!("Basic {TOKEN}"), &format!("Bearer {TOKEN}x"), "Bearer "] {
+            let r = req(Some(bad)).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path} with {bad:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_answer_with_the_documented_shapes() {
+    let fleet = Fleet::new(1, 6, 60);
+    let truth = fleet.truth.clone();
+    let api = Api::start(fleet).await;
+
+    assert_eq!(api.get("/v1/scans/latest").await.status(), StatusCode::NOT_FOUND);
+    let r = api.post("/v1/scans?wait=true").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(report["summary"]["analysed"].as_u64(), Some(truth.instances.len() as u64));
+    let latest = api.json("/v1/scans/latest").await;
+    assert_eq!(latest["state"], "ok");
+    assert_eq!(latest["trigger"], "api");
+
+    let deps = api.json("/v1/deployments").await;
+    let list = deps["deployments"].as_array().unwrap();
+    assert_eq!(list.len(), truth.deployments.len());
+    for d in list {
+        let name = d["deployment"].as_str().unwrap();
+        assert_eq!(d["verdict"].as_str(), Some(truth.deployments[name].as_str()), "{name}");
+    }
+
+    let findings = api.json("/v1/findings").await;
+    let leaking: Vec<&str> = findings["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["finding"]["verdict"].as_str().unwrap())
+        .collect();
+    assert!(!leaking.is_empty());
+    assert!(leaking.iter().all(|v| *v == "leaking" || *v == "oom_without_leak"));
+
+    // The on-demand query: a known instance from the store, an unknown one from the sources.
+    let (id, verdict) = truth.instances.iter().next().unwrap();
+    let inv = api.json(&format!("/v1/instances/{id}")).await;
+    assert_eq!(inv["status"], "terminated");
+    assert_eq!(inv["report"]["verdict"].as_str(), Some(verdict.as_str()));
+    let inv = api.json(&format!("/v1/instances/{id}?refresh=true")).await;
+    assert_eq!(inv["from"], "sources");
+    let inv = api.json("/v1/instances/i-0123456789abcdef0").await;
+    assert_eq!(inv["status"], "no_termination");
+
+    let m = api.get("/metrics").await;
+    assert!(m.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = m.text().await.unwrap();
+    assert!(text.contains("epitaph_scans_total{result=\"ok\"} 1"), "{text}");
+    assert!(text.contains("epitaph_deployments{verdict=\"leaking\"}"));
+    assert!(text.contains("epitaph_http_requests_total{route=\"/v1/instances/{instance_id}\",code=\"200\"}"));
+    assert!(text.contains("process_resident_memory_bytes"));
+
+    let page = api.get("/").await;
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<svg class=\"chart\"") && html.contains("class=\"oom\""));
+
+    let r = api.get("/v1/nope").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.json::<serde_json::Value>().await.unwrap()["error"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_instance_ids_are_rejected() {
+    let api = Api::start(Fleet::new(1, 6, 60)).await;
+    let long = format!("i-{}", "a".repeat(1000));
+    for bad in [
+        "xyz",
+        "i-123",
+        "i-0123456789ABCDEF0",
+        "i-0123456789abcdef0x",
+        "i-0123456789abcdeg0",
+        "%2e%2e%2fetc%2fpasswd",
+        "i-01234567%00",
+        "%20i-01234567",
+        long.as_str(),
+    ] {
+        let r = api.get(&format!("/v1/instances/{bad}")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("instance_id"));
+    }
+    let r = api.get("/v1/instances/i-0123456789abcdef0?refresh=maybe").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_scan_at_a_time() {
+    // Big enough that the first scan is still running when the second request arrives.
+    let api = Api::start(Fleet::new(3, 12, 1500)).await;
+    let r = api.post("/v1/scans").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = api.post("/v1/scans").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = api.json("/v1/scans/latest").await;
+        if s["state"] != "running" {
+            assert_eq!(s["state"], "ok", "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "scan never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = api.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains("epitaph_scans_total{result=\"skipped_busy\"} 1"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn serve_refuses_unsafe_auth_settings() {
+    let fleet = Fleet::new(1, 6, 60);
+    let run = |env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(common::bin());
+        c.args(["serve", "--config"]).arg(fleet.config_path());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = run(&[("EPITAPH_SERVE__LISTEN", "127.0.0.1:0")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serve.token: required"));
+    let out = run(&[
+        ("EPITAPH_SERVE__LISTEN", "0.0.0.0:0"),
+        ("EPITAPH_SERVE__ALLOW_ANONYMOUS", "true"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only allowed on a loopback address"));
+    let out = run(&[("EPITAPH_SERVE__SCHEDULE", "every monday")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serve.schedule"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_schedule_and_shuts_down_gracefully() {
+    let fleet = Fleet::new(1, 6, 60);
+    let port = free_port();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(fleet.config_path())
+        .env("EPITAPH_SERVE__LISTEN", format!("127.0.0.1:{port}"))
+        .env("EPITAPH_SERVE__TOKEN", TOKEN)
+        .env("EPITAPH_SERVE__SCHEDULE", "* * * * * *")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Scheduled scans run without anyone asking.
+    loop {
+        assert!(Instant::now() < deadline, "no scheduled scan");
+        if let Ok(r) = client.get(format!("{base}/v1/scans/latest")).bearer_auth(TOKEN).send().await {
+            if r.status() == StatusCode::OK {
+                let s: serde_json::Value = r.json().await.unwrap();
+                if s["trigger"] == "schedule" && s["state"] == "ok" {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = child.wait().unwrap();
+        let mut err = String::new();
+        use std::io::Read;
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (s, err)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{}", status.1);
+    assert!(status.1.contains("shutting down"));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(client.get(format!("{base}/healthz")).send().await.is_err(), "stopped listening");
+}
