@@ -1,0 +1,118 @@
+//! The HTML report in a real browser: headless Chromium (Debian's `chromium`, installed by
+//! scripts/test.sh) loads the report that `scan --format html` writes, with a probe script
+//! appended to a copy; the probe measures the laid-out page (chart boxes, every series inside
+//! its chart, no horizontal overflow, styles applied) and Chromium's `--dump-dom` hands the
+//! measurements back.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Fleet;
+
+const PROBE: &str = r#"<script>
+(function () {
+  var r = {charts: [], sections: 0, overflow: false, badge: ""};
+  document.querySelectorAll("svg.chart").forEach(function (svg) {
+    var b = svg.getBoundingClientRect();
+    var lines = svg.querySelectorAll("polyline.series");
+    var inside = 0;
+    lines.forEach(function (l) {
+      var lb = l.getBoundingClientRect();
+      if (lb.width > 0 && lb.height > 0 && lb.left >= b.left - 1 && lb.right <= b.right + 1 &&
+          lb.top >= b.top - 1 && lb.bottom <= b.bottom + 1) { inside++; }
+    });
+    r.charts.push({w: b.width, h: b.height, series: Number(svg.getAttribute("data-series")),
+                   drawn: lines.length, inside: inside, ooms: svg.querySelectorAll("path.oom").length});
+  });
+  r.sections = document.querySelectorAll("section.deployment").length;
+  r.overflow = document.documentElement.scrollWidth > document.documentElement.clientWidth + 1;
+  var badge = document.querySelector(".badge.leaking");
+  r.badge = badge ? getComputedStyle(badge).backgroundColor : "";
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify(r);
+  document.body.appendChild(out);
+})();
+</script>"#;
+
+fn chromium() -> PathBuf {
+    let p = std::env::var_os("EPITAPH_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        p.exists(),
+        "{} not found: install Debian's chromium (scripts/test.sh does) or set EPITAPH_CHROMIUM",
+        p.display()
+    );
+    p
+}
+
+fn dump_dom(page: &Path, profile: &Path) -> String {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1000,1000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn report_renders_in_headless_chromium() {
+    let fleet = Fleet::new(1, 6, 60);
+    let out = Command::new(common::bin())
+        .args(["scan", "--format", "html", "--config"])
+        .arg(fleet.config_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = String::from_utf8(out.stdout).unwrap();
+    // Self-contained: nothing fetched from anywhere.
+    assert!(!html.contains("src=") && !html.contains("<link") && !html.contains("<script"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, html.replace("</body>", &format!("{PROBE}</body>"))).unwrap();
+    let dom = dump_dom(&page, &dir.path().join("profile"));
+    let probe = dom
+        .split_once("<pre id=\"probe\">")
+        .and_then(|(_, rest)| rest.split_once("</pre>"))
+        .map(|(json, _)| json.replace("&quot;", "\"").replace("&amp;", "&"))
+        .unwrap_or_else(|| panic!("probe did not run; DOM ends: {}", &dom[dom.len().saturating_sub(500)..]));
+    let r: serde_json::Value = serde_json::from_str(&probe).unwrap();
+    eprintln!("probe: {r}");
+
+    let memory_deployments = fleet
+        .truth
+        .deployments
+        .values()
+        .filter(|v| matches!(v.as_str(), "leaking" | "oom_without_leak"))
+        .count();
+    assert_eq!(r["sections"].as_u64(), Some(fleet.truth.deployments.len() as u64));
+    let charts = r["charts"].as_array().unwrap();
+    assert_eq!(charts.len(), memory_deployments, "{r}");
+    for c in charts {
+        assert!(c["w"].as_f64().unwrap() >= 600.0 && c["h"].as_f64().unwrap() >= 150.0, "{c}");
+        assert!(c["series"].as_u64().unwrap() >= 2, "{c}");
+        assert_eq!(c["drawn"], c["series"], "{c}");
+        assert_eq!(c["inside"], c["series"], "every series laid out inside its chart: {c}");
+        assert!(c["ooms"].as_u64().unwrap() >= 2, "OOM deaths marked: {c}");
+    }
+    assert_eq!(r["overflow"], false, "no horizontal scrolling at 1000 px");
+    assert_eq!(r["badge"], "rgb(207, 34, 46)", "the stylesheet applied");
+}
