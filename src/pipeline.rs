@@ -11,6 +11,7 @@
 //! pending for the next run; bad records are skipped and counted; nothing fails the whole scan
 //! but an unusable store or configuration.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -317,6 +318,7 @@ impl Pipeline {
         let window = self.window(opts, started_at).await?;
         tracing::info!(start = %window.start, end = %window.end, "scan started");
         let mut summary = ScanSummary::default();
+        self.sources.begin_scan();
 
         let inventory = self.sources.activities.inventory().await?;
         self.store.save_inventory(&inventory).await?;
@@ -681,7 +683,19 @@ impl Pipeline {
         last_words: LastWords,
         series: Option<MemorySeries>,
     ) -> InstanceReport {
-        let matches = self.signatures.match_events(&last_words.events);
+        let mut matches = self.signatures.match_events(&last_words.events);
+        // Secrets are masked once matching is done, before anything is stored or shown.
+        let mut last_words = last_words;
+        for e in &mut last_words.events {
+            if let Cow::Owned(masked) = self.redactor.redact(&e.message) {
+                e.message = masked;
+            }
+        }
+        for m in &mut matches {
+            if let Cow::Owned(masked) = self.redactor.redact(&m.text) {
+                m.text = masked;
+            }
+        }
         let assessment = series
             .as_ref()
             .filter(|s| !s.points.is_empty())
@@ -716,6 +730,9 @@ impl Pipeline {
     /// Everything known about one instance: from the store, or fetched from the sources (and
     /// then stored) when unknown or when `refresh` is set.
     pub async fn investigate(&self, instance_id: &str, refresh: bool) -> Result<Investigation> {
+        if refresh {
+            self.sources.begin_scan();
+        }
         if !refresh {
             if let Some(report) = self.store.instance(instance_id).await? {
                 return Ok(self.terminated("store", report));

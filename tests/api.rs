@@ -283,3 +283,32 @@ async fn serve_runs_the_schedule_and_shuts_down_gracefully() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(client.get(format!("{base}/healthz")).send().await.is_err(), "stopped listening");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_service_sees_new_exports_and_never_returns_secrets() {
+    let api = Api::start(Fleet::new(1, 6, 60)).await;
+    assert_eq!(api.post("/v1/scans?wait=true").await.status(), StatusCode::OK);
+    let deps = api.json("/v1/deployments").await;
+    let node = deps["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["evidence"]["signatures"]["node.heap_oom"].is_number())
+        .expect("a deployment dying of V8 heap OOM");
+    let id = node["evidence"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    // The exports change under the running service (a new export replaced the old one).
+    api._fleet.plant_secrets();
+    let mut saw_mask = false;
+    for i in &id {
+        let inv = api.json(&format!("/v1/instances/{i}?refresh=true")).await;
+        let text = inv.to_string();
+        assert!(!text.contains(common::PLANTED_PASSWORD) && !text.contains(common::PLANTED_AWS_KEY));
+        saw_mask |= text.contains("password=[REDACTED]");
+    }
+    assert!(saw_mask, "the refreshed last words come from the new export, masked");
+}

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 use crate::error::{Error, Result};
 
@@ -62,6 +62,8 @@ const BUILTIN: &[(&str, &str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct Redactor {
     rules: Vec<(Regex, String)>,
+    /// All rules in one automaton: most lines hold no secret and are passed over in one scan.
+    any: RegexSet,
 }
 
 impl Redactor {
@@ -79,14 +81,22 @@ impl Redactor {
                 .map_err(|e| Error::Config(vec![format!("alerts.redact_patterns[{i}]: {e}")]))?;
             rules.push((re, MASK.to_string()));
         }
-        Ok(Redactor { rules })
+        let any = RegexSet::new(rules.iter().map(|(r, _)| r.as_str()))
+            .map_err(|e| Error::Config(vec![format!("alerts.redact_patterns: {e}")]))?;
+        Ok(Redactor { rules, any })
     }
 
     /// `text` with every secret masked.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let hits = self.any.matches(text);
+        if !hits.matched_any() {
+            return Cow::Borrowed(text);
+        }
         let mut out = Cow::Borrowed(text);
-        for (re, rep) in &self.rules {
-            if re.is_match(&out) {
+        for (i, (re, rep)) in self.rules.iter().enumerate() {
+            // A rule that did not match the original can match after an earlier mask only if
+            // the mask created it; masks contain no secrets, so checking the set is enough.
+            if hits.matched(i) && re.is_match(&out) {
                 out = Cow::Owned(re.replace_all(&out, rep.as_str()).into_owned());
             }
         }
@@ -97,7 +107,10 @@ impl Redactor {
 impl Default for Redactor {
     fn default() -> Self {
         // The built-in patterns are tested to compile; this cannot fail.
-        Redactor::new(&[]).unwrap_or(Redactor { rules: Vec::new() })
+        Redactor::new(&[]).unwrap_or(Redactor {
+            rules: Vec::new(),
+            any: RegexSet::empty(),
+        })
     }
 }
 

@@ -75,6 +75,9 @@ pub struct LastWordsQuery {
 #[async_trait]
 pub trait LogSource: Send + Sync {
     fn name(&self) -> String;
+    /// Called at the start of every scan: a backend that caches what it read (the file
+    /// indexes) checks whether its data changed since.
+    fn begin_scan(&self) {}
     /// The instance's last words. No logs is `Ok` with no events, never an error.
     async fn last_words(&self, query: &LastWordsQuery) -> Result<LastWords>;
     /// Records the backend skipped so far (count, and the first few with their location).
@@ -102,6 +105,9 @@ pub struct SeriesQuery {
 #[async_trait]
 pub trait MetricSource: Send + Sync {
     fn name(&self) -> String;
+    /// Called at the start of every scan: a backend that caches what it read (the file
+    /// indexes) checks whether its data changed since.
+    fn begin_scan(&self) {}
     /// Memory series for many instances at once (backends batch them), one result per query in
     /// the same order: `Ok(None)` when the backend has no data for that instance. The outer
     /// error is for a failure of the whole batch.
@@ -167,6 +173,12 @@ impl Sources {
     }
 
     /// API calls made by all three sources, by operation.
+    /// See [`LogSource::begin_scan`].
+    pub fn begin_scan(&self) {
+        self.logs.begin_scan();
+        self.metrics.begin_scan();
+    }
+
     pub fn calls(&self) -> BTreeMap<String, u64> {
         let mut all = self.activities.calls();
         for (k, v) in self.logs.calls().into_iter().chain(self.metrics.calls()) {

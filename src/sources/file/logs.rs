@@ -11,7 +11,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use regex::Regex;
 use serde_json::Value;
-use tokio::sync::OnceCell;
 
 use super::{find_instance_id, list_files, required_path, SkipLog};
 use crate::config::SourceConfig;
@@ -40,7 +39,7 @@ pub struct FileLogs {
     path: PathBuf,
     format: Format,
     stream: Arc<Regex>,
-    index: OnceCell<Arc<LogIndex>>,
+    index: super::FileIndex<LogIndex>,
 }
 
 #[derive(Debug, Default)]
@@ -60,13 +59,13 @@ impl FileLogs {
             path: required_path("sources.logs", &cfg.path)?,
             format,
             stream: Arc::new(stream_regex(&cfg.stream_pattern)?),
-            index: OnceCell::new(),
+            index: super::FileIndex::new(),
         })
     }
 
     async fn index(&self) -> Result<Arc<LogIndex>> {
         let (path, format, stream) = (self.path.clone(), self.format, self.stream.clone());
-        super::index_once(&self.index, &self.path, move || {
+        self.index.get(&self.path, move || {
             build_index(&path, format, &stream)
         })
         .await
@@ -88,9 +87,13 @@ impl LogSource for FileLogs {
             .unwrap_or_default())
     }
 
+    fn begin_scan(&self) {
+        self.index.mark_stale();
+    }
+
     fn skipped(&self) -> (usize, Vec<Skipped>) {
         self.index
-            .get()
+            .current()
             .map(|i| (i.skipped.count, i.skipped.report()))
             .unwrap_or_default()
     }

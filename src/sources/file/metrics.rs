@@ -10,7 +10,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::OnceCell;
 
 use super::{find_instance_id, list_files, required_path, SkipLog};
 use crate::config::SourceConfig;
@@ -31,7 +30,7 @@ pub struct FileMetrics {
     format: Format,
     instance_label: String,
     limit: Option<f64>,
-    index: OnceCell<Arc<MetricIndex>>,
+    index: super::FileIndex<MetricIndex>,
 }
 
 #[derive(Debug, Default)]
@@ -58,13 +57,13 @@ impl FileMetrics {
             format,
             instance_label: cfg.instance_label.clone(),
             limit: cfg.memory_limit(),
-            index: OnceCell::new(),
+            index: super::FileIndex::new(),
         })
     }
 
     async fn index(&self) -> Result<Arc<MetricIndex>> {
         let (path, format, label) = (self.path.clone(), self.format, self.instance_label.clone());
-        super::index_once(&self.index, &self.path, move || {
+        self.index.get(&self.path, move || {
             build_index(&path, format, &label)
         })
         .await
@@ -98,9 +97,13 @@ impl MetricSource for FileMetrics {
             .collect())
     }
 
+    fn begin_scan(&self) {
+        self.index.mark_stale();
+    }
+
     fn skipped(&self) -> (usize, Vec<Skipped>) {
         self.index
-            .get()
+            .current()
             .map(|i| (i.skipped.count, i.skipped.report()))
             .unwrap_or_default()
     }

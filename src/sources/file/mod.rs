@@ -63,20 +63,96 @@ pub(crate) fn required_path(key: &str, path: &Option<PathBuf>) -> Result<PathBuf
         .ok_or_else(|| Error::Config(vec![format!("{key}.path: required for kind = \"file\"")]))
 }
 
-/// Builds a file index once, off the async threads, and shares it: the first caller pays, later
-/// callers (and concurrent ones) get the same `Arc`.
-pub(crate) async fn index_once<T: Send + Sync + 'static>(
-    cell: &tokio::sync::OnceCell<std::sync::Arc<T>>,
-    path: &Path,
-    build: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<std::sync::Arc<T>> {
-    cell.get_or_try_init(|| async {
-        tokio::task::spawn_blocking(move || build().map(std::sync::Arc::new))
-            .await
-            .map_err(|e| Error::source(format!("file:{}", path.display()), e.to_string()))?
-    })
-    .await
-    .cloned()
+/// What a folder of exports looked like when it was indexed: every file's path, size and
+/// modification time. A different fingerprint means the index is stale.
+type Fingerprint = Vec<(PathBuf, u64, Option<std::time::SystemTime>)>;
+
+fn fingerprint(path: &Path) -> Result<Fingerprint> {
+    list_files(path)?
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?;
+            Ok((p, m.len(), m.modified().ok()))
+        })
+        .collect()
+}
+
+/// A file index built off the async threads and shared: the first caller pays, later and
+/// concurrent callers get the same `Arc`. After [`FileIndex::mark_stale`] (at the start of each
+/// scan) the next caller compares the files' fingerprint and rebuilds only if they changed, so
+/// a long-running `epitaph serve` sees new exports without re-reading unchanged ones.
+pub(crate) struct FileIndex<T> {
+    current: std::sync::Mutex<Option<(Fingerprint, std::sync::Arc<T>)>>,
+    build: tokio::sync::Mutex<()>,
+    recheck: std::sync::atomic::AtomicBool,
+}
+
+impl<T: Send + Sync + 'static> FileIndex<T> {
+    pub fn new() -> Self {
+        FileIndex {
+            current: std::sync::Mutex::new(None),
+            build: tokio::sync::Mutex::new(()),
+            recheck: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The index as last built, if any.
+    pub fn current(&self) -> Option<std::sync::Arc<T>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(_, i)| i.clone())
+    }
+
+    /// The next `get` checks whether the files changed.
+    pub fn mark_stale(&self) {
+        self.recheck
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub async fn get(
+        &self,
+        path: &Path,
+        build: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<std::sync::Arc<T>> {
+        use std::sync::atomic::Ordering;
+        if !self.recheck.load(Ordering::SeqCst) {
+            if let Some(i) = self.current() {
+                return Ok(i);
+            }
+        }
+        let _building = self.build.lock().await;
+        let recheck = self.recheck.swap(false, Ordering::SeqCst);
+        let known = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let owned = path.to_path_buf();
+        let source = || format!("file:{}", path.display());
+        if let Some((fp, index)) = known {
+            if !recheck {
+                return Ok(index);
+            }
+            let p = owned.clone();
+            let now = tokio::task::spawn_blocking(move || fingerprint(&p))
+                .await
+                .map_err(|e| Error::source(source(), e.to_string()))??;
+            if now == fp {
+                return Ok(index);
+            }
+            tracing::info!(path = %path.display(), "exports changed; re-indexing");
+        }
+        let (fp, index) = tokio::task::spawn_blocking(move || {
+            let fp = fingerprint(&owned)?;
+            Ok::<_, Error>((fp, std::sync::Arc::new(build()?)))
+        })
+        .await
+        .map_err(|e| Error::source(source(), e.to_string()))??;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((fp, index.clone()));
+        Ok(index)
+    }
 }
 
 /// Counts skipped records and keeps the first few locations.
