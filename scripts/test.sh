@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, and every test. CI runs exactly this (.ci/run);
-# README.md documents it as the test command. Needs the Rust toolchain and python3 (for moto,
-# which it installs into .venv: the AWS integration tests run against moto on 127.0.0.1).
+# README.md documents it as the test command. Needs the Rust toolchain, python3 (for moto,
+# which it installs into .venv: the AWS integration tests run against moto on 127.0.0.1) and
+# apt (for Debian's chromium: the HTML report is checked in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,17 @@ if [ ! -x .venv/bin/moto_server ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
 export EPITAPH_MOTO_SERVER="$PWD/.venv/bin/moto_server"
+
+echo "== chromium (headless; renders the HTML report in tests/browser.rs)"
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q chromium >/dev/null \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
+fi
+EPITAPH_CHROMIUM="$(command -v chromium)"
+export EPITAPH_CHROMIUM
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -33,10 +33,10 @@ use crate::model::{
     CauseCategory, DeploymentFinding, InstanceInfo, InstanceReport, LastWords, LeakAssessment,
     MemorySeries, SignatureMatch, Termination, TimeWindow,
 };
-use crate::sources::{LastWordsQuery, SeriesQuery, Skipped, Sources};
 use crate::sinks::alert::{self as alert_msg, AlertInput, LinkConfig};
 use crate::sinks::deliver::{Deliverer, DeliveryStats};
 use crate::sinks::redact::Redactor;
+use crate::sources::{LastWordsQuery, SeriesQuery, Skipped, Sources};
 use crate::store::{AlertChange, OutboxMessage, RunRecord, Store};
 
 /// Version of the scan JSON schema (README, "JSON schema"). Bumped on breaking changes only.
@@ -460,7 +460,13 @@ impl Pipeline {
         inventory: &[InstanceInfo],
         at: DateTime<Utc>,
     ) -> Result<usize> {
-        let sinks: Vec<&'static str> = self.cfg.alerts.sinks().into_iter().map(|(n, _)| n).collect();
+        let sinks: Vec<&'static str> = self
+            .cfg
+            .alerts
+            .sinks()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         if sinks.is_empty() {
             return Ok(0);
         }
@@ -478,14 +484,19 @@ impl Pipeline {
         let dead: BTreeSet<&str> = history.iter().map(|r| r.instance_id.as_str()).collect();
         let identity = self.cfg.deployment_identity();
         let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for info in inventory.iter().filter(|i| !dead.contains(i.instance_id.as_str())) {
+        for info in inventory
+            .iter()
+            .filter(|i| !dead.contains(i.instance_id.as_str()))
+        {
             if let (Some(asg), Some(dep)) = (&info.asg, live_deployment(&identity, info)) {
                 live.entry(asg.clone()).or_default().insert(dep);
             }
         }
         let last_bad = alerting::last_bad_deaths(history);
-        let by_name: BTreeMap<&str, &DeploymentFinding> =
-            findings.iter().map(|f| (f.deployment.as_str(), f)).collect();
+        let by_name: BTreeMap<&str, &DeploymentFinding> = findings
+            .iter()
+            .map(|f| (f.deployment.as_str(), f))
+            .collect();
         let links = self.link_config();
 
         for _ in 0..MAX_ALERT_COMMIT_ATTEMPTS {
@@ -549,7 +560,11 @@ impl Pipeline {
             if changes.is_empty() {
                 return Ok(0);
             }
-            if self.store.commit_alerts(&changes, &messages, Utc::now()).await? {
+            if self
+                .store
+                .commit_alerts(&changes, &messages, Utc::now())
+                .await?
+            {
                 for c in &changes {
                     tracing::info!(deployment = %c.state.deployment, firing = ?c.state.firing, "alert state changed");
                 }
@@ -616,16 +631,13 @@ impl Pipeline {
 
         // Owned queries: a closure over `&Termination` makes the future's Send-ness depend on
         // a higher-ranked lifetime the compiler cannot prove, and the service spawns scans.
-        let queries: Vec<LastWordsQuery> =
-            chunk.iter().map(|t| self.last_words_query(t)).collect();
+        let queries: Vec<LastWordsQuery> = chunk.iter().map(|t| self.last_words_query(t)).collect();
         let words: Vec<std::result::Result<LastWords, String>> = stream::iter(queries)
-            .map(|q| {
-                async move {
-                    match tokio::time::timeout(timeout, self.sources.logs.last_words(&q)).await {
-                        Ok(Ok(lw)) => Ok(lw),
-                        Ok(Err(e)) => Err(format!("logs: {e}")),
-                        Err(_) => Err(format!("logs: timed out after {}s", timeout.as_secs())),
-                    }
+            .map(|q| async move {
+                match tokio::time::timeout(timeout, self.sources.logs.last_words(&q)).await {
+                    Ok(Ok(lw)) => Ok(lw),
+                    Ok(Err(e)) => Err(format!("logs: {e}")),
+                    Err(_) => Err(format!("logs: timed out after {}s", timeout.as_secs())),
                 }
             })
             .buffered(self.cfg.scan.concurrency.max(1))

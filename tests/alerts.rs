@@ -86,7 +86,10 @@ async fn one_message_per_alerting_deployment_within_limits_redacted_and_never_tw
         .expect("an alert quotes the V8 heap OOM");
     let ctx = node.body["evidence"]["context"].as_array().unwrap();
     assert!(ctx.len() >= 3, "a few lines of context: {ctx:?}");
-    assert!(node.body["next_steps"][0].as_str().unwrap().contains("heap"));
+    assert!(node.body["next_steps"][0]
+        .as_str()
+        .unwrap()
+        .contains("heap"));
 
     // Redaction: the planted secrets never leave the process, the mask does.
     let all = serde_json::to_string(&rx.got().iter().map(|g| &g.body).collect::<Vec<_>>()).unwrap();
@@ -130,7 +133,10 @@ async fn racing_replicas_enqueue_each_transition_once() {
     let opts = ScanOptions::default();
     let (ra, rb) = tokio::join!(a.scan(&opts), b.scan(&opts));
     let enqueued = ra.unwrap().summary.alerts_enqueued + rb.unwrap().summary.alerts_enqueued;
-    assert_eq!(enqueued, expected, "one of the two enqueued each transition");
+    assert_eq!(
+        enqueued, expected,
+        "one of the two enqueued each transition"
+    );
     let (da, db) = tokio::join!(a.deliver_alerts(None), b.deliver_alerts(None));
     assert_eq!(
         (da.unwrap().delivered + db.unwrap().delivered) as usize,
@@ -221,26 +227,51 @@ async fn rate_limits_honour_retry_after_and_5xx_retries_then_succeeds() {
         }
     }
     let counts = count_by_key(&rx.got());
-    assert_eq!(counts.len(), expected, "all delivered in {:?}", t0.elapsed());
+    assert_eq!(
+        counts.len(),
+        expected,
+        "all delivered in {:?}",
+        t0.elapsed()
+    );
     assert!(counts.values().all(|n| *n == 1));
     let store = SqliteStore::open(&fleet.state_path()).await.unwrap();
     let by_status = store.outbox_counts().await.unwrap();
     assert_eq!(by_status.get("delivered").copied(), Some(expected as u64));
-    let attempts: u32 = store.outbox(100).await.unwrap().iter().map(|e| e.attempts).sum();
-    assert_eq!(attempts as usize, expected + 3, "one 429, one 500, one 503 retried");
+    let attempts: u32 = store
+        .outbox(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.attempts)
+        .sum();
+    assert_eq!(
+        attempts as usize,
+        expected + 3,
+        "one 429, one 500, one 503 retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_webhook_blocks_nothing_and_its_url_is_never_printed() {
     // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let fleet = Fleet::new(1, 6, 60);
     let secret_url = format!("http://{closed}/services/T0/B0/SeCrEtToKeN");
     let out = tokio::task::spawn_blocking({
         let cfg = fleet.config_path();
         move || {
             std::process::Command::new(common::bin())
-                .args(["scan", "--format", "json", "--log-level", "debug", "--config"])
+                .args([
+                    "scan",
+                    "--format",
+                    "json",
+                    "--log-level",
+                    "debug",
+                    "--config",
+                ])
                 .arg(&cfg)
                 .env("EPITAPH_ALERTS__SLACK_WEBHOOK_URL", &secret_url)
                 .env("EPITAPH_ALERTS__FLUSH_TIMEOUT", "2s")
@@ -257,10 +288,16 @@ async fn dead_webhook_blocks_nothing_and_its_url_is_never_printed() {
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert!(report["summary"]["alerts_enqueued"].as_u64().unwrap() >= 2);
     assert_eq!(report["summary"]["alerts_delivered"], 0);
-    assert!(stderr.contains("will retry") || stderr.contains("will be retried"), "{stderr}");
+    assert!(
+        stderr.contains("will retry") || stderr.contains("will be retried"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("SeCrEtToKeN") && !stdout.contains("SeCrEtToKeN"));
     let store = SqliteStore::open(&fleet.state_path()).await.unwrap();
-    assert!(store.outbox_counts().await.unwrap()["pending"] >= 2, "kept for the next run");
+    assert!(
+        store.outbox_counts().await.unwrap()["pending"] >= 2,
+        "kept for the next run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,8 +318,13 @@ async fn sender_killed_mid_delivery_delivers_exactly_once_after_restart() {
             .stderr(Stdio::null());
         c
     };
-    let mut child = run(fleet.config_path(), rx.url("/generic")).spawn().unwrap();
-    assert!(rx.wait_for(1, Duration::from_secs(60)).await, "first delivery started");
+    let mut child = run(fleet.config_path(), rx.url("/generic"))
+        .spawn()
+        .unwrap();
+    assert!(
+        rx.wait_for(1, Duration::from_secs(60)).await,
+        "first delivery started"
+    );
     // SIGKILL while the receiver holds the request: no response, no chance to record anything.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -299,12 +341,24 @@ async fn sender_killed_mid_delivery_delivers_exactly_once_after_restart() {
     assert!(status.success());
     let got = rx.got();
     let counts = count_by_key(&got);
-    assert_eq!(counts.len(), expected, "every alert acknowledged: {counts:?}");
+    assert_eq!(
+        counts.len(),
+        expected,
+        "every alert acknowledged: {counts:?}"
+    );
     assert!(counts.values().all(|n| *n == 1), "exactly once: {counts:?}");
-    assert_eq!(got.len(), expected + 1, "only the interrupted one was sent again");
+    assert_eq!(
+        got.len(),
+        expected + 1,
+        "only the interrupted one was sent again"
+    );
     assert_eq!(
         got[0].idempotency_key,
-        got.iter().filter(|g| g.acked).find(|g| g.idempotency_key == got[0].idempotency_key).unwrap().idempotency_key,
+        got.iter()
+            .filter(|g| g.acked)
+            .find(|g| g.idempotency_key == got[0].idempotency_key)
+            .unwrap()
+            .idempotency_key,
         "the retry carries the same idempotency key"
     );
 }

@@ -76,13 +76,22 @@ const PROTECTED: &[(&str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_but_healthz_needs_the_token() {
     let api = Api::start(Fleet::new(1, 6, 60)).await;
-    let r = api.client.get(format!("{}/healthz", api.base)).send().await.unwrap();
+    let r = api
+        .client
+        .get(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "ok");
     for (method, path) in PROTECTED {
         let url = format!("{}{path}", api.base);
         let req = |auth: Option<&str>| {
-            let b = if *method == "POST" { api.client.post(&url) } else { api.client.get(&url) };
+            let b = if *method == "POST" {
+                api.client.post(&url)
+            } else {
+                api.client.get(&url)
+            };
             match auth {
                 Some(a) => b.header("authorization", a),
                 None => b,
@@ -93,9 +102,18 @@ async fn every_route_but_healthz_needs_the_token() {
         assert!(none.headers().contains_key("www-authenticate"));
         let body: serde_json::Value = none.json().await.unwrap();
         assert!(body["error"].is_string());
-        for bad in ["Bearer wrong", &format!("Basic {TOKEN}"), &format!("Bearer {TOKEN}x"), "Bearer "] {
+        for bad in [
+            "Bearer wrong",
+            &format!("Basic {TOKEN}"),
+            &format!("Bearer {TOKEN}x"),
+            "Bearer ",
+        ] {
             let r = req(Some(bad)).send().await.unwrap();
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path} with {bad:?}");
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {bad:?}"
+            );
         }
     }
 }
@@ -106,11 +124,17 @@ async fn routes_answer_with_the_documented_shapes() {
     let truth = fleet.truth.clone();
     let api = Api::start(fleet).await;
 
-    assert_eq!(api.get("/v1/scans/latest").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get("/v1/scans/latest").await.status(),
+        StatusCode::NOT_FOUND
+    );
     let r = api.post("/v1/scans?wait=true").await;
     assert_eq!(r.status(), StatusCode::OK);
     let report: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(report["summary"]["analysed"].as_u64(), Some(truth.instances.len() as u64));
+    assert_eq!(
+        report["summary"]["analysed"].as_u64(),
+        Some(truth.instances.len() as u64)
+    );
     let latest = api.json("/v1/scans/latest").await;
     assert_eq!(latest["state"], "ok");
     assert_eq!(latest["trigger"], "api");
@@ -120,7 +144,11 @@ async fn routes_answer_with_the_documented_shapes() {
     assert_eq!(list.len(), truth.deployments.len());
     for d in list {
         let name = d["deployment"].as_str().unwrap();
-        assert_eq!(d["verdict"].as_str(), Some(truth.deployments[name].as_str()), "{name}");
+        assert_eq!(
+            d["verdict"].as_str(),
+            Some(truth.deployments[name].as_str()),
+            "{name}"
+        );
     }
 
     let findings = api.json("/v1/findings").await;
@@ -131,7 +159,9 @@ async fn routes_answer_with_the_documented_shapes() {
         .map(|f| f["finding"]["verdict"].as_str().unwrap())
         .collect();
     assert!(!leaking.is_empty());
-    assert!(leaking.iter().all(|v| *v == "leaking" || *v == "oom_without_leak"));
+    assert!(leaking
+        .iter()
+        .all(|v| *v == "leaking" || *v == "oom_without_leak"));
 
     // The on-demand query: a known instance from the store, an unknown one from the sources.
     let (id, verdict) = truth.instances.iter().next().unwrap();
@@ -144,15 +174,26 @@ async fn routes_answer_with_the_documented_shapes() {
     assert_eq!(inv["status"], "no_termination");
 
     let m = api.get("/metrics").await;
-    assert!(m.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(m.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = m.text().await.unwrap();
-    assert!(text.contains("epitaph_scans_total{result=\"ok\"} 1"), "{text}");
+    assert!(
+        text.contains("epitaph_scans_total{result=\"ok\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("epitaph_deployments{verdict=\"leaking\"}"));
-    assert!(text.contains("epitaph_http_requests_total{route=\"/v1/instances/{instance_id}\",code=\"200\"}"));
+    assert!(text.contains(
+        "epitaph_http_requests_total{route=\"/v1/instances/{instance_id}\",code=\"200\"}"
+    ));
     assert!(text.contains("process_resident_memory_bytes"));
 
     let page = api.get("/").await;
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = page.text().await.unwrap();
     assert!(html.contains("<svg class=\"chart\"") && html.contains("class=\"oom\""));
 
@@ -181,7 +222,9 @@ async fn malformed_instance_ids_are_rejected() {
         let body: serde_json::Value = r.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().contains("instance_id"));
     }
-    let r = api.get("/v1/instances/i-0123456789abcdef0?refresh=maybe").await;
+    let r = api
+        .get("/v1/instances/i-0123456789abcdef0?refresh=maybe")
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -208,7 +251,11 @@ async fn one_scan_at_a_time() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -256,7 +303,12 @@ async fn serve_runs_the_schedule_and_shuts_down_gracefully() {
     // Scheduled scans run without anyone asking.
     loop {
         assert!(Instant::now() < deadline, "no scheduled scan");
-        if let Ok(r) = client.get(format!("{base}/v1/scans/latest")).bearer_auth(TOKEN).send().await {
+        if let Ok(r) = client
+            .get(format!("{base}/v1/scans/latest"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+        {
             if r.status() == StatusCode::OK {
                 let s: serde_json::Value = r.json().await.unwrap();
                 if s["trigger"] == "schedule" && s["state"] == "ok" {
@@ -267,13 +319,22 @@ async fn serve_runs_the_schedule_and_shuts_down_gracefully() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || {
         let s = child.wait().unwrap();
         let mut err = String::new();
         use std::io::Read;
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         (s, err)
     })
     .await
@@ -281,13 +342,19 @@ async fn serve_runs_the_schedule_and_shuts_down_gracefully() {
     assert!(status.0.success(), "{}", status.1);
     assert!(status.1.contains("shutting down"));
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert!(client.get(format!("{base}/healthz")).send().await.is_err(), "stopped listening");
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "stopped listening"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_service_sees_new_exports_and_never_returns_secrets() {
     let api = Api::start(Fleet::new(1, 6, 60)).await;
-    assert_eq!(api.post("/v1/scans?wait=true").await.status(), StatusCode::OK);
+    assert_eq!(
+        api.post("/v1/scans?wait=true").await.status(),
+        StatusCode::OK
+    );
     let deps = api.json("/v1/deployments").await;
     let node = deps["deployments"]
         .as_array()
@@ -307,8 +374,13 @@ async fn a_running_service_sees_new_exports_and_never_returns_secrets() {
     for i in &id {
         let inv = api.json(&format!("/v1/instances/{i}?refresh=true")).await;
         let text = inv.to_string();
-        assert!(!text.contains(common::PLANTED_PASSWORD) && !text.contains(common::PLANTED_AWS_KEY));
+        assert!(
+            !text.contains(common::PLANTED_PASSWORD) && !text.contains(common::PLANTED_AWS_KEY)
+        );
         saw_mask |= text.contains("password=[REDACTED]");
     }
-    assert!(saw_mask, "the refreshed last words come from the new export, masked");
+    assert!(
+        saw_mask,
+        "the refreshed last words come from the new export, masked"
+    );
 }

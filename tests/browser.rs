@@ -68,7 +68,11 @@ fn dump_dom(page: &Path, profile: &Path) -> String {
         .arg(format!("file://{}", page.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -80,7 +84,11 @@ fn report_renders_in_headless_chromium() {
         .arg(fleet.config_path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let html = String::from_utf8(out.stdout).unwrap();
     // Self-contained: nothing fetched from anywhere.
     assert!(!html.contains("src=") && !html.contains("<link") && !html.contains("<script"));
@@ -93,7 +101,12 @@ fn report_renders_in_headless_chromium() {
         .split_once("<pre id=\"probe\">")
         .and_then(|(_, rest)| rest.split_once("</pre>"))
         .map(|(json, _)| json.replace("&quot;", "\"").replace("&amp;", "&"))
-        .unwrap_or_else(|| panic!("probe did not run; DOM ends: {}", &dom[dom.len().saturating_sub(500)..]));
+        .unwrap_or_else(|| {
+            panic!(
+                "probe did not run; DOM ends: {}",
+                &dom[dom.len().saturating_sub(500)..]
+            )
+        });
     let r: serde_json::Value = serde_json::from_str(&probe).unwrap();
     eprintln!("probe: {r}");
 
@@ -103,14 +116,23 @@ fn report_renders_in_headless_chromium() {
         .values()
         .filter(|v| matches!(v.as_str(), "leaking" | "oom_without_leak"))
         .count();
-    assert_eq!(r["sections"].as_u64(), Some(fleet.truth.deployments.len() as u64));
+    assert_eq!(
+        r["sections"].as_u64(),
+        Some(fleet.truth.deployments.len() as u64)
+    );
     let charts = r["charts"].as_array().unwrap();
     assert_eq!(charts.len(), memory_deployments, "{r}");
     for c in charts {
-        assert!(c["w"].as_f64().unwrap() >= 600.0 && c["h"].as_f64().unwrap() >= 150.0, "{c}");
+        assert!(
+            c["w"].as_f64().unwrap() >= 600.0 && c["h"].as_f64().unwrap() >= 150.0,
+            "{c}"
+        );
         assert!(c["series"].as_u64().unwrap() >= 2, "{c}");
         assert_eq!(c["drawn"], c["series"], "{c}");
-        assert_eq!(c["inside"], c["series"], "every series laid out inside its chart: {c}");
+        assert_eq!(
+            c["inside"], c["series"],
+            "every series laid out inside its chart: {c}"
+        );
         assert!(c["ooms"].as_u64().unwrap() >= 2, "OOM deaths marked: {c}");
     }
     assert_eq!(r["overflow"], false, "no horizontal scrolling at 1000 px");

@@ -109,7 +109,9 @@ async fn service_memory_does_not_trend_upwards() {
         samples.push(rss_kib(pid).expect("child RSS") * 1024.0);
     }
     let elapsed = started.elapsed();
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exited with {status}");
 
@@ -134,7 +136,12 @@ async fn service_memory_does_not_trend_upwards() {
         a.verdict,
         a.reason
     );
-    assert_ne!(a.verdict, LeakVerdict::Leak, "RSS floor rises: {}", a.reason);
+    assert_ne!(
+        a.verdict,
+        LeakVerdict::Leak,
+        "RSS floor rises: {}",
+        a.reason
+    );
     assert!(
         end <= start * MAX_END_TO_START_RATIO,
         "RSS grew from {start} to {end} bytes"

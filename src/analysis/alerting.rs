@@ -112,7 +112,9 @@ pub fn decide(
     let cooled = prev.map_or(true, |p| at - p.last_sent_at >= policy.cooldown);
     let firing = prev.and_then(|p| p.firing);
     match (firing, qualifying) {
-        (None, Some(v)) if recent && !now.replaced && cooled => Some(Transition::Firing { verdict: v }),
+        (None, Some(v)) if recent && !now.replaced && cooled => {
+            Some(Transition::Firing { verdict: v })
+        }
         (None, _) => None,
         (Some(from), Some(to)) if recent && !now.replaced => {
             if to == from {
@@ -138,7 +140,12 @@ pub fn decide(
 }
 
 /// The state after sending `t`.
-pub fn apply(prev: Option<&AlertState>, deployment: &str, t: &Transition, at: DateTime<Utc>) -> AlertState {
+pub fn apply(
+    prev: Option<&AlertState>,
+    deployment: &str,
+    t: &Transition,
+    at: DateTime<Utc>,
+) -> AlertState {
     let episode = prev.map_or(0, |p| p.episode);
     let version = prev.map_or(0, |p| p.version) + 1;
     let (firing, episode) = match t {
@@ -203,9 +210,12 @@ mod tests {
 
     fn policy() -> AlertPolicy {
         AlertPolicy {
-            verdicts: [DeploymentVerdict::Leaking, DeploymentVerdict::OomWithoutLeak]
-                .into_iter()
-                .collect(),
+            verdicts: [
+                DeploymentVerdict::Leaking,
+                DeploymentVerdict::OomWithoutLeak,
+            ]
+            .into_iter()
+            .collect(),
             cooldown: Duration::hours(1),
             resolve_after: Duration::hours(24),
         }
@@ -263,10 +273,18 @@ mod tests {
             (31, standing(&leaking, 31)),
         ]);
         assert_eq!(sent.len(), 2, "{sent:?}");
-        assert!(matches!(sent[0].1, Transition::Firing { verdict: DeploymentVerdict::Leaking }));
+        assert!(matches!(
+            sent[0].1,
+            Transition::Firing {
+                verdict: DeploymentVerdict::Leaking
+            }
+        ));
         assert!(matches!(
             sent[1].1,
-            Transition::Resolved { reason: ResolveReason::StoppedDying, .. }
+            Transition::Resolved {
+                reason: ResolveReason::StoppedDying,
+                ..
+            }
         ));
     }
 
@@ -280,7 +298,10 @@ mod tests {
             (0, standing(&oom, 0)),
             (1, standing(&oom, 0)),
         ]);
-        let kinds: Vec<String> = sent.iter().map(|(h, t)| format!("{h}:{}", t.name())).collect();
+        let kinds: Vec<String> = sent
+            .iter()
+            .map(|(h, t)| format!("{h}:{}", t.name()))
+            .collect();
         assert_eq!(kinds, vec!["0:firing", "0:changed", "1:changed"]);
     }
 
@@ -291,14 +312,27 @@ mod tests {
         let mut replaced = standing(&leaking, 0);
         replaced.replaced = true;
         let sent = run(&[(0, standing(&leaking, 0)), (2, replaced)]);
-        assert!(matches!(sent[1].1, Transition::Resolved { reason: ResolveReason::Replaced, .. }));
+        assert!(matches!(
+            sent[1].1,
+            Transition::Resolved {
+                reason: ResolveReason::Replaced,
+                ..
+            }
+        ));
         let sent = run(&[(0, standing(&leaking, 0)), (2, standing(&healthy, 0))]);
         assert!(matches!(
             sent[1].1,
-            Transition::Resolved { reason: ResolveReason::VerdictCleared, .. }
+            Transition::Resolved {
+                reason: ResolveReason::VerdictCleared,
+                ..
+            }
         ));
         // Disappearing from the findings (out of the lookback) resolves too.
-        let gone = Standing { finding: None, last_bad_death: None, replaced: false };
+        let gone = Standing {
+            finding: None,
+            last_bad_death: None,
+            replaced: false,
+        };
         let sent = run(&[(0, standing(&leaking, 0)), (2, gone)]);
         assert_eq!(sent.len(), 2);
     }
@@ -310,12 +344,20 @@ mod tests {
         let s1 = standing(&leaking, 0);
         let t1 = decide(None, &s1, &p, t0()).unwrap();
         let st1 = apply(None, "api:7", &t1, t0());
-        let gone = Standing { finding: None, last_bad_death: None, replaced: false };
+        let gone = Standing {
+            finding: None,
+            last_bad_death: None,
+            replaced: false,
+        };
         let at2 = t0() + Duration::hours(2);
         let t2 = decide(Some(&st1), &gone, &p, at2).unwrap();
         let st2 = apply(Some(&st1), "api:7", &t2, at2);
         let at3 = t0() + Duration::hours(4);
-        let s3 = Standing { finding: Some(&leaking), last_bad_death: Some(at3), replaced: false };
+        let s3 = Standing {
+            finding: Some(&leaking),
+            last_bad_death: Some(at3),
+            replaced: false,
+        };
         let t3 = decide(Some(&st2), &s3, &p, at3).unwrap();
         let st3 = apply(Some(&st2), "api:7", &t3, at3);
         assert_eq!(st3.episode, 2);
@@ -343,7 +385,10 @@ mod tests {
         let f = finding(DeploymentVerdict::Leaking);
         let mut live = BTreeMap::new();
         assert!(!is_replaced(&f, &live));
-        live.insert("api".to_string(), BTreeSet::from(["api:7".to_string(), "api:8".to_string()]));
+        live.insert(
+            "api".to_string(),
+            BTreeSet::from(["api:7".to_string(), "api:8".to_string()]),
+        );
         assert!(!is_replaced(&f, &live));
         live.insert("api".to_string(), BTreeSet::from(["api:8".to_string()]));
         assert!(is_replaced(&f, &live));

@@ -94,50 +94,168 @@ impl Metrics {
     pub fn render(&self, outbox: &BTreeMap<String, u64>) -> String {
         let mut o = String::with_capacity(4096);
         self.with(|m| {
-            help(&mut o, "epitaph_scans_total", "counter", "Scans by result (ok, error, skipped_busy).");
+            help(
+                &mut o,
+                "epitaph_scans_total",
+                "counter",
+                "Scans by result (ok, error, skipped_busy).",
+            );
             for r in ["ok", "error", "skipped_busy"] {
-                let _ = writeln!(o, "epitaph_scans_total{{result=\"{r}\"}} {}", m.scans.get(r).unwrap_or(&0));
+                let _ = writeln!(
+                    o,
+                    "epitaph_scans_total{{result=\"{r}\"}} {}",
+                    m.scans.get(r).unwrap_or(&0)
+                );
             }
-            help(&mut o, "epitaph_scan_duration_seconds", "summary", "Scan wall time.");
-            let _ = writeln!(o, "epitaph_scan_duration_seconds_sum {}", m.scan_seconds_sum);
-            let _ = writeln!(o, "epitaph_scan_duration_seconds_count {}", m.scan_seconds_count);
-            help(&mut o, "epitaph_last_scan_duration_seconds", "gauge", "Wall time of the last scan.");
-            let _ = writeln!(o, "epitaph_last_scan_duration_seconds {}", m.last_scan_seconds);
-            help(&mut o, "epitaph_last_successful_scan_timestamp_seconds", "gauge", "Unix time the last scan succeeded (0: never).");
-            let _ = writeln!(o, "epitaph_last_successful_scan_timestamp_seconds {}", m.last_success_unix);
-            help(&mut o, "epitaph_api_calls_total", "counter", "Remote API calls made by the sources, by operation.");
+            help(
+                &mut o,
+                "epitaph_scan_duration_seconds",
+                "summary",
+                "Scan wall time.",
+            );
+            let _ = writeln!(
+                o,
+                "epitaph_scan_duration_seconds_sum {}",
+                m.scan_seconds_sum
+            );
+            let _ = writeln!(
+                o,
+                "epitaph_scan_duration_seconds_count {}",
+                m.scan_seconds_count
+            );
+            help(
+                &mut o,
+                "epitaph_last_scan_duration_seconds",
+                "gauge",
+                "Wall time of the last scan.",
+            );
+            let _ = writeln!(
+                o,
+                "epitaph_last_scan_duration_seconds {}",
+                m.last_scan_seconds
+            );
+            help(
+                &mut o,
+                "epitaph_last_successful_scan_timestamp_seconds",
+                "gauge",
+                "Unix time the last scan succeeded (0: never).",
+            );
+            let _ = writeln!(
+                o,
+                "epitaph_last_successful_scan_timestamp_seconds {}",
+                m.last_success_unix
+            );
+            help(
+                &mut o,
+                "epitaph_api_calls_total",
+                "counter",
+                "Remote API calls made by the sources, by operation.",
+            );
             for (op, n) in &m.api_calls {
-                let _ = writeln!(o, "epitaph_api_calls_total{{operation=\"{}\"}} {n}", label(op));
+                let _ = writeln!(
+                    o,
+                    "epitaph_api_calls_total{{operation=\"{}\"}} {n}",
+                    label(op)
+                );
             }
-            help(&mut o, "epitaph_instances_analysed_total", "counter", "Instances fetched and analysed.");
-            let _ = writeln!(o, "epitaph_instances_analysed_total {}", m.instances_analysed);
-            help(&mut o, "epitaph_instances_pending", "gauge", "Instances whose fetch failed in the last scan (retried next scan).");
+            help(
+                &mut o,
+                "epitaph_instances_analysed_total",
+                "counter",
+                "Instances fetched and analysed.",
+            );
+            let _ = writeln!(
+                o,
+                "epitaph_instances_analysed_total {}",
+                m.instances_analysed
+            );
+            help(
+                &mut o,
+                "epitaph_instances_pending",
+                "gauge",
+                "Instances whose fetch failed in the last scan (retried next scan).",
+            );
             let _ = writeln!(o, "epitaph_instances_pending {}", m.instances_pending);
-            help(&mut o, "epitaph_errors_total", "counter", "Errors by kind (scan, delivery, store).");
+            help(
+                &mut o,
+                "epitaph_errors_total",
+                "counter",
+                "Errors by kind (scan, delivery, store).",
+            );
             for k in ["scan", "delivery", "store"] {
-                let _ = writeln!(o, "epitaph_errors_total{{kind=\"{k}\"}} {}", m.errors.get(k).unwrap_or(&0));
+                let _ = writeln!(
+                    o,
+                    "epitaph_errors_total{{kind=\"{k}\"}} {}",
+                    m.errors.get(k).unwrap_or(&0)
+                );
             }
-            help(&mut o, "epitaph_deployments", "gauge", "Deployments by verdict after the last scan.");
+            help(
+                &mut o,
+                "epitaph_deployments",
+                "gauge",
+                "Deployments by verdict after the last scan.",
+            );
             for v in crate::model::DeploymentVerdict::ALL {
-                let _ = writeln!(o, "epitaph_deployments{{verdict=\"{v}\"}} {}", m.deployments.get(v.as_str()).unwrap_or(&0));
+                let _ = writeln!(
+                    o,
+                    "epitaph_deployments{{verdict=\"{v}\"}} {}",
+                    m.deployments.get(v.as_str()).unwrap_or(&0)
+                );
             }
-            help(&mut o, "epitaph_alerts_enqueued_total", "counter", "Alert messages put in the outbox.");
+            help(
+                &mut o,
+                "epitaph_alerts_enqueued_total",
+                "counter",
+                "Alert messages put in the outbox.",
+            );
             let _ = writeln!(o, "epitaph_alerts_enqueued_total {}", m.alerts_enqueued);
-            help(&mut o, "epitaph_alert_deliveries_total", "counter", "Delivery attempts by result (delivered, retried, failed).");
+            help(
+                &mut o,
+                "epitaph_alert_deliveries_total",
+                "counter",
+                "Delivery attempts by result (delivered, retried, failed).",
+            );
             for r in ["delivered", "retried", "failed"] {
-                let _ = writeln!(o, "epitaph_alert_deliveries_total{{result=\"{r}\"}} {}", m.deliveries.get(r).unwrap_or(&0));
+                let _ = writeln!(
+                    o,
+                    "epitaph_alert_deliveries_total{{result=\"{r}\"}} {}",
+                    m.deliveries.get(r).unwrap_or(&0)
+                );
             }
-            help(&mut o, "epitaph_http_requests_total", "counter", "API requests by route and status.");
+            help(
+                &mut o,
+                "epitaph_http_requests_total",
+                "counter",
+                "API requests by route and status.",
+            );
             for ((route, code), n) in &m.http {
-                let _ = writeln!(o, "epitaph_http_requests_total{{route=\"{}\",code=\"{code}\"}} {n}", label(route));
+                let _ = writeln!(
+                    o,
+                    "epitaph_http_requests_total{{route=\"{}\",code=\"{code}\"}} {n}",
+                    label(route)
+                );
             }
         });
-        help(&mut o, "epitaph_outbox_messages", "gauge", "Outbox messages by status.");
+        help(
+            &mut o,
+            "epitaph_outbox_messages",
+            "gauge",
+            "Outbox messages by status.",
+        );
         for s in ["pending", "delivered", "failed"] {
-            let _ = writeln!(o, "epitaph_outbox_messages{{status=\"{s}\"}} {}", outbox.get(s).unwrap_or(&0));
+            let _ = writeln!(
+                o,
+                "epitaph_outbox_messages{{status=\"{s}\"}} {}",
+                outbox.get(s).unwrap_or(&0)
+            );
         }
         if let Some(rss) = resident_memory_bytes() {
-            help(&mut o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+            help(
+                &mut o,
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+            );
             let _ = writeln!(o, "process_resident_memory_bytes {rss}");
         }
         o
@@ -150,7 +268,9 @@ fn help(o: &mut String, name: &str, kind: &str, text: &str) {
 
 /// Escapes a label value (backslash, quote, newline).
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// This process's resident set size, from /proc (Linux only).
@@ -176,7 +296,10 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
-            assert!(name.starts_with("epitaph_") || name.starts_with("process_"), "{line}");
+            assert!(
+                name.starts_with("epitaph_") || name.starts_with("process_"),
+                "{line}"
+            );
         }
     }
 }

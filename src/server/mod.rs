@@ -35,6 +35,19 @@ use crate::pipeline::{Pipeline, ScanOptions, ScanReport};
 use crate::schedule::Schedule;
 use metrics::Metrics;
 
+/// Every route (method, path) the router serves; `docs/openapi.yaml` documents exactly
+/// these (a test checks).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/"),
+    ("get", "/v1/instances/{instance_id}"),
+    ("get", "/v1/deployments"),
+    ("get", "/v1/findings"),
+    ("post", "/v1/scans"),
+    ("get", "/v1/scans/latest"),
+];
+
 /// Largest request body accepted (the API takes no bodies beyond tiny JSON).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -166,7 +179,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(authed)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -205,12 +221,13 @@ async fn auth(
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match given {
-        Some(g) if bool::from(g.as_bytes().ct_eq(token.expose().as_bytes())) => {
-            next.run(req).await
-        }
+        Some(g) if bool::from(g.as_bytes().ct_eq(token.expose().as_bytes())) => next.run(req).await,
         Some(_) => error(StatusCode::UNAUTHORIZED, "invalid bearer token"),
         None => {
             let mut r = error(
@@ -243,7 +260,10 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         Err(e) => return store_error(&state, e),
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(&outbox),
     )
         .into_response()
@@ -308,8 +328,14 @@ async fn findings(State(state): State<Arc<AppState>>) -> Response {
             Ok(v) => v,
             Err(e) => return store_error(&state, e),
         };
-    let alerting: std::collections::BTreeSet<String> =
-        state.pipeline.config().alerts.verdicts.iter().cloned().collect();
+    let alerting: std::collections::BTreeSet<String> = state
+        .pipeline
+        .config()
+        .alerts
+        .verdicts
+        .iter()
+        .cloned()
+        .collect();
     let list: Vec<serde_json::Value> = findings
         .iter()
         .filter(|f| alerting.contains(f.verdict.as_str()))
@@ -367,7 +393,10 @@ async fn start_scan(State(state): State<Arc<AppState>>, Query(q): Query<ScanQuer
 async fn latest_scan(State(state): State<Arc<AppState>>) -> Response {
     match state.latest.read().await.clone() {
         Some(s) => Json(s).into_response(),
-        None => error(StatusCode::NOT_FOUND, "no scan has run since the service started"),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no scan has run since the service started",
+        ),
     }
 }
 
@@ -394,7 +423,10 @@ pub fn check_auth(cfg: &Config, addr: SocketAddr) -> Result<()> {
 pub async fn serve(pipeline: Pipeline) -> Result<()> {
     let cfg = pipeline.config().clone();
     let addr: SocketAddr = cfg.serve.listen.parse().map_err(|_| {
-        Error::Config(vec![format!("serve.listen: `{}` is not an address", cfg.serve.listen)])
+        Error::Config(vec![format!(
+            "serve.listen: `{}` is not an address",
+            cfg.serve.listen
+        )])
     })?;
     check_auth(&cfg, addr)?;
     let schedule = Schedule::parse(&cfg.serve.schedule)
@@ -403,9 +435,14 @@ pub async fn serve(pipeline: Pipeline) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Config(vec![format!("serve.listen: cannot bind {addr}: {e}")]))?;
-    let local = listener.local_addr().map_err(|e| Error::io(std::path::Path::new("socket"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io(std::path::Path::new("socket"), e))?;
     tracing::info!(addr = %local, schedule = schedule.as_str(), "serving");
-    eprintln!("epitaph: listening on http://{local} (scans: {})", schedule.as_str());
+    eprintln!(
+        "epitaph: listening on http://{local} (scans: {})",
+        schedule.as_str()
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler = tokio::spawn(scheduler(state.clone(), schedule, stop_rx.clone()));
@@ -493,6 +530,80 @@ async fn delivery_loop(
             _ = tokio::time::sleep(interval) => {}
             _ = state.deliver_now.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_documents_exactly_the_routes() {
+        let spec = include_str!("../../docs/openapi.yaml");
+        let mut documented = Vec::new();
+        let mut path: Option<String> = None;
+        let mut in_paths = false;
+        for line in spec.lines() {
+            if line == "paths:" {
+                in_paths = true;
+                continue;
+            }
+            if in_paths && !line.starts_with(' ') && !line.is_empty() {
+                in_paths = false;
+            }
+            if !in_paths {
+                continue;
+            }
+            if let Some(p) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
+                if !p.starts_with(' ') {
+                    path = Some(p.to_string());
+                    continue;
+                }
+            }
+            if let (Some(p), Some(m)) = (
+                &path,
+                line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')),
+            ) {
+                if ["get", "post", "put", "delete", "patch"].contains(&m) {
+                    documented.push((m.to_string(), p.clone()));
+                }
+            }
+        }
+        let mut expected: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        documented.sort();
+        expected.sort();
+        assert_eq!(documented, expected);
+    }
+
+    #[test]
+    fn anonymous_only_on_loopback() {
+        let mut cfg = Config::default();
+        let lo: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:1".parse().unwrap();
+        assert!(check_auth(&cfg, lo).is_err());
+        cfg.serve.allow_anonymous = true;
+        assert!(check_auth(&cfg, lo).is_ok());
+        assert!(check_auth(&cfg, any).is_err());
+        cfg.serve.token = Some(Secret::new("x"));
+        assert!(check_auth(&cfg, any).is_ok());
+    }
+
+    #[test]
+    fn instance_ids() {
+        assert!(is_instance_id("i-0123abcd"));
+        assert!(is_instance_id("i-0123456789abcdef0"));
+        for bad in [
+            "i-0123ABCD",
+            "i-0123abc",
+            "0123abcd",
+            "i-0123456789abcdef",
+            "",
+        ] {
+            assert!(!is_instance_id(bad), "{bad}");
         }
     }
 }

@@ -144,7 +144,7 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
         }
     }
     let mut ids: Vec<&InstanceReport> = reports.to_vec();
-    ids.sort_by(|a, b| b.terminated_at.cmp(&a.terminated_at));
+    ids.sort_by_key(|r| std::cmp::Reverse(r.terminated_at));
     Alert {
         schema: ALERT_SCHEMA.to_string(),
         id: input.id.clone(),
@@ -159,7 +159,9 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
         memory_deaths,
         first_death: reports.iter().map(|r| r.terminated_at).min(),
         last_death: reports.iter().map(|r| r.terminated_at).max(),
-        growth_per_hour: input.finding.and_then(|f| f.evidence.median_growth_per_hour),
+        growth_per_hour: input
+            .finding
+            .and_then(|f| f.evidence.median_growth_per_hour),
         unit: input.unit.to_string(),
         projected_hours_to_oom: (!projected.is_empty()).then(|| median(projected)),
         median_lifetime_hours: input.finding.and_then(|f| f.evidence.median_lifetime_hours),
@@ -249,7 +251,10 @@ fn links(
         let start = reports
             .iter()
             .find(|r| r.instance_id == e.instance_id)
-            .and_then(|r| r.launch_time.or_else(|| r.memory.points.first().map(|p| p.0)))
+            .and_then(|r| {
+                r.launch_time
+                    .or_else(|| r.memory.points.first().map(|p| p.0))
+            })
             .unwrap_or(from);
         let url = t
             .replace("{instance_id}", &encode(&e.instance_id))

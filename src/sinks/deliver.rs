@@ -115,7 +115,9 @@ pub fn judge(
             error: format!("gave up after {attempts} attempts; last: {error}"),
         };
     }
-    let wait = policy.backoff(attempts, jitter).max(floor.unwrap_or_else(Duration::zero));
+    let wait = policy
+        .backoff(attempts, jitter)
+        .max(floor.unwrap_or_else(Duration::zero));
     DeliveryOutcome::Retry {
         at: now + wait,
         error,
@@ -219,7 +221,10 @@ impl Deliverer {
                 .await?
             {
                 stats.lost_leases += 1;
-                tracing::warn!(id = entry.id, "lease expired during delivery; another sender owns the message now");
+                tracing::warn!(
+                    id = entry.id,
+                    "lease expired during delivery; another sender owns the message now"
+                );
             }
         }
         Ok(stats)
@@ -317,10 +322,22 @@ mod tests {
     #[test]
     fn success_retry_and_failure() {
         let p = policy();
-        assert_eq!(judge(&status(200, None), 1, &p, now(), 0.5), DeliveryOutcome::Delivered);
-        assert!(matches!(judge(&status(500, None), 1, &p, now(), 0.5), DeliveryOutcome::Retry { .. }));
-        assert!(matches!(judge(&status(404, None), 1, &p, now(), 0.5), DeliveryOutcome::Failed { .. }));
-        assert!(matches!(judge(&status(400, None), 1, &p, now(), 0.5), DeliveryOutcome::Failed { .. }));
+        assert_eq!(
+            judge(&status(200, None), 1, &p, now(), 0.5),
+            DeliveryOutcome::Delivered
+        );
+        assert!(matches!(
+            judge(&status(500, None), 1, &p, now(), 0.5),
+            DeliveryOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            judge(&status(404, None), 1, &p, now(), 0.5),
+            DeliveryOutcome::Failed { .. }
+        ));
+        assert!(matches!(
+            judge(&status(400, None), 1, &p, now(), 0.5),
+            DeliveryOutcome::Failed { .. }
+        ));
         assert!(matches!(
             judge(&Response::Transport("timed out".into()), 1, &p, now(), 0.5),
             DeliveryOutcome::Retry { .. }

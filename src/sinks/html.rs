@@ -179,12 +179,20 @@ fn deployment_section(
     );
     let e = &f.evidence;
     out.push_str("<div class=\"facts\">");
-    let _ = write!(out, "<span><b>groups</b> {}</span>", esc(&f.asgs.join(", ")));
+    let _ = write!(
+        out,
+        "<span><b>groups</b> {}</span>",
+        esc(&f.asgs.join(", "))
+    );
     for (k, v) in &e.counts {
         let _ = write!(out, "<span><b>{}</b> {v}</span>", esc(k));
     }
     if let Some(g) = e.median_growth_per_hour {
-        let _ = write!(out, "<span><b>floor growth</b> {}</span>", fmt_growth(g, ctx.unit));
+        let _ = write!(
+            out,
+            "<span><b>floor growth</b> {}</span>",
+            fmt_growth(g, ctx.unit)
+        );
     }
     if let Some(h) = e.median_lifetime_hours {
         let _ = write!(out, "<span><b>median lifetime</b> {}</span>", fmt_hours(h));
@@ -206,7 +214,12 @@ fn deployment_section(
     out.push_str("</section>\n");
 }
 
-fn chart(out: &mut String, f: &DeploymentFinding, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
+fn chart(
+    out: &mut String,
+    f: &DeploymentFinding,
+    reports: &[&InstanceReport],
+    ctx: &HtmlContext<'_>,
+) {
     let mut drawn: Vec<&InstanceReport> = reports
         .iter()
         .copied()
@@ -227,7 +240,10 @@ fn chart(out: &mut String, f: &DeploymentFinding, reports: &[&InstanceReport], c
         .unwrap_or(f.evidence.first_death.unwrap_or(ctx.generated_at));
     let t1 = drawn
         .iter()
-        .map(|r| r.terminated_at.max(r.memory.points.last().map_or(r.terminated_at, |p| p.0)))
+        .map(|r| {
+            r.terminated_at
+                .max(r.memory.points.last().map_or(r.terminated_at, |p| p.0))
+        })
         .max()
         .unwrap_or(t0);
     let span = ((t1 - t0).num_seconds().max(60)) as f64;
@@ -356,7 +372,7 @@ fn excerpts(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>
         .iter()
         .filter(|r| r.verdict.is_memory_death() && !r.last_words.events.is_empty())
         .collect();
-    with_words.sort_by(|a, b| b.terminated_at.cmp(&a.terminated_at));
+    with_words.sort_by_key(|r| std::cmp::Reverse(r.terminated_at));
     for r in with_words.iter().take(MAX_EXCERPTS) {
         let ev = &r.last_words.events;
         let hit_lines: Vec<usize> = r.signatures.iter().map(|m| m.line).collect();
@@ -381,7 +397,7 @@ fn excerpts(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>
 
 fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
     let mut rows: Vec<&&InstanceReport> = reports.iter().collect();
-    rows.sort_by(|a, b| b.terminated_at.cmp(&a.terminated_at));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.terminated_at));
     out.push_str("<table class=\"instances\"><thead><tr><th>instance</th><th>terminated</th><th>verdict</th><th>signature</th><th>floor growth</th><th>lifetime</th><th>cause</th></tr></thead><tbody>\n");
     for r in rows.iter().take(MAX_TABLE_ROWS) {
         let _ = writeln!(
@@ -390,7 +406,7 @@ fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlConte
             esc(&r.instance_id),
             r.terminated_at.format("%Y-%m-%d %H:%M"),
             r.verdict,
-            esc(&r.signatures.first().map(|m| m.signature.as_str()).unwrap_or("")),
+            esc(r.signatures.first().map(|m| m.signature.as_str()).unwrap_or("")),
             r.leak
                 .as_ref()
                 .and_then(|l| l.growth_per_hour)

@@ -49,8 +49,16 @@ const BUILTIN: &[(&str, &str, &str)] = &[
         r#"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|client[_-]?secret|private[_-]?key|session[_-]?token)(["']?\s*[=:]\s*["']?)([^\s&"',;}\]]+)"#,
         "${1}${2}[REDACTED]",
     ),
-    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", "[REDACTED]"),
-    ("github_token", r"\bgh[pousr]_[A-Za-z0-9]{36,}\b", "[REDACTED]"),
+    (
+        "slack_token",
+        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
+        "[REDACTED]",
+    ),
+    (
+        "github_token",
+        r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",
+        "[REDACTED]",
+    ),
     (
         "jwt",
         r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
@@ -119,25 +127,40 @@ mod tests {
     use super::*;
 
     fn r(s: &str) -> String {
-        Redactor::new(&["corp-[0-9]{6}".into()]).unwrap().redact(s).into_owned()
+        Redactor::new(&["corp-[0-9]{6}".into()])
+            .unwrap()
+            .redact(s)
+            .into_owned()
     }
 
     #[test]
     fn masks_known_secret_shapes() {
         let cases = [
             ("key AKIAIOSFODNN7EXAMPLE used", "AKIAIOSFODNN7EXAMPLE"),
-            ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+            (
+                "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "wJalrXUtnFEMI",
+            ),
             ("Authorization: Bearer abc.def-ghi", "abc.def-ghi"),
-            ("curl -H 'Authorization: Basic dXNlcjpwYXNz'", "dXNlcjpwYXNz"),
+            (
+                "curl -H 'Authorization: Basic dXNlcjpwYXNz'",
+                "dXNlcjpwYXNz",
+            ),
             ("connecting to postgres://app:s3cr3t@db:5432/x", "s3cr3t"),
             ("login password=hunter2 user=bob", "hunter2"),
             (r#"{"token": "tok_live_123", "n": 1}"#, "tok_live_123"),
             ("api_key: 0123456789abcdef", "0123456789abcdef"),
             ("slack xoxb-1234567890-abcdefghij", "xoxb-1234567890"),
             ("gh ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abc"),
-            ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijkl", "eyJzdWIi"),
+            (
+                "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijkl",
+                "eyJzdWIi",
+            ),
             ("employee corp-123456 fired", "corp-123456"),
-            ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----", "MIIEow"),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+                "MIIEow",
+            ),
         ];
         for (input, secret) in cases {
             let out = r(input);
@@ -161,7 +184,9 @@ mod tests {
 
     #[test]
     fn bad_extra_pattern_names_its_index() {
-        let e = Redactor::new(&["ok".into(), "(".into()]).unwrap_err().to_string();
+        let e = Redactor::new(&["ok".into(), "(".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("alerts.redact_patterns[1]"), "{e}");
     }
 }

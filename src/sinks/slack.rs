@@ -25,7 +25,9 @@ pub const MAX_FALLBACK_CHARS: usize = 3000;
 
 /// Escapes the three characters Slack's mrkdwn treats as control characters.
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `s` cut to at most `max` characters, ending in "…" when cut.
@@ -256,7 +258,10 @@ mod tests {
             }),
             next_steps: vec!["take a heap snapshot ```".repeat(50); n_steps],
             links: vec![
-                Link { label: "L".into(), url: "https://example.com/a?b=c".into() };
+                Link {
+                    label: "L".into(),
+                    url: "https://example.com/a?b=c".into()
+                };
                 20
             ],
             instance_ids: vec![],
@@ -268,7 +273,11 @@ mod tests {
     fn huge_alerts_stay_within_limits() {
         for line in ["&".repeat(10_000), "x".repeat(100_000), "```".repeat(3000)] {
             let body = render(&alert(&line, 100));
-            assert!(limit_problems(&body).is_empty(), "{:?}", limit_problems(&body));
+            assert!(
+                limit_problems(&body).is_empty(),
+                "{:?}",
+                limit_problems(&body)
+            );
             let code = body["blocks"][2]["text"]["text"].as_str().unwrap();
             assert!(code.ends_with("```"), "code fence closed");
             assert_eq!(code.matches("```").count(), 2);

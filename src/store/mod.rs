@@ -73,9 +73,14 @@ pub struct OutboxEntry {
 pub enum DeliveryOutcome {
     Delivered,
     /// Try again at this time.
-    Retry { at: DateTime<Utc>, error: String },
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
     /// Give up: the message stays in the outbox as `failed`.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// A state change for `commit_alerts`: the new state, valid only if the stored one is still at

@@ -343,14 +343,21 @@ impl Store for SqliteStore {
                 let firing: Option<String> = r.try_get("firing")?;
                 let firing = match firing {
                     None => None,
-                    Some(f) => Some(crate::model::DeploymentVerdict::parse(&f).ok_or_else(|| {
-                        Error::Store(format!("corrupt alert state `{deployment}`: verdict `{f}`"))
-                    })?),
+                    Some(f) => {
+                        Some(crate::model::DeploymentVerdict::parse(&f).ok_or_else(|| {
+                            Error::Store(format!(
+                                "corrupt alert state `{deployment}`: verdict `{f}`"
+                            ))
+                        })?)
+                    }
                 };
                 Ok(AlertState {
                     firing,
                     episode: r.try_get::<i64, _>("episode")?.max(0) as u32,
-                    last_sent_at: parse_ts("alert state", &r.try_get::<String, _>("last_sent_at")?)?,
+                    last_sent_at: parse_ts(
+                        "alert state",
+                        &r.try_get::<String, _>("last_sent_at")?,
+                    )?,
                     version: r.try_get("version")?,
                     deployment,
                 })
@@ -477,7 +484,10 @@ impl Store for SqliteStore {
             .await?;
         let mut out = BTreeMap::new();
         for r in rows {
-            out.insert(r.try_get("status")?, r.try_get::<i64, _>("n")?.max(0) as u64);
+            out.insert(
+                r.try_get("status")?,
+                r.try_get::<i64, _>("n")?.max(0) as u64,
+            );
         }
         Ok(out)
     }

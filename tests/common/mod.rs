@@ -67,7 +67,9 @@ impl Fleet {
             let text = std::fs::read_to_string(&p).unwrap();
             let planted = text.replace(
                 "<--- JS stacktrace --->",
-                &format!("<--- JS stacktrace ---> db password={PLANTED_PASSWORD} key {PLANTED_AWS_KEY}"),
+                &format!(
+                    "<--- JS stacktrace ---> db password={PLANTED_PASSWORD} key {PLANTED_AWS_KEY}"
+                ),
             );
             std::fs::write(&p, planted).unwrap();
         }

@@ -65,10 +65,9 @@ impl FileLogs {
 
     async fn index(&self) -> Result<Arc<LogIndex>> {
         let (path, format, stream) = (self.path.clone(), self.format, self.stream.clone());
-        self.index.get(&self.path, move || {
-            build_index(&path, format, &stream)
-        })
-        .await
+        self.index
+            .get(&self.path, move || build_index(&path, format, &stream))
+            .await
     }
 }
 

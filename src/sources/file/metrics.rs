@@ -63,10 +63,9 @@ impl FileMetrics {
 
     async fn index(&self) -> Result<Arc<MetricIndex>> {
         let (path, format, label) = (self.path.clone(), self.format, self.instance_label.clone());
-        self.index.get(&self.path, move || {
-            build_index(&path, format, &label)
-        })
-        .await
+        self.index
+            .get(&self.path, move || build_index(&path, format, &label))
+            .await
     }
 }
 
