@@ -13,6 +13,13 @@ if [ ! -x .venv/bin/moto_server ]; then
 fi
 export EPITAPH_MOTO_SERVER="$PWD/.venv/bin/moto_server"
 
+echo "== schemathesis (fuzzes the API against docs/openapi.yaml) in .venv-schemathesis"
+if [ ! -x .venv-schemathesis/bin/schemathesis ]; then
+  python3 -m venv .venv-schemathesis
+  .venv-schemathesis/bin/pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
+fi
+export EPITAPH_SCHEMATHESIS="$PWD/.venv-schemathesis/bin/schemathesis"
+
 echo "== chromium (headless; renders the HTML report in tests/browser.rs)"
 if ! command -v chromium >/dev/null 2>&1; then
   SUDO=""

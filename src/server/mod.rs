@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -294,9 +295,14 @@ struct InstanceQuery {
 
 async fn instance(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    Query(q): Query<InstanceQuery>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    q: std::result::Result<Query<InstanceQuery>, QueryRejection>,
 ) -> Response {
+    let (Path(id), Query(q)) = match (id, q) {
+        (Ok(id), Ok(q)) => (id, q),
+        (Err(e), _) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     if !is_instance_id(&id) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -367,7 +373,14 @@ struct ScanQuery {
     wait: bool,
 }
 
-async fn start_scan(State(state): State<Arc<AppState>>, Query(q): Query<ScanQuery>) -> Response {
+async fn start_scan(
+    State(state): State<Arc<AppState>>,
+    q: std::result::Result<Query<ScanQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let Ok(guard) = state.scan_lock.clone().try_lock_owned() else {
         state.metrics.scan_skipped();
         return error(StatusCode::CONFLICT, "a scan is already running");

@@ -1,0 +1,71 @@
+//! The running service against its own OpenAPI document (`docs/openapi.yaml`), fuzzed by
+//! schemathesis (installed by scripts/test.sh into .venv-schemathesis; path in
+//! EPITAPH_SCHEMATHESIS): every documented route with generated inputs, every response's
+//! status, content type and body checked against the document, and auth enforced.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Fleet;
+
+const TOKEN: &str = "conformance-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_conforms_to_its_openapi_document() {
+    let st = std::env::var_os("EPITAPH_SCHEMATHESIS").expect(
+        "EPITAPH_SCHEMATHESIS is not set: run scripts/test.sh, which installs schemathesis",
+    );
+    let fleet = Fleet::new(1, 6, 60);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(fleet.config_path())
+        .env("EPITAPH_SERVE__LISTEN", format!("127.0.0.1:{port}"))
+        .env("EPITAPH_SERVE__TOKEN", TOKEN)
+        // Only scans the fuzzer starts.
+        .env("EPITAPH_SERVE__SCHEDULE", "0 0 1 1 *")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client
+            .post(format!("{base}/v1/scans?wait=true"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "service did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(st)
+            .args(["run", spec, "--url", &base, "--checks", "all", "--max-examples", "40"])
+            .args(["--seed", "1", "--header", &format!("Authorization: Bearer {TOKEN}")])
+            .env("SCHEMATHESIS_TELEMETRY", "false")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Tested: 8"), "every route exercised:\n{stdout}");
+}
