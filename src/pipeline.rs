@@ -183,7 +183,7 @@ pub struct Pipeline {
     store: Arc<dyn Store>,
     signatures: Arc<SignatureLibrary>,
     redactor: Arc<Redactor>,
-    deliverer: Option<Deliverer>,
+    deliverer: Option<std::result::Result<Deliverer, String>>,
 }
 
 /// The outcome of fetching one instance.
@@ -201,9 +201,12 @@ impl Pipeline {
     ) -> Self {
         // The patterns were validated with the config; an invalid one cannot reach here.
         let redactor = Arc::new(Redactor::new(&cfg.alerts.redact_patterns).unwrap_or_default());
-        let deliverer = Deliverer::new(&cfg.alerts, store.clone())
-            .ok()
-            .filter(Deliverer::has_sinks);
+        // A client that cannot be built is reported by every delivery attempt, never ignored.
+        let deliverer = match Deliverer::new(&cfg.alerts, store.clone()) {
+            Ok(d) if d.has_sinks() => Some(Ok(d)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e.to_string())),
+        };
         Pipeline {
             cfg,
             sources,
@@ -252,7 +255,8 @@ impl Pipeline {
     /// configured sinks there is nothing to deliver.
     pub async fn deliver_alerts(&self, deadline: Option<Instant>) -> Result<DeliveryStats> {
         match &self.deliverer {
-            Some(d) => d.deliver_due(deadline).await,
+            Some(Ok(d)) => d.deliver_due(deadline).await,
+            Some(Err(e)) => Err(Error::Config(vec![e.clone()])),
             None => Ok(DeliveryStats::default()),
         }
     }

@@ -362,3 +362,57 @@ async fn sender_killed_mid_delivery_delivers_exactly_once_after_restart() {
         "the retry carries the same idempotency key"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_deployment_is_resolved() {
+    let rx = Receiver::start().await;
+    let fleet = Fleet::new(1, 6, 60);
+    fleet.append_config(&alerts_section(&rx, false, "cooldown = \"0s\"\n"));
+    let p = pipeline(&fleet).await;
+    let first = p.scan(&ScanOptions::default()).await.unwrap();
+    p.deliver_alerts(None).await.unwrap();
+    let leaking = first
+        .deployments
+        .iter()
+        .find(|f| f.deployment == "checkout-api:10")
+        .expect("the demo's leaking deployment");
+    assert_eq!(leaking.verdict.as_str(), "leaking");
+
+    // The group now runs only launch template version 11 (a fixed build was rolled out).
+    let live = serde_json::json!({"AutoScalingGroups": [{
+        "AutoScalingGroupName": "checkout-api",
+        "Instances": [{
+            "InstanceId": "i-0feedfacecafe0011",
+            "AvailabilityZone": "us-east-1a",
+            "LifecycleState": "InService",
+            "HealthStatus": "Healthy",
+            "LaunchTemplate": {"LaunchTemplateId": "lt-0000000009e3779a6",
+                               "LaunchTemplateName": "checkout-api", "Version": "11"}
+        }]
+    }]});
+    std::fs::write(
+        fleet.dir.path().join("inventory").join("now.json"),
+        live.to_string(),
+    )
+    .unwrap();
+    let r = p
+        .scan(&ScanOptions {
+            since: Some(first.window.start),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        r.summary.alerts_enqueued, 1,
+        "only the replaced deployment changes"
+    );
+    p.deliver_alerts(None).await.unwrap();
+    let resolved: Vec<_> = rx
+        .got()
+        .into_iter()
+        .filter(|g| g.body["kind"] == "resolved")
+        .collect();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].body["deployment"], "checkout-api:10");
+    assert_eq!(resolved[0].body["resolved_reason"], "replaced");
+}

@@ -51,8 +51,22 @@ async fn the_service_conforms_to_its_openapi_document() {
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(st)
-            .args(["run", spec, "--url", &base, "--checks", "all", "--max-examples", "40"])
-            .args(["--seed", "1", "--header", &format!("Authorization: Bearer {TOKEN}")])
+            .args([
+                "run",
+                spec,
+                "--url",
+                &base,
+                "--checks",
+                "all",
+                "--max-examples",
+                "40",
+            ])
+            .args([
+                "--seed",
+                "1",
+                "--header",
+                &format!("Authorization: Bearer {TOKEN}"),
+            ])
             .env("SCHEMATHESIS_TELEMETRY", "false")
             .output()
             .unwrap()
@@ -67,5 +81,8 @@ async fn the_service_conforms_to_its_openapi_document() {
         "schemathesis found problems:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("Tested: 8"), "every route exercised:\n{stdout}");
+    assert!(
+        stdout.contains("Tested: 8"),
+        "every route exercised:\n{stdout}"
+    );
 }
