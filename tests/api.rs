@@ -250,14 +250,6 @@ async fn one_scan_at_a_time() {
     assert!(text.contains("epitaph_scans_total{result=\"skipped_busy\"} 1"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn serve_refuses_unsafe_auth_settings() {
     let fleet = Fleet::new(1, 6, 60);
@@ -286,19 +278,9 @@ fn serve_refuses_unsafe_auth_settings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_the_schedule_and_shuts_down_gracefully() {
     let fleet = Fleet::new(1, 6, 60);
-    let port = free_port();
-    let mut child = std::process::Command::new(common::bin())
-        .args(["serve", "--config"])
-        .arg(fleet.config_path())
-        .env("EPITAPH_SERVE__LISTEN", format!("127.0.0.1:{port}"))
-        .env("EPITAPH_SERVE__TOKEN", TOKEN)
-        .env("EPITAPH_SERVE__SCHEDULE", "* * * * * *")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, base) =
+        common::spawn_serve(&fleet, TOKEN, "* * * * * *", std::process::Stdio::piped());
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     // Scheduled scans run without anyone asking.
     loop {

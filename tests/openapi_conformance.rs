@@ -17,23 +17,9 @@ async fn the_service_conforms_to_its_openapi_document() {
         "EPITAPH_SCHEMATHESIS is not set: run scripts/test.sh, which installs schemathesis",
     );
     let fleet = Fleet::new(1, 6, 60);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(common::bin())
-        .args(["serve", "--config"])
-        .arg(fleet.config_path())
-        .env("EPITAPH_SERVE__LISTEN", format!("127.0.0.1:{port}"))
-        .env("EPITAPH_SERVE__TOKEN", TOKEN)
-        // Only scans the fuzzer starts.
-        .env("EPITAPH_SERVE__SCHEDULE", "0 0 1 1 *")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    // Yearly: only the scans the fuzzer starts.
+    let (mut child, base) =
+        common::spawn_serve(&fleet, TOKEN, "0 0 1 1 *", std::process::Stdio::null());
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -43,23 +43,9 @@ async fn service_memory_does_not_trend_upwards() {
         .unwrap_or(150)
         .max(WARM_UP_CYCLES + 30);
     let fleet = Fleet::new(4, 7, 150);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(common::bin())
-        .args(["serve", "--config"])
-        .arg(fleet.config_path())
-        .env("EPITAPH_SERVE__LISTEN", format!("127.0.0.1:{port}"))
-        .env("EPITAPH_SERVE__TOKEN", TOKEN)
-        .env("EPITAPH_SERVE__SCHEDULE", "* * * * * *")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, base) =
+        common::spawn_serve(&fleet, TOKEN, "* * * * * *", std::process::Stdio::null());
     let pid = child.id();
-    let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let get = |path: String| {
         let c = client.clone();

@@ -240,3 +240,34 @@ pub fn slack_violations(body: &serde_json::Value) -> Vec<String> {
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epitaph"))
 }
+
+/// A free TCP port on loopback (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `epitaph serve` for `fleet` on a free loopback port with `token` and `schedule`; returns the
+/// process and its base URL.
+pub fn spawn_serve(
+    fleet: &Fleet,
+    token: &str,
+    schedule: &str,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    let port = free_port();
+    let child = std::process::Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(fleet.config_path())
+        .env("EPITAPH_SERVE__LISTEN", format!("127.0.0.1:{port}"))
+        .env("EPITAPH_SERVE__TOKEN", token)
+        .env("EPITAPH_SERVE__SCHEDULE", schedule)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    (child, format!("http://127.0.0.1:{port}"))
+}
