@@ -229,7 +229,8 @@ pub struct AlertsConfig {
     pub max_attempts: u32,
     /// One delivery request.
     pub request_timeout: String,
-    /// First retry delay; doubles per attempt (full jitter), capped by `max_backoff`.
+    /// Retry delay ceiling for the first retry; doubles per attempt up to `max_backoff`; half of
+    /// each wait is fixed, half random.
     pub base_backoff: String,
     pub max_backoff: String,
     /// `epitaph scan` waits at most this long for deliveries after a scan; the rest stay in

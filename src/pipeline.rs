@@ -323,6 +323,9 @@ impl Pipeline {
         tracing::info!(start = %window.start, end = %window.end, "scan started");
         let mut summary = ScanSummary::default();
         self.sources.begin_scan();
+        // The sources count calls over their lifetime (a service runs many scans): this scan's
+        // calls are the difference.
+        let calls_before = self.sources.calls();
 
         let inventory = self.sources.activities.inventory().await?;
         self.store.save_inventory(&inventory).await?;
@@ -420,7 +423,16 @@ impl Pipeline {
                 .or_insert(0) += 1;
         }
         summary.complete = summary.input_errors.is_empty() && summary.pending.is_empty();
-        summary.api_calls = self.sources.calls();
+        summary.api_calls = self
+            .sources
+            .calls()
+            .into_iter()
+            .map(|(op, n)| {
+                let d = n.saturating_sub(calls_before.get(&op).copied().unwrap_or(0));
+                (op, d)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
         let fetched = summary.analysed + summary.pending.len();
         let total: u64 = summary.api_calls.values().sum();
         summary.api_calls_per_instance =

@@ -187,11 +187,11 @@ async fn rate_limits_honour_retry_after_and_5xx_retries_then_succeeds() {
     fleet.append_config(&alerts_section(
         &rx,
         false,
-        "base_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n",
+        "base_backoff = \"300ms\"\nmax_backoff = \"600ms\"\n",
     ));
     let expected = fleet.alerting_deployments().len();
     assert!(expected >= 3);
-    // First message: 429 with Retry-After 2 s; second: 500 twice; the rest: 200.
+    // First message: 429 with Retry-After 2 s; second: 500, then (below) 503; the rest: 200.
     rx.plan([
         Reply::Status(429, Some("2".into())),
         Reply::Status(500, None),
@@ -203,7 +203,7 @@ async fn rate_limits_honour_retry_after_and_5xx_retries_then_succeeds() {
     assert_eq!((s.delivered as usize, s.retried), (expected - 2, 2));
     rx.plan([Reply::Status(503, None)]);
 
-    // Retry the 5xx (due after ≤ 200 ms), not the rate-limited one.
+    // Retry the 5xx (due after 150–300 ms), not the rate-limited one.
     let mut first_key = String::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while count_by_key(&rx.got()).len() < expected && Instant::now() < deadline {

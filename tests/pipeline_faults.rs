@@ -4,7 +4,7 @@
 //! chosen instances.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,6 +21,8 @@ struct FlakyMetrics {
     inner: Arc<dyn MetricSource>,
     fail: HashSet<String>,
     broken: AtomicBool,
+    /// Batched calls so far, reported like a remote backend's call counts.
+    calls: AtomicU64,
 }
 
 #[async_trait]
@@ -32,6 +34,7 @@ impl MetricSource for FlakyMetrics {
         &self,
         queries: &[SeriesQuery],
     ) -> Result<Vec<Result<Option<MemorySeries>>>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         let mut out = self.inner.memory_series(queries).await?;
         if self.broken.load(Ordering::SeqCst) {
             for (q, r) in queries.iter().zip(out.iter_mut()) {
@@ -41,6 +44,9 @@ impl MetricSource for FlakyMetrics {
             }
         }
         Ok(out)
+    }
+    fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        [("GetSeries".to_string(), self.calls.load(Ordering::SeqCst))].into()
     }
 }
 
@@ -86,6 +92,7 @@ async fn failed_fetches_stay_pending_and_are_retried() {
         inner: real.metrics.clone(),
         fail: [bad_metrics.clone()].into(),
         broken: AtomicBool::new(true),
+        calls: AtomicU64::new(0),
     });
     let logs = Arc::new(SlowLogs {
         inner: real.logs.clone(),
@@ -152,6 +159,10 @@ async fn failed_fetches_stay_pending_and_are_retried() {
     );
     assert_eq!(second.summary.retried, 2);
     assert_eq!(second.summary.analysed, 2);
+    // Call counts are per scan, though the sources (as in a long-running service) live on.
+    assert_eq!(first.summary.api_calls["GetSeries"], 1);
+    assert_eq!(second.summary.api_calls["GetSeries"], 1);
+    assert_eq!(metrics.calls.load(Ordering::SeqCst), 2);
     assert!(store.pending().await.unwrap().is_empty());
     for id in [&bad_metrics, &slow_logs] {
         let r = store

@@ -477,16 +477,21 @@ pub async fn serve(pipeline: Pipeline) -> Result<()> {
     let _ = stop_tx.send(true);
     let grace = cfg.serve.shutdown_grace().to_std().unwrap_or_default();
     let deadline = Instant::now() + grace;
-    // Wait for a running scan (the lock is free once it finished).
-    match tokio::time::timeout(grace, state.scan_lock.lock()).await {
-        Ok(_guard) => {}
-        Err(_) => tracing::warn!(
-            "a scan was still running after the grace period; its window is scanned again next start"
-        ),
+    // Wait for a running scan (the lock is free once it finished); every wait below is
+    // bounded by the grace period, so a stuck scan or webhook cannot hold the shutdown.
+    if tokio::time::timeout(grace, state.scan_lock.lock())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "a scan was still running after the grace period; it is not recorded, so its window is scanned again next start"
+        );
+        scheduler.abort();
     }
-    let _ = scheduler.await;
-    let _ = deliverer.await;
-    state.deliver(Some(deadline)).await;
+    let _ = tokio::time::timeout(grace, scheduler).await;
+    let _ = tokio::time::timeout(grace, deliverer).await;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let _ = tokio::time::timeout(left, state.deliver(Some(deadline))).await;
     let _ = tokio::time::timeout(grace, server).await;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Delivers the outbox: claims due messages (with a lease, so replicas and restarts never send
 //! one message concurrently), renders them per sink, POSTs them with a timeout, and records the
-//! outcome. 5xx, timeouts and connection errors retry with exponential backoff and full jitter;
+//! outcome. 5xx, timeouts and connection errors retry with exponential backoff and jitter;
 //! 429 and 503 wait at least their Retry-After; other 4xx fail at once (the webhook is gone or
 //! refuses the body); after `max_attempts` a message is marked failed. Retry times live in the
 //! store, so they survive restarts, and a dead webhook only delays its own messages.
@@ -47,8 +47,9 @@ impl RetryPolicy {
         }
     }
 
-    /// Full-jitter backoff before attempt `attempts + 1`: uniform in [0, min(max, base·2^n)],
-    /// with `unit` in [0, 1) supplied by the caller (random in production, fixed in tests).
+    /// Backoff before attempt `attempts + 1` with "equal jitter": half of min(max, base·2^n)
+    /// fixed, the other half uniform, so retries spread out but never come back at once.
+    /// `unit` in [0, 1) is supplied by the caller (random in production, fixed in tests).
     pub fn backoff(&self, attempts: u32, unit: f64) -> Duration {
         let exp = attempts.saturating_sub(1).min(30);
         let ceiling = self
@@ -57,7 +58,8 @@ impl RetryPolicy {
             .saturating_mul(1i64 << exp)
             .min(self.max.num_milliseconds())
             .max(0);
-        Duration::milliseconds((ceiling as f64 * unit.clamp(0.0, 1.0)) as i64)
+        let half = ceiling as f64 / 2.0;
+        Duration::milliseconds((half + half * unit.clamp(0.0, 1.0)) as i64)
     }
 }
 
@@ -369,13 +371,17 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_with_full_jitter_and_a_cap() {
+    fn backoff_doubles_with_equal_jitter_and_a_cap() {
         let p = policy();
         assert_eq!(p.backoff(1, 1.0), Duration::seconds(2));
         assert_eq!(p.backoff(2, 1.0), Duration::seconds(4));
         assert_eq!(p.backoff(4, 1.0), Duration::seconds(16));
         assert_eq!(p.backoff(20, 1.0), Duration::minutes(10));
-        assert_eq!(p.backoff(3, 0.5), Duration::seconds(4));
-        assert_eq!(p.backoff(3, 0.0), Duration::zero());
+        assert_eq!(p.backoff(3, 0.5), Duration::seconds(6));
+        assert_eq!(
+            p.backoff(3, 0.0),
+            Duration::seconds(4),
+            "never less than half"
+        );
     }
 }
