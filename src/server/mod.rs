@@ -62,6 +62,9 @@ pub struct AppState {
     latest: RwLock<Option<ScanStatus>>,
     /// Wakes the deliverer (after a scan enqueued messages).
     deliver_now: Notify,
+    /// On-demand queries fetching from the sources at once (`scan.concurrency`): however many
+    /// clients ask, the backends see a bounded number of calls.
+    query_slots: tokio::sync::Semaphore,
 }
 
 /// The last scan as `GET /v1/scans/latest` shows it.
@@ -85,7 +88,9 @@ impl AppState {
             .token
             .clone()
             .filter(|t| !t.is_empty());
+        let slots = pipeline.config().scan.concurrency.max(1);
         Arc::new(AppState {
+            query_slots: tokio::sync::Semaphore::new(slots),
             pipeline,
             token,
             scan_lock: Arc::new(Mutex::new(())),
@@ -309,6 +314,9 @@ async fn instance(
             "instance_id must be i- followed by 8 or 17 lowercase hex digits",
         );
     }
+    let Ok(_slot) = state.query_slots.acquire().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
     match state.pipeline.investigate(&id, q.refresh).await {
         Ok(inv) => Json(inv).into_response(),
         Err(e @ Error::Source { .. }) => {
