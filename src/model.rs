@@ -378,7 +378,7 @@ impl fmt::Display for DeploymentVerdict {
 }
 
 /// The evidence behind a deployment verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentEvidence {
     /// Instance ids considered, sorted.
     pub instances: Vec<String>,

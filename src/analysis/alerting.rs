@@ -200,7 +200,6 @@ pub fn is_replaced(finding: &DeploymentFinding, live: &BTreeMap<String, BTreeSet
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DeploymentEvidence;
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
@@ -227,15 +226,7 @@ mod tests {
             asgs: vec!["api".into()],
             verdict: v,
             summary: String::new(),
-            evidence: DeploymentEvidence {
-                instances: vec![],
-                counts: Default::default(),
-                median_growth_per_hour: None,
-                median_lifetime_hours: None,
-                signatures: Default::default(),
-                first_death: None,
-                last_death: None,
-            },
+            evidence: Default::default(),
         }
     }
 

@@ -93,20 +93,16 @@ impl Metrics {
     /// The exposition text; `outbox` is the message count per status from the store.
     pub fn render(&self, outbox: &BTreeMap<String, u64>) -> String {
         let mut o = String::with_capacity(4096);
+        let count = |map: &BTreeMap<&'static str, u64>, k: &str| map.get(k).copied().unwrap_or(0);
         self.with(|m| {
-            help(
+            family(
                 &mut o,
                 "epitaph_scans_total",
                 "counter",
-                "Scans by result (ok, error, skipped_busy).",
+                "Scans by result.",
+                "result",
+                ["ok", "error", "skipped_busy"].map(|r| (r.to_string(), count(&m.scans, r))),
             );
-            for r in ["ok", "error", "skipped_busy"] {
-                let _ = writeln!(
-                    o,
-                    "epitaph_scans_total{{result=\"{r}\"}} {}",
-                    m.scans.get(r).unwrap_or(&0)
-                );
-            }
             help(
                 &mut o,
                 "epitaph_scan_duration_seconds",
@@ -123,105 +119,79 @@ impl Metrics {
                 "epitaph_scan_duration_seconds_count {}",
                 m.scan_seconds_count
             );
-            help(
+            scalar(
                 &mut o,
                 "epitaph_last_scan_duration_seconds",
                 "gauge",
                 "Wall time of the last scan.",
+                m.last_scan_seconds,
             );
-            let _ = writeln!(
-                o,
-                "epitaph_last_scan_duration_seconds {}",
-                m.last_scan_seconds
-            );
-            help(
+            scalar(
                 &mut o,
                 "epitaph_last_successful_scan_timestamp_seconds",
                 "gauge",
                 "Unix time the last scan succeeded (0: never).",
+                m.last_success_unix,
             );
-            let _ = writeln!(
-                o,
-                "epitaph_last_successful_scan_timestamp_seconds {}",
-                m.last_success_unix
-            );
-            help(
+            family(
                 &mut o,
                 "epitaph_api_calls_total",
                 "counter",
                 "Remote API calls made by the sources, by operation.",
+                "operation",
+                m.api_calls.iter().map(|(op, n)| (op.clone(), *n)),
             );
-            for (op, n) in &m.api_calls {
-                let _ = writeln!(
-                    o,
-                    "epitaph_api_calls_total{{operation=\"{}\"}} {n}",
-                    label(op)
-                );
-            }
-            help(
+            scalar(
                 &mut o,
                 "epitaph_instances_analysed_total",
                 "counter",
                 "Instances fetched and analysed.",
+                m.instances_analysed,
             );
-            let _ = writeln!(
-                o,
-                "epitaph_instances_analysed_total {}",
-                m.instances_analysed
-            );
-            help(
+            scalar(
                 &mut o,
                 "epitaph_instances_pending",
                 "gauge",
                 "Instances whose fetch failed in the last scan (retried next scan).",
+                m.instances_pending,
             );
-            let _ = writeln!(o, "epitaph_instances_pending {}", m.instances_pending);
-            help(
+            family(
                 &mut o,
                 "epitaph_errors_total",
                 "counter",
-                "Errors by kind (scan, delivery, store).",
+                "Errors by kind.",
+                "kind",
+                ["scan", "delivery", "store"].map(|k| (k.to_string(), count(&m.errors, k))),
             );
-            for k in ["scan", "delivery", "store"] {
-                let _ = writeln!(
-                    o,
-                    "epitaph_errors_total{{kind=\"{k}\"}} {}",
-                    m.errors.get(k).unwrap_or(&0)
-                );
-            }
-            help(
+            family(
                 &mut o,
                 "epitaph_deployments",
                 "gauge",
                 "Deployments by verdict after the last scan.",
+                "verdict",
+                crate::model::DeploymentVerdict::ALL.map(|v| {
+                    (
+                        v.to_string(),
+                        m.deployments.get(v.as_str()).copied().unwrap_or(0),
+                    )
+                }),
             );
-            for v in crate::model::DeploymentVerdict::ALL {
-                let _ = writeln!(
-                    o,
-                    "epitaph_deployments{{verdict=\"{v}\"}} {}",
-                    m.deployments.get(v.as_str()).unwrap_or(&0)
-                );
-            }
-            help(
+            scalar(
                 &mut o,
                 "epitaph_alerts_enqueued_total",
                 "counter",
                 "Alert messages put in the outbox.",
+                m.alerts_enqueued,
             );
-            let _ = writeln!(o, "epitaph_alerts_enqueued_total {}", m.alerts_enqueued);
-            help(
+            family(
                 &mut o,
                 "epitaph_alert_deliveries_total",
                 "counter",
-                "Delivery attempts by result (delivered, retried, failed).",
+                "Delivery attempts by result.",
+                "result",
+                ["delivered", "retried", "failed"]
+                    .map(|r| (r.to_string(), count(&m.deliveries, r))),
             );
-            for r in ["delivered", "retried", "failed"] {
-                let _ = writeln!(
-                    o,
-                    "epitaph_alert_deliveries_total{{result=\"{r}\"}} {}",
-                    m.deliveries.get(r).unwrap_or(&0)
-                );
-            }
             help(
                 &mut o,
                 "epitaph_http_requests_total",
@@ -236,27 +206,23 @@ impl Metrics {
                 );
             }
         });
-        help(
+        family(
             &mut o,
             "epitaph_outbox_messages",
             "gauge",
             "Outbox messages by status.",
+            "status",
+            ["pending", "delivered", "failed"]
+                .map(|st| (st.to_string(), outbox.get(st).copied().unwrap_or(0))),
         );
-        for s in ["pending", "delivered", "failed"] {
-            let _ = writeln!(
-                o,
-                "epitaph_outbox_messages{{status=\"{s}\"}} {}",
-                outbox.get(s).unwrap_or(&0)
-            );
-        }
         if let Some(rss) = resident_memory_bytes() {
-            help(
+            scalar(
                 &mut o,
                 "process_resident_memory_bytes",
                 "gauge",
                 "Resident memory size in bytes.",
+                rss,
             );
-            let _ = writeln!(o, "process_resident_memory_bytes {rss}");
         }
         o
     }
@@ -264,6 +230,27 @@ impl Metrics {
 
 fn help(o: &mut String, name: &str, kind: &str, text: &str) {
     let _ = writeln!(o, "# HELP {name} {text}\n# TYPE {name} {kind}");
+}
+
+/// A metric without labels.
+fn scalar(o: &mut String, name: &str, kind: &str, text: &str, value: impl std::fmt::Display) {
+    help(o, name, kind, text);
+    let _ = writeln!(o, "{name} {value}");
+}
+
+/// A metric with one label, a sample per (label value, value).
+fn family(
+    o: &mut String,
+    name: &str,
+    kind: &str,
+    text: &str,
+    key: &str,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    help(o, name, kind, text);
+    for (v, n) in samples {
+        let _ = writeln!(o, "{name}{{{key}=\"{}\"}} {n}", label(&v));
+    }
 }
 
 /// Escapes a label value (backslash, quote, newline).

@@ -458,15 +458,7 @@ mod tests {
             asgs: vec!["<b>".into()],
             verdict: DeploymentVerdict::Crashing,
             summary: "<script>".into(),
-            evidence: crate::model::DeploymentEvidence {
-                instances: vec![],
-                counts: Default::default(),
-                median_growth_per_hour: None,
-                median_lifetime_hours: None,
-                signatures: Default::default(),
-                first_death: None,
-                last_death: None,
-            },
+            evidence: Default::default(),
         };
         let r = Redactor::default();
         let html = render(
