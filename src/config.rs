@@ -46,6 +46,9 @@ pub struct ScanConfig {
     pub until: Option<String>,
     pub last_words_window: String,
     pub last_words_grace: String,
+    /// How long an instance may still run (and log) after its termination began when the
+    /// activity's EndTime is unknown: lifecycle hooks, load-balancer deregistration delay.
+    pub drain_window: String,
     pub last_words_max_bytes: usize,
     pub series_lookback: String,
     pub concurrency: usize,
@@ -61,6 +64,7 @@ impl Default for ScanConfig {
             until: None,
             last_words_window: "60s".into(),
             last_words_grace: "2m".into(),
+            drain_window: "5m".into(),
             last_words_max_bytes: 256 * 1024,
             series_lookback: "7d".into(),
             concurrency: 16,
@@ -442,6 +446,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("scan.until", Kind::Since),
     ("scan.last_words_window", Kind::Duration),
     ("scan.last_words_grace", Kind::Duration),
+    ("scan.drain_window", Kind::Duration),
     ("scan.last_words_max_bytes", Kind::Int { min: 1024 }),
     ("scan.series_lookback", Kind::Duration),
     ("scan.concurrency", Kind::Int { min: 1 }),
@@ -745,6 +750,9 @@ impl Config {
     }
     pub fn last_words_grace(&self) -> Duration {
         dur(&self.scan.last_words_grace)
+    }
+    pub fn drain_window(&self) -> Duration {
+        dur(&self.scan.drain_window)
     }
     pub fn series_lookback(&self) -> Duration {
         dur(&self.scan.series_lookback)

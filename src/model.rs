@@ -102,6 +102,11 @@ pub struct Termination {
     pub asg: String,
     /// When the termination activity started: the moment the group gave up on the instance.
     pub time: DateTime<Utc>,
+    /// When the activity ended (the instance was gone), when the source says. Lifecycle hooks
+    /// and load-balancer draining (300 s by default) keep the instance running, and logging,
+    /// between `time` and this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<DateTime<Utc>>,
     pub cause: CauseCategory,
     /// The `Cause` text exactly as AWS wrote it.
     pub cause_text: String,
@@ -133,12 +138,18 @@ pub struct LastWords {
     pub truncated: bool,
 }
 
-/// Whether a signature marks an out-of-memory death or another kind of crash.
+/// What a signature's line says about how the process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignatureKind {
+    /// The process died (or was killed) because memory ran out.
     Oom,
+    /// It died of something else (panic, segfault, uncaught exception).
     Crash,
+    /// Evidence only next to a fatal line (V8's GC trace and banners): shown, never decisive.
+    Context,
+    /// An orderly stop (SIGTERM handled, "shutting down gracefully").
+    Shutdown,
 }
 
 impl SignatureKind {
@@ -146,7 +157,14 @@ impl SignatureKind {
         match self {
             SignatureKind::Oom => "oom",
             SignatureKind::Crash => "crash",
+            SignatureKind::Context => "context",
+            SignatureKind::Shutdown => "shutdown",
         }
+    }
+
+    /// True for the kinds that say the process died (OOM or another crash).
+    pub fn is_death(self) -> bool {
+        matches!(self, SignatureKind::Oom | SignatureKind::Crash)
     }
 }
 
@@ -323,6 +341,20 @@ impl InstanceReport {
         let secs = (self.terminated_at - start).num_seconds();
         (secs > 0).then(|| secs as f64 / 3600.0)
     }
+
+    /// See [`deciding_signature`].
+    pub fn deciding_signature(&self) -> Option<&SignatureMatch> {
+        deciding_signature(&self.signatures)
+    }
+}
+
+/// The match that best explains a death: the first OOM line, else the first crash line, else
+/// the first match of any kind (context, shutdown).
+pub fn deciding_signature(matches: &[SignatureMatch]) -> Option<&SignatureMatch> {
+    let first = |k: SignatureKind| matches.iter().find(|m| m.kind == k);
+    first(SignatureKind::Oom)
+        .or_else(|| first(SignatureKind::Crash))
+        .or_else(|| matches.first())
 }
 
 /// The verdict on one deployment.

@@ -125,6 +125,10 @@ pub struct ScanSummary {
     pub skipped: Vec<Skipped>,
     /// Inputs that could not be read at all; the watermark does not advance past them.
     pub input_errors: Vec<String>,
+    /// Termination causes epitaph could not classify, by wording (timestamps, instance ids and
+    /// numbers replaced) with their count: add them to `analysis/cause.rs`.
+    #[serde(default)]
+    pub unrecognised_causes: BTreeMap<String, usize>,
     /// Instance count per verdict (instances in the window).
     pub verdicts: BTreeMap<String, usize>,
     /// Deployment count per verdict.
@@ -332,6 +336,18 @@ impl Pipeline {
 
         let batch = self.sources.activities.terminations(window).await?;
         summary.discovered = batch.terminations.len();
+        for t in batch
+            .terminations
+            .iter()
+            .filter(|t| t.cause == crate::model::CauseCategory::Unknown)
+        {
+            let key = crate::analysis::cause::cause_template(&t.cause_text);
+            if summary.unrecognised_causes.len() < MAX_LISTED_PROBLEMS
+                || summary.unrecognised_causes.contains_key(&key)
+            {
+                *summary.unrecognised_causes.entry(key).or_insert(0) += 1;
+            }
+        }
         summary.input_errors.extend(batch.errors.iter().cloned());
         let mut skipped_records = batch.skipped.len();
         let mut skipped = batch.skipped.clone();
@@ -687,8 +703,17 @@ impl Pipeline {
             origin: t.origin.clone(),
             asg: Some(t.asg.clone()),
             start,
-            end: t.time + self.cfg.last_words_grace(),
+            end: t.time + self.after_termination(t),
         }
+    }
+
+    /// How long after the termination began the instance's own words still count: until the
+    /// activity ended (or, when that is unknown, the drain window), plus the grace for clock
+    /// skew and log shipping. Lines written while the load balancer drained the instance are
+    /// still its last words.
+    fn after_termination(&self, t: &Termination) -> chrono::Duration {
+        let ended = t.end_time.unwrap_or(t.time + self.cfg.drain_window());
+        (ended - t.time).max(chrono::Duration::zero()) + self.cfg.last_words_grace()
     }
 
     fn last_words_query(&self, t: &Termination) -> LastWordsQuery {
@@ -698,7 +723,7 @@ impl Pipeline {
             asg: t.asg.clone(),
             terminated_at: t.time,
             window: self.cfg.last_words_window(),
-            grace: self.cfg.last_words_grace(),
+            grace: self.after_termination(t),
             max_bytes: self.cfg.scan.last_words_max_bytes,
         }
     }
@@ -728,7 +753,7 @@ impl Pipeline {
             .as_ref()
             .filter(|s| !s.points.is_empty())
             .map(|s| leak::assess(&s.points, s.limit));
-        let (verdict, explanation) = judge_instance(t, &matches, assessment.as_ref());
+        let (verdict, explanation) = judge_instance(t, &last_words, &matches, assessment.as_ref());
         let deployment = resolve_deployment(
             &self.cfg.deployment_identity(),
             t,

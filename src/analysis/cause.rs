@@ -31,6 +31,9 @@ const RULES: &[(&[&str], CauseCategory)] = &[
     (&["az rebalanc"], CauseCategory::Rebalance),
     (&["rebalancing"], CauseCategory::Rebalance),
     (&["health check"], CauseCategory::HealthCheck),
+    // "an EC2 instance status check failure", "an EC2 instance status checks failure".
+    (&["status check"], CauseCategory::HealthCheck),
+    (&["impaired"], CauseCategory::HealthCheck),
     (&["health-check"], CauseCategory::HealthCheck),
     (&["healthcheck"], CauseCategory::HealthCheck),
     (&["unhealthy"], CauseCategory::HealthCheck),
@@ -63,6 +66,35 @@ pub fn classify_cause(cause: &str) -> CauseCategory {
         .unwrap_or(CauseCategory::Unknown)
 }
 
+/// A cause text with its variable parts (timestamps, instance ids, numbers) replaced, so that
+/// unrecognised causes can be counted by wording in the scan summary.
+pub fn cause_template(cause: &str) -> String {
+    static VARIABLE: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(concat!(
+            r"\d{4}-\d{2}-\d{2}T[\d:.]+Z?",
+            r"|\bi-[0-9a-f]{8,17}\b",
+            r"|\d+(?:\.\d+)?",
+        ))
+        .ok()
+    });
+    let text = cause.split_whitespace().collect::<Vec<_>>().join(" ");
+    match VARIABLE.as_ref() {
+        Some(re) => re
+            .replace_all(&text, |c: &regex::Captures<'_>| {
+                let m = &c[0];
+                if m.starts_with("i-") {
+                    "<instance>"
+                } else if m.len() >= 10 && m.as_bytes()[4] == b'-' {
+                    "<time>"
+                } else {
+                    "<n>"
+                }
+            })
+            .into_owned(),
+        None => text,
+    }
+}
+
 fn classify_clause(text: &str) -> Option<CauseCategory> {
     RULES
         .iter()
@@ -83,6 +115,10 @@ mod tests {
         assert_eq!(c("At 2015-06-16T14:59:01Z an instance was taken out of service in response to a EC2 health check indicating it has been terminated or stopped."), CauseCategory::HealthCheck);
         assert_eq!(c("At 2019-03-01T10:00:00Z an instance was taken out of service in response to an ELB system health check failure."), CauseCategory::HealthCheck);
         assert_eq!(c("At 2022-05-14T20:11:53Z an instance was taken out of service in response to a user health-check."), CauseCategory::HealthCheck);
+        // The wordings of AWS's troubleshooting guide for status checks.
+        assert_eq!(c("At 2024-03-01T10:00:00Z an instance was taken out of service in response to an EC2 instance status checks failure."), CauseCategory::HealthCheck);
+        assert_eq!(c("At 2024-03-01T10:00:00Z an instance was taken out of service in response to an EC2 instance status check failure."), CauseCategory::HealthCheck);
+        assert_eq!(c("At 2024-03-01T10:00:00Z an instance was taken out of service in response to an EBS volume health check failure."), CauseCategory::HealthCheck);
     }
 
     #[test]
@@ -91,6 +127,18 @@ mod tests {
         assert_eq!(c(text), CauseCategory::ScaleIn);
         let policy = "At 2026-01-05T10:00:00Z a monitor alarm TargetTracking-web-AlarmLow-1 in state ALARM triggered policy cpu40 changing the desired capacity from 6 to 5.  At 2026-01-05T10:00:20Z an instance was taken out of service in response to a difference between desired and actual capacity, shrinking the capacity from 6 to 5.";
         assert_eq!(c(policy), CauseCategory::ScaleIn);
+    }
+
+    #[test]
+    fn templates_group_causes_by_wording() {
+        assert_eq!(
+            cause_template("At 2026-01-05T10:00:00Z instance i-0abc12345678 was  lost, 3 to 2."),
+            "At <time> instance <instance> was lost, <n> to <n>."
+        );
+        assert_eq!(
+            cause_template("At 2026-01-05T10:00:00Z something new"),
+            cause_template("At 2026-02-07T11:22:33Z something new")
+        );
     }
 
     #[test]

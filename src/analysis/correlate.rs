@@ -100,14 +100,32 @@ fn log_field(last_words: &LastWords, field: &str) -> Option<String> {
     })
 }
 
+/// A crash line decides only when the process did not carry on after it: the last event of the
+/// last words is at most this long after the crash line (a stack trace and the runtime's exit
+/// lines print within it), or everything later is a shutdown line. A handled exception followed
+/// by minutes of normal serving is not a death.
+pub const TERMINAL_CRASH_WINDOW_SECS: i64 = 30;
+/// A clean shutdown counts as the ending when its line is among the last this many events
+/// (a few closing lines such as "closed N idle connections" may follow it) and no OOM or
+/// terminal crash came before.
+pub const SHUTDOWN_TAIL_EVENTS: usize = 5;
+
 /// The instance verdict and a one-sentence explanation.
+///
+/// `matches` index into `last_words.events` (`SignatureMatch::line`).
 pub fn judge_instance(
     termination: &Termination,
+    last_words: &LastWords,
     matches: &[SignatureMatch],
     leak: Option<&LeakAssessment>,
 ) -> (InstanceVerdict, String) {
     let oom = matches.iter().find(|m| m.kind == SignatureKind::Oom);
-    let crash = matches.iter().find(|m| m.kind == SignatureKind::Crash);
+    let crash = matches
+        .iter()
+        .find(|m| m.kind == SignatureKind::Crash && crash_is_terminal(m, last_words, matches));
+    let handled_crash = matches
+        .iter()
+        .find(|m| m.kind == SignatureKind::Crash && crash.is_none());
     let leak_verdict = leak.map(|l| l.verdict);
     let growth = leak
         .and_then(|l| l.growth_per_hour)
@@ -155,22 +173,77 @@ pub fn judge_instance(
             );
         }
     }
+    let handled = handled_crash
+        .map(|m| {
+            format!(
+                "; a {} earlier was handled (the process kept logging)",
+                m.signature
+            )
+        })
+        .unwrap_or_default();
     if termination.cause.is_planned() {
         return (
             InstanceVerdict::NotACrash,
             format!(
-                "terminated by the group ({}) with no crash evidence",
+                "terminated by the group ({}) with no crash evidence{handled}",
                 termination.cause
+            ),
+        );
+    }
+    if let Some(m) = clean_shutdown_ending(last_words, matches) {
+        return (
+            InstanceVerdict::NotACrash,
+            format!(
+                "terminated ({}) but its last words end in an orderly shutdown ({}): \
+                 stopped from outside (e.g. a Spot interruption seen as a health check), not a crash{handled}",
+                termination.cause, m.signature
             ),
         );
     }
     (
         InstanceVerdict::Unknown,
         format!(
-            "terminated ({}) with no crash signature and no conclusive memory series",
+            "terminated ({}) with no crash signature and no conclusive memory series{handled}",
             termination.cause
         ),
     )
+}
+
+/// Whether a crash match ended the process: nothing but shutdown lines, context lines and
+/// lines within [`TERMINAL_CRASH_WINDOW_SECS`] of it follow. Without usable timestamps (a
+/// match with no event) the crash counts.
+fn crash_is_terminal(
+    m: &SignatureMatch,
+    last_words: &LastWords,
+    matches: &[SignatureMatch],
+) -> bool {
+    let events = &last_words.events;
+    let Some(at) = events.get(m.line).map(|e| e.timestamp) else {
+        return true;
+    };
+    let limit = at + chrono::Duration::seconds(TERMINAL_CRASH_WINDOW_SECS);
+    events
+        .iter()
+        .enumerate()
+        .skip(m.line + 1)
+        .filter(|(_, e)| e.timestamp > limit)
+        .all(|(i, _)| {
+            matches.iter().any(|x| {
+                x.line == i && matches!(x.kind, SignatureKind::Shutdown | SignatureKind::Context)
+            })
+        })
+}
+
+/// A shutdown match among the final [`SHUTDOWN_TAIL_EVENTS`] events, if any.
+fn clean_shutdown_ending<'a>(
+    last_words: &LastWords,
+    matches: &'a [SignatureMatch],
+) -> Option<&'a SignatureMatch> {
+    let tail_start = last_words.events.len().saturating_sub(SHUTDOWN_TAIL_EVENTS);
+    matches
+        .iter()
+        .rev()
+        .find(|m| m.kind == SignatureKind::Shutdown && m.line >= tail_start)
 }
 
 /// Thresholds for deployment verdicts.
@@ -210,7 +283,12 @@ pub fn judge_deployment(
     }
     let mut signatures = BTreeMap::new();
     for r in instances {
-        let ids: BTreeSet<&str> = r.signatures.iter().map(|m| m.signature.as_str()).collect();
+        let ids: BTreeSet<&str> = r
+            .signatures
+            .iter()
+            .filter(|m| m.kind.is_death())
+            .map(|m| m.signature.as_str())
+            .collect();
         for id in ids {
             *signatures.entry(id.to_string()).or_insert(0) += 1;
         }
@@ -313,6 +391,7 @@ mod tests {
             instance_id: "i-0abc".into(),
             asg: "web".into(),
             time: Utc.with_ymd_and_hms(2026, 1, 5, 10, 0, 0).unwrap(),
+            end_time: None,
             cause,
             cause_text: String::new(),
             description: String::new(),
@@ -356,23 +435,108 @@ mod tests {
         let crash = [sig(SignatureKind::Crash)];
         let l = leak(LeakVerdict::Leak, true);
         let nl = leak(LeakVerdict::NoLeak, false);
-        assert_eq!(judge_instance(&hc, &oom, Some(&l)).0, OomLeak);
-        assert_eq!(judge_instance(&hc, &oom, Some(&nl)).0, OomSpike);
-        assert_eq!(judge_instance(&hc, &oom, None).0, Oom);
-        assert_eq!(judge_instance(&hc, &crash, Some(&nl)).0, CrashOther);
+        let none = LastWords::default();
+        assert_eq!(judge_instance(&hc, &none, &oom, Some(&l)).0, OomLeak);
+        assert_eq!(judge_instance(&hc, &none, &oom, Some(&nl)).0, OomSpike);
+        assert_eq!(judge_instance(&hc, &none, &oom, None).0, Oom);
+        assert_eq!(judge_instance(&hc, &none, &crash, Some(&nl)).0, CrashOther);
         assert_eq!(
-            judge_instance(&hc, &[], Some(&l)).0,
+            judge_instance(&hc, &none, &[], Some(&l)).0,
             MemoryExhaustionSuspected
         );
         assert_eq!(
-            judge_instance(&hc, &[], Some(&leak(LeakVerdict::Leak, false))).0,
+            judge_instance(&hc, &none, &[], Some(&leak(LeakVerdict::Leak, false))).0,
             Unknown
         );
         assert_eq!(
-            judge_instance(&term(CauseCategory::ScaleIn), &[], Some(&nl)).0,
+            judge_instance(&term(CauseCategory::ScaleIn), &none, &[], Some(&nl)).0,
             NotACrash
         );
-        assert_eq!(judge_instance(&hc, &[], None).0, Unknown);
+        assert_eq!(judge_instance(&hc, &none, &[], None).0, Unknown);
+    }
+
+    fn words(lines: &[(i64, &str)]) -> LastWords {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 9, 50, 0).unwrap();
+        LastWords {
+            last_event_at: lines
+                .last()
+                .map(|(s, _)| t0 + chrono::Duration::seconds(*s)),
+            events: lines
+                .iter()
+                .map(|(s, m)| crate::model::LogEvent {
+                    timestamp: t0 + chrono::Duration::seconds(*s),
+                    message: m.to_string(),
+                })
+                .collect(),
+            truncated: false,
+        }
+    }
+
+    fn at(kind: SignatureKind, line: usize) -> SignatureMatch {
+        SignatureMatch { line, ..sig(kind) }
+    }
+
+    #[test]
+    fn a_handled_exception_followed_by_serving_is_not_a_crash() {
+        use InstanceVerdict::*;
+        let hc = term(CauseCategory::HealthCheck);
+        let lw = words(&[
+            (0, "Traceback (most recent call last):"),
+            (0, "ValueError: bad input"),
+            (5, "GET /api 200"),
+            (400, "GET /api 200"),
+        ]);
+        let crash = [at(SignatureKind::Crash, 0)];
+        let (v, why) = judge_instance(&hc, &lw, &crash, None);
+        assert_eq!(v, Unknown, "{why}");
+        assert!(why.contains("handled"), "{why}");
+        // The same crash as the final words decides.
+        let lw = words(&[
+            (0, "GET /api 200"),
+            (400, "Traceback (most recent call last):"),
+            (400, "ValueError: bad input"),
+        ]);
+        let crash = [at(SignatureKind::Crash, 1)];
+        assert_eq!(judge_instance(&hc, &lw, &crash, None).0, CrashOther);
+        // Followed only by shutdown lines long after: still the ending.
+        let lw = words(&[(0, "panic: boom"), (100, "Received SIGTERM, shutting down")]);
+        let m = [at(SignatureKind::Crash, 0), at(SignatureKind::Shutdown, 1)];
+        assert_eq!(judge_instance(&hc, &lw, &m, None).0, CrashOther);
+    }
+
+    #[test]
+    fn a_clean_shutdown_ending_is_not_a_crash_when_the_cause_is_ambiguous() {
+        use InstanceVerdict::*;
+        let hc = term(CauseCategory::HealthCheck);
+        let lw = words(&[
+            (0, "GET /api 200"),
+            (10, "Received SIGTERM, shutting down gracefully"),
+            (11, "Closed 4 idle connections"),
+        ]);
+        let m = [at(SignatureKind::Shutdown, 1)];
+        let (v, why) = judge_instance(&hc, &lw, &m, None);
+        assert_eq!(v, NotACrash, "{why}");
+        // A shutdown long before the end is not the ending.
+        let mut lines: Vec<(i64, &str)> = vec![(0, "Received SIGTERM, shutting down gracefully")];
+        lines.extend((1..10).map(|i| (i * 10, "GET /api 200")));
+        let lw = words(&lines);
+        assert_eq!(
+            judge_instance(
+                &hc,
+                &lw,
+                &m[..1].iter().map(|x| at(x.kind, 0)).collect::<Vec<_>>(),
+                None
+            )
+            .0,
+            Unknown
+        );
+        // OOM evidence wins over a shutdown line.
+        let m = [at(SignatureKind::Oom, 0), at(SignatureKind::Shutdown, 1)];
+        let lw = words(&[
+            (0, "Out of memory: Killed process 1 (node)"),
+            (1, "Stopping app.service"),
+        ]);
+        assert_eq!(judge_instance(&hc, &lw, &m, None).0, Oom);
     }
 
     fn report(id: &str, verdict: InstanceVerdict) -> InstanceReport {

@@ -19,8 +19,40 @@ use crate::model::{LogEvent, SignatureKind, SignatureMatch};
 pub const DEFAULT_LIBRARY: &str = include_str!("../../config/signatures.toml");
 
 /// JSON fields that carry the log message in structured loggers and log shippers, in the order
-/// they are tried.
-const MESSAGE_FIELDS: [&str; 5] = ["msg", "message", "log", "MESSAGE", "textPayload"];
+/// they are tried: pino/bunyan/zap/logrus (`msg`), ECS/python-json-logger/winston (`message`),
+/// Docker json-file and Fluent Bit (`log`), journald (`MESSAGE`), Cloud Logging
+/// (`textPayload`), Serilog compact JSON (`@m`, `@mt`), CloudWatch Logs Insights (`@message`),
+/// GELF (`short_message`, `full_message`), OpenTelemetry (`body`, `Body`), structlog (`event`).
+const MESSAGE_FIELDS: [&str; 13] = [
+    "msg",
+    "message",
+    "log",
+    "MESSAGE",
+    "textPayload",
+    "@m",
+    "@message",
+    "short_message",
+    "full_message",
+    "body",
+    "Body",
+    "event",
+    "@mt",
+];
+
+/// JSON fields where structured loggers put an exception beside the message: Serilog (`@x`),
+/// python-json-logger (`exc_info`), ECS and pino (`error`/`err`, as text or as an object with
+/// `message`, `stack_trace` or `stack`). Their text is appended to the message on new lines.
+const EXCEPTION_FIELDS: [&str; 7] = [
+    "@x",
+    "exc_info",
+    "exception",
+    "stack_trace",
+    "error",
+    "err",
+    "stack",
+];
+/// Text fields inside an exception object.
+const EXCEPTION_OBJECT_FIELDS: [&str; 5] = ["type", "message", "stack_trace", "stack", "msg"];
 
 /// A signature as written in the library file.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,6 +67,32 @@ pub struct SignatureSpec {
     pub unless: Vec<String>,
     pub explanation: String,
     pub next_step: String,
+    /// `precise` (a named emitter's line) or `generic` (a phrasing no precise entry names).
+    #[serde(default)]
+    pub tier: Tier,
+}
+
+/// Which tier a signature belongs to. The library tries precise entries first, then context
+/// lines, then the generic tier, then shutdown lines, whatever the order in the file, so a
+/// user's precise entry always wins over a generic phrasing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    #[default]
+    Precise,
+    Generic,
+}
+
+impl SignatureSpec {
+    /// Position of the entry's group in the matching order (see [`Tier`]).
+    fn rank(&self) -> u8 {
+        match (self.kind, self.tier) {
+            (SignatureKind::Shutdown, _) => 3,
+            (_, Tier::Generic) => 2,
+            (SignatureKind::Context, _) => 1,
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +101,10 @@ struct LibraryFile {
     /// Library-wide hard negatives: a line matching any of these is never a match.
     #[serde(default)]
     unless: Vec<String>,
+    /// Hard negatives of the generic tier: a line matching any of these matches no generic
+    /// entry (precise entries may still match it).
+    #[serde(default)]
+    generic_unless: Vec<String>,
     #[serde(default)]
     signature: Vec<SignatureSpec>,
 }
@@ -51,6 +113,7 @@ struct LibraryFile {
 #[derive(Debug, Clone, Default)]
 pub struct LibrarySpec {
     pub unless: Vec<String>,
+    pub generic_unless: Vec<String>,
     pub signatures: Vec<SignatureSpec>,
 }
 
@@ -75,6 +138,8 @@ pub struct SignatureLibrary {
     signatures: Vec<Signature>,
     /// Library-wide hard negatives.
     unless: Vec<Regex>,
+    /// Hard negatives of the generic tier.
+    generic_unless: Vec<Regex>,
     prefilter: AhoCorasick,
     /// For each prefilter pattern, the signature it belongs to.
     keyword_owner: Vec<usize>,
@@ -101,6 +166,7 @@ impl SignatureLibrary {
         let mut lib = parse_specs(DEFAULT_LIBRARY, "config/signatures.toml (built in)")?;
         let user = parse_specs(user_text, origin)?;
         lib.unless.extend(user.unless);
+        lib.generic_unless.extend(user.generic_unless);
         for spec in user.signatures {
             match lib.signatures.iter_mut().find(|s| s.id == spec.id) {
                 Some(existing) => *existing = spec,
@@ -114,20 +180,26 @@ impl SignatureLibrary {
     pub fn from_spec(spec: LibrarySpec) -> Result<Self> {
         let LibrarySpec {
             unless,
-            signatures: specs,
+            generic_unless,
+            signatures: mut specs,
         } = spec;
+        // Stable: within a group the file's order decides.
+        specs.sort_by_key(SignatureSpec::rank);
         let mut problems = Vec::new();
-        let global_unless: Vec<Regex> = unless
-            .iter()
-            .enumerate()
-            .filter_map(|(j, p)| match compile_pattern(p) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    problems.push(format!("unless[{j}]: invalid regex: {e}"));
-                    None
-                }
-            })
-            .collect();
+        let compile_list = |list: &[String], field: &str, problems: &mut Vec<String>| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(j, p)| match compile_pattern(p) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        problems.push(format!("{field}[{j}]: invalid regex: {e}"));
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        let global_unless = compile_list(&unless, "unless", &mut problems);
+        let generic_unless = compile_list(&generic_unless, "generic_unless", &mut problems);
         let mut signatures = Vec::with_capacity(specs.len());
         let mut seen = HashMap::new();
         for (i, spec) in specs.into_iter().enumerate() {
@@ -180,6 +252,7 @@ impl SignatureLibrary {
         Ok(SignatureLibrary {
             signatures,
             unless: global_unless,
+            generic_unless,
             prefilter,
             keyword_owner,
         })
@@ -229,8 +302,19 @@ impl SignatureLibrary {
         let candidate_ids = (0..self.signatures.len().min(128))
             .filter(|i| candidates & (1u128 << i) != 0)
             .chain(overflow);
+        // Evaluated once, when the first generic candidate is reached.
+        let mut generic_blocked: Option<bool> = None;
         for i in candidate_ids {
             let sig = &self.signatures[i];
+            if sig.spec.tier == Tier::Generic
+                && *generic_blocked.get_or_insert_with(|| {
+                    self.generic_unless
+                        .iter()
+                        .any(|r| r.is_match(stripped) || r.is_match(&unwrapped))
+                })
+            {
+                continue;
+            }
             // Anchored patterns need the prefix gone; others may need it (a level word).
             let found = sig.matches(stripped).or_else(|| {
                 (stripped.len() != unwrapped.len())
@@ -342,20 +426,27 @@ fn parse_specs(text: &str, origin: &str) -> Result<LibrarySpec> {
     })?;
     Ok(LibrarySpec {
         unless: file.unless,
+        generic_unless: file.generic_unless,
         signatures: file.signature,
     })
 }
 
 /// Patterns run in multi-line mode: `^` and `$` also match at line breaks inside an unwrapped
-/// message (a JSON logger's stack trace, a Docker record's embedded newline).
+/// message (a JSON logger's stack trace, a Docker record's embedded newline). They are
+/// case-insensitive, as the keyword prefilter is: runtimes and versions differ in case
+/// ("Out of memory", "out of memory", "OUT OF MEMORY"); `(?-i)` turns it off inside a pattern.
 fn compile_pattern(p: &str) -> std::result::Result<Regex, regex::Error> {
-    regex::RegexBuilder::new(p).multi_line(true).build()
+    regex::RegexBuilder::new(p)
+        .multi_line(true)
+        .case_insensitive(true)
+        .build()
 }
 
 /// Line prefixes added by shippers, runtimes and terminals: CRI (`<time> stderr F `),
 /// syslog/journald (`Jan  5 10:00:00 host proc[pid]: `), RFC 5424 syslog, docker compose
 /// (`web-1  | `), `kubectl logs --prefix` (`[pod/name/container] `), dmesg (`[ 123.456] `),
-/// klog (`E0105 10:00:00.123456  1 file.go:12] `), and ISO timestamps with a level word.
+/// klog (`E0105 10:00:00.123456  1 file.go:12] `), printk caller ids (`[ T1234]`), `aws logs
+/// tail` (`<time> <stream> `), and ISO timestamps with a level word.
 static PREFIX: std::sync::LazyLock<Option<Regex>> = std::sync::LazyLock::new(|| {
     Regex::new(concat!(
         r"^(?:",
@@ -364,9 +455,11 @@ static PREFIX: std::sync::LazyLock<Option<Regex>> = std::sync::LazyLock::new(|| 
         r"|<\d{1,3}>",
         r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \S+ [^:\[\s]+(?:\[\d+\])?: ",
         r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) \S+ [^:\[\s]+(?:\[\d+\])?: ",
+        r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) (?:i-[0-9a-f]{8,17}\S*|\S*/\S*) ",
         r"|[\w.-]+\s+\| ",
         r"|\[pod/[^\]]+\] ",
-        r"|\[\s*\d+\.\d+\] ",
+        r"|\[\s*\d+\.\d+\]\s*",
+        r"|\[\s*[TC]\d+\]\s*",
         r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d [\d:]+ \d{4}\] ",
         r"|[IWEF]\d{4} [\d:.]+\s+\d+ [^\]\s]+\] ",
         r"|\[?\d{4}-\d{2}-\d{2}[T ][\d:.,]+(?:Z|[+-]\d{2}:?\d{2})?\]?\s+(?:\[?(?:TRACE|DEBUG|INFO|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|PANIC|EMERG)\]?:?\s+)?",
@@ -411,14 +504,36 @@ pub fn unwrap_message(line: &str) -> std::borrow::Cow<'_, str> {
         _ => return std::borrow::Cow::Borrowed(line),
     };
     let candidate = &trimmed[json_start..];
-    match serde_json::from_str::<serde_json::Value>(candidate.trim_end()) {
-        Ok(serde_json::Value::Object(map)) => MESSAGE_FIELDS
-            .iter()
-            .find_map(|f| map.get(*f).and_then(|v| v.as_str()))
-            .map(|s| std::borrow::Cow::Owned(s.to_string()))
-            .unwrap_or(std::borrow::Cow::Borrowed(line)),
-        _ => std::borrow::Cow::Borrowed(line),
+    let Ok(serde_json::Value::Object(map)) =
+        serde_json::from_str::<serde_json::Value>(candidate.trim_end())
+    else {
+        return std::borrow::Cow::Borrowed(line);
+    };
+    let Some(message) = MESSAGE_FIELDS
+        .iter()
+        .find_map(|f| map.get(*f).and_then(|v| v.as_str()))
+    else {
+        return std::borrow::Cow::Borrowed(line);
+    };
+    let mut text = message.trim_end_matches(['\n', '\r']).to_string();
+    for field in EXCEPTION_FIELDS {
+        match map.get(field) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => {
+                text.push('\n');
+                text.push_str(s);
+            }
+            Some(serde_json::Value::Object(o)) => {
+                for f in EXCEPTION_OBJECT_FIELDS {
+                    if let Some(s) = o.get(f).and_then(|v| v.as_str()) {
+                        text.push('\n');
+                        text.push_str(s);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
+    std::borrow::Cow::Owned(text)
 }
 
 #[cfg(test)]
@@ -488,10 +603,61 @@ mod tests {
             "[GC (Allocation Failure) [PSYoungGen: 65536K->10720K(76288K)] 65536K->10728K(251392K), 0.0123 secs]",
             "echo -1000 > /proc/self/oom_score_adj",
             "node --max-old-space-size=4096 server.js",
-            "Received SIGTERM, shutting down gracefully",
         ] {
             assert_eq!(id(line), None, "{line}");
         }
+        // An orderly stop is recognised, as a shutdown, not a death.
+        let l = lib();
+        let m = l
+            .match_line("Received SIGTERM, shutting down gracefully")
+            .unwrap();
+        assert_eq!(m.signature.spec.kind, SignatureKind::Shutdown);
+    }
+
+    #[test]
+    fn generic_tier_comes_after_precise_entries_and_has_its_own_negatives() {
+        let l = lib();
+        let ranks: Vec<u8> = l.signatures().iter().map(|s| s.spec.rank()).collect();
+        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
+        // A phrasing no precise entry names.
+        assert_eq!(
+            id("acme-indexer: worker 3 ran out of memory, exiting").as_deref(),
+            Some("generic.out_of_memory")
+        );
+        // The same words in a changelog line are not a death.
+        assert_eq!(id("Fix out of memory in the indexer worker"), None);
+        // A precise entry still matches where the generic negatives would not let a generic one.
+        let user = r#"
+generic_unless = ['acme']
+"#;
+        let l = SignatureLibrary::with_overrides(user, "user.toml").unwrap();
+        assert!(l
+            .match_line("acme-indexer: worker 3 ran out of memory")
+            .is_none());
+        assert_eq!(
+            l.match_line("acme: fatal error: runtime: out of memory")
+                .map(|m| m.signature.spec.id.clone())
+                .as_deref(),
+            Some("go.out_of_memory")
+        );
+    }
+
+    #[test]
+    fn patterns_are_case_insensitive() {
+        assert_eq!(
+            id("FATAL ERROR: REACHED HEAP LIMIT ALLOCATION FAILED - JAVASCRIPT HEAP OUT OF MEMORY")
+                .as_deref(),
+            Some("node.heap_oom")
+        );
+    }
+
+    #[test]
+    fn exception_fields_of_structured_loggers_are_matched() {
+        let serilog = r#"{"@t":"2026-01-05T10:00:00Z","@mt":"Request failed","@x":"System.OutOfMemoryException: Exception of type 'System.OutOfMemoryException' was thrown."}"#;
+        assert_eq!(id(serilog).as_deref(), Some("dotnet.out_of_memory"));
+        let pino = r#"{"level":50,"msg":"worker died","err":{"type":"Error","message":"spawn ENOMEM","stack":"Error: spawn ENOMEM
+    at ChildProcess.spawn"}}"#;
+        assert_eq!(id(pino).as_deref(), Some("generic.allocation_failure"));
     }
 
     #[test]

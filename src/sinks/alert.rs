@@ -181,7 +181,7 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
 }
 
 /// The most telling death: the latest leak death with a signature, else the latest memory
-/// death with one, else the latest with any signature.
+/// death with one, else the latest with any OOM or crash signature.
 fn pick_evidence(reports: &[&InstanceReport], redactor: &Redactor) -> Option<Evidence> {
     let ranked = |r: &&&InstanceReport| -> u8 {
         match (r.verdict.is_leak_death(), r.verdict.is_memory_death()) {
@@ -192,9 +192,9 @@ fn pick_evidence(reports: &[&InstanceReport], redactor: &Redactor) -> Option<Evi
     };
     let best = reports
         .iter()
-        .filter(|r| !r.signatures.is_empty())
+        .filter(|r| r.signatures.iter().any(|m| m.kind.is_death()))
         .max_by(|a, b| (ranked(a), a.terminated_at).cmp(&(ranked(b), b.terminated_at)))?;
-    let m = &best.signatures[0];
+    let m = best.deciding_signature()?;
     let events = &best.last_words.events;
     let line = m.line.min(events.len().saturating_sub(1));
     let context = if events.is_empty() {

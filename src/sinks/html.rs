@@ -406,7 +406,7 @@ fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlConte
             esc(&r.instance_id),
             r.terminated_at.format("%Y-%m-%d %H:%M"),
             r.verdict,
-            esc(r.signatures.first().map(|m| m.signature.as_str()).unwrap_or("")),
+            esc(r.deciding_signature().map(|m| m.signature.as_str()).unwrap_or("")),
             r.leak
                 .as_ref()
                 .and_then(|l| l.growth_per_hour)

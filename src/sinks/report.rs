@@ -196,8 +196,7 @@ fn scan_table(r: &ScanReport, color: bool) -> String {
             Cell::new(i.cause),
             cell(i.verdict, color.then(|| instance_color(i.verdict))),
             Cell::new(
-                i.signatures
-                    .first()
+                crate::model::deciding_signature(&i.signatures)
                     .map(|m| m.signature.as_str())
                     .unwrap_or("-"),
             ),
@@ -302,8 +301,7 @@ fn scan_markdown(r: &ScanReport) -> String {
             i.terminated_at.format("%Y-%m-%d %H:%M"),
             i.cause,
             i.verdict,
-            i.signatures
-                .first()
+            crate::model::deciding_signature(&i.signatures)
                 .map(|m| m.signature.as_str())
                 .unwrap_or("-"),
             fmt_opt(i.leak.as_ref().and_then(|l| l.growth_per_hour), "")

@@ -253,6 +253,8 @@ pub struct RawActivity<'a> {
     pub cause: Option<&'a str>,
     /// The parsed `StartTime`, or why it could not be parsed.
     pub start_time: Option<std::result::Result<DateTime<Utc>, String>>,
+    /// The parsed `EndTime` (absent while the activity is in progress), or why not.
+    pub end_time: Option<std::result::Result<DateTime<Utc>, String>>,
     pub status: Option<&'a str>,
 }
 
@@ -279,11 +281,13 @@ pub fn termination_from_activity(
             )
         })?;
     let time = a.start_time.clone().ok_or("missing StartTime")??;
+    let end_time = a.end_time.clone().transpose()?.filter(|e| *e >= time);
     let asg = a.asg.ok_or("missing AutoScalingGroupName")?;
     Ok(Some(Termination {
         instance_id: instance_id.to_string(),
         asg: asg.to_string(),
         time,
+        end_time,
         cause: crate::analysis::cause::classify_cause(cause_text),
         cause_text: cause_text.to_string(),
         description: description.to_string(),

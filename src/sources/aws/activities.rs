@@ -172,6 +172,9 @@ impl AwsActivities {
                     description: a.description(),
                     cause: a.cause(),
                     start_time: start,
+                    end_time: a
+                        .end_time()
+                        .map(|e| to_chrono(e).ok_or_else(|| "EndTime out of range".to_string())),
                     status: a.status_code().map(|s| s.as_str()),
                 };
                 match termination_from_activity(&raw) {

@@ -152,6 +152,8 @@ fn parse_activity(act: &Value) -> std::result::Result<Option<Termination>, Strin
         cause: str_field(act, "Cause"),
         start_time: str_field(act, "StartTime")
             .map(|s| parse_instant(s).map_err(|e| format!("StartTime: {e}"))),
+        end_time: str_field(act, "EndTime")
+            .map(|s| parse_instant(s).map_err(|e| format!("EndTime: {e}"))),
         status: str_field(act, "StatusCode"),
     })
 }
