@@ -72,9 +72,10 @@ pub struct SignatureSpec {
     pub tier: Tier,
 }
 
-/// Which tier a signature belongs to. The library tries precise entries first, then context
-/// lines, then the generic tier, then shutdown lines, whatever the order in the file, so a
-/// user's precise entry always wins over a generic phrasing.
+/// Which tier a signature belongs to. Whatever the order in the file, the library tries precise
+/// OOM entries first, then context lines, then the generic OOM tier, then crash entries, then
+/// shutdown lines: a user's precise entry always wins over a generic phrasing, and a line that
+/// says both "panic" and "out of memory" is a memory death.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
@@ -87,10 +88,11 @@ impl SignatureSpec {
     /// Position of the entry's group in the matching order (see [`Tier`]).
     fn rank(&self) -> u8 {
         match (self.kind, self.tier) {
-            (SignatureKind::Shutdown, _) => 3,
-            (_, Tier::Generic) => 2,
+            (SignatureKind::Oom, Tier::Precise) => 0,
             (SignatureKind::Context, _) => 1,
-            _ => 0,
+            (SignatureKind::Oom, Tier::Generic) => 2,
+            (SignatureKind::Crash, _) => 3,
+            (SignatureKind::Shutdown, _) => 4,
         }
     }
 }
