@@ -738,11 +738,12 @@ impl Pipeline {
     ) -> InstanceReport {
         let mut matches = self.signatures.match_events(&last_words.events);
         // Secrets are masked once matching is done, before anything is stored or shown.
+        // As a sequence: a private key logged over several lines is masked whole.
         let mut last_words = last_words;
-        for e in &mut last_words.events {
-            if let Cow::Owned(masked) = self.redactor.redact(&e.message) {
-                e.message = masked;
-            }
+        let messages: Vec<&str> = last_words.events.iter().map(|e| e.message.as_str()).collect();
+        let masked = self.redactor.redact_lines(&messages);
+        for (e, m) in last_words.events.iter_mut().zip(masked) {
+            e.message = m;
         }
         for m in &mut matches {
             if let Cow::Owned(masked) = self.redactor.redact(&m.text) {

@@ -66,6 +66,16 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// What a line inside a private-key block is replaced with.
+const PEM_BODY_MASK: &str = "[REDACTED PRIVATE KEY]";
+
+static PEM_BEGIN: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----").expect("valid regex")
+});
+static PEM_END: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----").expect("valid regex")
+});
+
 /// A compiled set of masking rules.
 #[derive(Debug, Clone)]
 pub struct Redactor {
@@ -92,6 +102,33 @@ impl Redactor {
         let any = RegexSet::new(rules.iter().map(|(r, _)| r.as_str()))
             .map_err(|e| Error::Config(vec![format!("alerts.redact_patterns: {e}")]))?;
         Ok(Redactor { rules, any })
+    }
+
+    /// Masks a sequence of lines (an instance's last words, one event per line) where a
+    /// secret may span lines: every line inside a private-key block (from its `BEGIN … PRIVATE
+    /// KEY` line to its `END` line) is masked whole, the rest line by line.
+    pub fn redact_lines<S: AsRef<str>>(&self, lines: &[S]) -> Vec<String> {
+        let mut in_key = false;
+        let mut out = Vec::with_capacity(lines.len());
+        for line in lines {
+            let line = line.as_ref();
+            if in_key {
+                if PEM_END.is_match(line) {
+                    in_key = false;
+                    out.push(self.redact(line).into_owned());
+                } else {
+                    out.push(PEM_BODY_MASK.to_string());
+                }
+                continue;
+            }
+            let masked = self.redact(line).into_owned();
+            // A BEGIN line whose END is not on the same line opens a block.
+            if let Some(m) = PEM_BEGIN.find(line) {
+                in_key = !PEM_END.is_match(&line[m.end()..]);
+            }
+            out.push(masked);
+        }
+        out
     }
 
     /// `text` with every secret masked.
