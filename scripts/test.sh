@@ -37,4 +37,11 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 # Tests only: benches are benchmarks (cargo bench), compiled above by clippy --all-targets.
-cargo test --locked
+# A hung test fails the run loudly instead of eating CI's whole budget.
+SUITE_TIMEOUT="${EPITAPH_SUITE_TIMEOUT:-3600}"
+status=0
+timeout --kill-after=30 "$SUITE_TIMEOUT" cargo test --locked || status=$?
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+  echo "FAILED: the test suite did not finish within ${SUITE_TIMEOUT}s (a test hangs)" >&2
+fi
+exit "$status"

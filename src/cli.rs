@@ -2,7 +2,9 @@
 //!
 //! Exit codes: 0 success; 1 a failure while running (store, I/O); 2 bad input or configuration
 //! (the message names the file:line or key); 3 a scan that completed but left instances
-//! pending (their fetch failed; the next run retries them).
+//! pending (their fetch failed; the next run retries them); 4 a scan whose evidence collapsed
+//! (no last words, or no memory series, for any of at least five analysed instances: a
+//! configuration that reads nothing — the report says which source).
 
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ use epitaph::timefmt;
 const EXIT_PENDING: u8 = 3;
 /// Exit code for bad input or configuration.
 const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when a source gave no evidence for any instance (see `analysis::coverage`).
+const EXIT_NO_EVIDENCE: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -418,6 +422,12 @@ async fn scan(
     }
     if !report.summary.pending.is_empty() {
         return Ok(ExitCode::from(EXIT_PENDING));
+    }
+    if !report.summary.coverage.collapsed.is_empty() {
+        for c in &report.summary.coverage.collapsed {
+            eprintln!("epitaph: evidence collapsed: {c}");
+        }
+        return Ok(ExitCode::from(EXIT_NO_EVIDENCE));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -348,13 +348,11 @@ impl InstanceReport {
     }
 }
 
-/// The match that best explains a death: the first OOM line, else the first crash line, else
-/// the first match of any kind (context, shutdown).
+/// The match that explains a death: the first OOM line, else the first crash line. Context
+/// and shutdown lines explain no death.
 pub fn deciding_signature(matches: &[SignatureMatch]) -> Option<&SignatureMatch> {
     let first = |k: SignatureKind| matches.iter().find(|m| m.kind == k);
-    first(SignatureKind::Oom)
-        .or_else(|| first(SignatureKind::Crash))
-        .or_else(|| matches.first())
+    first(SignatureKind::Oom).or_else(|| first(SignatureKind::Crash))
 }
 
 /// The verdict on one deployment.

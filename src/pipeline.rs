@@ -129,6 +129,10 @@ pub struct ScanSummary {
     /// numbers replaced) with their count: add them to `analysis/cause.rs`.
     #[serde(default)]
     pub unrecognised_causes: BTreeMap<String, usize>,
+    /// How many of the instances analysed in this scan got last words and a memory series;
+    /// `coverage.collapsed` names a source that gave nothing for any of them (exit code 4).
+    #[serde(default)]
+    pub coverage: crate::analysis::coverage::Coverage,
     /// Instance count per verdict (instances in the window).
     pub verdicts: BTreeMap<String, usize>,
     /// Deployment count per verdict.
@@ -193,7 +197,7 @@ pub struct Pipeline {
 /// The outcome of fetching one instance.
 enum Fetched {
     Done(Box<InstanceReport>),
-    Failed(Termination, String),
+    Failed(Box<Termination>, String),
 }
 
 impl Pipeline {
@@ -378,6 +382,7 @@ impl Pipeline {
         }
 
         let bar = progress_bar(opts.progress, todo.len());
+        let mut coverage = crate::analysis::coverage::Coverage::default();
         for chunk in todo.chunks(BATCH_SIZE) {
             let fetched = self.fetch_chunk(chunk).await?;
             let mut reports = Vec::with_capacity(fetched.len());
@@ -388,17 +393,22 @@ impl Pipeline {
                         tracing::warn!(instance_id = %t.instance_id, %error, "fetch failed; kept pending");
                         self.store.save_pending(&t, &error).await?;
                         summary.pending.push(PendingInstance {
-                            instance_id: t.instance_id,
+                            instance_id: t.instance_id.clone(),
                             error,
                         });
                     }
                 }
             }
             summary.analysed += reports.len();
+            reports.iter().for_each(|r| coverage.add(r));
             self.store.save_instances(&reports).await?;
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
+        summary.coverage = coverage.finish();
+        for c in &summary.coverage.collapsed {
+            tracing::warn!("evidence collapsed: {c}");
+        }
 
         for (count, list) in [self.sources.logs.skipped(), self.sources.metrics.skipped()] {
             skipped_records += count;
@@ -687,7 +697,7 @@ impl Pipeline {
                     w,
                     s,
                 ))),
-                (Err(e), _) | (_, Err(e)) => Fetched::Failed(t.clone(), e),
+                (Err(e), _) | (_, Err(e)) => Fetched::Failed(Box::new(t.clone()), e),
             })
             .collect())
     }
@@ -740,7 +750,11 @@ impl Pipeline {
         // Secrets are masked once matching is done, before anything is stored or shown.
         // As a sequence: a private key logged over several lines is masked whole.
         let mut last_words = last_words;
-        let messages: Vec<&str> = last_words.events.iter().map(|e| e.message.as_str()).collect();
+        let messages: Vec<&str> = last_words
+            .events
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect();
         let masked = self.redactor.redact_lines(&messages);
         for (e, m) in last_words.events.iter_mut().zip(masked) {
             e.message = m;
@@ -858,6 +872,7 @@ impl Pipeline {
         let next_steps = report
             .signatures
             .iter()
+            .filter(|m| m.kind.is_death())
             .filter_map(|m| self.signatures.get(&m.signature))
             .map(|s| format!("{}: {}", s.spec.id, s.spec.next_step))
             .collect::<BTreeSet<_>>()

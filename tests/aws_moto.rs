@@ -662,6 +662,7 @@ async fn scan_against_moto_survives_throttling_and_a_failing_instance() {
 
     // The failure clears: a plain rerun retries the pending instance and nothing else.
     *faults.fail_logs_for.lock().unwrap() = None;
+    let config_path = config.clone();
     let (second, code, stderr) = tokio::task::spawn_blocking(move || epitaph(&config, &["scan"]))
         .await
         .unwrap();
@@ -669,6 +670,65 @@ async fn scan_against_moto_survives_throttling_and_a_failing_instance() {
     assert_eq!(second["summary"]["retried"], 1);
     assert_eq!(second["summary"]["analysed"], 1);
     assert!(second["summary"]["pending"].as_array().unwrap().is_empty());
+    if bench {
+        return;
+    }
+
+    // A misspelt metric name: every series comes back empty. The scan says the evidence
+    // collapsed (exit 4, named in the summary) and no deployment is called healthy for it.
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    let wrong_metric = dir.path().join("wrong-metric.toml");
+    std::fs::write(
+        &wrong_metric,
+        text.replace("aws-state.db", "wrong-metric.db").replace(
+            "kind = \"aws\"\nperiod",
+            "kind = \"aws\"\nmetric_name = \"mem_used_precent\"\nperiod",
+        ),
+    )
+    .unwrap();
+    let (third, code, stderr) = tokio::task::spawn_blocking({
+        let c = wrong_metric.clone();
+        move || epitaph(&c, &["scan"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 4, "evidence collapsed → exit 4; stderr: {stderr}");
+    let collapsed = third["summary"]["coverage"]["collapsed"]
+        .as_array()
+        .unwrap();
+    assert_eq!(collapsed.len(), 1, "{}", third["summary"]["coverage"]);
+    assert!(
+        collapsed[0].as_str().unwrap().contains("sources.metrics"),
+        "{collapsed:?}"
+    );
+    assert!(stderr.contains("evidence collapsed"), "{stderr}");
+    assert_eq!(third["summary"]["coverage"]["memory"]["with_evidence"], 0);
+
+    // A misspelt log group is an error naming the key, for every instance (all kept pending,
+    // exit 3), never a fleet of instances without last words.
+    let wrong_group = dir.path().join("wrong-group.toml");
+    std::fs::write(
+        &wrong_group,
+        text.replace("aws-state.db", "wrong-group.db").replace(
+            &format!("log_group = \"{LOG_GROUP}\""),
+            "log_group = \"/epitaph/ap\"",
+        ),
+    )
+    .unwrap();
+    let (fourth, code, stderr) =
+        tokio::task::spawn_blocking(move || epitaph(&wrong_group, &["scan"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 3, "{stderr}");
+    let pending = fourth["summary"]["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), n, "{}", fourth["summary"]);
+    assert!(
+        pending.iter().all(|p| p["error"]
+            .as_str()
+            .unwrap()
+            .contains("sources.logs.log_group")),
+        "{pending:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,9 +10,12 @@
 
 use epitaph::sinks::redact::Redactor;
 
-/// Published figures (BENCHMARKS.md); the test fails below them.
-const MIN_SECRET_RECALL: f64 = 0.99;
-const MIN_KEEP_RATE: f64 = 0.99;
+/// The held-out split's figures as published in BENCHMARKS.md, less a margin: a change that
+/// loses generalisation fails. (Development split: rules were written against it.)
+const MIN_HELD_OUT_RECALL: f64 = 0.93;
+const MIN_HELD_OUT_KEEP_RATE: f64 = 0.98;
+const MIN_DEV_RECALL: f64 = 0.99;
+const MIN_DEV_KEEP_RATE: f64 = 0.99;
 const MIN_SECRETS: usize = 200;
 const MIN_KEEPS: usize = 200;
 
@@ -25,7 +28,8 @@ struct Row {
 }
 
 fn corpus() -> Vec<Row> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/secrets/secrets.tsv");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/secrets/secrets.tsv");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut rows = Vec::new();
     for (n, raw) in text.lines().enumerate() {
@@ -41,7 +45,10 @@ fn corpus() -> Vec<Row> {
             other => panic!("{at}: unknown label {other}"),
         };
         let secrets: Vec<String> = if secret {
-            cols[3].split(" || ").map(|s| s.replace("\\n", "\n")).collect()
+            cols[3]
+                .split(" || ")
+                .map(|s| s.replace("\\n", "\n"))
+                .collect()
         } else {
             Vec::new()
         };
@@ -113,23 +120,32 @@ fn measure(rows: &[&Row]) -> Figures {
         let again = mask(&r, &out);
         if again != out || out.contains("[REDACTED]]") || out.contains("[[REDACTED") {
             f.unstable += 1;
-            f.misses.push(format!("NOT IDEMPOTENT {}: {out} -> {again}", row.at));
+            f.misses
+                .push(format!("NOT IDEMPOTENT {}: {out} -> {again}", row.at));
         }
         if row.secret {
             f.secrets += 1;
             families.insert(row.family.clone());
-            let leaked: Vec<&String> = row.secrets.iter().filter(|s| out.contains(s.as_str())).collect();
+            let leaked: Vec<&String> = row
+                .secrets
+                .iter()
+                .filter(|s| out.contains(s.as_str()))
+                .collect();
             if leaked.is_empty() {
                 f.masked += 1;
             } else {
-                f.misses.push(format!("LEAK {} [{}] {:?}: {out}", row.at, row.family, leaked));
+                f.misses.push(format!(
+                    "LEAK {} [{}] {:?}: {out}",
+                    row.at, row.family, leaked
+                ));
             }
         } else {
             f.keeps += 1;
             if out == row.line {
                 f.kept += 1;
             } else {
-                f.misses.push(format!("MANGLED {} [{}]: {out}", row.at, row.family));
+                f.misses
+                    .push(format!("MANGLED {} [{}]: {out}", row.at, row.family));
             }
         }
     }
@@ -137,7 +153,7 @@ fn measure(rows: &[&Row]) -> Figures {
     f
 }
 
-fn check(name: &str, f: &Figures, show: bool) {
+fn check(name: &str, f: &Figures, show: bool, min_recall: f64, min_keep: f64) {
     println!(
         "{name}: {} secret lines in {} families: {} masked (recall {:.4}); {} look-alikes: {} unchanged ({:.4}); {} not idempotent",
         f.secrets, f.families, f.masked, f.recall(), f.keeps, f.kept, f.keep_rate(), f.unstable
@@ -147,9 +163,20 @@ fn check(name: &str, f: &Figures, show: bool) {
             println!("  {m}");
         }
     }
-    assert_eq!(f.unstable, 0, "{name}: masking twice must change nothing and never double a mask");
-    assert!(f.recall() >= MIN_SECRET_RECALL, "{name}: secret recall {:.4}", f.recall());
-    assert!(f.keep_rate() >= MIN_KEEP_RATE, "{name}: look-alikes kept {:.4}", f.keep_rate());
+    assert_eq!(
+        f.unstable, 0,
+        "{name}: masking twice must change nothing and never double a mask"
+    );
+    assert!(
+        f.recall() >= min_recall,
+        "{name}: secret recall {:.4}",
+        f.recall()
+    );
+    assert!(
+        f.keep_rate() >= min_keep,
+        "{name}: look-alikes kept {:.4}",
+        f.keep_rate()
+    );
 }
 
 #[test]
@@ -157,14 +184,24 @@ fn corpus_has_enough_of_both() {
     let rows = corpus();
     let secrets = rows.iter().filter(|r| r.secret).count();
     assert!(secrets >= MIN_SECRETS, "{secrets} secret lines");
-    assert!(rows.len() - secrets >= MIN_KEEPS, "{} look-alikes", rows.len() - secrets);
+    assert!(
+        rows.len() - secrets >= MIN_KEEPS,
+        "{} look-alikes",
+        rows.len() - secrets
+    );
 }
 
 #[test]
 fn development_split() {
     let rows = corpus();
     let dev: Vec<&Row> = rows.iter().filter(|r| !held_out(r)).collect();
-    check("development split", &measure(&dev), true);
+    check(
+        "development split",
+        &measure(&dev),
+        true,
+        MIN_DEV_RECALL,
+        MIN_DEV_KEEP_RATE,
+    );
 }
 
 /// Misses are printed only with `EPITAPH_SHOW_HOLDOUT=1`, so that nobody writes rules to them.
@@ -173,5 +210,11 @@ fn held_out_split() {
     let rows = corpus();
     let held: Vec<&Row> = rows.iter().filter(|r| held_out(r)).collect();
     let show = std::env::var("EPITAPH_SHOW_HOLDOUT").is_ok_and(|v| v == "1");
-    check("held-out split", &measure(&held), show);
+    check(
+        "held-out split",
+        &measure(&held),
+        show,
+        MIN_HELD_OUT_RECALL,
+        MIN_HELD_OUT_KEEP_RATE,
+    );
 }

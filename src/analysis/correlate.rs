@@ -308,6 +308,7 @@ pub fn judge_deployment(
     let asgs: BTreeSet<String> = instances.iter().map(|r| r.asg.clone()).collect();
 
     let n = instances.len();
+    let heard_from = instances.iter().any(|r| !r.last_words.events.is_empty());
     let (verdict, summary) = if leak_deaths >= min
         && leak_deaths as f64 >= LEAK_SHARE_OF_MEMORY_DEATHS * memory_deaths as f64
     {
@@ -326,6 +327,16 @@ pub fn judge_deployment(
         (
             DeploymentVerdict::Crashing,
             format!("{other_crashes} of {n} instances crashed for non-memory reasons"),
+        )
+    } else if memory_deaths + other_crashes == 0
+        && planned >= 1
+        && unknown <= planned
+        && !heard_from
+    {
+        // "No crash evidence" means nothing when nothing was read: no instance had last words.
+        (
+            DeploymentVerdict::InsufficientEvidence,
+            format!("{planned} of {n} instances were removed by the group, but none has last words to show they did not crash (check the log source)"),
         )
     } else if memory_deaths + other_crashes == 0 && planned >= 1 && unknown <= planned {
         (
@@ -552,7 +563,13 @@ mod tests {
             explanation: String::new(),
             signatures: vec![],
             leak: Some(leak(LeakVerdict::Leak, true)),
-            last_words: LastWords::default(),
+            last_words: LastWords {
+                events: vec![crate::model::LogEvent {
+                    timestamp: Utc.with_ymd_and_hms(2026, 1, 5, 9, 59, 0).unwrap(),
+                    message: "GET / 200".into(),
+                }],
+                ..Default::default()
+            },
             memory: MemorySeries::default(),
         }
     }
@@ -588,6 +605,23 @@ mod tests {
         assert_eq!(
             judge(&[NotACrash, NotACrash]).verdict,
             DeploymentVerdict::Healthy
+        );
+        // Without any last words, "no crash evidence" is no evidence: never healthy.
+        let silent: Vec<InstanceReport> = [NotACrash, NotACrash]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| InstanceReport {
+                last_words: LastWords::default(),
+                ..report(&format!("i-{i}"), *v)
+            })
+            .collect();
+        let refs: Vec<&InstanceReport> = silent.iter().collect();
+        let f = judge_deployment("web:1", &refs, FindingPolicy::default());
+        assert_eq!(
+            f.verdict,
+            DeploymentVerdict::InsufficientEvidence,
+            "{}",
+            f.summary
         );
         assert_eq!(
             judge(&[OomLeak, NotACrash]).verdict,

@@ -4,6 +4,7 @@
 //! - [`signatures`]: which log lines are OOM or crash signatures;
 //! - [`leak`]: whether a memory series' floor rises until the end;
 //! - [`correlate`]: instance verdicts, deployment identity and deployment findings;
+//! - [`coverage`]: whether the sources gave evidence at all (a collapsed source is a finding);
 //! - [`alerting`]: when a deployment finding becomes a message (fire, change, resolve);
 //! - [`baselines`]: reference leak rules the detector is measured against (not used for verdicts).
 
@@ -11,5 +12,6 @@ pub mod alerting;
 pub mod baselines;
 pub mod cause;
 pub mod correlate;
+pub mod coverage;
 pub mod leak;
 pub mod signatures;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -123,8 +123,39 @@ pub struct LibrarySpec {
 #[derive(Debug, Clone)]
 pub struct Signature {
     pub spec: SignatureSpec,
-    patterns: Vec<Regex>,
-    unless: Vec<Regex>,
+    patterns: PatternList,
+    unless: PatternList,
+}
+
+/// Compiled regexes and the same regexes as one set: `is_match` is one pass over the text
+/// whatever the number of patterns; the single regexes are only run to extract details.
+#[derive(Debug, Clone)]
+struct PatternList {
+    regexes: Vec<Regex>,
+    set: RegexSet,
+}
+
+impl PatternList {
+    fn new(regexes: Vec<Regex>) -> std::result::Result<Self, regex::Error> {
+        let set = regex::RegexSetBuilder::new(regexes.iter().map(Regex::as_str))
+            .multi_line(true)
+            .case_insensitive(true)
+            .build()?;
+        Ok(PatternList { regexes, set })
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        self.set.is_match(text)
+    }
+
+    /// The first (in file order) of the regexes that match.
+    fn first(&self, text: &str) -> Option<&Regex> {
+        self.set
+            .matches(text)
+            .iter()
+            .next()
+            .map(|i| &self.regexes[i])
+    }
 }
 
 /// What one line matched.
@@ -139,12 +170,43 @@ pub struct LineMatch<'a> {
 pub struct SignatureLibrary {
     signatures: Vec<Signature>,
     /// Library-wide hard negatives.
-    unless: Vec<Regex>,
+    unless: PatternList,
     /// Hard negatives of the generic tier.
-    generic_unless: Vec<Regex>,
-    prefilter: AhoCorasick,
-    /// For each prefilter pattern, the signature it belongs to.
-    keyword_owner: Vec<usize>,
+    generic_unless: PatternList,
+    /// Keywords of every signature: what `match_line` uses (an instance's last words).
+    prefilter: Prefilter,
+    /// Keywords of the OOM and crash signatures only: bulk scanning (`scan_buffer`) reports
+    /// deaths, and need not stop at every GC-trace or shutdown line of a large file.
+    death_prefilter: Prefilter,
+}
+
+/// A keyword automaton and, for each keyword, the signature it belongs to.
+#[derive(Debug, Clone)]
+struct Prefilter {
+    ac: AhoCorasick,
+    owner: Vec<usize>,
+}
+
+impl Prefilter {
+    fn new(signatures: &[Signature], include: impl Fn(&Signature) -> bool) -> Result<Self> {
+        let mut keywords = Vec::new();
+        let mut owner = Vec::new();
+        for (i, sig) in signatures.iter().enumerate().filter(|(_, s)| include(s)) {
+            for k in sig.spec.keywords.iter().filter(|k| !k.trim().is_empty()) {
+                keywords.push(k.as_str());
+                owner.push(i);
+            }
+        }
+        // A full DFA: with a few hundred case-insensitive keywords the default NFA (and its
+        // SIMD prefilter, which stops at a few dozen patterns) is several times slower.
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .match_kind(MatchKind::Standard)
+            .build(&keywords)
+            .map_err(|e| Error::Config(vec![format!("signature keywords: {e}")]))?;
+        Ok(Prefilter { ac, owner })
+    }
 }
 
 impl PartialEq for Signature {
@@ -202,7 +264,7 @@ impl SignatureLibrary {
         };
         let global_unless = compile_list(&unless, "unless", &mut problems);
         let generic_unless = compile_list(&generic_unless, "generic_unless", &mut problems);
-        let mut signatures = Vec::with_capacity(specs.len());
+        let mut compiled = Vec::with_capacity(specs.len());
         let mut seen = HashMap::new();
         for (i, spec) in specs.into_iter().enumerate() {
             let at = format!("signature[{i}] (id `{}`)", spec.id);
@@ -229,34 +291,30 @@ impl SignatureLibrary {
             };
             let patterns = compile(&spec.patterns, "patterns", &mut problems);
             let unless = compile(&spec.unless, "unless", &mut problems);
-            signatures.push(Signature {
-                spec,
-                patterns,
-                unless,
-            });
+            compiled.push((spec, patterns, unless));
         }
         if !problems.is_empty() {
             return Err(Error::Config(problems));
         }
-        let mut keywords = Vec::new();
-        let mut keyword_owner = Vec::new();
-        for (i, sig) in signatures.iter().enumerate() {
-            for k in sig.spec.keywords.iter().filter(|k| !k.trim().is_empty()) {
-                keywords.push(k.as_str());
-                keyword_owner.push(i);
-            }
+        let set_error = |e: regex::Error| Error::Config(vec![format!("signature patterns: {e}")]);
+        let mut signatures = Vec::with_capacity(compiled.len());
+        for (spec, patterns, unless) in compiled {
+            signatures.push(Signature {
+                spec,
+                patterns: PatternList::new(patterns).map_err(set_error)?,
+                unless: PatternList::new(unless).map_err(set_error)?,
+            });
         }
-        let prefilter = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(&keywords)
-            .map_err(|e| Error::Config(vec![format!("signature keywords: {e}")]))?;
+        let global_unless = PatternList::new(global_unless).map_err(set_error)?;
+        let generic_unless = PatternList::new(generic_unless).map_err(set_error)?;
+        let prefilter = Prefilter::new(&signatures, |_| true)?;
+        let death_prefilter = Prefilter::new(&signatures, |s| s.spec.kind.is_death())?;
         Ok(SignatureLibrary {
             signatures,
             unless: global_unless,
             generic_unless,
             prefilter,
-            keyword_owner,
+            death_prefilter,
         })
     }
 
@@ -268,20 +326,26 @@ impl SignatureLibrary {
         self.signatures.iter().find(|s| s.spec.id == id)
     }
 
-    /// All regex patterns of the library, for tools that want to compare (e.g. `rg -f`).
+    /// The regex patterns bulk matching (`scan_buffer`) uses — those of the OOM and crash
+    /// signatures — for tools that want to compare (e.g. `rg -f`).
     pub fn all_patterns(&self) -> impl Iterator<Item = &str> {
         self.signatures
             .iter()
+            .filter(|s| s.spec.kind.is_death())
             .flat_map(|s| s.spec.patterns.iter().map(String::as_str))
     }
 
     /// The first signature (in library order) that matches the line, if any.
     pub fn match_line(&self, line: &str) -> Option<LineMatch<'_>> {
+        self.match_line_with(&self.prefilter, line)
+    }
+
+    fn match_line_with(&self, prefilter: &Prefilter, line: &str) -> Option<LineMatch<'_>> {
         // Prefilter: which signatures have a keyword in the raw line?
         let mut candidates: u128 = 0;
         let mut overflow: Vec<usize> = Vec::new();
-        for m in self.prefilter.find_overlapping_iter(line) {
-            let owner = self.keyword_owner[m.pattern().as_usize()];
+        for m in prefilter.ac.find_overlapping_iter(line) {
+            let owner = prefilter.owner[m.pattern().as_usize()];
             if owner < 128 {
                 candidates |= 1u128 << owner;
             } else if !overflow.contains(&owner) {
@@ -294,47 +358,43 @@ impl SignatureLibrary {
         overflow.sort_unstable();
         let unwrapped = unwrap_message(line);
         let stripped = strip_prefixes(&unwrapped);
-        if self
-            .unless
-            .iter()
-            .any(|r| r.is_match(stripped) || r.is_match(&unwrapped))
-        {
-            return None;
-        }
         let candidate_ids = (0..self.signatures.len().min(128))
             .filter(|i| candidates & (1u128 << i) != 0)
             .chain(overflow);
-        // Evaluated once, when the first generic candidate is reached.
-        let mut generic_blocked: Option<bool> = None;
+        // The negatives are evaluated once, and only for a line that matched a pattern: most
+        // candidate lines match none, and never pay for them.
+        let blocked = |list: &PatternList| list.is_match(stripped) || list.is_match(&unwrapped);
+        let (mut global_blocked, mut generic_blocked) = (None, None);
         for i in candidate_ids {
             let sig = &self.signatures[i];
-            if sig.spec.tier == Tier::Generic
-                && *generic_blocked.get_or_insert_with(|| {
-                    self.generic_unless
-                        .iter()
-                        .any(|r| r.is_match(stripped) || r.is_match(&unwrapped))
-                })
-            {
-                continue;
-            }
             // Anchored patterns need the prefix gone; others may need it (a level word).
             let found = sig.matches(stripped).or_else(|| {
                 (stripped.len() != unwrapped.len())
                     .then(|| sig.matches(&unwrapped))
                     .flatten()
             });
-            if let Some(details) = found {
-                return Some(LineMatch {
-                    signature: sig,
-                    details,
-                });
+            let Some(details) = found else {
+                continue;
+            };
+            if *global_blocked.get_or_insert_with(|| blocked(&self.unless)) {
+                return None;
             }
+            if sig.spec.tier == Tier::Generic
+                && *generic_blocked.get_or_insert_with(|| blocked(&self.generic_unless))
+            {
+                continue;
+            }
+            return Some(LineMatch {
+                signature: sig,
+                details,
+            });
         }
         None
     }
 
     /// Scans a buffer of newline-separated lines and calls `on_match(line_number, line, m)`
-    /// (1-based line numbers, counted from `first_line`) for each matching line. One
+    /// (1-based line numbers, counted from `first_line`) for each line that matches an OOM or
+    /// crash signature (context and shutdown lines only matter inside last words). One
     /// Aho–Corasick pass runs over the whole buffer; only lines holding a keyword are cut out
     /// and matched, so a non-matching line costs a share of one SIMD-friendly scan.
     /// Returns the number of lines in the buffer.
@@ -349,7 +409,8 @@ impl SignatureLibrary {
         let mut line_no = first_line;
         while pos < buf.len() {
             let Some(hit) = self
-                .prefilter
+                .death_prefilter
+                .ac
                 .find(aho_corasick::Input::new(buf).span(pos..buf.len()))
             else {
                 break;
@@ -364,7 +425,7 @@ impl SignatureLibrary {
                 raw = &raw[..raw.len() - 1];
             }
             let line = String::from_utf8_lossy(raw);
-            if let Some(m) = self.match_line(&line) {
+            if let Some(m) = self.match_line_with(&self.death_prefilter, &line) {
                 on_match(line_no, &line, m);
             }
             pos = end + 1;
@@ -403,18 +464,17 @@ impl LineMatch<'_> {
 impl Signature {
     /// The extracted details when the (unwrapped) line matches and no `unless` applies.
     fn matches(&self, text: &str) -> Option<BTreeMap<String, String>> {
-        if self.unless.iter().any(|r| r.is_match(text)) {
+        let re = self.patterns.first(text)?;
+        if self.unless.is_match(text) {
             return None;
         }
-        self.patterns.iter().find_map(|re| {
-            let caps = re.captures(text)?;
-            let details = re
-                .capture_names()
+        let caps = re.captures(text)?;
+        Some(
+            re.capture_names()
                 .flatten()
                 .filter_map(|name| Some((name.to_string(), caps.name(name)?.as_str().to_string())))
-                .collect();
-            Some(details)
-        })
+                .collect(),
+        )
     }
 }
 

@@ -19,6 +19,8 @@ struct Inner {
     api_calls: BTreeMap<String, u64>,
     instances_analysed: u64,
     instances_pending: u64,
+    /// Sources ("logs", "metrics") whose evidence collapsed in the last scan: 1, else 0.
+    evidence_collapsed: BTreeMap<&'static str, u64>,
     errors: BTreeMap<&'static str, u64>,
     deployments: BTreeMap<String, u64>,
     alerts_enqueued: u64,
@@ -52,6 +54,12 @@ impl Metrics {
             }
             m.instances_analysed += report.summary.analysed as u64;
             m.instances_pending = report.summary.pending.len() as u64;
+            let cov = &report.summary.coverage;
+            m.evidence_collapsed = [
+                ("logs", u64::from(cov.last_words.collapsed())),
+                ("metrics", u64::from(cov.memory.collapsed())),
+            ]
+            .into();
             m.deployments.clear();
             for (v, n) in &report.summary.deployment_verdicts {
                 m.deployments.insert(v.clone(), *n as u64);
@@ -154,6 +162,14 @@ impl Metrics {
                 "gauge",
                 "Instances whose fetch failed in the last scan (retried next scan).",
                 m.instances_pending,
+            );
+            family(
+                &mut o,
+                "epitaph_scan_evidence_collapsed",
+                "gauge",
+                "1 when a source gave no evidence (no last words, no memory series) for any of the last scan's analysed instances (at least 5).",
+                "source",
+                ["logs", "metrics"].map(|k| (k.to_string(), count(&m.evidence_collapsed, k))),
             );
             family(
                 &mut o,

@@ -134,7 +134,8 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
     let evidence = pick_evidence(reports, input.redactor);
     let mut next_steps: Vec<String> = Vec::new();
     for r in reports {
-        for m in &r.signatures {
+        // Context and shutdown lines explain nothing to fix.
+        for m in r.signatures.iter().filter(|m| m.kind.is_death()) {
             if let Some(s) = input.signatures.get(&m.signature) {
                 let step = format!("{} ({}): {}", s.spec.id, s.spec.runtime, s.spec.next_step);
                 if !next_steps.contains(&step) {

@@ -68,6 +68,7 @@ fn verdict_class(v: DeploymentVerdict) -> &'static str {
 }
 
 const STYLE: &str = r#"
+.banner{background:#fdecea;border:1px solid #d93025;color:#7a1c14;padding:.6em .9em;margin:.8em 0;border-radius:4px}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:980px;color:#1b1f24;padding:0 12px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:0}
 .meta{color:#57606a;margin-bottom:18px}
@@ -122,6 +123,16 @@ pub fn render(
         );
     }
     let _ = writeln!(out, " · {} deployments</div>", findings.len());
+    // A source that gave nothing for any instance shown is said first: the verdicts below
+    // lack that evidence.
+    let shown: Vec<&InstanceReport> = reports.iter().collect();
+    for c in crate::analysis::coverage::assess(&shown).collapsed {
+        let _ = writeln!(
+            out,
+            "<div class=\"banner\" role=\"alert\"><b>Evidence collapsed:</b> {}. Verdicts that need it are not to be trusted.</div>",
+            esc(&c)
+        );
+    }
 
     // Summary table.
     out.push_str("<table id=\"summary\"><thead><tr><th>deployment</th><th>verdict</th><th>instances</th><th>floor growth</th><th>median lifetime</th><th>summary</th></tr></thead><tbody>\n");

@@ -1,85 +1,716 @@
-//! Masks secrets in text before it leaves the process (alerts, HTML report, API): AWS keys,
-//! bearer and basic credentials, passwords in URLs, `password=`/`token=`-style pairs, common
-//! vendor tokens and JWTs, plus patterns the user configures.
+//! Masks secrets in text before it leaves the process (alerts, HTML report, API): cloud and
+//! SaaS tokens recognised by their documented prefixes (the gitleaks and trufflehog rule
+//! families), bearer and basic credentials, passwords in URLs and connection strings,
+//! `KEY=value` pairs whose key names a secret (environment variables with any prefix, JSON,
+//! YAML, struct dumps, query parameters, cookies, command-line flags), private keys, plus
+//! patterns the user configures.
+//!
+//! Every rule marks the *span* that holds the secret; spans from all rules are merged and
+//! replaced in one pass, so rules never see each other's output, labels stay readable
+//! (`password=[REDACTED]`), and masking is idempotent: a mask, a placeholder (`${DB_PASSWORD}`,
+//! `<your-api-key>`, `****`, `[FILTERED]`) or an empty value is never masked again.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
-use regex::{Regex, RegexSet};
+use regex::{Captures, Regex, RegexSet};
 
 use crate::error::{Error, Result};
 
 /// What a masked secret is replaced with.
 pub const MASK: &str = "[REDACTED]";
 
-/// Built-in patterns: (name, regex, replacement). Replacements keep the label so a reader
-/// still sees *what* was there.
-const BUILTIN: &[(&str, &str, &str)] = &[
+/// What a private key (or a line inside a private-key block) is replaced with.
+const PEM_BODY_MASK: &str = "[REDACTED PRIVATE KEY]";
+
+/// How a rule's match is turned into a span to mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The `s` group (or the whole match) is a secret by its shape alone.
+    Token,
+    /// The `s` group is a secret if it looks like a credential rather than a word
+    /// (it follows a weak context such as `Bearer` without a header name).
+    Credential,
+    /// A private key: the whole match, replaced with [`PEM_BODY_MASK`].
+    PrivateKey,
+    /// `key<sep>value` where the key is classified by [`key_strength`].
+    Pair,
+    /// `key 'quoted value'` (no separator) where the key names a password.
+    SpacedPassword,
+    /// `--flag value` where the flag names a secret.
+    Flag,
+    /// A pattern the user configured: the whole match, unconditionally.
+    Extra,
+}
+
+/// Built-in rules: (name, kind, regex). The secret is the named group `s` (or, for `Pair`
+/// rules, `v1`..`v5`); everything else in the match stays as it is.
+const BUILTIN: &[(&str, Kind, &str)] = &[
+    // ---- private keys -----------------------------------------------------------------
     (
         "private_key",
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
-        "[REDACTED PRIVATE KEY]",
+        Kind::PrivateKey,
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)",
     ),
+    // A PEM private key, base64-encoded once more (kubeconfig `client-key-data`, Kubernetes
+    // secrets): "-----BEGIN " then "PRIVATE KEY" at any of the three base64 alignments.
+    (
+        "base64_private_key",
+        Kind::Token,
+        r"\bLS0tLS1CRUdJTi[A-Za-z0-9+/]{0,40}?(?:UFJJVkFURSBLRV|BSSVZBVEUgS0VZ|QUklWQVRFIEtFW)[A-Za-z0-9+/]*={0,2}",
+    ),
+    (
+        "age_secret_key",
+        Kind::Token,
+        r"\bAGE-SECRET-KEY-1[0-9A-Z]{58}\b",
+    ),
+    // ---- cloud providers ----------------------------------------------------------------
     (
         "aws_access_key_id",
-        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b",
-        "[REDACTED]",
+        Kind::Token,
+        r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA)[A-Z0-9]{16}\b",
     ),
     (
-        "aws_secret_access_key",
-        r#"(?i)(aws_secret_access_key|secret_access_key|secretaccesskey)(["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}"#,
-        "${1}${2}[REDACTED]",
+        "aws_cli_secret",
+        Kind::Token,
+        r"(?i)\bconfigure\s+set\s+(?:[\w-]+\.)?aws_(?:secret_access_key|session_token)\s+(?P<s>[^\s'\x22]+)",
+    ),
+    ("gcp_api_key", Kind::Token, r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    (
+        "gcp_oauth_token",
+        Kind::Token,
+        r"\bya29\.[0-9A-Za-z_-]{20,}",
+    ),
+    (
+        "azure_ad_client_secret",
+        Kind::Token,
+        r"(?:^|[^0-9A-Za-z_~.-])(?P<s>[0-9A-Za-z_~.]{3}[0-9]Q~[0-9A-Za-z_~.-]{31,34})(?:$|[^0-9A-Za-z_~.-])",
+    ),
+    (
+        "alibaba_access_key_id",
+        Kind::Token,
+        r"\bLTAI[0-9A-Za-z]{12,20}\b",
+    ),
+    (
+        "digitalocean_token",
+        Kind::Token,
+        r"\bdo[opr]_v1_[0-9a-f]{64}\b",
+    ),
+    ("heroku_api_key", Kind::Token, r"\bHRKU-[0-9A-Za-z_-]{40,}"),
+    (
+        "cloudflare_origin_ca_key",
+        Kind::Token,
+        r"\bv1\.0-[0-9a-f]{24}-[0-9a-f]{146}\b",
+    ),
+    // ---- source control, CI and package registries ----------------------------------------
+    (
+        "github_token",
+        Kind::Token,
+        r"\b(?:gh[pousr]_[0-9A-Za-z]{36,255}|github_pat_[0-9A-Za-z_]{22,255})\b",
+    ),
+    (
+        "gitlab_token",
+        Kind::Token,
+        r"\bgl(?:pat|ptt|rt|dt|ft|cbt|oas|imt|soat|ffct|agent|rtr|wt)-[0-9A-Za-z_.-]{20,}",
+    ),
+    (
+        "gitlab_runner_registration_token",
+        Kind::Token,
+        r"\bGR1348941[0-9A-Za-z_-]{20}\b",
+    ),
+    ("npm_token", Kind::Token, r"\bnpm_[0-9A-Za-z]{36}\b"),
+    (
+        "pypi_token",
+        Kind::Token,
+        r"\bpypi-Ag[EI][A-Za-z0-9_-]{50,}",
+    ),
+    ("rubygems_token", Kind::Token, r"\brubygems_[0-9a-f]{48}\b"),
+    ("nuget_key", Kind::Token, r"\boy2[0-9a-z]{43}\b"),
+    (
+        "docker_hub_pat",
+        Kind::Token,
+        r"\bdckr_pat_[0-9A-Za-z_-]{20,}",
+    ),
+    ("artifactory_key", Kind::Token, r"\bAKCp[0-9A-Za-z]{69}\b"),
+    (
+        "terraform_cloud_token",
+        Kind::Token,
+        r"\b[0-9A-Za-z]{14}\.atlasv1\.[0-9A-Za-z_=-]{60,}",
+    ),
+    ("pulumi_token", Kind::Token, r"\bpul-[0-9a-f]{40}\b"),
+    ("vault_token", Kind::Token, r"\bhv[sbr]\.[0-9A-Za-z_-]{24,}"),
+    (
+        "doppler_token",
+        Kind::Token,
+        r"\bdp\.(?:pt|st|sa|ct|scim|audit)\.[0-9A-Za-z]{40,44}\b",
+    ),
+    (
+        "onepassword_token",
+        Kind::Token,
+        r"\bops_eyJ[0-9A-Za-z_-]{100,}={0,2}",
+    ),
+    ("buildkite_token", Kind::Token, r"\bbkua_[0-9a-f]{40}\b"),
+    (
+        "kubeadm_token",
+        Kind::Token,
+        r"(?i)(?:^|\s)(?:--token|--discovery-token|token:)\s*(?P<s>[a-z0-9]{6}\.[a-z0-9]{16})\b",
+    ),
+    (
+        "rancher_token",
+        Kind::Token,
+        r"\b(?:kubeconfig-u-[0-9a-z]{5,}|token-[0-9a-z]{5}):(?P<s>[0-9a-z]{54})\b",
+    ),
+    // ---- chat and webhooks -------------------------------------------------------------------
+    (
+        "slack_token",
+        Kind::Token,
+        r"\bxox[abposre](?:\.xox[a-z])?-[0-9A-Za-z-]{10,}",
+    ),
+    (
+        "slack_webhook_url",
+        Kind::Token,
+        r"\bhooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[0-9A-Za-z/_+-]{20,})",
+    ),
+    (
+        "slack_app_token",
+        Kind::Token,
+        r"\bxapp-[0-9]+-[0-9A-Za-z-]{20,}",
+    ),
+    (
+        "slack_webhook",
+        Kind::Token,
+        r"/(?:services|workflows|triggers)/T[0-9A-Z]{6,}/[AB][0-9A-Z]{6,}/(?P<s>[0-9A-Za-z]{16,})",
+    ),
+    (
+        "discord_webhook",
+        Kind::Token,
+        r"\bdiscord(?:app)?\.com/api/webhooks/[0-9]+/(?P<s>[0-9A-Za-z_-]{40,})",
+    ),
+    (
+        "discord_bot_token",
+        Kind::Token,
+        r"\b[MNO][0-9A-Za-z]{23,25}\.[0-9A-Za-z_-]{6}\.[0-9A-Za-z_-]{27,38}\b",
+    ),
+    (
+        "telegram_bot_token",
+        Kind::Token,
+        r"\b[0-9]{8,10}:AA[0-9A-Za-z_-]{32,33}\b",
+    ),
+    // ---- payments, commerce, messaging -------------------------------------------------------
+    (
+        "stripe_key",
+        Kind::Token,
+        r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}\b",
+    ),
+    (
+        "stripe_webhook_secret",
+        Kind::Token,
+        r"\bwhsec_[0-9A-Za-z]{24,}\b",
+    ),
+    (
+        "shopify_token",
+        Kind::Token,
+        r"\bshp(?:at|ca|pa|ss)_[0-9a-fA-F]{32}\b",
+    ),
+    (
+        "square_token",
+        Kind::Token,
+        r"\bsq0(?:atp|csp)-[0-9A-Za-z_-]{22,43}\b",
+    ),
+    (
+        "sendgrid_key",
+        Kind::Token,
+        r"\bSG\.[0-9A-Za-z_-]{16,32}\.[0-9A-Za-z_-]{16,64}\b",
+    ),
+    ("twilio_api_key", Kind::Token, r"\bSK[0-9a-fA-F]{32}\b"),
+    ("mailgun_key", Kind::Token, r"\bkey-[0-9a-f]{32}\b"),
+    (
+        "mailgun_key_v2",
+        Kind::Token,
+        r"\b[0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8}\b",
+    ),
+    (
+        "mailchimp_key",
+        Kind::Token,
+        r"\b[0-9a-f]{32}-us[0-9]{1,2}\b",
+    ),
+    // ---- AI and data platforms ------------------------------------------------------------
+    (
+        "anthropic_key",
+        Kind::Token,
+        r"\bsk-ant-(?:api|admin|sid)[0-9]{2}-[0-9A-Za-z_-]{20,}",
+    ),
+    (
+        "openai_key",
+        Kind::Token,
+        r"\bsk-(?:(?:proj|svcacct|admin|None)-[0-9A-Za-z_-]{20,}|[0-9A-Za-z]{20,}T3BlbkFJ[0-9A-Za-z_-]{20,}|[0-9A-Za-z]{32,}\b)",
+    ),
+    ("huggingface_token", Kind::Token, r"\bhf_[0-9A-Za-z]{30,}\b"),
+    ("replicate_token", Kind::Token, r"\br8_[0-9A-Za-z]{37}\b"),
+    ("groq_key", Kind::Token, r"\bgsk_[0-9A-Za-z]{48,}\b"),
+    (
+        "databricks_token",
+        Kind::Token,
+        r"\bdapi[0-9a-f]{32}(?:-[0-9]+)?\b",
+    ),
+    (
+        "planetscale_token",
+        Kind::Token,
+        r"\bpscale_(?:pw|tkn|oauth)_[0-9A-Za-z_.=-]{32,64}",
+    ),
+    (
+        "postman_key",
+        Kind::Token,
+        r"\bPMAK-[0-9a-f]{24}-[0-9a-f]{34}\b",
+    ),
+    (
+        "linear_key",
+        Kind::Token,
+        r"\blin_(?:api|oauth)_[0-9A-Za-z]{40}\b",
+    ),
+    (
+        "contentful_token",
+        Kind::Token,
+        r"\bCFPAT-[0-9A-Za-z_-]{43}\b",
+    ),
+    (
+        "tailscale_key",
+        Kind::Token,
+        r"\btskey-[a-z]+-[0-9A-Za-z]{8,}-[0-9A-Za-z]{16,}\b",
+    ),
+    (
+        "atlassian_token",
+        Kind::Token,
+        r"\bATATT3[0-9A-Za-z_=-]{100,}",
+    ),
+    (
+        "bitbucket_app_password",
+        Kind::Token,
+        r"\bATBB[0-9A-Za-z_=.-]{24,}",
+    ),
+    ("circleci_token", Kind::Token, r"\bCCIPAT_[0-9A-Za-z_]{30,}"),
+    ("sonarqube_token", Kind::Token, r"\bsq[pua]_[0-9a-f]{40}\b"),
+    (
+        "flyio_token",
+        Kind::Token,
+        r"\b(?:fo1_[0-9A-Za-z_-]{40,}|fm[12][ar]?_[0-9A-Za-z+/=_-]{40,})",
+    ),
+    ("supabase_token", Kind::Token, r"\bsbp_[0-9a-f]{40}\b"),
+    ("netlify_token", Kind::Token, r"\bnfp_[0-9A-Za-z]{36}\b"),
+    ("render_key", Kind::Token, r"\brnd_[0-9A-Za-z]{32}\b"),
+    ("perplexity_key", Kind::Token, r"\bpplx-[0-9A-Za-z]{48}\b"),
+    ("xai_key", Kind::Token, r"\bxai-[0-9A-Za-z]{80}\b"),
+    (
+        "brevo_key",
+        Kind::Token,
+        r"\bxkeysib-[0-9a-f]{64}-[0-9A-Za-z]{16}\b",
+    ),
+    (
+        "plaid_token",
+        Kind::Token,
+        r"\baccess-(?:sandbox|development|production)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
+    ),
+    (
+        "hubspot_token",
+        Kind::Token,
+        r"\bpat-(?:na|eu)[0-9]-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
+    ),
+    (
+        "notion_token",
+        Kind::Token,
+        r"\b(?:secret_[0-9A-Za-z]{43}|ntn_[0-9]{11}[0-9A-Za-z]{35})\b",
+    ),
+    (
+        "airtable_token",
+        Kind::Token,
+        r"\bpat[0-9A-Za-z]{14}\.[0-9a-f]{64}\b",
+    ),
+    ("figma_token", Kind::Token, r"\bfigd_[0-9A-Za-z_-]{40,}"),
+    (
+        "dropbox_token",
+        Kind::Token,
+        r"\bsl\.(?:u\.)?[0-9A-Za-z_-]{130,}",
+    ),
+    (
+        "mapbox_secret_token",
+        Kind::Token,
+        r"\bsk\.eyJ[0-9A-Za-z_-]{20,}\.[0-9A-Za-z_-]{20,}",
+    ),
+    (
+        "paypal_braintree_token",
+        Kind::Token,
+        r"\baccess_token\$production\$[0-9a-z]{16}\$[0-9a-f]{32}\b",
+    ),
+    ("facebook_token", Kind::Token, r"\bEAA[CG][0-9A-Za-z]{100,}"),
+    (
+        "twitter_bearer_token",
+        Kind::Token,
+        r"\bA{22}[0-9A-Za-z%]{80,}",
+    ),
+    // ---- observability ---------------------------------------------------------------------
+    (
+        "grafana_token",
+        Kind::Token,
+        r"\b(?:glsa_[0-9A-Za-z]{32}_[0-9a-fA-F]{8}|glc_[0-9A-Za-z+/]{32,}={0,2})",
+    ),
+    (
+        "grafana_api_key",
+        Kind::Token,
+        r"\beyJrIjoi[0-9A-Za-z]{50,}={0,2}",
+    ),
+    (
+        "new_relic_key",
+        Kind::Token,
+        r"\b(?:NRAK-[0-9A-Z]{27}|NRII-[0-9A-Za-z_-]{32}|NRJS-[0-9a-f]{19}|[0-9a-f]{36}NRAL)\b",
+    ),
+    (
+        "sentry_token",
+        Kind::Token,
+        r"\bsntry[us]_[0-9A-Za-z_=+/.-]{40,}",
+    ),
+    (
+        "dynatrace_token",
+        Kind::Token,
+        r"\bdt0c01\.[0-9A-Z]{24}\.[0-9A-Z]{64}\b",
+    ),
+    // ---- generic token shapes ----------------------------------------------------------------
+    (
+        "jwt",
+        Kind::Token,
+        r"\beyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}",
     ),
     (
         "authorization_header",
-        r"(?i)\b(authorization\s*[:=]\s*)(?:(bearer|basic|token|digest)\s+)?[^\s,;]+",
-        "${1}${2} [REDACTED]",
+        Kind::Token,
+        r#"(?i)\b(?:proxy-)?authorization\\?["']?[ \t]*[:=][ \t]*\[?\\?["']?(?:(?:bearer|basic|token|bot|digest|ssws|apikey|api-key|negotiate|ntlm|hmac|aws4-hmac-sha256|key)[ \t]+)?(?P<s>[0-9A-Za-z\-._~+/]{8,}=*)"#,
     ),
     (
         "bearer",
-        r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]+=*",
-        "Bearer [REDACTED]",
+        Kind::Credential,
+        r"(?i)\bbearer[ \t]+(?P<s>[0-9A-Za-z\-._~+/]{8,}=*)",
     ),
+    (
+        "basic",
+        Kind::Credential,
+        r"\b[Bb]asic[ \t]+(?P<s>[0-9A-Za-z+/]{8,}={0,2})",
+    ),
+    (
+        "okta_ssws",
+        Kind::Token,
+        r"\bSSWS[ \t]+(?P<s>[0-9A-Za-z_-]{40,})",
+    ),
+    // ---- credentials in URLs and connection strings ------------------------------------------
     (
         "url_password",
-        r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]+):[^@\s/]+@",
-        "${1}:[REDACTED]@",
+        Kind::Token,
+        r#"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@'"<>]*:(?P<s>[^\s/?#'"<>]+)@"#,
     ),
+    (
+        "connection_string_password",
+        Kind::Token,
+        r#"(?i);[ \t]*(?:password|pwd)[ \t]*=[ \t]*(?P<s>[^;'"\r\n]*[^;'"\s])"#,
+    ),
+    (
+        "query_param",
+        Kind::Token,
+        r#"[?&#](?i:code|ticket|sig|signature|x-goog-signature)=(?P<s>[^&#\s'"<>]+)"#,
+    ),
+    (
+        "session_cookie",
+        Kind::Token,
+        r#"\bconnect\.sid=(?P<s>[^;\s'"]+)"#,
+    ),
+    // ---- passwords on command lines --------------------------------------------------------
+    (
+        "netrc",
+        Kind::Token,
+        r"\bmachine[ \t]+\S+(?:[ \t]+login[ \t]+\S+)?[ \t]+password[ \t]+(?P<s>\S+)",
+    ),
+    (
+        "htpasswd",
+        Kind::Token,
+        r"\bhtpasswd(?:[ \t]+-[A-Za-z]+)*?[ \t]+-(?:[A-Za-z]*n[A-Za-z]*b|[A-Za-z]*b[A-Za-z]*n)[A-Za-z]*[ \t]+\S+[ \t]+(?P<s>\S+)|\bhtpasswd(?:[ \t]+-[A-Za-z]+)*?[ \t]+-[A-Za-z]*b[A-Za-z]*(?:[ \t]+-[A-Za-z]+)*[ \t]+\S+[ \t]+\S+[ \t]+(?P<s2>\S+)",
+    ),
+    (
+        "rabbitmqctl",
+        Kind::Token,
+        r"\brabbitmqctl(?:[ \t]+-\S+)*[ \t]+(?:add_user|change_password)[ \t]+\S+[ \t]+(?P<s>\S+)",
+    ),
+    (
+        "mysql_p",
+        Kind::Token,
+        r#"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlsh|mariadb|mariadb-dump)\b[^|;&\n]*?[\s"',]-p(?P<s>[^\s'"-][^\s'"]*)"#,
+    ),
+    (
+        "openssl_pass",
+        Kind::Token,
+        r"(?:^|\s)-(?:pass|passin|passout|password|passphrase)[ \t]+pass:(?P<s>[^\s'\x22]+)",
+    ),
+    (
+        "login_p",
+        Kind::Token,
+        r"\blogin\b[^|;&\n]*?[ \t]-p[ \t]+['\x22]?(?P<s>[^\s'\x22$][^\s'\x22]*)",
+    ),
+    (
+        "curl_user",
+        Kind::Token,
+        r"\bcurl\b[^|;\n]*?[ \t](?:-u|--user)(?:[ \t]+|=)['\x22]?[^\s:'\x22]+:(?P<s>[^\s'\x22]+)",
+    ),
+    (
+        "echo_to_login",
+        Kind::Token,
+        r"\becho[ \t]+(?:-n[ \t]+)?['\x22]?(?P<s>[^\s'\x22|$][^\s'\x22|]*)['\x22]?[ \t]*\|[^|\n]*\blogin\b[^|\n]*--password-stdin",
+    ),
+    (
+        "redis_cli_auth",
+        Kind::Token,
+        r"\bredis-cli\b[^|;&\n]*?[ \t]-a[ \t]+['\x22]?(?P<s>[^\s'\x22-][^\s'\x22]*)",
+    ),
+    (
+        "sshpass",
+        Kind::Token,
+        r"\bsshpass[ \t]+-p[ \t]*['\x22]?(?P<s>[^\s'\x22]+)",
+    ),
+    (
+        "vault_login",
+        Kind::Credential,
+        r"\bvault[ \t]+login[ \t]+(?P<s>[^\s'\x22=-][^\s'\x22=]*)(?:$|\s)",
+    ),
+    (
+        "sql_identified_by",
+        Kind::Token,
+        r"(?i)\bIDENTIFIED[ \t]+(?:WITH[ \t]+\S+[ \t]+)?BY[ \t]+(?:PASSWORD[ \t]+)?'(?P<s>[^'\n]+)'",
+    ),
+    (
+        "login_here_string",
+        Kind::Token,
+        r"\blogin\b[^|\n]*<<<[ \t]*['\x22]?(?P<s>[^\s'\x22$][^\s'\x22]*)",
+    ),
+    (
+        "echo_to_stdin_password",
+        Kind::Token,
+        r"\becho[ \t]+(?:-[ne][ \t]+)?['\x22]?(?P<s>[^\s'\x22|$][^\s'\x22|]*)['\x22]?[ \t]*\|[ \t]*(?:sudo[ \t]+(?:-\S+[ \t]+)*-S\b|chpasswd\b|passwd[ \t]+--stdin\b)",
+    ),
+    (
+        "redis_config_password",
+        Kind::Token,
+        r"(?i)\b(?:requirepass|masterauth)[ \t]+['\x22]?(?P<s>[^\s'\x22]+)",
+    ),
+    (
+        "netrc_password_line",
+        Kind::Credential,
+        r"(?m)^[ \t]*password[ \t]+(?P<s>\S+)[ \t]*$",
+    ),
+    (
+        "jdbc_oracle",
+        Kind::Token,
+        r"\bjdbc:oracle:[a-z]+:[^/\s:@'\x22]+/(?P<s>[^\s@'\x22]+)@",
+    ),
+    (
+        "cli_flag",
+        Kind::Flag,
+        r#"(?:^|[\s"',\[])(?P<key>--?(?:[A-Za-z][A-Za-z0-9-]*)?(?i:password|passwd|passphrase|pass|pwd|secret|token|key))[ \t]+(?:"(?P<v2>[^"\n]*)"|'(?P<v3>[^'\n]*)'|(?P<v5>[^\s"'`,;)}\]<>(\[{-][^\s"'`,;)}\]<>]*))"#,
+    ),
+    // ---- key = value -------------------------------------------------------------------------
     (
         "secret_pair",
-        r#"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|client[_-]?secret|private[_-]?key|session[_-]?token)(["']?\s*[=:]\s*["']?)([^\s&"',;}\]]+)"#,
-        "${1}${2}[REDACTED]",
+        Kind::Pair,
+        r#"(?P<pre>^|[^A-Za-z0-9_.\-?&#])(?P<key>[A-Za-z0-9_.\-]*(?i:pass|pwd|pw|secret|token|key|auth|sess|sid|sig)[A-Za-z0-9_.\-]*)(?P<kq>\\?["'])?(?P<sep>[ \t]*(?:=>|:=|=|:)[ \t]*)(?:\\"(?P<v1>[^"\\\n]*)\\"|"(?P<v2>(?:[^"\\\n]|\\.)*)"|'(?P<v3>[^'\n]*)'|`(?P<v4>[^`\n]*)`|(?P<v5>[^\s"'`,;)}\]<>(\[{:=][^\s"'`,;)}\]<>]*))"#,
+    ),
+    // A query parameter (or URL fragment parameter) ends at the next one.
+    (
+        "secret_query_param",
+        Kind::Pair,
+        r#"(?P<pre>[?&#])(?P<key>[A-Za-z0-9_.\-]*(?i:pass|pwd|pw|secret|token|key|auth|sess|sid|sig)[A-Za-z0-9_.\-]*)(?P<sep>=)(?P<v5>[^&#\s"'<>]+)"#,
+    ),
+    // Dockerfile `ENV KEY value` / `ARG KEY=value` without `=`.
+    (
+        "dockerfile_env",
+        Kind::Pair,
+        r#"\b(?:ENV|ARG)[ \t]+(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]+)(?:"(?P<v2>[^"\n]*)"|'(?P<v3>[^'\n]*)'|(?P<v5>[^\s"'=][^\s"']*))"#,
+    ),
+    // XML elements and .NET appSettings: <password>…</password>, <add key="ApiKey" value="…"/>.
+    (
+        "xml_element",
+        Kind::Pair,
+        r"<(?P<key>[A-Za-z0-9_.:\-]*(?i:pass|pwd|secret|token|key)[A-Za-z0-9_.\-]*)(?P<sep>>)(?P<v5>[^<\s][^<\n]*)</",
     ),
     (
-        "slack_token",
-        r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
-        "[REDACTED]",
+        "xml_key_value",
+        Kind::Pair,
+        r#"\bkey[ \t]*=[ \t]*"(?P<key>[^"\n]*)"[ \t]+value(?P<sep>[ \t]*=[ \t]*)"(?P<v2>[^"\n]*)""#,
     ),
     (
-        "github_token",
-        r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",
-        "[REDACTED]",
-    ),
-    (
-        "jwt",
-        r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
-        "[REDACTED]",
+        "spaced_password",
+        Kind::SpacedPassword,
+        r#"(?P<pre>^|[^A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]*(?i:pass|pwd)[A-Za-z0-9_.\-]*)[ \t]+(?:"(?P<v2>[^"\n]*)"|'(?P<v3>[^'\n]*)')"#,
     ),
 ];
 
-/// What a line inside a private-key block is replaced with.
-const PEM_BODY_MASK: &str = "[REDACTED PRIVATE KEY]";
+/// Words a key may end in (after splitting `snake_case`, `kebab-case`, `dot.case` and
+/// `camelCase`) that make its value a secret whatever the separator.
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "pass",
+    "secret",
+    "token",
+    "apikey",
+    "secretkey",
+    "privatekey",
+    "secretaccesskey",
+    "accountkey",
+    "masterkey",
+    "signingkey",
+    "encryptionkey",
+    "licensekey",
+];
 
-static PEM_BEGIN: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+/// Glued endings of a single-word key that name a secret (`PGPASSWORD`, `csrftoken`,
+/// `clientsecret`, `xapikey`).
+const SECRET_ENDINGS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "secretkey",
+    "privatekey",
+];
+
+/// Words that, followed by `key`, make a key a secret (`api_key`, `DD_APP_KEY`,
+/// `accountKey`); a bare `key` (cache keys, S3 object keys) is not one.
+const KEY_QUALIFIERS: &[&str] = &[
+    "api",
+    "secret",
+    "private",
+    "access",
+    "app",
+    "application",
+    "account",
+    "master",
+    "encryption",
+    "decryption",
+    "signing",
+    "sign",
+    "client",
+    "license",
+    "licence",
+    "insert",
+    "ingest",
+    "storage",
+    "shared",
+    "auth",
+    "admin",
+    "service",
+    "sa",
+    "gpg",
+    "pgp",
+    "ssh",
+    "age",
+    "webhook",
+    "hmac",
+    "jwt",
+    "crypto",
+    "session",
+    "root",
+    "deploy",
+    "write",
+    "consumer",
+    "subscription",
+    "management",
+    "security",
+    "server",
+    "integration",
+    "aes",
+    "cipher",
+    "unseal",
+    "recovery",
+    "secure",
+    "rest",
+];
+
+/// Words that make a key name a secret only with an `=`-style separator or a quoted key
+/// (`auth=…`, `"auth": "…"`, cookies, signatures); `auth: starting` is a log prefix.
+const WEAK_WORDS: &[&str] = &["auth", "session", "sessid", "sessionid", "sig", "signature"];
+
+/// Trailing components that do not change what a key holds (`SECRET_KEY_BASE`,
+/// `client-key-data`).
+const NEUTRAL_SUFFIXES: &[&str] = &["base", "data", "b64", "base64", "pem", "hex", "raw"];
+
+/// Values that are placeholders for a secret, not secrets.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "expired",
+    "invalid",
+    "valid",
+    "missing",
+    "required",
+    "revoked",
+    "set",
+    "unset",
+    "present",
+    "absent",
+    "provided",
+    "ok",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "enabled",
+    "disabled",
+    "unknown",
+    "default",
+    "none",
+    "null",
+    "nil",
+    "undefined",
+    "true",
+    "false",
+    "empty",
+    "redacted",
+    "masked",
+    "hidden",
+    "filtered",
+    "removed",
+    "n/a",
+    "-",
+];
+
+/// Existing masks: spans inside them are never masked again.
+static EXISTING_MASK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[REDACTED(?: PRIVATE KEY)?\]").expect("valid regex"));
+
+/// The first line of a private-key block (PEM or PGP armour).
+static PEM_BEGIN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----").expect("valid regex")
 });
-static PEM_END: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+/// The last line of a private-key block.
+static PEM_END: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----").expect("valid regex")
 });
+
+/// How strongly a key name says its value is a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strength {
+    /// Any separator (`=`, `:`, `=>`).
+    Strong,
+    /// Only `=`-style separators or a quoted key.
+    Weak,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    kind: Kind,
+    re: Regex,
+}
 
 /// A compiled set of masking rules.
 #[derive(Debug, Clone)]
 pub struct Redactor {
-    rules: Vec<(Regex, String)>,
+    rules: Vec<Rule>,
     /// All rules in one automaton: most lines hold no secret and are passed over in one scan.
     any: RegexSet,
 }
@@ -89,17 +720,20 @@ impl Redactor {
     /// offending item as `alerts.redact_patterns[i]`.
     pub fn new(extra: &[String]) -> Result<Redactor> {
         let mut rules = Vec::with_capacity(BUILTIN.len() + extra.len());
-        for (name, re, rep) in BUILTIN {
+        for (name, kind, re) in BUILTIN {
             let re = Regex::new(re)
                 .map_err(|e| Error::Config(vec![format!("built-in redaction {name}: {e}")]))?;
-            rules.push((re, rep.to_string()));
+            rules.push(Rule { kind: *kind, re });
         }
         for (i, re) in extra.iter().enumerate() {
             let re = Regex::new(re)
                 .map_err(|e| Error::Config(vec![format!("alerts.redact_patterns[{i}]: {e}")]))?;
-            rules.push((re, MASK.to_string()));
+            rules.push(Rule {
+                kind: Kind::Extra,
+                re,
+            });
         }
-        let any = RegexSet::new(rules.iter().map(|(r, _)| r.as_str()))
+        let any = RegexSet::new(rules.iter().map(|r| r.re.as_str()))
             .map_err(|e| Error::Config(vec![format!("alerts.redact_patterns: {e}")]))?;
         Ok(Redactor { rules, any })
     }
@@ -137,15 +771,48 @@ impl Redactor {
         if !hits.matched_any() {
             return Cow::Borrowed(text);
         }
-        let mut out = Cow::Borrowed(text);
-        for (i, (re, rep)) in self.rules.iter().enumerate() {
-            // A rule that did not match the original can match after an earlier mask only if
-            // the mask created it; masks contain no secrets, so checking the set is enough.
-            if hits.matched(i) && re.is_match(&out) {
-                out = Cow::Owned(re.replace_all(&out, rep.as_str()).into_owned());
-            }
+        let mut spans: Vec<Span> = Vec::new();
+        for i in hits.iter() {
+            collect(&self.rules[i], text, &mut spans);
         }
-        out
+        if spans.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        // Never mask inside an existing mask: that is what keeps masking idempotent.
+        let masks: Vec<(usize, usize)> = EXISTING_MASK
+            .find_iter(text)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        spans.retain(|s| s.start < s.end && !masks.iter().any(|&(a, b)| s.start < b && a < s.end));
+        if spans.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        spans.sort_by_key(|s| (s.start, s.end));
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        let mut i = 0;
+        while i < spans.len() {
+            let (start, mut end, mut pem) = (spans[i].start, spans[i].end, spans[i].pem);
+            i += 1;
+            while i < spans.len() && spans[i].start < end {
+                end = end.max(spans[i].end);
+                pem |= spans[i].pem;
+                i += 1;
+            }
+            out.push_str(&text[at..start]);
+            // A mask never touches a bracket, so a mask inside brackets (`[Bearer …]`) cannot
+            // read as a doubled one (`[REDACTED]]`).
+            if text[..start].ends_with('[') {
+                out.push(' ');
+            }
+            out.push_str(if pem { PEM_BODY_MASK } else { MASK });
+            if text[end..].starts_with(']') {
+                out.push(' ');
+            }
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        Cow::Owned(out)
     }
 }
 
@@ -159,15 +826,367 @@ impl Default for Redactor {
     }
 }
 
+/// A byte range of the input to mask.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    /// Replace with [`PEM_BODY_MASK`] rather than [`MASK`].
+    pem: bool,
+}
+
+/// Adds the spans `rule` finds in `text`.
+fn collect(rule: &Rule, text: &str, spans: &mut Vec<Span>) {
+    for caps in rule.re.captures_iter(text) {
+        let span = match rule.kind {
+            Kind::Extra => {
+                let Some(m) = caps.get(0) else { continue };
+                Span {
+                    start: m.start(),
+                    end: m.end(),
+                    pem: false,
+                }
+            }
+            Kind::Token | Kind::Credential | Kind::PrivateKey => {
+                let Some(m) = caps
+                    .name("s")
+                    .or_else(|| caps.name("s2"))
+                    .or_else(|| caps.get(0))
+                else {
+                    continue;
+                };
+                let v = m.as_str();
+                if rule.kind == Kind::PrivateKey {
+                    spans.push(Span {
+                        start: m.start(),
+                        end: m.end(),
+                        pem: true,
+                    });
+                    continue;
+                }
+                if is_placeholder(v) {
+                    continue;
+                }
+                if rule.kind == Kind::Credential && !looks_like_credential(v) {
+                    continue;
+                }
+                if is_auth_scheme(v) || is_path(v) {
+                    continue;
+                }
+                // `Bearer expires_in=3600`: a key, not a credential with base64 padding.
+                if v.ends_with('=')
+                    && text[m.end()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+                {
+                    continue;
+                }
+                Span {
+                    start: m.start(),
+                    end: m.end(),
+                    pem: false,
+                }
+            }
+            Kind::Pair => match pair_span(&caps) {
+                Some(s) => s,
+                None => continue,
+            },
+            Kind::SpacedPassword => {
+                let key = caps.name("key").map_or("", |m| m.as_str());
+                let Some(v) = value(&caps) else { continue };
+                if !names_password(key) || is_placeholder(v.as_str()) {
+                    continue;
+                }
+                Span {
+                    start: v.start(),
+                    end: v.end(),
+                    pem: false,
+                }
+            }
+            Kind::Flag => {
+                let key = caps.name("key").map_or("", |m| m.as_str());
+                let Some(v) = value(&caps) else { continue };
+                let s = v.as_str();
+                let quoted = caps.name("v5").is_none();
+                if (key_strength(key) != Some(Strength::Strong) && !names_password(key))
+                    || is_placeholder(s)
+                    || is_path(s)
+                    || (!quoted && !looks_like_credential(s))
+                {
+                    continue;
+                }
+                Span {
+                    start: v.start(),
+                    end: v.end(),
+                    pem: false,
+                }
+            }
+        };
+        spans.push(span);
+    }
+}
+
+/// The value group of a pair-like match.
+fn value<'t>(caps: &Captures<'t>) -> Option<regex::Match<'t>> {
+    ["v1", "v2", "v3", "v4", "v5"]
+        .iter()
+        .find_map(|n| caps.name(n))
+}
+
+/// The span of a `key<sep>value` match whose key names a secret.
+fn pair_span(caps: &Captures) -> Option<Span> {
+    let pre = caps.name("pre").map_or("", |m| m.as_str());
+    let key = caps.name("key")?.as_str();
+    let key_quoted = caps.name("kq").is_some() && (pre == "\"" || pre == "'" || pre == "\\");
+    let sep = caps.name("sep")?.as_str().trim();
+    let v = value(caps)?;
+    let unquoted = caps.name("v5").is_some();
+    let strength = key_strength(key)?;
+    let equals = sep != ":";
+    if strength == Strength::Weak && !equals && !key_quoted {
+        return None;
+    }
+    if strength == Strength::Weak && !(v.as_str().len() >= 12 && looks_like_credential(v.as_str()))
+    {
+        // `auth=ok`, `session=started`, `signature=sha256`.
+        return None;
+    }
+    if unquoted && v.as_str().len() < 3 {
+        return None;
+    }
+    if !equals && unquoted {
+        // `arn:aws:secretsmanager:…:secret:name`, `token: none`, `Missing…Token: Missing`.
+        if pre == ":" || !looks_like_credential(v.as_str()) {
+            return None;
+        }
+    }
+    if is_placeholder(v.as_str()) || is_path(v.as_str()) {
+        return None;
+    }
+    if !names_password(key) && is_name(v.as_str()) {
+        // `"secret":"db-credentials"`: the name of a secret, not its value.
+        return None;
+    }
+    Some(Span {
+        start: v.start(),
+        end: v.end(),
+        pem: false,
+    })
+}
+
+/// Splits a key into lower-case words: `snake_case`, `kebab-case`, `dot.case` and
+/// `camelCase` boundaries.
+fn key_words(key: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if c == '_' || c == '-' || c == '.' {
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+            words.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        cur.push(c.to_ascii_lowercase());
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+/// Whether a key names a secret, and how strongly. The last word decides (`DB_PASSWORD`,
+/// `MYSQL_ROOT_PASSWORD`, `GITHUB_TOKEN`, `clientSecret`, `api_key`); a key that only
+/// mentions a secret (`DB_PASSWORD_FILE`, `api_key_id`, `max_tokens`, `existingSecret`) does
+/// not.
+fn key_strength(key: &str) -> Option<Strength> {
+    if key.to_ascii_lowercase().starts_with("tf_token_") {
+        // Terraform's per-host credentials: TF_TOKEN_app_terraform_io.
+        return Some(Strength::Strong);
+    }
+    if key == "connect.sid" {
+        return Some(Strength::Weak);
+    }
+    let mut words = key_words(key);
+    while words.len() > 1 && NEUTRAL_SUFFIXES.contains(&words[words.len() - 1].as_str()) {
+        words.pop();
+    }
+    let last = words.last()?.as_str();
+    let prev = words.len().checked_sub(2).map(|i| words[i].as_str());
+    if matches!(
+        prev,
+        Some(
+            "existing"
+                | "per"
+                | "max"
+                | "min"
+                | "num"
+                | "next"
+                | "page"
+                | "continuation"
+                | "pagination"
+                | "resume"
+                | "sync"
+                | "cancellation"
+                | "idempotency"
+        )
+    ) {
+        // Helm's `existingSecret` (the name of a Kubernetes secret), rates and limits
+        // (`requests_per_token`, `max_token`).
+        return None;
+    }
+    if last == "pass" && words.len() == 1 {
+        // `pass=3 fail=0`, `--- PASS: TestX`: test results, not `DB_PASS`.
+        return None;
+    }
+    if SECRET_WORDS.contains(&last)
+        || SECRET_ENDINGS
+            .iter()
+            .any(|e| last.ends_with(e) && last != "bypass")
+        || ((last == "pwd" || last == "pw") && words.len() > 1)
+        || (last == "key" && prev.is_some_and(|p| KEY_QUALIFIERS.contains(&p)))
+    {
+        return Some(Strength::Strong);
+    }
+    if WEAK_WORDS.contains(&last) || last.ends_with("sessionid") || last.ends_with("sessid") {
+        return Some(Strength::Weak);
+    }
+    None
+}
+
+/// Whether a key names a password (for `password 'value'` without a separator).
+fn names_password(key: &str) -> bool {
+    let words = key_words(key);
+    words.last().is_some_and(|w| {
+        matches!(w.as_str(), "password" | "passwd" | "passphrase" | "pass")
+            || w.ends_with("password")
+            || (w == "pwd" && words.len() > 1)
+    })
+}
+
+/// Whether a value stands for a secret rather than being one: empty, already masked,
+/// a template or variable reference, or a word such as `none`.
+fn is_placeholder(v: &str) -> bool {
+    let t = v.trim();
+    if t.is_empty() {
+        return true;
+    }
+    let lower = t.to_ascii_lowercase();
+    if PLACEHOLDER_WORDS.contains(&lower.as_str())
+        || [
+            "your-",
+            "your_",
+            "replace-me",
+            "replace_me",
+            "replaceme",
+            "placeholder",
+        ]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
+        return true;
+    }
+    // `****`, `xxxx...xxxx`, `•••`, `...`, and partly shown values: `sk-...abcd`,
+    // `****1234`, `AKIAXXXXXXXXXXXXXXXX`.
+    if t.chars()
+        .all(|c| matches!(c, '*' | 'x' | 'X' | '.' | '•' | '#'))
+        || t.contains("...")
+        || t.contains('…')
+        || t.contains("***")
+        || (t.len() < 64 && lower.contains("xxxx"))
+    {
+        return true;
+    }
+    // A memory address (`session=0x7f8a2c0012a0` in a crash dump).
+    if let Some(hex) = lower.strip_prefix("0x") {
+        if !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return true;
+        }
+    }
+    // `[REDACTED]`, `[FILTERED]`, `<your-api-key>`, `${DB_PASSWORD}`, `{{ .Values.x }}`,
+    // `%(password)s`, `%DB_PASSWORD%`, `$DB_PASSWORD`, `$(cat /run/secrets/x)`
+    (t.starts_with('[')
+        && t.ends_with(']')
+        && t[1..t.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '_' || c == '-'))
+        || t.starts_with("[REDACTED")
+        || (t.starts_with('<') && t.ends_with('>'))
+        || t.starts_with("${")
+        || t.starts_with("$(")
+        || t.starts_with("{{")
+        || t.starts_with("%(")
+        || (t.len() > 2 && t.starts_with('%') && t.ends_with('%'))
+        || (t.starts_with('$')
+            && t.len() > 1
+            && t[1..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'))
+}
+
+/// Whether a value is a name (`db-credentials`, `api-keys`, `prod/db`): lower-case letters
+/// and separators only, which generated tokens never are.
+fn is_name(v: &str) -> bool {
+    v.chars().any(|c| c.is_ascii_lowercase())
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || matches!(c, '-' | '.' | '/' | '_'))
+}
+
+/// Whether a value looks like a credential rather than a word: long enough and with a
+/// digit, a symbol, or a capital letter after the first character.
+fn looks_like_credential(v: &str) -> bool {
+    if v.len() < 6 {
+        return false;
+    }
+    let digit = v.chars().any(|c| c.is_ascii_digit());
+    let symbol = v.chars().any(|c| !c.is_ascii_alphanumeric());
+    let inner_upper = v.chars().skip(1).any(|c| c.is_ascii_uppercase());
+    let lower = v.chars().any(|c| c.is_ascii_lowercase());
+    digit || symbol || (inner_upper && lower)
+}
+
+/// Whether a value is an authentication scheme name (what is left of `Authorization:
+/// Bearer [REDACTED]` for a rule to match on a second pass).
+fn is_auth_scheme(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "bearer" | "basic" | "token" | "bot" | "digest" | "negotiate" | "aws4-hmac-sha256"
+    )
+}
+
+/// Whether a value is a file path (`GOOGLE_APPLICATION_CREDENTIALS=/var/secrets/key.json`,
+/// `--from-file=password=./password.txt`, sudo's `PWD=/home/alice`): where a secret is kept,
+/// not the secret. A base64 secret may start with `/` too, but has capitals, `+` or `=`.
+fn is_path(v: &str) -> bool {
+    let rest = ["./", "../", "~/", "/", "@"]
+        .iter()
+        .find_map(|p| v.strip_prefix(p));
+    let Some(rest) = rest else { return false };
+    if v.contains(['+', '=']) {
+        return false;
+    }
+    let lower = rest.chars().all(|c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '/' | '-' | '@')
+    });
+    let extension = rest.rsplit_once('.').is_some_and(|(_, ext)| {
+        (2..=5).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_lowercase())
+    });
+    lower || extension
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The built-in rules plus one configured pattern, compiled once for all tests.
+    static REDACTOR: LazyLock<Redactor> =
+        LazyLock::new(|| Redactor::new(&["corp-[0-9]{6}".into()]).unwrap());
+
     fn r(s: &str) -> String {
-        Redactor::new(&["corp-[0-9]{6}".into()])
-            .unwrap()
-            .redact(s)
-            .into_owned()
+        REDACTOR.redact(s).into_owned()
     }
 
     #[test]
@@ -225,5 +1244,169 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("alerts.redact_patterns[1]"), "{e}");
+    }
+
+    #[test]
+    fn masks_environment_names_with_any_prefix() {
+        for (line, secret) in [
+            ("DB_PASSWORD=s3cr3t-value", "s3cr3t-value"),
+            ("MYSQL_ROOT_PASSWORD=rootpw123", "rootpw123"),
+            ("GITHUB_TOKEN=abcdef123456", "abcdef123456"),
+            ("export PGPASSWORD=hunter2", "hunter2"),
+            ("DJANGO_SECRET_KEY=+ab#c&d(e=f", "+ab#c&d(e=f"),
+            ("STRIPE_API_KEY=whatever99", "whatever99"),
+            ("TF_TOKEN_app_terraform_io=abc123def456", "abc123def456"),
+        ] {
+            let out = r(line);
+            assert!(!out.contains(secret), "{line:?} -> {out:?}");
+            assert!(out.contains("[REDACTED]"), "{line:?} -> {out:?}");
+        }
+        // The label stays readable.
+        assert_eq!(r("DB_PASSWORD=s3cr3t"), "DB_PASSWORD=[REDACTED]");
+    }
+
+    #[test]
+    fn masks_whole_quoted_values() {
+        assert_eq!(r(r#"PASSWORD="hunter 2""#), r#"PASSWORD="[REDACTED]""#);
+        assert_eq!(
+            r("smtp_password = 'Mail P@ss 6430'"),
+            "smtp_password = '[REDACTED]'"
+        );
+        assert_eq!(
+            r(r#"{"passphrase":"blue sky green","host":"db"}"#),
+            r#"{"passphrase":"[REDACTED]","host":"db"}"#
+        );
+        assert_eq!(
+            r("login failed with password 'Lxdy bj01'"),
+            "login failed with password '[REDACTED]'"
+        );
+    }
+
+    #[test]
+    fn masks_private_keys_over_several_lines() {
+        let red = Redactor::default();
+        let lines = [
+            "deploy: writing SSH_PRIVATE_KEY: -----BEGIN OPENSSH PRIVATE KEY-----",
+            "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ",
+            "c2gtZWQyNTUxOQAAACAuHDYu",
+            "-----END OPENSSH PRIVATE KEY-----",
+            "next event",
+        ];
+        let out = red.redact_lines(&lines);
+        assert!(out[0].contains(PEM_BODY_MASK), "{out:?}");
+        assert_eq!(out[1], PEM_BODY_MASK);
+        assert_eq!(out[2], PEM_BODY_MASK);
+        assert_eq!(out[4], "next event");
+        assert_eq!(red.redact_lines(&out), out, "idempotent");
+    }
+
+    #[test]
+    fn leaves_placeholders_and_look_alikes_alone() {
+        for line in [
+            "password: ${DB_PASSWORD}",
+            "api_key=<your-api-key>",
+            "password=******** (hidden)",
+            r#"{"password"=>"[FILTERED]"}"#,
+            "DATABASE_URL=postgres://app:****@db:5432/app",
+            "DB_PASSWORD_FILE=/run/secrets/db_password",
+            "TOKEN_TTL_SECONDS=3600",
+            "api_key_id=38f3facd-cf29-4897-a412-8d9e25f20a4e",
+            "--set secrets.existingSecret=api-keys",
+            "--token flag is deprecated, use --token-file",
+            "MissingAuthenticationToken: Missing Authentication Token",
+            "INFO auth: cache key=4efae04136f787aa95fa12d12d65b0b77d321b673294eb561675a1d72dd7bb67",
+            "Authorization: Basic realm=\"registry\"",
+            "commit af6a39abb2f7b49961d6ec0b2df6b02222f586d4",
+            "segmentation violation code=0x1 addr=0x55f371480151 pc=0x00007f1eb3bdf403",
+        ] {
+            assert_eq!(r(line), line);
+        }
+    }
+
+    #[test]
+    fn masks_vendor_token_prefixes() {
+        for token in [
+            "ghp_Zq8mK2pL9xW4vN7tY6uI0oP3aS5dF6gH7jK8",
+            "github_pat_11ABCDEFG0Zq8mK2pL9xW4_vN7tY6uI0oP3aS5dF6gH7jK8lZ9xC0vB1nM2",
+            "glpat-Zq8mK2pL9xW4vN7tY6uI",
+            "xoxb-123456789012-1234567890123-Zq8mK2pL9xW4vN7tY6uI0oP3",
+            "sk_live_Zq8mK2pL9xW4vN7tY6uI0oP3",
+            "rk_test_Zq8mK2pL9xW4vN7tY6uI0oP3",
+            "sk-proj-Zq8mK2pL9xW4vN7tY6uI0oP3aS5dF6gH7jK8",
+            "sk-ant-api03-Zq8mK2pL9xW4vN7tY6uI0oP3aS5dF6gH7jK8lZ9xC0v-AA",
+            "npm_Zq8mK2pL9xW4vN7tY6uI0oP3aS5dF6gH7jK8",
+            "pypi-AgEIcHlwaS5vcmcCJGZxOG1LMnBMOXhXNHZON3RZNnVJMG9QM2FTNWRGNmdIN2pLOGw",
+            "hvs.CAESIZq8mK2pL9xW4vN7tY6uI0oP3aS5dF6gH",
+            "AKIAZQ8MK2PL9XW4VN7T",
+            "AIzaSyZq8mK2pL9xW4vN7tY6uI0oP3aS5dF6gH7",
+            "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",
+            "SK7f3a9c2e1b4d6f8a0c2e4f6a8b0d2f4a",
+            "dckr_pat_Zq8mK2pL9xW4vN7tY6uI0oP3aS5",
+        ] {
+            let out = r(&format!("using {token} now"));
+            assert_eq!(out, "using [REDACTED] now", "{token}");
+        }
+    }
+
+    #[test]
+    fn masks_connection_strings_query_parameters_and_cookies() {
+        for (line, want) in [
+            (
+                "mongodb+srv://app:Monkey%21406@cluster0.mongodb.net/db",
+                "mongodb+srv://app:[REDACTED]@cluster0.mongodb.net/db",
+            ),
+            (
+                "redis://:Zq8mK2pL@redis:6379/0",
+                "redis://:[REDACTED]@redis:6379/0",
+            ),
+            (
+                "Server=db;User ID=sa;Password=Zq8m K2pL;Encrypt=True",
+                "Server=db;User ID=sa;Password=[REDACTED];Encrypt=True",
+            ),
+            (
+                "GET /cb?code=Zq8mK2pL9xW4vN7t&state=af0ifjsldkj",
+                "GET /cb?code=[REDACTED]&state=af0ifjsldkj",
+            ),
+            (
+                "https://x.blob.core.windows.net/c?sv=2022-11-02&sig=Gn3%2FWOh2stz%3D",
+                "https://x.blob.core.windows.net/c?sv=2022-11-02&sig=[REDACTED]",
+            ),
+            (
+                "s3?X-Amz-Security-Token=IQoJb3JpZ2luX2Vj&X-Amz-Signature=5ebe9c03595839d2",
+                "s3?X-Amz-Security-Token=[REDACTED]&X-Amz-Signature=[REDACTED]",
+            ),
+            (
+                "Cookie: _gitlab_session=2f2cca4efce52ecd7549262ea4e61c9c; lang=en",
+                "Cookie: _gitlab_session=[REDACTED]; lang=en",
+            ),
+            (
+                "<password>Zq8mK2pL9x</password>",
+                "<password>[REDACTED]</password>",
+            ),
+            (
+                "map[Authorization:[Bearer Zq8mK2pL9xW4vN7t]]",
+                "map[Authorization:[Bearer [REDACTED] ]]",
+            ),
+        ] {
+            assert_eq!(r(line), want);
+        }
+    }
+
+    #[test]
+    fn masking_is_idempotent() {
+        for line in [
+            "DB_PASSWORD=s3cr3t token=abc123XYZ",
+            "Authorization: Bearer abc.def-ghi",
+            "Authorization: Negotiate YIIBhwYGKwYBBQUC",
+            "https://user:pa55@host/x?access_token=abcdef123&x=1",
+            r#"{"client_secret":"GcN7Q~YJ9ZR._MAlQGK6kJ7wxMEkOUoQ3W3b4hWi"}"#,
+            "GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "key=-----BEGIN RSA PRIVATE KEY-----",
+        ] {
+            let once = r(line);
+            let twice = r(&once);
+            assert_eq!(once, twice, "{line:?}");
+            assert!(!once.contains("[REDACTED]]") && !once.contains("[[REDACTED"));
+        }
     }
 }

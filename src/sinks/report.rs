@@ -228,6 +228,21 @@ fn sorted_instances(list: &[InstanceSummary]) -> Vec<&InstanceSummary> {
 
 fn problems(out: &mut String, r: &ScanReport, indent: &str) {
     let s = &r.summary;
+    for c in &s.coverage.collapsed {
+        let _ = writeln!(
+            out,
+            "\n{indent}EVIDENCE COLLAPSED — {c}. Verdicts that need this evidence are not to be trusted."
+        );
+    }
+    if !s.unrecognised_causes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{indent}termination causes not recognised (counted as unknown):"
+        );
+        for (cause, n) in &s.unrecognised_causes {
+            let _ = writeln!(out, "{indent}  {n} × {cause}");
+        }
+    }
     if !s.pending.is_empty() {
         let _ = writeln!(
             out,

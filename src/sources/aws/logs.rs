@@ -29,6 +29,9 @@ pub struct AwsLogs {
     stream_pattern: String,
     search: bool,
     calls: Arc<CallCounter>,
+    /// Targets (by name) where the log group was seen to exist: a missing stream there is an
+    /// instance without logs; elsewhere it is checked once with DescribeLogGroups.
+    group_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl AwsLogs {
@@ -44,7 +47,41 @@ impl AwsLogs {
             stream_pattern: cfg.stream_pattern.clone(),
             search: cfg.stream_lookup == "search",
             calls: Arc::new(CallCounter::default()),
+            group_seen: Default::default(),
         })
+    }
+
+    /// Whether the configured log group exists in the target (one DescribeLogGroups call, then
+    /// remembered). A ResourceNotFoundException does not say which of group and stream is
+    /// missing in every implementation.
+    async fn group_exists(&self, t: &super::Target) -> Result<bool> {
+        let seen = |s: &Self| {
+            s.group_seen
+                .lock()
+                .map(|g| g.contains(&t.name))
+                .unwrap_or(false)
+        };
+        if seen(self) {
+            return Ok(true);
+        }
+        self.calls.count("logs:DescribeLogGroups");
+        let resp = t
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix(&self.log_group)
+            .send()
+            .await
+            .map_err(|e| Error::source(&t.name, describe("DescribeLogGroups", &e)))?;
+        let exists = resp
+            .log_groups()
+            .iter()
+            .any(|g| g.log_group_name() == Some(self.log_group.as_str()));
+        if exists {
+            if let Ok(mut g) = self.group_seen.lock() {
+                g.insert(t.name.clone());
+            }
+        }
+        Ok(exists)
     }
 }
 
@@ -91,12 +128,24 @@ impl LogSource for AwsLogs {
                 .await;
             let resp = match resp {
                 Ok(r) => r,
-                // No such stream: the instance never shipped logs. No evidence, not an error.
+                // Not found: a missing stream is an instance that never shipped logs (no
+                // evidence, not an error); a missing log group is a configuration that reads
+                // nothing, for every instance — an error naming the key, and the instance
+                // stays pending until it is fixed.
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|s| s.is_resource_not_found_exception()) =>
                 {
-                    break
+                    if self.group_exists(t).await? {
+                        break;
+                    }
+                    return Err(Error::source(
+                        &t.name,
+                        format!(
+                            "sources.logs.log_group `{}` does not exist here (ResourceNotFoundException)",
+                            self.log_group
+                        ),
+                    ));
                 }
                 Err(e) => return Err(Error::source(&t.name, describe("GetLogEvents", &e))),
             };
