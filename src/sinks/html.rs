@@ -67,6 +67,9 @@ fn verdict_class(v: DeploymentVerdict) -> &'static str {
     }
 }
 
+/// The chart's value axis reaches at least this quantile of the drawn values.
+const AXIS_QUANTILE: f64 = 0.995;
+
 const STYLE: &str = r#"
 .banner{background:#fdecea;border:1px solid #d93025;color:#7a1c14;padding:.6em .9em;margin:.8em 0;border-radius:4px}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:980px;color:#1b1f24;padding:0 12px}
@@ -259,11 +262,19 @@ fn chart(
         .unwrap_or(t0);
     let span = ((t1 - t0).num_seconds().max(60)) as f64;
     let limit = drawn.iter().find_map(|r| r.memory.limit);
-    let vmax = drawn
+    // The axis reaches the limit, or the values' high quantile: one wild sample that got
+    // past the sources' checks is drawn clipped at the top instead of flattening the chart.
+    let mut values: Vec<f64> = drawn
         .iter()
         .flat_map(|r| r.memory.points.iter().map(|p| p.1))
-        .fold(limit.unwrap_or(0.0), f64::max)
-        .max(1e-9);
+        .filter(|v| v.is_finite())
+        .collect();
+    values.sort_by(f64::total_cmp);
+    let high = values
+        .get(((values.len() as f64 * AXIS_QUANTILE) as usize).min(values.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0);
+    let vmax = high.max(limit.unwrap_or(0.0)).max(1e-9);
     let (w, h) = (
         CHART_WIDTH - MARGIN_LEFT - MARGIN_RIGHT,
         CHART_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM,

@@ -241,6 +241,28 @@ fn check_kind(key: &str, src: &SourceConfig) -> Result<()> {
     }
 }
 
+/// A memory percentage above this is impossible (a little over 100 is rounding by agents).
+pub const MAX_MEMORY_PERCENT: f64 = 101.0;
+/// A memory value in bytes above this (1 PiB) is impossible for one instance.
+pub const MAX_MEMORY_BYTES: f64 = (1u64 << 50) as f64;
+
+/// Why a memory sample cannot be real (negative, above 100 % of a percent series, more than
+/// any instance has), or `None` when it can. `unit` is `sources.metrics.unit`.
+pub fn impossible_memory_value(v: f64, unit: &str) -> Option<String> {
+    if !v.is_finite() {
+        return Some(format!("value `{v}` is not a number"));
+    }
+    if v < 0.0 {
+        return Some(format!("negative memory value `{v}`"));
+    }
+    let max = if unit == "percent" {
+        MAX_MEMORY_PERCENT
+    } else {
+        MAX_MEMORY_BYTES
+    };
+    (v > max).then(|| format!("impossible value `{v}` for a {unit} series (above {max})"))
+}
+
 /// Statuses of a termination activity that did not terminate anything.
 const NON_TERMINAL_STATUSES: [&str; 2] = ["Failed", "Cancelled"];
 
@@ -330,6 +352,20 @@ pub fn select_last_words(sorted: &[LogEvent], query: &LastWordsQuery) -> LastWor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impossible_memory_values_are_named() {
+        assert!(impossible_memory_value(55.0, "percent").is_none());
+        assert!(impossible_memory_value(100.4, "percent").is_none());
+        assert!(impossible_memory_value(99999.0, "percent")
+            .unwrap()
+            .contains("percent"));
+        assert!(impossible_memory_value(-1.0, "bytes")
+            .unwrap()
+            .contains("negative"));
+        assert!(impossible_memory_value(1e308, "bytes").is_some());
+        assert!(impossible_memory_value(8e9, "bytes").is_none());
+    }
     use chrono::TimeZone;
 
     fn ev(secs: i64, msg: &str) -> LogEvent {

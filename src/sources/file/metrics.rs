@@ -29,6 +29,8 @@ pub struct FileMetrics {
     path: PathBuf,
     format: Format,
     instance_label: String,
+    /// `sources.metrics.unit`: which values are possible.
+    unit: String,
     limit: Option<f64>,
     index: super::FileIndex<MetricIndex>,
 }
@@ -56,6 +58,7 @@ impl FileMetrics {
             path: required_path("sources.metrics", &cfg.path)?,
             format,
             instance_label: cfg.instance_label.clone(),
+            unit: cfg.unit.clone(),
             limit: cfg.memory_limit(),
             index: super::FileIndex::new(),
         })
@@ -63,8 +66,11 @@ impl FileMetrics {
 
     async fn index(&self) -> Result<Arc<MetricIndex>> {
         let (path, format, label) = (self.path.clone(), self.format, self.instance_label.clone());
+        let unit = self.unit.clone();
         self.index
-            .get(&self.path, move || build_index(&path, format, &label))
+            .get(&self.path, move || {
+                build_index(&path, format, &label, &unit)
+            })
             .await
     }
 }
@@ -108,7 +114,12 @@ impl MetricSource for FileMetrics {
     }
 }
 
-fn build_index(path: &Path, format: Format, instance_label: &str) -> Result<MetricIndex> {
+fn build_index(
+    path: &Path,
+    format: Format,
+    instance_label: &str,
+    unit: &str,
+) -> Result<MetricIndex> {
     let mut index = MetricIndex::default();
     for file in list_files(path)? {
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
@@ -120,9 +131,9 @@ fn build_index(path: &Path, format: Format, instance_label: &str) -> Result<Metr
             Format::Auto => first == Some(b'{'),
         };
         if is_json {
-            ingest_prometheus(&bytes, &origin, instance_label, &mut index);
+            ingest_prometheus(&bytes, &origin, instance_label, unit, &mut index);
         } else {
-            ingest_csv(&bytes, &origin, &mut index);
+            ingest_csv(&bytes, &origin, unit, &mut index);
         }
     }
     for s in index.by_instance.values_mut() {
@@ -132,7 +143,7 @@ fn build_index(path: &Path, format: Format, instance_label: &str) -> Result<Metr
     Ok(index)
 }
 
-fn ingest_csv(bytes: &[u8], origin: &str, index: &mut MetricIndex) {
+fn ingest_csv(bytes: &[u8], origin: &str, unit: &str, index: &mut MetricIndex) {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -195,6 +206,10 @@ fn ingest_csv(bytes: &[u8], origin: &str, index: &mut MetricIndex) {
             index.skipped.push(at, "empty instance_id");
             continue;
         }
+        if let Some(why) = crate::sources::impossible_memory_value(v, unit) {
+            index.skipped.push(at, why);
+            continue;
+        }
         index
             .by_instance
             .entry(inst)
@@ -204,7 +219,13 @@ fn ingest_csv(bytes: &[u8], origin: &str, index: &mut MetricIndex) {
     }
 }
 
-fn ingest_prometheus(bytes: &[u8], origin: &str, instance_label: &str, index: &mut MetricIndex) {
+fn ingest_prometheus(
+    bytes: &[u8],
+    origin: &str,
+    instance_label: &str,
+    unit: &str,
+    index: &mut MetricIndex,
+) {
     let doc: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
@@ -268,7 +289,7 @@ fn ingest_prometheus(bytes: &[u8], origin: &str, instance_label: &str, index: &m
         };
         let series = index.by_instance.entry(instance).or_default();
         series.labels.extend(labels);
-        let mut bad = 0usize;
+        let (mut bad, mut impossible) = (0usize, 0usize);
         for pair in values {
             let t = pair
                 .get(0)
@@ -283,14 +304,26 @@ fn ingest_prometheus(bytes: &[u8], origin: &str, instance_label: &str, index: &m
                 })
                 .filter(|v| v.is_finite());
             match (t, v) {
+                (Some(_), Some(v))
+                    if crate::sources::impossible_memory_value(v, unit).is_some() =>
+                {
+                    impossible += 1
+                }
                 (Some(t), Some(v)) => series.points.push((t, v)),
                 _ => bad += 1,
             }
         }
         if bad > 0 {
-            index
-                .skipped
-                .push(at, format!("{bad} sample(s) with a bad timestamp or value"));
+            index.skipped.push(
+                at.clone(),
+                format!("{bad} sample(s) with a bad timestamp or value"),
+            );
+        }
+        if impossible > 0 {
+            index.skipped.push(
+                at,
+                format!("{impossible} sample(s) with an impossible value for a {unit} series (negative, or above what an instance can hold)"),
+            );
         }
     }
 }
@@ -303,7 +336,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m");
         std::fs::write(&p, content).unwrap();
-        build_index(&p, Format::Auto, "instance_id").unwrap()
+        build_index(&p, Format::Auto, "instance_id", "percent").unwrap()
+    }
+
+    #[test]
+    fn impossible_values_are_skipped_with_their_line() {
+        let i = idx(b"instance_id,timestamp,value\ni-0123abcd,1767607200,40\ni-0123abcd,1767607260,99999\ni-0123abcd,1767607320,-3\ni-0123abcd,1767607380,1e308\ni-0123abcd,1767607440,42\n");
+        assert_eq!(i.by_instance["i-0123abcd"].points.len(), 2);
+        assert_eq!(i.skipped.count, 3);
+        assert!(
+            i.skipped.kept[0].location.ends_with("m:3"),
+            "{:?}",
+            i.skipped.kept
+        );
+        assert!(
+            i.skipped.kept[0].reason.contains("99999"),
+            "{:?}",
+            i.skipped.kept
+        );
+        let p = idx(br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"instance_id":"i-0123abcd"},"values":[[1767607200,"40"],[1767607260,"99999"]]}]}}"#);
+        assert_eq!(p.by_instance["i-0123abcd"].points.len(), 1);
+        assert!(
+            p.skipped.kept[0].reason.contains("impossible"),
+            "{:?}",
+            p.skipped.kept
+        );
     }
 
     #[test]
