@@ -245,28 +245,18 @@ impl SignatureLibrary {
         let LibrarySpec {
             unless,
             generic_unless,
-            signatures: mut specs,
+            signatures: specs,
         } = spec;
-        // Stable: within a group the file's order decides.
-        specs.sort_by_key(SignatureSpec::rank);
+        // Stable: within a group the file's order decides. Problems name the entry by its
+        // place in the file, not in the matching order.
+        let mut specs: Vec<(usize, SignatureSpec)> = specs.into_iter().enumerate().collect();
+        specs.sort_by_key(|(_, s)| s.rank());
         let mut problems = Vec::new();
-        let compile_list = |list: &[String], field: &str, problems: &mut Vec<String>| {
-            list.iter()
-                .enumerate()
-                .filter_map(|(j, p)| match compile_pattern(p) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        problems.push(format!("{field}[{j}]: invalid regex: {e}"));
-                        None
-                    }
-                })
-                .collect::<Vec<_>>()
-        };
         let global_unless = compile_list(&unless, "unless", &mut problems);
         let generic_unless = compile_list(&generic_unless, "generic_unless", &mut problems);
         let mut compiled = Vec::with_capacity(specs.len());
         let mut seen = HashMap::new();
-        for (i, spec) in specs.into_iter().enumerate() {
+        for (i, spec) in specs {
             let at = format!("signature[{i}] (id `{}`)", spec.id);
             if seen.insert(spec.id.clone(), i).is_some() {
                 problems.push(format!("{at}: duplicate id"));
@@ -277,20 +267,8 @@ impl SignatureLibrary {
             if spec.patterns.is_empty() {
                 problems.push(format!("{at}: patterns: at least one pattern is required"));
             }
-            let compile = |list: &[String], field: &str, problems: &mut Vec<String>| {
-                list.iter()
-                    .enumerate()
-                    .filter_map(|(j, p)| match compile_pattern(p) {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            problems.push(format!("{at}: {field}[{j}]: invalid regex: {e}"));
-                            None
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            };
-            let patterns = compile(&spec.patterns, "patterns", &mut problems);
-            let unless = compile(&spec.unless, "unless", &mut problems);
+            let patterns = compile_list(&spec.patterns, &format!("{at}: patterns"), &mut problems);
+            let unless = compile_list(&spec.unless, &format!("{at}: unless"), &mut problems);
             compiled.push((spec, patterns, unless));
         }
         if !problems.is_empty() {
@@ -491,6 +469,20 @@ fn parse_specs(text: &str, origin: &str) -> Result<LibrarySpec> {
         generic_unless: file.generic_unless,
         signatures: file.signature,
     })
+}
+
+/// Compiles a list of patterns; each invalid one is reported as `field[j]: invalid regex: …`.
+fn compile_list(list: &[String], field: &str, problems: &mut Vec<String>) -> Vec<Regex> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(j, p)| match compile_pattern(p) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.push(format!("{field}[{j}]: invalid regex: {e}"));
+                None
+            }
+        })
+        .collect()
 }
 
 /// Patterns run in multi-line mode: `^` and `$` also match at line breaks inside an unwrapped
