@@ -755,9 +755,20 @@ impl Pipeline {
             .iter()
             .map(|e| e.message.as_str())
             .collect();
-        let masked = self.redactor.redact_lines(&messages);
+        // Only the lines that changed are copied (`redact_lines` borrows the others).
+        let masked: Vec<Option<String>> = self
+            .redactor
+            .redact_lines(&messages)
+            .into_iter()
+            .map(|m| match m {
+                Cow::Owned(m) => Some(m),
+                Cow::Borrowed(_) => None,
+            })
+            .collect();
         for (e, m) in last_words.events.iter_mut().zip(masked) {
-            e.message = m;
+            if let Some(m) = m {
+                e.message = m;
+            }
         }
         for m in &mut matches {
             if let Cow::Owned(masked) = self.redactor.redact(&m.text) {

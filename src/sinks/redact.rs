@@ -741,7 +741,7 @@ impl Redactor {
     /// Masks a sequence of lines (an instance's last words, one event per line) where a
     /// secret may span lines: every line inside a private-key block (from its `BEGIN … PRIVATE
     /// KEY` line to its `END` line) is masked whole, the rest line by line.
-    pub fn redact_lines<S: AsRef<str>>(&self, lines: &[S]) -> Vec<String> {
+    pub fn redact_lines<'a, S: AsRef<str>>(&self, lines: &'a [S]) -> Vec<Cow<'a, str>> {
         let mut in_key = false;
         let mut out = Vec::with_capacity(lines.len());
         for line in lines {
@@ -749,18 +749,18 @@ impl Redactor {
             if in_key {
                 if PEM_END.is_match(line) {
                     in_key = false;
-                    out.push(self.redact(line).into_owned());
+                    out.push(self.redact(line));
                 } else {
-                    out.push(PEM_BODY_MASK.to_string());
+                    // Owned: callers may take a borrowed line as unchanged.
+                    out.push(Cow::Owned(PEM_BODY_MASK.to_string()));
                 }
                 continue;
             }
-            let masked = self.redact(line).into_owned();
             // A BEGIN line whose END is not on the same line opens a block.
             if let Some(m) = PEM_BEGIN.find(line) {
                 in_key = !PEM_END.is_match(&line[m.end()..]);
             }
-            out.push(masked);
+            out.push(self.redact(line));
         }
         out
     }
@@ -1408,5 +1408,26 @@ mod tests {
             assert_eq!(once, twice, "{line:?}");
             assert!(!once.contains("[REDACTED]]") && !once.contains("[[REDACTED"));
         }
+    }
+
+    #[test]
+    fn key_blocks_over_several_lines_are_masked_and_unchanged_lines_borrowed() {
+        let r = Redactor::default();
+        let lines = [
+            "starting",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "MIIEowIBAAKCAQEAx9c0ZpXr",
+            "-----END RSA PRIVATE KEY-----",
+            "done",
+        ];
+        let out = r.redact_lines(&lines);
+        assert!(matches!(out[0], Cow::Borrowed("starting")));
+        assert!(matches!(out[4], Cow::Borrowed("done")));
+        assert!(
+            matches!(out[2], Cow::Owned(_)),
+            "a masked line is owned: {:?}",
+            out[2]
+        );
+        assert!(!out.iter().any(|l| l.contains("MIIEow")), "{out:?}");
     }
 }
