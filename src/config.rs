@@ -837,17 +837,35 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
             continue;
         };
         if !rest.contains("__") {
-            continue; // EPITAPH_CONFIG, EPITAPH_LOG and friends are not key overrides.
+            // EPITAPH_CONFIG, EPITAPH_LOG and friends are not key overrides; but one
+            // underscore where the separator needs two (EPITAPH_SCAN_CONCURRENCY) would be
+            // silently ignored, so it is an error naming the right spelling.
+            if let Some(key) = single_underscore_key(rest) {
+                problems.push(format!(
+                    "environment {name}: not applied — levels are separated by two underscores: EPITAPH_{}",
+                    key.to_ascii_uppercase().replace('.', "__")
+                ));
+            }
+            continue;
         }
         let key = rest.to_ascii_lowercase().replace("__", ".");
         let Some(kind) = schema_kind(&key) else {
-            problems.push(format!("environment {name}: unknown key `{key}`"));
+            let hint = nearest_key(&key)
+                .map(|k| {
+                    format!(
+                        " (did you mean EPITAPH_{}?)",
+                        k.to_ascii_uppercase().replace('.', "__")
+                    )
+                })
+                .unwrap_or_default();
+            problems.push(format!("environment {name}: unknown key `{key}`{hint}"));
             continue;
         };
         let typed = match kind {
             Kind::Int { .. } => value.parse::<i64>().map(toml::Value::Integer).ok(),
             Kind::Float => value.parse::<f64>().map(toml::Value::Float).ok(),
             Kind::Bool => value.parse::<bool>().map(toml::Value::Boolean).ok(),
+            Kind::StrList => env_list(value),
             _ => Some(toml::Value::String(value.clone())),
         };
         let Some(typed) = typed else {
@@ -860,6 +878,73 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
         let parts: Vec<&str> = key.split('.').collect();
         insert_path(table, &parts, typed);
     }
+}
+
+/// A list from the environment: a JSON array of strings (`["a","b"]`), or comma-separated
+/// values (`a, b`; empty items dropped). `None` for a malformed JSON array.
+fn env_list(value: &str) -> Option<toml::Value> {
+    let items: Vec<String> = if value.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<String>>(value).ok()?
+    } else {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    Some(toml::Value::Array(
+        items.into_iter().map(toml::Value::String).collect(),
+    ))
+}
+
+/// The key an `EPITAPH_` name with single underscores spells, when turning its first
+/// underscore into a level separator (or each of them) gives a key the schema knows.
+fn single_underscore_key(rest: &str) -> Option<String> {
+    let lower = rest.to_ascii_lowercase();
+    let positions: Vec<usize> = lower.match_indices('_').map(|(i, _)| i).collect();
+    // Try one separator at each underscore, then two (sources_logs_path).
+    for &i in &positions {
+        let key = format!("{}.{}", &lower[..i], &lower[i + 1..]);
+        if schema_kind(&key).is_some() {
+            return Some(key);
+        }
+    }
+    for (a, &i) in positions.iter().enumerate() {
+        for &j in &positions[a + 1..] {
+            let key = format!("{}.{}.{}", &lower[..i], &lower[i + 1..j], &lower[j + 1..]);
+            if schema_kind(&key).is_some() {
+                return Some(key);
+            }
+        }
+    }
+    None
+}
+
+/// The schema key closest to `key` (edit distance at most a third of its length).
+fn nearest_key(key: &str) -> Option<&'static str> {
+    SCHEMA
+        .iter()
+        .map(|(k, _)| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d * 3 <= key.len().max(3))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over bytes (keys are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Sets `parts` (a dotted key split at the dots) to `value`, creating sections on the way; a
@@ -1084,5 +1169,43 @@ x = 1
             .unwrap_err()
             .to_string();
         assert!(err.contains("`many` is not an integer"), "{err}");
+    }
+
+    #[test]
+    fn env_lists_typos_and_single_underscores() {
+        let c = parse(
+            "",
+            &[
+                (
+                    "EPITAPH_ALERTS__REDACT_PATTERNS",
+                    r#"["corp-[0-9]{6}", "a,b"]"#,
+                ),
+                ("EPITAPH_AWS__TARGETS", "us-east-1, eu-west-1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.alerts.redact_patterns, vec!["corp-[0-9]{6}", "a,b"]);
+        assert_eq!(c.aws.targets, vec!["us-east-1", "eu-west-1"]);
+        let err = parse("", &[("EPITAPH_AWS__TARGETS", "[not json")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EPITAPH_AWS__TARGETS"), "{err}");
+        let err = parse("", &[("EPITAPH_SCAN_CONCURRENCY", "8")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EPITAPH_SCAN__CONCURRENCY"), "{err}");
+        let err = parse("", &[("EPITAPH_SCAN__CONCURENCY", "8")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("did you mean EPITAPH_SCAN__CONCURRENCY"),
+            "{err}"
+        );
+        // Variables that are not key overrides stay allowed.
+        assert!(parse(
+            "",
+            &[("EPITAPH_CONFIG", "x"), ("EPITAPH_AWS_INSTANCES", "60")]
+        )
+        .is_ok());
     }
 }
