@@ -114,8 +114,34 @@ async fn every_route_but_healthz_needs_the_token() {
                 StatusCode::UNAUTHORIZED,
                 "{method} {path} with {bad:?}"
             );
+            assert!(
+                r.headers().contains_key("www-authenticate"),
+                "{method} {path} with {bad:?}: the challenge on every 401"
+            );
         }
     }
+    // The scheme is case-insensitive.
+    for scheme in ["BEARER", "bearer", "Bearer"] {
+        let r = api
+            .client
+            .get(format!("{}/v1/deployments", api.base))
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{scheme}");
+    }
+    // A wrong method answers 405 with a JSON body.
+    let r = api
+        .client
+        .put(format!("{}/v1/deployments", api.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

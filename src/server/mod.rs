@@ -184,6 +184,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .merge(authed)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -224,29 +225,33 @@ async fn auth(
     let Some(token) = &state.token else {
         return next.run(req).await;
     };
+    // The scheme is case-insensitive (RFC 7235 §2.1): "Bearer", "bearer", "BEARER".
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match given {
-        Some(g) if bool::from(g.as_bytes().ct_eq(token.expose().as_bytes())) => next.run(req).await,
-        Some(_) => error(StatusCode::UNAUTHORIZED, "invalid bearer token"),
-        None => {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "missing `Authorization: Bearer <token>`",
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer realm=\"epitaph\""),
-            );
-            r
+        .and_then(|v| v.trim().split_once(char::is_whitespace))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let (msg, challenge) = match given {
+        Some(g) if bool::from(g.as_bytes().ct_eq(token.expose().as_bytes())) => {
+            return next.run(req).await
         }
-    }
+        Some(_) => (
+            "invalid bearer token",
+            "Bearer realm=\"epitaph\", error=\"invalid_token\"",
+        ),
+        None => (
+            "missing `Authorization: Bearer <token>`",
+            "Bearer realm=\"epitaph\"",
+        ),
+    };
+    // Both refusals carry the challenge (RFC 6750 §3).
+    let mut r = error(StatusCode::UNAUTHORIZED, msg);
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static(challenge),
+    );
+    r
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -258,6 +263,13 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such route")
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed for this route (see docs/openapi.yaml)",
+    )
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
