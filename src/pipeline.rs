@@ -581,7 +581,8 @@ impl Pipeline {
                     links: &links,
                     signatures: &self.signatures,
                     redactor: &self.redactor,
-                    now: at,
+                    now: Utc::now(),
+                    as_of: at,
                 });
                 let alert_json = serde_json::to_string(&alert)
                     .map_err(|e| Error::Store(format!("cannot encode alert: {e}")))?;

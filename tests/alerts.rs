@@ -74,6 +74,14 @@ async fn one_message_per_alerting_deployment_within_limits_redacted_and_never_tw
         assert_eq!(g.body["id"].as_str().unwrap(), g.idempotency_key);
         assert!(g.body["instances"].as_u64().unwrap() >= 2);
         assert!(g.body["first_death"].is_string() && g.body["last_death"].is_string());
+        // created_at is when the message was made; as_of the window it describes (the
+        // simulated fleet's window ended long before this test ran).
+        let created: chrono::DateTime<chrono::Utc> =
+            g.body["created_at"].as_str().unwrap().parse().unwrap();
+        let as_of: chrono::DateTime<chrono::Utc> =
+            g.body["as_of"].as_str().unwrap().parse().unwrap();
+        assert!(created > as_of, "created_at {created} after as_of {as_of}");
+        assert!((chrono::Utc::now() - created).num_hours() < 1, "{created}");
         if g.body["verdict"] == "leaking" {
             assert!(g.body["growth_per_hour"].as_f64().unwrap() > 0.0);
             assert!(g.body["projected_hours_to_oom"].as_f64().unwrap() > 0.0);

@@ -57,7 +57,12 @@ pub struct Alert {
     pub links: Vec<Link>,
     /// Some instance ids (at most [`MAX_LISTED_INSTANCES`]).
     pub instance_ids: Vec<String>,
+    /// When the message was made (wall clock).
     pub created_at: DateTime<Utc>,
+    /// The end of the scanned window the finding describes (data time; for a backfill it is
+    /// long before `created_at`).
+    #[serde(default)]
+    pub as_of: DateTime<Utc>,
 }
 
 /// A matched last-words line with the lines around it.
@@ -99,7 +104,10 @@ pub struct AlertInput<'a> {
     pub links: &'a LinkConfig,
     pub signatures: &'a SignatureLibrary,
     pub redactor: &'a Redactor,
+    /// Wall-clock time of the message.
     pub now: DateTime<Utc>,
+    /// The end of the scanned window.
+    pub as_of: DateTime<Utc>,
 }
 
 /// Builds the alert for one transition.
@@ -178,6 +186,7 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
             .map(|r| r.instance_id.clone())
             .collect(),
         created_at: input.now,
+        as_of: input.as_of,
     }
 }
 

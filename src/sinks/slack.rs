@@ -266,6 +266,7 @@ mod tests {
             ],
             instance_ids: vec![],
             created_at: t,
+            as_of: t,
         }
     }
 
