@@ -76,9 +76,15 @@ struct Faults {
     throttle_activities: AtomicUsize,
     /// GetLogEvents / FilterLogEvents requests naming this instance get HTTP 503.
     fail_logs_for: Mutex<Option<String>>,
+    /// The first GetLogEvents page for this instance's stream is empty (with a token), as AWS
+    /// documents it may be while more events remain; the next page is moto's answer.
+    empty_page_for: Mutex<Option<String>>,
     /// Count of requests seen, by action.
     seen: Mutex<BTreeMap<String, usize>>,
 }
+
+/// The token the front hands out with an injected empty page.
+const EMPTY_PAGE_TOKEN: &str = "b/epitaph-empty-page";
 
 /// The activity front: DescribeScalingActivities from `activities` (group → activities JSON,
 /// newest first), everything else forwarded to moto.
@@ -244,15 +250,45 @@ fn serve(
             return respond(&mut conn, "503 Service Unavailable", "application/x-amz-json-1.1", "{\"__type\":\"ServiceUnavailableException\",\"message\":\"injected by the test front\"}");
         }
     }
+    let mut body = body;
+    let empty_for = faults.empty_page_for.lock().ok().and_then(|g| g.clone());
+    if let Some(id) = empty_for {
+        if action == "GetLogEvents" && text.contains(&id) {
+            let mut req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            match req.get("nextToken").and_then(Value::as_str) {
+                None => {
+                    let page = format!("{{\"events\":[],\"nextBackwardToken\":\"{EMPTY_PAGE_TOKEN}\",\"nextForwardToken\":\"f/epitaph-empty-page\"}}");
+                    return respond(&mut conn, "200 OK", "application/x-amz-json-1.1", &page);
+                }
+                // Our token: ask moto for the first page, as if the empty one never was.
+                Some(EMPTY_PAGE_TOKEN) => {
+                    if let Some(o) = req.as_object_mut() {
+                        o.remove("nextToken");
+                    }
+                    body = serde_json::to_vec(&req).unwrap_or(body);
+                }
+                Some(_) => {}
+            }
+        }
+    }
     // Forward to moto, one request per connection.
     let mut upstream = TcpStream::connect(moto_addr)?;
     let head = head
         .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("connection:") && !l.starts_with("content-length:")
+        })
         .take_while(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("\r\n");
-    upstream.write_all(format!("{head}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    upstream.write_all(
+        format!(
+            "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )?;
     upstream.write_all(&body)?;
     let mut resp = Vec::new();
     upstream.read_to_end(&mut resp)?;
@@ -551,6 +587,15 @@ async fn scan_against_moto_survives_throttling_and_a_failing_instance() {
         .unwrap()
         .clone();
     *faults.fail_logs_for.lock().unwrap() = Some(victim.clone());
+    // Another instance's first GetLogEvents page comes back empty, with a token.
+    let late = truth["instances"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .nth(11)
+        .unwrap()
+        .clone();
+    *faults.empty_page_for.lock().unwrap() = Some(late.clone());
     let front = start_front(&moto.url, activities, faults.clone());
     let config = write_config(dir.path(), &front, &groups);
 
@@ -587,10 +632,22 @@ async fn scan_against_moto_survives_throttling_and_a_failing_instance() {
         "throttled calls were retried: {seen:?}"
     );
     // The failing instance's 503 was retried by the SDK (every attempt reached the front),
-    // while the summary counts logical calls: one per instance.
+    // while the summary counts logical calls: one per instance, two for the one whose first
+    // page was empty.
     assert!(
-        seen["GetLogEvents"] >= n - 1 + MAX_ATTEMPTS,
+        seen["GetLogEvents"] >= n + MAX_ATTEMPTS,
         "the 503 was retried {MAX_ATTEMPTS} times: {seen:?}"
+    );
+    // Reading went on past the empty page: the instance has its last words.
+    let late_report = first["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["instance_id"] == late.as_str())
+        .unwrap_or_else(|| panic!("{late} analysed"));
+    assert!(
+        late_report["last_words_lines"].as_u64().unwrap() > 0,
+        "an empty first page is not the end of the stream: {late_report}"
     );
 
     // Verdicts match the simulator's truth.
@@ -615,7 +672,7 @@ async fn scan_against_moto_survives_throttling_and_a_failing_instance() {
     // activities per group. On 1,000 instances that is ≤ 1.1 calls per instance
     // (benches/aws_calls.sh runs this test at that size).
     let calls = &first["summary"]["api_calls"];
-    assert_eq!(calls["logs:GetLogEvents"], n as u64, "{calls}");
+    assert_eq!(calls["logs:GetLogEvents"], n as u64 + 1, "{calls}");
     assert_eq!(
         calls["cloudwatch:GetMetricData"].as_u64().unwrap(),
         n.div_ceil(500) as u64,

@@ -22,6 +22,10 @@ use crate::sources::{select_last_words, LastWordsQuery, LogSource};
 const FILTER_LOOKBACK_MINUTES: i64 = 60;
 /// At most this many pages per instance, whatever the byte cap says.
 const MAX_PAGES: usize = 20;
+/// GetLogEvents may answer an empty page while older events remain (AWS documents it; the
+/// token then moves on). Reading goes on past empty pages until the token repeats — the
+/// start of the stream — but at most this many empty pages in a row.
+const MAX_EMPTY_PAGES_IN_A_ROW: usize = 3;
 
 pub struct AwsLogs {
     ctx: AwsContext,
@@ -114,6 +118,7 @@ impl LogSource for AwsLogs {
         let mut events: Vec<LogEvent> = Vec::new();
         let mut bytes = 0usize;
         let mut token: Option<String> = None;
+        let mut empty_in_a_row = 0usize;
         for _ in 0..MAX_PAGES {
             self.calls.count("logs:GetLogEvents");
             let resp = t
@@ -155,7 +160,11 @@ impl LogSource for AwsLogs {
                 .filter_map(|e| event(e.timestamp(), e.message()))
                 .collect();
             bytes += page.iter().map(|e| e.message.len()).sum::<usize>();
-            let page_empty = page.is_empty();
+            empty_in_a_row = if page.is_empty() {
+                empty_in_a_row + 1
+            } else {
+                0
+            };
             events.splice(0..0, page);
             // Enough once the oldest event read is before the window that ends at the last one.
             let covered = match (events.first(), events.last()) {
@@ -163,7 +172,12 @@ impl LogSource for AwsLogs {
                 _ => false,
             };
             let next = resp.next_backward_token().map(str::to_string);
-            if page_empty || covered || bytes > q.max_bytes || next.is_none() || next == token {
+            if covered
+                || bytes > q.max_bytes
+                || empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW
+                || next.is_none()
+                || next == token
+            {
                 break;
             }
             token = next;
