@@ -20,7 +20,7 @@ if [ ! -x .venv-schemathesis/bin/schemathesis ]; then
 fi
 export EPITAPH_SCHEMATHESIS="$PWD/.venv-schemathesis/bin/schemathesis"
 
-echo "== chromium (headless; renders the HTML report in tests/browser.rs)"
+echo "== chromium (headless; renders the HTML report in tests/suite/browser.rs)"
 if ! command -v chromium >/dev/null 2>&1; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

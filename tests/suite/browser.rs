@@ -4,7 +4,7 @@
 //! its chart, no horizontal overflow, styles applied) and Chromium's `--dump-dom` hands the
 //! measurements back.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

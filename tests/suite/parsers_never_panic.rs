@@ -69,6 +69,13 @@ fn feed_all(bytes: &[u8]) {
     let _ = parse_series_csv(bytes, "input");
 }
 
+/// The default library, compiled once for all cases (compiling it is the costly part, and is
+/// not what these cases fuzz).
+fn default_library() -> &'static SignatureLibrary {
+    static LIB: std::sync::OnceLock<SignatureLibrary> = std::sync::OnceLock::new();
+    LIB.get_or_init(|| SignatureLibrary::default_library().unwrap())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
@@ -87,7 +94,7 @@ proptest! {
 
     #[test]
     fn signature_matching_and_unwrapping_never_panic(s in any::<String>()) {
-        let lib = SignatureLibrary::default_library().unwrap();
+        let lib = default_library();
         let _ = lib.match_line(&s);
         let _ = unwrap_message(&s);
         let _ = lib.match_line(&format!("{{\"msg\":{}}}", serde_json::to_string(&s).unwrap()));

@@ -3,7 +3,7 @@
 //! EPITAPH_SCHEMATHESIS): every documented route with generated inputs, every response's
 //! status, content type and body checked against the document, and auth enforced.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! time), metrics, the HTML report, unknown routes; and `epitaph serve` as a process: refusing
 //! unsafe auth settings, scheduled scans, graceful shutdown on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -16,7 +16,7 @@ const MIN_LINES: usize = 400;
 #[test]
 fn signature_precision_and_recall_on_the_corpus() {
     let lib = SignatureLibrary::default_library().unwrap();
-    let text = include_str!("corpus/signatures.tsv");
+    let text = include_str!("../corpus/signatures.tsv");
     let (mut lines, mut negatives) = (0usize, 0usize);
     let (mut detections, mut correct, mut positives, mut exact_id) =
         (0usize, 0usize, 0usize, 0usize);

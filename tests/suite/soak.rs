@@ -4,7 +4,7 @@
 //! sampled once per cycle, is then judged by epitaph's own leak detector: it must not find a
 //! rising floor. Cycles: EPITAPH_SOAK_CYCLES (default 150).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

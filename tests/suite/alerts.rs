@@ -3,7 +3,7 @@
 //! messages, 429 with Retry-After, 5xx then success, a dead webhook that blocks nothing and
 //! never shows its URL, and a sender killed mid-delivery (delivered exactly once).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;

@@ -1,0 +1,22 @@
+//! The integration suite, linked as one test binary: each module below is one area (its own
+//! doc comment says what it covers). One binary instead of one per file saves a link of the
+//! whole dependency tree per file — minutes of CI on a two-core machine.
+
+mod common;
+
+mod alerts;
+mod api;
+#[cfg(feature = "aws")]
+mod aws_moto;
+mod browser;
+mod cli;
+mod last_words_judgement;
+mod leak_quality;
+mod oom_corpus;
+mod openapi_conformance;
+mod parsers_never_panic;
+mod pipeline_faults;
+mod redaction_corpus;
+mod signature_quality;
+mod simulator_truth;
+mod soak;
