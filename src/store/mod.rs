@@ -63,6 +63,10 @@ pub struct OutboxEntry {
     /// Attempts started so far (a claim counts as one).
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
+    /// Until when the sender that claimed it holds it (None: not claimed, or finished). Not
+    /// shown by the API; tests wait on it instead of sleeping past a lease.
+    #[serde(skip)]
+    pub lease_until: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,

@@ -8,11 +8,17 @@ use crate::common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use common::Fleet;
 use epitaph::config::Config;
-use epitaph::pipeline::Pipeline;
+use epitaph::error::Result;
+use epitaph::model::{InstanceInfo, Termination, TimeWindow};
+use epitaph::pipeline::{load_signatures, Pipeline};
 use epitaph::server::{router, AppState};
+use epitaph::sources::{ActivityBatch, ActivitySource, Sources};
+use epitaph::store::SqliteStore;
 use reqwest::StatusCode;
+use tokio::sync::watch;
 
 const TOKEN: &str = "t0ken-for-tests";
 
@@ -24,9 +30,17 @@ struct Api {
 
 impl Api {
     async fn start(fleet: Fleet) -> Api {
+        Api::start_with(fleet, |s| s).await
+    }
+
+    /// The API over the fleet's sources as `wrap` changes them.
+    async fn start_with(fleet: Fleet, wrap: impl FnOnce(Sources) -> Sources) -> Api {
         fleet.append_config(&format!("[serve]\ntoken = \"{TOKEN}\"\n"));
         let cfg = Config::load(Some(&fleet.config_path())).unwrap();
-        let pipeline = Pipeline::open(cfg).await.unwrap();
+        let sources = wrap(Sources::from_config(&cfg).await.unwrap());
+        let store = Arc::new(SqliteStore::open(&cfg.state_path()).await.unwrap());
+        let signatures = Arc::new(load_signatures(&cfg).unwrap());
+        let pipeline = Pipeline::new(cfg, sources, store, signatures);
         let app = router(AppState::new(Arc::new(pipeline)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -196,8 +210,14 @@ async fn routes_answer_with_the_documented_shapes() {
     assert_eq!(inv["report"]["verdict"].as_str(), Some(verdict.as_str()));
     let inv = api.json(&format!("/v1/instances/{id}?refresh=true")).await;
     assert_eq!(inv["from"], "sources");
-    let inv = api.json("/v1/instances/i-0123456789abcdef0").await;
-    assert_eq!(inv["status"], "no_termination");
+    // An id no source knows: 404 naming it, never a "no termination" that reads as running.
+    let unknown = api.get("/v1/instances/i-0123456789abcdef0").await;
+    assert_eq!(unknown.status(), 404);
+    let body: serde_json::Value = unknown.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("unknown instance"),
+        "{body}"
+    );
 
     let m = api.get("/metrics").await;
     assert!(m.headers()["content-type"]
@@ -254,26 +274,89 @@ async fn malformed_instance_ids_are_rejected() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
+/// Holds every scan in its first source call until the test opens the gate, and says when a
+/// scan is in there: "a scan is running" is a fact the test waits for, not a guess about speed.
+struct Gate {
+    inner: Arc<dyn ActivitySource>,
+    entered: watch::Sender<bool>,
+    open: watch::Receiver<bool>,
+}
+
+#[async_trait]
+impl ActivitySource for Gate {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    async fn terminations(&self, window: TimeWindow) -> Result<ActivityBatch> {
+        self.entered.send_replace(true);
+        let _ = self.open.clone().wait_for(|open| *open).await;
+        self.inner.terminations(window).await
+    }
+    async fn inventory(&self) -> Result<Vec<InstanceInfo>> {
+        self.inner.inventory().await
+    }
+    async fn find_termination(&self, instance_id: &str) -> Result<Option<Termination>> {
+        self.inner.find_termination(instance_id).await
+    }
+}
+
+/// Longest the scan test waits for a scan to reach its source, or to finish once released.
+/// Generous: the outcome never depends on it, it only bounds a hang.
+const SCAN_BOUND: Duration = Duration::from_secs(120);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_scan_at_a_time() {
-    // Big enough that the first scan is still running when the second request arrives.
-    let api = Api::start(Fleet::new(3, 12, 1500)).await;
+    let (entered_tx, mut entered) = watch::channel(false);
+    let (open, open_rx) = watch::channel(false);
+    let api = Api::start_with(Fleet::new(3, 6, 60), |s| Sources {
+        activities: Arc::new(Gate {
+            inner: s.activities.clone(),
+            entered: entered_tx,
+            open: open_rx,
+        }),
+        ..s
+    })
+    .await;
     let r = api.post("/v1/scans").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
+    tokio::time::timeout(SCAN_BOUND, entered.wait_for(|e| *e))
+        .await
+        .expect("the scan reached its source")
+        .unwrap();
+    // The first scan is held in its source: the second request certainly lands while it runs.
+    assert_eq!(api.json("/v1/scans/latest").await["state"], "running");
     let r = api.post("/v1/scans").await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    let r = api.post("/v1/scans?wait=true").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT, "waiting changes nothing");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("already running"));
+
+    open.send_replace(true);
+    let deadline = Instant::now() + SCAN_BOUND;
+    let s = loop {
         let s = api.json("/v1/scans/latest").await;
         if s["state"] != "running" {
-            assert_eq!(s["state"], "ok", "{s}");
-            break;
+            break s;
         }
         assert!(Instant::now() < deadline, "scan never finished");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        tokio::time::sleep(common::POLL_INTERVAL).await;
+    };
+    assert_eq!(s["state"], "ok", "{s}");
+    assert_eq!(s["trigger"], "api");
+    assert!(s["summary"]["analysed"].as_u64().unwrap() > 0, "{s}");
     let text = api.get("/metrics").await.text().await.unwrap();
-    assert!(text.contains("epitaph_scans_total{result=\"skipped_busy\"} 1"));
+    assert!(
+        text.contains("epitaph_scans_total{result=\"skipped_busy\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("epitaph_scans_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+    // Once it finished, the next one may start.
+    let r = api.post("/v1/scans?wait=true").await;
+    assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[test]
@@ -285,7 +368,7 @@ fn serve_refuses_unsafe_auth_settings() {
         for (k, v) in env {
             c.env(k, v);
         }
-        c.output().unwrap()
+        common::output_timeout(&mut c, common::CHILD_EXIT_BOUND)
     };
     let out = run(&[("EPITAPH_SERVE__LISTEN", "127.0.0.1:0")]);
     assert_eq!(out.status.code(), Some(2));
@@ -301,55 +384,52 @@ fn serve_refuses_unsafe_auth_settings() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("serve.schedule"));
 }
 
+/// The grace the shutdown test configures: far longer than the test allows for the shutdown,
+/// so a shutdown that sat out its grace instead of ending when the work did fails the test.
+const LONG_GRACE: &str = "10m";
+/// How long the shutdown test allows from SIGTERM to exit (nothing runs but a scan of a
+/// small fleet); well under `LONG_GRACE`, not equal to any default.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(90);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_the_schedule_and_shuts_down_gracefully() {
     let fleet = Fleet::new(1, 6, 60);
-    let (mut child, base) =
-        common::spawn_serve(&fleet, TOKEN, "* * * * * *", std::process::Stdio::piped());
+    let mut serve = common::spawn_serve(
+        &fleet,
+        TOKEN,
+        "* * * * * *",
+        &[("EPITAPH_SERVE__SHUTDOWN_GRACE", LONG_GRACE)],
+    );
+    let base = serve.base.clone();
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + SCAN_BOUND;
     // Scheduled scans run without anyone asking.
     loop {
         assert!(Instant::now() < deadline, "no scheduled scan");
-        if let Ok(r) = client
+        let r = client
             .get(format!("{base}/v1/scans/latest"))
             .bearer_auth(TOKEN)
             .send()
             .await
-        {
-            if r.status() == StatusCode::OK {
-                let s: serde_json::Value = r.json().await.unwrap();
-                if s["trigger"] == "schedule" && s["state"] == "ok" {
-                    break;
-                }
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            let s: serde_json::Value = r.json().await.unwrap();
+            if s["trigger"] == "schedule" && s["state"] == "ok" {
+                break;
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let started = Instant::now();
-    let status = tokio::task::spawn_blocking(move || {
-        let s = child.wait().unwrap();
-        let mut err = String::new();
-        use std::io::Read;
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (s, err)
+    serve.process.terminate();
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let r = serve.wait_or_panic(SHUTDOWN_BOUND);
+        drop(serve);
+        r
     })
     .await
     .unwrap();
-    assert!(status.0.success(), "{}", status.1);
-    assert!(status.1.contains("shutting down"));
-    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
     assert!(
         client.get(format!("{base}/healthz")).send().await.is_err(),
         "stopped listening"

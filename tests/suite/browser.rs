@@ -50,24 +50,23 @@ fn chromium() -> PathBuf {
 }
 
 fn dump_dom(page: &Path, profile: &Path) -> String {
-    let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1000,1000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1000,1000",
+        "--dump-dom",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg(format!("file://{}", page.display()));
+    let out = common::output_timeout(&mut cmd, common::CHILD_EXIT_BOUND);
     assert!(
         out.status.success(),
         "chromium failed: {}",
@@ -79,11 +78,12 @@ fn dump_dom(page: &Path, profile: &Path) -> String {
 #[test]
 fn report_renders_in_headless_chromium() {
     let fleet = Fleet::new(1, 6, 60);
-    let out = Command::new(common::bin())
-        .args(["scan", "--format", "html", "--config"])
-        .arg(fleet.config_path())
-        .output()
-        .unwrap();
+    let out = common::output_timeout(
+        Command::new(common::bin())
+            .args(["scan", "--format", "html", "--config"])
+            .arg(fleet.config_path()),
+        common::CHILD_EXIT_BOUND,
+    );
     assert!(
         out.status.success(),
         "{}",

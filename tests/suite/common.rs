@@ -1,12 +1,15 @@
 //! Helpers shared by the alert, API, browser and soak tests: a simulated fleet on disk and a
 //! local webhook receiver that records what it gets and answers as a test tells it to
 //! (built from Slack's documented incoming-webhook behaviour: 200 `ok`, 429 with Retry-After,
-//! 5xx on outages).
+//! 5xx on outages); and child processes that cannot outlive a test: every spawned child is in a
+//! guard that kills it on drop (also on panic), every wait on one is bounded, and `serve`
+//! binds port 0 and is asked which port it got (its "listening on" line).
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +47,32 @@ impl Fleet {
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("epitaph.toml")
+    }
+
+    /// Lists `id` as in service in the first group of the inventory export (an instance that
+    /// is running: no termination, but known). Returns the group's name.
+    pub fn add_running_instance(&self, id: &str) -> String {
+        let p = self
+            .dir
+            .path()
+            .join("inventory/describe-auto-scaling-groups.json");
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let group = &mut doc["AutoScalingGroups"][0];
+        let name = group["AutoScalingGroupName"].as_str().unwrap().to_string();
+        group["Instances"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "AvailabilityZone": "us-east-1a",
+                "HealthStatus": "Healthy",
+                "InstanceId": id,
+                "InstanceType": "m6i.large",
+                "LifecycleState": "InService",
+                "ProtectedFromScaleIn": false
+            }));
+        std::fs::write(&p, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        name
     }
 
     pub fn state_path(&self) -> PathBuf {
@@ -140,6 +169,11 @@ impl Receiver {
     /// Answers for the next requests, in order; after them every request gets 200.
     pub fn plan(&self, replies: impl IntoIterator<Item = Reply>) {
         self.inner.lock().unwrap().plan.extend(replies);
+    }
+
+    /// Planned answers not given yet.
+    pub fn planned(&self) -> usize {
+        self.inner.lock().unwrap().plan.len()
     }
 
     pub fn got(&self) -> Vec<Got> {
@@ -241,7 +275,125 @@ pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epitaph"))
 }
 
-/// A free TCP port on loopback (bound and released; fine for tests on one machine).
+/// Longest a test waits for a child process it started to exit once it should (a one-shot
+/// command finishing, `serve` after SIGTERM, a killed child being reaped). Generous: a passing
+/// run never comes near it; it only turns a hang into a failure.
+pub const CHILD_EXIT_BOUND: Duration = Duration::from_secs(300);
+/// Longest a test waits for `epitaph serve` to report the address it listens on.
+pub const SERVE_START_BOUND: Duration = Duration::from_secs(60);
+/// How often a bounded wait looks again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// The line `serve` prints on stderr once it listens (`epitaph: listening on http://ADDR …`).
+pub const LISTENING_PREFIX: &str = "epitaph: listening on http://";
+
+/// Waits up to `bound` for `child` to exit; None if it is still running then.
+pub fn wait_timeout(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
+    let until = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// A child process that is killed and reaped when dropped — also when the test panics.
+pub struct ChildGuard {
+    child: Child,
+}
+
+impl ChildGuard {
+    pub fn spawn(cmd: &mut Command) -> ChildGuard {
+        ChildGuard {
+            child: cmd.spawn().unwrap(),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.wait_or_panic(CHILD_EXIT_BOUND);
+    }
+
+    /// Sends SIGTERM (what systemd and Ctrl-C's cousin send to stop a service).
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM {}", self.id());
+    }
+
+    /// Waits up to `bound` for the exit; panics (and the drop kills the child) if it does not.
+    pub fn wait_or_panic(&mut self, bound: Duration) -> ExitStatus {
+        wait_timeout(&mut self.child, bound)
+            .unwrap_or_else(|| panic!("process {} still running after {bound:?}", self.id()))
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        // Reaping after SIGKILL is immediate; bounded all the same.
+        let _ = wait_timeout(&mut self.child, CHILD_EXIT_BOUND);
+    }
+}
+
+/// Reads a pipe to its end on a thread, keeping everything read.
+fn drain<R: std::io::Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// `cmd.output()` with a bound: the output of a command that finished within `bound`. Panics
+/// with what it printed so far if it did not (the child is killed).
+pub fn output_timeout(cmd: &mut Command, bound: Duration) -> Output {
+    let mut guard = ChildGuard::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let out = drain(guard.child.stdout.take().unwrap());
+    let err = drain(guard.child.stderr.take().unwrap());
+    let status = wait_timeout(&mut guard.child, bound);
+    if status.is_none() {
+        let _ = guard.child.kill();
+        let _ = wait_timeout(&mut guard.child, CHILD_EXIT_BOUND);
+    }
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    let Some(status) = status else {
+        panic!(
+            "{cmd:?} still running after {bound:?}; stderr:\n{}",
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// A free TCP port on loopback. Racy — the port is released before anyone takes it, so
+/// another process can take it first; `epitaph serve` binds port 0 instead (`spawn_serve`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -250,24 +402,78 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `epitaph serve` for `fleet` on a free loopback port with `token` and `schedule`; returns the
-/// process and its base URL.
-pub fn spawn_serve(
-    fleet: &Fleet,
-    token: &str,
-    schedule: &str,
-    stderr: std::process::Stdio,
-) -> (std::process::Child, String) {
-    let port = free_port();
-    let child = std::process::Command::new(bin())
-        .args(["serve", "--config"])
+/// A running `epitaph serve`, killed when dropped. It bound port 0 and said which port it got.
+pub struct Serve {
+    pub process: ChildGuard,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Serve {
+    /// Everything it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits up to `bound` for the exit; then everything it printed on stderr.
+    pub fn wait_or_panic(&mut self, bound: Duration) -> (ExitStatus, String) {
+        let status = self.process.wait_or_panic(bound);
+        if let Some(r) = self.reader.take() {
+            // The pipe closed with the process (nothing else holds its write end).
+            r.join().unwrap();
+        }
+        (status, self.stderr())
+    }
+}
+
+/// `epitaph serve` for `fleet` on a port of its own choosing with `token`, `schedule` and
+/// extra environment; returns once it said where it listens.
+pub fn spawn_serve(fleet: &Fleet, token: &str, schedule: &str, env: &[(&str, &str)]) -> Serve {
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--config"])
         .arg(fleet.config_path())
-        .env("EPITAPH_SERVE__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("EPITAPH_CONFIG")
+        .env("EPITAPH_SERVE__LISTEN", "127.0.0.1:0")
         .env("EPITAPH_SERVE__TOKEN", token)
         .env("EPITAPH_SERVE__SCHEDULE", schedule)
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    (child, format!("http://127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut process = ChildGuard::spawn(&mut cmd);
+    let pipe = process.child_mut().stderr.take().unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn({
+        let stderr = stderr.clone();
+        move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix(LISTENING_PREFIX) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut s = stderr.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+    });
+    let addr = rx.recv_timeout(SERVE_START_BOUND).unwrap_or_else(|e| {
+        panic!(
+            "serve did not say where it listens ({e}); stderr:\n{}",
+            stderr.lock().unwrap()
+        )
+    });
+    Serve {
+        process,
+        base: format!("http://{addr}"),
+        stderr,
+        reader: Some(reader),
+    }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use common::Fleet;
 
 const TOKEN: &str = "conformance-token";
+/// Longest schemathesis may run (it takes well under a minute here); bounds a hang.
+const SCHEMATHESIS_BOUND: Duration = Duration::from_secs(900);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_conforms_to_its_openapi_document() {
@@ -18,8 +20,8 @@ async fn the_service_conforms_to_its_openapi_document() {
     );
     let fleet = Fleet::new(1, 6, 60);
     // Yearly: only the scans the fuzzer starts.
-    let (mut child, base) =
-        common::spawn_serve(&fleet, TOKEN, "0 0 1 1 *", std::process::Stdio::null());
+    let serve = common::spawn_serve(&fleet, TOKEN, "0 0 1 1 *", &[]);
+    let base = serve.base.clone();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -36,33 +38,31 @@ async fn the_service_conforms_to_its_openapi_document() {
     }
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(st)
-            .args([
-                "run",
-                spec,
-                "--url",
-                &base,
-                "--checks",
-                "all",
-                "--max-examples",
-                "40",
-            ])
-            .args([
-                "--seed",
-                "1",
-                "--header",
-                &format!("Authorization: Bearer {TOKEN}"),
-            ])
-            .env("SCHEMATHESIS_TELEMETRY", "false")
-            // It keeps a cache folder in its working directory: not in the repository.
-            .current_dir(std::env::temp_dir())
-            .output()
-            .unwrap()
+        let mut cmd = std::process::Command::new(st);
+        cmd.args([
+            "run",
+            spec,
+            "--url",
+            &base,
+            "--checks",
+            "all",
+            "--max-examples",
+            "40",
+        ])
+        .args([
+            "--seed",
+            "1",
+            "--header",
+            &format!("Authorization: Bearer {TOKEN}"),
+        ])
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        // It keeps a cache folder in its working directory: not in the repository.
+        .current_dir(std::env::temp_dir());
+        common::output_timeout(&mut cmd, SCHEMATHESIS_BOUND)
     })
     .await
     .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(serve);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

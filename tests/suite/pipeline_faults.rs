@@ -1,7 +1,8 @@
 //! Nothing is lost when a source fails: an instance whose fetch fails (an error, or a timeout)
 //! stays pending in the store, the scan still finishes and reports it, and the next run
 //! retries and resolves it. The real file backends are wrapped by test doubles that fail for
-//! chosen instances.
+//! chosen instances; the slow one never answers, so the fetch timeout (generous, so that every
+//! healthy fetch fits in it however slow the machine) is what ends it, not a race with it.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,7 +51,13 @@ impl MetricSource for FlakyMetrics {
     }
 }
 
-/// Hangs for chosen instances while `broken` is set (longer than the fetch timeout).
+/// The fetch timeout the test configures: far longer than any healthy fetch (the file
+/// backends build their indexes inside the first ones), since every fetch runs under it.
+const FETCH_TIMEOUT_SECS: u64 = 10;
+/// How many fetch timeouts a scan may take before the test calls it hung.
+const SCAN_BOUND_TIMEOUTS: u32 = 12;
+
+/// Never answers for chosen instances while `broken` is set.
 struct SlowLogs {
     inner: Arc<dyn LogSource>,
     slow: HashSet<String>,
@@ -64,7 +71,7 @@ impl LogSource for SlowLogs {
     }
     async fn last_words(&self, q: &LastWordsQuery) -> Result<LastWords> {
         if self.broken.load(Ordering::SeqCst) && self.slow.contains(&q.instance_id) {
-            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            std::future::pending::<()>().await;
         }
         self.inner.last_words(q).await
     }
@@ -81,7 +88,10 @@ async fn failed_fetches_stay_pending_and_are_retried() {
         },
     )
     .unwrap();
-    let env = vec![("EPITAPH_SCAN__FETCH_TIMEOUT".to_string(), "1s".to_string())];
+    let env = vec![(
+        "EPITAPH_SCAN__FETCH_TIMEOUT".to_string(),
+        format!("{FETCH_TIMEOUT_SECS}s"),
+    )];
     let text = std::fs::read_to_string(dir.path().join("epitaph.toml")).unwrap();
     let cfg = Config::parse(&text, "epitaph.toml", dir.path(), &env).unwrap();
 
@@ -116,7 +126,11 @@ async fn failed_fetches_stay_pending_and_are_retried() {
         Arc::new(load_signatures(&cfg).unwrap()),
     );
 
-    let first = pipeline.scan(&ScanOptions::default()).await.unwrap();
+    let bound = std::time::Duration::from_secs(FETCH_TIMEOUT_SECS) * SCAN_BOUND_TIMEOUTS;
+    let first = tokio::time::timeout(bound, pipeline.scan(&ScanOptions::default()))
+        .await
+        .expect("the hung fetch timed out and the scan finished")
+        .unwrap();
     let pending: HashSet<String> = first
         .summary
         .pending
@@ -131,7 +145,8 @@ async fn failed_fetches_stay_pending_and_are_retried() {
         .map(|p| p.error.as_str())
         .collect();
     assert!(errors.iter().any(|e| e.contains("503")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.contains("timed out")), "{errors:?}");
+    let timed_out = format!("logs: timed out after {FETCH_TIMEOUT_SECS}s");
+    assert!(errors.iter().any(|e| e.contains(&timed_out)), "{errors:?}");
     assert!(!first.summary.complete);
     assert_eq!(first.summary.analysed, 58);
     assert_eq!(

@@ -43,9 +43,9 @@ async fn service_memory_does_not_trend_upwards() {
         .unwrap_or(150)
         .max(WARM_UP_CYCLES + 30);
     let fleet = Fleet::new(4, 7, 150);
-    let (mut child, base) =
-        common::spawn_serve(&fleet, TOKEN, "* * * * * *", std::process::Stdio::null());
-    let pid = child.id();
+    let mut serve = common::spawn_serve(&fleet, TOKEN, "* * * * * *", &[]);
+    let base = serve.base.clone();
+    let pid = serve.process.id();
     let client = reqwest::Client::new();
     let get = |path: String| {
         let c = client.clone();
@@ -95,11 +95,15 @@ async fn service_memory_does_not_trend_upwards() {
         samples.push(rss_kib(pid).expect("child RSS") * 1024.0);
     }
     let elapsed = started.elapsed();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "serve exited with {status}");
+    serve.process.terminate();
+    let (status, stderr) = tokio::task::spawn_blocking(move || {
+        let r = serve.wait_or_panic(common::CHILD_EXIT_BOUND);
+        drop(serve);
+        r
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "serve exited with {status}: {stderr}");
 
     // One cycle = one minute on the detector's clock: it judges the shape per cycle.
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
