@@ -1,0 +1,190 @@
+//! What the backends' probes saw, for `epitaph doctor`: the raw answers of a few cheap calls
+//! against the configured account, as data. Backends fill these in and never judge them;
+//! `analysis::doctor` turns them into a checklist with fixes.
+//!
+//! These types are built without the `aws` feature too, so the judgement compiles (and is
+//! tested) in every build.
+
+use chrono::{DateTime, Utc};
+
+use crate::model::Termination;
+
+/// A call that failed, as the service (or the SDK, when the service never answered) said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// The IAM action: "autoscaling:DescribeAutoScalingGroups".
+    pub action: String,
+    /// The service's error code ("AccessDenied", "AccessDeniedException", …) when it answered
+    /// with one.
+    pub code: Option<String>,
+    /// Whether the service answered at all (false: no credentials, no connection, timeout).
+    pub answered: bool,
+    /// One line, never credentials.
+    pub message: String,
+}
+
+/// The answer of one probed call.
+pub type Call<T> = std::result::Result<T, CallError>;
+
+/// One call a probe made (by IAM action), and how it failed if it did. A "not found" answer
+/// the probe expects (a placeholder's stream) is a success: the action was allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub action: String,
+    pub error: Option<CallError>,
+}
+
+impl CallRecord {
+    pub fn of<T>(action: &str, r: &Call<T>) -> Self {
+        CallRecord {
+            action: action.to_string(),
+            error: r.as_ref().err().cloned(),
+        }
+    }
+}
+
+/// A bounded listing: what the first pages held, and whether more remained.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub truncated: bool,
+}
+
+/// Where one AWS target's calls went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetInfo {
+    /// As in `aws.targets` ("us-east-1", "ROLE_ARN@eu-west-1").
+    pub name: String,
+    pub region: String,
+    /// The endpoint override in effect (`aws.endpoint_url` or `AWS_ENDPOINT_URL`), if any.
+    pub endpoint: Option<String>,
+}
+
+/// An Auto Scaling group as `DescribeAutoScalingGroups` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupSeen {
+    pub name: String,
+    pub tags: Vec<(String, String)>,
+    /// Instance ids in service now.
+    pub instances: Vec<String>,
+}
+
+/// The Auto Scaling probe of one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivitiesProbe {
+    /// `DescribeAutoScalingGroups` naming the configured `groups` (None when none are
+    /// configured): the groups that exist among them.
+    pub named: Option<Call<Vec<GroupSeen>>>,
+    /// `DescribeAutoScalingGroups` without names: every group (first pages).
+    pub listing: Call<Listing<GroupSeen>>,
+    /// The groups a scan would read (named ones that exist, else all, filtered by
+    /// `group_tag`).
+    pub selected: Vec<String>,
+    /// `DescribeScalingActivities`, one page per selected group (up to a few), or one call
+    /// without a group when none is selected: the terminations found, newest first.
+    pub activities: Call<Vec<Termination>>,
+    /// Every call made, in order.
+    pub calls: Vec<CallRecord>,
+}
+
+/// An instance whose evidence a probe looks up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub instance_id: String,
+    pub asg: Option<String>,
+    /// The AWS target it lived in, when known.
+    pub origin: Option<String>,
+    /// When its termination began; None for an instance still running.
+    pub terminated_at: Option<DateTime<Utc>>,
+    /// Its evidence counts up to here (termination + drain + grace, or now).
+    pub until: DateTime<Utc>,
+}
+
+/// What a last-words lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupResult {
+    /// This many events (at most the probe's page).
+    Events(usize),
+    /// `stream_lookup = "name"`: the stream does not exist.
+    NoStream,
+    /// The stream exists (or, searching, the group does) but holds no event before the end.
+    NoEvents,
+}
+
+/// One last-words lookup, done the way a scan does it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub instance_id: String,
+    /// A made-up instance, looked up only to see whether the action is allowed.
+    pub placeholder: bool,
+    /// What was looked for: the stream name, or the filter pattern.
+    pub looked_for: String,
+    pub result: Call<LookupResult>,
+}
+
+/// The CloudWatch Logs probe of one configured log group in one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogGroupProbe {
+    /// The key that names it: `sources.logs.log_group`, `sources.logs.log_groups[1]`.
+    pub key: String,
+    pub log_group: String,
+    /// `DescribeLogGroups` with the configured name as prefix: the names returned.
+    pub by_prefix: Call<Vec<String>>,
+    /// `DescribeLogGroups` without a prefix (first pages), when the configured group is not
+    /// among `by_prefix`: for similar names.
+    pub others: Option<Call<Listing<String>>>,
+    /// The lookups of the sampled instances' last words (or of a placeholder).
+    pub lookups: Vec<Lookup>,
+    /// `DescribeLogStreams`, newest first, when a lookup found no stream.
+    pub recent_streams: Option<Call<Vec<String>>>,
+}
+
+/// The CloudWatch Logs probe of one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsProbe {
+    /// `sources.logs.stream_lookup`.
+    pub stream_lookup: String,
+    /// `sources.logs.stream_pattern`.
+    pub stream_pattern: String,
+    pub groups: Vec<LogGroupProbe>,
+    /// Every call made, in order.
+    pub calls: Vec<CallRecord>,
+}
+
+/// A metric's dimensions: (name, value) pairs.
+pub type DimensionSet = Vec<(String, String)>;
+
+/// The CloudWatch probe of one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsProbe {
+    /// The instance probed (None: no instance to probe; only permissions were checked).
+    pub sample: Option<Sample>,
+    /// The dimensions a scan asks for, for the sample (instance dimension first).
+    pub queried: DimensionSet,
+    /// `GetMetricData` for the sample with `queried`, over the last hour of its life: points.
+    pub data: Call<usize>,
+    /// `ListMetrics` namespace + metric name + the sample's instance dimension: the dimension
+    /// sets that exist for it.
+    pub for_instance: Option<Call<Vec<DimensionSet>>>,
+    /// `ListMetrics` namespace + metric name (when nothing answered for the instance).
+    pub for_metric: Option<Call<Listing<DimensionSet>>>,
+    /// `ListMetrics` namespace (when the metric name has no series): metric names.
+    pub names_in_namespace: Option<Call<Listing<String>>>,
+    /// `ListMetrics` without filters (when the namespace has no metric): namespaces.
+    pub namespaces: Option<Call<Listing<String>>>,
+    /// Every call made, in order.
+    pub calls: Vec<CallRecord>,
+}
+
+/// Everything probed in one AWS target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetProbe {
+    pub target: TargetInfo,
+    pub activities: Option<ActivitiesProbe>,
+    pub logs: Option<LogsProbe>,
+    pub metrics: Option<MetricsProbe>,
+}
+
+/// The made-up instance looked up when no real one is at hand, only to see whether an action
+/// is allowed (IAM is evaluated before the resource is looked for).
+pub const PLACEHOLDER_INSTANCE: &str = "i-00000000000000000";
