@@ -4,7 +4,13 @@
 //! (the message names the file:line or key); 3 a scan that completed but left instances
 //! pending (their fetch failed; the next run retries them); 4 a scan whose evidence collapsed
 //! (no last words, or no memory series, for any of at least five analysed instances: a
-//! configuration that reads nothing — the report says which source).
+//! configuration that reads nothing — the report says which source); 5 a scan whose alert
+//! messages could not all be delivered (failed for good, or still waiting in the outbox).
+//!
+//! `epitaph doctor` has its own: 0 every check passed (warnings allowed); 2 a check failed on
+//! configuration (a name, a pattern, a dimension set, the IAM policy — the fix is printed); 1
+//! the account or an API could not be reached (credentials, network, endpoint) and nothing is
+//! misconfigured as far as could be checked.
 
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +34,8 @@ const EXIT_PENDING: u8 = 3;
 const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code when a source gave no evidence for any instance (see `analysis::coverage`).
 const EXIT_NO_EVIDENCE: u8 = 4;
+/// Exit code when alert messages could not be delivered (see `summary.alerts_undelivered`).
+const EXIT_ALERTS_UNDELIVERED: u8 = 5;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -113,6 +121,11 @@ enum Command {
     /// Run the service: scans on `serve.schedule`, alert delivery, and the HTTP API on
     /// `serve.listen` (see docs/openapi.yaml).
     Serve,
+    /// Probe what the configuration points at (the real account for `aws` sources, the files
+    /// for `file` ones) and print a checklist: PASS / WARN / FAIL / SKIP, each failure with its
+    /// fix. `--format json` prints `{"checks": [{"id", "status", "detail", "fix"}], "ok",
+    /// "exit_code"}`.
+    Doctor,
     /// Check the configuration.
     Config {
         #[command(subcommand)]
@@ -360,6 +373,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             epitaph::server::serve(pipeline).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor => {
+            if matches!(cli.format, Format::Html) {
+                return Err(Error::input("--format", "doctor prints table or json").into());
+            }
+            let cfg = load_config(cli.config.as_deref(), true)?;
+            let list = epitaph::pipeline::doctor(&cfg).await;
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            match cli.format {
+                Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?,
+                _ => write!(out, "{}", render_checklist(&cfg.origin, &list, color))?,
+            }
+            out.flush()?;
+            Ok(ExitCode::from(list.exit_code))
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -400,12 +427,7 @@ async fn scan(
         .await?;
     report.summary.alerts_delivered = stats.delivered;
     report.summary.alerts_failed = stats.failed;
-    if stats.retried > 0 {
-        eprintln!(
-            "epitaph: {} alert deliveries failed and will be retried by the next run",
-            stats.retried
-        );
-    }
+    report.summary.alerts_undelivered = pipeline.undelivered_alerts().await?;
     let text = match format {
         Format::Html => pipeline.html_report(Some(report.window)).await?,
         _ => report::render_scan(&report, format, color),
@@ -428,6 +450,14 @@ async fn scan(
             eprintln!("epitaph: evidence collapsed: {c}");
         }
         return Ok(ExitCode::from(EXIT_NO_EVIDENCE));
+    }
+    let s = &report.summary;
+    if s.alerts_failed > 0 || s.alerts_undelivered > 0 {
+        eprintln!(
+            "epitaph: alert messages not delivered: {} failed for good, {} waiting in the outbox for the next run",
+            s.alerts_failed, s.alerts_undelivered
+        );
+        return Ok(ExitCode::from(EXIT_ALERTS_UNDELIVERED));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -536,4 +566,44 @@ fn read_series(file: &str) -> anyhow::Result<Vec<(chrono::DateTime<chrono::Utc>,
         .map_err(|e| Error::io(Path::new(file), e))?;
     let name = if file == "-" { "<stdin>" } else { file };
     Ok(epitaph::sources::file::parse_series_csv(&bytes, name)?)
+}
+
+/// `epitaph doctor`'s checklist for people: one line per check, the fix under each FAIL and
+/// WARN, a tally at the end.
+fn render_checklist(
+    origin: &str,
+    list: &epitaph::analysis::doctor::Checklist,
+    color: bool,
+) -> String {
+    use epitaph::analysis::doctor::Status;
+    let paint = |status: Status| {
+        let label = status.label();
+        let code = match status {
+            Status::Pass => "32",
+            Status::Warn => "33",
+            Status::Fail => "31",
+            Status::Skip => "2",
+        };
+        if color {
+            format!("\x1b[{code}m{label}\x1b[0m")
+        } else {
+            label.to_string()
+        }
+    };
+    let mut out = format!("epitaph doctor: {origin}\n");
+    for c in &list.checks {
+        out.push_str(&format!("{} {}: {}\n", paint(c.status), c.id, c.detail));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("     fix: {fix}\n"));
+        }
+    }
+    let count = |s: Status| list.checks.iter().filter(|c| c.status == s).count();
+    out.push_str(&format!(
+        "{} passed, {} warning(s), {} failed, {} not checked\n",
+        count(Status::Pass),
+        count(Status::Warn),
+        count(Status::Fail),
+        count(Status::Skip)
+    ));
+    out
 }

@@ -373,8 +373,14 @@ pub struct SourceConfig {
     pub group_tag: Option<String>,
     /// logs (aws): the CloudWatch Logs log group holding the instances' streams.
     pub log_group: Option<String>,
-    /// logs (aws): `name` — streams are named by `stream_pattern` (GetLogEvents; a missing
-    /// stream means no logs); `search` — find the instance id in any stream (FilterLogEvents).
+    /// logs (aws): more log groups, read after `log_group` (one per application or log file);
+    /// an instance's last words merge what every group holds for it.
+    pub log_groups: Vec<String>,
+    /// logs (aws): `name` — one stream named by `stream_pattern` (GetLogEvents; a missing
+    /// stream means no logs); `search` — every stream whose name starts with the pattern's
+    /// text up to and including the instance id (`i-…/app.log`, `i-…/syslog`: DescribeLogStreams
+    /// by prefix, then FilterLogEvents on those streams); `text` — events that mention the
+    /// instance id, in any stream (FilterLogEvents with the id as the pattern).
     pub stream_lookup: String,
     /// metrics (aws): CloudWatch namespace, metric and the dimension naming the instance.
     pub namespace: String,
@@ -402,6 +408,7 @@ impl Default for SourceConfig {
             groups: Vec::new(),
             group_tag: None,
             log_group: None,
+            log_groups: Vec::new(),
             stream_lookup: "name".into(),
             namespace: "CWAgent".into(),
             metric_name: "mem_used_percent".into(),
@@ -476,9 +483,10 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("sources.activities.groups", Kind::StrList),
     ("sources.activities.group_tag", Kind::Str),
     ("sources.logs.log_group", Kind::Str),
+    ("sources.logs.log_groups", Kind::StrList),
     (
         "sources.logs.stream_lookup",
-        Kind::OneOf(&["name", "search"]),
+        Kind::OneOf(&["name", "search", "text"]),
     ),
     ("sources.metrics.namespace", Kind::Str),
     ("sources.metrics.metric_name", Kind::Str),
@@ -616,8 +624,11 @@ impl Config {
             );
         }
         let s = &self.sources;
-        if s.logs.kind == "aws" && s.logs.log_group.is_none() {
-            p.push("sources.logs.log_group: required for kind = \"aws\"".into());
+        if s.logs.kind == "aws" && s.logs.log_group.is_none() && s.logs.log_groups.is_empty() {
+            p.push(
+                "sources.logs.log_group: required for kind = \"aws\" (or sources.logs.log_groups)"
+                    .into(),
+            );
         }
         if let Some(tag) = &s.activities.group_tag {
             if !tag.contains('=') {
@@ -931,8 +942,9 @@ fn nearest_key(key: &str) -> Option<&'static str> {
         .map(|(_, k)| k)
 }
 
-/// Levenshtein distance over bytes (keys are ASCII).
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance over bytes (keys are ASCII; also used for resource names by
+/// `analysis::doctor`).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {

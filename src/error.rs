@@ -31,6 +31,11 @@ pub enum Error {
     #[error("state store: {0}")]
     Store(String),
 
+    /// An instance id the sources know nothing of: no termination in the activity history,
+    /// not in any group's inventory now, no memory series. Not "still running".
+    #[error("{0}: unknown instance — no termination in the activity history, not in any group's inventory now, and no memory series (another account or region, a typo, or older than the history)")]
+    UnknownInstance(String),
+
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -65,7 +70,10 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Error::Input { .. } | Error::Config(_) | Error::NotImplemented(_)
+            Error::Input { .. }
+                | Error::Config(_)
+                | Error::NotImplemented(_)
+                | Error::UnknownInstance(_)
         )
     }
 }

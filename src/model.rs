@@ -177,8 +177,9 @@ pub struct SignatureMatch {
     /// Index into the last-words events (0-based) or 1-based line number for file matching.
     pub line: usize,
     pub text: String,
-    /// Extracted details (pid, process, heap sizes, …) by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Extracted details (pid, process, heap sizes, …) by name; `{}` when none (always
+    /// present: it is a documented field of the scan JSON).
+    #[serde(default)]
     pub details: BTreeMap<String, String>,
 }
 
@@ -188,8 +189,8 @@ pub struct MemorySeries {
     pub points: Vec<(DateTime<Utc>, f64)>,
     /// The value at which memory is exhausted (100 for percentages, bytes otherwise).
     pub limit: Option<f64>,
-    /// Labels the backend attached (Prometheus labels, CloudWatch dimensions).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Labels the backend attached (Prometheus labels, CloudWatch dimensions); `{}` when none.
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
 

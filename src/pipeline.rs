@@ -151,8 +151,13 @@ pub struct ScanSummary {
     /// Outbox deliveries after the scan (`epitaph scan` only; the service delivers on its own).
     #[serde(default)]
     pub alerts_delivered: u64,
+    /// Deliveries that failed for good in this run (a 4xx, or `alerts.max_attempts` spent).
     #[serde(default)]
     pub alerts_failed: u64,
+    /// Messages still waiting in the outbox after the run's delivery (a sink that answered
+    /// 5xx or timed out, or the flush timeout ran out): the next run retries them.
+    #[serde(default)]
+    pub alerts_undelivered: u64,
     pub duration_ms: u64,
 }
 
@@ -177,9 +182,15 @@ pub enum Investigation {
         report: Box<InstanceReport>,
         next_steps: Vec<String>,
     },
-    /// No termination was found: it is running, or older than the activity history.
+    /// No termination was found, but the instance is known: listed in a group's inventory now
+    /// (`in_service`), or with a memory series (older than the history, or outside a group).
+    /// An instance known to neither is [`Error::UnknownInstance`].
     NoTermination {
         instance_id: String,
+        /// Listed by the inventory (DescribeAutoScalingGroups, or its export) at query time.
+        in_service: bool,
+        /// The group listing it, when in service.
+        asg: Option<String>,
         memory: Option<MemorySeries>,
         leak: Option<LeakAssessment>,
     },
@@ -261,6 +272,16 @@ impl Pipeline {
 
     /// Delivers due outbox messages until none is due or `deadline` passes. Without
     /// configured sinks there is nothing to deliver.
+    /// Outbox messages not yet delivered (pending or being sent), from this run or earlier.
+    pub async fn undelivered_alerts(&self) -> Result<u64> {
+        let counts = self.store.outbox_counts().await?;
+        Ok(counts
+            .iter()
+            .filter(|(status, _)| !matches!(status.as_str(), "delivered" | "failed"))
+            .map(|(_, n)| n)
+            .sum())
+    }
+
     pub async fn deliver_alerts(&self, deadline: Option<Instant>) -> Result<DeliveryStats> {
         match &self.deliverer {
             Some(Ok(d)) => d.deliver_due(deadline).await,
@@ -631,7 +652,11 @@ impl Pipeline {
                 .map(|t| t.region)
         });
         LinkConfig {
-            cloudwatch: match (logs.kind.as_str(), region, &logs.log_group) {
+            cloudwatch: match (
+                logs.kind.as_str(),
+                region,
+                logs.log_group.as_ref().or(logs.log_groups.first()),
+            ) {
                 ("aws", Some(r), Some(g)) => Some((r, g.clone(), logs.stream_pattern.clone())),
                 _ => None,
             },
@@ -867,9 +892,15 @@ impl Pipeline {
                     .next()
                     .transpose()?
                     .flatten();
+                let listed = inventory.iter().find(|i| i.instance_id == instance_id);
+                if listed.is_none() && memory.is_none() {
+                    return Err(Error::UnknownInstance(instance_id.to_string()));
+                }
                 let leak = memory.as_ref().map(|s| leak::assess(&s.points, s.limit));
                 Ok(Investigation::NoTermination {
                     instance_id: instance_id.to_string(),
+                    in_service: listed.is_some(),
+                    asg: listed.and_then(|i| i.asg.clone()),
                     memory: memory.map(|mut m| {
                         m.points = downsample(&m.points, MAX_STORED_POINTS);
                         m
@@ -896,6 +927,255 @@ impl Pipeline {
             next_steps,
         }
     }
+}
+
+/// `epitaph doctor`: probes what the configuration points at — the real account for `aws`
+/// sources (`sources::aws` probes), the exports for `file` ones (read through the source
+/// traits) — and has `analysis::doctor` judge it into a checklist. Opens no store, writes
+/// nothing. The window is the configured one (`scan.since`, `scan.until`), from now.
+pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
+    use crate::analysis::doctor::{self as judge, Check, FileRead};
+    use crate::sources::file::{FileActivities, FileLogs, FileMetrics};
+    use crate::sources::{ActivitySource, LogSource, MetricSource};
+    let now = Utc::now();
+    let until = cfg
+        .scan
+        .until
+        .as_deref()
+        .and_then(|u| crate::timefmt::parse_since(u, now).ok())
+        .unwrap_or(now);
+    let since = crate::timefmt::parse_since(&cfg.scan.since, until).unwrap_or(until);
+    let window = TimeWindow {
+        start: since,
+        end: until,
+    };
+    let mut checks = judge::kind_checks(cfg, cfg!(feature = "aws"));
+    let path_problems = cfg.filesystem_problems();
+    checks.extend(judge::path_checks(cfg, &path_problems));
+    let s = &cfg.sources;
+    // A file source is read only when its path exists (a missing one already failed above).
+    let readable = |key: &str, src: &crate::config::SourceConfig| {
+        src.kind == "file" && !path_problems.iter().any(|p| p.starts_with(key))
+    };
+    let resolved = |src: &crate::config::SourceConfig| {
+        let mut src = src.clone();
+        src.path = src.path.as_ref().map(|p| cfg.resolve(p));
+        src.inventory = src.inventory.as_ref().map(|p| cfg.resolve(p));
+        src
+    };
+    let failed = |e: Error| FileRead {
+        errors: vec![e.to_string()],
+        ..Default::default()
+    };
+    let first_skipped = |(n, first): (usize, Vec<Skipped>)| {
+        (
+            n,
+            first
+                .iter()
+                .map(|k| format!("{}: {}", k.location, k.reason))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut terminations: Vec<Termination> = Vec::new();
+    let activities = if readable("sources.activities.path", &s.activities) {
+        let read = match FileActivities::new(&resolved(&s.activities)) {
+            Ok(a) => a.terminations(window).await,
+            Err(e) => Err(e),
+        };
+        Some(match read {
+            Ok(batch) => {
+                terminations = batch.terminations;
+                let (skipped, first) = first_skipped((batch.skipped.len(), batch.skipped));
+                FileRead {
+                    found: terminations.len(),
+                    skipped,
+                    first_skipped: first,
+                    errors: batch.errors,
+                    ..Default::default()
+                }
+            }
+            Err(e) => failed(e),
+        })
+    } else {
+        None
+    };
+    let samples: Vec<crate::sources::probe::Sample> =
+        judge::pick_samples(cfg, window, &terminations, &[], now)
+            .into_iter()
+            .filter(|x| x.terminated_at.is_some())
+            .collect();
+    let logs = if readable("sources.logs.path", &s.logs) {
+        Some(match FileLogs::new(&resolved(&s.logs)) {
+            Ok(l) => {
+                let mut read = FileRead {
+                    sampled: samples.len(),
+                    ..Default::default()
+                };
+                for x in &samples {
+                    let at = x.terminated_at.unwrap_or(x.until);
+                    let q = LastWordsQuery {
+                        instance_id: x.instance_id.clone(),
+                        origin: x.origin.clone(),
+                        asg: x.asg.clone().unwrap_or_default(),
+                        terminated_at: at,
+                        window: cfg.last_words_window(),
+                        grace: x.until - at,
+                        max_bytes: cfg.scan.last_words_max_bytes,
+                    };
+                    match l.last_words(&q).await {
+                        Ok(w) if !w.events.is_empty() => read.found += 1,
+                        Ok(_) => {}
+                        Err(e) => read.errors.push(e.to_string()),
+                    }
+                }
+                (read.skipped, read.first_skipped) = first_skipped(l.skipped());
+                read
+            }
+            Err(e) => failed(e),
+        })
+    } else {
+        None
+    };
+    let metrics = if readable("sources.metrics.path", &s.metrics) {
+        Some(match FileMetrics::new(&resolved(&s.metrics)) {
+            Ok(m) => {
+                let queries: Vec<SeriesQuery> = samples
+                    .iter()
+                    .map(|x| SeriesQuery {
+                        instance_id: x.instance_id.clone(),
+                        origin: x.origin.clone(),
+                        asg: x.asg.clone(),
+                        start: x.terminated_at.unwrap_or(x.until) - cfg.series_lookback(),
+                        end: x.until,
+                    })
+                    .collect();
+                let mut read = FileRead {
+                    sampled: samples.len(),
+                    ..Default::default()
+                };
+                match m.memory_series(&queries).await {
+                    Ok(series) => {
+                        for r in series {
+                            match r {
+                                Ok(Some(_)) => read.found += 1,
+                                Ok(None) => {}
+                                Err(e) => read.errors.push(e.to_string()),
+                            }
+                        }
+                    }
+                    Err(e) => read.errors.push(e.to_string()),
+                }
+                (read.skipped, read.first_skipped) = first_skipped(m.skipped());
+                read
+            }
+            Err(e) => failed(e),
+        })
+    } else {
+        None
+    };
+    checks.extend(judge::file_checks(
+        activities.as_ref(),
+        logs.as_ref(),
+        metrics.as_ref(),
+        window,
+    ));
+    if [&s.activities, &s.logs, &s.metrics]
+        .iter()
+        .any(|x| x.kind == "aws")
+    {
+        #[cfg(feature = "aws")]
+        checks.extend(doctor_aws(cfg, window, &terminations, now).await);
+    } else {
+        checks.push(judge::aws_not_used());
+    }
+    checks.push(match load_signatures(cfg) {
+        Ok(lib) => Check::pass(
+            "signatures",
+            format!("{} signatures compiled", lib.signatures().len()),
+        ),
+        Err(e) => Check::fail(
+            "signatures",
+            judge::Failure::Config,
+            e.to_string(),
+            "fix the signature file named (signatures.extra)",
+        ),
+    });
+    judge::Checklist::new(checks)
+}
+
+/// The AWS probes of `epitaph doctor`, target by target: Auto Scaling first (its first call
+/// says whether the account answers at all), then the logs and the metric for the samples it
+/// found. A target that cannot be reached is not probed further.
+#[cfg(feature = "aws")]
+async fn doctor_aws(
+    cfg: &Config,
+    window: TimeWindow,
+    file_terminations: &[Termination],
+    now: DateTime<Utc>,
+) -> Vec<crate::analysis::doctor::Check> {
+    use crate::analysis::doctor as judge;
+    use crate::sources::aws;
+    use crate::sources::probe::TargetProbe;
+    let ctx = match aws::AwsContext::load(&cfg.aws).await {
+        Ok(c) => c,
+        Err(e) => return judge::aws_not_configured(&e.to_string()),
+    };
+    let s = &cfg.sources;
+    let activities = (s.activities.kind == "aws")
+        .then(|| aws::AwsActivities::new(ctx.clone(), &s.activities, cfg.aws.api_concurrency));
+    let metrics = match s.metrics.kind.as_str() {
+        "aws" => aws::AwsMetrics::new(ctx.clone(), &s.metrics).ok(),
+        _ => None,
+    };
+    let several = ctx.targets.len() > 1;
+    let mut out = Vec::new();
+    for (i, t) in ctx.targets.iter().enumerate() {
+        let mut probe = TargetProbe {
+            target: t.info.clone(),
+            activities: None,
+            logs: None,
+            metrics: None,
+        };
+        // Exported activities carry no target: they go with the first one.
+        let mut terms: Vec<Termination> = file_terminations
+            .iter()
+            .filter(|x| x.origin.as_deref().map_or(i == 0, |o| o == t.name))
+            .cloned()
+            .collect();
+        let mut running = Vec::new();
+        let mut reachable = true;
+        if let Some(a) = &activities {
+            let p = a.probe(t, window.start).await;
+            reachable = !judge::first_call_unreachable(&p.calls);
+            if let Ok(found) = &p.activities {
+                terms = found.clone();
+            }
+            if let Ok(l) = &p.listing {
+                running = l
+                    .items
+                    .iter()
+                    .filter(|g| p.selected.contains(&g.name))
+                    .flat_map(|g| g.instances.iter().map(|id| (id.clone(), g.name.clone())))
+                    .collect();
+            }
+            probe.activities = Some(p);
+        }
+        let samples = judge::pick_samples(cfg, window, &terms, &running, now);
+        if reachable && s.logs.kind == "aws" {
+            let p = aws::probe_logs(t, &s.logs, &samples).await;
+            reachable = !judge::first_call_unreachable(&p.calls);
+            probe.logs = Some(p);
+        }
+        if let (true, Some(m)) = (reachable, &metrics) {
+            probe.metrics = Some(m.probe(t, samples.first()).await);
+        }
+        out.extend(judge::aws_checks(
+            cfg,
+            &probe,
+            several.then_some(t.name.as_str()),
+        ));
+    }
+    out
 }
 
 /// The signature library a config asks for: the built-in one, with `signatures.extra` merged.

@@ -58,7 +58,15 @@ pub fn resolve_deployment(
             series.and_then(|s| s.labels.get(label).cloned())
         }
     };
-    found.unwrap_or_else(|| format!("{} (unattributed)", termination.asg))
+    found.unwrap_or_else(|| format!("{}{UNATTRIBUTED_SUFFIX}", termination.asg))
+}
+
+/// Appended to the group's name when an instance's deployment identity is unknown.
+pub const UNATTRIBUTED_SUFFIX: &str = " (unattributed)";
+
+/// Whether a deployment name is a group standing in for an unknown identity.
+pub fn is_unattributed(deployment: &str) -> bool {
+    deployment.ends_with(UNATTRIBUTED_SUFFIX)
 }
 
 /// The deployment of a live instance from the inventory, where the identity can tell it

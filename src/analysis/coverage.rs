@@ -39,8 +39,15 @@ impl SourceCoverage {
 pub struct Coverage {
     pub last_words: SourceCoverage,
     pub memory: SourceCoverage,
-    /// One sentence per collapsed source, naming the configuration to check.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Instances whose deployment identity (launch template, tag, log field, metric label)
+    /// was not found, grouped under `<group> (unattributed)`. With `launch_template` or `tag`
+    /// this is every instance that died before epitaph first recorded the inventory: AWS
+    /// forgets terminated instances (see README, "Deployments on a first run").
+    #[serde(default)]
+    pub unattributed: usize,
+    /// One sentence per collapsed source, naming the configuration to check (`[]` when none:
+    /// always present, as documented).
+    #[serde(default)]
     pub collapsed: Vec<String>,
 }
 
@@ -54,6 +61,9 @@ pub const EMPTY_SERIES: &str = "series without points";
 impl Coverage {
     /// Counts one analysed instance.
     pub fn add(&mut self, r: &InstanceReport) {
+        if crate::analysis::correlate::is_unattributed(&r.deployment) {
+            self.unattributed += 1;
+        }
         if r.last_words.events.is_empty() {
             *self
                 .last_words
@@ -91,6 +101,20 @@ impl Coverage {
             ));
         }
         self
+    }
+}
+
+impl Coverage {
+    /// A sentence about instances without a deployment identity, when there are any: how many,
+    /// why, and what to change.
+    pub fn attribution_note(&self) -> Option<String> {
+        (self.unattributed > 0).then(|| {
+            format!(
+                "{} of {} instance(s) have no deployment identity and are grouped as `<group> (unattributed)`:                  a launch template or tag comes from the inventory epitaph records on every run, and AWS forgets                  terminated instances, so instances that died before epitaph first ran cannot be attributed.                  Keep epitaph running on a schedule, or use deployment.identity = \"log_field\" or \"metric_label\"",
+                self.unattributed,
+                self.last_words.total()
+            )
+        })
     }
 }
 

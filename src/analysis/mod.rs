@@ -6,6 +6,7 @@
 //! - [`correlate`]: instance verdicts, deployment identity and deployment findings;
 //! - [`coverage`]: whether the sources gave evidence at all (a collapsed source is a finding);
 //! - [`alerting`]: when a deployment finding becomes a message (fire, change, resolve);
+//! - [`doctor`]: `epitaph doctor`'s checklist from what the probes saw (fixes, nearest names);
 //! - [`baselines`]: reference leak rules the detector is measured against (not used for verdicts).
 
 pub mod alerting;
@@ -13,5 +14,6 @@ pub mod baselines;
 pub mod cause;
 pub mod correlate;
 pub mod coverage;
+pub mod doctor;
 pub mod leak;
 pub mod signatures;

@@ -19,6 +19,8 @@ struct Inner {
     api_calls: BTreeMap<String, u64>,
     instances_analysed: u64,
     instances_pending: u64,
+    /// Instances of the last scan without a deployment identity (`<group> (unattributed)`).
+    instances_unattributed: u64,
     /// Sources ("logs", "metrics") whose evidence collapsed in the last scan: 1, else 0.
     evidence_collapsed: BTreeMap<&'static str, u64>,
     errors: BTreeMap<&'static str, u64>,
@@ -55,6 +57,7 @@ impl Metrics {
             m.instances_analysed += report.summary.analysed as u64;
             m.instances_pending = report.summary.pending.len() as u64;
             let cov = &report.summary.coverage;
+            m.instances_unattributed = cov.unattributed as u64;
             m.evidence_collapsed = [
                 ("logs", u64::from(cov.last_words.collapsed())),
                 ("metrics", u64::from(cov.memory.collapsed())),
@@ -162,6 +165,13 @@ impl Metrics {
                 "gauge",
                 "Instances whose fetch failed in the last scan (retried next scan).",
                 m.instances_pending,
+            );
+            scalar(
+                &mut o,
+                "epitaph_instances_unattributed",
+                "gauge",
+                "Instances of the last scan with no deployment identity (grouped as `<group> (unattributed)`).",
+                m.instances_unattributed,
             );
             family(
                 &mut o,

@@ -335,6 +335,7 @@ async fn instance(
             tracing::warn!(instance_id = %id, error = %e, "on-demand query failed");
             error(StatusCode::BAD_GATEWAY, e.to_string())
         }
+        Err(e @ Error::UnknownInstance(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e) => store_error(&state, e),
     }
 }

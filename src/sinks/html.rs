@@ -129,11 +129,19 @@ pub fn render(
     // A source that gave nothing for any instance shown is said first: the verdicts below
     // lack that evidence.
     let shown: Vec<&InstanceReport> = reports.iter().collect();
-    for c in crate::analysis::coverage::assess(&shown).collapsed {
+    let coverage = crate::analysis::coverage::assess(&shown);
+    for c in &coverage.collapsed {
         let _ = writeln!(
             out,
             "<div class=\"banner\" role=\"alert\"><b>Evidence collapsed:</b> {}. Verdicts that need it are not to be trusted.</div>",
-            esc(&c)
+            esc(c)
+        );
+    }
+    if let Some(note) = coverage.attribution_note() {
+        let _ = writeln!(
+            out,
+            "<div class=\"banner\" role=\"note\"><b>Unattributed:</b> {}.</div>",
+            esc(&note)
         );
     }
 

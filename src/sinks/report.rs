@@ -243,6 +243,16 @@ fn problems(out: &mut String, r: &ScanReport, indent: &str) {
             let _ = writeln!(out, "{indent}  {n} × {cause}");
         }
     }
+    if let Some(note) = s.coverage.attribution_note() {
+        let _ = writeln!(out, "\n{indent}UNATTRIBUTED — {note}.");
+    }
+    if s.alerts_failed > 0 || s.alerts_undelivered > 0 {
+        let _ = writeln!(
+            out,
+            "\n{indent}ALERTS NOT DELIVERED — {} failed for good (a 4xx, or every attempt spent), {} waiting in the outbox for the next run.",
+            s.alerts_failed, s.alerts_undelivered
+        );
+    }
     if !s.pending.is_empty() {
         let _ = writeln!(
             out,
@@ -360,10 +370,20 @@ fn investigation_text(inv: &Investigation, markdown: bool, color: bool) -> Strin
     match inv {
         Investigation::NoTermination {
             instance_id,
+            in_service,
+            asg,
             memory,
             leak,
         } => {
-            let _ = writeln!(out, "{instance_id}: no termination found in the activity history (still running, or older than the history).");
+            if *in_service {
+                let _ = writeln!(
+                    out,
+                    "{instance_id}: in service in {} (listed by the inventory now); no termination in the activity history.",
+                    asg.as_deref().unwrap_or("an Auto Scaling group")
+                );
+            } else {
+                let _ = writeln!(out, "{instance_id}: not in any group's inventory now and no termination in the activity history (terminated before the history, or not behind a group); only its memory series is known.");
+            }
             if let Some(m) = memory {
                 let values: Vec<f64> = m.points.iter().map(|p| p.1).collect();
                 let _ = writeln!(

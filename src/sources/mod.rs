@@ -8,6 +8,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod file;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -238,6 +239,43 @@ fn check_kind(key: &str, src: &SourceConfig) -> Result<()> {
         other => Err(Error::NotImplemented(format!(
             "{key} = \"{other}\": only the \"file\" and \"aws\" backends are built in this version"
         ))),
+    }
+}
+
+/// At most this many skipped-record locations are kept per source (the count is exact).
+pub const MAX_SKIPPED_KEPT: usize = 50;
+
+/// Counts skipped records and keeps the first few locations.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SkipLog {
+    pub count: usize,
+    pub kept: Vec<Skipped>,
+}
+
+impl SkipLog {
+    pub fn push(&mut self, location: String, reason: impl Into<String>) {
+        self.count += 1;
+        if self.kept.len() < MAX_SKIPPED_KEPT {
+            self.kept.push(Skipped {
+                location,
+                reason: reason.into(),
+            });
+        }
+    }
+
+    /// The kept records, plus one line saying how many more there were.
+    pub fn report(&self) -> Vec<Skipped> {
+        let mut out = self.kept.clone();
+        if self.count > self.kept.len() {
+            out.push(Skipped {
+                location: "…".into(),
+                reason: format!(
+                    "{} more skipped record(s) not listed",
+                    self.count - self.kept.len()
+                ),
+            });
+        }
+        out
     }
 }
 

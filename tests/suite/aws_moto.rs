@@ -18,12 +18,12 @@ use aws_credential_types::Credentials;
 use aws_sdk_autoscaling::config::Region;
 use serde_json::Value;
 
-const REGION: &str = "us-east-1";
+pub(crate) const REGION: &str = "us-east-1";
 
 /// A moto server on a free port, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Moto {
@@ -41,7 +41,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_moto() -> Moto {
+pub(crate) fn start_moto() -> Moto {
     let bin = std::env::var_os("EPITAPH_MOTO_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"));
@@ -71,7 +71,7 @@ fn start_moto() -> Moto {
 
 /// What the front does besides forwarding.
 #[derive(Default)]
-struct Faults {
+pub(crate) struct Faults {
     /// Answer this many DescribeScalingActivities calls with a Throttling error first.
     throttle_activities: AtomicUsize,
     /// GetLogEvents / FilterLogEvents requests naming this instance get HTTP 503.
@@ -79,6 +79,9 @@ struct Faults {
     /// The first GetLogEvents page for this instance's stream is empty (with a token), as AWS
     /// documents it may be while more events remain; the next page is moto's answer.
     empty_page_for: Mutex<Option<String>>,
+    /// The first GetLogEvents request naming this instance is never answered: the front
+    /// holds the connection until the client gives up (`aws.attempt_timeout`).
+    hang_logs_once_for: Mutex<Option<String>>,
     /// Count of requests seen, by action.
     seen: Mutex<BTreeMap<String, usize>>,
 }
@@ -88,7 +91,7 @@ const EMPTY_PAGE_TOKEN: &str = "b/epitaph-empty-page";
 
 /// The activity front: DescribeScalingActivities from `activities` (group → activities JSON,
 /// newest first), everything else forwarded to moto.
-fn start_front(
+pub(crate) fn start_front(
     moto: &str,
     activities: BTreeMap<String, Vec<Value>>,
     faults: Arc<Faults>,
@@ -244,6 +247,19 @@ fn serve(
         xml.push_str("</DescribeScalingActivitiesResult><ResponseMetadata><RequestId>0f1e2d3c</RequestId></ResponseMetadata></DescribeScalingActivitiesResponse>");
         return respond(&mut conn, "200 OK", "text/xml", &xml);
     }
+    if action == "GetLogEvents" {
+        let hang = faults
+            .hang_logs_once_for
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take_if(|id| text.contains(id.as_str())));
+        if hang.is_some() {
+            // Until the client closes the connection: no answer, ever.
+            let mut buf = [0u8; 1024];
+            while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+            return Ok(());
+        }
+    }
     let failing = faults.fail_logs_for.lock().ok().and_then(|g| g.clone());
     if let Some(id) = failing {
         if (action == "GetLogEvents" || action == "FilterLogEvents") && text.contains(&id) {
@@ -297,35 +313,38 @@ fn serve(
 
 // ---------------------------------------------------------------- loading moto --------------
 
-fn creds() -> Credentials {
+pub(crate) fn creds() -> Credentials {
     Credentials::new("testing", "testing", None, None, "epitaph-tests")
 }
 
-async fn logs_client(url: &str) -> aws_sdk_cloudwatchlogs::Client {
+pub(crate) async fn logs_client(url: &str) -> aws_sdk_cloudwatchlogs::Client {
     let conf = aws_sdk_cloudwatchlogs::Config::builder()
         .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(creds())
+        .http_client(epitaph::sources::aws::http_client())
         .endpoint_url(url)
         .build();
     aws_sdk_cloudwatchlogs::Client::from_conf(conf)
 }
 
-async fn cw_client(url: &str) -> aws_sdk_cloudwatch::Client {
+pub(crate) async fn cw_client(url: &str) -> aws_sdk_cloudwatch::Client {
     let conf = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(creds())
+        .http_client(epitaph::sources::aws::http_client())
         .endpoint_url(url)
         .build();
     aws_sdk_cloudwatch::Client::from_conf(conf)
 }
 
-async fn asg_client(url: &str) -> aws_sdk_autoscaling::Client {
+pub(crate) async fn asg_client(url: &str) -> aws_sdk_autoscaling::Client {
     let conf = aws_sdk_autoscaling::Config::builder()
         .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(creds())
+        .http_client(epitaph::sources::aws::http_client())
         .endpoint_url(url)
         .build();
     aws_sdk_autoscaling::Client::from_conf(conf)
@@ -409,6 +428,8 @@ fn fleet_activities(dir: &Path) -> BTreeMap<String, Vec<Value>> {
     out
 }
 
+/// A memory percentage no machine reports; loaded once into moto (see `load_fleet_into_moto`).
+const IMPOSSIBLE_PERCENT: f64 = 99_999.0;
 const LOG_GROUP: &str = "/epitaph/app";
 /// Fleets at least this large are the calls-per-instance benchmark (benches/aws_calls.sh):
 /// moto answers GetMetricData in time proportional to queries × stored datapoints (minutes for
@@ -466,7 +487,14 @@ async fn load_fleet_into_moto(moto: &str, dir: &Path, metric_tail: Option<usize>
     }
     let cw = cw_client(moto).await;
     let mut datums = Vec::new();
-    for (id, pts) in fleet_metrics(dir) {
+    for (n, (id, mut pts)) in fleet_metrics(dir).into_iter().enumerate() {
+        // One impossible datapoint (99,999 % — an agent bug) in the first series: skipped and
+        // counted, never a peak or a restart.
+        if n == 0 {
+            if let Some(&(t, _)) = pts.last() {
+                pts.push((t + 1, IMPOSSIBLE_PERCENT));
+            }
+        }
         let skip = metric_tail.map_or(0, |k| pts.len().saturating_sub(k));
         for (t, v) in pts.into_iter().skip(skip) {
             datums.push(
@@ -515,7 +543,7 @@ fn write_config(dir: &Path, front: &str, groups: &[String]) -> PathBuf {
     p
 }
 
-fn epitaph(config: &Path, args: &[&str]) -> (Value, i32, String) {
+pub(crate) fn epitaph(config: &Path, args: &[&str]) -> (Value, i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_epitaph"))
         .arg("--config")
         .arg(config)
@@ -650,6 +678,12 @@ async fn scan_against_moto_survives_throttling_and_a_failing_instance() {
         "an empty first page is not the end of the stream: {late_report}"
     );
 
+    // The impossible datapoint was skipped and counted, with where it came from.
+    assert_eq!(
+        first["summary"]["skipped_records"], 1,
+        "{}",
+        first["summary"]
+    );
     // Verdicts match the simulator's truth.
     let truth_instances = truth["instances"].as_object().unwrap();
     let correct = first["instances"]
@@ -788,6 +822,82 @@ async fn scan_against_moto_survives_throttling_and_a_failing_instance() {
     );
 }
 
+/// `aws.attempt_timeout` in the hung-attempt test: healthy calls to moto take milliseconds,
+/// so this is generous; the hung attempt never ends by itself.
+const HUNG_TEST_ATTEMPT_TIMEOUT: &str = "20s";
+
+/// A log fetch whose first attempt hangs forever is cut by `aws.attempt_timeout` and retried
+/// (the SDK's standard retry), and the instance gets its last words: the configured timeout
+/// reaches the clients, and a hang costs one attempt, not the scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_attempt_is_cut_by_the_attempt_timeout_and_retried() {
+    let moto = start_moto();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = simulate(dir.path(), 21);
+    load_fleet_into_moto(&moto.url, dir.path(), Some(BENCH_TAIL_POINTS)).await;
+    let activities = fleet_activities(dir.path());
+    let groups: Vec<String> = activities.keys().cloned().collect();
+    let faults = Arc::new(Faults::default());
+    let victim = truth["instances"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    *faults.hang_logs_once_for.lock().unwrap() = Some(victim.clone());
+    let front = start_front(&moto.url, activities, faults.clone());
+    let config = write_config(dir.path(), &front, &groups);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("attempt_timeout = \"300s\""));
+    std::fs::write(
+        &config,
+        text.replace(
+            "attempt_timeout = \"300s\"",
+            &format!("attempt_timeout = \"{HUNG_TEST_ATTEMPT_TIMEOUT}\""),
+        ),
+    )
+    .unwrap();
+    let (report, code, stderr) = tokio::task::spawn_blocking({
+        let c = config.clone();
+        move || epitaph(&c, &["scan"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        faults.hang_logs_once_for.lock().unwrap().is_none(),
+        "the victim's first attempt was held"
+    );
+    assert!(
+        report["summary"]["pending"].as_array().unwrap().is_empty(),
+        "{stderr}\n{}",
+        report["summary"]
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let victim_report = report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["instance_id"] == victim.as_str())
+        .unwrap_or_else(|| panic!("{victim} analysed"));
+    assert!(
+        victim_report["last_words_lines"].as_u64().unwrap() > 0,
+        "{victim_report}"
+    );
+    let seen = faults.seen.lock().unwrap().clone();
+    let n = truth["instances"].as_object().unwrap().len();
+    assert!(
+        seen["GetLogEvents"] > n,
+        "the hung attempt was retried: {seen:?}"
+    );
+    // The summary counts logical calls: one per instance, not the retried attempt.
+    assert_eq!(
+        report["summary"]["api_calls"]["logs:GetLogEvents"], n as u64,
+        "{}",
+        report["summary"]["api_calls"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_and_running_instances_come_from_auto_scaling() {
     let moto = start_moto();
@@ -847,6 +957,8 @@ async fn inventory_and_running_instances_come_from_auto_scaling() {
     .unwrap();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(inv["status"], "no_termination", "{inv}");
+    assert_eq!(inv["in_service"], true, "{inv}");
+    assert_eq!(inv["asg"], "web", "{inv}");
 
     let store = epitaph::store::SqliteStore::open(&dir.path().join("s.db"))
         .await

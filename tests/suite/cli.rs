@@ -471,14 +471,17 @@ fn instance_from_store_and_from_sources() {
     assert_eq!(v["from"], "store");
     assert_eq!(v["report"]["verdict"], "oom_leak");
 
-    // Unknown to the activity history.
+    // Unknown to every source: an error naming it (exit 2), never "no termination" (which
+    // reads as "still running").
     epitaph()
         .arg("--config")
         .arg(&cfg)
         .args(["instance", "i-0123456789abcdef0"])
         .assert()
-        .success()
-        .stdout(predicate::str::contains("no termination found"));
+        .code(2)
+        .stderr(predicate::str::contains(
+            "i-0123456789abcdef0: unknown instance",
+        ));
     // Malformed ids are bad input.
     for bad in [
         "i-xyz",
@@ -493,6 +496,59 @@ fn instance_from_store_and_from_sources() {
             .assert()
             .code(2)
             .stderr(predicate::str::contains("not an EC2 instance id"));
+    }
+}
+
+/// Instances whose deployment identity cannot be found (here: a tag no instance carries, as
+/// on a first run where the dead are gone from the inventory) are counted and said, with the
+/// fix, in the JSON, the table and the HTML — never silently grouped.
+#[test]
+fn unattributed_instances_are_counted_and_said() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate_into(dir.path(), 2);
+    let cfg = dir.path().join("epitaph.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "identity = \"launch_template\"",
+        "identity = \"tag\"\ntag = \"release\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (v, code) = scan_json(&cfg, &[]);
+    assert_eq!(code, 0);
+    let analysed = v["summary"]["analysed"].as_u64().unwrap();
+    assert!(analysed > 0);
+    assert_eq!(
+        v["summary"]["coverage"]["unattributed"], analysed,
+        "{}",
+        v["summary"]
+    );
+    assert!(v["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["deployment"]
+            .as_str()
+            .unwrap()
+            .ends_with(" (unattributed)")));
+    for (format, marker) in [
+        ("table", "UNATTRIBUTED — "),
+        ("html", "<b>Unattributed:</b>"),
+    ] {
+        // A fresh state each time: the instances are analysed (not already known) again.
+        for f in ["epitaph.db", "epitaph.db-wal", "epitaph.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(f));
+        }
+        let out = epitaph()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--format", format, "scan"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(marker), "{format}: {text}");
+        assert!(
+            text.contains("log_field"),
+            "{format}: the fix is named: {text}"
+        );
     }
 }
 

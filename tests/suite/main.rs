@@ -4,12 +4,17 @@
 
 mod common;
 
+mod alert_promises;
 mod alerts;
 mod api;
+#[cfg(feature = "aws")]
+mod aws_log_lookup;
 #[cfg(feature = "aws")]
 mod aws_moto;
 mod browser;
 mod cli;
+mod contracts;
+mod doctor;
 mod last_words_judgement;
 mod leak_quality;
 mod oom_corpus;
@@ -17,6 +22,7 @@ mod openapi_conformance;
 mod parsers_never_panic;
 mod pipeline_faults;
 mod redaction_corpus;
+mod redaction_end_to_end;
 mod signature_quality;
 mod simulator_truth;
 mod soak;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 
-use super::{describe, to_chrono, AwsContext, CallCounter, Target};
+use super::{call_error, describe, to_chrono, AwsContext, CallCounter, Target};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::model::{InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
+use crate::sources::probe::{ActivitiesProbe, Call, CallRecord, GroupSeen, Listing};
 use crate::sources::{
     termination_from_activity, ActivityBatch, ActivitySource, RawActivity, Skipped,
 };
@@ -19,6 +20,10 @@ const PAGE_SIZE: i32 = 100;
 /// A group listing read by `inventory()` is reused by `terminations()` for this long, so a
 /// scan lists the groups once, not twice.
 const GROUP_LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// `epitaph doctor` lists at most this many pages of groups (for names to suggest).
+const PROBE_LISTING_PAGES: usize = 5;
+/// `epitaph doctor` reads one page of activities from at most this many selected groups.
+const PROBE_ACTIVITY_GROUPS: usize = 3;
 
 pub struct AwsActivities {
     ctx: AwsContext,
@@ -83,45 +88,7 @@ impl AwsActivities {
                     .map_err(|e| {
                         Error::source(&t.name, describe("DescribeAutoScalingGroups", &e))
                     })?;
-                for g in resp.auto_scaling_groups() {
-                    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
-                    let tags = g
-                        .tags()
-                        .iter()
-                        .filter_map(|tag| {
-                            Some((
-                                tag.key()?.to_string(),
-                                tag.value().unwrap_or_default().to_string(),
-                            ))
-                        })
-                        .collect();
-                    let instances = g
-                        .instances()
-                        .iter()
-                        .filter_map(|i| {
-                            Some(InstanceInfo {
-                                instance_id: i.instance_id()?.to_string(),
-                                asg: Some(name.clone()),
-                                launch_time: None,
-                                launch_template: i.launch_template().map(|lt| LaunchTemplateRef {
-                                    id: lt.launch_template_id().map(str::to_string),
-                                    name: lt.launch_template_name().map(str::to_string),
-                                    version: lt.version().map(str::to_string),
-                                }),
-                                launch_configuration: i
-                                    .launch_configuration_name()
-                                    .map(str::to_string),
-                                availability_zone: i.availability_zone().map(str::to_string),
-                                tags: Default::default(),
-                            })
-                        })
-                        .collect();
-                    out.push(Group {
-                        name,
-                        tags,
-                        instances,
-                    });
-                }
+                out.extend(resp.auto_scaling_groups().iter().map(group_from_sdk));
                 token = resp.next_token().map(str::to_string);
                 if token.is_none() {
                     break;
@@ -155,50 +122,145 @@ impl AwsActivities {
                 .send()
                 .await
                 .map_err(|e| Error::source(&t.name, describe("DescribeScalingActivities", &e)))?;
-            let mut older_than_window = false;
-            for a in resp.activities() {
-                let start = a
-                    .start_time()
-                    .map(|s| to_chrono(s).ok_or_else(|| "StartTime out of range".to_string()));
-                if let (Some(Ok(s)), Some(since)) = (&start, since) {
-                    if *s < since {
-                        older_than_window = true;
-                        continue;
-                    }
-                }
-                let raw = RawActivity {
-                    activity_id: a.activity_id(),
-                    asg: a.auto_scaling_group_name().or(Some(group)),
-                    description: a.description(),
-                    cause: a.cause(),
-                    start_time: start,
-                    end_time: a
-                        .end_time()
-                        .map(|e| to_chrono(e).ok_or_else(|| "EndTime out of range".to_string())),
-                    status: a.status_code().map(|s| s.as_str()),
-                };
-                match termination_from_activity(&raw) {
-                    Ok(Some(mut term)) => {
-                        term.origin = Some(t.name.clone());
-                        terms.push(term);
-                    }
-                    Ok(None) => {}
-                    Err(reason) => skipped.push(Skipped {
-                        location: format!(
-                            "{}: {group}: activity {}",
-                            t.name,
-                            a.activity_id().unwrap_or("?")
-                        ),
-                        reason,
-                    }),
-                }
-            }
+            let older_than_window =
+                page_terminations(t, group, resp.activities(), since, &mut terms, &mut skipped);
             token = resp.next_token().map(str::to_string);
             if token.is_none() || older_than_window {
                 break;
             }
         }
         Ok((terms, skipped))
+    }
+
+    /// `epitaph doctor`: the groups as a scan would select them in `t`, a bounded listing of
+    /// every group (for names to suggest), and one page of activities of a few selected groups
+    /// (terminations since `since`, newest first). Every call is made once, cheaply.
+    pub async fn probe(&self, t: &Target, since: chrono::DateTime<chrono::Utc>) -> ActivitiesProbe {
+        const LIST: &str = "autoscaling:DescribeAutoScalingGroups";
+        const ACTIVITIES: &str = "autoscaling:DescribeScalingActivities";
+        let mut calls = Vec::new();
+        let named = if self.groups.is_empty() {
+            None
+        } else {
+            let mut found: Call<Vec<GroupSeen>> = Ok(Vec::new());
+            for chunk in self.groups.chunks(PAGE_SIZE as usize) {
+                self.calls.count(LIST);
+                let r = t
+                    .autoscaling
+                    .describe_auto_scaling_groups()
+                    .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                    .max_records(PAGE_SIZE)
+                    .send()
+                    .await
+                    .map_err(|e| call_error(LIST, &e));
+                calls.push(CallRecord::of(LIST, &r));
+                match (r, &mut found) {
+                    (Ok(r), Ok(found)) => {
+                        found.extend(r.auto_scaling_groups().iter().map(group_seen))
+                    }
+                    (Err(e), _) => {
+                        found = Err(e);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            Some(found)
+        };
+        let mut listing: Call<Listing<GroupSeen>> = Ok(Listing::default());
+        let mut token = None;
+        for _ in 0..PROBE_LISTING_PAGES {
+            self.calls.count(LIST);
+            let r = t
+                .autoscaling
+                .describe_auto_scaling_groups()
+                .max_records(PAGE_SIZE)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| call_error(LIST, &e));
+            calls.push(CallRecord::of(LIST, &r));
+            match (r, &mut listing) {
+                (Ok(r), Ok(l)) => {
+                    l.items
+                        .extend(r.auto_scaling_groups().iter().map(group_seen));
+                    token = r.next_token().map(str::to_string);
+                }
+                (Err(e), _) => {
+                    listing = Err(e);
+                    break;
+                }
+                _ => {}
+            }
+            if token.is_none() {
+                break;
+            }
+        }
+        if let Ok(l) = &mut listing {
+            l.truncated = token.is_some();
+        }
+        let selected: Vec<String> = match (&named, &listing) {
+            (Some(Ok(found)), _) => found.iter().map(|g| g.name.clone()).collect(),
+            (None, Ok(l)) => l
+                .items
+                .iter()
+                .filter(|g| match &self.group_tag {
+                    Some((k, v)) => g.tags.iter().any(|(gk, gv)| gk == k && gv == v),
+                    None => true,
+                })
+                .map(|g| g.name.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut activities: Call<Vec<Termination>> = Ok(Vec::new());
+        let mut skipped = Vec::new();
+        if selected.is_empty() {
+            // Nothing to read: one call still shows whether the action is allowed.
+            self.calls.count(ACTIVITIES);
+            let r = t
+                .autoscaling
+                .describe_scaling_activities()
+                .max_records(1)
+                .send()
+                .await
+                .map_err(|e| call_error(ACTIVITIES, &e));
+            calls.push(CallRecord::of(ACTIVITIES, &r));
+            if let Err(e) = r {
+                activities = Err(e);
+            }
+        }
+        for g in selected.iter().take(PROBE_ACTIVITY_GROUPS) {
+            self.calls.count(ACTIVITIES);
+            let r = t
+                .autoscaling
+                .describe_scaling_activities()
+                .auto_scaling_group_name(g)
+                .max_records(PAGE_SIZE)
+                .send()
+                .await
+                .map_err(|e| call_error(ACTIVITIES, &e));
+            calls.push(CallRecord::of(ACTIVITIES, &r));
+            match (r, &mut activities) {
+                (Ok(r), Ok(terms)) => {
+                    page_terminations(t, g, r.activities(), Some(since), terms, &mut skipped);
+                }
+                (Err(e), _) => {
+                    activities = Err(e);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if let Ok(terms) = &mut activities {
+            terms.sort_by_key(|t| std::cmp::Reverse(t.time));
+        }
+        ActivitiesProbe {
+            named,
+            listing,
+            selected,
+            activities,
+            calls,
+        }
     }
 
     /// Every (target, group) pair to read.
@@ -243,6 +305,106 @@ impl AwsActivities {
             *l = Some((std::time::Instant::now(), pairs.to_vec()));
         }
     }
+}
+
+/// A group as the SDK returns it, reduced to what epitaph needs.
+fn group_from_sdk(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Group {
+    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+    let tags = g
+        .tags()
+        .iter()
+        .filter_map(|tag| {
+            Some((
+                tag.key()?.to_string(),
+                tag.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    let instances = g
+        .instances()
+        .iter()
+        .filter_map(|i| {
+            Some(InstanceInfo {
+                instance_id: i.instance_id()?.to_string(),
+                asg: Some(name.clone()),
+                launch_time: None,
+                launch_template: i.launch_template().map(|lt| LaunchTemplateRef {
+                    id: lt.launch_template_id().map(str::to_string),
+                    name: lt.launch_template_name().map(str::to_string),
+                    version: lt.version().map(str::to_string),
+                }),
+                launch_configuration: i.launch_configuration_name().map(str::to_string),
+                availability_zone: i.availability_zone().map(str::to_string),
+                tags: Default::default(),
+            })
+        })
+        .collect();
+    Group {
+        name,
+        tags,
+        instances,
+    }
+}
+
+/// A group as the doctor's probe reports it.
+fn group_seen(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> GroupSeen {
+    let g = group_from_sdk(g);
+    GroupSeen {
+        name: g.name,
+        tags: g.tags,
+        instances: g.instances.into_iter().map(|i| i.instance_id).collect(),
+    }
+}
+
+/// Takes the terminations out of one page of activities (those that started at or after
+/// `since`); returns whether the page reached past `since`.
+fn page_terminations(
+    t: &Target,
+    group: &str,
+    activities: &[aws_sdk_autoscaling::types::Activity],
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    terms: &mut Vec<Termination>,
+    skipped: &mut Vec<Skipped>,
+) -> bool {
+    let mut older_than_window = false;
+    for a in activities {
+        let start = a
+            .start_time()
+            .map(|s| to_chrono(s).ok_or_else(|| "StartTime out of range".to_string()));
+        if let (Some(Ok(s)), Some(since)) = (&start, since) {
+            if *s < since {
+                older_than_window = true;
+                continue;
+            }
+        }
+        let raw = RawActivity {
+            activity_id: a.activity_id(),
+            asg: a.auto_scaling_group_name().or(Some(group)),
+            description: a.description(),
+            cause: a.cause(),
+            start_time: start,
+            end_time: a
+                .end_time()
+                .map(|e| to_chrono(e).ok_or_else(|| "EndTime out of range".to_string())),
+            status: a.status_code().map(|s| s.as_str()),
+        };
+        match termination_from_activity(&raw) {
+            Ok(Some(mut term)) => {
+                term.origin = Some(t.name.clone());
+                terms.push(term);
+            }
+            Ok(None) => {}
+            Err(reason) => skipped.push(Skipped {
+                location: format!(
+                    "{}: {group}: activity {}",
+                    t.name,
+                    a.activity_id().unwrap_or("?")
+                ),
+                reason,
+            }),
+        }
+    }
+    older_than_window
 }
 
 #[async_trait]

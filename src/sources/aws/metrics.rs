@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
+use aws_sdk_cloudwatch::types::{
+    Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat, StatusCode,
+};
 
-use super::{describe, to_chrono, to_smithy, AwsContext, CallCounter};
+use super::{call_error, describe, to_chrono, to_smithy, AwsContext, CallCounter};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::model::MemorySeries;
+use crate::sources::probe::{Call, CallRecord, DimensionSet, Listing, MetricsProbe, Sample};
 use crate::sources::{MetricSource, SeriesQuery};
 use crate::timefmt::parse_duration;
 
@@ -19,6 +22,11 @@ use crate::timefmt::parse_duration;
 pub const MAX_QUERIES_PER_CALL: usize = 500;
 /// Pages per batch before giving up (each page holds up to 100,800 datapoints).
 const MAX_PAGES: usize = 50;
+/// `epitaph doctor` reads at most this many pages of `ListMetrics` (500 a page) per listing.
+const PROBE_LIST_PAGES: usize = 2;
+/// How much of a sample's life `epitaph doctor` asks `GetMetricData` for (minutes before its
+/// end).
+const PROBE_DATA_MINUTES: i64 = 60;
 
 pub struct AwsMetrics {
     ctx: AwsContext,
@@ -29,7 +37,11 @@ pub struct AwsMetrics {
     statistic: String,
     period_secs: i32,
     limit: Option<f64>,
+    /// `sources.metrics.unit`: what makes a value impossible.
+    unit: String,
     calls: Arc<CallCounter>,
+    /// Datapoints dropped as impossible (negative, above 100 %, beyond any machine).
+    skipped: std::sync::Mutex<crate::sources::SkipLog>,
 }
 
 impl AwsMetrics {
@@ -52,7 +64,9 @@ impl AwsMetrics {
             statistic: cfg.statistic.clone(),
             period_secs: period.num_seconds().clamp(1, i32::MAX as i64) as i32,
             limit: cfg.memory_limit(),
+            unit: cfg.unit.clone(),
             calls: Arc::new(CallCounter::default()),
+            skipped: Default::default(),
         })
     }
 
@@ -150,8 +164,20 @@ impl AwsMetrics {
                     );
                 }
                 for (ts, v) in r.timestamps().iter().zip(r.values()) {
-                    if let Some(ts) = to_chrono(ts) {
-                        points[i].push((ts, *v));
+                    let Some(ts) = to_chrono(ts) else { continue };
+                    match crate::sources::impossible_memory_value(*v, &self.unit) {
+                        None => points[i].push((ts, *v)),
+                        Some(why) => self.skip(
+                            format!(
+                                "{}:{}/{} {} at {}",
+                                t.name,
+                                self.namespace,
+                                self.metric_name,
+                                batch[i].instance_id,
+                                ts.to_rfc3339()
+                            ),
+                            why,
+                        ),
                     }
                 }
             }
@@ -178,6 +204,175 @@ impl AwsMetrics {
                 }))
             })
             .collect()
+    }
+
+    /// `epitaph doctor`: one `GetMetricData` query for the sample with the dimensions a scan
+    /// asks for, then `ListMetrics`, narrowing until something answers: the dimension sets of
+    /// the metric for the sample's instance, else of the metric at all, else the metric names
+    /// in the namespace, else the namespaces.
+    pub async fn probe(&self, t: &super::Target, sample: Option<&Sample>) -> MetricsProbe {
+        const DATA: &str = "cloudwatch:GetMetricData";
+        let mut calls = Vec::new();
+        let (id, asg, end) = match sample {
+            Some(s) => (s.instance_id.clone(), s.asg.clone(), s.until),
+            None => (
+                crate::sources::probe::PLACEHOLDER_INSTANCE.to_string(),
+                None,
+                chrono::Utc::now(),
+            ),
+        };
+        let q = SeriesQuery {
+            instance_id: id.clone(),
+            origin: None,
+            asg: asg.clone(),
+            start: end - chrono::Duration::minutes(PROBE_DATA_MINUTES),
+            end,
+        };
+        let mut queried: DimensionSet = vec![(self.instance_dimension.clone(), id)];
+        for (k, v) in &self.extra_dimensions {
+            queried.push((k.clone(), v.replace("{asg}", asg.as_deref().unwrap_or(""))));
+        }
+        self.calls.count(DATA);
+        let data: Call<usize> = t
+            .cloudwatch
+            .get_metric_data()
+            .metric_data_queries(self.query("q0".into(), &q))
+            .start_time(to_smithy(q.start))
+            .end_time(to_smithy(q.end + chrono::Duration::seconds(1)))
+            .send()
+            .await
+            .map(|r| {
+                r.metric_data_results()
+                    .iter()
+                    .map(|m| m.values().len())
+                    .sum()
+            })
+            .map_err(|e| call_error(DATA, &e));
+        calls.push(CallRecord::of(DATA, &data));
+        let (ns, name) = (self.namespace.as_str(), self.metric_name.as_str());
+        let for_instance: Option<Call<Vec<DimensionSet>>> = match sample {
+            Some(s) => Some(
+                self.list_metrics(t, Some(ns), Some(name), Some(&s.instance_id), &mut calls)
+                    .await
+                    .map(|l| l.items.into_iter().map(|(_, _, d)| d).collect()),
+            ),
+            None => None,
+        };
+        let nothing_for_instance = match &for_instance {
+            None => true,
+            Some(Ok(sets)) => sets.is_empty(),
+            Some(Err(_)) => false,
+        };
+        let for_metric: Option<Call<Listing<DimensionSet>>> = if nothing_for_instance {
+            Some(
+                self.list_metrics(t, Some(ns), Some(name), None, &mut calls)
+                    .await
+                    .map(|l| Listing {
+                        items: l.items.into_iter().map(|(_, _, d)| d).collect(),
+                        truncated: l.truncated,
+                    }),
+            )
+        } else {
+            None
+        };
+        let names_in_namespace: Option<Call<Listing<String>>> = match &for_metric {
+            Some(Ok(l)) if l.items.is_empty() => Some(
+                self.list_metrics(t, Some(ns), None, None, &mut calls)
+                    .await
+                    .map(|l| distinct(l, |(_, m, _)| m)),
+            ),
+            _ => None,
+        };
+        let namespaces: Option<Call<Listing<String>>> = match &names_in_namespace {
+            Some(Ok(l)) if l.items.is_empty() => Some(
+                self.list_metrics(t, None, None, None, &mut calls)
+                    .await
+                    .map(|l| distinct(l, |(n, _, _)| n)),
+            ),
+            _ => None,
+        };
+        MetricsProbe {
+            sample: sample.cloned(),
+            queried,
+            data,
+            for_instance,
+            for_metric,
+            names_in_namespace,
+            namespaces,
+            calls,
+        }
+    }
+
+    /// `ListMetrics` with the filters given (the instance as `instance_dimension`), first
+    /// pages: (namespace, metric name, dimensions) of each metric.
+    async fn list_metrics(
+        &self,
+        t: &super::Target,
+        namespace: Option<&str>,
+        metric: Option<&str>,
+        instance: Option<&str>,
+        calls: &mut Vec<CallRecord>,
+    ) -> Call<Listing<(String, String, DimensionSet)>> {
+        const LIST: &str = "cloudwatch:ListMetrics";
+        let mut listing = Listing::default();
+        let mut token = None;
+        for _ in 0..PROBE_LIST_PAGES {
+            self.calls.count(LIST);
+            let mut req = t
+                .cloudwatch
+                .list_metrics()
+                .set_namespace(namespace.map(str::to_string))
+                .set_metric_name(metric.map(str::to_string))
+                .set_next_token(token.take());
+            if let Some(id) = instance {
+                req = req.dimensions(
+                    DimensionFilter::builder()
+                        .name(&self.instance_dimension)
+                        .value(id)
+                        .build(),
+                );
+            }
+            let r = req.send().await.map_err(|e| call_error(LIST, &e));
+            calls.push(CallRecord::of(LIST, &r));
+            let r = r?;
+            listing.items.extend(r.metrics().iter().map(|m| {
+                let dims = m
+                    .dimensions()
+                    .iter()
+                    .map(|d| {
+                        (
+                            d.name().unwrap_or_default().to_string(),
+                            d.value().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                (
+                    m.namespace().unwrap_or_default().to_string(),
+                    m.metric_name().unwrap_or_default().to_string(),
+                    dims,
+                )
+            }));
+            token = r.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        listing.truncated = token.is_some();
+        Ok(listing)
+    }
+}
+
+/// The distinct values of one field of a listing, in first-seen order.
+fn distinct<T>(l: Listing<T>, field: impl Fn(T) -> String) -> Listing<String> {
+    let mut items: Vec<String> = Vec::new();
+    for v in l.items.into_iter().map(field) {
+        if !items.contains(&v) {
+            items.push(v);
+        }
+    }
+    Listing {
+        items,
+        truncated: l.truncated,
     }
 }
 
@@ -218,5 +413,28 @@ impl MetricSource for AwsMetrics {
 
     fn calls(&self) -> std::collections::BTreeMap<String, u64> {
         self.calls.snapshot()
+    }
+
+    /// Each scan counts its own impossible datapoints.
+    fn begin_scan(&self) {
+        if let Ok(mut s) = self.skipped.lock() {
+            *s = Default::default();
+        }
+    }
+
+    fn skipped(&self) -> (usize, Vec<crate::sources::Skipped>) {
+        self.skipped
+            .lock()
+            .map(|s| (s.count, s.report()))
+            .unwrap_or_default()
+    }
+}
+
+impl AwsMetrics {
+    /// Records a datapoint dropped as impossible.
+    fn skip(&self, location: String, why: String) {
+        if let Ok(mut s) = self.skipped.lock() {
+            s.push(location, why);
+        }
     }
 }

@@ -10,10 +10,12 @@
 
 mod activities;
 mod logs;
+mod logs_probe;
 mod metrics;
 
 pub use activities::AwsActivities;
 pub use logs::AwsLogs;
+pub use logs_probe::probe_logs;
 pub use metrics::AwsMetrics;
 
 use std::collections::BTreeMap;
@@ -38,6 +40,8 @@ pub struct Target {
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// The region and endpoint override the clients use (`epitaph doctor` names them).
+    pub info: crate::sources::probe::TargetInfo,
 }
 
 /// The clients of every target, shared by the three AWS sources.
@@ -54,6 +58,7 @@ impl AwsContext {
             .operation_attempt_timeout(cfg.attempt_timeout().to_std().unwrap_or_default())
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client())
             .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_attempts))
             .timeout_config(timeouts);
         if let Some(r) = &cfg.region {
@@ -107,12 +112,29 @@ impl AwsContext {
 }
 
 fn clients(name: String, conf: &SdkConfig) -> Target {
+    let info = crate::sources::probe::TargetInfo {
+        name: name.clone(),
+        region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
+        endpoint: conf.endpoint_url().map(str::to_string),
+    };
     Target {
         name,
+        info,
         autoscaling: aws_sdk_autoscaling::Client::new(conf),
         logs: aws_sdk_cloudwatchlogs::Client::new(conf),
         cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
     }
+}
+
+/// The HTTPS client every AWS client (and the credential providers: STS, SSO, IMDS) uses:
+/// rustls with ring, the TLS stack reqwest already brings — the SDK's default would add
+/// aws-lc-rs (a C build) and a second hyper. Certificates: the platform's trust store.
+pub fn http_client() -> aws_sdk_cloudwatchlogs::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// Calls made, by operation ("autoscaling:DescribeScalingActivities").
@@ -138,6 +160,32 @@ pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>>
 /// chrono → SDK time.
 pub(crate) fn to_smithy(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
     aws_smithy_types::DateTime::from_millis(t.timestamp_millis())
+}
+
+/// A failed call as data for `epitaph doctor`: the IAM action, the service's error code, and
+/// whether the service answered at all.
+pub(crate) fn call_error<E, R>(
+    action: &str,
+    e: &aws_sdk_autoscaling::error::SdkError<E, R>,
+) -> crate::sources::probe::CallError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let op = action.split_once(':').map_or(action, |(_, op)| op);
+    crate::sources::probe::CallError {
+        action: action.to_string(),
+        code: e
+            .as_service_error()
+            .and_then(|s| s.code())
+            .map(str::to_string),
+        answered: matches!(
+            e,
+            aws_sdk_autoscaling::error::SdkError::ServiceError(_)
+                | aws_sdk_autoscaling::error::SdkError::ResponseError(_)
+        ),
+        message: describe(op, e),
+    }
 }
 
 /// A one-line error message with the service's error code and message, never credentials.

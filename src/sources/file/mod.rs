@@ -23,11 +23,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::sources::Skipped;
 use crate::timefmt::{parse_instant, truncate};
 
-/// At most this many skipped-record locations are kept per source (the count is exact).
-pub const MAX_SKIPPED_KEPT: usize = 50;
+pub use crate::sources::MAX_SKIPPED_KEPT;
 
 /// Files under `path` (itself if a file), recursively, sorted, hidden entries skipped.
 pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
@@ -155,39 +153,7 @@ impl<T: Send + Sync + 'static> FileIndex<T> {
     }
 }
 
-/// Counts skipped records and keeps the first few locations.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct SkipLog {
-    pub count: usize,
-    pub kept: Vec<Skipped>,
-}
-
-impl SkipLog {
-    pub fn push(&mut self, location: String, reason: impl Into<String>) {
-        self.count += 1;
-        if self.kept.len() < MAX_SKIPPED_KEPT {
-            self.kept.push(Skipped {
-                location,
-                reason: reason.into(),
-            });
-        }
-    }
-
-    /// The kept records, plus one line saying how many more there were.
-    pub fn report(&self) -> Vec<Skipped> {
-        let mut out = self.kept.clone();
-        if self.count > self.kept.len() {
-            out.push(Skipped {
-                location: "…".into(),
-                reason: format!(
-                    "{} more skipped record(s) not listed",
-                    self.count - self.kept.len()
-                ),
-            });
-        }
-        out
-    }
-}
+pub(crate) use crate::sources::SkipLog;
 
 /// The elements of `v[key]` when it is an array (none otherwise).
 pub(crate) fn array_items<'a>(
