@@ -35,12 +35,19 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo clippy --no-default-features (the build without the AWS backends)"
+cargo clippy --no-default-features --all-targets --locked -- -D warnings
 echo "== cargo test"
 # Tests only: benches are benchmarks (cargo bench), compiled above by clippy --all-targets.
 # A hung test fails the run loudly instead of eating CI's whole budget.
 SUITE_TIMEOUT="${EPITAPH_SUITE_TIMEOUT:-3600}"
 status=0
 timeout --kill-after=30 "$SUITE_TIMEOUT" cargo test --locked || status=$?
+if [ "$status" -eq 0 ]; then
+  echo "== cargo test --no-default-features (unit tests, and the CLI without the AWS backends)"
+  timeout --kill-after=30 "$SUITE_TIMEOUT" \
+    cargo test --locked --no-default-features --lib --test suite -- cli:: || status=$?
+fi
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "FAILED: the test suite did not finish within ${SUITE_TIMEOUT}s (a test hangs)" >&2
 fi
