@@ -33,14 +33,11 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// Longest wait for moto to say where it listens.
+const MOTO_START_BOUND: Duration = Duration::from_secs(60);
 
+/// moto on a port it picks itself (`-p 0`; it prints "Running on http://HOST:PORT" on
+/// stderr): no port is chosen here and released for someone else to take first.
 pub(crate) fn start_moto() -> Moto {
     let bin = std::env::var_os("EPITAPH_MOTO_SERVER")
         .map(PathBuf::from)
@@ -50,19 +47,34 @@ pub(crate) fn start_moto() -> Moto {
         "{} not found: run `bash scripts/test.sh`, which installs moto[server] into .venv",
         bin.display()
     );
-    let port = free_port();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let mut child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", "0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let moto = Moto {
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads stderr to its end (moto logs every request there; a full pipe would block it).
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.split("Running on ").nth(1) {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let mut moto = Moto {
         child,
-        url: format!("http://127.0.0.1:{port}"),
+        url: String::new(),
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    moto.url = rx
+        .recv_timeout(MOTO_START_BOUND)
+        .unwrap_or_else(|e| panic!("moto did not say where it listens: {e}"));
+    let addr = moto.url.trim_start_matches("http://").to_string();
+    let deadline = Instant::now() + MOTO_START_BOUND;
+    while TcpStream::connect(&addr).is_err() {
         assert!(Instant::now() < deadline, "moto did not start");
         std::thread::sleep(Duration::from_millis(100));
     }

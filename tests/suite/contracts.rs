@@ -637,45 +637,30 @@ async fn alert_body_has_exactly_the_documented_fields_and_projects_time_to_oom()
 
 // ---------------------------------------------------------------- the API -------------------
 
-/// Kills the service when the test ends, however it ends.
+/// `epitaph serve` in a guard (killed when the test ends, however it ends), on a port it
+/// chose itself (`common::spawn_serve`), with a client and the token.
 pub struct Service {
-    pub child: std::process::Child,
+    _serve: common::Serve,
     pub base: String,
     pub client: reqwest::Client,
     pub token: String,
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// Longest wait for a started service to answer /healthz.
+const HEALTHY_BOUND: Duration = Duration::from_secs(60);
 
 impl Service {
     /// `epitaph serve` on `fleet`, scanning only when asked; returns once it answers.
     pub async fn start(fleet: &Fleet, extra_env: &[(&str, &str)]) -> Service {
         let token = "contract-token".to_string();
-        let port = common::free_port();
-        let mut cmd = std::process::Command::new(common::bin());
-        cmd.args(["serve", "--config"])
-            .arg(fleet.config_path())
-            .env_remove("EPITAPH_CONFIG")
-            .env("EPITAPH_SERVE__LISTEN", format!("127.0.0.1:{port}"))
-            .env("EPITAPH_SERVE__TOKEN", &token)
-            .env("EPITAPH_SERVE__SCHEDULE", "0 0 1 1 *")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
+        let serve = common::spawn_serve(fleet, &token, "0 0 1 1 *", extra_env);
         let svc = Service {
-            child: cmd.spawn().unwrap(),
-            base: format!("http://127.0.0.1:{port}"),
+            base: serve.base.clone(),
+            _serve: serve,
             client: reqwest::Client::new(),
             token,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + HEALTHY_BOUND;
         loop {
             let r = svc.client.get(format!("{}/healthz", svc.base)).send().await;
             if r.is_ok_and(|r| r.status().is_success()) {
