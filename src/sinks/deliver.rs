@@ -202,7 +202,7 @@ impl Deliverer {
             else {
                 break;
             };
-            let outcome = self.attempt(&entry).await;
+            let outcome = self.attempt(&entry, deadline).await;
             match &outcome {
                 DeliveryOutcome::Delivered => {
                     stats.delivered += 1;
@@ -232,7 +232,10 @@ impl Deliverer {
         Ok(stats)
     }
 
-    async fn attempt(&self, entry: &OutboxEntry) -> DeliveryOutcome {
+    /// One POST. With a `deadline` (the CLI's `alerts.flush_timeout`), the request is cut
+    /// there even when `alerts.request_timeout` is longer: a sink that accepts and never
+    /// answers must not hold a cron job (the cut attempt is retried by a later run).
+    async fn attempt(&self, entry: &OutboxEntry, deadline: Option<Instant>) -> DeliveryOutcome {
         let Some(url) = self.sinks.get(&entry.sink) else {
             return DeliveryOutcome::Failed {
                 error: format!("sink `{}` is no longer configured", entry.sink),
@@ -250,14 +253,18 @@ impl Deliverer {
             "slack" => crate::sinks::slack::render(&alert),
             _ => serde_json::to_value(&alert).unwrap_or_default(),
         };
-        let resp = match self
+        let mut request = self
             .client
             .post(url.expose())
             .header("Idempotency-Key", &entry.dedup_key)
-            .json(&body)
-            .send()
-            .await
-        {
+            .json(&body);
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if self.policy.timeout.to_std().is_ok_and(|t| left < t) {
+                request = request.timeout(left);
+            }
+        }
+        let resp = match request.send().await {
             Ok(r) => {
                 let code = r.status().as_u16();
                 let retry_after = r

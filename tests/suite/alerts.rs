@@ -683,3 +683,46 @@ async fn replaced_deployment_is_resolved() {
     assert_eq!(resolved[0].body["deployment"], "checkout-api:10");
     assert_eq!(resolved[0].body["resolved_reason"], "replaced");
 }
+
+/// `alerts.request_timeout` in the hanging-webhook test: longer than the test could ever wait,
+/// so only `alerts.flush_timeout` can end the delivery.
+const HANGING_REQUEST_TIMEOUT: &str = "1h";
+/// Messages the hanging receiver holds (more than any simulated fleet alerts on).
+const HANGING_REPLIES: usize = 50;
+
+/// A webhook that accepts the connection and never answers does not hold a cron job: the
+/// scan's delivery ends at `alerts.flush_timeout`, the scan exits 5 (alerts undelivered), and
+/// what was not delivered waits in the outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_webhook_is_cut_by_the_flush_timeout() {
+    let rx = Receiver::start().await;
+    let fleet = Fleet::new(1, 6, 60);
+    rx.plan(std::iter::repeat_n(Reply::Hang, HANGING_REPLIES));
+    let out = tokio::task::spawn_blocking({
+        let cfg = fleet.config_path();
+        let url = rx.url("/generic");
+        move || {
+            common::output_timeout(
+                std::process::Command::new(common::bin())
+                    .args(["scan", "--format", "json", "--config"])
+                    .arg(&cfg)
+                    .env("EPITAPH_ALERTS__WEBHOOK_URL", url)
+                    .env("EPITAPH_ALERTS__REQUEST_TIMEOUT", HANGING_REQUEST_TIMEOUT)
+                    .env("EPITAPH_ALERTS__FLUSH_TIMEOUT", "3s"),
+                common::CHILD_EXIT_BOUND,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["alerts_delivered"], 0);
+    assert!(
+        report["summary"]["alerts_undelivered"].as_u64().unwrap() >= 1,
+        "{}",
+        report["summary"]
+    );
+    assert!(!rx.got().is_empty(), "the receiver was reached (and held)");
+}

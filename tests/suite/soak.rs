@@ -18,6 +18,9 @@ const TOKEN: &str = "soak-token";
 const WARM_UP_CYCLES: usize = 30;
 /// Even without a detected trend, the end must not sit this far above the start.
 const MAX_END_TO_START_RATIO: f64 = 1.25;
+/// Longest any one request of the soak may take (a scan with `wait=true` included) — far
+/// above what a busy machine needs; a hung route fails instead of hanging the suite.
+const REQUEST_BOUND: Duration = Duration::from_secs(300);
 
 fn rss_kib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -46,7 +49,11 @@ async fn service_memory_does_not_trend_upwards() {
     let mut serve = common::spawn_serve(&fleet, TOKEN, "* * * * * *", &[]);
     let base = serve.base.clone();
     let pid = serve.process.id();
-    let client = reqwest::Client::new();
+    // Every request is bounded: a hung route fails the soak instead of hanging it.
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_BOUND)
+        .build()
+        .unwrap();
     let get = |path: String| {
         let c = client.clone();
         let url = format!("{base}{path}");
