@@ -11,6 +11,8 @@ mod api;
 mod aws_log_lookup;
 #[cfg(feature = "aws")]
 mod aws_moto;
+#[cfg(feature = "aws")]
+mod aws_targets;
 mod browser;
 mod cli;
 mod contracts;

@@ -1,0 +1,176 @@
+//! `aws.targets` and `sources.activities.group_tag` against moto: two regions, groups tagged
+//! and untagged. Only tagged groups are read, each instance's last words come from its own
+//! region (its `origin`), and an instance of an untagged group is never analysed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_autoscaling::config::Region;
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::aws_moto::{creds, epitaph, start_front, start_moto, Faults};
+
+const EAST: &str = "us-east-1";
+const WEST: &str = "eu-west-1";
+const LOG_GROUP: &str = "/targets/app";
+const TAG: (&str, &str) = ("epitaph", "enabled");
+
+fn asg(url: &str, region: &str) -> aws_sdk_autoscaling::Client {
+    aws_sdk_autoscaling::Client::from_conf(
+        aws_sdk_autoscaling::Config::builder()
+            .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .credentials_provider(creds())
+            .http_client(epitaph::sources::aws::http_client())
+            .endpoint_url(url)
+            .build(),
+    )
+}
+
+fn logs(url: &str, region: &str) -> aws_sdk_cloudwatchlogs::Client {
+    aws_sdk_cloudwatchlogs::Client::from_conf(
+        aws_sdk_cloudwatchlogs::Config::builder()
+            .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .credentials_provider(creds())
+            .http_client(epitaph::sources::aws::http_client())
+            .endpoint_url(url)
+            .build(),
+    )
+}
+
+/// A group in `region`, tagged with [`TAG`] when `tagged`.
+async fn group(url: &str, region: &str, name: &str, tagged: bool) {
+    let c = asg(url, region);
+    c.create_launch_configuration()
+        .launch_configuration_name(format!("{name}-v1"))
+        .image_id("ami-12c6146b")
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    let mut req = c
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_configuration_name(format!("{name}-v1"))
+        .min_size(0)
+        .max_size(1)
+        .desired_capacity(0)
+        .availability_zones(format!("{region}a"));
+    if tagged {
+        req = req.tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .key(TAG.0)
+                .value(TAG.1)
+                .resource_id(name)
+                .resource_type("auto-scaling-group")
+                .propagate_at_launch(false)
+                .build(),
+        );
+    }
+    req.send().await.unwrap();
+}
+
+/// The instance's last words, in its region's log group.
+async fn last_words(url: &str, region: &str, id: &str, at: chrono::DateTime<Utc>) {
+    let c = logs(url, region);
+    let _ = c.create_log_group().log_group_name(LOG_GROUP).send().await;
+    c.create_log_stream()
+        .log_group_name(LOG_GROUP)
+        .log_stream_name(id)
+        .send()
+        .await
+        .unwrap();
+    c.put_log_events()
+        .log_group_name(LOG_GROUP)
+        .log_stream_name(id)
+        .log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp((at - Duration::seconds(5)).timestamp_millis())
+                .message("FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn termination(group: &str, id: &str, at: chrono::DateTime<Utc>) -> Value {
+    let t = at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    json!({
+        "ActivityId": format!("a-{id}"),
+        "AutoScalingGroupName": group,
+        "Cause": format!("At {t} an instance was taken out of service in response to an EC2 health check indicating it has been terminated or stopped."),
+        "Description": format!("Terminating EC2 instance: {id}"),
+        "StartTime": t,
+        "EndTime": t,
+        "StatusCode": "Successful",
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tagged_groups_in_every_target_region_are_read_from_their_own_region() {
+    let moto = start_moto();
+    let died = Utc::now() - Duration::minutes(30);
+    // (region, group, tagged, the instance that died)
+    let fleet = [
+        (EAST, "web", true, "i-0e000000000000001"),
+        (EAST, "batch", false, "i-0e000000000000002"),
+        (WEST, "api", true, "i-0a000000000000003"),
+    ];
+    let mut activities: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (region, name, tagged, id) in fleet {
+        group(&moto.url, region, name, tagged).await;
+        last_words(&moto.url, region, id, died).await;
+        activities.insert(name.into(), vec![termination(name, id, died)]);
+    }
+    let faults = Arc::new(Faults::default());
+    let front = start_front(&moto.url, activities, faults);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("targets.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scan]\nsince = \"3h\"\n[deployment]\nidentity = \"asg\"\n[state]\npath = \"s.db\"\n\
+             [aws]\nendpoint_url = \"{front}\"\ntargets = [\"{EAST}\", \"{WEST}\"]\n\
+             [sources.activities]\nkind = \"aws\"\ngroup_tag = \"{}={}\"\n\
+             [sources.logs]\nkind = \"aws\"\nlog_group = \"{LOG_GROUP}\"\n\
+             [sources.metrics]\nkind = \"aws\"\n",
+            TAG.0, TAG.1
+        ),
+    )
+    .unwrap();
+    let (report, code, stderr) = tokio::task::spawn_blocking({
+        let c = config.clone();
+        move || epitaph(&c, &["scan"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}\n{}", report["summary"]);
+    let analysed: BTreeMap<String, &Value> = report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["instance_id"].as_str().unwrap().to_string(), i))
+        .collect();
+    let ids: Vec<&str> = analysed.keys().map(String::as_str).collect();
+    assert_eq!(
+        ids,
+        vec!["i-0a000000000000003", "i-0e000000000000001"],
+        "the tagged groups' instances, in both regions, and not the untagged group's"
+    );
+    for (id, r) in &analysed {
+        assert!(
+            r["last_words_lines"].as_u64().unwrap() > 0,
+            "{id}: last words read in its own region: {r}"
+        );
+        assert_eq!(r["verdict"], "oom", "{id}: {r}");
+    }
+    let calls = &report["summary"]["api_calls"];
+    assert_eq!(
+        calls["autoscaling:DescribeScalingActivities"], 2,
+        "activities read for the two tagged groups only: {calls}"
+    );
+}
