@@ -463,30 +463,27 @@ async fn dead_webhook_blocks_nothing_and_its_url_is_never_printed() {
         .unwrap();
     let fleet = Fleet::new(1, 6, 60);
     let secret_url = format!("http://{closed}/services/T0/B0/SeCrEtToKeN");
-    let out = tokio::task::spawn_blocking({
+    // `epitaph scan` with the dead webhook, in one output format (bounded wait).
+    let scan = |args: &'static [&'static str]| {
         let cfg = fleet.config_path();
-        let secret_url = secret_url.clone();
-        move || {
+        let url = secret_url.clone();
+        tokio::task::spawn_blocking(move || {
             common::output_timeout(
                 std::process::Command::new(common::bin())
-                    .args([
-                        "scan",
-                        "--format",
-                        "json",
-                        "--log-level",
-                        "debug",
-                        "--config",
-                    ])
+                    .args(["scan"])
+                    .args(args)
+                    .arg("--config")
                     .arg(&cfg)
-                    .env("EPITAPH_ALERTS__SLACK_WEBHOOK_URL", &secret_url)
+                    .env("EPITAPH_ALERTS__SLACK_WEBHOOK_URL", url)
                     .env("EPITAPH_ALERTS__FLUSH_TIMEOUT", "2s")
                     .env("EPITAPH_ALERTS__BASE_BACKOFF", "10ms"),
                 common::CHILD_EXIT_BOUND,
             )
-        }
-    })
-    .await
-    .unwrap();
+        })
+    };
+    let out = scan(&["--format", "json", "--log-level", "debug"])
+        .await
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Exit 5: the scan itself is fine, its alerts are not delivered.
@@ -511,22 +508,7 @@ async fn dead_webhook_blocks_nothing_and_its_url_is_never_printed() {
         "kept for the next run"
     );
     // The table says so too (the next run tries again, and still cannot deliver).
-    let out = tokio::task::spawn_blocking({
-        let cfg = fleet.config_path();
-        move || {
-            common::output_timeout(
-                std::process::Command::new(common::bin())
-                    .args(["scan", "--format", "table", "--config"])
-                    .arg(&cfg)
-                    .env("EPITAPH_ALERTS__SLACK_WEBHOOK_URL", &secret_url)
-                    .env("EPITAPH_ALERTS__FLUSH_TIMEOUT", "2s")
-                    .env("EPITAPH_ALERTS__BASE_BACKOFF", "10ms"),
-                common::CHILD_EXIT_BOUND,
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let out = scan(&["--format", "table"]).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(5), "{stdout}");
     assert!(stdout.contains("ALERTS NOT DELIVERED"), "{stdout}");

@@ -4,6 +4,8 @@
 //! 8-digit id is not taken for a longer id it prefixes, and a missing group in `log_groups` is
 //! an error naming its key.
 
+use epitaph::sources::aws::sdk::cloudwatchlogs as aws_sdk_cloudwatchlogs;
+
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};

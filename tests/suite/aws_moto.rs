@@ -5,6 +5,12 @@
 //! every other request to moto. The front also injects faults: throttling on the activity
 //! calls, and 5xx on one instance's log fetch. Every request stays on 127.0.0.1.
 
+use epitaph::sources::aws::sdk::{
+    autoscaling as aws_sdk_autoscaling, cloudwatch as aws_sdk_cloudwatch,
+    cloudwatchlogs as aws_sdk_cloudwatchlogs, credential_types as aws_credential_types,
+    smithy_types as aws_smithy_types,
+};
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -2,6 +2,10 @@
 //! and untagged. Only tagged groups are read, each instance's last words come from its own
 //! region (its `origin`), and an instance of an untagged group is never analysed.
 
+use epitaph::sources::aws::sdk::{
+    autoscaling as aws_sdk_autoscaling, cloudwatchlogs as aws_sdk_cloudwatchlogs,
+};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

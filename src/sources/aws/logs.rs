@@ -180,15 +180,8 @@ impl AwsLogs {
                 .set_next_token(token.clone())
                 .send()
                 .await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
-                {
-                    return self.not_found(t, group).await;
-                }
-                Err(e) => return Err(Error::source(&t.name, describe("GetLogEvents", &e))),
+            let Some(resp) = unless_not_found(resp, "GetLogEvents", t)? else {
+                return self.not_found(t, group).await;
             };
             let page: Vec<LogEvent> = resp
                 .events()
@@ -246,15 +239,8 @@ impl AwsLogs {
                 .set_next_token(token.take())
                 .send()
                 .await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
-                {
-                    return Err(Self::missing_group(t, group));
-                }
-                Err(e) => return Err(Error::source(&t.name, describe("DescribeLogStreams", &e))),
+            let Some(resp) = unless_not_found(resp, "DescribeLogStreams", t)? else {
+                return Err(Self::missing_group(t, group));
             };
             names.extend(
                 resp.log_streams()
@@ -303,15 +289,8 @@ impl AwsLogs {
                 Some(s) => req.set_log_stream_names(Some(s.to_vec())),
                 None => req.filter_pattern(format!("\"{}\"", q.instance_id)),
             };
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
-                {
-                    return self.not_found(t, group).await;
-                }
-                Err(e) => return Err(Error::source(&t.name, describe("FilterLogEvents", &e))),
+            let Some(resp) = unless_not_found(req.send().await, "FilterLogEvents", t)? else {
+                return self.not_found(t, group).await;
             };
             for e in resp.events() {
                 if let Some(ev) = event(e.timestamp(), e.message()) {
@@ -356,6 +335,30 @@ impl AwsLogs {
                 Ok(all)
             }
         }
+    }
+}
+
+/// A call's answer, `None` when the service said ResourceNotFoundException (a missing group
+/// or stream: the caller knows which it can be), or the error described.
+fn unless_not_found<T, E, R>(
+    r: std::result::Result<T, aws_sdk_cloudwatchlogs::error::SdkError<E, R>>,
+    op: &str,
+    t: &Target,
+) -> Result<Option<T>>
+where
+    E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e)
+            if e.as_service_error()
+                .and_then(|s| s.code())
+                .is_some_and(|c| c == "ResourceNotFoundException") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Error::source(&t.name, describe(op, &e))),
     }
 }
 
