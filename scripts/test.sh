@@ -6,21 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== moto (emulated AWS) in .venv"
+echo "[${SECONDS}s] == moto (emulated AWS) in .venv"
 if [ ! -x .venv/bin/moto_server ]; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
 export EPITAPH_MOTO_SERVER="$PWD/.venv/bin/moto_server"
 
-echo "== schemathesis (fuzzes the API against docs/openapi.yaml) in .venv-schemathesis"
+echo "[${SECONDS}s] == schemathesis (fuzzes the API against docs/openapi.yaml) in .venv-schemathesis"
 if [ ! -x .venv-schemathesis/bin/schemathesis ]; then
   python3 -m venv .venv-schemathesis
   .venv-schemathesis/bin/pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
 fi
 export EPITAPH_SCHEMATHESIS="$PWD/.venv-schemathesis/bin/schemathesis"
 
-echo "== chromium (headless; renders the HTML report in tests/suite/browser.rs)"
+echo "[${SECONDS}s] == chromium (headless; renders the HTML report in tests/suite/browser.rs)"
 if ! command -v chromium >/dev/null 2>&1; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -31,28 +31,28 @@ fi
 EPITAPH_CHROMIUM="$(command -v chromium)"
 export EPITAPH_CHROMIUM
 
-echo "== cargo fmt --check"
+echo "[${SECONDS}s] == cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+echo "[${SECONDS}s] == cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
-echo "== cargo clippy --no-default-features (the build without the AWS backends)"
+echo "[${SECONDS}s] == cargo clippy --no-default-features (the build without the AWS backends)"
 cargo clippy --no-default-features --all-targets --locked -- -D warnings
-echo "== cargo test"
+echo "[${SECONDS}s] == cargo test"
 # Tests only: benches are benchmarks (cargo bench), compiled above by clippy --all-targets.
 # A hung test fails the run loudly instead of eating CI's whole budget.
 SUITE_TIMEOUT="${EPITAPH_SUITE_TIMEOUT:-3600}"
 status=0
-timeout --kill-after=30 "$SUITE_TIMEOUT" cargo test --locked || status=$?
+# Four test threads on any machine: most integration tests wait on servers and child
+# processes (moto, serve, the receiver), so they overlap well; none depends on timing.
+timeout --kill-after=30 "$SUITE_TIMEOUT" cargo test --locked -- --test-threads="${EPITAPH_TEST_THREADS:-4}" || status=$?
 if [ "$status" -eq 0 ]; then
-  echo "== cargo test --no-default-features (unit tests, and the CLI without the AWS backends)"
+  echo "[${SECONDS}s] == cargo test --no-default-features --lib (unit tests without the AWS backends; every target was built by clippy above)"
   timeout --kill-after=30 "$SUITE_TIMEOUT" \
     cargo test --locked --no-default-features --lib || status=$?
 fi
-if [ "$status" -eq 0 ]; then
-  timeout --kill-after=30 "$SUITE_TIMEOUT" \
-    cargo test --locked --no-default-features --test suite -- cli:: || status=$?
-fi
+
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "FAILED: the test suite did not finish within ${SUITE_TIMEOUT}s (a test hangs)" >&2
 fi
+echo "[${SECONDS}s] == done in ${SECONDS}s (status $status)"
 exit "$status"

@@ -100,9 +100,19 @@ pub(crate) struct Faults {
     /// The first GetLogEvents request naming this instance is never answered: the front
     /// holds the connection until the client gives up (`aws.attempt_timeout`).
     hang_logs_once_for: Mutex<Option<String>>,
+    /// Every GetLogEvents attempt naming this instance is held unanswered (only
+    /// `aws.call_timeout` ends the call); `hung_attempts` counts them.
+    hang_logs_always_for: Mutex<Option<String>>,
+    hung_attempts: AtomicUsize,
+    /// GetMetricData answers in two pages: the first with every series empty and a NextToken
+    /// (`METRIC_PAGE_TOKEN`), the second moto's whole answer.
+    page_metric_data: std::sync::atomic::AtomicBool,
     /// Count of requests seen, by action.
     seen: Mutex<BTreeMap<String, usize>>,
 }
+
+/// The NextToken of the front's first GetMetricData page.
+const METRIC_PAGE_TOKEN: &str = "epitaph-metric-page-2";
 
 /// The token the front hands out with an injected empty page.
 const EMPTY_PAGE_TOKEN: &str = "b/epitaph-empty-page";
@@ -265,16 +275,29 @@ fn serve(
         xml.push_str("</DescribeScalingActivitiesResult><ResponseMetadata><RequestId>0f1e2d3c</RequestId></ResponseMetadata></DescribeScalingActivitiesResponse>");
         return respond(&mut conn, "200 OK", "text/xml", &xml);
     }
+    let hold = |conn: &mut TcpStream| {
+        // Until the client closes the connection: no answer, ever.
+        let mut buf = [0u8; 1024];
+        while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+    };
     if action == "GetLogEvents" {
+        let always = faults
+            .hang_logs_always_for
+            .lock()
+            .ok()
+            .and_then(|g| g.clone());
+        if always.is_some_and(|id| text.contains(id.as_str())) {
+            faults.hung_attempts.fetch_add(1, Ordering::SeqCst);
+            hold(&mut conn);
+            return Ok(());
+        }
         let hang = faults
             .hang_logs_once_for
             .lock()
             .ok()
             .and_then(|mut g| g.take_if(|id| text.contains(id.as_str())));
         if hang.is_some() {
-            // Until the client closes the connection: no answer, ever.
-            let mut buf = [0u8; 1024];
-            while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+            hold(&mut conn);
             return Ok(());
         }
     }
@@ -305,6 +328,21 @@ fn serve(
             }
         }
     }
+    // GetMetricData in two pages: the first (no token) comes back with empty series and our
+    // token; the second (our token, removed before forwarding) is moto's whole answer.
+    let mut first_metric_page = false;
+    if action == "GetMetricData" && faults.page_metric_data.load(Ordering::SeqCst) {
+        if form_value(&text, "NextToken").as_deref() == Some(METRIC_PAGE_TOKEN) {
+            body = text
+                .split('&')
+                .filter(|kv| !kv.starts_with("NextToken="))
+                .collect::<Vec<_>>()
+                .join("&")
+                .into_bytes();
+        } else {
+            first_metric_page = true;
+        }
+    }
     // Forward to moto, one request per connection.
     let mut upstream = TcpStream::connect(moto_addr)?;
     let head = head
@@ -326,6 +364,18 @@ fn serve(
     upstream.write_all(&body)?;
     let mut resp = Vec::new();
     upstream.read_to_end(&mut resp)?;
+    if first_metric_page {
+        let text = String::from_utf8_lossy(&resp);
+        let xml = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let emptied = regex::Regex::new(r"(?s)<(Timestamps|Values)>.*?</(Timestamps|Values)>")
+            .unwrap()
+            .replace_all(xml, "<$1/>")
+            .replace(
+                "</GetMetricDataResult>",
+                &format!("<NextToken>{METRIC_PAGE_TOKEN}</NextToken></GetMetricDataResult>"),
+            );
+        return respond(&mut conn, "200 OK", "text/xml", &emptied);
+    }
     conn.write_all(&resp)
 }
 
@@ -843,12 +893,18 @@ async fn scan_against_moto_survives_throttling_and_a_failing_instance() {
 /// `aws.attempt_timeout` in the hung-attempt test: healthy calls to moto take milliseconds,
 /// so this is generous; the hung attempt never ends by itself.
 const HUNG_TEST_ATTEMPT_TIMEOUT: &str = "20s";
+/// `aws.call_timeout` there: two attempts and a backoff fit, the attempt budget does not.
+const HUNG_TEST_CALL_TIMEOUT: &str = "45s";
+/// `aws.max_attempts` there: without the call timeout, the stuck call would run 10 × 20 s.
+const HUNG_TEST_MAX_ATTEMPTS: usize = 10;
 
 /// A log fetch whose first attempt hangs forever is cut by `aws.attempt_timeout` and retried
-/// (the SDK's standard retry), and the instance gets its last words: the configured timeout
-/// reaches the clients, and a hang costs one attempt, not the scan.
+/// (the SDK's standard retry), and the instance gets its last words; one whose every attempt
+/// hangs is cut by `aws.call_timeout` and stays pending; memory that comes in two
+/// GetMetricData pages is put together. The configured timeouts reach the clients, and a hang
+/// costs one instance, not the scan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_attempt_is_cut_by_the_attempt_timeout_and_retried() {
+async fn hung_calls_are_cut_by_their_timeouts_and_metric_pages_are_followed() {
     let moto = start_moto();
     let dir = tempfile::tempdir().unwrap();
     let truth = simulate(dir.path(), 21);
@@ -864,15 +920,41 @@ async fn a_hung_attempt_is_cut_by_the_attempt_timeout_and_retried() {
         .unwrap()
         .clone();
     *faults.hang_logs_once_for.lock().unwrap() = Some(victim.clone());
+    // Another instance: every attempt hangs; only the call timeout ends it.
+    let stuck = truth["instances"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .nth(1)
+        .unwrap()
+        .clone();
+    *faults.hang_logs_always_for.lock().unwrap() = Some(stuck.clone());
+    // And memory comes in two GetMetricData pages.
+    faults.page_metric_data.store(true, Ordering::SeqCst);
     let front = start_front(&moto.url, activities, faults.clone());
     let config = write_config(dir.path(), &front, &groups);
     let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("attempt_timeout = \"300s\""));
+    let attempts = format!("max_attempts = {MAX_ATTEMPTS}");
+    for setting in [
+        "attempt_timeout = \"300s\"",
+        "call_timeout = \"600s\"",
+        &attempts,
+    ] {
+        assert!(text.contains(setting), "{setting}");
+    }
     std::fs::write(
         &config,
         text.replace(
             "attempt_timeout = \"300s\"",
             &format!("attempt_timeout = \"{HUNG_TEST_ATTEMPT_TIMEOUT}\""),
+        )
+        .replace(
+            "call_timeout = \"600s\"",
+            &format!("call_timeout = \"{HUNG_TEST_CALL_TIMEOUT}\""),
+        )
+        .replace(
+            &attempts,
+            &format!("max_attempts = {HUNG_TEST_MAX_ATTEMPTS}"),
         ),
     )
     .unwrap();
@@ -886,12 +968,42 @@ async fn a_hung_attempt_is_cut_by_the_attempt_timeout_and_retried() {
         faults.hang_logs_once_for.lock().unwrap().is_none(),
         "the victim's first attempt was held"
     );
-    assert!(
-        report["summary"]["pending"].as_array().unwrap().is_empty(),
+    // The stuck instance: cut by the call timeout after a few attempts (never all of them),
+    // kept pending; exit 3.
+    let pending: Vec<&str> = report["summary"]["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["instance_id"].as_str())
+        .collect();
+    assert_eq!(
+        pending,
+        vec![stuck.as_str()],
         "{stderr}\n{}",
         report["summary"]
     );
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 3, "{stderr}");
+    let hung = faults.hung_attempts.load(Ordering::SeqCst);
+    assert!(
+        (1..HUNG_TEST_MAX_ATTEMPTS).contains(&hung),
+        "{hung} attempts: the call timeout, not the attempt budget, ended the call"
+    );
+    // Memory came in two pages and was put together: every analysed instance that has a
+    // series in the export has one in the report (page 1 alone has none).
+    assert_eq!(
+        report["summary"]["api_calls"]["cloudwatch:GetMetricData"], 2,
+        "{}",
+        report["summary"]["api_calls"]
+    );
+    let with_series = fleet_metrics(dir.path())
+        .iter()
+        .filter(|(id, pts)| **id != stuck && !pts.is_empty())
+        .count();
+    assert_eq!(
+        report["summary"]["coverage"]["memory"]["with_evidence"], with_series,
+        "{}",
+        report["summary"]["coverage"]
+    );
     let victim_report = report["instances"]
         .as_array()
         .unwrap()
