@@ -6,19 +6,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "[${SECONDS}s] == moto (emulated AWS) in .venv"
-if [ ! -x .venv/bin/moto_server ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
-fi
-export EPITAPH_MOTO_SERVER="$PWD/.venv/bin/moto_server"
+# The Python tools live in a cache outside the checkout (like cargo's registry), built once
+# per machine and version: a clean clone does not spend a minute re-creating them.
+TOOLS="${EPITAPH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/epitaph-test-tools}"
+mkdir -p "$TOOLS"
 
-echo "[${SECONDS}s] == schemathesis (fuzzes the API against docs/openapi.yaml) in .venv-schemathesis"
-if [ ! -x .venv-schemathesis/bin/schemathesis ]; then
-  python3 -m venv .venv-schemathesis
-  .venv-schemathesis/bin/pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
+echo "[${SECONDS}s] == moto (emulated AWS) in $TOOLS/moto5"
+if [ ! -x "$TOOLS/moto5/bin/moto_server" ]; then
+  python3 -m venv "$TOOLS/moto5"
+  "$TOOLS/moto5/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
-export EPITAPH_SCHEMATHESIS="$PWD/.venv-schemathesis/bin/schemathesis"
+export EPITAPH_MOTO_SERVER="$TOOLS/moto5/bin/moto_server"
+
+echo "[${SECONDS}s] == schemathesis (fuzzes the API against docs/openapi.yaml) in $TOOLS/schemathesis4"
+if [ ! -x "$TOOLS/schemathesis4/bin/schemathesis" ]; then
+  python3 -m venv "$TOOLS/schemathesis4"
+  "$TOOLS/schemathesis4/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
+fi
+export EPITAPH_SCHEMATHESIS="$TOOLS/schemathesis4/bin/schemathesis"
 
 echo "[${SECONDS}s] == chromium (headless; renders the HTML report in tests/suite/browser.rs)"
 if ! command -v chromium >/dev/null 2>&1; then

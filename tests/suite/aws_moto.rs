@@ -1,5 +1,5 @@
-//! The AWS path against emulated AWS: moto (started here from `.venv/bin/moto_server`, which
-//! `scripts/test.sh` installs) holds the groups, the log events and the metrics; moto records no
+//! The AWS path against emulated AWS: moto (started here from `$EPITAPH_MOTO_SERVER`, which
+//! `scripts/test.sh` installs and sets) holds the groups, the log events and the metrics; moto records no
 //! scaling activities, so a small local front serves `DescribeScalingActivities` in the
 //! documented Query/XML shape (paginated, real cause texts from the simulator) and forwards
 //! every other request to moto. The front also injects faults: throttling on the activity
@@ -47,10 +47,15 @@ const MOTO_START_BOUND: Duration = Duration::from_secs(60);
 pub(crate) fn start_moto() -> Moto {
     let bin = std::env::var_os("EPITAPH_MOTO_SERVER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"));
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/epitaph-test-tools/moto5/bin/moto_server")
+        });
     assert!(
         bin.exists(),
-        "{} not found: run `bash scripts/test.sh`, which installs moto[server] into .venv",
+        "{} not found: set EPITAPH_MOTO_SERVER, or run `bash scripts/test.sh`, which installs moto[server] into ~/.cache/epitaph-test-tools",
         bin.display()
     );
     let mut child = Command::new(&bin)
@@ -511,7 +516,7 @@ const BENCH_MIN_INSTANCES: usize = 1000;
 /// timeout on a busy machine. 30 instances with a lookback that covers the simulated window
 /// (instances live at most ~2 days there) are ~10× cheaper and still hold several deployments
 /// of every verdict.
-const TEST_INSTANCES: usize = 30;
+const TEST_INSTANCES: usize = 21;
 /// Covers the simulated fleet's longest life with margin; the default 7 days only multiplies
 /// moto's periods.
 const SERIES_LOOKBACK: &str = "3d";

@@ -1,5 +1,5 @@
 //! The running service against its own OpenAPI document (`docs/openapi.yaml`), fuzzed by
-//! schemathesis (installed by scripts/test.sh into .venv-schemathesis; path in
+//! schemathesis (installed by scripts/test.sh into ~/.cache/epitaph-test-tools; path in
 //! EPITAPH_SCHEMATHESIS): every documented route with generated inputs, every response's
 //! status, content type and body checked against the document, and auth enforced.
 
