@@ -180,11 +180,20 @@ pub struct SignatureLibrary {
     death_prefilter: Prefilter,
 }
 
-/// A keyword automaton and, for each keyword, the signature it belongs to.
+/// Keyword automata: `ac` with every keyword and the signature it belongs to (which
+/// signatures a line makes candidates), and `bulk` for finding candidate lines in a large
+/// buffer.
+///
+/// `bulk` holds only the *minimal* keywords: one that contains another ("oom killer" holds
+/// "oom") is left out, since a line holding it holds the shorter one too. It finds a superset
+/// of the candidate lines with about a third fewer states, so the one pass over every byte of
+/// a bulk scan runs faster; each line it finds is then read with `ac`, which keeps the
+/// keyword contract exact (a signature is tried only on lines holding one of its keywords).
 #[derive(Debug, Clone)]
 struct Prefilter {
     ac: AhoCorasick,
     owner: Vec<usize>,
+    bulk: AhoCorasick,
 }
 
 impl Prefilter {
@@ -197,15 +206,30 @@ impl Prefilter {
                 owner.push(i);
             }
         }
-        // A full DFA: with a few hundred case-insensitive keywords the default NFA (and its
+        // Matching is ASCII case-insensitive, so containment is judged in lower case.
+        let mut distinct: Vec<String> = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let minimal: Vec<&str> = distinct
+            .iter()
+            .filter(|k| !distinct.iter().any(|o| o != *k && k.contains(o.as_str())))
+            .map(String::as_str)
+            .collect();
+        // Full DFAs: with a few hundred case-insensitive keywords the default NFA (and its
         // SIMD prefilter, which stops at a few dozen patterns) is several times slower.
-        let ac = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .match_kind(MatchKind::Standard)
-            .build(&keywords)
-            .map_err(|e| Error::Config(vec![format!("signature keywords: {e}")]))?;
-        Ok(Prefilter { ac, owner })
+        let build = |patterns: &[&str]| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .match_kind(MatchKind::Standard)
+                .build(patterns)
+                .map_err(|e| Error::Config(vec![format!("signature keywords: {e}")]))
+        };
+        Ok(Prefilter {
+            ac: build(&keywords)?,
+            owner,
+            bulk: build(&minimal)?,
+        })
     }
 }
 
@@ -222,6 +246,12 @@ impl SignatureLibrary {
             DEFAULT_LIBRARY,
             "config/signatures.toml (built in)",
         )?)
+    }
+
+    /// A whole library from TOML text (the default library's format), without the default
+    /// entries: used to measure a candidate library against the corpora without rebuilding.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        Self::from_spec(parse_specs(text, origin)?)
     }
 
     /// The default library with a user file merged in: entries with a known id replace the
@@ -388,7 +418,7 @@ impl SignatureLibrary {
         while pos < buf.len() {
             let Some(hit) = self
                 .death_prefilter
-                .ac
+                .bulk
                 .find(aho_corasick::Input::new(buf).span(pos..buf.len()))
             else {
                 break;

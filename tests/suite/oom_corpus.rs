@@ -16,11 +16,12 @@ use epitaph::model::SignatureKind;
 
 /// Share of base lines in the held-out split, in percent.
 const HOLDOUT_PERCENT: u64 = 30;
-/// The held-out split's figures as published in BENCHMARKS.md, less a margin of about one
-/// point: a change that loses generalisation fails here. (The goal in issue #9 is 0.99 / 0.97;
-/// BENCHMARKS.md says where the split stands against it.)
-const MIN_HOLDOUT_PRECISION: f64 = 0.90;
-const MIN_HOLDOUT_RECALL: f64 = 0.85;
+/// The held-out split's figures as published in BENCHMARKS.md (all rounds: 0.958 / 0.965 on
+/// 2026-11-29), less a margin of about one point: a change that loses generalisation fails
+/// here. (The goal in issue #9 is 0.99 / 0.97; BENCHMARKS.md says where the split stands
+/// against it, and what each round scored before anyone looked at it.)
+const MIN_HOLDOUT_PRECISION: f64 = 0.95;
+const MIN_HOLDOUT_RECALL: f64 = 0.955;
 /// The development split is tuned on: it must stay where the tuning left it.
 const MIN_DEV_PRECISION: f64 = 0.98;
 const MIN_DEV_RECALL: f64 = 0.98;
@@ -45,7 +46,13 @@ struct Row {
     emitter: String,
     constructed: bool,
     line: String,
+    /// The mining round (a `# round: N` comment sets it for the rows after it; rows before
+    /// any such comment are rounds 1–3, counted as 3).
+    round: u32,
 }
+
+/// Rows without a `# round:` comment above them: mined in rounds 1–3 (2026-11-27/28).
+const FIRST_ROUNDS: u32 = 3;
 
 fn fnv1a(text: &str, seed: u64) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
@@ -73,8 +80,16 @@ fn corpus() -> Vec<Row> {
     for file in files {
         let family = file.file_stem().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(&file).unwrap();
+        let mut round = FIRST_ROUNDS;
         for (n, raw) in text.lines().enumerate() {
             let at = format!("{}:{}", file.display(), n + 1);
+            if let Some(r) = raw.strip_prefix("# round:") {
+                round = r
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{at}: round `{}`: {e}", r.trim()));
+                continue;
+            }
             if raw.starts_with('#') || raw.trim().is_empty() {
                 continue;
             }
@@ -109,6 +124,7 @@ fn corpus() -> Vec<Row> {
                 emitter: cols[1].to_string(),
                 constructed,
                 line,
+                round,
             });
         }
     }
@@ -199,8 +215,20 @@ fn score(lib: &SignatureLibrary, row: &Row, text: &str, s: &mut Score) {
     }
 }
 
+/// The library under test: the built-in one, or (while tuning, to skip the rebuild) the TOML
+/// file named by `EPITAPH_SIGNATURES_UNDER_TEST`.
+fn library() -> SignatureLibrary {
+    match std::env::var("EPITAPH_SIGNATURES_UNDER_TEST") {
+        Ok(path) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            SignatureLibrary::from_toml(&text, &path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        }
+        Err(_) => SignatureLibrary::default_library().unwrap(),
+    }
+}
+
 fn evaluate(rows: &[&Row]) -> (Score, BTreeMap<String, Score>) {
-    let lib = SignatureLibrary::default_library().unwrap();
+    let lib = library();
     let mut all = Score::default();
     let mut by_family: BTreeMap<String, Score> = BTreeMap::new();
     for row in rows {
@@ -249,6 +277,30 @@ fn print(name: &str, all: &Score, by_family: &BTreeMap<String, Score>, show_miss
     }
 }
 
+/// Each mining round's share of a split on its own: a round mined after the patterns were
+/// written measures how they generalise.
+fn print_by_round(name: &str, rows: &[&Row]) {
+    let rounds: BTreeSet<u32> = rows.iter().map(|r| r.round).collect();
+    for round in rounds {
+        let of_round: Vec<&Row> = rows.iter().copied().filter(|r| r.round == round).collect();
+        let (s, _) = evaluate(&of_round);
+        let which = if round == FIRST_ROUNDS {
+            "rounds 1-3".to_string()
+        } else {
+            format!("round {round}")
+        };
+        println!(
+            "{name}, {which}: {} base lines, {} scored: precision {:.4}, recall {:.4} (FP {}, FN {})",
+            of_round.len(),
+            s.positives + s.negatives,
+            s.precision(),
+            s.recall(),
+            s.fp,
+            s.fn_
+        );
+    }
+}
+
 #[test]
 fn corpus_is_sourced_and_shaped_as_the_rules_ask() {
     let rows = corpus();
@@ -287,6 +339,7 @@ fn development_split() {
     let dev: Vec<&Row> = rows.iter().filter(|r| !holdout(r)).collect();
     let (all, by_family) = evaluate(&dev);
     print("development split", &all, &by_family, true);
+    print_by_round("development split", &dev);
     assert!(
         all.precision() >= MIN_DEV_PRECISION,
         "dev precision {:.4}",
@@ -308,6 +361,7 @@ fn held_out_split() {
     let (all, by_family) = evaluate(&held);
     let show = std::env::var("EPITAPH_SHOW_HOLDOUT").is_ok_and(|v| v == "1");
     print("held-out split", &all, &by_family, show);
+    print_by_round("held-out split", &held);
     assert!(
         all.precision() >= MIN_HOLDOUT_PRECISION,
         "held-out precision {:.4} < {MIN_HOLDOUT_PRECISION}",
