@@ -36,6 +36,17 @@ fi
 EPITAPH_CHROMIUM="$(command -v chromium)"
 export EPITAPH_CHROMIUM
 
+echo "[${SECONDS}s] == node (writes the real V8 heap snapshots of tests/suite/heap_diff.rs)"
+if ! command -v node >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q nodejs >/dev/null \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q nodejs >/dev/null; }
+fi
+EPITAPH_NODE="$(command -v node)"
+export EPITAPH_NODE
+
 # A cold build (a clean clone, CI) gains nothing from incremental compilation and pays for
 # its bookkeeping; later runs in the same checkout keep it.
 if [ ! -d target/debug ]; then

@@ -93,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         command: SignaturesCommand,
     },
+    /// Work with V8 heap snapshots (`.heapsnapshot`).
+    Heap {
+        #[command(subcommand)]
+        command: HeapCommand,
+    },
     /// Judge one memory series: CSV `timestamp,value` from a file or `-` (stdin).
     Leak {
         file: String,
@@ -157,6 +162,24 @@ enum SignaturesCommand {
     },
     /// List the signatures in use.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum HeapCommand {
+    /// Leak suspects between snapshots of one process, memlab's method: BASELINE before the
+    /// suspect action, TARGET after it, optional FINAL after more of it (or after undoing
+    /// it). Objects allocated after the baseline and alive in the last snapshot, grouped by
+    /// constructor, with what they retain and the shortest retainer path from the GC root.
+    /// Exit 0 with no suspect, 3 with suspects.
+    Diff {
+        baseline: PathBuf,
+        target: PathBuf,
+        #[arg(value_name = "FINAL")]
+        last: Option<PathBuf>,
+        /// How many suspects to list.
+        #[arg(long, default_value_t = epitaph::analysis::heap::DEFAULT_TOP)]
+        top: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +316,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Heap {
+            command:
+                HeapCommand::Diff {
+                    ref baseline,
+                    ref target,
+                    ref last,
+                    top,
+                },
+        } => {
+            if matches!(cli.format, Format::Html) {
+                return Err(
+                    Error::input("--format", "heap diff prints table, markdown or json").into(),
+                );
+            }
+            let mut snaps = Vec::new();
+            for path in std::iter::once(baseline)
+                .chain(std::iter::once(target))
+                .chain(last)
+            {
+                snaps.push(epitaph::sources::heapsnapshot::read(path)?);
+            }
+            let d = epitaph::analysis::heap::diff(&snaps, top)
+                .map_err(|e| Error::input("heap diff", e))?;
+            print!("{}", epitaph::sinks::heap::render(&d, cli.format));
+            Ok(if d.suspects.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
         Command::Leak { ref file, limit } => {
             let points = read_series(file)?;

@@ -15,5 +15,6 @@ pub mod cause;
 pub mod correlate;
 pub mod coverage;
 pub mod doctor;
+pub mod heap;
 pub mod leak;
 pub mod signatures;

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod deliver;
+pub mod heap;
 pub mod html;
 pub mod redact;
 pub mod report;

@@ -8,6 +8,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod file;
+pub mod heapsnapshot;
 pub mod probe;
 
 use std::collections::BTreeMap;

@@ -17,6 +17,7 @@ mod browser;
 mod cli;
 mod contracts;
 mod doctor;
+mod heap_diff;
 mod last_words_judgement;
 mod leak_quality;
 mod oom_corpus;
