@@ -52,8 +52,11 @@ pub enum Sigv4 {}
 pub const QUERY_RANGE: &str = "prometheus:query_range";
 /// First retry waits up to this long (doubling per attempt, half of it random).
 pub const BASE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
-/// Longest wait between two attempts, Retry-After included.
+/// Longest wait between two attempts by backoff.
 pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest Retry-After waited for; a server asking for more fails the request now (its
+/// instances are retried by the next run).
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(120);
 /// HTTP statuses worth another attempt (rate limits, gateways, an overloaded querier).
 const RETRYABLE_STATUSES: [u16; 4] = [429, 502, 503, 504];
 
@@ -178,13 +181,22 @@ impl PrometheusMetrics {
                 }
                 Err(e) if e.retry && attempt < self.settings.max_attempts => {
                     let jitter = rand::thread_rng().gen::<f64>();
-                    let wait = backoff(attempt, jitter).max(e.retry_after.unwrap_or_default());
+                    let Some(wait) = retry_wait(attempt, jitter, e.retry_after) else {
+                        return Err(Failure {
+                            message: format!(
+                                "{} (the server asks to retry after {:?}, more than {MAX_RETRY_AFTER:?})",
+                                e.failure.message,
+                                e.retry_after.unwrap_or_default()
+                            ),
+                            ..e.failure
+                        });
+                    };
                     tracing::debug!(
                         "{}: attempt {attempt} failed ({}); retrying in {wait:?}",
                         self.name(),
                         e.failure.message
                     );
-                    tokio::time::sleep(wait.min(MAX_BACKOFF)).await;
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 Err(e) if attempt > 1 => {
@@ -559,6 +571,17 @@ pub fn backoff(attempt: u32, unit: f64) -> std::time::Duration {
     ceiling / 2 + ceiling.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
 }
 
+/// The wait before attempt `attempt + 1`: the backoff, or the server's Retry-After when that
+/// is longer; None when the server asks for more than `MAX_RETRY_AFTER` (give up now).
+pub fn retry_wait(
+    attempt: u32,
+    unit: f64,
+    retry_after: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    let floor = retry_after.unwrap_or_default();
+    (floor <= MAX_RETRY_AFTER).then(|| backoff(attempt, unit).max(floor))
+}
+
 #[cfg(feature = "aws")]
 async fn sign_headers(
     signer: &Sigv4,
@@ -649,6 +672,19 @@ mod tests {
         assert_eq!(backoff(1, 1.0), BASE_BACKOFF);
         assert_eq!(backoff(2, 0.0), BASE_BACKOFF);
         assert_eq!(backoff(40, 1.0), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_up_to_a_bound() {
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(retry_wait(1, 0.0, None), Some(BASE_BACKOFF / 2));
+        assert_eq!(retry_wait(1, 0.0, Some(secs(7))), Some(secs(7)));
+        assert_eq!(retry_wait(9, 1.0, Some(secs(1))), Some(MAX_BACKOFF));
+        assert_eq!(
+            retry_wait(1, 0.0, Some(MAX_RETRY_AFTER)),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(retry_wait(1, 0.0, Some(MAX_RETRY_AFTER + secs(1))), None);
     }
 
     #[test]
