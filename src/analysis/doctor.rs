@@ -1374,7 +1374,7 @@ fn prometheus_series_check(
                     ID,
                     Failure::Config,
                     format!("no series for {who}: the label `{label}` holds values such as {}, not instance ids", list(&others.items, others.truncated)),
-                    format!("give the series a label with the instance id (relabel __meta_ec2_instance_id, or the agent's instance_id) and set sources.metrics.instance_label to it"),
+                    "give the series a label with the instance id (relabel __meta_ec2_instance_id, or the agent's instance_id) and set sources.metrics.instance_label to it".to_string(),
                 )
             } else {
                 Check::warn(

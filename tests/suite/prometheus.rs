@@ -292,10 +292,13 @@ fn calls(m: &PrometheusMetrics) -> u64 {
         .unwrap_or(0)
 }
 
+/// (unix seconds, value) in time order.
+type Points = Vec<(i64, f64)>;
+
 /// Six hours at one minute: a floor climbing from 30 % to 89 % under a GC sawtooth (reaching
 /// 98 %), and one flat at 40–49 %. Whole numbers: VictoriaMetrics keeps about 12 significant
 /// digits, so these come back exactly from both servers.
-fn leak_and_flat() -> (Vec<(i64, f64)>, Vec<(i64, f64)>) {
+fn leak_and_flat() -> (Points, Points) {
     let n = 360;
     let leak = (0..n)
         .map(|k| (T0 + 60 * k, (30 + 60 * k / n + k % 10) as f64))
@@ -954,8 +957,11 @@ mod sigv4 {
 
     use super::*;
 
+    /// One request as it arrived.
+    type Request = (Method, Uri, HeaderMap, Bytes);
+
     #[derive(Clone, Default)]
-    struct Seen(Arc<Mutex<Vec<(Method, Uri, HeaderMap, Bytes)>>>);
+    struct Seen(Arc<Mutex<Vec<Request>>>);
 
     async fn record(
         State(seen): State<Seen>,

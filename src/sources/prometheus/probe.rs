@@ -158,8 +158,7 @@ impl PrometheusMetrics {
                         .iter()
                         .flat_map(|x| x.values.iter())
                         .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
-                        .filter(|v| v.is_finite() && *v > 0.0)
-                        .next_back();
+                        .rfind(|v| v.is_finite() && *v > 0.0);
                 }
                 seen.push(item);
             }
