@@ -521,24 +521,26 @@ async fn bytes_take_their_limit_from_limit_query_and_impossible_values_are_skipp
         ),
     ];
     let end = T0 + 60 * 59;
+    let both = [
+        q("i-0bytes000000001", T0, end),
+        q("i-0nolimit0000002", T0, end),
+    ];
     for backend in BOTH {
         let server = Server::start(backend, &data).await;
-        let m = server.source(
-            "bytes",
-            None,
-            PrometheusConfig {
-                query: "mem_used_bytes{{instance_matcher}}".into(),
-                limit_query: Some("node_memory_MemTotal_bytes{{instance_matcher}}".into()),
-                ..Default::default()
-            },
-        );
-        let got = m
-            .memory_series(&[
-                q("i-0bytes000000001", T0, end),
-                q("i-0nolimit0000002", T0, end),
-            ])
-            .await
-            .unwrap();
+        // Bytes with the limit from limit_query, and `limit` as the configured fallback.
+        let bytes = |limit: Option<f64>| {
+            server.source(
+                "bytes",
+                limit,
+                PrometheusConfig {
+                    query: "mem_used_bytes{{instance_matcher}}".into(),
+                    limit_query: Some("node_memory_MemTotal_bytes{{instance_matcher}}".into()),
+                    ..Default::default()
+                },
+            )
+        };
+        let m = bytes(None);
+        let got = m.memory_series(&both).await.unwrap();
         let a = got[0].as_ref().unwrap().as_ref().unwrap();
         let b = got[1].as_ref().unwrap().as_ref().unwrap();
         assert_eq!(
@@ -574,22 +576,7 @@ async fn bytes_take_their_limit_from_limit_query_and_impossible_values_are_skipp
         );
         assert_eq!(calls(&m), 2, "one memory and one limit request");
         // With a configured limit as the fallback, the second instance gets it.
-        let with_fallback = server.source(
-            "bytes",
-            Some(2.0 * gib),
-            PrometheusConfig {
-                query: "mem_used_bytes{{instance_matcher}}".into(),
-                limit_query: Some("node_memory_MemTotal_bytes{{instance_matcher}}".into()),
-                ..Default::default()
-            },
-        );
-        let got = with_fallback
-            .memory_series(&[
-                q("i-0bytes000000001", T0, end),
-                q("i-0nolimit0000002", T0, end),
-            ])
-            .await
-            .unwrap();
+        let got = bytes(Some(2.0 * gib)).memory_series(&both).await.unwrap();
         assert_eq!(
             got[0].as_ref().unwrap().as_ref().unwrap().limit,
             Some(4.0 * gib)
