@@ -2,7 +2,8 @@
 # The whole test suite: formatting, lints, and every test. CI runs exactly this (.ci/run);
 # README.md documents it as the test command. Needs the Rust toolchain, python3 (for moto,
 # which it installs into .venv: the AWS integration tests run against moto on 127.0.0.1) and
-# apt (for Debian's chromium: the HTML report is checked in headless Chromium).
+# apt (for Debian's chromium: the HTML report is checked in headless Chromium; and Debian's
+# prometheus and victoria-metrics: the prometheus backend is tested against both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,16 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 EPITAPH_NODE="$(command -v node)"
 export EPITAPH_NODE
+
+echo "[${SECONDS}s] == prometheus, promtool, victoria-metrics (the prometheus metrics backend's servers in tests/suite/prometheus.rs)"
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
+  || ! command -v victoria-metrics >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y -q prometheus victoria-metrics >/dev/null \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q prometheus victoria-metrics >/dev/null; }
+fi
 
 # A cold build (a clean clone, CI) gains nothing from incremental compilation and pays for
 # its bookkeeping; later runs in the same checkout keep it.

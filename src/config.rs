@@ -392,6 +392,8 @@ pub struct SourceConfig {
     pub statistic: String,
     /// metrics (aws): the series' period.
     pub period: String,
+    /// metrics (prometheus): `[sources.metrics.prometheus]`, the API and its PromQL.
+    pub prometheus: Option<crate::sources::prometheus::config::PrometheusConfig>,
 }
 
 impl Default for SourceConfig {
@@ -416,6 +418,7 @@ impl Default for SourceConfig {
             extra_dimensions: Vec::new(),
             statistic: "Maximum".into(),
             period: "60s".into(),
+            prometheus: None,
         }
     }
 }
@@ -433,12 +436,17 @@ impl SourceConfig {
 enum Kind {
     Str,
     Path,
-    Int { min: i64 },
+    Int {
+        min: i64,
+    },
     Float,
     Duration,
     Since,
     OneOf(&'static [&'static str]),
     StrList,
+    /// A table of strings (`headers = { "X-Scope-OrgID" = "tenant-1" }`); from the
+    /// environment, a JSON object.
+    StrMap,
     Bool,
 }
 
@@ -494,6 +502,33 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("sources.metrics.extra_dimensions", Kind::StrList),
     ("sources.metrics.statistic", Kind::Str),
     ("sources.metrics.period", Kind::Duration),
+    ("sources.metrics.prometheus.url", Kind::Str),
+    ("sources.metrics.prometheus.query", Kind::Str),
+    ("sources.metrics.prometheus.limit_query", Kind::Str),
+    ("sources.metrics.prometheus.step", Kind::Duration),
+    (
+        "sources.metrics.prometheus.max_points",
+        Kind::Int {
+            min: crate::sources::prometheus::config::MIN_MAX_POINTS as i64,
+        },
+    ),
+    ("sources.metrics.prometheus.batch", Kind::Int { min: 1 }),
+    (
+        "sources.metrics.prometheus.concurrency",
+        Kind::Int { min: 1 },
+    ),
+    ("sources.metrics.prometheus.timeout", Kind::Duration),
+    (
+        "sources.metrics.prometheus.max_attempts",
+        Kind::Int { min: 1 },
+    ),
+    ("sources.metrics.prometheus.bearer_token", Kind::Str),
+    ("sources.metrics.prometheus.bearer_token_file", Kind::Path),
+    ("sources.metrics.prometheus.username", Kind::Str),
+    ("sources.metrics.prometheus.password", Kind::Str),
+    ("sources.metrics.prometheus.headers", Kind::StrMap),
+    ("sources.metrics.prometheus.sigv4.region", Kind::Str),
+    ("sources.metrics.prometheus.sigv4.service", Kind::Str),
     ("aws.region", Kind::Str),
     ("aws.profile", Kind::Str),
     ("aws.endpoint_url", Kind::Str),
@@ -689,6 +724,16 @@ impl Config {
                 self.serve.listen
             ));
         }
+        if s.metrics.kind == "prometheus" {
+            let default = crate::sources::prometheus::config::PrometheusConfig::default();
+            p.extend(
+                s.metrics
+                    .prometheus
+                    .as_ref()
+                    .unwrap_or(&default)
+                    .problems(&s.metrics),
+            );
+        }
         if let Some(l) = self.sources.metrics.limit {
             if !(l.is_finite() && l > 0.0) {
                 p.push(format!(
@@ -727,6 +772,21 @@ impl Config {
             if !full.exists() {
                 p.push(format!(
                     "sources.activities.inventory: {} does not exist",
+                    full.display()
+                ));
+            }
+        }
+        if let Some(f) = s
+            .metrics
+            .prometheus
+            .as_ref()
+            .filter(|_| s.metrics.kind == "prometheus")
+            .and_then(|p| p.bearer_token_file.as_ref())
+        {
+            let full = self.resolve(f);
+            if !full.is_file() {
+                p.push(format!(
+                    "sources.metrics.prometheus.bearer_token_file: {} is not a readable file",
                     full.display()
                 ));
             }
@@ -877,6 +937,7 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
             Kind::Float => value.parse::<f64>().map(toml::Value::Float).ok(),
             Kind::Bool => value.parse::<bool>().map(toml::Value::Boolean).ok(),
             Kind::StrList => env_list(value),
+            Kind::StrMap => env_map(value),
             _ => Some(toml::Value::String(value.clone())),
         };
         let Some(typed) = typed else {
@@ -906,6 +967,17 @@ fn env_list(value: &str) -> Option<toml::Value> {
     };
     Some(toml::Value::Array(
         items.into_iter().map(toml::Value::String).collect(),
+    ))
+}
+
+/// A table from the environment: a JSON object of strings (`{"X-Scope-OrgID":"tenant-1"}`).
+/// `None` when it is not one.
+fn env_map(value: &str) -> Option<toml::Value> {
+    let map = serde_json::from_str::<std::collections::BTreeMap<String, String>>(value).ok()?;
+    Some(toml::Value::Table(
+        map.into_iter()
+            .map(|(k, v)| (k, toml::Value::String(v)))
+            .collect(),
     ))
 }
 
@@ -988,6 +1060,12 @@ fn validate_table(table: &toml::Table, prefix: &str, problems: &mut Vec<String>)
         } else {
             format!("{prefix}.{k}")
         };
+        if let (toml::Value::Table(_), Some(Kind::StrMap)) = (v, schema_kind(&key)) {
+            if let Err(msg) = check_value(Kind::StrMap, v) {
+                problems.push(format!("{key}: {msg}"));
+            }
+            continue;
+        }
         if let toml::Value::Table(t) = v {
             if is_section(&key) {
                 validate_table(t, &key, problems);
@@ -997,12 +1075,29 @@ fn validate_table(table: &toml::Table, prefix: &str, problems: &mut Vec<String>)
             continue;
         }
         let Some(kind) = schema_kind(&key) else {
-            problems.push(format!("{key}: unknown key"));
+            problems.push(format!("{key}: unknown key{}", moved_key_hint(&key)));
             continue;
         };
         if let Err(msg) = check_value(kind, v) {
             problems.push(format!("{key}: {msg}"));
         }
+    }
+}
+
+/// For a key set in a backend's table that belongs to its role's section
+/// (`sources.metrics.prometheus.unit` is `sources.metrics.unit`): where to set it.
+fn moved_key_hint(key: &str) -> String {
+    let Some((section, leaf)) = key.rsplit_once('.') else {
+        return String::new();
+    };
+    let Some((parent, _)) = section.rsplit_once('.') else {
+        return String::new();
+    };
+    let shared = format!("{parent}.{leaf}");
+    if parent.starts_with("sources.") && schema_kind(&shared).is_some() {
+        format!(" — `{leaf}` is shared by every backend of this source: set {shared} in [{parent}]")
+    } else {
+        String::new()
     }
 }
 
@@ -1028,6 +1123,13 @@ fn check_value(kind: Kind, v: &toml::Value) -> std::result::Result<(), String> {
             None => Ok(()),
             Some(i) => Err(format!("item {i} must be a non-empty string")),
         },
+        (Kind::StrMap, V::Table(t)) => match t
+            .iter()
+            .find(|(_, v)| !v.as_str().is_some_and(|s| !s.trim().is_empty()))
+        {
+            None => Ok(()),
+            Some((k, _)) => Err(format!("`{k}` must be a non-empty string")),
+        },
         (kind, other) => Err(format!(
             "expected {}, got {}",
             kind_name(kind),
@@ -1046,6 +1148,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Since => "a duration or an RFC 3339 time",
         Kind::OneOf(_) => "a string",
         Kind::StrList => "a list of strings",
+        Kind::StrMap => "a table of strings (from the environment, a JSON object)",
         Kind::Bool => "true or false",
     }
 }
@@ -1131,6 +1234,93 @@ x = 1
                 "example config does not document `{key}`"
             );
         }
+    }
+
+    #[test]
+    fn prometheus_table_is_typed_and_checked_by_key() {
+        let ok = r#"
+[sources.metrics]
+kind = "prometheus"
+unit = "bytes"
+[sources.metrics.prometheus]
+url = "http://127.0.0.1:9090"
+query = "node_memory_MemTotal_bytes{{instance_matcher}} - node_memory_MemAvailable_bytes{{instance_matcher}}"
+limit_query = "node_memory_MemTotal_bytes{{instance_matcher}}"
+headers = { "X-Scope-OrgID" = "tenant-1" }
+[sources.metrics.prometheus.sigv4]
+region = "us-east-1"
+"#;
+        let c = parse(ok, &[]).unwrap();
+        let p = c.sources.metrics.prometheus.as_ref().unwrap();
+        assert_eq!(p.headers["X-Scope-OrgID"].expose(), "tenant-1");
+        assert_eq!(p.sigv4.as_ref().unwrap().service, "aps");
+        assert!(
+            !format!("{p:?}").contains("tenant-1"),
+            "header values are secrets"
+        );
+
+        let bad = r#"
+[sources.metrics]
+kind = "prometheus"
+unit = "bytes"
+[sources.metrics.prometheus]
+url = "prometheus:9090"
+query = "mem_used_percent"
+max_points = 5
+step = "soon"
+headers = { "X-Scope-OrgID" = 3 }
+unit = "bytes"
+"#;
+        let err = parse(bad, &[]).unwrap_err().to_string();
+        for needle in [
+            "sources.metrics.prometheus.max_points: must be at least 10",
+            "sources.metrics.prometheus.step",
+            "sources.metrics.prometheus.headers: `X-Scope-OrgID` must be a non-empty string",
+            "sources.metrics.prometheus.unit: unknown key — `unit` is shared by every backend of this source: set sources.metrics.unit in [sources.metrics]",
+        ] {
+            assert!(err.contains(needle), "missing {needle} in {err}");
+        }
+        let err = parse(
+            "[sources.metrics]\nkind = \"prometheus\"\nunit = \"bytes\"\n[sources.metrics.prometheus]\nurl = \"prometheus:9090\"\nquery = \"mem_used_percent\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "sources.metrics.prometheus.url: must be an http(s) URL",
+            "sources.metrics.prometheus.query: `mem_used_percent` names no instance",
+            "sources.metrics.limit: required with unit = \"bytes\"",
+        ] {
+            assert!(err.contains(needle), "missing {needle} in {err}");
+        }
+        let err = parse("[sources.metrics]\nkind = \"prometheus\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sources.metrics.prometheus.url: required"),
+            "{err}"
+        );
+        // The table is only read for kind = "prometheus"; a prometheus table under another
+        // role is unknown.
+        assert!(parse("[sources.metrics.prometheus]\nurl = \"x\"\n", &[]).is_ok());
+        let err = parse("[sources.logs.prometheus]\nurl = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sources.logs.prometheus: unknown section"),
+            "{err}"
+        );
+        // Headers from the environment: a JSON object.
+        let c = parse(
+            "[sources.metrics]\nkind = \"prometheus\"\n[sources.metrics.prometheus]\nurl = \"http://p:9090\"\n",
+            &[(
+                "EPITAPH_SOURCES__METRICS__PROMETHEUS__HEADERS",
+                r#"{"X-Scope-OrgID":"t2"}"#,
+            )],
+        )
+        .unwrap();
+        let p = c.sources.metrics.prometheus.unwrap();
+        assert_eq!(p.headers["X-Scope-OrgID"].expose(), "t2");
     }
 
     #[test]

@@ -1079,14 +1079,29 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
         metrics.as_ref(),
         window,
     ));
+    // The instances the AWS probe sampled (its own terminations), for the metrics probe.
+    #[allow(unused_mut)]
+    let mut aws_samples: Vec<crate::sources::probe::Sample> = Vec::new();
     if [&s.activities, &s.logs, &s.metrics]
         .iter()
         .any(|x| x.kind == "aws")
     {
         #[cfg(feature = "aws")]
-        checks.extend(doctor_aws(cfg, window, &terminations, now).await);
+        {
+            let (aws_checks, sampled) = doctor_aws(cfg, window, &terminations, now).await;
+            checks.extend(aws_checks);
+            aws_samples = sampled;
+        }
     } else {
         checks.push(judge::aws_not_used());
+    }
+    if s.metrics.kind == "prometheus" {
+        let sampled = if s.activities.kind == "aws" {
+            &aws_samples
+        } else {
+            &samples
+        };
+        checks.extend(doctor_prometheus(cfg, sampled).await);
     }
     checks.push(match load_signatures(cfg) {
         Ok(lib) => Check::pass(
@@ -1103,22 +1118,38 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
     judge::Checklist::new(checks)
 }
 
+/// The Prometheus probe of `epitaph doctor` for the sampled instances, judged.
+async fn doctor_prometheus(
+    cfg: &Config,
+    samples: &[crate::sources::probe::Sample],
+) -> Vec<crate::analysis::doctor::Check> {
+    use crate::analysis::doctor as judge;
+    match crate::sources::prometheus::PrometheusMetrics::from_config(cfg).await {
+        Ok(m) => judge::prometheus_checks(cfg, &m.probe(samples).await),
+        Err(e) => judge::prometheus_not_configured(&e.to_string()),
+    }
+}
+
 /// The AWS probes of `epitaph doctor`, target by target: Auto Scaling first (its first call
 /// says whether the account answers at all), then the logs and the metric for the samples it
-/// found. A target that cannot be reached is not probed further.
+/// found. A target that cannot be reached is not probed further. Also returns the first
+/// target's samples (for a metrics backend outside AWS).
 #[cfg(feature = "aws")]
 async fn doctor_aws(
     cfg: &Config,
     window: TimeWindow,
     file_terminations: &[Termination],
     now: DateTime<Utc>,
-) -> Vec<crate::analysis::doctor::Check> {
+) -> (
+    Vec<crate::analysis::doctor::Check>,
+    Vec<crate::sources::probe::Sample>,
+) {
     use crate::analysis::doctor as judge;
     use crate::sources::aws;
     use crate::sources::probe::TargetProbe;
     let ctx = match aws::AwsContext::load(&cfg.aws).await {
         Ok(c) => c,
-        Err(e) => return judge::aws_not_configured(&e.to_string()),
+        Err(e) => return (judge::aws_not_configured(&e.to_string()), Vec::new()),
     };
     let s = &cfg.sources;
     let activities = (s.activities.kind == "aws")
@@ -1129,6 +1160,7 @@ async fn doctor_aws(
     };
     let several = ctx.targets.len() > 1;
     let mut out = Vec::new();
+    let mut first_samples = Vec::new();
     for (i, t) in ctx.targets.iter().enumerate() {
         let mut probe = TargetProbe {
             target: t.info.clone(),
@@ -1161,6 +1193,9 @@ async fn doctor_aws(
             probe.activities = Some(p);
         }
         let samples = judge::pick_samples(cfg, window, &terms, &running, now);
+        if i == 0 {
+            first_samples = samples.clone();
+        }
         if reachable && s.logs.kind == "aws" {
             let p = aws::probe_logs(t, &s.logs, &samples).await;
             reachable = !judge::first_call_unreachable(&p.calls);
@@ -1175,7 +1210,7 @@ async fn doctor_aws(
             several.then_some(t.name.as_str()),
         ));
     }
-    out
+    (out, first_samples)
 }
 
 /// The signature library a config asks for: the built-in one, with `signatures.extra` merged.

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod file;
 pub mod heapsnapshot;
 pub mod probe;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -163,9 +164,12 @@ impl Sources {
             Some(l) => l,
             None => Arc::new(file::FileLogs::new(&resolve(&s.logs))?),
         };
-        let metrics: Arc<dyn MetricSource> = match aws_metrics {
-            Some(m) => m,
-            None => Arc::new(file::FileMetrics::new(&resolve(&s.metrics))?),
+        let metrics: Arc<dyn MetricSource> = match (aws_metrics, s.metrics.kind.as_str()) {
+            (Some(m), _) => m,
+            (None, "prometheus") => {
+                Arc::new(prometheus::PrometheusMetrics::from_config(cfg).await?)
+            }
+            (None, _) => Arc::new(file::FileMetrics::new(&resolve(&s.metrics))?),
         };
         Ok(Sources {
             activities,
@@ -233,13 +237,33 @@ async fn aws_backends(_cfg: &Config) -> Result<Backends> {
 fn check_kind(key: &str, src: &SourceConfig) -> Result<()> {
     match src.kind.as_str() {
         "file" => Ok(()),
+        "prometheus" if key == "sources.metrics.kind" => Ok(()),
+        "prometheus" => Err(Error::NotImplemented(format!(
+            "{key} = \"prometheus\": Prometheus is a metrics backend (sources.metrics.kind)"
+        ))),
         "aws" if cfg!(feature = "aws") => Ok(()),
         "aws" => Err(Error::NotImplemented(format!(
             "{key} = \"aws\": this build has no AWS support (build with the `aws` feature)"
         ))),
         other => Err(Error::NotImplemented(format!(
-            "{key} = \"{other}\": only the \"file\" and \"aws\" backends are built in this version"
+            "{key} = \"{other}\": only the \"file\", \"aws\" and (for metrics) \"prometheus\" backends are built in this version"
         ))),
+    }
+}
+
+/// Calls made, by operation ("autoscaling:DescribeScalingActivities", "prometheus:query_range"),
+/// for the scan summary.
+#[derive(Debug, Default)]
+pub struct CallCounter(std::sync::Mutex<BTreeMap<String, u64>>);
+
+impl CallCounter {
+    pub fn count(&self, op: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op.to_string()).or_insert(0) += 1;
+        }
+    }
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
 

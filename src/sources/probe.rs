@@ -188,3 +188,48 @@ pub struct TargetProbe {
 /// The made-up instance looked up when no real one is at hand, only to see whether an action
 /// is allowed (IAM is evaluated before the resource is looked for).
 pub const PLACEHOLDER_INSTANCE: &str = "i-00000000000000000";
+
+/// What the Prometheus probe found for one sampled instance, over the last part of its life.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSeen {
+    pub instance_id: String,
+    /// Series the memory query gave for it (a scan needs exactly one).
+    pub series: usize,
+    /// Usable points (all series together).
+    pub points: usize,
+    /// Values that cannot be memory in the configured unit (NaN, negative, above 101 % or
+    /// above a petabyte).
+    pub impossible: usize,
+    /// The largest finite value seen, impossible ones included (for the unit check).
+    pub max: Option<f64>,
+    /// Labels of the first few series (to say what tells several apart).
+    pub label_sets: Vec<std::collections::BTreeMap<String, String>>,
+    /// `limit_query`'s last value for it (bytes; None: no limit series, or no limit query).
+    pub limit: Option<f64>,
+}
+
+/// The Prometheus probe: the scan's queries for the sampled instances, then, when none of
+/// them has a series, the memory query widened to see what exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrometheusProbe {
+    /// The API's base URL, without credentials.
+    pub url: String,
+    /// The sampled instances (None: nothing to look up; only the server was asked).
+    pub samples: Vec<Sample>,
+    /// The memory query (and limit query) for the samples: what each one has.
+    pub series: Call<Vec<SeriesSeen>>,
+    /// Series in the memory query's answer without `instance_label` (a batched query that
+    /// aggregated it away cannot be told apart by instance).
+    pub unlabelled: usize,
+    /// Whether a `limit_query` is configured (its answer is in `SeriesSeen::limit`).
+    pub limit_query: bool,
+    /// With the instance matcher widened to any value of `instance_label`: values of that
+    /// label which have the series (the first few), when no sample has one. None for a
+    /// per-instance template (it cannot be widened) or when a sample had a series.
+    pub other_instances: Option<Call<Listing<String>>>,
+    /// With the matcher widened to every series of the query: their label names, when
+    /// `other_instances` found none (is `instance_label` on the series at all?).
+    pub label_names: Option<Call<Listing<String>>>,
+    /// Every call made, in order.
+    pub calls: Vec<CallRecord>,
+}

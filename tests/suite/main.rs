@@ -24,6 +24,7 @@ mod oom_corpus;
 mod openapi_conformance;
 mod parsers_never_panic;
 mod pipeline_faults;
+mod prometheus;
 mod redaction_corpus;
 mod redaction_end_to_end;
 mod signature_quality;

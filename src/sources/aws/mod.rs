@@ -18,8 +18,7 @@ pub use logs::AwsLogs;
 pub use logs_probe::probe_logs;
 pub use metrics::AwsMetrics;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -28,6 +27,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{parse_target, AwsConfig};
 use crate::error::{Error, Result};
+pub use crate::sources::CallCounter;
 
 /// Session name used when assuming roles (visible in CloudTrail).
 const SESSION_NAME: &str = "epitaph";
@@ -53,24 +53,7 @@ pub struct AwsContext {
 impl AwsContext {
     /// Loads the standard chain once, then one set of clients per target.
     pub async fn load(cfg: &AwsConfig) -> Result<Self> {
-        let timeouts = TimeoutConfig::builder()
-            .operation_timeout(cfg.call_timeout().to_std().unwrap_or_default())
-            .operation_attempt_timeout(cfg.attempt_timeout().to_std().unwrap_or_default())
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client())
-            .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_attempts))
-            .timeout_config(timeouts);
-        if let Some(r) = &cfg.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        if let Some(p) = &cfg.profile {
-            loader = loader.profile_name(p);
-        }
-        if let Some(e) = &cfg.endpoint_url {
-            loader = loader.endpoint_url(e);
-        }
-        let base = loader.load().await;
+        let base = load_sdk_config(cfg).await;
 
         let mut targets = Vec::new();
         if cfg.targets.is_empty() {
@@ -111,6 +94,30 @@ impl AwsContext {
     }
 }
 
+/// The standard chain (credentials, region) with `aws.region`, `aws.profile`,
+/// `aws.endpoint_url`, retries and timeouts applied: the one configuration every AWS client —
+/// and the Prometheus backend's SigV4 signer — starts from.
+pub async fn load_sdk_config(cfg: &AwsConfig) -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .operation_timeout(cfg.call_timeout().to_std().unwrap_or_default())
+        .operation_attempt_timeout(cfg.attempt_timeout().to_std().unwrap_or_default())
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .retry_config(RetryConfig::standard().with_max_attempts(cfg.max_attempts))
+        .timeout_config(timeouts);
+    if let Some(r) = &cfg.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(p) = &cfg.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(e) = &cfg.endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    loader.load().await
+}
+
 fn clients(name: String, conf: &SdkConfig) -> Target {
     let info = crate::sources::probe::TargetInfo {
         name: name.clone(),
@@ -146,21 +153,6 @@ pub fn http_client() -> aws_sdk_cloudwatchlogs::config::SharedHttpClient {
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https()
-}
-
-/// Calls made, by operation ("autoscaling:DescribeScalingActivities").
-#[derive(Debug, Default)]
-pub struct CallCounter(Mutex<BTreeMap<String, u64>>);
-
-impl CallCounter {
-    pub fn count(&self, op: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            *m.entry(op.to_string()).or_insert(0) += 1;
-        }
-    }
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
-    }
 }
 
 /// SDK time → chrono.
