@@ -331,15 +331,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Error::input("--format", "heap diff prints table, markdown or json").into(),
                 );
             }
-            let mut snaps = Vec::new();
-            for path in std::iter::once(baseline)
-                .chain(std::iter::once(target))
-                .chain(last)
-            {
-                snaps.push(epitaph::sources::heapsnapshot::read(path)?);
+            // Earlier snapshots are digested and dropped: only the last is held in full.
+            use epitaph::analysis::heap::{diff_digested, SnapshotDigest};
+            use epitaph::sources::heapsnapshot::read;
+            let mut paths: Vec<&PathBuf> = vec![baseline, target];
+            paths.extend(last);
+            let final_path = paths.pop().expect("two or three paths");
+            let mut earlier = Vec::new();
+            for path in paths {
+                earlier.push(SnapshotDigest::of(&read(path)?));
             }
-            let d = epitaph::analysis::heap::diff(&snaps, top)
-                .map_err(|e| Error::input("heap diff", e))?;
+            let d = diff_digested(&earlier, &read(final_path)?, top);
             print!("{}", epitaph::sinks::heap::render(&d, cli.format));
             Ok(if d.suspects.is_empty() {
                 ExitCode::SUCCESS

@@ -525,22 +525,61 @@ fn class_counts(s: &HeapSnapshot) -> HashMap<String, usize> {
     counts
 }
 
+/// What the diff needs of an earlier snapshot: its object ids, its objects per class and
+/// its totals. Earlier snapshots are digested and dropped, so only the last one is held in
+/// full (a 200 MB snapshot's arrays, not three of them).
+#[derive(Debug, Clone)]
+pub struct SnapshotDigest {
+    ids: HashSet<u32>,
+    counts: HashMap<String, usize>,
+    summary: SnapshotSummary,
+}
+
+impl SnapshotDigest {
+    pub fn of(s: &HeapSnapshot) -> Self {
+        SnapshotDigest {
+            ids: (0..s.node_count()).map(|i| s.id(i)).collect(),
+            counts: class_counts(s),
+            summary: summary(s),
+        }
+    }
+}
+
+fn summary(s: &HeapSnapshot) -> SnapshotSummary {
+    SnapshotSummary {
+        nodes: s.node_count(),
+        self_bytes: (0..s.node_count()).map(|i| s.self_size(i)).sum(),
+    }
+}
+
 /// Compares two or three snapshots of one process (memlab's baseline / target / final).
 pub fn diff(snaps: &[HeapSnapshot], top: usize) -> Result<HeapDiff, String> {
-    if !(2..=3).contains(&snaps.len()) {
-        return Err(format!(
+    match snaps {
+        [base, last] => Ok(diff_digested(&[SnapshotDigest::of(base)], last, top)),
+        [base, target, last] => Ok(diff_digested(
+            &[SnapshotDigest::of(base), SnapshotDigest::of(target)],
+            last,
+            top,
+        )),
+        _ => Err(format!(
             "heap diff takes 2 or 3 snapshots (baseline, target[, final]), not {}",
             snaps.len()
-        ));
+        )),
     }
-    let base_ids: HashSet<u32> = (0..snaps[0].node_count()).map(|i| snaps[0].id(i)).collect();
-    let window_ids: Option<HashSet<u32>> = (snaps.len() == 3).then(|| {
-        (0..snaps[1].node_count())
-            .map(|i| snaps[1].id(i))
+}
+
+/// The diff from the digests of the earlier snapshots (baseline, or baseline and target)
+/// and the last snapshot in full.
+pub fn diff_digested(earlier: &[SnapshotDigest], last: &HeapSnapshot, top: usize) -> HeapDiff {
+    let base_ids = &earlier[0].ids;
+    let window_ids: Option<HashSet<u32>> = earlier.get(1).map(|target| {
+        target
+            .ids
+            .iter()
+            .copied()
             .filter(|id| !base_ids.contains(id))
             .collect()
     });
-    let last = snaps.last().expect("two or three snapshots");
     let retained = last.retained_sizes();
     let is_survivor = |i: usize| {
         let id = last.id(i);
@@ -555,7 +594,12 @@ pub fn diff(snaps: &[HeapSnapshot], top: usize) -> Result<HeapDiff, String> {
     for &i in &survivors {
         groups.entry(last.class_name(i)).or_default().push(i);
     }
-    let counts: Vec<HashMap<String, usize>> = snaps.iter().map(class_counts).collect();
+    let last_counts = class_counts(last);
+    let counts: Vec<&HashMap<String, usize>> = earlier
+        .iter()
+        .map(|d| &d.counts)
+        .chain(std::iter::once(&last_counts))
+        .collect();
     let mut suspects = Vec::new();
     let mut below_threshold = 0;
     for (class, members) in groups {
@@ -610,34 +654,27 @@ pub fn diff(snaps: &[HeapSnapshot], top: usize) -> Result<HeapDiff, String> {
             }
         }
     }
-    Ok(HeapDiff {
-        method: if snaps.len() == 3 {
+    HeapDiff {
+        method: if earlier.len() == 2 {
             "baseline→target→final"
         } else {
             "baseline→target"
         },
-        snapshots: snaps
+        snapshots: earlier
             .iter()
-            .map(|s| SnapshotSummary {
-                nodes: s.node_count(),
-                self_bytes: (0..s.node_count()).map(|i| s.self_size(i)).sum(),
-            })
+            .map(|d| d.summary.clone())
+            .chain(std::iter::once(summary(last)))
             .collect(),
         suspects,
         below_threshold,
-    })
+    }
 }
 
-/// Sum of the members' retained sizes, leaving out members retained by another member: a
-/// member counts once, inside the first member that holds it. "Holds" is judged on the
-/// retained sizes alone (a member whose retained size is already inside another member's
-/// would be double counted), approximated here by the strong-edge reachability from the
-/// larger members, bounded by the members themselves.
+/// Sum of the members' retained sizes, each member counted once: a member another member
+/// points at (a chain or tree of leaked objects of one class) is already inside that
+/// member's retained size and is left out.
 fn retained_once(s: &HeapSnapshot, members: &[usize], retained: &[u64]) -> u64 {
     let set: HashSet<usize> = members.iter().copied().collect();
-    // A member pointed at by another member (directly) is inside it for a chain or tree of
-    // leaked objects of one class; counting only members no other member points at gives the
-    // total once.
     let mut pointed = HashSet::new();
     for &m in members {
         for e in s.edges_of(m) {
