@@ -434,6 +434,39 @@ pub struct DeploymentFinding {
     /// One sentence: why this verdict.
     pub summary: String,
     pub evidence: DeploymentEvidence,
+    /// For a leaking, OOM or crashing deployment: since when, and the deployment it replaced
+    /// in the same group with that one's record (the rollback target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<RegressionOrigin>,
+}
+
+/// Where a deployment's problem started: its rollout and the deployment before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegressionOrigin {
+    /// The earliest launch of the deployment's instances seen (or its earliest memory sample
+    /// or termination when no launch time is known).
+    pub rollout: DateTime<Utc>,
+    /// Hours from the rollout to the deployment's first death of the finding's kind.
+    pub first_death_after_hours: Option<f64>,
+    /// The deployment the group ran before this one, when the lookback holds instances of it.
+    pub predecessor: Option<PredecessorRecord>,
+    /// One sentence: "checkout-api:10 leaks since its rollout at … ; checkout-api:9 before it: …".
+    pub summary: String,
+}
+
+/// The record of the deployment a problem deployment replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredecessorRecord {
+    pub deployment: String,
+    pub verdict: DeploymentVerdict,
+    pub instances: usize,
+    pub memory_deaths: usize,
+    pub other_crashes: usize,
+    /// Sum of its instances' lifetimes, where known.
+    pub instance_hours: Option<f64>,
+    /// It died the same way: the problem is older than this release, and rolling back to it
+    /// will not fix it.
+    pub same_problem: bool,
 }
 
 /// A half-open time window `[start, end)`.

@@ -227,6 +227,7 @@ mod tests {
             verdict: v,
             summary: String::new(),
             evidence: Default::default(),
+            origin: None,
         }
     }
 

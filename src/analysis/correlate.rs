@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
 use crate::analysis::leak::median;
 use crate::model::{
     DeploymentEvidence, DeploymentFinding, DeploymentVerdict, InstanceInfo, InstanceReport,
-    InstanceVerdict, LastWords, LeakAssessment, LeakVerdict, MemorySeries, SignatureKind,
-    SignatureMatch, Termination,
+    InstanceVerdict, LastWords, LeakAssessment, LeakVerdict, MemorySeries, PredecessorRecord,
+    RegressionOrigin, SignatureKind, SignatureMatch, Termination,
 };
 
 /// Default for [`FindingPolicy::min_instances`]: one death is an anecdote, two are a pattern.
@@ -374,7 +376,137 @@ pub fn judge_deployment(
             first_death: instances.iter().map(|r| r.terminated_at).min(),
             last_death: instances.iter().map(|r| r.terminated_at).max(),
         },
+        origin: None,
     }
+}
+
+/// When a deployment started running: its earliest instance launch seen, else its earliest
+/// memory sample, else its earliest termination.
+fn rollout(instances: &[&InstanceReport]) -> Option<DateTime<Utc>> {
+    instances
+        .iter()
+        .map(|r| {
+            r.launch_time
+                .or_else(|| r.memory.points.first().map(|p| p.0))
+                .unwrap_or(r.terminated_at)
+                .min(r.terminated_at)
+        })
+        .min()
+}
+
+/// The death that makes a verdict: memory deaths for leaking and OOM, other crashes for
+/// crashing.
+fn is_verdict_death(verdict: DeploymentVerdict, v: InstanceVerdict) -> bool {
+    match verdict {
+        DeploymentVerdict::Leaking | DeploymentVerdict::OomWithoutLeak => v.is_memory_death(),
+        DeploymentVerdict::Crashing => v == InstanceVerdict::CrashOther,
+        _ => false,
+    }
+}
+
+fn is_problem(verdict: DeploymentVerdict) -> bool {
+    matches!(
+        verdict,
+        DeploymentVerdict::Leaking
+            | DeploymentVerdict::OomWithoutLeak
+            | DeploymentVerdict::Crashing
+    )
+}
+
+/// The regression origin of a problem deployment: its rollout, the first death after it, and
+/// the deployment the same group ran before (the latest rollout earlier than this one's
+/// among the group's other deployments in the lookback; unattributed instances never count).
+fn regression_origin(
+    finding: &DeploymentFinding,
+    groups: &BTreeMap<&str, Vec<&InstanceReport>>,
+    verdicts: &BTreeMap<String, DeploymentVerdict>,
+) -> Option<RegressionOrigin> {
+    let own = groups.get(finding.deployment.as_str())?;
+    let start = rollout(own)?;
+    let first_death = own
+        .iter()
+        .filter(|r| is_verdict_death(finding.verdict, r.verdict))
+        .map(|r| r.terminated_at)
+        .min();
+    let after_hours = first_death
+        .map(|t| ((t - start).num_seconds().max(0) as f64 / 3600.0 * 10.0).round() / 10.0);
+    let predecessor = groups
+        .iter()
+        .filter(|(d, rs)| {
+            **d != finding.deployment
+                && !is_unattributed(d)
+                && rs.iter().any(|r| finding.asgs.contains(&r.asg))
+        })
+        .filter_map(|(d, rs)| Some((*d, rs, rollout(rs)?)))
+        .filter(|(_, _, t)| *t < start)
+        .max_by_key(|(d, _, t)| (*t, *d))
+        .map(|(d, rs, _)| {
+            let hours: Vec<f64> = rs.iter().filter_map(|r| r.lifetime_hours()).collect();
+            let verdict = verdicts
+                .get(d)
+                .copied()
+                .unwrap_or(DeploymentVerdict::InsufficientEvidence);
+            PredecessorRecord {
+                deployment: d.to_string(),
+                verdict,
+                instances: rs.len(),
+                memory_deaths: rs.iter().filter(|r| r.verdict.is_memory_death()).count(),
+                other_crashes: rs
+                    .iter()
+                    .filter(|r| r.verdict == InstanceVerdict::CrashOther)
+                    .count(),
+                instance_hours: (!hours.is_empty())
+                    .then(|| (hours.iter().sum::<f64>() * 10.0).round() / 10.0),
+                same_problem: verdict == finding.verdict
+                    || (is_problem(verdict)
+                        && finding.verdict != DeploymentVerdict::Crashing
+                        && verdict != DeploymentVerdict::Crashing),
+            }
+        });
+    let what = match finding.verdict {
+        DeploymentVerdict::Leaking => "leaks",
+        DeploymentVerdict::OomWithoutLeak => "dies of memory",
+        _ => "crashes",
+    };
+    let deaths = match finding.verdict {
+        DeploymentVerdict::Crashing => "crash",
+        _ => "memory death",
+    };
+    let mut summary = format!(
+        "{} {what} since its rollout at {}",
+        finding.deployment,
+        start.format("%Y-%m-%d %H:%M UTC")
+    );
+    if let Some(h) = after_hours {
+        summary.push_str(&format!(" (first {deaths} {h:.1} h later)"));
+    }
+    match &predecessor {
+        Some(p) if p.same_problem => summary.push_str(&format!(
+            "; {} before it {} too ({} memory deaths, {} other crashes in {} instances): the problem is older than this release",
+            p.deployment,
+            if p.verdict == DeploymentVerdict::Leaking { "leaked" } else { "died the same way" },
+            p.memory_deaths,
+            p.other_crashes,
+            p.instances
+        )),
+        Some(p) => {
+            let hours = p
+                .instance_hours
+                .map(|h| format!(" over {h:.0} instance-hours"))
+                .unwrap_or_default();
+            summary.push_str(&format!(
+                "; {} before it: {} memory deaths and {} other crashes in {} instances{hours} ({}) — the rollback target",
+                p.deployment, p.memory_deaths, p.other_crashes, p.instances, p.verdict
+            ));
+        }
+        None => summary.push_str("; no earlier deployment of the group in the finding lookback"),
+    }
+    Some(RegressionOrigin {
+        rollout: start,
+        first_death_after_hours: after_hours,
+        predecessor,
+        summary,
+    })
 }
 
 /// Groups reports by deployment and judges each; worst verdict first, then by name.
@@ -387,9 +519,18 @@ pub fn judge_deployments(
         groups.entry(r.deployment.as_str()).or_default().push(r);
     }
     let mut findings: Vec<DeploymentFinding> = groups
-        .into_iter()
-        .map(|(d, rs)| judge_deployment(d, &rs, policy))
+        .iter()
+        .map(|(d, rs)| judge_deployment(d, rs, policy))
         .collect();
+    let verdicts: BTreeMap<String, DeploymentVerdict> = findings
+        .iter()
+        .map(|f| (f.deployment.clone(), f.verdict))
+        .collect();
+    for f in &mut findings {
+        if is_problem(f.verdict) {
+            f.origin = regression_origin(f, &groups, &verdicts);
+        }
+    }
     findings.sort_by(|a, b| {
         b.verdict
             .severity()
@@ -580,6 +721,74 @@ mod tests {
             },
             memory: MemorySeries::default(),
         }
+    }
+
+    /// `n` instances of `deployment` in group `web`, launched at `launch_h` hours after
+    /// midnight and terminated 10 h later.
+    fn fleet(
+        deployment: &str,
+        n: usize,
+        verdict: InstanceVerdict,
+        launch_h: u32,
+    ) -> Vec<InstanceReport> {
+        (0..n)
+            .map(|i| {
+                let mut r = report(&format!("i-{deployment}-{i}"), verdict);
+                r.deployment = deployment.into();
+                r.launch_time = Some(Utc.with_ymd_and_hms(2026, 1, 5, launch_h, 0, 0).unwrap());
+                r.terminated_at = Utc
+                    .with_ymd_and_hms(2026, 1, 5, launch_h + 10, 0, 0)
+                    .unwrap();
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_problem_deployment_names_the_one_it_replaced_and_its_record() {
+        use InstanceVerdict::*;
+        let p = FindingPolicy::default();
+        let mut all = fleet("web:9", 4, NotACrash, 1);
+        all.extend(fleet("web:8", 3, NotACrash, 0));
+        all.extend(fleet("web:10", 5, OomLeak, 6));
+        // An unattributed instance launched later than web:9 is never the predecessor.
+        all.extend(fleet("web (unattributed)", 1, NotACrash, 3));
+        let findings = judge_deployments(&all, p);
+        let f = findings.iter().find(|f| f.deployment == "web:10").unwrap();
+        assert_eq!(f.verdict, DeploymentVerdict::Leaking);
+        let o = f
+            .origin
+            .as_ref()
+            .expect("an origin for a leaking deployment");
+        let pred = o.predecessor.as_ref().expect("web:9 ran before");
+        assert_eq!(pred.deployment, "web:9");
+        assert_eq!((pred.instances, pred.memory_deaths), (4, 0));
+        assert_eq!(pred.instance_hours, Some(40.0));
+        assert!(!pred.same_problem);
+        assert_eq!(o.first_death_after_hours, Some(10.0));
+        assert!(o.summary.contains("web:9 before it"), "{}", o.summary);
+        assert!(o.summary.contains("rollback target"), "{}", o.summary);
+        // Healthy deployments carry no origin.
+        assert!(findings
+            .iter()
+            .filter(|f| f.deployment != "web:10")
+            .all(|f| f.origin.is_none()));
+
+        // The predecessor leaked too: the problem is older than the release.
+        let mut all = fleet("web:9", 4, OomLeak, 1);
+        all.extend(fleet("web:10", 5, OomLeak, 6));
+        let findings = judge_deployments(&all, p);
+        let f = findings.iter().find(|f| f.deployment == "web:10").unwrap();
+        let o = f.origin.as_ref().unwrap();
+        assert!(o.predecessor.as_ref().unwrap().same_problem);
+        assert!(
+            o.summary.contains("older than this release"),
+            "{}",
+            o.summary
+        );
+        // The first deployment of the group has none before it.
+        let f = findings.iter().find(|f| f.deployment == "web:9").unwrap();
+        assert!(f.origin.as_ref().unwrap().predecessor.is_none());
     }
 
     #[test]

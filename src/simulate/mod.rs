@@ -70,6 +70,9 @@ impl Default for SimOptions {
 pub struct Truth {
     pub instances: BTreeMap<String, InstanceVerdict>,
     pub deployments: BTreeMap<String, DeploymentVerdict>,
+    /// For each deployment that replaced another in its group: the one it replaced.
+    #[serde(default)]
+    pub predecessors: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +238,16 @@ pub fn simulate(out: &Path, opts: &SimOptions) -> Result<Truth> {
         deployments: deployments
             .iter()
             .map(|d| (d.key(), intended_verdict(d.archetype)))
+            .collect(),
+        predecessors: deployments
+            .iter()
+            .filter_map(|d| {
+                deployments
+                    .iter()
+                    .filter(|p| p.asg == d.asg && p.span.0 < d.span.0)
+                    .max_by(|a, b| a.span.0.total_cmp(&b.span.0))
+                    .map(|p| (d.key(), p.key()))
+            })
             .collect(),
     };
     write(

@@ -55,6 +55,10 @@ pub struct Alert {
     /// Runtime-specific next steps for the signatures seen.
     pub next_steps: Vec<String>,
     pub links: Vec<Link>,
+    /// Since when the deployment has its problem, and the deployment it replaced with that
+    /// one's record: the rollback target (absent for `resolved` and healthy verdicts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::model::RegressionOrigin>,
     /// Some instance ids (at most [`MAX_LISTED_INSTANCES`]).
     pub instance_ids: Vec<String>,
     /// When the message was made (wall clock).
@@ -180,6 +184,10 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
             .unwrap_or_default(),
         evidence,
         next_steps,
+        origin: match input.transition {
+            Transition::Resolved { .. } => None,
+            _ => input.finding.and_then(|f| f.origin.clone()),
+        },
         instance_ids: ids
             .iter()
             .take(MAX_LISTED_INSTANCES)

@@ -199,6 +199,13 @@ fn deployment_section(
         f.verdict,
         esc(&f.summary)
     );
+    if let Some(o) = &f.origin {
+        let _ = writeln!(
+            out,
+            "<p class=\"origin\"><b>Origin</b> {}</p>",
+            esc(&o.summary)
+        );
+    }
     let e = &f.evidence;
     out.push_str("<div class=\"facts\">");
     let _ = write!(
@@ -489,6 +496,7 @@ mod tests {
             verdict: DeploymentVerdict::Crashing,
             summary: "<script>".into(),
             evidence: Default::default(),
+            origin: None,
         };
         let r = Redactor::default();
         let html = render(

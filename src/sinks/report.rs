@@ -172,6 +172,9 @@ fn scan_table(r: &ScanReport, color: bool) -> String {
         .filter(|f| f.verdict != DeploymentVerdict::Healthy)
     {
         let _ = writeln!(out, "  {} is {}: {}.", f.deployment, f.verdict, f.summary);
+        if let Some(o) = &f.origin {
+            let _ = writeln!(out, "    origin: {}.", o.summary);
+        }
     }
     out.push('\n');
 
@@ -305,7 +308,10 @@ fn scan_markdown(r: &ScanReport) -> String {
             fmt_opt(f.evidence.median_growth_per_hour, ""),
             fmt_hours(f.evidence.median_lifetime_hours),
             md_escape(&top_signature(f)),
-            md_escape(&f.summary)
+            md_escape(&match &f.origin {
+                Some(o) => format!("{} Origin: {}.", f.summary, o.summary),
+                None => f.summary.clone(),
+            })
         );
     }
     let _ = writeln!(out, "\n## Instances\n");

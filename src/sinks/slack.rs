@@ -119,7 +119,15 @@ pub fn render(a: &Alert) -> Value {
             _ => escape(&a.summary),
         }
     } else {
-        format!("*{}* — {}", a.verdict, escape(&a.summary))
+        match &a.origin {
+            Some(o) => format!(
+                "*{}* — {}\n*Origin:* {}",
+                a.verdict,
+                escape(&a.summary),
+                escape(&o.summary)
+            ),
+            None => format!("*{}* — {}", a.verdict, escape(&a.summary)),
+        }
     };
     let mut s = json!({"type": "section", "text": {"type": "mrkdwn", "text": fit(&summary, MAX_SECTION_CHARS)}});
     s["fields"] = Value::Array(
@@ -264,6 +272,7 @@ mod tests {
                 };
                 20
             ],
+            origin: None,
             instance_ids: vec![],
             created_at: t,
             as_of: t,

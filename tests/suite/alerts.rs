@@ -99,6 +99,33 @@ async fn one_message_per_alerting_deployment_within_limits_redacted_and_never_tw
             assert!(g.body["projected_hours_to_oom"].as_f64().unwrap() > 0.0);
         }
     }
+    // The leak that replaced a healthy release names it: the rollback target.
+    let checkout = generic
+        .iter()
+        .find(|g| g.body["deployment"] == "checkout-api:10")
+        .expect("checkout-api:10 alerts");
+    assert_eq!(
+        checkout.body["origin"]["predecessor"]["deployment"], "checkout-api:9",
+        "{}",
+        checkout.body["origin"]
+    );
+    assert_eq!(
+        checkout.body["origin"]["predecessor"]["same_problem"],
+        false
+    );
+    let slack_checkout = serde_json::to_string(
+        &slack
+            .iter()
+            .find(|g| g.body.to_string().contains("checkout-api:10"))
+            .expect("checkout-api:10 on Slack")
+            .body,
+    )
+    .unwrap();
+    assert!(
+        slack_checkout.contains("checkout-api:9 before it"),
+        "Slack says the origin: {slack_checkout}"
+    );
+
     // The node leak carries its last words, context and next step.
     let node = generic
         .iter()

@@ -2,6 +2,7 @@
 //! simulator's `truth.json` for at least 95 % of instances and for every deployment.
 
 use epitaph::config::Config;
+use epitaph::model::DeploymentVerdict;
 use epitaph::pipeline::{Pipeline, ScanOptions};
 use epitaph::simulate::{simulate, SimOptions, Truth};
 
@@ -31,6 +32,7 @@ async fn scan_fleet(
 async fn scans_match_truth_for_several_seeds() {
     let mut total = 0usize;
     let mut correct = 0usize;
+    let mut origins = 0usize;
     for (seed, asgs, instances) in [
         (1, 6, 60),
         (2, 6, 60),
@@ -81,10 +83,40 @@ async fn scans_match_truth_for_several_seeds() {
                 d.deployment,
                 d.summary
             );
+            // Regression origin: a problem deployment that replaced another names it.
+            let named = d
+                .origin
+                .as_ref()
+                .and_then(|o| o.predecessor.as_ref())
+                .map(|p| p.deployment.as_str());
+            let problem = !matches!(
+                d.verdict,
+                DeploymentVerdict::Healthy | DeploymentVerdict::InsufficientEvidence
+            );
+            if problem {
+                assert_eq!(
+                    named,
+                    truth.predecessors.get(&d.deployment).map(String::as_str),
+                    "seed {seed}: origin of {}: {:?}",
+                    d.deployment,
+                    d.origin
+                );
+                origins += usize::from(named.is_some());
+            } else {
+                assert!(
+                    d.origin.is_none(),
+                    "no origin for a {} deployment",
+                    d.verdict
+                );
+            }
         }
     }
     println!(
         "overall instance accuracy: {correct}/{total} = {:.4}",
         correct as f64 / total as f64
+    );
+    assert!(
+        origins >= 6,
+        "every seed's first group replaced a deployment: {origins} origins named"
     );
 }
