@@ -27,10 +27,9 @@ pub const MIN_RETAINED_BYTES: u64 = 64 * 1024;
 pub const DEFAULT_TOP: usize = 10;
 /// Retainer paths longer than this are cut in the middle.
 pub const MAX_PATH_STEPS: usize = 24;
-/// Extra length a retainer path pays for passing through an internal root category.
-const INTERNAL_ROOT_PENALTY: u64 = 1000;
-/// Synthetic nodes a retainer path may pass at no extra cost: the root, the GC roots'
+/// Synthetic nodes a retainer path may pass before any other: the root, the GC roots'
 /// parent, and the categories that hold what programs hold (stack, global and traced handles).
+/// Paths through V8's other root categories are taken only for what these cannot reach.
 const USER_ROOTS: &[&str] = &[
     "",
     "(GC roots)",
@@ -414,51 +413,55 @@ impl HeapSnapshot {
         retained
     }
 
-    /// The shortest chain of strong edges from the root to `target`, as `Class.edge` steps.
-    /// A path through one of V8's internal root categories (handle scopes and strong roots
-    /// its own code holds while the snapshot is written, caches) counts as much longer, so the
-    /// chain a developer can cut — from the stack, a global or a handle, through their own
-    /// objects — is preferred when there is one.
-    pub fn retainer_path(&self, target: usize) -> Vec<String> {
+    /// For every node, the edge it is reached by on a shortest chain of strong edges from the
+    /// root — preferring chains that cross none of V8's internal root categories (handle
+    /// scopes and strong roots its own code holds while the snapshot is written, caches):
+    /// the chain a developer can cut, from the stack, a global or a handle, through their own
+    /// objects. One breadth-first pass that does not enter internal root categories, then a
+    /// second that continues from them for whatever the first could not reach.
+    pub fn retainer_tree(&self) -> RetainerTree {
         let n = self.node_count();
-        let mut parent: Vec<Option<(usize, usize)>> = vec![None; n];
-        let mut dist = vec![u64::MAX; n];
-        let mut heap = std::collections::BinaryHeap::new();
-        dist[0] = 0;
-        heap.push(std::cmp::Reverse((0u64, 0usize)));
-        while let Some(std::cmp::Reverse((d, node))) = heap.pop() {
-            if d > dist[node] {
-                continue;
+        let mut parent: Vec<Option<(u32, u32)>> = vec![None; n];
+        let mut seen = vec![false; n];
+        let mut deferred = Vec::new();
+        let mut queue = std::collections::VecDeque::from([0usize]);
+        seen[0] = true;
+        for pass in 0..2 {
+            if pass == 1 {
+                queue.extend(deferred.drain(..));
             }
-            if node == target {
-                break;
-            }
-            let step = if self.node_type(node) == "synthetic"
-                && !USER_ROOTS.contains(&self.raw_name(node))
-            {
-                1 + INTERNAL_ROOT_PENALTY
-            } else {
-                1
-            };
-            for e in self.edges_of(node) {
-                if self.edge_is_weak(e) {
+            while let Some(node) = queue.pop_front() {
+                let internal = self.node_type(node) == "synthetic"
+                    && !USER_ROOTS.contains(&self.raw_name(node));
+                if internal && pass == 0 {
+                    deferred.push(node);
                     continue;
                 }
-                let to = self.edge_to(e);
-                if d + step < dist[to] {
-                    dist[to] = d + step;
-                    parent[to] = Some((node, e));
-                    heap.push(std::cmp::Reverse((d + step, to)));
+                for e in self.edges_of(node) {
+                    if self.edge_is_weak(e) {
+                        continue;
+                    }
+                    let to = self.edge_to(e);
+                    if !seen[to] {
+                        seen[to] = true;
+                        parent[to] = Some((node as u32, e as u32));
+                        queue.push_back(to);
+                    }
                 }
             }
         }
-        let seen = &dist.iter().map(|&d| d != u64::MAX).collect::<Vec<_>>();
-        if !seen[target] {
+        RetainerTree { parent }
+    }
+
+    /// The chain from the root to `target` in `tree`, as `Class.edge` steps.
+    pub fn retainer_path(&self, tree: &RetainerTree, target: usize) -> Vec<String> {
+        if target != 0 && tree.parent[target].is_none() {
             return vec!["(not reachable from the root through strong edges)".into()];
         }
+        let parent = |at: usize| tree.parent[at].map(|(n, e)| (n as usize, e as usize));
         let mut steps = Vec::new();
         let mut at = target;
-        while let Some((from, e)) = parent[at] {
+        while let Some((from, e)) = parent(at) {
             steps.push(format!("{}{}", self.class_name(from), self.edge_label(e)));
             at = from;
         }
@@ -472,6 +475,12 @@ impl HeapSnapshot {
         }
         steps
     }
+}
+
+/// Shortest strong-edge retainers from the root (see [`HeapSnapshot::retainer_tree`]).
+pub struct RetainerTree {
+    /// (node, edge) each node is reached by; `None` for the root and unreachable nodes.
+    parent: Vec<Option<(u32, u32)>>,
 }
 
 /// One snapshot's totals.
@@ -516,11 +525,17 @@ pub struct HeapDiff {
 }
 
 fn class_counts(s: &HeapSnapshot) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
+    // Counted by (type, name) first: one class name string per distinct key, not per node.
+    let mut by_key: HashMap<(u32, u32), (usize, usize)> = HashMap::new();
     for i in 0..s.node_count() {
         if s.is_candidate_type(i) {
-            *counts.entry(s.class_name(i)).or_insert(0) += 1;
+            let key = (s.nf(i, s.n_type), s.nf(i, s.n_name));
+            by_key.entry(key).or_insert((i, 0)).1 += 1;
         }
+    }
+    let mut counts = HashMap::new();
+    for (example, n) in by_key.into_values() {
+        *counts.entry(s.class_name(example)).or_insert(0) += n;
     }
     counts
 }
@@ -530,7 +545,8 @@ fn class_counts(s: &HeapSnapshot) -> HashMap<String, usize> {
 /// full (a 200 MB snapshot's arrays, not three of them).
 #[derive(Debug, Clone)]
 pub struct SnapshotDigest {
-    ids: HashSet<u32>,
+    /// Sorted.
+    ids: Vec<u32>,
     counts: HashMap<String, usize>,
     summary: SnapshotSummary,
 }
@@ -538,7 +554,11 @@ pub struct SnapshotDigest {
 impl SnapshotDigest {
     pub fn of(s: &HeapSnapshot) -> Self {
         SnapshotDigest {
-            ids: (0..s.node_count()).map(|i| s.id(i)).collect(),
+            ids: {
+                let mut ids: Vec<u32> = (0..s.node_count()).map(|i| s.id(i)).collect();
+                ids.sort_unstable();
+                ids
+            },
             counts: class_counts(s),
             summary: summary(s),
         }
@@ -572,12 +592,14 @@ pub fn diff(snaps: &[HeapSnapshot], top: usize) -> Result<HeapDiff, String> {
 /// and the last snapshot in full.
 pub fn diff_digested(earlier: &[SnapshotDigest], last: &HeapSnapshot, top: usize) -> HeapDiff {
     let base_ids = &earlier[0].ids;
-    let window_ids: Option<HashSet<u32>> = earlier.get(1).map(|target| {
+    let in_base = |id: &u32| base_ids.binary_search(id).is_ok();
+    // Sorted, as the target's ids are.
+    let window_ids: Option<Vec<u32>> = earlier.get(1).map(|target| {
         target
             .ids
             .iter()
             .copied()
-            .filter(|id| !base_ids.contains(id))
+            .filter(|id| !in_base(id))
             .collect()
     });
     let retained = last.retained_sizes();
@@ -585,8 +607,8 @@ pub fn diff_digested(earlier: &[SnapshotDigest], last: &HeapSnapshot, top: usize
         let id = last.id(i);
         last.is_candidate_type(i)
             && match &window_ids {
-                Some(w) => w.contains(&id),
-                None => !base_ids.contains(&id),
+                Some(w) => w.binary_search(&id).is_ok(),
+                None => !in_base(&id),
             }
     };
     let survivors: Vec<usize> = (0..last.node_count()).filter(|&i| is_survivor(i)).collect();
@@ -621,25 +643,28 @@ pub fn diff_digested(earlier: &[SnapshotDigest], last: &HeapSnapshot, top: usize
             .iter()
             .max_by_key(|&&i| (retained[i], std::cmp::Reverse(last.id(i))))
             .expect("a group has members");
-        suspects.push(Suspect {
-            origin: if BUILTIN_CLASSES.contains(&class.as_str())
-                || class.starts_with('(')
-                || class.starts_with("system /")
-            {
-                "builtin"
-            } else {
-                "application"
+        suspects.push((
+            Suspect {
+                origin: if BUILTIN_CLASSES.contains(&class.as_str())
+                    || class.starts_with('(')
+                    || class.starts_with("system /")
+                {
+                    "builtin"
+                } else {
+                    "application"
+                },
+                class,
+                counts: per_snapshot,
+                surviving: members.len(),
+                retained_bytes,
+                self_bytes,
+                example_id: last.id(example),
+                retainer_path: Vec::new(),
             },
-            class,
-            counts: per_snapshot,
-            surviving: members.len(),
-            retained_bytes,
-            self_bytes,
-            example_id: last.id(example),
-            retainer_path: Vec::new(),
-        });
+            example,
+        ));
     }
-    suspects.sort_by(|a, b| {
+    suspects.sort_by(|(a, _), (b, _)| {
         (a.origin != "application")
             .cmp(&(b.origin != "application"))
             .then(b.retained_bytes.cmp(&a.retained_bytes))
@@ -647,13 +672,12 @@ pub fn diff_digested(earlier: &[SnapshotDigest], last: &HeapSnapshot, top: usize
     });
     suspects.truncate(top);
     if !suspects.is_empty() {
-        let by_id: HashMap<u32, usize> = (0..last.node_count()).map(|i| (last.id(i), i)).collect();
-        for s in &mut suspects {
-            if let Some(&i) = by_id.get(&s.example_id) {
-                s.retainer_path = last.retainer_path(i);
-            }
+        let tree = last.retainer_tree();
+        for (s, example) in &mut suspects {
+            s.retainer_path = last.retainer_path(&tree, *example);
         }
     }
+    let suspects: Vec<Suspect> = suspects.into_iter().map(|(s, _)| s).collect();
     HeapDiff {
         method: if earlier.len() == 2 {
             "baseline→target→final"
