@@ -699,7 +699,10 @@ impl Pipeline {
 
         // Owned queries: a closure over `&Termination` makes the future's Send-ness depend on
         // a higher-ranked lifetime the compiler cannot prove, and the service spawns scans.
-        let queries: Vec<LastWordsQuery> = chunk.iter().map(|t| self.last_words_query(t)).collect();
+        let queries: Vec<LastWordsQuery> = chunk
+            .iter()
+            .map(|t| self.last_words_query(t, inventory.get(&t.instance_id)))
+            .collect();
         let words: Vec<std::result::Result<LastWords, String>> = stream::iter(queries)
             .map(|q| async move {
                 match tokio::time::timeout(timeout, self.sources.logs.last_words(&q)).await {
@@ -752,7 +755,7 @@ impl Pipeline {
         (ended - t.time).max(chrono::Duration::zero()) + self.cfg.last_words_grace()
     }
 
-    fn last_words_query(&self, t: &Termination) -> LastWordsQuery {
+    fn last_words_query(&self, t: &Termination, info: Option<&InstanceInfo>) -> LastWordsQuery {
         LastWordsQuery {
             instance_id: t.instance_id.clone(),
             origin: t.origin.clone(),
@@ -761,6 +764,9 @@ impl Pipeline {
             window: self.cfg.last_words_window(),
             grace: self.after_termination(t),
             max_bytes: self.cfg.scan.last_words_max_bytes,
+            launched_at: info.and_then(|i| i.launch_time).filter(|l| *l < t.time),
+            private_dns: info.and_then(|i| i.private_dns.clone()),
+            private_ip: info.and_then(|i| i.private_ip.clone()),
         }
     }
 
@@ -1021,6 +1027,7 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
                         window: cfg.last_words_window(),
                         grace: x.until - at,
                         max_bytes: cfg.scan.last_words_max_bytes,
+                        ..Default::default()
                     };
                     match l.last_words(&q).await {
                         Ok(w) if !w.events.is_empty() => read.found += 1,
@@ -1079,14 +1086,33 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
         metrics.as_ref(),
         window,
     ));
+    // The instances the AWS probe sampled (its own terminations), for a log API's probe.
+    #[allow(unused_mut)]
+    let mut aws_samples: Vec<crate::sources::probe::Sample> = Vec::new();
     if [&s.activities, &s.logs, &s.metrics]
         .iter()
         .any(|x| x.kind == "aws")
     {
         #[cfg(feature = "aws")]
-        checks.extend(doctor_aws(cfg, window, &terminations, now).await);
+        {
+            let (aws_checks, sampled) = doctor_aws(cfg, window, &terminations, now).await;
+            checks.extend(aws_checks);
+            aws_samples = sampled;
+        }
     } else {
         checks.push(judge::aws_not_used());
+    }
+    if matches!(s.logs.kind.as_str(), "splunk" | "loki") {
+        let (sampled, inventory) = if s.activities.kind == "aws" {
+            (&aws_samples, Vec::new())
+        } else {
+            let inventory = match FileActivities::new(&resolved(&s.activities)) {
+                Ok(a) => a.inventory().await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            (&samples, inventory)
+        };
+        checks.extend(doctor_log_api(cfg, sampled, &inventory).await);
     }
     checks.push(match load_signatures(cfg) {
         Ok(lib) => Check::pass(
@@ -1103,22 +1129,67 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
     judge::Checklist::new(checks)
 }
 
+/// The probe of a log API (`splunk`, `loki`) for the sampled instances (their private DNS
+/// names and IPs from `inventory`), judged.
+async fn doctor_log_api(
+    cfg: &Config,
+    samples: &[crate::sources::probe::Sample],
+    inventory: &[InstanceInfo],
+) -> Vec<crate::analysis::doctor::Check> {
+    use crate::analysis::doctor as judge;
+    let queries: Vec<LastWordsQuery> = samples
+        .iter()
+        .map(|x| {
+            let at = x.terminated_at.unwrap_or(x.until);
+            let info = inventory.iter().find(|i| i.instance_id == x.instance_id);
+            LastWordsQuery {
+                instance_id: x.instance_id.clone(),
+                origin: x.origin.clone(),
+                asg: x.asg.clone().unwrap_or_default(),
+                terminated_at: at,
+                window: cfg.last_words_window(),
+                grace: x.until - at,
+                max_bytes: cfg.scan.last_words_max_bytes,
+                launched_at: info.and_then(|i| i.launch_time).filter(|l| *l < at),
+                private_dns: info.and_then(|i| i.private_dns.clone()),
+                private_ip: info.and_then(|i| i.private_ip.clone()),
+            }
+        })
+        .collect();
+    let backend = cfg.sources.logs.kind.as_str();
+    let probe = match backend {
+        "splunk" => match crate::sources::splunk::SplunkLogs::from_config(cfg) {
+            Ok(l) => l.probe(&queries).await,
+            Err(e) => return judge::log_api_not_configured(backend, &e.to_string()),
+        },
+        _ => match crate::sources::loki::LokiLogs::from_config(cfg) {
+            Ok(l) => l.probe(&queries).await,
+            Err(e) => return judge::log_api_not_configured(backend, &e.to_string()),
+        },
+    };
+    judge::log_api_checks(&probe)
+}
+
 /// The AWS probes of `epitaph doctor`, target by target: Auto Scaling first (its first call
 /// says whether the account answers at all), then the logs and the metric for the samples it
-/// found. A target that cannot be reached is not probed further.
+/// found. A target that cannot be reached is not probed further. Also returns the first
+/// target's samples (for a log backend outside AWS).
 #[cfg(feature = "aws")]
 async fn doctor_aws(
     cfg: &Config,
     window: TimeWindow,
     file_terminations: &[Termination],
     now: DateTime<Utc>,
-) -> Vec<crate::analysis::doctor::Check> {
+) -> (
+    Vec<crate::analysis::doctor::Check>,
+    Vec<crate::sources::probe::Sample>,
+) {
     use crate::analysis::doctor as judge;
     use crate::sources::aws;
     use crate::sources::probe::TargetProbe;
     let ctx = match aws::AwsContext::load(&cfg.aws).await {
         Ok(c) => c,
-        Err(e) => return judge::aws_not_configured(&e.to_string()),
+        Err(e) => return (judge::aws_not_configured(&e.to_string()), Vec::new()),
     };
     let s = &cfg.sources;
     let activities = (s.activities.kind == "aws")
@@ -1129,6 +1200,7 @@ async fn doctor_aws(
     };
     let several = ctx.targets.len() > 1;
     let mut out = Vec::new();
+    let mut first_samples = Vec::new();
     for (i, t) in ctx.targets.iter().enumerate() {
         let mut probe = TargetProbe {
             target: t.info.clone(),
@@ -1161,6 +1233,9 @@ async fn doctor_aws(
             probe.activities = Some(p);
         }
         let samples = judge::pick_samples(cfg, window, &terms, &running, now);
+        if i == 0 {
+            first_samples = samples.clone();
+        }
         if reachable && s.logs.kind == "aws" {
             let p = aws::probe_logs(t, &s.logs, &samples).await;
             reachable = !judge::first_call_unreachable(&p.calls);
@@ -1175,7 +1250,7 @@ async fn doctor_aws(
             several.then_some(t.name.as_str()),
         ));
     }
-    out
+    (out, first_samples)
 }
 
 /// The signature library a config asks for: the built-in one, with `signatures.extra` merged.

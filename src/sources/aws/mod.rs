@@ -18,8 +18,7 @@ pub use logs::AwsLogs;
 pub use logs_probe::probe_logs;
 pub use metrics::AwsMetrics;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -28,6 +27,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{parse_target, AwsConfig};
 use crate::error::{Error, Result};
+pub use crate::sources::CallCounter;
 
 /// Session name used when assuming roles (visible in CloudTrail).
 const SESSION_NAME: &str = "epitaph";
@@ -146,21 +146,6 @@ pub fn http_client() -> aws_sdk_cloudwatchlogs::config::SharedHttpClient {
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https()
-}
-
-/// Calls made, by operation ("autoscaling:DescribeScalingActivities").
-#[derive(Debug, Default)]
-pub struct CallCounter(Mutex<BTreeMap<String, u64>>);
-
-impl CallCounter {
-    pub fn count(&self, op: &str) {
-        if let Ok(mut m) = self.0.lock() {
-            *m.entry(op.to_string()).or_insert(0) += 1;
-        }
-    }
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
-    }
 }
 
 /// SDK time → chrono.
