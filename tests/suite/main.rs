@@ -19,6 +19,7 @@ mod contracts;
 mod doctor;
 mod last_words_judgement;
 mod leak_quality;
+mod log_backends;
 mod oom_corpus;
 mod openapi_conformance;
 mod parsers_never_panic;
