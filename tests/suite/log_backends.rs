@@ -1029,6 +1029,39 @@ async fn splunk_errors_name_splunk_and_what_failed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splunk_searches_again_when_max_events_do_not_reach_over_the_final_minute() {
+    let fake = Fake::start(SplunkApi::with(splunk_events(), "Bearer t")).await;
+    let site = Site::new(&splunk_table(&fake.url(), "token = \"t\"\nmax_events = 2"));
+    let logs = SplunkLogs::from_config(&site.config()).unwrap();
+    let words = logs.last_words(&query(A, Some(A_DNS))).await.unwrap();
+    // Every line of the final minute once, in order, though each search returned two.
+    assert_eq!(messages(&words), a_last_words());
+    assert!(!words.truncated);
+    // Each search ends one microsecond after the oldest event the previous one returned (the
+    // end is exclusive; the repeated event is dropped), until one reaches past the window.
+    let latest: Vec<DateTime<Utc>> = fake
+        .seen_on(EXPORT)
+        .iter()
+        .map(|s| {
+            assert!(s.param("search").unwrap().contains("| head 2 |"), "{s:?}");
+            splunk_secs(s.param("latest_time")).unwrap()
+        })
+        .collect();
+    let us = chrono::Duration::microseconds(1);
+    assert_eq!(
+        latest,
+        vec![
+            at(10, 7, 0, 0) + us,
+            at(9, 59, 10, 500) + us,
+            at(9, 59, 10, 0) + us,
+            at(9, 58, 55, 250) + us,
+            at(9, 58, 50, 0) + us,
+        ]
+    );
+    assert_eq!(logs.calls()["splunk:search/v2/jobs/export"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn splunk_auth_is_sent_as_configured() {
     // `Authorization: Splunk <token>`, the token read from a file (for every request).
     let fake = Fake::start(SplunkApi::with(splunk_events(), "Splunk from-file")).await;
