@@ -1340,7 +1340,9 @@ fn log_api_last_words(p: &LogApiProbe) -> Check {
     if let Some(e) = p.lookups.iter().find_map(|l| l.result.as_ref().err()) {
         return Check::fail(
             check_id,
-            if e.answered && e.code.as_deref() == Some("400") || e.code.as_deref() == Some("200") {
+            // Rejected (400) or failed in the answer (200 with an error): the query; anything
+            // else is the server's.
+            if matches!(e.code.as_deref(), Some("400" | "200")) {
                 Failure::Config
             } else {
                 Failure::Unreachable

@@ -77,7 +77,7 @@ impl Backwards {
     /// `page`), so older ones may remain.
     pub fn add_page(&mut self, mut page: Vec<Entry>, full: bool) -> Next {
         self.pages += 1;
-        page.sort_by(|a, b| b.ns.cmp(&a.ns));
+        page.sort_by_key(|e| std::cmp::Reverse(e.ns));
         let oldest = page.last().map(|e| e.ns);
         let previous_edge = self.edge.as_ref().map(|(ns, _)| *ns);
         if let Some((edge_ns, seen)) = &mut self.edge {
@@ -186,7 +186,7 @@ mod tests {
     /// A server holding `all`: the newest `limit` entries before `end`.
     fn page(all: &[Entry], end: i64, limit: usize) -> Vec<Entry> {
         let mut v: Vec<Entry> = all.iter().filter(|x| x.ns < end).cloned().collect();
-        v.sort_by(|a, b| b.ns.cmp(&a.ns));
+        v.sort_by_key(|e| std::cmp::Reverse(e.ns));
         v.truncate(limit);
         v
     }

@@ -674,7 +674,7 @@ impl SplunkApi {
                     .all(|(f, v)| e.field(f) == Some(v.as_str()))
             })
             .collect();
-        hits.sort_by(|a, b| b.time.cmp(&a.time));
+        hits.sort_by_key(|e| std::cmp::Reverse(e.time));
         if let Some(n) = spl.head {
             hits.truncate(n);
         }
@@ -1303,7 +1303,7 @@ impl LokiApi {
                 }
             }
         }
-        hits.sort_by(|a, b| b.1.cmp(&a.1));
+        hits.sort_by_key(|h| std::cmp::Reverse(h.1));
         hits.truncate(limit);
         let mut result: Vec<Value> = Vec::new();
         for (i, s) in self.streams.iter().enumerate() {
