@@ -1893,4 +1893,129 @@ mod tests {
         assert!(kinds[0].detail.contains("no AWS support"));
         assert!(kind_checks(&c, true).is_empty());
     }
+
+    fn api_probe() -> LogApiProbe {
+        use crate::sources::probe::{ApiLookup, Listing, ScopeSeen};
+        LogApiProbe {
+            backend: "splunk".into(),
+            key: "sources.logs.splunk".into(),
+            url: "https://splunk:8089".into(),
+            connection: Ok("Splunk 9.2.1".into()),
+            scopes: vec![ScopeSeen {
+                key: "sources.logs.splunk.index".into(),
+                what: "index `app`".into(),
+                name: "app".into(),
+                exists: Ok(true),
+                others: Listing::default(),
+            }],
+            lookups: ["i-0a", "i-0b"]
+                .iter()
+                .map(|id| ApiLookup {
+                    instance_id: id.to_string(),
+                    looked_for: format!("search index=\"app\" instance_id=\"{id}\""),
+                    result: Ok(ApiLookupResult::Events(5)),
+                })
+                .collect(),
+            instance_values: None,
+            calls: vec![ok("GET /services/server/info")],
+        }
+    }
+
+    #[test]
+    fn log_api_checks_pass_fail_and_say_why() {
+        let all = log_api_checks(&api_probe());
+        assert_eq!(
+            all.iter()
+                .map(|c| (c.id.as_str(), c.status))
+                .collect::<Vec<_>>(),
+            [
+                ("splunk.connection", Status::Pass),
+                ("splunk.scope", Status::Pass),
+                ("splunk.last_words", Status::Pass)
+            ]
+        );
+
+        // No answer: unreachable (exit 1), nothing else claimed.
+        let mut p = api_probe();
+        p.connection = Err(err("GET /services/server/info", None, false));
+        let c = log_api_checks(&p);
+        assert_eq!(c[0].failure, Some(Failure::Unreachable));
+        assert_eq!(c[1].status, Status::Skip);
+        assert_eq!(Checklist::new(c).exit_code, EXIT_UNREACHABLE);
+
+        // A refused token: configuration, naming the keys.
+        p.connection = Err(err("GET /services/server/info", Some("401"), true));
+        let c = log_api_checks(&p);
+        assert_eq!(c[0].failure, Some(Failure::Config));
+        assert!(c[0]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("sources.logs.splunk.token"));
+
+        // A misspelt index: the nearest one.
+        let mut p = api_probe();
+        p.scopes[0].name = "ap".into();
+        p.scopes[0].what = "index `ap`".into();
+        p.scopes[0].exists = Ok(false);
+        p.scopes[0].others.items = vec!["app".into(), "main".into()];
+        let c = log_api_checks(&p);
+        let scope = c.iter().find(|c| c.id == "splunk.scope").unwrap();
+        assert_eq!(scope.failure, Some(Failure::Config));
+        assert!(
+            scope.detail.contains("did you mean `app`"),
+            "{}",
+            scope.detail
+        );
+
+        // Nothing found for two instances: the filter is wrong (config); for one: a warning.
+        let mut p = api_probe();
+        for l in &mut p.lookups {
+            l.result = Ok(ApiLookupResult::NoEvents);
+        }
+        let lw = log_api_checks(&p).pop().unwrap();
+        assert_eq!(lw.failure, Some(Failure::Config));
+        assert!(lw.detail.contains("instance_id=\"i-0a\""), "{}", lw.detail);
+        assert!(lw
+            .fix
+            .unwrap()
+            .contains("sources.logs.splunk.instance_filter"));
+        p.lookups.truncate(1);
+        assert_eq!(log_api_checks(&p).pop().unwrap().status, Status::Warn);
+
+        // Instances the inventory cannot map: configuration, pointing at the inventory.
+        let mut p = api_probe();
+        for l in &mut p.lookups {
+            l.result = Ok(ApiLookupResult::Unmapped("i-0a cannot be mapped".into()));
+        }
+        let lw = log_api_checks(&p).pop().unwrap();
+        assert_eq!(lw.failure, Some(Failure::Config));
+        assert!(lw.fix.unwrap().contains("describe-instances"));
+
+        // A query the server rejected is configuration; a 5xx is the server's.
+        let mut p = api_probe();
+        p.lookups[0].result = Err(err(
+            "POST /services/search/v2/jobs/export",
+            Some("400"),
+            true,
+        ));
+        assert_eq!(
+            log_api_checks(&p).pop().unwrap().failure,
+            Some(Failure::Config)
+        );
+        p.lookups[0].result = Err(err(
+            "POST /services/search/v2/jobs/export",
+            Some("503"),
+            true,
+        ));
+        assert_eq!(
+            log_api_checks(&p).pop().unwrap().failure,
+            Some(Failure::Unreachable)
+        );
+
+        // Not set up at all.
+        let c = log_api_not_configured("loki", "sources.logs.loki.url: required");
+        assert_eq!(c[0].id, "loki.connection");
+        assert_eq!(c[1].status, Status::Skip);
+    }
 }
