@@ -394,6 +394,10 @@ pub struct SourceConfig {
     pub period: String,
     /// metrics (prometheus): `[sources.metrics.prometheus]`, the API and its PromQL.
     pub prometheus: Option<crate::sources::prometheus::config::PrometheusConfig>,
+    /// logs (splunk): `[sources.logs.splunk]`, the REST API, the search and the token.
+    pub splunk: Option<crate::sources::splunk::config::SplunkConfig>,
+    /// logs (loki): `[sources.logs.loki]`, the API, the stream selector and the credentials.
+    pub loki: Option<crate::sources::loki::config::LokiConfig>,
 }
 
 impl Default for SourceConfig {
@@ -419,6 +423,8 @@ impl Default for SourceConfig {
             statistic: "Maximum".into(),
             period: "60s".into(),
             prometheus: None,
+            splunk: None,
+            loki: None,
         }
     }
 }
@@ -529,6 +535,38 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("sources.metrics.prometheus.headers", Kind::StrMap),
     ("sources.metrics.prometheus.sigv4.region", Kind::Str),
     ("sources.metrics.prometheus.sigv4.service", Kind::Str),
+    ("sources.logs.splunk.url", Kind::Str),
+    ("sources.logs.splunk.index", Kind::Str),
+    ("sources.logs.splunk.sourcetype", Kind::Str),
+    ("sources.logs.splunk.instance_filter", Kind::Str),
+    (
+        "sources.logs.splunk.auth_scheme",
+        Kind::OneOf(&["bearer", "splunk"]),
+    ),
+    ("sources.logs.splunk.token", Kind::Str),
+    ("sources.logs.splunk.token_file", Kind::Path),
+    ("sources.logs.splunk.token_env", Kind::Str),
+    ("sources.logs.splunk.max_events", Kind::Int { min: 1 }),
+    ("sources.logs.splunk.lookback", Kind::Duration),
+    ("sources.logs.splunk.timeout", Kind::Duration),
+    ("sources.logs.splunk.max_attempts", Kind::Int { min: 1 }),
+    ("sources.logs.splunk.concurrency", Kind::Int { min: 1 }),
+    ("sources.logs.splunk.ca_file", Kind::Path),
+    ("sources.logs.loki.url", Kind::Str),
+    ("sources.logs.loki.selector", Kind::Str),
+    ("sources.logs.loki.line_filter", Kind::Str),
+    ("sources.logs.loki.tenant_id", Kind::Str),
+    ("sources.logs.loki.username", Kind::Str),
+    ("sources.logs.loki.password", Kind::Str),
+    ("sources.logs.loki.password_file", Kind::Path),
+    ("sources.logs.loki.bearer_token", Kind::Str),
+    ("sources.logs.loki.bearer_token_file", Kind::Path),
+    ("sources.logs.loki.limit", Kind::Int { min: 1 }),
+    ("sources.logs.loki.lookback", Kind::Duration),
+    ("sources.logs.loki.timeout", Kind::Duration),
+    ("sources.logs.loki.max_attempts", Kind::Int { min: 1 }),
+    ("sources.logs.loki.concurrency", Kind::Int { min: 1 }),
+    ("sources.logs.loki.ca_file", Kind::Path),
     ("aws.region", Kind::Str),
     ("aws.profile", Kind::Str),
     ("aws.endpoint_url", Kind::Str),
@@ -734,6 +772,22 @@ impl Config {
                     .problems(&s.metrics),
             );
         }
+        for (key, src) in [
+            ("sources.activities.kind", &s.activities),
+            ("sources.metrics.kind", &s.metrics),
+        ] {
+            if matches!(src.kind.as_str(), "splunk" | "loki") {
+                p.push(format!(
+                    "{key}: `{}` is a logs backend (set it as sources.logs.kind)",
+                    src.kind
+                ));
+            }
+        }
+        match s.logs.kind.as_str() {
+            "splunk" => p.extend(s.logs.splunk.clone().unwrap_or_default().problems()),
+            "loki" => p.extend(s.logs.loki.clone().unwrap_or_default().problems()),
+            _ => {}
+        }
         if let Some(l) = self.sources.metrics.limit {
             if !(l.is_finite() && l > 0.0) {
                 p.push(format!(
@@ -791,6 +845,7 @@ impl Config {
                 ));
             }
         }
+        p.extend(self.log_backend_machine_problems());
         if let Some(extra) = &self.signatures.extra {
             let full = self.resolve(extra);
             if !full.exists() {
@@ -798,6 +853,50 @@ impl Config {
                     "signatures.extra: {} does not exist",
                     full.display()
                 ));
+            }
+        }
+        p
+    }
+
+    /// The log backend's files (token, password, CA) that do not exist here, and a token's
+    /// environment variable that is not set.
+    fn log_backend_machine_problems(&self) -> Vec<String> {
+        let logs = &self.sources.logs;
+        let mut files: Vec<(String, &PathBuf)> = Vec::new();
+        let mut p = Vec::new();
+        match (logs.kind.as_str(), &logs.splunk, &logs.loki) {
+            ("splunk", Some(c), _) => {
+                let key = crate::sources::splunk::config::KEY;
+                files.extend(
+                    c.token_file
+                        .iter()
+                        .map(|f| (format!("{key}.token_file"), f)),
+                );
+                files.extend(c.ca_file.iter().map(|f| (format!("{key}.ca_file"), f)));
+                if let Some(var) = &c.token_env {
+                    if std::env::var(var).map_or(true, |v| v.trim().is_empty()) {
+                        p.push(format!(
+                            "{key}.token_env: the environment variable {var} is not set (or empty)"
+                        ));
+                    }
+                }
+            }
+            ("loki", _, Some(c)) => {
+                let key = crate::sources::loki::config::KEY;
+                for (leaf, f) in [
+                    ("password_file", &c.password_file),
+                    ("bearer_token_file", &c.bearer_token_file),
+                    ("ca_file", &c.ca_file),
+                ] {
+                    files.extend(f.iter().map(|f| (format!("{key}.{leaf}"), f)));
+                }
+            }
+            _ => {}
+        }
+        for (key, f) in files {
+            let full = self.resolve(f);
+            if !full.is_file() {
+                p.push(format!("{key}: {} is not a readable file", full.display()));
             }
         }
         p
@@ -1321,6 +1420,86 @@ unit = "bytes"
         .unwrap();
         let p = c.sources.metrics.prometheus.unwrap();
         assert_eq!(p.headers["X-Scope-OrgID"].expose(), "t2");
+    }
+
+    #[test]
+    fn log_backend_tables_are_checked_by_key() {
+        let err = parse("[sources.logs]\nkind = \"splunk\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "sources.logs.splunk.url: required",
+            "sources.logs.splunk.index: required",
+            "sources.logs.splunk.instance_filter: required",
+            "sources.logs.splunk.token: required",
+        ] {
+            assert!(err.contains(needle), "missing {needle} in {err}");
+        }
+        let bad = r#"
+[sources.logs]
+kind = "loki"
+[sources.logs.loki]
+url = "http://loki:3100"
+selector = '{instance_id="{instance}"}'
+limit = 0
+auth = "basic"
+"#;
+        let err = parse(bad, &[]).unwrap_err().to_string();
+        for needle in [
+            "sources.logs.loki.limit: must be at least 1",
+            "sources.logs.loki.auth: unknown key",
+        ] {
+            assert!(err.contains(needle), "missing {needle} in {err}");
+        }
+        let err = parse(
+            "[sources.logs]\nkind = \"loki\"\n[sources.logs.loki]\nurl = \"http://l\"\nselector = '{instance_id=\"{instance}\"}'\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "sources.logs.loki.selector: label `instance_id`: unknown placeholder `{instance}`"
+            ),
+            "{err}"
+        );
+        let err = parse(
+            "[sources.logs.splunk]\nauth_scheme = \"basic\"\n[sources.metrics]\nkind = \"loki\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sources.logs.splunk.auth_scheme: `basic` is not one of bearer, splunk"),
+            "{err}"
+        );
+        // A token from the environment, as for every key.
+        let c = parse(
+            "[sources.logs]\nkind = \"splunk\"\n[sources.logs.splunk]\nurl = \"https://s:8089\"\nindex = \"app\"\ninstance_filter = \"host={private_dns}\"\n",
+            &[("EPITAPH_SOURCES__LOGS__SPLUNK__TOKEN", "tok")],
+        )
+        .unwrap();
+        let t = c.sources.logs.splunk.unwrap().token.unwrap();
+        assert_eq!(t.expose(), "tok");
+        // A logs backend elsewhere is named as such.
+        let err = parse("[sources.metrics]\nkind = \"loki\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sources.metrics.kind: `loki` is a logs backend"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn log_backend_examples_are_valid() {
+        for (name, text) in [
+            ("splunk", include_str!("../config/splunk.example.toml")),
+            ("loki", include_str!("../config/loki.example.toml")),
+        ] {
+            let c = parse(text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(c.sources.logs.kind, name);
+        }
     }
 
     #[test]

@@ -93,6 +93,13 @@ pub struct InstanceInfo {
     pub availability_zone: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The private DNS name (`describe-instances` `PrivateDnsName`): what log backends that
+    /// name hosts (Splunk's `host`, a Loki `host` label) know the instance by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_dns: Option<String>,
+    /// The private IPv4 address (`describe-instances` `PrivateIpAddress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
 }
 
 /// One instance terminated by an Auto Scaling group.

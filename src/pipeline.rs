@@ -699,7 +699,10 @@ impl Pipeline {
 
         // Owned queries: a closure over `&Termination` makes the future's Send-ness depend on
         // a higher-ranked lifetime the compiler cannot prove, and the service spawns scans.
-        let queries: Vec<LastWordsQuery> = chunk.iter().map(|t| self.last_words_query(t)).collect();
+        let queries: Vec<LastWordsQuery> = chunk
+            .iter()
+            .map(|t| self.last_words_query(t, inventory.get(&t.instance_id)))
+            .collect();
         let words: Vec<std::result::Result<LastWords, String>> = stream::iter(queries)
             .map(|q| async move {
                 match tokio::time::timeout(timeout, self.sources.logs.last_words(&q)).await {
@@ -752,7 +755,7 @@ impl Pipeline {
         (ended - t.time).max(chrono::Duration::zero()) + self.cfg.last_words_grace()
     }
 
-    fn last_words_query(&self, t: &Termination) -> LastWordsQuery {
+    fn last_words_query(&self, t: &Termination, info: Option<&InstanceInfo>) -> LastWordsQuery {
         LastWordsQuery {
             instance_id: t.instance_id.clone(),
             origin: t.origin.clone(),
@@ -761,6 +764,9 @@ impl Pipeline {
             window: self.cfg.last_words_window(),
             grace: self.after_termination(t),
             max_bytes: self.cfg.scan.last_words_max_bytes,
+            launched_at: info.and_then(|i| i.launch_time).filter(|l| *l < t.time),
+            private_dns: info.and_then(|i| i.private_dns.clone()),
+            private_ip: info.and_then(|i| i.private_ip.clone()),
         }
     }
 
@@ -1021,6 +1027,7 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
                         window: cfg.last_words_window(),
                         grace: x.until - at,
                         max_bytes: cfg.scan.last_words_max_bytes,
+                        ..Default::default()
                     };
                     match l.last_words(&q).await {
                         Ok(w) if !w.events.is_empty() => read.found += 1,
@@ -1079,7 +1086,8 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
         metrics.as_ref(),
         window,
     ));
-    // The instances the AWS probe sampled (its own terminations), for the metrics probe.
+    // The instances the AWS probe sampled (its own terminations), for the probes of the
+    // metrics and log APIs.
     #[allow(unused_mut)]
     let mut aws_samples: Vec<crate::sources::probe::Sample> = Vec::new();
     if [&s.activities, &s.logs, &s.metrics]
@@ -1102,6 +1110,18 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
             &samples
         };
         checks.extend(doctor_prometheus(cfg, sampled).await);
+    }
+    if matches!(s.logs.kind.as_str(), "splunk" | "loki") {
+        let (sampled, inventory) = if s.activities.kind == "aws" {
+            (&aws_samples, Vec::new())
+        } else {
+            let inventory = match FileActivities::new(&resolved(&s.activities)) {
+                Ok(a) => a.inventory().await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            (&samples, inventory)
+        };
+        checks.extend(doctor_log_api(cfg, sampled, &inventory).await);
     }
     checks.push(match load_signatures(cfg) {
         Ok(lib) => Check::pass(
@@ -1130,10 +1150,51 @@ async fn doctor_prometheus(
     }
 }
 
+/// The probe of a log API (`splunk`, `loki`) for the sampled instances (their private DNS
+/// names and IPs from `inventory`), judged.
+async fn doctor_log_api(
+    cfg: &Config,
+    samples: &[crate::sources::probe::Sample],
+    inventory: &[InstanceInfo],
+) -> Vec<crate::analysis::doctor::Check> {
+    use crate::analysis::doctor as judge;
+    let queries: Vec<LastWordsQuery> = samples
+        .iter()
+        .map(|x| {
+            let at = x.terminated_at.unwrap_or(x.until);
+            let info = inventory.iter().find(|i| i.instance_id == x.instance_id);
+            LastWordsQuery {
+                instance_id: x.instance_id.clone(),
+                origin: x.origin.clone(),
+                asg: x.asg.clone().unwrap_or_default(),
+                terminated_at: at,
+                window: cfg.last_words_window(),
+                grace: x.until - at,
+                max_bytes: cfg.scan.last_words_max_bytes,
+                launched_at: info.and_then(|i| i.launch_time).filter(|l| *l < at),
+                private_dns: info.and_then(|i| i.private_dns.clone()),
+                private_ip: info.and_then(|i| i.private_ip.clone()),
+            }
+        })
+        .collect();
+    let backend = cfg.sources.logs.kind.as_str();
+    let probe = match backend {
+        "splunk" => match crate::sources::splunk::SplunkLogs::from_config(cfg) {
+            Ok(l) => l.probe(&queries).await,
+            Err(e) => return judge::log_api_not_configured(backend, &e.to_string()),
+        },
+        _ => match crate::sources::loki::LokiLogs::from_config(cfg) {
+            Ok(l) => l.probe(&queries).await,
+            Err(e) => return judge::log_api_not_configured(backend, &e.to_string()),
+        },
+    };
+    judge::log_api_checks(&probe)
+}
+
 /// The AWS probes of `epitaph doctor`, target by target: Auto Scaling first (its first call
 /// says whether the account answers at all), then the logs and the metric for the samples it
 /// found. A target that cannot be reached is not probed further. Also returns the first
-/// target's samples (for a metrics backend outside AWS).
+/// target's samples (for a metrics or log backend outside AWS).
 #[cfg(feature = "aws")]
 async fn doctor_aws(
     cfg: &Config,

@@ -16,8 +16,8 @@ use serde::Serialize;
 use crate::config::{edit_distance, Config};
 use crate::model::{Termination, TimeWindow};
 use crate::sources::probe::{
-    CallError, CallRecord, DimensionSet, GroupSeen, LogGroupProbe, LogsProbe, LookupResult,
-    MetricsProbe, PrometheusProbe, Sample, TargetProbe,
+    ApiLookupResult, CallError, CallRecord, DimensionSet, GroupSeen, LogApiProbe, LogGroupProbe,
+    LogsProbe, LookupResult, MetricsProbe, PrometheusProbe, Sample, TargetProbe,
 };
 
 /// Names listed in a failure (closest first).
@@ -318,6 +318,13 @@ pub fn kind_checks(cfg: &Config, aws_built: bool) -> Vec<Check> {
     ] {
         match kind.as_str() {
             "file" => {}
+            "splunk" | "loki" if key == "sources.logs.kind" => {}
+            "splunk" | "loki" => out.push(Check::fail(
+                key,
+                Failure::Config,
+                format!("{key} = \"{kind}\": {kind} is a logs backend"),
+                format!("set sources.logs.kind = \"{kind}\" instead"),
+            )),
             "prometheus" if key == "sources.metrics.kind" => {}
             "prometheus" => out.push(Check::fail(
                 key,
@@ -335,7 +342,7 @@ pub fn kind_checks(cfg: &Config, aws_built: bool) -> Vec<Check> {
             other => out.push(Check::fail(
                 key,
                 Failure::Config,
-                format!("{key} = \"{other}\": only the \"file\", \"aws\" and (for metrics) \"prometheus\" backends are built in this version"),
+                format!("{key} = \"{other}\": only the \"file\" and \"aws\" backends (for logs also \"splunk\" and \"loki\", for metrics \"prometheus\") are built in this version"),
                 format!("set {key} to \"file\" or \"aws\""),
             )),
         }
@@ -1484,6 +1491,247 @@ pub const PERCENT_LOOKING_MAX: f64 = 100.0;
 /// Memory above its limit by more than this factor means the two queries disagree.
 pub const OVER_LIMIT_FACTOR: f64 = 1.05;
 
+// ------------------------------------------------------------------ log APIs --------------
+
+/// A log API backend (`splunk`, `loki`) could not even be set up (bad settings, an unreadable
+/// token file): its checks fail with the reason.
+pub fn log_api_not_configured(backend: &str, message: &str) -> Vec<Check> {
+    vec![
+        Check::fail(
+            format!("{backend}.connection"),
+            Failure::Config,
+            message.to_string(),
+            format!("fix [sources.logs.{backend}] (`epitaph config check` lists every problem)"),
+        ),
+        Check::skip(
+            format!("{backend}.checks"),
+            "not checked: the API, what the configuration names, and last words need a working backend",
+        ),
+    ]
+}
+
+/// The checks of a log API, in order: `<backend>.connection` (the API answers and takes the
+/// credentials), `<backend>.scope` (the index, the labels and fixed label values the
+/// configuration names exist), `<backend>.last_words` (the sampled instances have events, the
+/// way a scan looks for them).
+pub fn log_api_checks(p: &LogApiProbe) -> Vec<Check> {
+    let b = p.backend.as_str();
+    let key = p.key.as_str();
+    let id = |what: &str| format!("{b}.{what}");
+    let mut out = Vec::new();
+    match &p.connection {
+        Err(e) if !e.answered => {
+            out.push(Check::fail(
+                id("connection"),
+                Failure::Unreachable,
+                format!("{}: no answer: {}", p.url, e.message),
+                format!("check {key}.url (and {key}.ca_file for a private CA), the network, and that the server is up"),
+            ));
+            out.push(Check::skip(
+                id("checks"),
+                format!(
+                    "not checked: what {key} names, and last words (the API could not be reached)"
+                ),
+            ));
+            return out;
+        }
+        Err(e) if matches!(e.code.as_deref(), Some("401" | "403")) => {
+            out.push(Check::fail(
+                id("connection"),
+                Failure::Config,
+                format!("{}: the credentials were refused: {}", p.url, e.message),
+                match b {
+                    "splunk" => format!("check {key}.token (or token_file / token_env) and {key}.auth_scheme (bearer for authentication tokens, splunk for session keys)"),
+                    _ => format!("check {key}.username / password or bearer_token, and {key}.tenant_id (X-Scope-OrgID)"),
+                },
+            ));
+            return out;
+        }
+        Err(e) if e.code.as_deref() == Some("404") => {
+            out.push(Check::fail(
+                id("connection"),
+                Failure::Config,
+                format!("{}: no {b} API there: {}", p.url, e.message),
+                format!("set {key}.url to the API's base URL"),
+            ));
+            return out;
+        }
+        Err(e) => {
+            out.push(Check::fail(
+                id("connection"),
+                Failure::Unreachable,
+                format!("{}: {}", p.url, e.message),
+                "retry; if it persists, check the server's health",
+            ));
+            return out;
+        }
+        Ok(said) => out.push(Check::pass(
+            id("connection"),
+            format!("{} answers and takes the credentials ({said})", p.url),
+        )),
+    }
+    let missing: Vec<String> = p
+        .scopes
+        .iter()
+        .filter(|s| s.exists == Ok(false))
+        .map(|s| {
+            let (listed, nearest) = similar_names(&s.name, &s.others.items);
+            format!(
+                "{} ({}) does not exist{}; there: {}",
+                s.what,
+                s.key,
+                did_you_mean(&nearest),
+                list(&listed, s.others.truncated)
+            )
+        })
+        .collect();
+    let unlisted: Vec<String> = p
+        .scopes
+        .iter()
+        .filter_map(|s| {
+            s.exists
+                .as_ref()
+                .err()
+                .map(|e| format!("{}: {}", s.what, e.message))
+        })
+        .collect();
+    let scope_keys: BTreeSet<&str> = p.scopes.iter().map(|s| s.key.as_str()).collect();
+    let scope_keys = scope_keys.into_iter().collect::<Vec<_>>().join(", ");
+    if !missing.is_empty() {
+        out.push(Check::fail(
+            id("scope"),
+            Failure::Config,
+            missing.join("; "),
+            format!("fix {scope_keys}"),
+        ));
+    } else if !unlisted.is_empty() {
+        out.push(Check::warn(
+            id("scope"),
+            format!("could not be checked: {}", unlisted.join("; ")),
+            "the credentials may not list them; the last-words check below still runs",
+        ));
+    } else if !p.scopes.is_empty() {
+        out.push(Check::pass(
+            id("scope"),
+            format!(
+                "{} exist{}",
+                p.scopes
+                    .iter()
+                    .map(|s| s.what.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if p.scopes.len() == 1 { "s" } else { "" }
+            ),
+        ));
+    }
+    out.push(log_api_last_words(p));
+    out
+}
+
+fn log_api_last_words(p: &LogApiProbe) -> Check {
+    let b = p.backend.as_str();
+    let key = p.key.as_str();
+    let check_id = format!("{b}.last_words");
+    let filter_key = match b {
+        "splunk" => format!("{key}.instance_filter"),
+        _ => format!("{key}.selector"),
+    };
+    if p.lookups.is_empty() {
+        return Check::skip(
+            check_id,
+            "not checked: no terminated instance in the window to look last words up for",
+        );
+    }
+    if let Some(e) = p.lookups.iter().find_map(|l| l.result.as_ref().err()) {
+        return Check::fail(
+            check_id,
+            // Rejected (400) or failed in the answer (200 with an error): the query; anything
+            // else is the server's.
+            if matches!(e.code.as_deref(), Some("400" | "200")) {
+                Failure::Config
+            } else {
+                Failure::Unreachable
+            },
+            format!("the last-words query failed: {}", e.message),
+            format!("check {filter_key} (the query is what a scan sends), or the server's health"),
+        );
+    }
+    let mut found = Vec::new();
+    let mut empty = Vec::new();
+    let mut unmapped = Vec::new();
+    for l in &p.lookups {
+        match &l.result {
+            Ok(ApiLookupResult::Events(n)) => found.push(format!("{} ({n} lines)", l.instance_id)),
+            Ok(ApiLookupResult::NoEvents) => empty.push(l),
+            Ok(ApiLookupResult::Unmapped(why)) => unmapped.push(why.clone()),
+            Err(_) => {}
+        }
+    }
+    let sampled = p.lookups.len();
+    if !unmapped.is_empty() && found.is_empty() && empty.is_empty() {
+        return Check::fail(
+            check_id,
+            Failure::Config,
+            format!("none of the {sampled} sampled instances can be looked up: {}", unmapped[0]),
+            format!("add `aws ec2 describe-instances` output to sources.activities.inventory (private DNS names and IPs), or name the instance by {{instance_id}} in {filter_key}"),
+        );
+    }
+    let unmapped_note = if unmapped.is_empty() {
+        String::new()
+    } else {
+        format!("; {} could not be mapped ({})", unmapped.len(), unmapped[0])
+    };
+    if !found.is_empty() {
+        let detail = format!(
+            "{} of the {sampled} most recent terminated instances have last words: {}{unmapped_note}",
+            found.len(),
+            found.join(", ")
+        );
+        return if unmapped.is_empty() && empty.is_empty() {
+            Check::pass(check_id, detail)
+        } else {
+            Check::warn(
+                check_id,
+                format!(
+                    "{detail}; none for {}",
+                    empty
+                        .iter()
+                        .map(|l| l.instance_id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "an instance may die before its agent ships anything; if many do, check the agent",
+            )
+        };
+    }
+    let looked_for = empty
+        .first()
+        .map(|l| l.looked_for.clone())
+        .unwrap_or_default();
+    let values = p
+        .instance_values
+        .as_ref()
+        .map(|v| {
+            let wanted = empty.first().map(|l| l.instance_id.as_str()).unwrap_or("");
+            let (listed, _) = similar_names(wanted, &v.items);
+            format!(
+                "; the instance label holds values such as {}",
+                list(&listed, v.truncated)
+            )
+        })
+        .unwrap_or_default();
+    let detail = format!(
+        "none of the {} most recent terminated instances has events for what a scan asks: {looked_for}{values}{unmapped_note}",
+        empty.len()
+    );
+    let fix = format!("check {filter_key}: the field or label that names the instance, and whether it holds the id, the DNS name or the IP");
+    if empty.len() >= MIN_SAMPLES_FOR_STREAM_FAIL {
+        Check::fail(check_id, Failure::Config, detail, fix)
+    } else {
+        Check::warn(check_id, detail, fix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1949,5 +2197,130 @@ mod tests {
         assert_eq!(kinds.len(), 3);
         assert!(kinds[0].detail.contains("no AWS support"));
         assert!(kind_checks(&c, true).is_empty());
+    }
+
+    fn api_probe() -> LogApiProbe {
+        use crate::sources::probe::{ApiLookup, Listing, ScopeSeen};
+        LogApiProbe {
+            backend: "splunk".into(),
+            key: "sources.logs.splunk".into(),
+            url: "https://splunk:8089".into(),
+            connection: Ok("Splunk 9.2.1".into()),
+            scopes: vec![ScopeSeen {
+                key: "sources.logs.splunk.index".into(),
+                what: "index `app`".into(),
+                name: "app".into(),
+                exists: Ok(true),
+                others: Listing::default(),
+            }],
+            lookups: ["i-0a", "i-0b"]
+                .iter()
+                .map(|id| ApiLookup {
+                    instance_id: id.to_string(),
+                    looked_for: format!("search index=\"app\" instance_id=\"{id}\""),
+                    result: Ok(ApiLookupResult::Events(5)),
+                })
+                .collect(),
+            instance_values: None,
+            calls: vec![ok("GET /services/server/info")],
+        }
+    }
+
+    #[test]
+    fn log_api_checks_pass_fail_and_say_why() {
+        let all = log_api_checks(&api_probe());
+        assert_eq!(
+            all.iter()
+                .map(|c| (c.id.as_str(), c.status))
+                .collect::<Vec<_>>(),
+            [
+                ("splunk.connection", Status::Pass),
+                ("splunk.scope", Status::Pass),
+                ("splunk.last_words", Status::Pass)
+            ]
+        );
+
+        // No answer: unreachable (exit 1), nothing else claimed.
+        let mut p = api_probe();
+        p.connection = Err(err("GET /services/server/info", None, false));
+        let c = log_api_checks(&p);
+        assert_eq!(c[0].failure, Some(Failure::Unreachable));
+        assert_eq!(c[1].status, Status::Skip);
+        assert_eq!(Checklist::new(c).exit_code, EXIT_UNREACHABLE);
+
+        // A refused token: configuration, naming the keys.
+        p.connection = Err(err("GET /services/server/info", Some("401"), true));
+        let c = log_api_checks(&p);
+        assert_eq!(c[0].failure, Some(Failure::Config));
+        assert!(c[0]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("sources.logs.splunk.token"));
+
+        // A misspelt index: the nearest one.
+        let mut p = api_probe();
+        p.scopes[0].name = "ap".into();
+        p.scopes[0].what = "index `ap`".into();
+        p.scopes[0].exists = Ok(false);
+        p.scopes[0].others.items = vec!["app".into(), "main".into()];
+        let c = log_api_checks(&p);
+        let scope = c.iter().find(|c| c.id == "splunk.scope").unwrap();
+        assert_eq!(scope.failure, Some(Failure::Config));
+        assert!(
+            scope.detail.contains("did you mean `app`"),
+            "{}",
+            scope.detail
+        );
+
+        // Nothing found for two instances: the filter is wrong (config); for one: a warning.
+        let mut p = api_probe();
+        for l in &mut p.lookups {
+            l.result = Ok(ApiLookupResult::NoEvents);
+        }
+        let lw = log_api_checks(&p).pop().unwrap();
+        assert_eq!(lw.failure, Some(Failure::Config));
+        assert!(lw.detail.contains("instance_id=\"i-0a\""), "{}", lw.detail);
+        assert!(lw
+            .fix
+            .unwrap()
+            .contains("sources.logs.splunk.instance_filter"));
+        p.lookups.truncate(1);
+        assert_eq!(log_api_checks(&p).pop().unwrap().status, Status::Warn);
+
+        // Instances the inventory cannot map: configuration, pointing at the inventory.
+        let mut p = api_probe();
+        for l in &mut p.lookups {
+            l.result = Ok(ApiLookupResult::Unmapped("i-0a cannot be mapped".into()));
+        }
+        let lw = log_api_checks(&p).pop().unwrap();
+        assert_eq!(lw.failure, Some(Failure::Config));
+        assert!(lw.fix.unwrap().contains("describe-instances"));
+
+        // A query the server rejected is configuration; a 5xx is the server's.
+        let mut p = api_probe();
+        p.lookups[0].result = Err(err(
+            "POST /services/search/v2/jobs/export",
+            Some("400"),
+            true,
+        ));
+        assert_eq!(
+            log_api_checks(&p).pop().unwrap().failure,
+            Some(Failure::Config)
+        );
+        p.lookups[0].result = Err(err(
+            "POST /services/search/v2/jobs/export",
+            Some("503"),
+            true,
+        ));
+        assert_eq!(
+            log_api_checks(&p).pop().unwrap().failure,
+            Some(Failure::Unreachable)
+        );
+
+        // Not set up at all.
+        let c = log_api_not_configured("loki", "sources.logs.loki.url: required");
+        assert_eq!(c[0].id, "loki.connection");
+        assert_eq!(c[1].status, Status::Skip);
     }
 }

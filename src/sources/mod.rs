@@ -3,14 +3,21 @@
 //! Backends know their API and nothing else: they return domain values ([`Termination`],
 //! [`LogEvent`], [`MemorySeries`]) and never judge them. The traits are async so network
 //! backends (AWS, Prometheus, Loki, Splunk) fit behind them; the pipeline bounds their
-//! concurrency and applies timeouts.
+//! concurrency and applies timeouts. The HTTP log backends (`splunk/`, `loki/`) share
+//! `http.rs` (client, retries, call counts), `paging.rs` (reading backwards in pages) and
+//! `placeholders.rs` (the instance in their templates).
 
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod file;
 pub mod heapsnapshot;
+pub(crate) mod http;
+pub mod loki;
+pub(crate) mod paging;
+pub(crate) mod placeholders;
 pub mod probe;
 pub mod prometheus;
+pub mod splunk;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,7 +66,7 @@ pub trait ActivitySource: Send + Sync {
 }
 
 /// What to fetch as an instance's last words.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LastWordsQuery {
     pub instance_id: String,
     /// The AWS target the instance lived in (see `Termination::origin`).
@@ -72,6 +79,12 @@ pub struct LastWordsQuery {
     pub grace: Duration,
     /// Stop fetching after this many bytes of messages.
     pub max_bytes: usize,
+    /// When the instance was launched (from the inventory), if known: no word of it is older.
+    pub launched_at: Option<DateTime<Utc>>,
+    /// Its private DNS name and IPv4 address (from the inventory: `describe-instances`), if
+    /// known — how backends that name hosts (Splunk's `host`, a Loki label) find it.
+    pub private_dns: Option<String>,
+    pub private_ip: Option<String>,
 }
 
 /// The log backend.
@@ -160,9 +173,11 @@ impl Sources {
             Some(a) => a,
             None => Arc::new(file::FileActivities::new(&resolve(&s.activities))?),
         };
-        let logs: Arc<dyn LogSource> = match aws_logs {
-            Some(l) => l,
-            None => Arc::new(file::FileLogs::new(&resolve(&s.logs))?),
+        let logs: Arc<dyn LogSource> = match (aws_logs, s.logs.kind.as_str()) {
+            (Some(l), _) => l,
+            (None, "splunk") => Arc::new(splunk::SplunkLogs::from_config(cfg)?),
+            (None, "loki") => Arc::new(loki::LokiLogs::from_config(cfg)?),
+            (None, _) => Arc::new(file::FileLogs::new(&resolve(&s.logs))?),
         };
         let metrics: Arc<dyn MetricSource> = match (aws_metrics, s.metrics.kind.as_str()) {
             (Some(m), _) => m,
@@ -241,12 +256,17 @@ fn check_kind(key: &str, src: &SourceConfig) -> Result<()> {
         "prometheus" => Err(Error::NotImplemented(format!(
             "{key} = \"prometheus\": Prometheus is a metrics backend (sources.metrics.kind)"
         ))),
+        "splunk" | "loki" if key == "sources.logs.kind" => Ok(()),
+        "splunk" | "loki" => Err(Error::Config(vec![format!(
+            "{key} = \"{}\": a logs backend (set it as sources.logs.kind)",
+            src.kind
+        )])),
         "aws" if cfg!(feature = "aws") => Ok(()),
         "aws" => Err(Error::NotImplemented(format!(
             "{key} = \"aws\": this build has no AWS support (build with the `aws` feature)"
         ))),
         other => Err(Error::NotImplemented(format!(
-            "{key} = \"{other}\": only the \"file\", \"aws\" and (for metrics) \"prometheus\" backends are built in this version"
+            "{key} = \"{other}\": only the \"file\" and \"aws\" backends (for logs also \"splunk\" and \"loki\", for metrics \"prometheus\") are built in this version"
         ))),
     }
 }
@@ -448,6 +468,7 @@ mod tests {
             window: Duration::seconds(60),
             grace: Duration::seconds(30),
             max_bytes,
+            ..Default::default()
         }
     }
 

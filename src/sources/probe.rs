@@ -233,3 +233,63 @@ pub struct PrometheusProbe {
     /// Every call made, in order.
     pub calls: Vec<CallRecord>,
 }
+
+/// What a log API's (Splunk's, Loki's) last-words lookup for one sampled instance found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiLookupResult {
+    /// This many events in the instance's final window.
+    Events(usize),
+    /// The query ran, and matched no event.
+    NoEvents,
+    /// The instance could not be mapped to its logs (the template needs a private DNS name or
+    /// IP the inventory does not have): why.
+    Unmapped(String),
+}
+
+/// One last-words lookup of a log API, done the way a scan does it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLookup {
+    pub instance_id: String,
+    /// The query sent (SPL, LogQL), or the template when the instance could not be mapped.
+    pub looked_for: String,
+    pub result: Call<ApiLookupResult>,
+}
+
+/// Something the configuration names in a log API (an index, a label, a label's value), and
+/// whether it exists there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeSeen {
+    /// The key that names it: `sources.logs.splunk.index`, `sources.logs.loki.selector`.
+    pub key: String,
+    /// What it is, for messages: "index `app`", "label `instance_id`", "`job=\"app\"`".
+    pub what: String,
+    /// The name looked for (for the nearest existing one).
+    pub name: String,
+    /// Whether it exists; else (or when it could not be listed) the call's error.
+    pub exists: Call<bool>,
+    /// The names that exist instead (first ones), when it does not.
+    pub others: Listing<String>,
+}
+
+/// The probe of a log API (`splunk`, `loki`) for `epitaph doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogApiProbe {
+    /// "splunk" or "loki": the checks' id prefix.
+    pub backend: String,
+    /// The config table: `sources.logs.splunk`.
+    pub key: String,
+    /// The API's base URL, without credentials.
+    pub url: String,
+    /// The first call (Splunk: server/info; Loki: labels): the API answers and takes the
+    /// credentials; what it said about itself.
+    pub connection: Call<String>,
+    /// What the configuration names, checked when the API answered.
+    pub scopes: Vec<ScopeSeen>,
+    /// The sampled instances' last words, looked up as a scan does.
+    pub lookups: Vec<ApiLookup>,
+    /// Values the instance label holds (Loki; first ones), to compare with what was looked
+    /// for when nothing was found.
+    pub instance_values: Option<Listing<String>>,
+    /// Every call made, in order.
+    pub calls: Vec<CallRecord>,
+}

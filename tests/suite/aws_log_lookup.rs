@@ -81,6 +81,7 @@ fn query(id: &str, terminated_at: chrono::DateTime<Utc>) -> LastWordsQuery {
         window: Duration::seconds(60),
         grace: Duration::seconds(30),
         max_bytes: 1 << 20,
+        ..Default::default()
     }
 }
 

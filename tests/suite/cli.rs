@@ -626,12 +626,25 @@ fn unbuilt_backends_are_a_clear_error() {
         .arg("--config")
         .arg(&cfg)
         .arg("scan")
-        .env("EPITAPH_SOURCES__LOGS__KIND", "loki")
+        .env("EPITAPH_SOURCES__LOGS__KIND", "prometheus")
         .assert()
         .code(2)
         .stderr(
             predicate::str::contains("not implemented")
                 .and(predicate::str::contains("sources.logs.kind")),
+        );
+    // A built backend without its table is a configuration error naming the keys.
+    epitaph()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("scan")
+        .env("EPITAPH_SOURCES__LOGS__KIND", "loki")
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("sources.logs.loki.url: required").and(
+                predicate::str::contains("sources.logs.loki.selector: required"),
+            ),
         );
 }
 

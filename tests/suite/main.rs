@@ -20,6 +20,7 @@ mod doctor;
 mod heap_diff;
 mod last_words_judgement;
 mod leak_quality;
+mod log_backends;
 mod oom_corpus;
 mod openapi_conformance;
 mod parsers_never_panic;

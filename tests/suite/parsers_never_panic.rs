@@ -54,6 +54,7 @@ fn feed_all(bytes: &[u8]) {
             window: chrono::Duration::seconds(60),
             grace: chrono::Duration::seconds(60),
             max_bytes: 1 << 20,
+            ..Default::default()
         };
         let _ = logs.last_words(&q).await.unwrap();
         let metrics = FileMetrics::new(&cfg).unwrap();

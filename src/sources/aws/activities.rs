@@ -336,6 +336,9 @@ fn group_from_sdk(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Group {
                 launch_configuration: i.launch_configuration_name().map(str::to_string),
                 availability_zone: i.availability_zone().map(str::to_string),
                 tags: Default::default(),
+                // DescribeAutoScalingGroups does not say; EC2 (not in the build) would.
+                private_dns: None,
+                private_ip: None,
             })
         })
         .collect();

@@ -202,6 +202,19 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
                     {
                         e.launch_time = Some(t);
                     }
+                    // An instance that is gone has an empty PrivateDnsName and no address.
+                    let non_empty = |key| {
+                        str_field(inst, key)
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
+                            .map(str::to_string)
+                    };
+                    if let Some(dns) = non_empty("PrivateDnsName") {
+                        e.private_dns = Some(dns);
+                    }
+                    if let Some(ip) = non_empty("PrivateIpAddress") {
+                        e.private_ip = Some(ip);
+                    }
                     if let Some(az) = inst
                         .get("Placement")
                         .and_then(|p| str_field(p, "AvailabilityZone"))
@@ -261,6 +274,28 @@ mod tests {
         assert_eq!(b.skipped.len(), 2);
         assert!(b.skipped[0].location.contains("Activities[2]"));
         assert!(b.skipped[0].reason.contains("StartTime"));
+    }
+
+    #[test]
+    fn describe_instances_gives_private_dns_and_ip() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("instances.json"),
+            r#"{"Reservations": [{"Instances": [
+              {"InstanceId": "i-0aaaaaaaaaaaaaaaa", "PrivateDnsName": "ip-10-0-1-23.ec2.internal",
+               "PrivateIpAddress": "10.0.1.23", "LaunchTime": "2026-01-04T08:00:00Z"},
+              {"InstanceId": "i-0bbbbbbbbbbbbbbbb", "PrivateDnsName": "", "State": {"Name": "terminated"}}
+            ]}]}"#,
+        )
+        .unwrap();
+        let inv = read_inventory(dir.path()).unwrap();
+        assert_eq!(inv.len(), 2);
+        assert_eq!(
+            inv[0].private_dns.as_deref(),
+            Some("ip-10-0-1-23.ec2.internal")
+        );
+        assert_eq!(inv[0].private_ip.as_deref(), Some("10.0.1.23"));
+        assert_eq!(inv[1].private_dns, None, "an empty name is no name");
     }
 
     #[test]
