@@ -279,40 +279,11 @@ impl Deliverer {
                     body,
                 }
             }
-            Err(e) => Response::Transport(describe_transport(e)),
+            Err(e) => Response::Transport(crate::sources::http::describe_transport(e)),
         };
         let jitter = rand::thread_rng().gen::<f64>();
         judge(&resp, entry.attempts, &self.policy, Utc::now(), jitter)
     }
-}
-
-/// A transport failure in one line, without its URL (it may hold a secret): "timed out: …",
-/// "could not connect: …". Also used by the Prometheus backend.
-pub(crate) fn describe_transport(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    if msg.is_empty() {
-        msg = kind.to_string();
-    }
-    // The causes say what actually happened ("Connection refused"); reqwest's own line is
-    // often just "error sending request".
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !text.is_empty() && !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
-    format!("{kind}: {msg}")
 }
 
 #[cfg(test)]

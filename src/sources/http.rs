@@ -286,9 +286,11 @@ async fn error_body(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&out).trim().to_string()
 }
 
-/// A transport failure in one line, without its URL: "timed out: …", "could not connect: …",
-/// with the causes (what actually happened: "Connection refused").
-pub fn describe_transport(e: reqwest::Error) -> String {
+/// A transport failure in one line, without its URL (it may hold a secret): "timed out: …",
+/// "could not connect: …", with the causes (what actually happened: "Connection refused";
+/// reqwest's own line is often just "error sending request"). Shared by every HTTP client of
+/// the crate (the log and metrics backends, alert delivery).
+pub(crate) fn describe_transport(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -298,6 +300,9 @@ pub fn describe_transport(e: reqwest::Error) -> String {
     };
     let e = e.without_url();
     let mut msg = e.to_string();
+    if msg.is_empty() {
+        msg = kind.to_string();
+    }
     let mut cause = std::error::Error::source(&e);
     while let Some(c) = cause {
         let text = c.to_string();

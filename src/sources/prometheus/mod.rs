@@ -266,7 +266,7 @@ impl PrometheusMetrics {
         let resp = req.body(body.to_string()).send().await.map_err(|e| {
             let retry = e.is_timeout() || e.is_connect() || e.is_request();
             AttemptError {
-                failure: Failure::transport(crate::sinks::deliver::describe_transport(e)),
+                failure: Failure::transport(crate::sources::http::describe_transport(e)),
                 retry,
                 retry_after: None,
             }
@@ -281,7 +281,7 @@ impl PrometheusMetrics {
         let bytes = resp.bytes().await.map_err(|e| AttemptError {
             failure: Failure::transport(format!(
                 "HTTP {status}, then the answer broke off: {}",
-                crate::sinks::deliver::describe_transport(e)
+                crate::sources::http::describe_transport(e)
             )),
             retry: true,
             retry_after: None,
