@@ -1753,3 +1753,201 @@ async fn loki_doctor_checks_labels_and_last_words() {
     assert_eq!(code, 1, "{list:#}");
     assert_eq!(check(&list, "loki.connection")["status"], "fail");
 }
+
+// ------------------------------------------------------------------ simulated fleet ---------
+
+/// The simulated fleet's log lines: (instance id, time, message), from both export formats
+/// the simulator writes (JSON lines and FilterLogEvents pages).
+fn simulated_lines(dir: &Path) -> Vec<(String, DateTime<Utc>, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir.join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if path.to_string_lossy().ends_with(".jsonl") {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line).unwrap();
+                let t: DateTime<Utc> = v["timestamp"].as_str().unwrap().parse().unwrap();
+                out.push((
+                    v["instance_id"].as_str().unwrap().to_string(),
+                    t,
+                    v["message"].as_str().unwrap().to_string(),
+                ));
+            }
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            for e in v["events"].as_array().unwrap() {
+                let t = Utc
+                    .timestamp_millis_opt(e["timestamp"].as_i64().unwrap())
+                    .unwrap();
+                out.push((
+                    e["logStreamName"].as_str().unwrap().to_string(),
+                    t,
+                    e["message"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A simulated fleet, its own config (file backends) and a copy of it without a
+/// `[sources.logs]` table and with a state of its own, for [`set_logs`].
+fn simulated_fleet() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output_timeout(
+        Command::new(bin())
+            .args([
+                "simulate",
+                "--seed",
+                "3",
+                "--asgs",
+                "6",
+                "--instances",
+                "60",
+                "--out",
+            ])
+            .arg(dir.path()),
+        CHILD_EXIT_BOUND,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file_config = dir.path().join("epitaph.toml");
+    let text = std::fs::read_to_string(&file_config).unwrap();
+    let start = text.find("[sources.logs]").unwrap();
+    let end = start + text[start..].find("[sources.metrics]").unwrap();
+    let backend_config = dir.path().join("backend.toml");
+    std::fs::write(
+        &backend_config,
+        format!("{}{}", &text[..start], &text[end..])
+            .replace("path = \"epitaph.db\"", "path = \"backend.db\""),
+    )
+    .unwrap();
+    (dir, file_config, backend_config)
+}
+
+/// Puts a `[sources.logs]` table into the copy `simulated_fleet` made.
+fn set_logs(backend_config: &Path, logs: &str) {
+    let text = std::fs::read_to_string(backend_config).unwrap();
+    let at = text.find("[sources.metrics]").unwrap();
+    std::fs::write(
+        backend_config,
+        format!("{}{logs}\n{}", &text[..at], &text[at..]),
+    )
+    .unwrap();
+}
+
+fn verdicts(report: &Value) -> BTreeMap<String, String> {
+    report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["instance_id"].as_str().unwrap().to_string(),
+                i["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .chain(report["deployments"].as_array().unwrap().iter().map(|d| {
+            (
+                d["deployment"].as_str().unwrap().to_string(),
+                d["verdict"].as_str().unwrap().to_string(),
+            )
+        }))
+        .collect()
+}
+
+/// A scan through the backend gives every instance and deployment the verdict the file
+/// backend gives the same fleet, at about one call per instance.
+async fn same_verdicts_as_the_file_backend(
+    backend: &str,
+    file_config: &Path,
+    backend_config: &Path,
+) {
+    let (stdout, stderr, code) = epitaph(file_config, &["--format", "json", "scan"], &[]).await;
+    assert_eq!(code, 0, "file scan: {stderr}");
+    let by_file: Value = serde_json::from_str(&stdout).unwrap();
+    let (stdout, stderr, code) = epitaph(backend_config, &["--format", "json", "scan"], &[]).await;
+    assert_eq!(code, 0, "{backend} scan: {stderr}");
+    let by_backend: Value = serde_json::from_str(&stdout).unwrap();
+    let (a, b) = (verdicts(&by_file), verdicts(&by_backend));
+    assert!(a.len() > 60, "instances and deployments: {}", a.len());
+    let differ: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: file {v}, {backend} {:?}", b.get(k)))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{backend} differs from the file backend: {differ:#?}"
+    );
+    let calls: u64 = by_backend["summary"]["api_calls"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(op, _)| op.starts_with(backend))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    let analysed = by_backend["summary"]["analysed"].as_u64().unwrap();
+    println!(
+        "{backend}: {calls} calls for {analysed} instances ({:.2} per instance)",
+        calls as f64 / analysed as f64
+    );
+    assert!(
+        analysed >= 60 && calls >= analysed,
+        "{calls} calls, {analysed} instances"
+    );
+    assert!(
+        calls as f64 <= 1.5 * analysed as f64,
+        "{calls} calls for {analysed} instances"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_fleet_scans_alike_through_splunk() {
+    // The fleet first (its lines go into the fake), then the config pointing at the fake.
+    let (dir, file_config, backend_config) = simulated_fleet();
+    let events: Vec<SplunkEvent> = simulated_lines(dir.path())
+        .into_iter()
+        .map(|(id, time, raw)| SplunkEvent {
+            index: "app",
+            sourcetype: "app:log",
+            host: format!("host-of-{id}"),
+            fields: vec![("instance_id", id)],
+            time,
+            raw,
+        })
+        .collect();
+    let fake = Fake::start(SplunkApi::with(events, "Bearer tok-1")).await;
+    let logs = format!(
+        "[sources.logs]\nkind = \"splunk\"\n\n[sources.logs.splunk]\nurl = \"{}\"\nindex = \"app\"\ninstance_filter = \"instance_id={{instance_id}}\"\ntoken = \"tok-1\"\n\n",
+        fake.url()
+    );
+    set_logs(&backend_config, &logs);
+    same_verdicts_as_the_file_backend("splunk", &file_config, &backend_config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_fleet_scans_alike_through_loki() {
+    let (dir, file_config, backend_config) = simulated_fleet();
+    let mut by_instance: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    for (id, t, line) in simulated_lines(dir.path()) {
+        by_instance.entry(id).or_default().push((ns(t), line));
+    }
+    let streams: Vec<LokiStream> = by_instance
+        .into_iter()
+        .map(|(id, mut entries)| {
+            entries.sort();
+            stream(&[("instance_id", id.as_str()), ("job", "app")], entries)
+        })
+        .collect();
+    let fake = Fake::start(LokiApi::with(streams)).await;
+    let logs = format!(
+        "[sources.logs]\nkind = \"loki\"\n\n[sources.logs.loki]\nurl = \"{}\"\nselector = '{{instance_id=\"{{instance_id}}\"}}'\n\n",
+        fake.url()
+    );
+    set_logs(&backend_config, &logs);
+    same_verdicts_as_the_file_backend("loki", &file_config, &backend_config).await;
+}
