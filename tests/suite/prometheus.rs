@@ -869,6 +869,11 @@ async fn scan_simulated_fleet(backend: Backend) {
         .get("prometheus:query_range")
         .copied()
         .unwrap_or(0);
+    println!(
+        "{backend:?}: {calls} query_range calls for {} instances ({:.2} per instance)",
+        report.instances.len(),
+        calls as f64 / report.instances.len() as f64
+    );
     assert!(
         calls >= 1 && calls < report.instances.len() as u64,
         "{backend:?}: {calls} calls for {} instances",
