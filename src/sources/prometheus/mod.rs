@@ -392,6 +392,7 @@ impl PrometheusMetrics {
         }
         pts.sort_by_key(|p| p.0);
         pts.dedup_by_key(|p| p.0);
+        query::trim_lookback_tail(&mut pts);
         pts
     }
 

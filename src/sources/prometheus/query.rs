@@ -237,6 +237,29 @@ pub struct Matrix {
     pub series: Vec<RawSeries>,
     pub warnings: Vec<String>,
 }
+/// Prometheus's default lookback delta: `query_range` repeats a series' last sample for this
+/// long after the series ends (no staleness marker when the target vanished with the instance
+/// or the data was backfilled).
+pub const LOOKBACK_DELTA_SECS: i64 = 300;
+
+/// Drops the tail `query_range` invents after a series ends: the points of the final run of
+/// equal values that lie within the lookback delta before its end (the run's first point
+/// stays). A real flat tail loses at most five minutes of identical values; a spike that ended
+/// the series is no longer repeated at its peak, where it read as a higher floor.
+pub fn trim_lookback_tail(pts: &mut Vec<(DateTime<Utc>, f64)>) {
+    let Some(&(last_t, last_v)) = pts.last() else {
+        return;
+    };
+    let mut first = pts.len() - 1;
+    while first > 0 && pts[first - 1].1 == last_v {
+        first -= 1;
+    }
+    let cutoff = pts[first]
+        .0
+        .max(last_t - chrono::Duration::seconds(LOOKBACK_DELTA_SECS));
+    let keep = first + pts[first..].iter().filter(|p| p.0 <= cutoff).count();
+    pts.truncate(keep.max(first + 1));
+}
 
 /// Parses a `query_range` answer body.
 pub fn parse_answer(body: &[u8]) -> Result<Matrix, AnswerError> {
@@ -310,6 +333,36 @@ mod tests {
             assert!(re.is_match(id), "{id}");
             assert!(!re.is_match("i-1"), "{id} must not match another id");
         }
+    }
+
+    #[test]
+    fn the_lookback_tail_after_a_series_ends_is_dropped() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 10, 0, 0).unwrap();
+        let at = |m: i64, v: f64| (t0 + chrono::Duration::minutes(m), v);
+        // A spike at minute 3 that ends the series, repeated for five minutes by the server.
+        let mut pts = vec![
+            at(0, 40.0),
+            at(1, 41.0),
+            at(2, 40.5),
+            at(3, 97.0),
+            at(4, 97.0),
+            at(5, 97.0),
+            at(6, 97.0),
+            at(7, 97.0),
+            at(8, 97.0),
+        ];
+        trim_lookback_tail(&mut pts);
+        assert_eq!(pts.last(), Some(&at(3, 97.0)));
+        assert_eq!(pts.len(), 4);
+        // A flat tail of half an hour loses its last five minutes only.
+        let mut flat: Vec<_> = (0..=30).map(|m| at(m, 50.0)).collect();
+        trim_lookback_tail(&mut flat);
+        assert_eq!(flat.last(), Some(&at(25, 50.0)));
+        // A series whose last value differs from the one before keeps everything.
+        let mut rising = vec![at(0, 1.0), at(1, 2.0), at(2, 3.0)];
+        trim_lookback_tail(&mut rising);
+        assert_eq!(rising.len(), 3);
+        trim_lookback_tail(&mut Vec::new());
     }
 
     #[test]
