@@ -26,37 +26,34 @@ if [ ! -x "$TOOLS/schemathesis4/bin/schemathesis" ]; then
 fi
 export EPITAPH_SCHEMATHESIS="$TOOLS/schemathesis4/bin/schemathesis"
 
-echo "[${SECONDS}s] == chromium (headless; renders the HTML report in tests/suite/browser.rs)"
-if ! command -v chromium >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+# Debian packages the tests start: installed with apt when a command is missing (once per
+# machine, like the Python tools).
+apt_install() { # apt_install "<commands that must exist>" <packages…>
+  local missing="" cmd
+  for cmd in $1; do
+    command -v "$cmd" >/dev/null 2>&1 || missing=1
+  done
+  [ -z "$missing" ] && return 0
+  shift
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -q chromium >/dev/null \
-    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
-fi
+  $sudo apt-get install -y -q "$@" >/dev/null \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$@" >/dev/null; }
+}
+
+echo "[${SECONDS}s] == chromium (headless; renders the HTML report in tests/suite/browser.rs)"
+apt_install "chromium" chromium
 EPITAPH_CHROMIUM="$(command -v chromium)"
 export EPITAPH_CHROMIUM
 
 echo "[${SECONDS}s] == node (writes the real V8 heap snapshots of tests/suite/heap_diff.rs)"
-if ! command -v node >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -q nodejs >/dev/null \
-    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q nodejs >/dev/null; }
-fi
+apt_install "node" nodejs
 EPITAPH_NODE="$(command -v node)"
 export EPITAPH_NODE
 
 echo "[${SECONDS}s] == prometheus, promtool, victoria-metrics (the prometheus metrics backend's servers in tests/suite/prometheus.rs)"
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1 \
-  || ! command -v victoria-metrics >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get install -y -q prometheus victoria-metrics >/dev/null \
-    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q prometheus victoria-metrics >/dev/null; }
-fi
+apt_install "prometheus promtool victoria-metrics" prometheus victoria-metrics
 
 # A cold build (a clean clone, CI) gains nothing from incremental compilation and pays for
 # its bookkeeping; later runs in the same checkout keep it.
