@@ -363,6 +363,26 @@ pub struct CallFailed {
 }
 
 impl CallFailed {
+    /// A failed request as a backend explains it: `what` failed, the server's own message
+    /// read out of the answer's body by `error_text` (the transport's, when it never
+    /// answered), and the backend's `hint` for the status.
+    pub fn from_http(
+        what: &str,
+        f: &HttpFailure,
+        hint: &str,
+        error_text: impl Fn(&str) -> String,
+    ) -> Self {
+        let body = match f.status {
+            Some(_) => error_text(&f.detail),
+            None => f.detail.clone(),
+        };
+        CallFailed {
+            status: f.status,
+            answered: f.status.is_some(),
+            message: format!("{what}: {}{hint}", f.describe(&body)),
+        }
+    }
+
     /// A failure that is not the server's (a token file that cannot be read, an instance that
     /// cannot be mapped).
     pub fn local(message: impl Into<String>) -> Self {

@@ -202,15 +202,7 @@ fn failure(what: &str, f: &HttpFailure) -> CallFailed {
         Some(400) => format!(" — check {KEY}.selector and {KEY}.line_filter"),
         _ => String::new(),
     };
-    let body = match f.status {
-        Some(_) => error_text(&f.detail),
-        None => f.detail.clone(),
-    };
-    CallFailed {
-        status: f.status,
-        answered: f.status.is_some(),
-        message: format!("{what}: {}{hint}", f.describe(&body)),
-    }
+    CallFailed::from_http(what, f, &hint, error_text)
 }
 
 impl LokiLogs {
