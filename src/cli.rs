@@ -149,6 +149,10 @@ struct FleetArgs {
     /// Terminated instances in all.
     #[arg(long, default_value_t = 60)]
     instances: usize,
+    /// Instances still running in each current deployment (early warning projects the leaking
+    /// ones' deaths).
+    #[arg(long, default_value_t = epitaph::simulate::DEFAULT_RUNNING)]
+    running: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +183,10 @@ enum HeapCommand {
         /// How many suspects to list.
         #[arg(long, default_value_t = epitaph::analysis::heap::DEFAULT_TOP)]
         top: usize,
+        /// Also keep the result with this deployment in the state store (`--config`): the HTML
+        /// report shows it in the deployment's section.
+        #[arg(long, value_name = "DEPLOYMENT")]
+        attach: Option<String>,
     },
 }
 
@@ -324,6 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ref target,
                     ref last,
                     top,
+                    ref attach,
                 },
         } => {
             if matches!(cli.format, Format::Html) {
@@ -343,6 +352,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let d = diff_digested(&earlier, &read(final_path)?, top);
             print!("{}", epitaph::sinks::heap::render(&d, cli.format));
+            if let Some(deployment) = attach {
+                let cfg = load_config(cli.config.as_deref(), true)?;
+                let files = [Some(baseline), Some(target), last.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                let state =
+                    epitaph::pipeline::attach_heap_diff(&cfg, deployment, files, d.clone()).await?;
+                eprintln!(
+                    "epitaph: heap diff attached to {deployment} in {} (shown in its section of the HTML report)",
+                    state.display()
+                );
+            }
             Ok(if d.suspects.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -362,6 +385,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     seed,
                     asgs,
                     instances,
+                    running,
                 },
             ref end,
         } => {
@@ -370,13 +394,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 asgs,
                 instances,
+                running,
                 end,
             };
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             let truth = simulate(out, &opts)?;
             eprintln!(
-                "wrote {} terminated instances in {} deployments to {} (config: epitaph.toml, truth: truth.json)",
+                "wrote {} terminated and {} running instances in {} deployments to {} (config: epitaph.toml, truth: truth.json)",
                 truth.instances.len(),
+                truth.running.len(),
                 truth.deployments.len(),
                 out.display()
             );
@@ -388,6 +414,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     seed,
                     asgs,
                     instances,
+                    running,
                 },
             ref keep,
         } => {
@@ -404,6 +431,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 asgs,
                 instances,
+                running,
                 ..Default::default()
             };
             simulate(&dir, &opts)?;

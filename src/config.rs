@@ -11,6 +11,7 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::correlate::{DeploymentIdentity, FindingPolicy};
+pub use crate::analysis::early_warning::EarlyWarningScope;
 use crate::error::{Error, Result};
 use crate::timefmt;
 
@@ -100,12 +101,24 @@ impl Default for DeploymentConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AnalysisConfig {
     pub min_instances: usize,
+    /// Which running instances get a projected time to their memory limit: those of
+    /// deployments judged `leaking` (default), every running instance (`all`: a leak is seen
+    /// before its first death, at one series per instance per scan), or none (`off`).
+    pub early_warning: EarlyWarningScope,
+    /// At most this many running instances are projected per scan (oldest launches first:
+    /// they are nearest their limit).
+    pub early_warning_max_instances: usize,
 }
+
+/// Default of `analysis.early_warning_max_instances`.
+pub const DEFAULT_EARLY_WARNING_MAX_INSTANCES: usize = 200;
 
 impl Default for AnalysisConfig {
     fn default() -> Self {
         AnalysisConfig {
             min_instances: crate::analysis::correlate::DEFAULT_MIN_INSTANCES,
+            early_warning: EarlyWarningScope::Leaking,
+            early_warning_max_instances: DEFAULT_EARLY_WARNING_MAX_INSTANCES,
         }
     }
 }
@@ -479,6 +492,11 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("deployment.log_field", Kind::Str),
     ("deployment.metric_label", Kind::Str),
     ("analysis.min_instances", Kind::Int { min: 1 }),
+    (
+        "analysis.early_warning",
+        Kind::OneOf(&["leaking", "all", "off"]),
+    ),
+    ("analysis.early_warning_max_instances", Kind::Int { min: 1 }),
     ("state.path", Kind::Path),
     ("signatures.extra", Kind::Path),
     ("sources.activities.kind", Kind::OneOf(SOURCE_KINDS)),

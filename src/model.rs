@@ -100,6 +100,30 @@ pub struct InstanceInfo {
     /// The private IPv4 address (`describe-instances` `PrivateIpAddress`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_ip: Option<String>,
+    /// The group's view of the instance (`LifecycleState`: `InService`, `Terminating`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_state: Option<String>,
+    /// EC2's view (`describe-instances` `State.Name`: `running`, `terminated`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ec2_state: Option<String>,
+    /// The AWS target (account and region) it was listed in, as `Termination::origin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+impl InstanceInfo {
+    /// Still serving, as far as the inventory says: no state says it is stopping or gone.
+    /// (An inventory without states, such as an old export, counts as live.)
+    pub fn is_live(&self) -> bool {
+        let lifecycle_live = !self.lifecycle_state.as_deref().is_some_and(|s| {
+            s.starts_with("Terminat") || s.starts_with("Detach") || s == "Standby"
+        });
+        let ec2_live = !self
+            .ec2_state
+            .as_deref()
+            .is_some_and(|s| !matches!(s, "pending" | "running"));
+        lifecycle_live && ec2_live
+    }
 }
 
 /// One instance terminated by an Auto Scaling group.
@@ -234,6 +258,10 @@ pub struct LeakAssessment {
     pub projected_exhaustion: Option<DateTime<Utc>>,
     /// True when the series itself reached the limit (within a margin) before it ended.
     pub reached_limit: bool,
+    /// The highest value in the basis' final stretch: for a dead instance, the level memory
+    /// reached as it died (early warning projects its deployment's running instances to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_peak: Option<f64>,
     /// The part of the series the decision rests on (after splitting at restarts).
     pub basis_start: Option<DateTime<Utc>>,
     pub basis_end: Option<DateTime<Utc>>,
@@ -474,6 +502,43 @@ pub struct PredecessorRecord {
     /// It died the same way: the problem is older than this release, and rolling back to it
     /// will not fix it.
     pub same_problem: bool,
+}
+
+/// Early warning: when a running instance of a leaking deployment is expected to reach its
+/// memory limit, projected from its own memory floor by the leak detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectedDeath {
+    pub instance_id: String,
+    pub deployment: String,
+    pub asg: String,
+    pub launch_time: Option<DateTime<Utc>>,
+    /// The last sample the projection rests on.
+    pub as_of: DateTime<Utc>,
+    /// The memory floor at `as_of` by the fitted trend, in the series' unit.
+    pub floor: f64,
+    /// The usual swing above the floor (GC sawtooth, caches): death comes when floor + swing
+    /// reaches the limit, not the floor alone.
+    pub swing: f64,
+    pub limit: f64,
+    /// The level the projection runs to: the limit, or — when the deployment's own memory
+    /// deaths happened lower (a runtime heap cap, the kernel's reserve) — their median final
+    /// peak.
+    pub threshold: f64,
+    /// Where `threshold` comes from: `limit`, or `deaths` (with `threshold_deaths` of them).
+    pub threshold_basis: String,
+    pub threshold_deaths: usize,
+    /// `percent` or `bytes`: the unit of `floor`, `swing`, `limit` and `growth_per_hour`.
+    pub unit: String,
+    pub growth_per_hour: f64,
+    /// The expected time the limit is reached.
+    pub expected: DateTime<Utc>,
+    /// The interval's ends: the floor slope's 90 % confidence interval, widened by the floor's
+    /// own scatter about its trend. `latest` is null when the slope's lower bound is not
+    /// positive: the data allow a floor that stops rising.
+    pub earliest: DateTime<Utc>,
+    pub latest: Option<DateTime<Utc>>,
+    /// The leak detector's confidence in the leak itself.
+    pub confidence: f64,
 }
 
 /// A half-open time window `[start, end)`.

@@ -25,13 +25,14 @@ use crate::analysis::alerting::{self, AlertPolicy, AlertState, Standing};
 use crate::analysis::correlate::{
     judge_deployments, judge_instance, live_deployment, resolve_deployment,
 };
+use crate::analysis::early_warning::{self, EarlyWarningScope, EarlyWarningSummary, NoProjection};
 use crate::analysis::leak;
 use crate::analysis::signatures::SignatureLibrary;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{
     CauseCategory, DeploymentFinding, InstanceInfo, InstanceReport, LastWords, LeakAssessment,
-    MemorySeries, SignatureMatch, Termination, TimeWindow,
+    MemorySeries, ProjectedDeath, SignatureMatch, Termination, TimeWindow,
 };
 use crate::sinks::alert::{self as alert_msg, AlertInput, LinkConfig};
 use crate::sinks::deliver::{Deliverer, DeliveryStats};
@@ -133,6 +134,10 @@ pub struct ScanSummary {
     /// `coverage.collapsed` names a source that gave nothing for any of them (exit code 4).
     #[serde(default)]
     pub coverage: crate::analysis::coverage::Coverage,
+    /// Early warning: running instances looked at and projected (`next_deaths`), and why the
+    /// others were not.
+    #[serde(default)]
+    pub early_warning: EarlyWarningSummary,
     /// Instance count per verdict (instances in the window).
     pub verdicts: BTreeMap<String, usize>,
     /// Deployment count per verdict.
@@ -168,6 +173,9 @@ pub struct ScanReport {
     pub window: TimeWindow,
     pub instances: Vec<InstanceSummary>,
     pub deployments: Vec<DeploymentFinding>,
+    /// Early warning: running instances projected to reach their memory limit, soonest first.
+    #[serde(default)]
+    pub next_deaths: Vec<ProjectedDeath>,
     pub summary: ScanSummary,
 }
 
@@ -258,6 +266,8 @@ impl Pipeline {
         };
         let findings = self.store.findings().await?;
         let reports = self.store.instances_in(lookback).await?;
+        let next_deaths = self.store.projections().await?;
+        let heap_diffs = self.store.heap_diffs().await?;
         Ok(crate::sinks::html::render(
             &findings,
             &reports,
@@ -266,6 +276,9 @@ impl Pipeline {
                 window,
                 unit: &self.cfg.sources.metrics.unit,
                 redactor: &self.redactor,
+                next_deaths: &next_deaths,
+                signatures: Some(&self.signatures),
+                heap_diffs: &heap_diffs,
             },
         ))
     }
@@ -377,6 +390,11 @@ impl Pipeline {
         let mut skipped_records = batch.skipped.len();
         let mut skipped = batch.skipped.clone();
 
+        let terminated: BTreeSet<String> = batch
+            .terminations
+            .iter()
+            .map(|t| t.instance_id.clone())
+            .collect();
         // Decide what to fetch: new terminations (or all with --refresh) and pending retries.
         let ids: Vec<String> = batch
             .terminations
@@ -453,8 +471,13 @@ impl Pipeline {
             .collect();
         let findings = judge_deployments(&history, self.cfg.finding_policy());
         self.store.save_findings(&findings).await?;
+        let (next_deaths, early) = self
+            .early_warning(&findings, &history, &inventory, &terminated, window.end)
+            .await?;
+        self.store.replace_projections(&next_deaths).await?;
+        summary.early_warning = early;
         summary.alerts_enqueued = self
-            .enqueue_alerts(&findings, &history, &inventory, window.end)
+            .enqueue_alerts(&findings, &history, &inventory, &next_deaths, window.end)
             .await?;
 
         for r in &reports {
@@ -491,6 +514,7 @@ impl Pipeline {
             window,
             instances: reports.iter().map(|r| InstanceSummary::from(*r)).collect(),
             deployments: findings,
+            next_deaths,
             summary,
         };
         self.store
@@ -521,6 +545,7 @@ impl Pipeline {
         findings: &[DeploymentFinding],
         history: &[InstanceReport],
         inventory: &[InstanceInfo],
+        next_deaths: &[ProjectedDeath],
         at: DateTime<Utc>,
     ) -> Result<usize> {
         let sinks: Vec<&'static str> = self
@@ -549,7 +574,7 @@ impl Pipeline {
         let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for info in inventory
             .iter()
-            .filter(|i| !dead.contains(i.instance_id.as_str()))
+            .filter(|i| i.is_live() && !dead.contains(i.instance_id.as_str()))
         {
             if let (Some(asg), Some(dep)) = (&info.asg, live_deployment(&identity, info)) {
                 live.entry(asg.clone()).or_default().insert(dep);
@@ -592,12 +617,17 @@ impl Pipeline {
                 let key = alerting::dedup_key(name, next.episode, &t);
                 let reports: Vec<&InstanceReport> =
                     history.iter().filter(|r| r.deployment == name).collect();
+                let expected_deaths: Vec<&ProjectedDeath> = next_deaths
+                    .iter()
+                    .filter(|p| p.deployment == name)
+                    .collect();
                 let alert = alert_msg::build(&AlertInput {
                     id: key.clone(),
                     transition: &t,
                     deployment: name,
                     finding,
                     reports: &reports,
+                    next_deaths: &expected_deaths,
                     unit: &self.cfg.sources.metrics.unit,
                     links: &links,
                     signatures: &self.signatures,
@@ -675,27 +705,7 @@ impl Pipeline {
             .map(|t| self.series_query(t, inventory.get(&t.instance_id)))
             .collect();
 
-        let series: Vec<std::result::Result<Option<MemorySeries>, String>> =
-            match tokio::time::timeout(timeout, self.sources.metrics.memory_series(&queries)).await
-            {
-                Ok(Ok(list)) if list.len() == chunk.len() => list
-                    .into_iter()
-                    .map(|r| r.map_err(|e| e.to_string()))
-                    .collect(),
-                Ok(Ok(list)) => vec![
-                    Err(format!(
-                        "metrics backend returned {} results for {} queries",
-                        list.len(),
-                        chunk.len()
-                    ));
-                    chunk.len()
-                ],
-                Ok(Err(e)) => vec![Err(format!("metrics: {e}")); chunk.len()],
-                Err(_) => vec![
-                    Err(format!("metrics: timed out after {}s", timeout.as_secs()));
-                    chunk.len()
-                ],
-            };
+        let series = self.fetch_series(&queries).await;
 
         // Owned queries: a closure over `&Termination` makes the future's Send-ness depend on
         // a higher-ranked lifetime the compiler cannot prove, and the service spawns scans.
@@ -729,6 +739,126 @@ impl Pipeline {
                 (Err(e), _) | (_, Err(e)) => Fetched::Failed(Box::new(t.clone()), e),
             })
             .collect())
+    }
+
+    /// Memory series for a batch (one batched backend call under the fetch timeout), one
+    /// result per query; a failure of the whole batch is every query's error.
+    async fn fetch_series(
+        &self,
+        queries: &[SeriesQuery],
+    ) -> Vec<std::result::Result<Option<MemorySeries>, String>> {
+        let timeout = self.cfg.fetch_timeout().to_std().unwrap_or_default();
+        match tokio::time::timeout(timeout, self.sources.metrics.memory_series(queries)).await {
+            Ok(Ok(list)) if list.len() == queries.len() => list
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect(),
+            Ok(Ok(list)) => vec![
+                Err(format!(
+                    "metrics backend returned {} results for {} queries",
+                    list.len(),
+                    queries.len()
+                ));
+                queries.len()
+            ],
+            Ok(Err(e)) => vec![Err(format!("metrics: {e}")); queries.len()],
+            Err(_) => {
+                vec![Err(format!("metrics: timed out after {}s", timeout.as_secs())); queries.len()]
+            }
+        }
+    }
+
+    /// Early warning (see `analysis::early_warning`): the running instances in scope get their
+    /// memory series up to `at`, in batches, and a projected time to their limit when the leak
+    /// detector calls the series a leak. A failed fetch is counted, not fatal.
+    async fn early_warning(
+        &self,
+        findings: &[DeploymentFinding],
+        history: &[InstanceReport],
+        inventory: &[InstanceInfo],
+        terminated: &BTreeSet<String>,
+        at: DateTime<Utc>,
+    ) -> Result<(Vec<ProjectedDeath>, EarlyWarningSummary)> {
+        let scope = self.cfg.analysis.early_warning;
+        let mut summary = EarlyWarningSummary {
+            scope: scope.as_str().to_string(),
+            ..Default::default()
+        };
+        if scope == EarlyWarningScope::Off {
+            return Ok((Vec::new(), summary));
+        }
+        let live: Vec<String> = inventory
+            .iter()
+            .filter(|i| i.is_live() && !terminated.contains(&i.instance_id))
+            .map(|i| i.instance_id.clone())
+            .collect();
+        let mut dead: BTreeSet<String> =
+            self.store.analysed_ids(&live).await?.into_iter().collect();
+        dead.extend(terminated.iter().cloned());
+        let identity = self.cfg.deployment_identity();
+        let (candidates, over) = early_warning::candidates(
+            scope,
+            findings,
+            inventory,
+            &dead,
+            &identity,
+            self.cfg.analysis.early_warning_max_instances,
+        );
+        summary.candidates = candidates.len() + over;
+        summary.over_cap = over;
+        let label = match &identity {
+            crate::analysis::correlate::DeploymentIdentity::MetricLabel { label } => {
+                Some(label.as_str())
+            }
+            _ => None,
+        };
+        let levels = early_warning::death_levels(history);
+        let mut out = Vec::new();
+        for chunk in candidates.chunks(BATCH_SIZE) {
+            let queries: Vec<SeriesQuery> = chunk
+                .iter()
+                .map(|c| {
+                    let (start, end) =
+                        early_warning::series_window(&c.info, at, self.cfg.series_lookback());
+                    SeriesQuery {
+                        instance_id: c.info.instance_id.clone(),
+                        origin: c.info.origin.clone(),
+                        asg: c.info.asg.clone(),
+                        start,
+                        end,
+                    }
+                })
+                .collect();
+            for (c, r) in chunk.iter().zip(self.fetch_series(&queries).await) {
+                match r {
+                    Ok(Some(s)) if !s.points.is_empty() => {
+                        match early_warning::project(
+                            c,
+                            &s,
+                            label,
+                            &self.cfg.sources.metrics.unit,
+                            &levels,
+                        ) {
+                            Ok(p) => out.push(p),
+                            Err(NoProjection::NotLeaking) => summary.not_leaking += 1,
+                            Err(NoProjection::OutOfScope) => summary.candidates -= 1,
+                        }
+                    }
+                    Ok(_) => summary.no_series += 1,
+                    Err(e) => {
+                        summary.errors += 1;
+                        if summary.error_samples.len() < early_warning::MAX_ERROR_SAMPLES {
+                            summary
+                                .error_samples
+                                .push(format!("{}: {e}", c.info.instance_id));
+                        }
+                    }
+                }
+            }
+        }
+        summary.projected = out.len();
+        early_warning::sort(&mut out);
+        Ok((out, summary))
     }
 
     fn series_query(&self, t: &Termination, info: Option<&InstanceInfo>) -> SeriesQuery {
@@ -933,6 +1063,48 @@ impl Pipeline {
             next_steps,
         }
     }
+}
+
+/// Attaches a heap diff to a deployment in the state store (`heap diff … --attach`): the
+/// deployment must be one the store has a finding for, so a typo is an error, not a section
+/// nobody sees.
+pub async fn attach_heap_diff(
+    cfg: &Config,
+    deployment: &str,
+    files: Vec<String>,
+    diff: crate::analysis::heap::HeapDiff,
+) -> Result<std::path::PathBuf> {
+    let path = cfg.state_path();
+    let store = crate::store::SqliteStore::open(&path).await?;
+    let known: Vec<String> = store
+        .findings()
+        .await?
+        .into_iter()
+        .map(|f| f.deployment)
+        .collect();
+    if !known.iter().any(|d| d == deployment) {
+        let hint = if known.is_empty() {
+            "the state has no deployments yet: run a scan first".to_string()
+        } else {
+            format!("known: {}", known.join(", "))
+        };
+        return Err(Error::input(
+            "--attach",
+            format!(
+                "no deployment `{deployment}` in {} ({hint})",
+                path.display()
+            ),
+        ));
+    }
+    store
+        .attach_heap_diff(&crate::analysis::heap::AttachedHeapDiff {
+            deployment: deployment.to_string(),
+            attached_at: Utc::now(),
+            files,
+            diff,
+        })
+        .await?;
+    Ok(path)
 }
 
 /// `epitaph doctor`: probes what the configuration points at — the real account for `aws`

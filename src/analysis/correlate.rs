@@ -580,6 +580,7 @@ mod tests {
             confidence: 0.99,
             projected_exhaustion: None,
             reached_limit,
+            final_peak: None,
             basis_start: None,
             basis_end: None,
             points_used: 100,

@@ -483,19 +483,30 @@ pub struct RetainerTree {
     parent: Vec<Option<(u32, u32)>>,
 }
 
+/// A heap diff attached to a deployment (`epitaph heap diff … --attach DEPLOYMENT`): shown in
+/// that deployment's section of the HTML report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachedHeapDiff {
+    pub deployment: String,
+    pub attached_at: chrono::DateTime<chrono::Utc>,
+    /// The snapshot files as given, in order.
+    pub files: Vec<String>,
+    pub diff: HeapDiff,
+}
+
 /// One snapshot's totals.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotSummary {
     pub nodes: usize,
     pub self_bytes: u64,
 }
 
 /// A constructor whose objects were allocated after the baseline and stay alive.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Suspect {
     pub class: String,
     /// `application` or `builtin`.
-    pub origin: &'static str,
+    pub origin: String,
     /// Objects of this class in each snapshot, in the order given.
     pub counts: Vec<usize>,
     /// Objects allocated between the first two snapshots and alive in the last.
@@ -512,10 +523,10 @@ pub struct Suspect {
 }
 
 /// The result of `epitaph heap diff`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeapDiff {
     /// `baseline→target` (two snapshots) or `baseline→target→final` (three).
-    pub method: &'static str,
+    pub method: String,
     pub snapshots: Vec<SnapshotSummary>,
     /// Ranked: application constructors first, then by retained bytes.
     pub suspects: Vec<Suspect>,
@@ -652,7 +663,8 @@ pub fn diff_digested(earlier: &[SnapshotDigest], last: &HeapSnapshot, top: usize
                     "builtin"
                 } else {
                     "application"
-                },
+                }
+                .to_string(),
                 class,
                 counts: per_snapshot,
                 surviving: members.len(),
@@ -683,7 +695,8 @@ pub fn diff_digested(earlier: &[SnapshotDigest], last: &HeapSnapshot, top: usize
             "baseline→target→final"
         } else {
             "baseline→target"
-        },
+        }
+        .to_string(),
         snapshots: earlier
             .iter()
             .map(|d| d.summary.clone())

@@ -60,9 +60,17 @@ pub const SEASONAL_BUCKET_SECS: i64 = 3_600;
 pub const SEASONAL_LAG_BUCKETS: usize = 24;
 /// Confidence given to a no-leak verdict that rests on a failed persistence or size check.
 pub const STRUCTURAL_NO_LEAK_CONFIDENCE: f64 = 0.7;
+/// The projection's interval: the floor slope's two-sided 90 % confidence interval (Sen 1968,
+/// from the ranks of the pairwise slopes), z for 90 %.
+pub const PROJECTION_INTERVAL_Z: f64 = 1.645;
+/// The swing above the floor (the sawtooth a process reaches its limit on) is measured over
+/// this final fraction of the basis' buckets: the recent shape, not the warm-up's.
+pub const SWING_FRACTION: f64 = 0.5;
+/// Scales a median absolute deviation to a normal σ.
+pub const MAD_TO_SIGMA: f64 = 1.4826;
 
-/// Assesses a series of `(time, value)` points (any order) against an optional limit.
-pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssessment {
+/// Cleans a series for the detector: finite, sane values, sorted by time, one per instant.
+fn clean(points: &[(DateTime<Utc>, f64)]) -> Vec<(i64, f64)> {
     let mut pts: Vec<(i64, f64)> = points
         .iter()
         .filter(|(_, v)| v.is_finite() && v.abs() <= MAX_ABS_VALUE)
@@ -70,6 +78,12 @@ pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssess
         .collect();
     pts.sort_by_key(|p| p.0);
     pts.dedup_by_key(|p| p.0);
+    pts
+}
+
+/// Assesses a series of `(time, value)` points (any order) against an optional limit.
+pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssessment {
+    let pts = clean(points);
     let limit = limit.filter(|l| l.is_finite() && *l > 0.0);
 
     let segments = split_at_restarts(&pts);
@@ -158,11 +172,127 @@ pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssess
         confidence: confidence.clamp(0.0, 1.0),
         projected_exhaustion,
         reached_limit,
+        final_peak: basis[basis.len().saturating_sub(final_n)..]
+            .iter()
+            .map(|p| p.1)
+            .reduce(f64::max),
         basis_start: ms_to_time(start),
         basis_end: ms_to_time(end),
         points_used: basis.len(),
         reason: reason + &restart_note,
     }
+}
+
+/// Where a leaking series is headed: when its peaks reach the limit, with an interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projection {
+    /// The last sample of the basis.
+    pub as_of: DateTime<Utc>,
+    /// The floor at `as_of` by the fitted trend.
+    pub floor: f64,
+    /// The median swing above the floor in the basis' final part.
+    pub swing: f64,
+    pub growth_per_hour: f64,
+    pub expected: DateTime<Utc>,
+    pub earliest: DateTime<Utc>,
+    /// None when the slope's lower bound is not positive (the floor may stop rising).
+    pub latest: Option<DateTime<Utc>>,
+    /// The detector's confidence in the leak.
+    pub confidence: f64,
+}
+
+/// Projects when a series reaches `threshold` (at most its limit): only for a series the
+/// detector calls a leak (judged against `limit`). The floor's fitted trend plus the series'
+/// usual swing above its floor (a process dies at a peak, not at a trough) meets the threshold
+/// at `expected`; the floor slope's confidence interval and the scatter of the floor and the
+/// swing give `earliest` and `latest`. A series already there projects to its last sample.
+pub fn project(
+    points: &[(DateTime<Utc>, f64)],
+    limit: Option<f64>,
+    threshold: f64,
+) -> Option<Projection> {
+    let limit = limit.filter(|l| l.is_finite() && *l > 0.0)?;
+    let threshold = if threshold.is_finite() && threshold > 0.0 {
+        threshold.min(limit)
+    } else {
+        limit
+    };
+    let assessment = assess(points, Some(limit));
+    if assessment.verdict != LeakVerdict::Leak {
+        return None;
+    }
+    let slope = assessment.growth_per_hour? / 3_600_000.0;
+    if slope <= 0.0 {
+        return None;
+    }
+    let pts = clean(points);
+    let segments = split_at_restarts(&pts);
+    let basis = segments.iter().rev().find(|s| is_sufficient(s)).copied()?;
+    let floor = floor_points(basis);
+    let end = basis[basis.len() - 1].0;
+    let floor_end = floor_intercept(&floor, slope) + slope * end as f64;
+    // The swing on the series with its trend taken out: a bucket's range would otherwise
+    // include the bucket's own growth.
+    let flat: Vec<(i64, f64)> = basis
+        .iter()
+        .map(|&(t, v)| (t, v - slope * (t - basis[0].0) as f64))
+        .collect();
+    let ranges = buckets(&flat);
+    let recent = ranges.len() - ((ranges.len() as f64 * SWING_FRACTION).ceil() as usize).max(1);
+    let swings: Vec<f64> = ranges[recent..].iter().map(|(_, lo, hi)| hi - lo).collect();
+    let swing = median(swings.clone());
+    let swing_sigma = MAD_TO_SIGMA * median(swings.iter().map(|w| (w - swing).abs()).collect());
+    // The interval: the slope's confidence interval, and the floor level's own scatter about
+    // the fitted line (a robust σ from the residuals' MAD) as a band on the remaining gap.
+    let (lo, hi) = sen_interval(&floor, PROJECTION_INTERVAL_Z);
+    let intercept = floor_intercept(&floor, slope);
+    let residuals: Vec<f64> = floor
+        .iter()
+        .map(|(x, y)| y - intercept - slope * x)
+        .collect();
+    let centre = median(residuals.clone());
+    let sigma = MAD_TO_SIGMA * median(residuals.iter().map(|r| (r - centre).abs()).collect());
+    let band = PROJECTION_INTERVAL_Z * (sigma * sigma + swing_sigma * swing_sigma).sqrt();
+    let gap = threshold - floor_end - swing;
+    let as_of = ms_to_time(end)?;
+    let at =
+        |gap: f64, s: f64| as_of + Duration::milliseconds((gap.max(0.0) / s).min(1.0e14) as i64);
+    Some(Projection {
+        as_of,
+        floor: floor_end,
+        swing,
+        growth_per_hour: slope * 3_600_000.0,
+        expected: at(gap, slope),
+        earliest: at(gap - band, hi.max(slope)),
+        latest: (lo > 0.0).then(|| at(gap + band, lo.min(slope))),
+        confidence: assessment.confidence,
+    })
+}
+
+/// The two-sided confidence interval of the Theil–Sen slope (Sen 1968): the pairwise slopes
+/// ranked, cut at `(N ∓ z·√Var(S)) / 2` with Mann–Kendall's variance of S.
+pub fn sen_interval(pts: &[(f64, f64)], z: f64) -> (f64, f64) {
+    let mut slopes = Vec::with_capacity(pts.len() * pts.len().saturating_sub(1) / 2);
+    for i in 0..pts.len() {
+        for j in i + 1..pts.len() {
+            let dx = pts[j].0 - pts[i].0;
+            if dx != 0.0 {
+                slopes.push((pts[j].1 - pts[i].1) / dx);
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return (0.0, 0.0);
+    }
+    slopes.sort_by(|a, b| a.total_cmp(b));
+    let n = pts.len() as f64;
+    let c = z * (n * (n - 1.0) * (2.0 * n + 5.0) / 18.0).sqrt();
+    let big_n = slopes.len() as f64;
+    let last = slopes.len() - 1;
+    // 1-based ranks M1 = (N − C)/2 and M2 + 1 = (N + C)/2 + 1.
+    let m1 = (((big_n - c) / 2.0).floor().max(1.0) as usize - 1).min(last);
+    let m2 = (((big_n + c) / 2.0).ceil() as usize).min(last);
+    (slopes[m1], slopes[m2])
 }
 
 /// The statistics a verdict rests on: overall slope and significance, and the same for the
@@ -244,6 +374,7 @@ fn insufficient(pts: &[(i64, f64)], restarts: usize) -> LeakAssessment {
         confidence: 0.0,
         projected_exhaustion: None,
         reached_limit: false,
+        final_peak: None,
         basis_start: pts.first().and_then(|p| ms_to_time(p.0)),
         basis_end: pts.last().and_then(|p| ms_to_time(p.0)),
         points_used: pts.len(),
@@ -277,25 +408,30 @@ fn split_at_restarts(pts: &[(i64, f64)]) -> Vec<&[(i64, f64)]> {
     segments
 }
 
-/// The lower envelope: minimum of each of up to `MAX_FLOOR_BUCKETS` equal-time buckets, placed
-/// at the bucket's time midpoint. Empty buckets (gaps in the data) are skipped.
-fn floor_points(seg: &[(i64, f64)]) -> Vec<(f64, f64)> {
-    let buckets = (seg.len() / MIN_POINTS_PER_BUCKET).clamp(1, MAX_FLOOR_BUCKETS);
+/// Equal-time buckets of a segment: up to `MAX_FLOOR_BUCKETS`, at least
+/// `MIN_POINTS_PER_BUCKET` points each, as `(time midpoint, min, max)`. Empty buckets (gaps in
+/// the data) are skipped.
+fn buckets(seg: &[(i64, f64)]) -> Vec<(f64, f64, f64)> {
+    let n = (seg.len() / MIN_POINTS_PER_BUCKET).clamp(1, MAX_FLOOR_BUCKETS);
     let start = seg[0].0;
     let span = (seg[seg.len() - 1].0 - start).max(1) as f64;
-    let width = span / buckets as f64;
-    let mut mins = vec![f64::INFINITY; buckets];
+    let width = span / n as f64;
+    let mut range = vec![(f64::INFINITY, f64::NEG_INFINITY); n];
     for &(t, v) in seg {
-        let b = (((t - start) as f64 / width) as usize).min(buckets - 1);
-        if v < mins[b] {
-            mins[b] = v;
-        }
+        let b = (((t - start) as f64 / width) as usize).min(n - 1);
+        range[b] = (range[b].0.min(v), range[b].1.max(v));
     }
-    mins.into_iter()
+    range
+        .into_iter()
         .enumerate()
-        .filter(|(_, m)| m.is_finite())
-        .map(|(b, m)| (start as f64 + (b as f64 + 0.5) * width, m))
+        .filter(|(_, (lo, _))| lo.is_finite())
+        .map(|(b, (lo, hi))| (start as f64 + (b as f64 + 0.5) * width, lo, hi))
         .collect()
+}
+
+/// The lower envelope: the minimum of each bucket (see [`buckets`]), at its time midpoint.
+fn floor_points(seg: &[(i64, f64)]) -> Vec<(f64, f64)> {
+    buckets(seg).into_iter().map(|(t, lo, _)| (t, lo)).collect()
 }
 
 /// Theil–Sen slope: the median of pairwise slopes.
@@ -492,6 +628,72 @@ mod tests {
             }
         });
         assert_eq!(assess(&mixed, Some(100.0)).verdict, LeakVerdict::Leak);
+    }
+
+    /// A GC sawtooth on a floor rising 0.5 %/h from 40 %: the peaks (floor + 6) reach 100 % at
+    /// hour 108.
+    fn leaking_sawtooth(hours: usize) -> Vec<(DateTime<Utc>, f64)> {
+        series(hours * 12, 300, |i| {
+            let h = i as f64 / 12.0;
+            40.0 + 0.5 * h + 6.0 * ((i % 7) as f64 / 6.0) + 0.3 * noise(i)
+        })
+    }
+
+    #[test]
+    fn a_leak_is_projected_to_reach_its_limit_at_its_peaks() {
+        let s = leaking_sawtooth(48);
+        let p = project(&s, Some(100.0), 100.0).expect("a leak with a limit is projected");
+        let t0 = s[0].0;
+        let truth = t0 + Duration::hours(108);
+        let err_h = (p.expected - truth).num_minutes().abs() as f64 / 60.0;
+        assert!(
+            err_h < 6.0,
+            "expected {} vs {truth}: {err_h:.1} h off",
+            p.expected
+        );
+        assert!(p.earliest <= p.expected, "{p:?}");
+        let latest = p.latest.expect("a clear leak has a bounded interval");
+        assert!(p.expected <= latest, "{p:?}");
+        assert!(p.earliest <= truth && truth <= latest, "{p:?}");
+        assert!((p.swing - 6.0).abs() < 1.5, "swing {}", p.swing);
+        // The floor alone would reach 100 % twelve hours later.
+        let floor_only = t0 + Duration::hours(120);
+        assert!(p.expected < floor_only - Duration::hours(6), "{p:?}");
+    }
+
+    #[test]
+    fn no_projection_without_a_leak_or_a_limit() {
+        let healthy = series(480, 300, |i| 40.0 + (i % 8) as f64 * 3.0 + noise(i));
+        assert_eq!(project(&healthy, Some(100.0), 100.0), None);
+        assert_eq!(project(&leaking_sawtooth(48), None, 100.0), None);
+        assert_eq!(project(&leaking_sawtooth(48), Some(f64::NAN), 100.0), None);
+    }
+
+    #[test]
+    fn a_series_at_its_limit_projects_to_now() {
+        let s = leaking_sawtooth(110);
+        let p = project(&s, Some(100.0), 100.0).unwrap();
+        assert_eq!(p.expected, s[s.len() - 1].0, "{p:?}");
+        // A lower threshold (where this deployment's instances died) comes sooner: the peaks
+        // reach 90 % at hour 88 instead of 100 % at hour 108.
+        let early = project(&leaking_sawtooth(48), Some(100.0), 90.0).unwrap();
+        let t0 = s[0].0;
+        let err_h = (early.expected - (t0 + Duration::hours(88)))
+            .num_minutes()
+            .abs() as f64
+            / 60.0;
+        assert!(err_h < 6.0, "{early:?}");
+    }
+
+    #[test]
+    fn sen_interval_brackets_the_slope() {
+        let pts: Vec<(f64, f64)> = (0..24)
+            .map(|i| (i as f64, 2.0 * i as f64 + noise(i) * 3.0))
+            .collect();
+        let (lo, hi) = sen_interval(&pts, PROJECTION_INTERVAL_Z);
+        let s = theil_sen(&pts);
+        assert!(lo < s && s < hi, "{lo} {s} {hi}");
+        assert!(lo > 1.5 && hi < 2.5, "{lo} {hi}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`signatures`]: which log lines are OOM or crash signatures;
 //! - [`leak`]: whether a memory series' floor rises until the end;
 //! - [`correlate`]: instance verdicts, deployment identity and deployment findings;
+//! - [`early_warning`]: which running instances to project, and their time to the limit;
 //! - [`coverage`]: whether the sources gave evidence at all (a collapsed source is a finding);
 //! - [`alerting`]: when a deployment finding becomes a message (fire, change, resolve);
 //! - [`doctor`]: `epitaph doctor`'s checklist from what the probes saw (fixes, nearest names);
@@ -15,6 +16,7 @@ pub mod cause;
 pub mod correlate;
 pub mod coverage;
 pub mod doctor;
+pub mod early_warning;
 pub mod heap;
 pub mod leak;
 pub mod signatures;

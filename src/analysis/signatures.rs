@@ -67,9 +67,22 @@ pub struct SignatureSpec {
     pub unless: Vec<String>,
     pub explanation: String,
     pub next_step: String,
+    /// Where the next step's tools are documented (a runtime's heap-snapshot or heap-dump
+    /// option): shown as links in the HTML report and the alert.
+    #[serde(default)]
+    pub docs: Vec<DocLink>,
     /// `precise` (a named emitter's line) or `generic` (a phrasing no precise entry names).
     #[serde(default)]
     pub tier: Tier,
+}
+
+/// A link to documentation, as written in the library file:
+/// `docs = [{ label = "…", url = "https://…" }]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocLink {
+    pub label: String,
+    pub url: String,
 }
 
 /// Which tier a signature belongs to. Whatever the order in the file, the library tries precise

@@ -21,6 +21,8 @@ struct Inner {
     instances_pending: u64,
     /// Instances of the last scan without a deployment identity (`<group> (unattributed)`).
     instances_unattributed: u64,
+    /// Early warning in the last scan: running instances by outcome.
+    early_warning: BTreeMap<&'static str, u64>,
     /// Sources ("logs", "metrics") whose evidence collapsed in the last scan: 1, else 0.
     evidence_collapsed: BTreeMap<&'static str, u64>,
     errors: BTreeMap<&'static str, u64>,
@@ -63,6 +65,15 @@ impl Metrics {
                 ("metrics", u64::from(cov.memory.collapsed())),
             ]
             .into();
+            let ew = &report.summary.early_warning;
+            m.early_warning = [
+                ("projected", ew.projected as u64),
+                ("not_leaking", ew.not_leaking as u64),
+                ("no_series", ew.no_series as u64),
+                ("error", ew.errors as u64),
+                ("over_cap", ew.over_cap as u64),
+            ]
+            .into();
             m.deployments.clear();
             for (v, n) in &report.summary.deployment_verdicts {
                 m.deployments.insert(v.clone(), *n as u64);
@@ -101,8 +112,13 @@ impl Metrics {
         self.with(|m| *m.http.entry((route.to_string(), code)).or_insert(0) += 1)
     }
 
-    /// The exposition text; `outbox` is the message count per status from the store.
-    pub fn render(&self, outbox: &BTreeMap<String, u64>) -> String {
+    /// The exposition text; `outbox` is the message count per status and `next_deaths` the
+    /// early-warning projections, both from the store.
+    pub fn render(
+        &self,
+        outbox: &BTreeMap<String, u64>,
+        next_deaths: &[crate::model::ProjectedDeath],
+    ) -> String {
         let mut o = String::with_capacity(4096);
         let count = |map: &BTreeMap<&'static str, u64>, k: &str| map.get(k).copied().unwrap_or(0);
         self.with(|m| {
@@ -183,6 +199,15 @@ impl Metrics {
             );
             family(
                 &mut o,
+                "epitaph_early_warning_instances",
+                "gauge",
+                "Running instances in early warning's scope in the last scan, by outcome.",
+                "outcome",
+                ["projected", "not_leaking", "no_series", "error", "over_cap"]
+                    .map(|k| (k.to_string(), count(&m.early_warning, k))),
+            );
+            family(
+                &mut o,
                 "epitaph_errors_total",
                 "counter",
                 "Errors by kind.",
@@ -241,6 +266,31 @@ impl Metrics {
             ["pending", "delivered", "failed"]
                 .map(|st| (st.to_string(), outbox.get(st).copied().unwrap_or(0))),
         );
+        help(
+            &mut o,
+            "epitaph_projected_memory_limit_timestamp_seconds",
+            "gauge",
+            "Early warning: Unix time a running instance's memory is projected to reach its limit (bound: expected, earliest, latest of the interval).",
+        );
+        for p in next_deaths {
+            let bounds = [
+                ("expected", Some(p.expected)),
+                ("earliest", Some(p.earliest)),
+                ("latest", p.latest),
+            ];
+            for (bound, t) in bounds {
+                if let Some(t) = t {
+                    let _ = writeln!(
+                        o,
+                        "epitaph_projected_memory_limit_timestamp_seconds{{instance_id=\"{}\",deployment=\"{}\",asg=\"{}\",bound=\"{bound}\"}} {}",
+                        label(&p.instance_id),
+                        label(&p.deployment),
+                        label(&p.asg),
+                        t.timestamp()
+                    );
+                }
+            }
+        }
         if let Some(rss) = resident_memory_bytes() {
             scalar(
                 &mut o,
@@ -302,7 +352,32 @@ mod tests {
         let m = Metrics::default();
         m.scan_failed(1.5);
         m.http("/v1/x\"", 200);
-        let text = m.render(&BTreeMap::from([("pending".to_string(), 2)]));
+        let t = chrono::DateTime::from_timestamp(1_767_600_000, 0).unwrap();
+        let p = crate::model::ProjectedDeath {
+            instance_id: "i-0abc".into(),
+            deployment: "web:\"10\"".into(),
+            asg: "web".into(),
+            launch_time: None,
+            as_of: t,
+            floor: 80.0,
+            swing: 5.0,
+            limit: 100.0,
+            threshold: 100.0,
+            threshold_basis: "limit".into(),
+            threshold_deaths: 0,
+            unit: "percent".into(),
+            growth_per_hour: 1.0,
+            expected: t + chrono::Duration::hours(15),
+            earliest: t + chrono::Duration::hours(12),
+            latest: None,
+            confidence: 0.99,
+        };
+        let text = m.render(&BTreeMap::from([("pending".to_string(), 2)]), &[p]);
+        assert!(text.contains("epitaph_projected_memory_limit_timestamp_seconds{instance_id=\"i-0abc\",deployment=\"web:\\\"10\\\"\",asg=\"web\",bound=\"expected\"} 1767654000"), "{text}");
+        assert!(
+            !text.contains("bound=\"latest\""),
+            "an open interval has no latest bound"
+        );
         assert!(text.contains("epitaph_scans_total{result=\"error\"} 1"));
         assert!(text.contains("epitaph_outbox_messages{status=\"pending\"} 2"));
         assert!(text.contains("route=\"/v1/x\\\"\""));

@@ -44,6 +44,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/"),
     ("get", "/v1/instances/{instance_id}"),
     ("get", "/v1/deployments"),
+    ("get", "/v1/next-deaths"),
     ("get", "/v1/findings"),
     ("post", "/v1/scans"),
     ("get", "/v1/scans/latest"),
@@ -176,6 +177,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/instances/{instance_id}", get(instance))
         .route("/v1/deployments", get(deployments))
+        .route("/v1/next-deaths", get(next_deaths))
         .route("/v1/findings", get(findings))
         .route("/v1/scans", post(start_scan))
         .route("/v1/scans/latest", get(latest_scan))
@@ -273,8 +275,9 @@ async fn method_not_allowed() -> Response {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let outbox = match state.pipeline.store().outbox_counts().await {
-        Ok(c) => c,
+    let store = state.pipeline.store();
+    let (outbox, next_deaths) = match tokio::try_join!(store.outbox_counts(), store.projections()) {
+        Ok(v) => v,
         Err(e) => return store_error(&state, e),
     };
     (
@@ -282,7 +285,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&outbox),
+        state.metrics.render(&outbox, &next_deaths),
     )
         .into_response()
 }
@@ -343,6 +346,15 @@ async fn instance(
 async fn deployments(State(state): State<Arc<AppState>>) -> Response {
     match state.pipeline.store().findings().await {
         Ok(f) => Json(json!({"schema_version": crate::pipeline::SCHEMA_VERSION, "deployments": f}))
+            .into_response(),
+        Err(e) => store_error(&state, e),
+    }
+}
+
+/// Early warning: the running instances projected to reach their memory limit, soonest first.
+async fn next_deaths(State(state): State<Arc<AppState>>) -> Response {
+    match state.pipeline.store().projections().await {
+        Ok(p) => Json(json!({"schema_version": crate::pipeline::SCHEMA_VERSION, "next_deaths": p}))
             .into_response(),
         Err(e) => store_error(&state, e),
     }

@@ -16,6 +16,10 @@
 //!
 //! The first group also carries a healthy predecessor deployment replaced by an instance
 //! refresh: the "which deployment leaks" story.
+//!
+//! Each current deployment also has instances still running at the end (`running`, listed
+//! `InService` in the inventory with their memory so far): a leaking one's are on their way to
+//! the limit, and `truth.running` says when each would reach it (the early-warning check).
 
 pub mod shapes;
 
@@ -42,12 +46,22 @@ pub const LOG_TAIL_SECS: i64 = 240;
 const SEED_SALT: u64 = 0x5EED_0FE9_17A9;
 /// Each deployment needs at least this many instances for its archetype's verdict to hold.
 pub const MIN_INSTANCES_PER_DEPLOYMENT: usize = 3;
+/// Running instances per current deployment by default.
+pub const DEFAULT_RUNNING: usize = 3;
+/// A running leaking instance has lived this fraction of its planned life at the end: far
+/// enough for a trend, early enough that its death is hours ahead.
+pub const RUNNING_AGE_FRACTION: (f64, f64) = (0.35, 0.8);
+/// Seeds the running instances' own generator, so adding them leaves the dead fleet's output
+/// byte-identical.
+const RUNNING_SALT: u64 = 0x0A11_7E00_11FE;
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {
     pub seed: u64,
     pub asgs: usize,
     pub instances: usize,
+    /// Instances still running at `end` in each current deployment.
+    pub running: usize,
     pub end: DateTime<Utc>,
 }
 
@@ -57,6 +71,7 @@ impl Default for SimOptions {
             seed: 1,
             asgs: 6,
             instances: 60,
+            running: DEFAULT_RUNNING,
             end: Utc
                 .with_ymd_and_hms(2026, 1, 5, 0, 0, 0)
                 .single()
@@ -73,6 +88,18 @@ pub struct Truth {
     /// For each deployment that replaced another in its group: the one it replaced.
     #[serde(default)]
     pub predecessors: BTreeMap<String, String>,
+    /// The instances still running at the end, and when each would die.
+    #[serde(default)]
+    pub running: BTreeMap<String, RunningTruth>,
+}
+
+/// A running instance's truth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningTruth {
+    pub deployment: String,
+    /// When its memory reaches the host's limit: a leaking instance's planned death; null for
+    /// the others (nothing in their memory foretells a death).
+    pub dies_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +234,7 @@ pub fn simulate(out: &Path, opts: &SimOptions) -> Result<Truth> {
         let d = &deployments[inst.deployment];
         write_activities(&mut output, d, inst, &mut rng);
         if inst.has_metrics {
-            let series = memory_series(d.archetype, inst, &mut rng);
+            let series = memory_series(d.archetype, inst, inst.death, &mut rng);
             output
                 .metrics
                 .entry(d.asg.clone())
@@ -224,11 +251,28 @@ pub fn simulate(out: &Path, opts: &SimOptions) -> Result<Truth> {
         }
     }
 
+    let mut run_rng = Rng(opts.seed ^ SEED_SALT ^ RUNNING_SALT);
+    let running = plan_running(&deployments, opts, &mut run_rng);
+    for inst in &running {
+        let d = &deployments[inst.deployment];
+        output
+            .activities
+            .entry(d.asg.clone())
+            .or_default()
+            .push(launch_activity(d, inst, &mut run_rng));
+        let series = memory_series(d.archetype, inst, opts.end, &mut run_rng);
+        output
+            .metrics
+            .entry(d.asg.clone())
+            .or_default()
+            .push((inst.id.clone(), series));
+    }
+
     for sub in ["activities", "logs", "metrics", "inventory"] {
         let p = out.join(sub);
         std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
     }
-    write_files(out, &deployments, &instances, &output)?;
+    write_files(out, &deployments, &instances, &running, &output)?;
 
     let truth = Truth {
         instances: instances
@@ -247,6 +291,20 @@ pub fn simulate(out: &Path, opts: &SimOptions) -> Result<Truth> {
                     .filter(|p| p.asg == d.asg && p.span.0 < d.span.0)
                     .max_by(|a, b| a.span.0.total_cmp(&b.span.0))
                     .map(|p| (d.key(), p.key()))
+            })
+            .collect(),
+        running: running
+            .iter()
+            .map(|i| {
+                let d = &deployments[i.deployment];
+                let leaks = matches!(d.archetype, Archetype::Leak | Archetype::KernelLeak);
+                (
+                    i.id.clone(),
+                    RunningTruth {
+                        deployment: d.key(),
+                        dies_at: leaks.then_some(i.death),
+                    },
+                )
             })
             .collect(),
     };
@@ -426,9 +484,50 @@ fn plan_instances(deployments: &[Deployment], opts: &SimOptions, rng: &mut Rng) 
     out
 }
 
-/// The memory series (percent of host memory) from launch to death.
-fn memory_series(a: Archetype, inst: &Instance, rng: &mut Rng) -> Vec<(DateTime<Utc>, f64)> {
+/// Instances still running at the end: `opts.running` per current deployment (one that was not
+/// replaced), with a planned death after the end. Silent deployments have none (no metrics).
+fn plan_running(deployments: &[Deployment], opts: &SimOptions, rng: &mut Rng) -> Vec<Instance> {
+    let mut out = Vec::new();
+    for (di, d) in deployments.iter().enumerate() {
+        if d.span.1 < 1.0 || d.archetype == Archetype::Silent {
+            continue;
+        }
+        for _ in 0..opts.running {
+            let id = format!("i-0{}", rng.hex(16));
+            let lifetime_h = match d.archetype {
+                Archetype::Leak | Archetype::KernelLeak => rng.range(6.0, 20.0),
+                _ => rng.range(6.0, 30.0),
+            };
+            let age_h = lifetime_h * rng.range(RUNNING_AGE_FRACTION.0, RUNNING_AGE_FRACTION.1);
+            let launch = opts.end - Duration::seconds((age_h * 3600.0) as i64);
+            let death = launch + Duration::seconds((lifetime_h * 3600.0) as i64);
+            out.push(Instance {
+                id,
+                deployment: di,
+                launch,
+                death,
+                terminated: death,
+                cause: CauseCategory::Unknown,
+                verdict: InstanceVerdict::Unknown,
+                has_logs: false,
+                has_metrics: true,
+                early_exit: false,
+            });
+        }
+    }
+    out
+}
+
+/// The memory series (percent of host memory) from launch to `until` (its death, or the end
+/// for a running instance): shaped by the whole planned life.
+fn memory_series(
+    a: Archetype,
+    inst: &Instance,
+    until: DateTime<Utc>,
+    rng: &mut Rng,
+) -> Vec<(DateTime<Utc>, f64)> {
     let life = (inst.death - inst.launch).num_seconds().max(1) as f64;
+    let observed = (until.min(inst.death) - inst.launch).num_seconds().max(1);
     let base = rng.range(25.0, 45.0);
     let saw_amp = rng.range(2.0, 7.0);
     let saw_period = rng.range(20.0, 45.0) * 60.0;
@@ -443,7 +542,8 @@ fn memory_series(a: Archetype, inst: &Instance, rng: &mut Rng) -> Vec<(DateTime<
     };
     let spike_peak = rng.range(93.0, 100.0);
     let n = (life as i64 / SAMPLE_PERIOD_SECS).max(1);
-    (0..=n)
+    let observed_n = (observed / SAMPLE_PERIOD_SECS).clamp(1, n);
+    (0..=observed_n)
         .map(|k| {
             let s = (k * SAMPLE_PERIOD_SECS) as f64;
             let t = inst.launch + Duration::seconds(s as i64);
@@ -505,19 +605,9 @@ fn cause_text(cause: CauseCategory, id: &str, t: DateTime<Utc>, rng: &mut Rng) -
 }
 
 fn write_activities(out: &mut Output, d: &Deployment, inst: &Instance, rng: &mut Rng) {
+    let launch = launch_activity(d, inst, rng);
     let list = out.activities.entry(d.asg.clone()).or_default();
-    let launch_at = inst.launch.to_rfc3339_opts(SecondsFormat::Secs, true);
-    list.push(json!({
-        "ActivityId": format!("{}-{}-{}-{}-{}", rng.hex(8), rng.hex(4), rng.hex(4), rng.hex(4), rng.hex(12)),
-        "AutoScalingGroupName": d.asg,
-        "Description": format!("Launching a new EC2 instance: {}", inst.id),
-        "Cause": format!("At {launch_at} an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 3 to 4."),
-        "StartTime": rfc(inst.launch),
-        "EndTime": rfc(inst.launch + Duration::seconds(40)),
-        "StatusCode": "Successful",
-        "Progress": 100,
-        "Details": "{\"Subnet ID\":\"subnet-0a1b2c3d\",\"Availability Zone\":\"us-east-1a\"}",
-    }));
+    list.push(launch);
     list.push(json!({
         "ActivityId": format!("{}-{}-{}-{}-{}", rng.hex(8), rng.hex(4), rng.hex(4), rng.hex(4), rng.hex(12)),
         "AutoScalingGroupName": d.asg,
@@ -529,6 +619,21 @@ fn write_activities(out: &mut Output, d: &Deployment, inst: &Instance, rng: &mut
         "Progress": 100,
         "Details": "{\"Subnet ID\":\"subnet-0a1b2c3d\",\"Availability Zone\":\"us-east-1a\"}",
     }));
+}
+
+fn launch_activity(d: &Deployment, inst: &Instance, rng: &mut Rng) -> serde_json::Value {
+    let launch_at = inst.launch.to_rfc3339_opts(SecondsFormat::Secs, true);
+    json!({
+        "ActivityId": format!("{}-{}-{}-{}-{}", rng.hex(8), rng.hex(4), rng.hex(4), rng.hex(4), rng.hex(12)),
+        "AutoScalingGroupName": d.asg,
+        "Description": format!("Launching a new EC2 instance: {}", inst.id),
+        "Cause": format!("At {launch_at} an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 3 to 4."),
+        "StartTime": rfc(inst.launch),
+        "EndTime": rfc(inst.launch + Duration::seconds(40)),
+        "StatusCode": "Successful",
+        "Progress": 100,
+        "Details": "{\"Subnet ID\":\"subnet-0a1b2c3d\",\"Availability Zone\":\"us-east-1a\"}",
+    })
 }
 
 /// Routine lines a service prints while it works; some are hard negatives on purpose.
@@ -684,6 +789,7 @@ fn write_files(
     out: &Path,
     deployments: &[Deployment],
     instances: &[Instance],
+    running: &[Instance],
     o: &Output,
 ) -> Result<()> {
     // Activities: one describe-scaling-activities document per group, newest first as AWS returns them.
@@ -762,10 +868,12 @@ fn write_files(
             write(&out.join("metrics").join(format!("{asg}.csv")), &buf)?;
         }
     }
-    // Inventory as recorded while the instances lived.
+    // Inventory as recorded while the instances lived (the group's listing), and EC2's view at
+    // the end: the dead ones `terminated`, the others `running`.
     let mut groups: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
     let mut reservations = Vec::new();
-    for inst in instances {
+    let dead = instances.iter().map(|i| (i, "terminated"));
+    for (inst, state) in dead.chain(running.iter().map(|i| (i, "running"))) {
         let d = &deployments[inst.deployment];
         groups.entry(d.asg.as_str()).or_default().push(json!({
             "InstanceId": inst.id,
@@ -779,6 +887,7 @@ fn write_files(
         reservations.push(json!({"Instances": [{
             "InstanceId": inst.id,
             "LaunchTime": inst.launch.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "State": {"Name": state},
             "Placement": {"AvailabilityZone": "us-east-1a"},
             "Tags": [{"Key": "aws:autoscaling:groupName", "Value": d.asg}, {"Key": "Deployment", "Value": d.key()}]
         }]}));

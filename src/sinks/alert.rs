@@ -59,6 +59,10 @@ pub struct Alert {
     /// one's record: the rollback target (absent for `resolved` and healthy verdicts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<crate::model::RegressionOrigin>,
+    /// Early warning: the deployment's running instances projected to reach their memory
+    /// limit, soonest first (at most [`MAX_LISTED_INSTANCES`]; absent for `resolved`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_expected_deaths: Vec<crate::model::ProjectedDeath>,
     /// Some instance ids (at most [`MAX_LISTED_INSTANCES`]).
     pub instance_ids: Vec<String>,
     /// When the message was made (wall clock).
@@ -104,6 +108,8 @@ pub struct AlertInput<'a> {
     pub finding: Option<&'a DeploymentFinding>,
     /// The deployment's instance reports in the finding lookback.
     pub reports: &'a [&'a InstanceReport],
+    /// The deployment's running instances projected to reach their limit, soonest first.
+    pub next_deaths: &'a [&'a crate::model::ProjectedDeath],
     pub unit: &'a str,
     pub links: &'a LinkConfig,
     pub signatures: &'a SignatureLibrary,
@@ -145,6 +151,7 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
         .collect();
     let evidence = pick_evidence(reports, input.redactor);
     let mut next_steps: Vec<String> = Vec::new();
+    let mut doc_links: Vec<Link> = Vec::new();
     for r in reports {
         // Context and shutdown lines explain nothing to fix.
         for m in r.signatures.iter().filter(|m| m.kind.is_death()) {
@@ -152,6 +159,14 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
                 let step = format!("{} ({}): {}", s.spec.id, s.spec.runtime, s.spec.next_step);
                 if !next_steps.contains(&step) {
                     next_steps.push(step);
+                }
+                for d in &s.spec.docs {
+                    if !doc_links.iter().any(|l| l.url == d.url) {
+                        doc_links.push(Link {
+                            label: d.label.clone(),
+                            url: d.url.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -181,12 +196,24 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
         links: evidence
             .as_ref()
             .map(|e| links(e, input.deployment, reports, input.links))
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into_iter()
+            .chain(doc_links)
+            .collect(),
         evidence,
         next_steps,
         origin: match input.transition {
             Transition::Resolved { .. } => None,
             _ => input.finding.and_then(|f| f.origin.clone()),
+        },
+        next_expected_deaths: match input.transition {
+            Transition::Resolved { .. } => Vec::new(),
+            _ => input
+                .next_deaths
+                .iter()
+                .take(MAX_LISTED_INSTANCES)
+                .map(|p| (*p).clone())
+                .collect(),
         },
         instance_ids: ids
             .iter()
@@ -342,6 +369,15 @@ pub fn fmt_growth(v: f64, unit: &str) -> String {
         format!("{:+.0} MiB/h", v / (1024.0 * 1024.0))
     } else {
         format!("{v:+.2} %/h")
+    }
+}
+
+/// A memory level: "87.5 %" or "3.2 GiB".
+pub fn fmt_value(v: f64, unit: &str) -> String {
+    if unit == "bytes" {
+        format!("{:.1} GiB", v / (1024.0 * 1024.0 * 1024.0))
+    } else {
+        format!("{v:.1} %")
     }
 }
 

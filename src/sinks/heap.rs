@@ -4,7 +4,8 @@
 use crate::analysis::heap::HeapDiff;
 use crate::sinks::report::Format;
 
-fn bytes(n: u64) -> String {
+/// A byte count for people: "1.5 MiB".
+pub fn fmt_bytes(n: u64) -> String {
     const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -39,7 +40,7 @@ fn header(d: &HeapDiff) -> String {
     let sizes: Vec<String> = d
         .snapshots
         .iter()
-        .map(|s| format!("{} nodes, {}", s.nodes, bytes(s.self_bytes)))
+        .map(|s| format!("{} nodes, {}", s.nodes, fmt_bytes(s.self_bytes)))
         .collect();
     format!("heap diff ({}): {}\n", d.method, sizes.join(" | "))
 }
@@ -50,7 +51,7 @@ fn table(d: &HeapDiff) -> String {
         out.push_str(&format!(
             "no leak suspect: no constructor has ≥ {} objects allocated after the baseline, still alive and retaining ≥ {} ({} constructors grew less)\n",
             crate::analysis::heap::MIN_SURVIVORS,
-            bytes(crate::analysis::heap::MIN_RETAINED_BYTES),
+            fmt_bytes(crate::analysis::heap::MIN_RETAINED_BYTES),
             d.below_threshold
         ));
         return out;
@@ -66,7 +67,7 @@ fn table(d: &HeapDiff) -> String {
             s.class,
             s.origin,
             s.surviving,
-            bytes(s.retained_bytes),
+            fmt_bytes(s.retained_bytes),
             counts(&s.counts)
         ));
         out.push_str(&format!("     held by: {}\n", s.retainer_path.join(" → ")));
@@ -88,7 +89,7 @@ fn markdown(d: &HeapDiff) -> String {
             s.class.replace('|', "\\|"),
             s.origin,
             s.surviving,
-            bytes(s.retained_bytes),
+            fmt_bytes(s.retained_bytes),
             counts(&s.counts),
             s.retainer_path.join(" → ").replace('|', "\\|")
         ));

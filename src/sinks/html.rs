@@ -8,8 +8,12 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{DeploymentFinding, DeploymentVerdict, InstanceReport, TimeWindow};
-use crate::sinks::alert::{fmt_growth, fmt_hours};
+use crate::analysis::heap::AttachedHeapDiff;
+use crate::analysis::signatures::SignatureLibrary;
+use crate::model::{
+    DeploymentFinding, DeploymentVerdict, InstanceReport, ProjectedDeath, TimeWindow,
+};
+use crate::sinks::alert::{fmt_growth, fmt_hours, fmt_value};
 use crate::sinks::redact::Redactor;
 
 /// Chart size in CSS pixels.
@@ -39,6 +43,13 @@ pub struct HtmlContext<'a> {
     /// `percent` or `bytes`.
     pub unit: &'a str,
     pub redactor: &'a Redactor,
+    /// Early warning: running instances projected to reach their memory limit, soonest first.
+    pub next_deaths: &'a [ProjectedDeath],
+    /// The library the verdicts were matched with: each deployment's next steps and the
+    /// links to their capture method come from its signatures.
+    pub signatures: Option<&'a SignatureLibrary>,
+    /// Heap diffs attached to deployments (`heap diff … --attach`), the latest of each.
+    pub heap_diffs: &'a [AttachedHeapDiff],
 }
 
 /// HTML-escapes text for element content and attribute values.
@@ -165,6 +176,7 @@ pub fn render(
     if findings.is_empty() {
         out.push_str("<p>No terminations in the lookback.</p>\n");
     }
+    next_deaths(&mut out, ctx);
 
     for f in &findings {
         let mine: Vec<&InstanceReport> = reports
@@ -239,8 +251,121 @@ fn deployment_section(
         chart(out, f, reports, ctx);
         excerpts(out, reports, ctx);
     }
+    if f.verdict != DeploymentVerdict::Healthy {
+        next_steps(out, reports, ctx);
+    }
+    if let Some(h) = ctx.heap_diffs.iter().find(|h| h.deployment == f.deployment) {
+        heap_diff(out, h);
+    }
     instance_table(out, reports, ctx);
     out.push_str("</section>\n");
+}
+
+/// The early-warning table: running instances projected to reach their limit, soonest first,
+/// with the interval and the time left from the data's end.
+fn next_deaths(out: &mut String, ctx: &HtmlContext<'_>) {
+    if ctx.next_deaths.is_empty() {
+        return;
+    }
+    out.push_str("<h2 id=\"next-deaths\">Next expected deaths</h2><p class=\"legend\">Running instances whose memory is projected to reach the limit (the leak detector's trend of the memory floor plus its usual swing, up to the level where the deployment's instances died — or the limit; the interval is the trend's 90 % interval).</p>\n<table id=\"next-deaths-table\"><thead><tr><th>instance</th><th>deployment</th><th>expected</th><th>interval</th><th>in</th><th>memory now / death level</th><th>floor growth</th></tr></thead><tbody>\n");
+    for p in ctx.next_deaths.iter().take(MAX_TABLE_ROWS) {
+        let hours = (p.expected - p.as_of).num_seconds().max(0) as f64 / 3600.0;
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"id\">{}</td><td><a href=\"#d-{}\">{}</a></td><td class=\"t\">{}</td><td class=\"t\">{} – {}</td><td class=\"t\">{}</td><td class=\"t\">{} / {}</td><td class=\"t\">{}</td></tr>",
+            esc(&p.instance_id),
+            anchor(&p.deployment),
+            esc(&p.deployment),
+            p.expected.format("%Y-%m-%d %H:%M UTC"),
+            p.earliest.format("%m-%d %H:%M"),
+            p.latest.map_or("open".to_string(), |l| l.format("%m-%d %H:%M").to_string()),
+            fmt_hours(hours),
+            fmt_value(p.floor + p.swing, ctx.unit),
+            fmt_value(p.threshold, ctx.unit),
+            fmt_growth(p.growth_per_hour, ctx.unit)
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+/// Suspects shown from an attached heap diff.
+const HEAP_SUSPECT_ROWS: usize = 5;
+
+/// The attached heap diff: the suspects (constructors allocated after the baseline that stay
+/// alive), what they retain, and the retainer path of the top ones.
+fn heap_diff(out: &mut String, h: &AttachedHeapDiff) {
+    let d = &h.diff;
+    let _ = writeln!(
+        out,
+        "<div class=\"heap-diff\"><b>Heap snapshot diff</b> <span class=\"legend\">({}; attached {}: {})</span>",
+        esc(&d.method),
+        h.attached_at.format("%Y-%m-%d %H:%M UTC"),
+        esc(&h.files.join(", "))
+    );
+    if d.suspects.is_empty() {
+        out.push_str("<p>No leak suspect: nothing allocated after the baseline stays alive in numbers.</p></div>\n");
+        return;
+    }
+    out.push_str("<table class=\"heap-suspects\"><thead><tr><th>constructor</th><th>origin</th><th>surviving</th><th>retained</th><th>count per snapshot</th><th>held by</th></tr></thead><tbody>\n");
+    for s in d.suspects.iter().take(HEAP_SUSPECT_ROWS) {
+        let counts: Vec<String> = s.counts.iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"id\">{}</td><td>{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"cause\">{}</td></tr>",
+            esc(&s.class),
+            esc(&s.origin),
+            s.surviving,
+            esc(&crate::sinks::heap::fmt_bytes(s.retained_bytes)),
+            counts.join(" → "),
+            esc(&s.retainer_path.join(" → "))
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
+}
+
+/// What to do next for the signatures this deployment died with, and where the capture
+/// method is documented (a runtime's heap snapshot, heap dump or profile).
+fn next_steps(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
+    let Some(lib) = ctx.signatures else {
+        return;
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut items = String::new();
+    for r in reports {
+        for m in r.signatures.iter().filter(|m| m.kind.is_death()) {
+            if seen.contains(&m.signature.as_str()) {
+                continue;
+            }
+            seen.push(&m.signature);
+            let Some(sig) = lib.get(&m.signature) else {
+                continue;
+            };
+            let links: Vec<String> = sig
+                .spec
+                .docs
+                .iter()
+                .map(|d| format!("<a href=\"{}\">{}</a>", esc(&d.url), esc(&d.label)))
+                .collect();
+            let _ = write!(
+                items,
+                "<li><b>{}</b> ({}): {}{}</li>",
+                esc(&sig.spec.id),
+                esc(&sig.spec.runtime),
+                esc(&sig.spec.next_step),
+                if links.is_empty() {
+                    String::new()
+                } else {
+                    format!(" <span class=\"legend\">· {}</span>", links.join(" · "))
+                }
+            );
+        }
+    }
+    if !items.is_empty() {
+        let _ = writeln!(
+            out,
+            "<div class=\"next-steps\"><b>Next steps</b><ul>{items}</ul></div>"
+        );
+    }
 }
 
 fn chart(
@@ -507,6 +632,9 @@ mod tests {
                 window: None,
                 unit: "percent",
                 redactor: &r,
+                next_deaths: &[],
+                signatures: None,
+                heap_diffs: &[],
             },
         );
         assert!(!html.contains("<script>") && !html.contains("<img"));

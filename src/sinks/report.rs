@@ -5,7 +5,11 @@ use std::fmt::Write as _;
 
 use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
 
-use crate::model::{DeploymentFinding, DeploymentVerdict, InstanceReport, InstanceVerdict};
+use chrono::{DateTime, Utc};
+
+use crate::model::{
+    DeploymentFinding, DeploymentVerdict, InstanceReport, InstanceVerdict, ProjectedDeath,
+};
 use crate::pipeline::{InstanceSummary, Investigation, ScanReport};
 
 /// Characters of the memory sparkline, lowest to highest.
@@ -40,6 +44,9 @@ pub fn render_scan(report: &ScanReport, format: Format, color: bool) -> String {
                 window: Some(report.window),
                 unit: "percent",
                 redactor: &crate::sinks::redact::Redactor::default(),
+                next_deaths: &report.next_deaths,
+                signatures: None,
+                heap_diffs: &[],
             },
         ),
     }
@@ -178,6 +185,18 @@ fn scan_table(r: &ScanReport, color: bool) -> String {
     }
     out.push('\n');
 
+    if !r.next_deaths.is_empty() {
+        let mut t = new_table();
+        t.set_header(NEXT_DEATH_COLUMNS);
+        for p in r.next_deaths.iter().take(MAX_INSTANCE_ROWS) {
+            t.add_row(next_death_row(p, r.window.end));
+        }
+        let _ = writeln!(
+            out,
+            "NEXT EXPECTED DEATHS (running instances whose memory is projected to reach the limit)\n{t}\n"
+        );
+    }
+
     let mut t = new_table();
     t.set_header([
         "instance",
@@ -246,6 +265,17 @@ fn problems(out: &mut String, r: &ScanReport, indent: &str) {
             let _ = writeln!(out, "{indent}  {n} × {cause}");
         }
     }
+    let ew = &s.early_warning;
+    if ew.errors > 0 || ew.over_cap > 0 || (ew.candidates > 0 && ew.no_series == ew.candidates) {
+        let _ = writeln!(
+            out,
+            "\n{indent}EARLY WARNING INCOMPLETE — of {} running instance(s) in scope ({}): {} projected, {} not leaking, {} without a memory series, {} failed to fetch, {} over the cap (analysis.early_warning_max_instances).",
+            ew.candidates, ew.scope, ew.projected, ew.not_leaking, ew.no_series, ew.errors, ew.over_cap
+        );
+        for e in &ew.error_samples {
+            let _ = writeln!(out, "{indent}  {e}");
+        }
+    }
     if let Some(note) = s.coverage.attribution_note() {
         let _ = writeln!(out, "\n{indent}UNATTRIBUTED — {note}.");
     }
@@ -287,6 +317,39 @@ fn problems(out: &mut String, r: &ScanReport, indent: &str) {
     }
 }
 
+const NEXT_DEATH_COLUMNS: [&str; 7] = [
+    "instance",
+    "deployment",
+    "expected",
+    "interval",
+    "in",
+    "now / death level",
+    "floor growth/h",
+];
+
+/// One row of the next-expected-deaths table; times relative to `as_of` (the window's end).
+fn next_death_row(p: &ProjectedDeath, as_of: DateTime<Utc>) -> Vec<String> {
+    let hours = |t: DateTime<Utc>| (t - as_of).num_seconds().max(0) as f64 / 3600.0;
+    vec![
+        p.instance_id.clone(),
+        p.deployment.clone(),
+        p.expected.format("%Y-%m-%d %H:%M").to_string(),
+        format!(
+            "{} – {}",
+            p.earliest.format("%m-%d %H:%M"),
+            p.latest
+                .map_or("open".to_string(), |l| l.format("%m-%d %H:%M").to_string())
+        ),
+        fmt_hours(Some(hours(p.expected))),
+        format!(
+            "{} / {}",
+            crate::sinks::alert::fmt_value(p.floor + p.swing, &p.unit),
+            crate::sinks::alert::fmt_value(p.threshold, &p.unit)
+        ),
+        crate::sinks::alert::fmt_growth(p.growth_per_hour, &p.unit),
+    ]
+}
+
 fn md_escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
@@ -313,6 +376,21 @@ fn scan_markdown(r: &ScanReport) -> String {
                 None => f.summary.clone(),
             })
         );
+    }
+    if !r.next_deaths.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Next expected deaths\n\nRunning instances whose memory is projected to reach the limit.\n"
+        );
+        let _ = writeln!(out, "| {} |", NEXT_DEATH_COLUMNS.join(" | "));
+        let _ = writeln!(out, "|---|---|---|---|---:|---:|---:|");
+        for p in r.next_deaths.iter().take(MAX_INSTANCE_ROWS) {
+            let row: Vec<String> = next_death_row(p, r.window.end)
+                .iter()
+                .map(|c| md_escape(c))
+                .collect();
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
     }
     let _ = writeln!(out, "\n## Instances\n");
     let _ = writeln!(

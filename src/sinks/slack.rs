@@ -158,6 +158,33 @@ pub fn render(a: &Alert) -> Value {
             let room = MAX_SECTION_CHARS.saturating_sub(head.chars().count() + 8);
             blocks.push(section(&format!("{head}```{}```", fit(&body, room))));
         }
+        if !a.next_expected_deaths.is_empty() {
+            let lines: Vec<String> = a
+                .next_expected_deaths
+                .iter()
+                .map(|p| {
+                    let until = |t: chrono::DateTime<chrono::Utc>| {
+                        fmt_hours(((t - a.as_of).num_seconds().max(0)) as f64 / 3600.0)
+                    };
+                    let latest = p.latest.map_or("open".to_string(), until);
+                    format!(
+                        "• `{}` in ~{} ({} to {}), {} UTC",
+                        escape(&p.instance_id),
+                        until(p.expected),
+                        until(p.earliest),
+                        latest,
+                        p.expected.format("%Y-%m-%d %H:%M")
+                    )
+                })
+                .collect();
+            blocks.push(section(&fit(
+                &format!(
+                    "*Next expected deaths* (memory projected to reach the limit)\n{}",
+                    lines.join("\n")
+                ),
+                MAX_SECTION_CHARS,
+            )));
+        }
         if !a.next_steps.is_empty() {
             let steps: Vec<String> = a
                 .next_steps
@@ -273,6 +300,7 @@ mod tests {
                 20
             ],
             origin: None,
+            next_expected_deaths: Vec::new(),
             instance_ids: vec![],
             created_at: t,
             as_of: t,

@@ -11,8 +11,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::alerting::AlertState;
+use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::Result;
-use crate::model::{DeploymentFinding, InstanceInfo, InstanceReport, Termination, TimeWindow};
+use crate::model::{
+    DeploymentFinding, InstanceInfo, InstanceReport, ProjectedDeath, Termination, TimeWindow,
+};
 
 pub use sqlite::SqliteStore;
 
@@ -114,6 +117,14 @@ pub trait Store: Send + Sync {
     async fn inventory(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>>;
     async fn save_findings(&self, findings: &[DeploymentFinding]) -> Result<()>;
     async fn findings(&self) -> Result<Vec<DeploymentFinding>>;
+    /// Replaces the early-warning projections with this scan's set, atomically.
+    async fn replace_projections(&self, projections: &[ProjectedDeath]) -> Result<()>;
+    /// The current projections, soonest expected first.
+    async fn projections(&self) -> Result<Vec<ProjectedDeath>>;
+    /// Keeps a heap diff attached to a deployment (earlier ones stay; the latest is shown).
+    async fn attach_heap_diff(&self, diff: &AttachedHeapDiff) -> Result<()>;
+    /// The latest attached heap diff of each deployment.
+    async fn heap_diffs(&self) -> Result<Vec<AttachedHeapDiff>>;
 
     async fn alert_states(&self) -> Result<Vec<AlertState>>;
     /// Applies alert-state changes and enqueues their messages in one transaction, only if

@@ -15,8 +15,11 @@ use sqlx::{Row, SqlitePool};
 
 use super::{AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending, RunRecord, Store};
 use crate::analysis::alerting::AlertState;
+use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::{Error, Result};
-use crate::model::{DeploymentFinding, InstanceInfo, InstanceReport, Termination, TimeWindow};
+use crate::model::{
+    DeploymentFinding, InstanceInfo, InstanceReport, ProjectedDeath, Termination, TimeWindow,
+};
 
 /// How long a writer waits for another process holding the database lock.
 const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(10);
@@ -329,6 +332,79 @@ impl Store for SqliteStore {
                 let d: String = r.try_get("deployment")?;
                 let json: String = r.try_get("finding_json")?;
                 decode("finding", &d, &json)
+            })
+            .collect()
+    }
+
+    async fn replace_projections(&self, projections: &[ProjectedDeath]) -> Result<()> {
+        let now = ts(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM projections")
+            .execute(&mut *tx)
+            .await?;
+        for chunk in projections.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO projections (instance_id, deployment, expected, projection_json, updated_at) VALUES {}
+                 ON CONFLICT (instance_id) DO UPDATE SET deployment = excluded.deployment,
+                   expected = excluded.expected, projection_json = excluded.projection_json,
+                   updated_at = excluded.updated_at",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(&sql);
+            for p in chunk {
+                q = q
+                    .bind(&p.instance_id)
+                    .bind(&p.deployment)
+                    .bind(ts(p.expected))
+                    .bind(encode(p)?)
+                    .bind(&now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn projections(&self) -> Result<Vec<ProjectedDeath>> {
+        let rows = sqlx::query(
+            "SELECT instance_id, projection_json FROM projections ORDER BY expected, instance_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("instance_id")?;
+                let json: String = r.try_get("projection_json")?;
+                decode("projection", &id, &json)
+            })
+            .collect()
+    }
+
+    async fn attach_heap_diff(&self, diff: &AttachedHeapDiff) -> Result<()> {
+        sqlx::query("INSERT INTO heap_diffs (deployment, attached_at, diff_json) VALUES (?, ?, ?)")
+            .bind(&diff.deployment)
+            .bind(ts(diff.attached_at))
+            .bind(encode(diff)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn heap_diffs(&self) -> Result<Vec<AttachedHeapDiff>> {
+        // The latest per deployment: the highest id among those with the latest time.
+        let rows = sqlx::query(
+            "SELECT h.deployment, h.diff_json FROM heap_diffs h
+             WHERE h.id = (SELECT id FROM heap_diffs x WHERE x.deployment = h.deployment
+                           ORDER BY attached_at DESC, id DESC LIMIT 1)
+             ORDER BY h.deployment",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let d: String = r.try_get("deployment")?;
+                let json: String = r.try_get("diff_json")?;
+                decode("heap diff", &d, &json)
             })
             .collect()
     }

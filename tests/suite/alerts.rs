@@ -125,6 +125,28 @@ async fn one_message_per_alerting_deployment_within_limits_redacted_and_never_tw
         slack_checkout.contains("checkout-api:9 before it"),
         "Slack says the origin: {slack_checkout}"
     );
+    // Early warning: the leaking deployment's running instances, soonest first, each with an
+    // interval around its expected death, after the data's end.
+    let next = checkout.body["next_expected_deaths"].as_array().unwrap();
+    assert_eq!(next.len(), epitaph::simulate::DEFAULT_RUNNING, "{next:?}");
+    let expected: Vec<&str> = next
+        .iter()
+        .map(|p| p["expected"].as_str().unwrap())
+        .collect();
+    assert!(expected.windows(2).all(|w| w[0] <= w[1]), "{expected:?}");
+    for p in next {
+        assert_eq!(p["deployment"], "checkout-api:10");
+        assert!(p["earliest"].as_str() <= p["expected"].as_str(), "{p}");
+        assert!(p["expected"].as_str() > p["as_of"].as_str(), "{p}");
+    }
+    assert!(
+        slack_checkout.contains("Next expected deaths"),
+        "Slack lists the next deaths: {slack_checkout}"
+    );
+    // Only a leaking deployment's running instances are projected (scope `leaking`).
+    for g in generic.iter().filter(|g| g.body["verdict"] != "leaking") {
+        assert!(g.body.get("next_expected_deaths").is_none(), "{}", g.body);
+    }
 
     // The node leak carries its last words, context and next step.
     let node = generic
@@ -137,6 +159,9 @@ async fn one_message_per_alerting_deployment_within_limits_redacted_and_never_tw
         .as_str()
         .unwrap()
         .contains("heap"));
+    // … and where its capture method is documented.
+    let links = node.body["links"].to_string();
+    assert!(links.contains("nodejs.org/api/v8.html"), "{links}");
 
     // Redaction: the planted secrets never leave the process, the mask does.
     let all = serde_json::to_string(&rx.got().iter().map(|g| &g.body).collect::<Vec<_>>()).unwrap();
@@ -258,6 +283,18 @@ impl Store for LoseFirstRace {
     }
     async fn instances_in(&self, window: TimeWindow) -> Result<Vec<InstanceReport>> {
         self.inner.instances_in(window).await
+    }
+    async fn replace_projections(&self, p: &[epitaph::model::ProjectedDeath]) -> Result<()> {
+        self.inner.replace_projections(p).await
+    }
+    async fn projections(&self) -> Result<Vec<epitaph::model::ProjectedDeath>> {
+        self.inner.projections().await
+    }
+    async fn attach_heap_diff(&self, d: &epitaph::analysis::heap::AttachedHeapDiff) -> Result<()> {
+        self.inner.attach_heap_diff(d).await
+    }
+    async fn heap_diffs(&self) -> Result<Vec<epitaph::analysis::heap::AttachedHeapDiff>> {
+        self.inner.heap_diffs().await
     }
     async fn save_inventory(&self, infos: &[InstanceInfo]) -> Result<()> {
         self.inner.save_inventory(infos).await
@@ -654,7 +691,19 @@ async fn replaced_deployment_is_resolved() {
         .expect("the demo's leaking deployment");
     assert_eq!(leaking.verdict.as_str(), "leaking");
 
-    // The group now runs only launch template version 11 (a fixed build was rolled out).
+    // The group now runs only launch template version 11 (a fixed build was rolled out):
+    // the fleet's running instances are gone, one of version 11 serves.
+    let ec2 = fleet
+        .dir
+        .path()
+        .join("inventory")
+        .join("describe-instances.json");
+    let text = std::fs::read_to_string(&ec2).unwrap();
+    std::fs::write(
+        &ec2,
+        text.replace("\"Name\": \"running\"", "\"Name\": \"terminated\""),
+    )
+    .unwrap();
     let live = serde_json::json!({"AutoScalingGroups": [{
         "AutoScalingGroupName": "checkout-api",
         "Instances": [{

@@ -81,6 +81,7 @@ const PROTECTED: &[(&str, &str)] = &[
     ("GET", "/"),
     ("GET", "/metrics"),
     ("GET", "/v1/deployments"),
+    ("GET", "/v1/next-deaths"),
     ("GET", "/v1/findings"),
     ("GET", "/v1/scans/latest"),
     ("GET", "/v1/instances/i-0123456789abcdef0"),

@@ -27,6 +27,8 @@ const PROBE: &str = r#"<script>
                    drawn: lines.length, inside: inside, ooms: svg.querySelectorAll("path.oom").length});
   });
   r.sections = document.querySelectorAll("section.deployment").length;
+  r.nextDeaths = document.querySelectorAll('#next-deaths-table tbody tr').length;
+  r.docLinks = document.querySelectorAll('.next-steps a[href^="https:"]').length;
   r.overflow = document.documentElement.scrollWidth > document.documentElement.clientWidth + 1;
   var badge = document.querySelector(".badge.leaking");
   r.badge = badge ? getComputedStyle(badge).backgroundColor : "";
@@ -135,6 +137,21 @@ fn report_renders_in_headless_chromium() {
         );
         assert!(c["ooms"].as_u64().unwrap() >= 2, "OOM deaths marked: {c}");
     }
+    // Early warning lists every running instance of a leaking deployment; the next steps
+    // link to the capture method's documentation.
+    let leaking_running = fleet
+        .truth
+        .running
+        .values()
+        .filter(|t| t.dies_at.is_some())
+        .count();
+    assert!(leaking_running > 0);
+    assert_eq!(
+        r["nextDeaths"].as_u64(),
+        Some(leaking_running as u64),
+        "{r}"
+    );
+    assert!(r["docLinks"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["overflow"], false, "no horizontal scrolling at 1000 px");
     assert_eq!(r["badge"], "rgb(207, 34, 46)", "the stylesheet applied");
 }

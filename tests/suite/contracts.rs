@@ -729,6 +729,14 @@ async fn api_responses_have_exactly_the_documented_fields() {
     assert!(latest["summary"].is_object());
     let (code, body) = svc.call(reqwest::Method::GET, "/v1/deployments").await;
     check("/v1/deployments", "get", code, &body);
+    // The simulated fleet's leaking deployments have running instances: early warning
+    // projects them, and the response holds to the documented shape.
+    let (code, body) = svc.call(reqwest::Method::GET, "/v1/next-deaths").await;
+    let next = check("/v1/next-deaths", "get", code, &body);
+    assert!(
+        !next["next_deaths"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
 
     // Findings once the outbox has been delivered (alert states and messages present).
     let deadline = Instant::now() + Duration::from_secs(60);

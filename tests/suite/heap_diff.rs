@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{bin, output_timeout, CHILD_EXIT_BOUND};
+use crate::common::{bin, output_timeout, Fleet, CHILD_EXIT_BOUND};
 
 fn node() -> PathBuf {
     let p = std::env::var_os("EPITAPH_NODE")
@@ -96,6 +96,67 @@ fn a_growing_map_of_requests_names_the_request_class_and_the_map() {
         let surviving = json["suspects"][0]["surviving"].as_u64().unwrap();
         assert!(surviving >= 3000, "{surviving}");
     }
+}
+
+/// `--attach DEPLOYMENT` keeps the diff with a deployment the state knows; the HTML report
+/// shows its suspects in that deployment's section. A deployment the state does not know is
+/// an error naming the ones it does.
+#[test]
+fn an_attached_diff_shows_in_its_deployments_section_of_the_html_report() {
+    let dir = tempfile::tempdir().unwrap();
+    snapshots(dir.path(), MAP_LEAK);
+    let fleet = Fleet::new(1, 6, 60);
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).arg("--config").arg(fleet.config_path());
+        output_timeout(&mut cmd, CHILD_EXIT_BOUND)
+    };
+    let scan = run(&["scan"]);
+    assert!(scan.status.code().is_some(), "the scan ran");
+    let snaps: Vec<String> = ["baseline", "target", "final"]
+        .iter()
+        .map(|n| {
+            dir.path()
+                .join(format!("{n}.heapsnapshot"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut args = vec!["heap", "diff"];
+    args.extend(snaps.iter().map(String::as_str));
+
+    let mut typo = args.clone();
+    typo.extend(["--attach", "checkout-api:01"]);
+    let out = run(&typo);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("checkout-api:01") && stderr.contains("checkout-api:10"),
+        "names the typo and the known deployments: {stderr}"
+    );
+
+    args.extend(["--attach", "checkout-api:10"]);
+    let out = run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = String::from_utf8(run(&["--format", "html", "scan"]).stdout).unwrap();
+    let section = html
+        .split("<section class=\"deployment\" id=\"d-checkout-api-10\"")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .expect("checkout-api:10's section");
+    assert!(section.contains("Heap snapshot diff"), "{section}");
+    assert!(section.contains("RequestRecord"), "{section}");
+    assert!(section.contains("final.heapsnapshot"), "{section}");
+    let others = html.replace(section, "");
+    assert!(
+        !others.contains("Heap snapshot diff"),
+        "only in its own section"
+    );
 }
 
 #[test]

@@ -174,10 +174,11 @@ async fn failed_fetches_stay_pending_and_are_retried() {
     );
     assert_eq!(second.summary.retried, 2);
     assert_eq!(second.summary.analysed, 2);
-    // Call counts are per scan, though the sources (as in a long-running service) live on.
-    assert_eq!(first.summary.api_calls["GetSeries"], 1);
-    assert_eq!(second.summary.api_calls["GetSeries"], 1);
-    assert_eq!(metrics.calls.load(Ordering::SeqCst), 2);
+    // Call counts are per scan, though the sources (as in a long-running service) live on:
+    // one batch for the dead instances, one for early warning's running ones.
+    assert_eq!(first.summary.api_calls["GetSeries"], 2);
+    assert_eq!(second.summary.api_calls["GetSeries"], 2);
+    assert_eq!(metrics.calls.load(Ordering::SeqCst), 4);
     assert!(store.pending().await.unwrap().is_empty());
     for id in [&bad_metrics, &slow_logs] {
         let r = store

@@ -120,3 +120,107 @@ async fn scans_match_truth_for_several_seeds() {
         "every seed's first group replaced a deployment: {origins} origins named"
     );
 }
+
+/// The early-warning bar: median absolute error of the projected time to the limit, as a
+/// fraction of the time that was left (a projection 12 h ahead may be off by more than one
+/// 2 h ahead).
+const MAX_MEDIAN_RELATIVE_ERROR: f64 = 0.10;
+/// The interval is a 90 % one: it must hold the simulated death at least this often.
+const MIN_INTERVAL_COVERAGE: f64 = 0.8;
+
+/// Early warning on simulated running instances, every one looked at (`early_warning =
+/// "all"`): each running instance of a leaking deployment is projected, its projection is
+/// compared with the simulated death, and no other running instance gets a death date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_warning_projects_the_deaths_of_running_leaking_instances() {
+    let mut abs_err_h = Vec::new();
+    let mut rel_err = Vec::new();
+    let mut inside = 0usize;
+    let mut leaking_running = 0usize;
+    let mut quiet_running = 0usize;
+    for (seed, asgs, instances) in [
+        (1, 6, 60),
+        (2, 6, 60),
+        (3, 12, 150),
+        (4, 7, 80),
+        (5, 6, 120),
+        (6, 18, 200),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SimOptions {
+            seed,
+            asgs,
+            instances,
+            ..Default::default()
+        };
+        let truth = simulate(dir.path(), &opts).unwrap();
+        let path = dir.path().join("epitaph.toml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("\n[analysis]\nearly_warning = \"all\"\n");
+        std::fs::write(&path, text).unwrap();
+        let pipeline = Pipeline::open(Config::load(Some(&path)).unwrap())
+            .await
+            .unwrap();
+        let report = pipeline.scan(&ScanOptions::default()).await.unwrap();
+        let ew = &report.summary.early_warning;
+        assert_eq!(ew.candidates, truth.running.len(), "seed {seed}: {ew:?}");
+        assert_eq!((ew.errors, ew.no_series, ew.over_cap), (0, 0, 0), "{ew:?}");
+
+        let projected: std::collections::BTreeMap<&str, &epitaph::model::ProjectedDeath> = report
+            .next_deaths
+            .iter()
+            .map(|p| (p.instance_id.as_str(), p))
+            .collect();
+        for (id, t) in &truth.running {
+            let p = projected.get(id.as_str());
+            match (t.dies_at, p) {
+                (Some(dies), Some(p)) => {
+                    leaking_running += 1;
+                    assert_eq!(p.deployment, t.deployment, "{id}");
+                    let left_h = (dies - p.as_of).num_seconds() as f64 / 3600.0;
+                    let err_h = (p.expected - dies).num_seconds().abs() as f64 / 3600.0;
+                    abs_err_h.push(err_h);
+                    rel_err.push(err_h / left_h.max(1.0));
+                    let latest = p.latest.unwrap_or(dies + chrono::Duration::days(365));
+                    inside += usize::from(p.earliest <= dies && dies <= latest);
+                }
+                (Some(_), None) => panic!(
+                    "seed {seed}: running instance {id} of leaking {} was not projected",
+                    t.deployment
+                ),
+                (None, Some(p)) => panic!(
+                    "seed {seed}: {id} of {} does not leak but was projected to die at {}",
+                    t.deployment, p.expected
+                ),
+                (None, None) => quiet_running += 1,
+            }
+        }
+        assert_eq!(projected.len(), report.next_deaths.len());
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let n = abs_err_h.len();
+    let med_abs = median(abs_err_h.clone());
+    let med_rel = median(rel_err.clone());
+    println!(
+        "early warning: {leaking_running} running leaking instances projected (none missed), {quiet_running} others left alone; median |projected − simulated death| = {med_abs:.2} h ({:.1} % of the time left); p90 {:.2} h; interval holds the death for {inside}/{n}",
+        100.0 * med_rel,
+        {
+            let mut v = abs_err_h.clone();
+            v.sort_by(f64::total_cmp);
+            v[(v.len() * 9 / 10).min(v.len() - 1)]
+        }
+    );
+    assert!(leaking_running >= 20 && quiet_running >= 40);
+    assert!(
+        med_rel <= MAX_MEDIAN_RELATIVE_ERROR,
+        "median relative error {med_rel:.3} > {MAX_MEDIAN_RELATIVE_ERROR}"
+    );
+    let coverage = inside as f64 / n as f64;
+    assert!(
+        coverage >= MIN_INTERVAL_COVERAGE,
+        "the interval held {inside}/{n} deaths"
+    );
+}

@@ -339,6 +339,9 @@ fn group_from_sdk(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Group {
                 // DescribeAutoScalingGroups does not say; EC2 (not in the build) would.
                 private_dns: None,
                 private_ip: None,
+                lifecycle_state: i.lifecycle_state().map(|s| s.as_str().to_string()),
+                ec2_state: None,
+                origin: None,
             })
         })
         .collect();
@@ -457,7 +460,10 @@ impl ActivitySource for AwsActivities {
         for t in self.ctx.targets.iter() {
             for g in self.groups(t).await? {
                 pairs.push((t.name.clone(), g.name));
-                out.extend(g.instances);
+                out.extend(g.instances.into_iter().map(|mut i| {
+                    i.origin = Some(t.name.clone());
+                    i
+                }));
             }
         }
         if self.groups.is_empty() {

@@ -174,6 +174,7 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
                     let e = entry(&mut by_id, id);
                     e.asg = e.asg.take().or_else(|| asg.clone());
                     e.availability_zone = str_field(inst, "AvailabilityZone").map(str::to_string);
+                    e.lifecycle_state = str_field(inst, "LifecycleState").map(str::to_string);
                     e.launch_configuration =
                         str_field(inst, "LaunchConfigurationName").map(str::to_string);
                     if let Some(lt) = inst.get("LaunchTemplate") {
@@ -214,6 +215,9 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
                     }
                     if let Some(ip) = non_empty("PrivateIpAddress") {
                         e.private_ip = Some(ip);
+                    }
+                    if let Some(state) = inst.get("State").and_then(|s| str_field(s, "Name")) {
+                        e.ec2_state = Some(state.to_string());
                     }
                     if let Some(az) = inst
                         .get("Placement")
