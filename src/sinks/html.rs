@@ -269,7 +269,9 @@ fn next_deaths(out: &mut String, ctx: &HtmlContext<'_>) {
     }
     out.push_str("<h2 id=\"next-deaths\">Next expected deaths</h2><p class=\"legend\">Running instances whose memory is projected to reach the limit (the leak detector's trend of the memory floor plus its usual swing, up to the level where the deployment's instances died — or the limit; the interval is the trend's 90 % interval).</p>\n<table id=\"next-deaths-table\"><thead><tr><th>instance</th><th>deployment</th><th>expected</th><th>interval</th><th>in</th><th>memory now / death level</th><th>floor growth</th></tr></thead><tbody>\n");
     for p in ctx.next_deaths.iter().take(MAX_TABLE_ROWS) {
-        let hours = (p.expected - p.as_of).num_seconds().max(0) as f64 / 3600.0;
+        // From the scanned window's end (the scan's "now"), as the table and the alert say it.
+        let now = ctx.window.map_or(p.as_of, |w| w.end);
+        let hours = (p.expected - now).num_seconds().max(0) as f64 / 3600.0;
         let _ = writeln!(
             out,
             "<tr><td class=\"id\">{}</td><td><a href=\"#d-{}\">{}</a></td><td class=\"t\">{}</td><td class=\"t\">{} – {}</td><td class=\"t\">{}</td><td class=\"t\">{} / {}</td><td class=\"t\">{}</td></tr>",
