@@ -384,6 +384,11 @@ pub struct SourceConfig {
     pub groups: Vec<String>,
     /// activities (aws): with no `groups`, only groups carrying this tag (`key=value`).
     pub group_tag: Option<String>,
+    /// activities (aws): also ask EC2 (`ec2:DescribeInstances`) for each listed instance's
+    /// private DNS name and IP, launch time, state and tags — what log backends that name
+    /// hosts need, and where a memory series starts. Recorded each scan, so an instance that
+    /// dies later is still mapped.
+    pub describe_instances: bool,
     /// logs (aws): the CloudWatch Logs log group holding the instances' streams.
     pub log_group: Option<String>,
     /// logs (aws): more log groups, read after `log_group` (one per application or log file);
@@ -426,6 +431,7 @@ impl Default for SourceConfig {
             unit: "percent".into(),
             groups: Vec::new(),
             group_tag: None,
+            describe_instances: true,
             log_group: None,
             log_groups: Vec::new(),
             stream_lookup: "name".into(),
@@ -514,6 +520,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("sources.metrics.unit", Kind::OneOf(&["percent", "bytes"])),
     ("sources.activities.groups", Kind::StrList),
     ("sources.activities.group_tag", Kind::Str),
+    ("sources.activities.describe_instances", Kind::Bool),
     ("sources.logs.log_group", Kind::Str),
     ("sources.logs.log_groups", Kind::StrList),
     (

@@ -525,6 +525,9 @@ fn expected_actions(cfg: &Config) -> Vec<(&'static str, bool)> {
     if s.activities.kind == "aws" {
         out.push(("autoscaling:DescribeAutoScalingGroups", false));
         out.push(("autoscaling:DescribeScalingActivities", false));
+        if s.activities.describe_instances {
+            out.push(("ec2:DescribeInstances", false));
+        }
     }
     if s.logs.kind == "aws" {
         out.push(("logs:DescribeLogGroups", false));
@@ -1803,6 +1806,7 @@ mod tests {
             calls: vec![
                 ok("autoscaling:DescribeAutoScalingGroups"),
                 ok("autoscaling:DescribeScalingActivities"),
+                ok("ec2:DescribeInstances"),
             ],
         }
     }
@@ -1871,6 +1875,7 @@ mod tests {
                 "aws.connection",
                 "iam.autoscaling:DescribeAutoScalingGroups",
                 "iam.autoscaling:DescribeScalingActivities",
+                "iam.ec2:DescribeInstances",
                 "iam.logs:DescribeLogGroups",
                 "iam.logs:GetLogEvents",
                 "iam.cloudwatch:GetMetricData",

@@ -58,6 +58,7 @@ async fn source(moto: &Moto, lookup: &str, pattern: &str, groups: &[&str]) -> Aw
             autoscaling: asg_client(&moto.url).await,
             logs: logs_client(&moto.url).await,
             cloudwatch: cw_client(&moto.url).await,
+            ec2: None,
             info: Default::default(),
         }]),
     };

@@ -42,17 +42,22 @@ impl Drop for Moto {
 /// Longest wait for moto to say where it listens.
 const MOTO_START_BOUND: Duration = Duration::from_secs(60);
 
-/// moto on a port it picks itself (`-p 0`; it prints "Running on http://HOST:PORT" on
-/// stderr): no port is chosen here and released for someone else to take first.
-pub(crate) fn start_moto() -> Moto {
-    let bin = std::env::var_os("EPITAPH_MOTO_SERVER")
+/// moto's server script (its venv also holds boto3).
+fn moto_bin() -> PathBuf {
+    std::env::var_os("EPITAPH_MOTO_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let home = std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .unwrap_or_default();
             home.join(".cache/epitaph-test-tools/moto5/bin/moto_server")
-        });
+        })
+}
+
+/// moto on a port it picks itself (`-p 0`; it prints "Running on http://HOST:PORT" on
+/// stderr): no port is chosen here and released for someone else to take first.
+pub(crate) fn start_moto() -> Moto {
+    let bin = moto_bin();
     assert!(
         bin.exists(),
         "{} not found: set EPITAPH_MOTO_SERVER, or run `bash scripts/test.sh`, which installs moto[server] into ~/.cache/epitaph-test-tools",
@@ -1109,4 +1114,46 @@ async fn inventory_and_running_instances_come_from_auto_scaling() {
     let info = &known[&ids[0]];
     assert_eq!(info.asg.as_deref(), Some("web"));
     assert_eq!(info.launch_configuration.as_deref(), Some("web-v7"));
+    // What only EC2 says (DescribeInstances over the Query API): the host names log backends
+    // know the instance by, its launch time and state — recorded while it lives.
+    // The truth from another client: boto3 (moto's own dependency, in its venv).
+    let truth = boto3_describe_instance(&moto.url, &ids[0]);
+    assert!(
+        info.private_dns.as_deref().is_some_and(|d| !d.is_empty()),
+        "{info:?}"
+    );
+    assert_eq!(
+        info.private_dns.as_deref(),
+        truth["dns"].as_str(),
+        "{info:?}"
+    );
+    assert_eq!(info.private_ip.as_deref(), truth["ip"].as_str(), "{info:?}");
+    assert_eq!(info.ec2_state.as_deref(), truth["state"].as_str());
+    assert_eq!(info.ec2_state.as_deref(), Some("running"));
+    assert_eq!(
+        info.launch_time.map(|t| t.timestamp()),
+        truth["launch"].as_i64(),
+        "{info:?}"
+    );
+}
+
+/// What boto3 reads from moto's EC2 for one instance: `{dns, ip, state, launch}`.
+fn boto3_describe_instance(url: &str, id: &str) -> Value {
+    let python = moto_bin().with_file_name("python");
+    let script = format!(
+        "import boto3, json\n\
+         c = boto3.client('ec2', endpoint_url='{url}', region_name='{REGION}', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+         i = c.describe_instances(InstanceIds=['{id}'])['Reservations'][0]['Instances'][0]\n\
+         print(json.dumps({{'dns': i['PrivateDnsName'], 'ip': i['PrivateIpAddress'], 'state': i['State']['Name'], 'launch': int(i['LaunchTime'].timestamp())}}))\n"
+    );
+    let out = crate::common::output_timeout(
+        Command::new(&python).args(["-c", &script]),
+        crate::common::CHILD_EXIT_BOUND,
+    );
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

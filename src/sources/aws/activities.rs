@@ -30,6 +30,8 @@ pub struct AwsActivities {
     groups: Vec<String>,
     group_tag: Option<(String, String)>,
     concurrency: usize,
+    /// Ask EC2 for what the group listing does not say (`describe_instances`).
+    describe_instances: bool,
     calls: Arc<CallCounter>,
     /// The last full listing of (target name, group name), and when it was read.
     listing: std::sync::Mutex<Option<GroupListing>>,
@@ -56,6 +58,7 @@ impl AwsActivities {
                 .and_then(|t| t.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.to_string())),
             concurrency: concurrency.max(1),
+            describe_instances: cfg.describe_instances,
             calls: Arc::new(CallCounter::default()),
             listing: std::sync::Mutex::new(None),
         }
@@ -253,6 +256,36 @@ impl AwsActivities {
         }
         if let Ok(terms) = &mut activities {
             terms.sort_by_key(|t| std::cmp::Reverse(t.time));
+        }
+        if self.describe_instances {
+            // Whether EC2 answers for this target: the listed instances of the selected
+            // groups (a made-up id when there are none — an id filter matching nothing is
+            // still an authorised call).
+            let ids: Vec<String> = match &listing {
+                Ok(l) => l
+                    .items
+                    .iter()
+                    .filter(|g| selected.contains(&g.name))
+                    .flat_map(|g| g.instances.iter().cloned())
+                    .take(super::ec2::IDS_PER_CALL)
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let ids = if ids.is_empty() {
+                vec![crate::sources::probe::PLACEHOLDER_INSTANCE.to_string()]
+            } else {
+                ids
+            };
+            let r: Call<Vec<super::ec2::Ec2Instance>> = match &t.ec2 {
+                Some(ec2) => ec2.describe_calls(&ids).await,
+                None => Err(crate::sources::probe::CallError {
+                    action: super::ec2::ACTION.to_string(),
+                    code: None,
+                    answered: false,
+                    message: "no AWS credentials provider to sign EC2 requests with".into(),
+                }),
+            };
+            calls.push(CallRecord::of(super::ec2::ACTION, &r));
         }
         ActivitiesProbe {
             named,
@@ -458,13 +491,18 @@ impl ActivitySource for AwsActivities {
         let mut out = Vec::new();
         let mut pairs = Vec::new();
         for t in self.ctx.targets.iter() {
+            let mut listed = Vec::new();
             for g in self.groups(t).await? {
                 pairs.push((t.name.clone(), g.name));
-                out.extend(g.instances.into_iter().map(|mut i| {
+                listed.extend(g.instances.into_iter().map(|mut i| {
                     i.origin = Some(t.name.clone());
                     i
                 }));
             }
+            if self.describe_instances && !listed.is_empty() {
+                enrich(t, &mut listed).await?;
+            }
+            out.extend(listed);
         }
         if self.groups.is_empty() {
             self.remember(&pairs);
@@ -485,6 +523,46 @@ impl ActivitySource for AwsActivities {
     }
 
     fn calls(&self) -> std::collections::BTreeMap<String, u64> {
-        self.calls.snapshot()
+        let mut calls = self.calls.snapshot();
+        for t in self.ctx.targets.iter() {
+            for (op, n) in t.ec2.iter().flat_map(|e| e.calls()) {
+                *calls.entry(op).or_insert(0) += n;
+            }
+        }
+        calls
     }
+}
+
+/// Fills in what EC2 says about the listed instances of one target: private DNS name and IP,
+/// launch time, state and tags (the group listing has none of them).
+async fn enrich(t: &Target, listed: &mut [InstanceInfo]) -> Result<()> {
+    let ec2 = t.ec2.as_ref().ok_or_else(|| {
+        Error::source(
+            super::ec2::ACTION,
+            format!(
+                "{}: no AWS credentials provider to sign EC2 requests with (or set {} = false)",
+                t.name,
+                super::ec2::KEY
+            ),
+        )
+    })?;
+    let ids: Vec<String> = listed.iter().map(|i| i.instance_id.clone()).collect();
+    let found: std::collections::HashMap<String, super::ec2::Ec2Instance> = ec2
+        .describe(&ids)
+        .await?
+        .into_iter()
+        .map(|e| (e.instance_id.clone(), e))
+        .collect();
+    for info in listed.iter_mut() {
+        if let Some(e) = found.get(&info.instance_id) {
+            info.private_dns = e.private_dns.clone().or(info.private_dns.take());
+            info.private_ip = e.private_ip.clone().or(info.private_ip.take());
+            info.launch_time = e.launch_time.or(info.launch_time);
+            info.ec2_state = e.state.clone();
+            for (k, v) in &e.tags {
+                info.tags.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Ok(())
 }

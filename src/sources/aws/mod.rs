@@ -9,6 +9,7 @@
 //! `aws.endpoint_url`, `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>`.
 
 mod activities;
+pub mod ec2;
 mod logs;
 mod logs_probe;
 mod metrics;
@@ -40,6 +41,8 @@ pub struct Target {
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// EC2 DescribeInstances over its Query API (no SDK crate), with this target's credentials.
+    pub ec2: Option<Arc<ec2::Ec2>>,
     /// The region and endpoint override the clients use (`epitaph doctor` names them).
     pub info: crate::sources::probe::TargetInfo,
 }
@@ -62,7 +65,7 @@ impl AwsContext {
                     "aws.region: no region configured (set aws.region, aws.targets, AWS_REGION or a profile region)".into(),
                 ])
             })?;
-            targets.push(clients(region, &base));
+            targets.push(clients(region, &base, cfg)?);
         }
         for t in &cfg.targets {
             let target =
@@ -79,7 +82,7 @@ impl AwsContext {
                     aws_credential_types::provider::SharedCredentialsProvider::new(provider),
                 );
             }
-            targets.push(clients(t.clone(), &conf.build()));
+            targets.push(clients(t.clone(), &conf.build(), cfg)?);
         }
         Ok(AwsContext {
             targets: Arc::new(targets),
@@ -118,19 +121,42 @@ pub async fn load_sdk_config(cfg: &AwsConfig) -> SdkConfig {
     loader.load().await
 }
 
-fn clients(name: String, conf: &SdkConfig) -> Target {
+fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
     let info = crate::sources::probe::TargetInfo {
         name: name.clone(),
         region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
         endpoint: conf.endpoint_url().map(str::to_string),
     };
-    Target {
+    let ec2 = match conf.credentials_provider() {
+        Some(provider) => {
+            let signer =
+                crate::sources::prometheus::Sigv4::new(provider, &info.region, "ec2", "aws");
+            let http = crate::sources::http::HttpClient::new(
+                "ec2",
+                &crate::sources::http::HttpSettings {
+                    timeout: aws.attempt_timeout().to_std().unwrap_or_default(),
+                    max_attempts: aws.max_attempts,
+                    concurrency: aws.api_concurrency,
+                    ca_file: None,
+                },
+            )?;
+            Some(Arc::new(ec2::Ec2::new(
+                signer,
+                &info.region,
+                info.endpoint.as_deref(),
+                http,
+            )))
+        }
+        None => None,
+    };
+    Ok(Target {
         name,
         info,
         autoscaling: aws_sdk_autoscaling::Client::new(conf),
         logs: aws_sdk_cloudwatchlogs::Client::new(conf),
         cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
-    }
+        ec2,
+    })
 }
 
 /// The SDK crates this backend is built on, for code that talks to the same services with

@@ -25,6 +25,8 @@ pub struct Sigv4 {
     provider: SharedCredentialsProvider,
     region: String,
     service: String,
+    /// The config key errors name (`sources.metrics.prometheus.sigv4`, `aws`).
+    key: String,
     cached: tokio::sync::Mutex<Option<Credentials>>,
 }
 
@@ -56,12 +58,29 @@ impl Sigv4 {
                 "{KEY}.sigv4: no AWS credentials provider could be set up from the default chain"
             )])
         })?;
-        Ok(Sigv4 {
+        Ok(Sigv4::new(
             provider,
-            region,
-            service: cfg.service.clone(),
+            &region,
+            &cfg.service,
+            &format!("{KEY}.sigv4"),
+        ))
+    }
+
+    /// A signer over any credentials provider (an AWS target's, for services without an SDK
+    /// client in the build); `key` is the config key its errors name.
+    pub fn new(
+        provider: SharedCredentialsProvider,
+        region: &str,
+        service: &str,
+        key: &str,
+    ) -> Sigv4 {
+        Sigv4 {
+            provider,
+            region: region.to_string(),
+            service: service.to_string(),
+            key: key.to_string(),
             cached: tokio::sync::Mutex::new(None),
-        })
+        }
     }
 
     /// Fixed credentials (tests, and callers that hold their own).
@@ -72,12 +91,12 @@ impl Sigv4 {
         service: &str,
     ) -> Sigv4 {
         let creds = Credentials::new(access_key_id, secret_access_key, None, None, "epitaph");
-        Sigv4 {
-            provider: SharedCredentialsProvider::new(creds),
-            region: region.to_string(),
-            service: service.to_string(),
-            cached: tokio::sync::Mutex::new(None),
-        }
+        Sigv4::new(
+            SharedCredentialsProvider::new(creds),
+            region,
+            service,
+            &format!("{KEY}.sigv4"),
+        )
     }
 
     async fn credentials(&self) -> Result<Credentials> {
@@ -91,7 +110,7 @@ impl Sigv4 {
         }
         let c = self.provider.provide_credentials().await.map_err(|e| {
             Error::source(
-                format!("{KEY}.sigv4"),
+                self.key.clone(),
                 format!(
                     "no AWS credentials: {}",
                     aws_smithy_types::error::display::DisplayErrorContext(&e)
@@ -123,7 +142,7 @@ impl Sigv4 {
             headers,
             body,
         )
-        .map_err(|e| Error::source(format!("{KEY}.sigv4"), e))
+        .map_err(|e| Error::source(self.key.clone(), e))
     }
 }
 
