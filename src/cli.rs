@@ -136,6 +136,14 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Exit 0 when the service answers `GET /healthz` with 200, else 1: the container image's
+    /// health check. The address is `serve.listen` (an unspecified address is asked on
+    /// loopback), or `--url`.
+    Healthcheck {
+        /// The full URL to ask instead (`http://127.0.0.1:9464/healthz`).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// The shape of a simulated fleet.
@@ -195,6 +203,9 @@ enum ConfigCommand {
     /// Report every problem in the configuration at once.
     Check,
 }
+
+/// How long `epitaph healthcheck` waits for the answer.
+const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// Parses arguments, runs, and maps errors to exit codes.
 pub fn main() -> ExitCode {
@@ -371,6 +382,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
+        }
+        Command::Healthcheck { ref url } => {
+            let url = match url {
+                Some(u) => u.clone(),
+                None => {
+                    let cfg = load_config(cli.config.as_deref(), false)?;
+                    let mut addr: std::net::SocketAddr = cfg.serve.listen.parse().map_err(|e| {
+                        Error::input("serve.listen", format!("`{}`: {e}", cfg.serve.listen))
+                    })?;
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(if addr.is_ipv4() {
+                            std::net::Ipv4Addr::LOCALHOST.into()
+                        } else {
+                            std::net::Ipv6Addr::LOCALHOST.into()
+                        });
+                    }
+                    format!("http://{addr}/healthz")
+                }
+            };
+            let client = reqwest::Client::builder()
+                .timeout(HEALTHCHECK_TIMEOUT)
+                .build()
+                .context("HTTP client")?;
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
+                Ok(r) => {
+                    eprintln!("epitaph: {url} answered {}", r.status());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("epitaph: {url}: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Leak { ref file, limit } => {
             let points = read_series(file)?;

@@ -518,8 +518,9 @@ pub fn aws_not_used() -> Check {
     )
 }
 
-/// The actions a configuration makes a scan use, and whether each is used by the doctor only.
-fn expected_actions(cfg: &Config) -> Vec<(&'static str, bool)> {
+/// The actions a configuration makes a scan use, and whether each is used by the doctor only
+/// (`deploy/iam/epitaph-read.json` must grant exactly the union over every configuration).
+pub fn expected_actions(cfg: &Config) -> Vec<(&'static str, bool)> {
     let s = &cfg.sources;
     let mut out = Vec::new();
     if s.activities.kind == "aws" {

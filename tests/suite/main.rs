@@ -16,6 +16,7 @@ mod aws_targets;
 mod browser;
 mod cli;
 mod contracts;
+mod deploy;
 mod doctor;
 mod heap_diff;
 mod last_words_judgement;
