@@ -308,45 +308,27 @@ mod tests {
             draining,
         ];
         let dead: BTreeSet<String> = ["i-dead".to_string()].into();
-        let (c, over) = candidates(
-            EarlyWarningScope::Leaking,
-            &findings,
-            &inventory,
-            &dead,
-            &DeploymentIdentity::LaunchTemplate,
-            10,
-        );
+        let run = |scope, max| {
+            candidates(
+                scope,
+                &findings,
+                &inventory,
+                &dead,
+                &DeploymentIdentity::LaunchTemplate,
+                max,
+            )
+        };
+        let (c, over) = run(EarlyWarningScope::Leaking, 10);
         let ids: Vec<&str> = c.iter().map(|c| c.info.instance_id.as_str()).collect();
         assert_eq!(ids, ["i-old", "i-young"]);
         assert_eq!(over, 0);
 
-        let (all, _) = candidates(
-            EarlyWarningScope::All,
-            &findings,
-            &inventory,
-            &dead,
-            &DeploymentIdentity::LaunchTemplate,
-            10,
-        );
+        let (all, _) = run(EarlyWarningScope::All, 10);
         assert_eq!(all.len(), 4, "{all:?}");
-        let (capped, over) = candidates(
-            EarlyWarningScope::All,
-            &findings,
-            &inventory,
-            &dead,
-            &DeploymentIdentity::LaunchTemplate,
-            1,
-        );
+        let (capped, over) = run(EarlyWarningScope::All, 1);
         assert_eq!(capped[0].info.instance_id, "i-prev");
         assert_eq!(over, 3);
-        let (none, _) = candidates(
-            EarlyWarningScope::Off,
-            &findings,
-            &inventory,
-            &dead,
-            &DeploymentIdentity::LaunchTemplate,
-            10,
-        );
+        let (none, _) = run(EarlyWarningScope::Off, 10);
         assert!(none.is_empty());
     }
 

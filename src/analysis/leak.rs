@@ -272,15 +272,7 @@ pub fn project(
 /// The two-sided confidence interval of the Theil–Sen slope (Sen 1968): the pairwise slopes
 /// ranked, cut at `(N ∓ z·√Var(S)) / 2` with Mann–Kendall's variance of S.
 pub fn sen_interval(pts: &[(f64, f64)], z: f64) -> (f64, f64) {
-    let mut slopes = Vec::with_capacity(pts.len() * pts.len().saturating_sub(1) / 2);
-    for i in 0..pts.len() {
-        for j in i + 1..pts.len() {
-            let dx = pts[j].0 - pts[i].0;
-            if dx != 0.0 {
-                slopes.push((pts[j].1 - pts[i].1) / dx);
-            }
-        }
-    }
+    let mut slopes = pairwise_slopes(pts);
     if slopes.is_empty() {
         return (0.0, 0.0);
     }
@@ -434,8 +426,8 @@ fn floor_points(seg: &[(i64, f64)]) -> Vec<(f64, f64)> {
     buckets(seg).into_iter().map(|(t, lo, _)| (t, lo)).collect()
 }
 
-/// Theil–Sen slope: the median of pairwise slopes.
-pub fn theil_sen(pts: &[(f64, f64)]) -> f64 {
+/// The slope between every pair of points (pairs at one x left out).
+fn pairwise_slopes(pts: &[(f64, f64)]) -> Vec<f64> {
     let mut slopes = Vec::with_capacity(pts.len() * pts.len().saturating_sub(1) / 2);
     for i in 0..pts.len() {
         for j in i + 1..pts.len() {
@@ -445,6 +437,12 @@ pub fn theil_sen(pts: &[(f64, f64)]) -> f64 {
             }
         }
     }
+    slopes
+}
+
+/// Theil–Sen slope: the median of pairwise slopes.
+pub fn theil_sen(pts: &[(f64, f64)]) -> f64 {
+    let slopes = pairwise_slopes(pts);
     if slopes.is_empty() {
         0.0
     } else {

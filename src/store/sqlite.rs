@@ -72,6 +72,22 @@ fn decode<T: DeserializeOwned>(what: &str, key: &str, json: &str) -> Result<T> {
         .map_err(|e| Error::Store(format!("corrupt {what} record `{key}`: {e}")))
 }
 
+/// Decodes each row's JSON column, naming the row by its key column in errors.
+fn decode_rows<T: DeserializeOwned>(
+    rows: &[sqlx::sqlite::SqliteRow],
+    what: &str,
+    key: &str,
+    json: &str,
+) -> Result<Vec<T>> {
+    rows.iter()
+        .map(|r| {
+            let k: String = r.try_get(key)?;
+            let j: String = r.try_get(json)?;
+            decode(what, &k, &j)
+        })
+        .collect()
+}
+
 /// `(?,?,?),(?,?,?)…` for `rows` rows of `cols` columns.
 fn placeholders(rows: usize, cols: usize) -> String {
     let row = format!("({})", vec!["?"; cols].join(","));
@@ -327,13 +343,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT deployment, finding_json FROM findings ORDER BY deployment")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let d: String = r.try_get("deployment")?;
-                let json: String = r.try_get("finding_json")?;
-                decode("finding", &d, &json)
-            })
-            .collect()
+        decode_rows(&rows, "finding", "deployment", "finding_json")
     }
 
     async fn replace_projections(&self, projections: &[ProjectedDeath]) -> Result<()> {
@@ -371,13 +381,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("instance_id")?;
-                let json: String = r.try_get("projection_json")?;
-                decode("projection", &id, &json)
-            })
-            .collect()
+        decode_rows(&rows, "projection", "instance_id", "projection_json")
     }
 
     async fn attach_heap_diff(&self, diff: &AttachedHeapDiff) -> Result<()> {
@@ -400,13 +404,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let d: String = r.try_get("deployment")?;
-                let json: String = r.try_get("diff_json")?;
-                decode("heap diff", &d, &json)
-            })
-            .collect()
+        decode_rows(&rows, "heap diff", "deployment", "diff_json")
     }
 
     async fn alert_states(&self) -> Result<Vec<AlertState>> {

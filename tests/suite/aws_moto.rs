@@ -44,14 +44,7 @@ const MOTO_START_BOUND: Duration = Duration::from_secs(60);
 
 /// moto's server script (its venv also holds boto3).
 fn moto_bin() -> PathBuf {
-    std::env::var_os("EPITAPH_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/epitaph-test-tools/moto5/bin/moto_server")
-        })
+    crate::common::cached_tool("EPITAPH_MOTO_SERVER", "moto5/bin/moto_server")
 }
 
 /// moto on a port it picks itself (`-p 0`; it prints "Running on http://HOST:PORT" on

@@ -271,6 +271,19 @@ pub fn slack_violations(body: &serde_json::Value) -> Vec<String> {
 }
 
 /// The path of the built binary.
+/// A tool the test script installs into the tools cache: `$ENV_VAR` when set, else
+/// `~/.cache/epitaph-test-tools/<default>`.
+pub fn cached_tool(env_var: &str, default: &str) -> PathBuf {
+    std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/epitaph-test-tools").join(default)
+        })
+}
+
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epitaph"))
 }

