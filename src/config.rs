@@ -1517,7 +1517,7 @@ auth = "basic"
     }
 
     #[test]
-    fn log_backend_examples_are_valid() {
+    fn backend_examples_are_valid() {
         for (name, text) in [
             ("splunk", include_str!("../config/splunk.example.toml")),
             ("loki", include_str!("../config/loki.example.toml")),
@@ -1525,6 +1525,9 @@ auth = "basic"
             let c = parse(text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(c.sources.logs.kind, name);
         }
+        let c = parse(include_str!("../config/prometheus.example.toml"), &[])
+            .unwrap_or_else(|e| panic!("prometheus: {e}"));
+        assert_eq!(c.sources.metrics.kind, "prometheus");
     }
 
     #[test]
