@@ -1190,17 +1190,7 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
                     ..Default::default()
                 };
                 for x in &samples {
-                    let at = x.terminated_at.unwrap_or(x.until);
-                    let q = LastWordsQuery {
-                        instance_id: x.instance_id.clone(),
-                        origin: x.origin.clone(),
-                        asg: x.asg.clone().unwrap_or_default(),
-                        terminated_at: at,
-                        window: cfg.last_words_window(),
-                        grace: x.until - at,
-                        max_bytes: cfg.scan.last_words_max_bytes,
-                        ..Default::default()
-                    };
+                    let q = sample_last_words_query(cfg, x, None);
                     match l.last_words(&q).await {
                         Ok(w) if !w.events.is_empty() => read.found += 1,
                         Ok(_) => {}
@@ -1322,6 +1312,28 @@ async fn doctor_prometheus(
     }
 }
 
+/// The last-words query for an instance the doctor sampled, with its launch time and host
+/// names when the inventory knows them.
+fn sample_last_words_query(
+    cfg: &Config,
+    x: &crate::sources::probe::Sample,
+    info: Option<&InstanceInfo>,
+) -> LastWordsQuery {
+    let at = x.terminated_at.unwrap_or(x.until);
+    LastWordsQuery {
+        instance_id: x.instance_id.clone(),
+        origin: x.origin.clone(),
+        asg: x.asg.clone().unwrap_or_default(),
+        terminated_at: at,
+        window: cfg.last_words_window(),
+        grace: x.until - at,
+        max_bytes: cfg.scan.last_words_max_bytes,
+        launched_at: info.and_then(|i| i.launch_time).filter(|l| *l < at),
+        private_dns: info.and_then(|i| i.private_dns.clone()),
+        private_ip: info.and_then(|i| i.private_ip.clone()),
+    }
+}
+
 /// The probe of a log API (`splunk`, `loki`) for the sampled instances (their private DNS
 /// names and IPs from `inventory`), judged.
 async fn doctor_log_api(
@@ -1333,20 +1345,8 @@ async fn doctor_log_api(
     let queries: Vec<LastWordsQuery> = samples
         .iter()
         .map(|x| {
-            let at = x.terminated_at.unwrap_or(x.until);
             let info = inventory.iter().find(|i| i.instance_id == x.instance_id);
-            LastWordsQuery {
-                instance_id: x.instance_id.clone(),
-                origin: x.origin.clone(),
-                asg: x.asg.clone().unwrap_or_default(),
-                terminated_at: at,
-                window: cfg.last_words_window(),
-                grace: x.until - at,
-                max_bytes: cfg.scan.last_words_max_bytes,
-                launched_at: info.and_then(|i| i.launch_time).filter(|l| *l < at),
-                private_dns: info.and_then(|i| i.private_dns.clone()),
-                private_ip: info.and_then(|i| i.private_ip.clone()),
-            }
+            sample_last_words_query(cfg, x, info)
         })
         .collect();
     let backend = cfg.sources.logs.kind.as_str();
