@@ -254,23 +254,60 @@ impl HttpClient {
     }
 }
 
-/// The backoff before attempt `attempt + 1`: `BASE_BACKOFF` doubled per attempt, capped at
-/// `MAX_BACKOFF`, half fixed and half scaled by `jitter` (0..1).
-pub fn backoff(attempt: u32, jitter: f64) -> Duration {
-    let full = BASE_BACKOFF
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF);
-    full / 2 + full.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
+/// The bounds of a retry schedule: the first wait, the longest backoff, and the longest
+/// Retry-After honoured. One schedule, several bounds: these HTTP backends use
+/// [`HTTP_RETRY`]; the Prometheus backend its own, longer ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryLimits {
+    pub base: Duration,
+    pub max: Duration,
+    pub max_retry_after: Duration,
 }
 
-/// The wait before attempt `attempt + 1`: the backoff, or the server's Retry-After when that is
-/// longer; None when the server asks for more than `MAX_RETRY_AFTER` (the request fails now).
-pub fn retry_wait(attempt: u32, jitter: f64, retry_after: Option<Duration>) -> Option<Duration> {
-    match retry_after {
-        Some(r) if r > MAX_RETRY_AFTER => None,
-        Some(r) => Some(backoff(attempt, jitter).max(r)),
-        None => Some(backoff(attempt, jitter)),
+/// The log backends' bounds (`BASE_BACKOFF`, `MAX_BACKOFF`, `MAX_RETRY_AFTER`).
+pub const HTTP_RETRY: RetryLimits = RetryLimits {
+    base: BASE_BACKOFF,
+    max: MAX_BACKOFF,
+    max_retry_after: MAX_RETRY_AFTER,
+};
+
+impl RetryLimits {
+    /// The backoff before attempt `attempt + 1`: `base` doubled per attempt, capped at `max`,
+    /// half fixed and half scaled by `jitter` (0..1).
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let full = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max);
+        full / 2 + full.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
     }
+
+    /// The wait before attempt `attempt + 1`: the backoff, or the server's Retry-After when
+    /// that is longer; None when the server asks for more than `max_retry_after` (the request
+    /// fails now).
+    pub fn retry_wait(
+        &self,
+        attempt: u32,
+        jitter: f64,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        match retry_after {
+            Some(r) if r > self.max_retry_after => None,
+            Some(r) => Some(self.backoff(attempt, jitter).max(r)),
+            None => Some(self.backoff(attempt, jitter)),
+        }
+    }
+}
+
+/// [`RetryLimits::backoff`] with the log backends' bounds (the tests' view of the schedule).
+#[cfg(test)]
+pub fn backoff(attempt: u32, jitter: f64) -> Duration {
+    HTTP_RETRY.backoff(attempt, jitter)
+}
+
+/// [`RetryLimits::retry_wait`] with the log backends' bounds.
+pub fn retry_wait(attempt: u32, jitter: f64, retry_after: Option<Duration>) -> Option<Duration> {
+    HTTP_RETRY.retry_wait(attempt, jitter, retry_after)
 }
 
 /// The start of an error answer's body, as text.

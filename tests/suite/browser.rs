@@ -40,15 +40,7 @@ const PROBE: &str = r#"<script>
 </script>"#;
 
 fn chromium() -> PathBuf {
-    let p = std::env::var_os("EPITAPH_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        p.exists(),
-        "{} not found: install Debian's chromium (scripts/test.sh does) or set EPITAPH_CHROMIUM",
-        p.display()
-    );
-    p
+    common::debian_tool("EPITAPH_CHROMIUM", "/usr/bin/chromium", "chromium")
 }
 
 fn dump_dom(page: &Path, profile: &Path) -> String {

@@ -284,6 +284,20 @@ pub fn cached_tool(env_var: &str, default: &str) -> PathBuf {
         })
 }
 
+/// A program from a Debian package the test script installs: `$ENV_VAR` when set, else
+/// `default`; a clear failure naming the package when it is missing.
+pub fn debian_tool(env_var: &str, default: &str, package: &str) -> PathBuf {
+    let p = std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default));
+    assert!(
+        p.exists(),
+        "{} not found: install Debian's {package} (scripts/test.sh does) or set {env_var}",
+        p.display()
+    );
+    p
+}
+
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_epitaph"))
 }

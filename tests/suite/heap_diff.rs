@@ -11,15 +11,7 @@ use std::process::Command;
 use crate::common::{bin, output_timeout, Fleet, CHILD_EXIT_BOUND};
 
 fn node() -> PathBuf {
-    let p = std::env::var_os("EPITAPH_NODE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/node"));
-    assert!(
-        p.exists(),
-        "{} not found: install Debian's nodejs (scripts/test.sh does) or set EPITAPH_NODE",
-        p.display()
-    );
-    p
+    crate::common::debian_tool("EPITAPH_NODE", "/usr/bin/node", "nodejs")
 }
 
 /// Runs `program` with `writeSnapshot(name)` defined and returns the snapshots' folder.

@@ -563,24 +563,27 @@ fn describe_window(plan: &Plan) -> String {
     format!("{} – {}, step {}s", t(plan.start), t(plan.end), plan.step)
 }
 
-/// Backoff before attempt `attempt + 1`: half of `BASE_BACKOFF·2^(attempt-1)` fixed, half
-/// random (`unit` in [0, 1)), at most `MAX_BACKOFF`.
+/// This backend's retry bounds (longer than the log backends': a query over many instances
+/// is worth waiting for).
+pub const RETRY: crate::sources::http::RetryLimits = crate::sources::http::RetryLimits {
+    base: BASE_BACKOFF,
+    max: MAX_BACKOFF,
+    max_retry_after: MAX_RETRY_AFTER,
+};
+
+/// Backoff before attempt `attempt + 1`, with this backend's bounds.
 pub fn backoff(attempt: u32, unit: f64) -> std::time::Duration {
-    let ceiling = BASE_BACKOFF
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(MAX_BACKOFF);
-    ceiling / 2 + ceiling.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
+    RETRY.backoff(attempt, unit)
 }
 
-/// The wait before attempt `attempt + 1`: the backoff, or the server's Retry-After when that
-/// is longer; None when the server asks for more than `MAX_RETRY_AFTER` (give up now).
+/// The wait before attempt `attempt + 1`, with this backend's bounds: None when the server
+/// asks for more than `MAX_RETRY_AFTER` (give up now).
 pub fn retry_wait(
     attempt: u32,
     unit: f64,
     retry_after: Option<std::time::Duration>,
 ) -> Option<std::time::Duration> {
-    let floor = retry_after.unwrap_or_default();
-    (floor <= MAX_RETRY_AFTER).then(|| backoff(attempt, unit).max(floor))
+    RETRY.retry_wait(attempt, unit, retry_after)
 }
 
 #[cfg(feature = "aws")]
