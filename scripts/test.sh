@@ -36,6 +36,13 @@ export EPITAPH_DEPLOY_TOOLS="$TOOLS/deploy1/bin"
 
 # Debian packages the tests start: installed with apt when a command is missing (once per
 # machine, like the Python tools).
+apt_get() { # apt_get <packages…>
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -q "$@" >/dev/null \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$@" >/dev/null; }
+}
 apt_install() { # apt_install "<commands that must exist>" <packages…>
   local missing="" cmd
   for cmd in $1; do
@@ -43,11 +50,7 @@ apt_install() { # apt_install "<commands that must exist>" <packages…>
   done
   [ -z "$missing" ] && return 0
   shift
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -q "$@" >/dev/null \
-    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$@" >/dev/null; }
+  apt_get "$@"
 }
 
 echo "[${SECONDS}s] == chromium (headless; renders the HTML report in tests/suite/browser.rs)"
@@ -62,6 +65,14 @@ export EPITAPH_NODE
 
 echo "[${SECONDS}s] == prometheus, promtool, victoria-metrics (the prometheus metrics backend's servers in tests/suite/prometheus.rs)"
 apt_install "prometheus promtool victoria-metrics" prometheus victoria-metrics
+
+echo "[${SECONDS}s] == postgresql (the Postgres state store: tests/suite/store_contract.rs, replicas.rs)"
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/postgres" ]; then
+  apt_get postgresql
+fi
+EPITAPH_PG_BIN="$(pg_bin)"
+export EPITAPH_PG_BIN
 
 # A cold build (a clean clone, CI) gains nothing from incremental compilation and pays for
 # its bookkeeping; later runs in the same checkout keep it.

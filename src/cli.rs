@@ -373,8 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let state =
                     epitaph::pipeline::attach_heap_diff(&cfg, deployment, files, d.clone()).await?;
                 eprintln!(
-                    "epitaph: heap diff attached to {deployment} in {} (shown in its section of the HTML report)",
-                    state.display()
+                    "epitaph: heap diff attached to {deployment} in {state} (shown in its section of the HTML report)"
                 );
             }
             Ok(if d.suspects.is_empty() {

@@ -126,13 +126,19 @@ impl Default for AnalysisConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
+    /// The SQLite file (the default store): one process, or several on one host.
     pub path: PathBuf,
+    /// A PostgreSQL database (`postgres://user:password@host:5432/epitaph?sslmode=require`)
+    /// shared by several replicas; when set, `path` is not used. Carries a password: never
+    /// shown (`EPITAPH_STATE__URL` keeps it out of the file).
+    pub url: Option<Secret>,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             path: PathBuf::from("epitaph.db"),
+            url: None,
         }
     }
 }
@@ -504,6 +510,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ),
     ("analysis.early_warning_max_instances", Kind::Int { min: 1 }),
     ("state.path", Kind::Path),
+    ("state.url", Kind::Str),
     ("signatures.extra", Kind::Path),
     ("sources.activities.kind", Kind::OneOf(SOURCE_KINDS)),
     ("sources.activities.path", Kind::Path),
@@ -764,6 +771,15 @@ impl Config {
                 if !(u.starts_with("https://") || u.starts_with("http://")) {
                     p.push(format!("{key}: must be an http(s) URL (value not shown)"));
                 }
+            }
+        }
+        if let Some(u) = self.state.url.as_ref().filter(|u| !u.is_empty()) {
+            let u = u.expose();
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                p.push(format!(
+                    "state.url: must be a postgres:// or postgresql:// URL, not `{}` (for SQLite set state.path)",
+                    u.split("://").next().unwrap_or("")
+                ));
             }
         }
         for (i, v) in self.alerts.verdicts.iter().enumerate() {
@@ -1578,6 +1594,31 @@ auth = "basic"
             .unwrap_err()
             .to_string();
         assert!(err.contains("`many` is not an integer"), "{err}");
+    }
+
+    #[test]
+    fn state_url_must_be_postgres_and_never_shows_its_password() {
+        let err = parse("[state]\nurl = \"mysql://root:hunter2@db/epitaph\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state.url: must be a postgres:// or postgresql:// URL, not `mysql`"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let c = parse(
+            "",
+            &[(
+                "EPITAPH_STATE__URL",
+                "postgres://epitaph:hunter2@db:5432/epitaph",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            crate::store::describe(&c),
+            "postgres://epitaph:[redacted]@db:5432/epitaph"
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]

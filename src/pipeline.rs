@@ -304,7 +304,7 @@ impl Pipeline {
     }
 
     /// Opens everything a config describes: checks input paths, compiles the signature library
-    /// (built in, plus `signatures.extra`), builds the sources and opens the SQLite state.
+    /// (built in, plus `signatures.extra`), builds the sources and opens the state store.
     pub async fn open(cfg: Config) -> Result<Self> {
         let problems = cfg.filesystem_problems();
         if !problems.is_empty() {
@@ -317,8 +317,8 @@ impl Pipeline {
         }
         let signatures = Arc::new(load_signatures(&cfg)?);
         let sources = Sources::from_config(&cfg).await?;
-        let store = crate::store::SqliteStore::open(&cfg.state_path()).await?;
-        Ok(Pipeline::new(cfg, sources, Arc::new(store), signatures))
+        let store = crate::store::open(&cfg).await?;
+        Ok(Pipeline::new(cfg, sources, store, signatures))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -1073,9 +1073,9 @@ pub async fn attach_heap_diff(
     deployment: &str,
     files: Vec<String>,
     diff: crate::analysis::heap::HeapDiff,
-) -> Result<std::path::PathBuf> {
-    let path = cfg.state_path();
-    let store = crate::store::SqliteStore::open(&path).await?;
+) -> Result<String> {
+    let store = crate::store::open(cfg).await?;
+    let place = crate::store::describe(cfg);
     let known: Vec<String> = store
         .findings()
         .await?
@@ -1090,10 +1090,7 @@ pub async fn attach_heap_diff(
         };
         return Err(Error::input(
             "--attach",
-            format!(
-                "no deployment `{deployment}` in {} ({hint})",
-                path.display()
-            ),
+            format!("no deployment `{deployment}` in {place} ({hint})"),
         ));
     }
     store
@@ -1104,7 +1101,7 @@ pub async fn attach_heap_diff(
             diff,
         })
         .await?;
-    Ok(path)
+    Ok(place)
 }
 
 /// `epitaph doctor`: probes what the configuration points at — the real account for `aws`

@@ -96,6 +96,11 @@ impl Metrics {
         self.with(|m| *m.scans.entry("skipped_busy").or_insert(0) += 1)
     }
 
+    /// A scheduled scan another replica (sharing the state) took.
+    pub fn scan_taken_elsewhere(&self) {
+        self.with(|m| *m.scans.entry("skipped_other_replica").or_insert(0) += 1)
+    }
+
     pub fn deliveries(&self, s: &DeliveryStats) {
         self.with(|m| {
             *m.deliveries.entry("delivered").or_insert(0) += s.delivered;
@@ -128,7 +133,7 @@ impl Metrics {
                 "counter",
                 "Scans by result.",
                 "result",
-                ["ok", "error", "skipped_busy"].map(|r| (r.to_string(), count(&m.scans, r))),
+                ["ok", "error", "skipped_busy", "skipped_other_replica"].map(|r| (r.to_string(), count(&m.scans, r))),
             );
             help(
                 &mut o,

@@ -66,6 +66,8 @@ pub struct AppState {
     /// On-demand queries fetching from the sources at once (`scan.concurrency`): however many
     /// clients ask, the backends see a bounded number of calls.
     query_slots: tokio::sync::Semaphore,
+    /// This process in the store's scan slots.
+    owner: String,
 }
 
 /// The last scan as `GET /v1/scans/latest` shows it.
@@ -92,6 +94,7 @@ impl AppState {
         let slots = pipeline.config().scan.concurrency.max(1);
         Arc::new(AppState {
             query_slots: tokio::sync::Semaphore::new(slots),
+            owner: crate::store::process_owner(),
             pipeline,
             token,
             scan_lock: Arc::new(Mutex::new(())),
@@ -112,6 +115,33 @@ impl AppState {
             return None;
         };
         Some(self.scan_locked(trigger, guard).await)
+    }
+
+    /// The scheduled scan of `slot`: skipped when this process is still scanning, or when
+    /// another replica sharing the state took the slot first (one scan per slot).
+    async fn run_scheduled_scan(self: &Arc<Self>, slot: chrono::DateTime<Utc>) {
+        let Ok(guard) = self.scan_lock.clone().try_lock_owned() else {
+            self.metrics.scan_skipped();
+            tracing::info!(%slot, "scheduled scan skipped: a scan is already running");
+            return;
+        };
+        let store = self.pipeline.store();
+        match store.claim_scan_slot(slot, &self.owner, Utc::now()).await {
+            Ok(true) => {
+                tracing::info!(%slot, "scheduled scan: this replica took the slot");
+                let _ = self.scan_locked("schedule", guard).await;
+            }
+            Ok(false) => {
+                self.metrics.scan_taken_elsewhere();
+                tracing::info!(%slot, "scheduled scan skipped: another replica took this slot");
+            }
+            Err(e) => {
+                // Without the store a scan could not record anything either; the next slot
+                // covers the window (only complete runs advance the watermark).
+                self.metrics.scan_failed(0.0);
+                tracing::error!(%slot, error = %e, "scheduled scan skipped: cannot claim its slot");
+            }
+        }
     }
 
     async fn scan_locked(
@@ -562,9 +592,7 @@ async fn scheduler(state: Arc<AppState>, schedule: Schedule, mut stop: watch::Re
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if state.run_scan("schedule").await.is_none() {
-            tracing::info!("scheduled scan skipped: a scan is already running");
-        }
+        state.run_scheduled_scan(next).await;
     }
 }
 

@@ -168,12 +168,7 @@ impl Deliverer {
             .into_iter()
             .map(|(name, url)| (name.to_string(), url.clone()))
             .collect();
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
-        let owner = format!(
-            "{host}-{}-{:08x}",
-            std::process::id(),
-            rand::thread_rng().gen::<u32>()
-        );
+        let owner = crate::store::process_owner();
         Ok(Deliverer {
             store,
             client,

@@ -1,7 +1,10 @@
 //! The state store: what epitaph remembers between runs (analysed instances, pending retries,
-//! inventory, deployment findings, run watermarks). SQLite is the embedded default; the
-//! [`Store`] trait is what a Postgres implementation fills for many replicas.
+//! inventory, deployment findings, run watermarks, alert state and outbox, scan slots). SQLite
+//! (`state.path`) is the embedded default; PostgreSQL (`state.url`) is for several replicas.
+//! Both fill the one [`Store`] trait with the same contracts, checked by the same tests
+//! (`tests/suite/store_contract.rs`).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,7 +20,53 @@ use crate::model::{
     DeploymentFinding, InstanceInfo, InstanceReport, ProjectedDeath, Termination, TimeWindow,
 };
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Opens the store a config names: PostgreSQL when `state.url` is set, else the SQLite file
+/// at `state.path`.
+pub async fn open(cfg: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>> {
+    Ok(match cfg.state.url.as_ref().filter(|u| !u.is_empty()) {
+        Some(url) => std::sync::Arc::new(PgStore::open(url.expose()).await?),
+        None => std::sync::Arc::new(SqliteStore::open(&cfg.state_path()).await?),
+    })
+}
+
+/// This process's name in leases and scan slots: host, process id and a random part (a
+/// restarted process with the same pid is someone else).
+pub fn process_owner() -> String {
+    use rand::Rng;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::thread_rng().gen::<u32>()
+    )
+}
+
+/// Where the state lives, for messages (a URL without its password, or the file).
+pub fn describe(cfg: &crate::config::Config) -> String {
+    match cfg.state.url.as_ref().filter(|u| !u.is_empty()) {
+        Some(url) => postgres::redacted_url(url.expose()),
+        None => cfg.state_path().display().to_string(),
+    }
+}
+
+/// The stored `firing` column as a verdict; an unknown one is a corrupt record.
+fn parse_firing(
+    deployment: &str,
+    firing: Option<String>,
+) -> Result<Option<crate::model::DeploymentVerdict>> {
+    firing
+        .map(|f| {
+            crate::model::DeploymentVerdict::parse(&f).ok_or_else(|| {
+                crate::error::Error::Store(format!(
+                    "corrupt alert state `{deployment}`: verdict `{f}`"
+                ))
+            })
+        })
+        .transpose()
+}
 
 /// One finished scan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,6 +174,15 @@ pub trait Store: Send + Sync {
     async fn attach_heap_diff(&self, diff: &AttachedHeapDiff) -> Result<()>;
     /// The latest attached heap diff of each deployment.
     async fn heap_diffs(&self) -> Result<Vec<AttachedHeapDiff>>;
+    /// Takes the scheduled scan at `slot` for `owner`; false when another replica (or an
+    /// earlier run of this one) took it already. One scan per schedule slot, however many
+    /// replicas share the state.
+    async fn claim_scan_slot(
+        &self,
+        slot: DateTime<Utc>,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 
     async fn alert_states(&self) -> Result<Vec<AlertState>>;
     /// Applies alert-state changes and enqueues their messages in one transaction, only if

@@ -1,5 +1,6 @@
 //! SQLite implementation of [`Store`]: one file, created on first use, WAL journal, versioned
-//! migrations embedded from `migrations/sqlite`. Times are stored as RFC 3339 UTC text with
+//! migrations embedded from `migrations/sqlite`. Its contracts are tested with the PostgreSQL
+//! store's, in `tests/suite/store_contract.rs`. Times are stored as RFC 3339 UTC text with
 //! fixed precision so that text order is time order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -407,6 +408,23 @@ impl Store for SqliteStore {
         decode_rows(&rows, "heap diff", "deployment", "diff_json")
     }
 
+    async fn claim_scan_slot(
+        &self,
+        slot: DateTime<Utc>,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO scan_slots (slot, owner, claimed_at) VALUES (?, ?, ?) ON CONFLICT (slot) DO NOTHING",
+        )
+        .bind(ts(slot))
+        .bind(owner)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn alert_states(&self) -> Result<Vec<AlertState>> {
         let rows = sqlx::query(
             "SELECT deployment, firing, episode, last_sent_at, version FROM alert_state ORDER BY deployment",
@@ -417,18 +435,8 @@ impl Store for SqliteStore {
             .map(|r| {
                 let deployment: String = r.try_get("deployment")?;
                 let firing: Option<String> = r.try_get("firing")?;
-                let firing = match firing {
-                    None => None,
-                    Some(f) => {
-                        Some(crate::model::DeploymentVerdict::parse(&f).ok_or_else(|| {
-                            Error::Store(format!(
-                                "corrupt alert state `{deployment}`: verdict `{f}`"
-                            ))
-                        })?)
-                    }
-                };
                 Ok(AlertState {
-                    firing,
+                    firing: super::parse_firing(&deployment, firing)?,
                     episode: r.try_get::<i64, _>("episode")?.max(0) as u32,
                     last_sent_at: parse_ts(
                         "alert state",
@@ -566,358 +574,5 @@ impl Store for SqliteStore {
             );
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The store driven directly, with explicit times: no wall clock and no interleaving
-    //! decides an outcome. "Two writers" are two handles on one database file, as two
-    //! replicas (or a service and a one-off `scan`) are.
-
-    use chrono::TimeZone;
-
-    use super::*;
-    use crate::model::DeploymentVerdict;
-
-    /// A lease as long as the default `alerts.lease`.
-    const LEASE: chrono::Duration = chrono::Duration::minutes(1);
-    /// The smallest step the store keeps (times are stored with millisecond precision).
-    const TICK: chrono::Duration = chrono::Duration::milliseconds(1);
-
-    fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
-    }
-
-    fn state(deployment: &str, version: i64, episode: u32) -> AlertState {
-        AlertState {
-            deployment: deployment.into(),
-            firing: Some(DeploymentVerdict::Leaking),
-            episode,
-            last_sent_at: t0(),
-            version,
-        }
-    }
-
-    fn change(expected_version: Option<i64>, state: AlertState) -> AlertChange {
-        AlertChange {
-            expected_version,
-            state,
-        }
-    }
-
-    fn msg(key: &str, deployment: &str) -> OutboxMessage {
-        OutboxMessage {
-            dedup_key: key.into(),
-            sink: "webhook".into(),
-            deployment: deployment.into(),
-            kind: "firing".into(),
-            alert_json: "{}".into(),
-        }
-    }
-
-    /// Two handles (writers) on one database file; the folder must outlive them.
-    async fn two_writers() -> (tempfile::TempDir, SqliteStore, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let a = SqliteStore::open(&path).await.unwrap();
-        let b = SqliteStore::open(&path).await.unwrap();
-        (dir, a, b)
-    }
-
-    async fn keys(store: &SqliteStore) -> Vec<String> {
-        let mut k: Vec<String> = store
-            .outbox(100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.dedup_key)
-            .collect();
-        k.sort();
-        k
-    }
-
-    #[tokio::test]
-    async fn a_second_creation_of_one_state_is_refused_and_writes_nothing() {
-        let (_dir, a, b) = two_writers().await;
-        let first = [change(None, state("web:1", 1, 1))];
-        assert!(a
-            .commit_alerts(&first, &[msg("web:1/1", "web:1")], t0())
-            .await
-            .unwrap());
-        // B read "no state" before A's commit: its creation is stale, and nothing of its
-        // commit is written — not even the change and message for a deployment nobody else
-        // touched, which come first.
-        let late = [
-            change(None, state("api:1", 1, 1)),
-            change(None, state("web:1", 1, 7)),
-        ];
-        let enqueued = [msg("api:1/1", "api:1"), msg("web:1/7", "web:1")];
-        assert!(!b.commit_alerts(&late, &enqueued, t0()).await.unwrap());
-        let states = b.alert_states().await.unwrap();
-        assert_eq!(states, vec![state("web:1", 1, 1)]);
-        assert_eq!(keys(&b).await, vec!["web:1/1"]);
-    }
-
-    #[tokio::test]
-    async fn a_stale_version_is_refused_and_the_writer_decides_again() {
-        let (_dir, a, b) = two_writers().await;
-        assert!(a
-            .commit_alerts(&[change(None, state("web:1", 1, 1))], &[], t0())
-            .await
-            .unwrap());
-        // Both writers read version 1.
-        let read_a = a.alert_states().await.unwrap();
-        let read_b = b.alert_states().await.unwrap();
-        assert_eq!(read_a, read_b);
-        let v = read_a[0].version;
-        assert!(a
-            .commit_alerts(
-                &[change(Some(v), state("web:1", v + 1, 2))],
-                &[msg("web:1/2", "web:1")],
-                t0()
-            )
-            .await
-            .unwrap());
-        // B commits on the version it read: refused, nothing written (not even its fresh
-        // change, which comes first).
-        let stale = [
-            change(None, state("api:1", 1, 1)),
-            change(Some(v), state("web:1", v + 1, 3)),
-        ];
-        assert!(!b
-            .commit_alerts(
-                &stale,
-                &[msg("api:1/1", "api:1"), msg("web:1/3", "web:1")],
-                t0()
-            )
-            .await
-            .unwrap());
-        assert_eq!(b.alert_states().await.unwrap(), vec![state("web:1", 2, 2)]);
-        assert_eq!(keys(&b).await, vec!["web:1/2"]);
-        // Deciding again on what it re-reads: B's commit goes through.
-        let now_at = b.alert_states().await.unwrap()[0].version;
-        assert_eq!(now_at, v + 1);
-        assert!(b
-            .commit_alerts(
-                &[
-                    change(Some(now_at), state("web:1", now_at + 1, 3)),
-                    change(None, state("api:1", 1, 1)),
-                ],
-                &[msg("web:1/3", "web:1"), msg("api:1/1", "api:1")],
-                t0()
-            )
-            .await
-            .unwrap());
-        assert_eq!(
-            a.alert_states().await.unwrap(),
-            vec![state("api:1", 1, 1), state("web:1", 3, 3)]
-        );
-        assert_eq!(keys(&a).await, vec!["api:1/1", "web:1/2", "web:1/3"]);
-    }
-
-    #[tokio::test]
-    async fn of_two_writers_committing_on_one_version_exactly_one_wins() {
-        let (_dir, a, b) = two_writers().await;
-        assert!(a
-            .commit_alerts(&[change(None, state("web:1", 1, 1))], &[], t0())
-            .await
-            .unwrap());
-        // However the two interleave, exactly one applies on version 1.
-        let (change_a, change_b) = (
-            [change(Some(1), state("web:1", 2, 2))],
-            [change(Some(1), state("web:1", 2, 3))],
-        );
-        let (msg_a, msg_b) = ([msg("a", "web:1")], [msg("b", "web:1")]);
-        let (ra, rb) = tokio::join!(
-            a.commit_alerts(&change_a, &msg_a, t0()),
-            b.commit_alerts(&change_b, &msg_b, t0()),
-        );
-        let (ra, rb) = (ra.unwrap(), rb.unwrap());
-        assert!(ra != rb, "exactly one wins: a {ra}, b {rb}");
-        let winner = if ra { "a" } else { "b" };
-        assert_eq!(keys(&a).await, vec![winner]);
-        let episode = a.alert_states().await.unwrap()[0].episode;
-        assert_eq!(episode, if ra { 2 } else { 3 });
-    }
-
-    #[tokio::test]
-    async fn a_message_is_enqueued_once_per_dedup_key_and_sink() {
-        let store = SqliteStore::in_memory().await.unwrap();
-        let mut slack = msg("web:1/1", "web:1");
-        slack.sink = "slack".into();
-        for _ in 0..2 {
-            assert!(store
-                .commit_alerts(&[], &[msg("web:1/1", "web:1"), slack.clone()], t0())
-                .await
-                .unwrap());
-        }
-        let sinks: Vec<String> = store
-            .outbox(10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.sink)
-            .collect();
-        assert_eq!(sinks, vec!["slack", "webhook"]);
-    }
-
-    #[tokio::test]
-    async fn of_two_claimers_one_gets_the_message() {
-        let (_dir, a, b) = two_writers().await;
-        assert!(a
-            .commit_alerts(&[], &[msg("web:1/1", "web:1")], t0())
-            .await
-            .unwrap());
-        let (ca, cb) = tokio::join!(
-            a.claim_outbox("a", t0(), t0() + LEASE),
-            b.claim_outbox("b", t0(), t0() + LEASE),
-        );
-        let got: Vec<OutboxEntry> = [ca.unwrap(), cb.unwrap()].into_iter().flatten().collect();
-        assert_eq!(got.len(), 1, "one claimer wins: {got:?}");
-        assert_eq!(got[0].attempts, 1);
-        assert_eq!(got[0].lease_until, Some(t0() + LEASE));
-        // Nor does the holder take it twice.
-        for s in [&a, &b] {
-            assert!(s
-                .claim_outbox("a", t0(), t0() + LEASE)
-                .await
-                .unwrap()
-                .is_none());
-        }
-    }
-
-    #[tokio::test]
-    async fn a_lease_runs_out_at_its_end_and_the_old_holder_cannot_finish() {
-        let (_dir, a, b) = two_writers().await;
-        assert!(a
-            .commit_alerts(&[], &[msg("web:1/1", "web:1")], t0())
-            .await
-            .unwrap());
-        let held = a
-            .claim_outbox("a", t0(), t0() + LEASE)
-            .await
-            .unwrap()
-            .unwrap();
-        let end = t0() + LEASE;
-        // Held until the lease's last millisecond…
-        assert!(b
-            .claim_outbox("b", end - TICK, end - TICK + LEASE)
-            .await
-            .unwrap()
-            .is_none());
-        // …free at its end: A died (or is slow); B takes over, counting a second attempt.
-        let taken = b
-            .claim_outbox("b", end, end + LEASE)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((taken.id, taken.attempts), (held.id, 2));
-        assert_eq!(taken.lease_until, Some(end + LEASE));
-        // A's late outcome is not recorded; B's is, and clears the lease.
-        assert!(!a
-            .finish_outbox(held.id, "a", &DeliveryOutcome::Delivered, end)
-            .await
-            .unwrap());
-        assert_eq!(a.outbox(1).await.unwrap()[0].status, "pending");
-        let done = end + TICK;
-        assert!(b
-            .finish_outbox(taken.id, "b", &DeliveryOutcome::Delivered, done)
-            .await
-            .unwrap());
-        let e = &a.outbox(1).await.unwrap()[0];
-        assert_eq!(e.status, "delivered");
-        assert_eq!(e.delivered_at, Some(done));
-        assert_eq!(e.lease_until, None);
-        // Delivered: never claimed again, whatever the time.
-        assert!(a
-            .claim_outbox("a", done + LEASE * 10, done + LEASE * 11)
-            .await
-            .unwrap()
-            .is_none());
-    }
-
-    #[tokio::test]
-    async fn a_retry_waits_for_its_time_and_a_failure_is_final() {
-        let store = SqliteStore::in_memory().await.unwrap();
-        assert!(store
-            .commit_alerts(
-                &[],
-                &[msg("web:1/1", "web:1"), msg("api:1/1", "api:1")],
-                t0()
-            )
-            .await
-            .unwrap());
-        let first = store
-            .claim_outbox("a", t0(), t0() + LEASE)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.dedup_key, "web:1/1", "oldest first");
-        let at = t0() + chrono::Duration::seconds(30);
-        let retry = DeliveryOutcome::Retry {
-            at,
-            error: "HTTP 500: oops".into(),
-        };
-        assert!(store
-            .finish_outbox(first.id, "a", &retry, t0())
-            .await
-            .unwrap());
-        let e = store.outbox(10).await.unwrap().pop().unwrap();
-        assert_eq!(
-            (e.status.as_str(), e.next_attempt_at, e.lease_until),
-            ("pending", at, None)
-        );
-        assert_eq!(e.last_error.as_deref(), Some("HTTP 500: oops"));
-
-        // Before its retry time only the other message is due.
-        let second = store
-            .claim_outbox("a", at - TICK, at - TICK + LEASE)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(second.dedup_key, "api:1/1");
-        let failed = DeliveryOutcome::Failed {
-            error: "HTTP 404: no_service".into(),
-        };
-        assert!(store
-            .finish_outbox(second.id, "a", &failed, at - TICK)
-            .await
-            .unwrap());
-        assert!(store
-            .claim_outbox("a", at - TICK, at + LEASE)
-            .await
-            .unwrap()
-            .is_none());
-        // At its time the retry is due, with its attempts counted; the failure never is.
-        let again = store
-            .claim_outbox("a", at, at + LEASE)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((again.id, again.attempts), (first.id, 2));
-        assert!(store
-            .finish_outbox(again.id, "a", &DeliveryOutcome::Delivered, at)
-            .await
-            .unwrap());
-        assert!(store
-            .claim_outbox("a", at + LEASE * 10, at + LEASE * 11)
-            .await
-            .unwrap()
-            .is_none());
-        let counts = store.outbox_counts().await.unwrap();
-        assert_eq!(
-            counts,
-            [("delivered".to_string(), 1), ("failed".to_string(), 1)].into()
-        );
-        let failed = store
-            .outbox(10)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|e| e.status == "failed")
-            .unwrap();
-        assert_eq!(failed.last_error.as_deref(), Some("HTTP 404: no_service"));
-        assert_eq!(failed.delivered_at, None);
     }
 }

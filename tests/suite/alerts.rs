@@ -296,6 +296,14 @@ impl Store for LoseFirstRace {
     async fn heap_diffs(&self) -> Result<Vec<epitaph::analysis::heap::AttachedHeapDiff>> {
         self.inner.heap_diffs().await
     }
+    async fn claim_scan_slot(
+        &self,
+        slot: DateTime<Utc>,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.inner.claim_scan_slot(slot, owner, now).await
+    }
     async fn save_inventory(&self, infos: &[InstanceInfo]) -> Result<()> {
         self.inner.save_inventory(infos).await
     }

@@ -3,6 +3,7 @@
 //! whole dependency tree per file — minutes of CI on a two-core machine.
 
 mod common;
+mod pg;
 
 mod alert_promises;
 mod alerts;
@@ -29,6 +30,8 @@ mod pipeline_faults;
 mod prometheus;
 mod redaction_corpus;
 mod redaction_end_to_end;
+mod replicas;
 mod signature_quality;
 mod simulator_truth;
 mod soak;
+mod store_contract;

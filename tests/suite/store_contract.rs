@@ -1,0 +1,480 @@
+//! The state store's contracts, checked on both implementations — SQLite (two handles on one
+//! file, as two processes on one host) and PostgreSQL (two pools on one database of a real
+//! PostgreSQL 15, as two replicas): versioned alert commits (a stale writer writes nothing),
+//! one outbox message per (dedup key, sink), leases that two claimers cannot both win and that
+//! run out at their end, retries at their time, one scheduled scan per slot, and records that
+//! come back as they went in. Every time is explicit: no wall clock and no interleaving decides
+//! an outcome.
+
+use chrono::{DateTime, TimeZone, Utc};
+use epitaph::analysis::alerting::AlertState;
+use epitaph::model::{CauseCategory, DeploymentVerdict, InstanceInfo, Termination};
+use epitaph::store::{
+    AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, PgStore, SqliteStore, Store,
+};
+
+/// Two handles on one store, and what must outlive them.
+struct Pair {
+    _keep: Option<tempfile::TempDir>,
+    a: Box<dyn Store>,
+    b: Box<dyn Store>,
+}
+
+async fn sqlite_pair() -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let a = SqliteStore::open(&path).await.unwrap();
+    let b = SqliteStore::open(&path).await.unwrap();
+    Pair {
+        _keep: Some(dir),
+        a: Box::new(a),
+        b: Box::new(b),
+    }
+}
+
+/// Two pools on a fresh database, opened at once: both run the migrations, which apply once.
+async fn postgres_pair() -> Pair {
+    let url = crate::pg::postgres().database();
+    let (a, b) = tokio::join!(PgStore::open(&url), PgStore::open(&url));
+    Pair {
+        _keep: None,
+        a: Box::new(a.unwrap()),
+        b: Box::new(b.unwrap()),
+    }
+}
+
+/// Each contract as two tests, `<contract>::sqlite` and `<contract>::postgres`.
+macro_rules! on_both_stores {
+    ($($contract:ident),* $(,)?) => {$(
+        mod $contract {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let p = super::sqlite_pair().await;
+                super::$contract(&*p.a, &*p.b).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let p = super::postgres_pair().await;
+                super::$contract(&*p.a, &*p.b).await
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    a_second_creation_of_one_state_is_refused_and_writes_nothing,
+    a_stale_version_is_refused_and_the_writer_decides_again,
+    of_two_writers_committing_on_one_version_exactly_one_wins,
+    a_message_is_enqueued_once_per_dedup_key_and_sink,
+    of_two_claimers_one_gets_the_message,
+    a_lease_runs_out_at_its_end_and_the_old_holder_cannot_finish,
+    a_retry_waits_for_its_time_and_a_failure_is_final,
+    one_scheduled_scan_per_slot,
+    records_come_back_as_they_went_in,
+);
+
+/// A lease as long as the default `alerts.lease`.
+const LEASE: chrono::Duration = chrono::Duration::minutes(1);
+/// The smallest step the store keeps (times are stored with millisecond precision).
+const TICK: chrono::Duration = chrono::Duration::milliseconds(1);
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+fn state(deployment: &str, version: i64, episode: u32) -> AlertState {
+    AlertState {
+        deployment: deployment.into(),
+        firing: Some(DeploymentVerdict::Leaking),
+        episode,
+        last_sent_at: t0(),
+        version,
+    }
+}
+
+fn change(expected_version: Option<i64>, state: AlertState) -> AlertChange {
+    AlertChange {
+        expected_version,
+        state,
+    }
+}
+
+fn msg(key: &str, deployment: &str) -> OutboxMessage {
+    OutboxMessage {
+        dedup_key: key.into(),
+        sink: "webhook".into(),
+        deployment: deployment.into(),
+        kind: "firing".into(),
+        alert_json: "{}".into(),
+    }
+}
+
+async fn keys(store: &dyn Store) -> Vec<String> {
+    let mut k: Vec<String> = store
+        .outbox(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.dedup_key)
+        .collect();
+    k.sort();
+    k
+}
+
+async fn a_second_creation_of_one_state_is_refused_and_writes_nothing(
+    a: &dyn Store,
+    b: &dyn Store,
+) {
+    let first = [change(None, state("web:1", 1, 1))];
+    assert!(a
+        .commit_alerts(&first, &[msg("web:1/1", "web:1")], t0())
+        .await
+        .unwrap());
+    // B read "no state" before A's commit: its creation is stale, and nothing of its
+    // commit is written — not even the change and message for a deployment nobody else
+    // touched, which come first.
+    let late = [
+        change(None, state("api:1", 1, 1)),
+        change(None, state("web:1", 1, 7)),
+    ];
+    let enqueued = [msg("api:1/1", "api:1"), msg("web:1/7", "web:1")];
+    assert!(!b.commit_alerts(&late, &enqueued, t0()).await.unwrap());
+    let states = b.alert_states().await.unwrap();
+    assert_eq!(states, vec![state("web:1", 1, 1)]);
+    assert_eq!(keys(b).await, vec!["web:1/1"]);
+}
+
+async fn a_stale_version_is_refused_and_the_writer_decides_again(a: &dyn Store, b: &dyn Store) {
+    assert!(a
+        .commit_alerts(&[change(None, state("web:1", 1, 1))], &[], t0())
+        .await
+        .unwrap());
+    // Both writers read version 1.
+    let read_a = a.alert_states().await.unwrap();
+    let read_b = b.alert_states().await.unwrap();
+    assert_eq!(read_a, read_b);
+    let v = read_a[0].version;
+    assert!(a
+        .commit_alerts(
+            &[change(Some(v), state("web:1", v + 1, 2))],
+            &[msg("web:1/2", "web:1")],
+            t0()
+        )
+        .await
+        .unwrap());
+    // B commits on the version it read: refused, nothing written (not even its fresh
+    // change, which comes first).
+    let stale = [
+        change(None, state("api:1", 1, 1)),
+        change(Some(v), state("web:1", v + 1, 3)),
+    ];
+    assert!(!b
+        .commit_alerts(
+            &stale,
+            &[msg("api:1/1", "api:1"), msg("web:1/3", "web:1")],
+            t0()
+        )
+        .await
+        .unwrap());
+    assert_eq!(b.alert_states().await.unwrap(), vec![state("web:1", 2, 2)]);
+    assert_eq!(keys(b).await, vec!["web:1/2"]);
+    // Deciding again on what it re-reads: B's commit goes through.
+    let now_at = b.alert_states().await.unwrap()[0].version;
+    assert_eq!(now_at, v + 1);
+    assert!(b
+        .commit_alerts(
+            &[
+                change(Some(now_at), state("web:1", now_at + 1, 3)),
+                change(None, state("api:1", 1, 1)),
+            ],
+            &[msg("web:1/3", "web:1"), msg("api:1/1", "api:1")],
+            t0()
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        a.alert_states().await.unwrap(),
+        vec![state("api:1", 1, 1), state("web:1", 3, 3)]
+    );
+    assert_eq!(keys(a).await, vec!["api:1/1", "web:1/2", "web:1/3"]);
+}
+
+async fn of_two_writers_committing_on_one_version_exactly_one_wins(a: &dyn Store, b: &dyn Store) {
+    assert!(a
+        .commit_alerts(&[change(None, state("web:1", 1, 1))], &[], t0())
+        .await
+        .unwrap());
+    // However the two interleave, exactly one applies on version 1.
+    let (change_a, change_b) = (
+        [change(Some(1), state("web:1", 2, 2))],
+        [change(Some(1), state("web:1", 2, 3))],
+    );
+    let (msg_a, msg_b) = ([msg("a", "web:1")], [msg("b", "web:1")]);
+    let (ra, rb) = tokio::join!(
+        a.commit_alerts(&change_a, &msg_a, t0()),
+        b.commit_alerts(&change_b, &msg_b, t0()),
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra != rb, "exactly one wins: a {ra}, b {rb}");
+    let winner = if ra { "a" } else { "b" };
+    assert_eq!(keys(a).await, vec![winner]);
+    let episode = a.alert_states().await.unwrap()[0].episode;
+    assert_eq!(episode, if ra { 2 } else { 3 });
+}
+
+async fn a_message_is_enqueued_once_per_dedup_key_and_sink(store: &dyn Store, _: &dyn Store) {
+    let mut slack = msg("web:1/1", "web:1");
+    slack.sink = "slack".into();
+    for _ in 0..2 {
+        assert!(store
+            .commit_alerts(&[], &[msg("web:1/1", "web:1"), slack.clone()], t0())
+            .await
+            .unwrap());
+    }
+    let sinks: Vec<String> = store
+        .outbox(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.sink)
+        .collect();
+    assert_eq!(sinks, vec!["slack", "webhook"]);
+}
+
+async fn of_two_claimers_one_gets_the_message(a: &dyn Store, b: &dyn Store) {
+    assert!(a
+        .commit_alerts(&[], &[msg("web:1/1", "web:1")], t0())
+        .await
+        .unwrap());
+    let (ca, cb) = tokio::join!(
+        a.claim_outbox("a", t0(), t0() + LEASE),
+        b.claim_outbox("b", t0(), t0() + LEASE),
+    );
+    let got: Vec<OutboxEntry> = [ca.unwrap(), cb.unwrap()].into_iter().flatten().collect();
+    assert_eq!(got.len(), 1, "one claimer wins: {got:?}");
+    assert_eq!(got[0].attempts, 1);
+    assert_eq!(got[0].lease_until, Some(t0() + LEASE));
+    // Nor does the holder take it twice.
+    for s in [a, b] {
+        assert!(s
+            .claim_outbox("a", t0(), t0() + LEASE)
+            .await
+            .unwrap()
+            .is_none());
+    }
+}
+
+async fn a_lease_runs_out_at_its_end_and_the_old_holder_cannot_finish(
+    a: &dyn Store,
+    b: &dyn Store,
+) {
+    assert!(a
+        .commit_alerts(&[], &[msg("web:1/1", "web:1")], t0())
+        .await
+        .unwrap());
+    let held = a
+        .claim_outbox("a", t0(), t0() + LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let end = t0() + LEASE;
+    // Held until the lease's last millisecond…
+    assert!(b
+        .claim_outbox("b", end - TICK, end - TICK + LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    // …free at its end: A died (or is slow); B takes over, counting a second attempt.
+    let taken = b
+        .claim_outbox("b", end, end + LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((taken.id, taken.attempts), (held.id, 2));
+    assert_eq!(taken.lease_until, Some(end + LEASE));
+    // A's late outcome is not recorded; B's is, and clears the lease.
+    assert!(!a
+        .finish_outbox(held.id, "a", &DeliveryOutcome::Delivered, end)
+        .await
+        .unwrap());
+    assert_eq!(a.outbox(1).await.unwrap()[0].status, "pending");
+    let done = end + TICK;
+    assert!(b
+        .finish_outbox(taken.id, "b", &DeliveryOutcome::Delivered, done)
+        .await
+        .unwrap());
+    let e = &a.outbox(1).await.unwrap()[0];
+    assert_eq!(e.status, "delivered");
+    assert_eq!(e.delivered_at, Some(done));
+    assert_eq!(e.lease_until, None);
+    // Delivered: never claimed again, whatever the time.
+    assert!(a
+        .claim_outbox("a", done + LEASE * 10, done + LEASE * 11)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn a_retry_waits_for_its_time_and_a_failure_is_final(store: &dyn Store, _: &dyn Store) {
+    assert!(store
+        .commit_alerts(
+            &[],
+            &[msg("web:1/1", "web:1"), msg("api:1/1", "api:1")],
+            t0()
+        )
+        .await
+        .unwrap());
+    let first = store
+        .claim_outbox("a", t0(), t0() + LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.dedup_key, "web:1/1", "oldest first");
+    let at = t0() + chrono::Duration::seconds(30);
+    let retry = DeliveryOutcome::Retry {
+        at,
+        error: "HTTP 500: oops".into(),
+    };
+    assert!(store
+        .finish_outbox(first.id, "a", &retry, t0())
+        .await
+        .unwrap());
+    let e = store.outbox(10).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (e.status.as_str(), e.next_attempt_at, e.lease_until),
+        ("pending", at, None)
+    );
+    assert_eq!(e.last_error.as_deref(), Some("HTTP 500: oops"));
+
+    // Before its retry time only the other message is due.
+    let second = store
+        .claim_outbox("a", at - TICK, at - TICK + LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.dedup_key, "api:1/1");
+    let failed = DeliveryOutcome::Failed {
+        error: "HTTP 404: no_service".into(),
+    };
+    assert!(store
+        .finish_outbox(second.id, "a", &failed, at - TICK)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_outbox("a", at - TICK, at + LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    // At its time the retry is due, with its attempts counted; the failure never is.
+    let again = store
+        .claim_outbox("a", at, at + LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id, again.attempts), (first.id, 2));
+    assert!(store
+        .finish_outbox(again.id, "a", &DeliveryOutcome::Delivered, at)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_outbox("a", at + LEASE * 10, at + LEASE * 11)
+        .await
+        .unwrap()
+        .is_none());
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        [("delivered".to_string(), 1), ("failed".to_string(), 1)].into()
+    );
+    let failed = store
+        .outbox(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.status == "failed")
+        .unwrap();
+    assert_eq!(failed.last_error.as_deref(), Some("HTTP 404: no_service"));
+    assert_eq!(failed.delivered_at, None);
+}
+
+async fn one_scheduled_scan_per_slot(a: &dyn Store, b: &dyn Store) {
+    let slot = t0();
+    let next = t0() + chrono::Duration::minutes(5);
+    // Both replicas wake for the same slot at once: one takes it.
+    let (ra, rb) = tokio::join!(
+        a.claim_scan_slot(slot, "a", t0()),
+        b.claim_scan_slot(slot, "b", t0()),
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra != rb, "exactly one takes the slot: a {ra}, b {rb}");
+    // Nor does anyone take it later (a replica whose clock is behind, a restart).
+    for (s, owner) in [(a, "a"), (b, "b")] {
+        assert!(!s.claim_scan_slot(slot, owner, t0() + LEASE).await.unwrap());
+    }
+    // The next slot is free again, whoever took the last one.
+    assert!(b.claim_scan_slot(next, "b", next).await.unwrap());
+    assert!(!a.claim_scan_slot(next, "a", next).await.unwrap());
+}
+
+/// What a log line can carry comes back unchanged: a NUL (PostgreSQL's text types refuse the
+/// byte, and jsonb the `\u0000` escape), other controls, astral-plane characters, quotes.
+async fn records_come_back_as_they_went_in(a: &dyn Store, b: &dyn Store) {
+    let odd = "FATAL\u{0}: heap \"out\" of memory \u{1b}[31m 💥 \\ \u{7f}";
+    let termination = Termination {
+        instance_id: "i-0123456789abcdef0".into(),
+        asg: "web-asg".into(),
+        time: t0(),
+        end_time: Some(t0() + chrono::Duration::milliseconds(1500)),
+        cause: CauseCategory::HealthCheck,
+        cause_text: odd.into(),
+        description: "Terminating EC2 instance: i-0123456789abcdef0".into(),
+        activity_id: Some("a1".into()),
+        status: None,
+        origin: Some("123456789012/eu-west-1".into()),
+    };
+    a.save_pending(&termination, odd).await.unwrap();
+    a.save_pending(&termination, "second").await.unwrap();
+    let pending = b.pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].termination, termination);
+    assert_eq!(
+        (pending[0].attempts, pending[0].last_error.as_str()),
+        (2, "second")
+    );
+
+    let info = InstanceInfo {
+        instance_id: termination.instance_id.clone(),
+        asg: Some("web-asg".into()),
+        launch_time: Some(t0() - chrono::Duration::hours(3)),
+        launch_template: None,
+        launch_configuration: None,
+        availability_zone: Some("eu-west-1a".into()),
+        tags: [("Name".to_string(), odd.to_string())].into(),
+        private_dns: None,
+        private_ip: None,
+        lifecycle_state: Some("Terminating".into()),
+        ec2_state: Some("shutting-down".into()),
+        origin: None,
+    };
+    a.save_inventory(std::slice::from_ref(&info)).await.unwrap();
+    let ids = [info.instance_id.clone(), "i-unknown".to_string()];
+    let got = b.inventory(&ids).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[&info.instance_id].tags, info.tags);
+    assert_eq!(got[&info.instance_id].launch_time, info.launch_time);
+
+    let mut message = msg("web:1/1", "web:1");
+    message.alert_json = serde_json::json!({ "text": odd }).to_string();
+    assert!(a
+        .commit_alerts(&[], &[message.clone()], t0())
+        .await
+        .unwrap());
+    let entry: OutboxEntry = b.outbox(1).await.unwrap().pop().unwrap();
+    assert_eq!(entry.alert_json, message.alert_json, "kept byte for byte");
+    assert_eq!(entry.created_at, t0());
+    assert_eq!(
+        b.outbox_counts().await.unwrap(),
+        [("pending".to_string(), 1)].into()
+    );
+    assert_eq!(a.watermark().await.unwrap(), None);
+}
