@@ -365,6 +365,8 @@ pub struct SourcesConfig {
     pub activities: SourceConfig,
     pub logs: SourceConfig,
     pub metrics: SourceConfig,
+    /// Terminations pushed as they happen (`serve` only); absent: scheduled scans only.
+    pub events: crate::sources::events::config::EventsConfig,
 }
 
 /// One source's settings. Which keys apply depends on the role; the schema rejects keys that
@@ -512,6 +514,13 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("state.path", Kind::Path),
     ("state.url", Kind::Str),
     ("signatures.extra", Kind::Path),
+    ("sources.events.kind", Kind::OneOf(&["none", "sqs"])),
+    ("sources.events.queue_url", Kind::Str),
+    ("sources.events.settle", Kind::Duration),
+    ("sources.events.wait_time", Kind::Duration),
+    ("sources.events.max_messages", Kind::Int { min: 1 }),
+    ("sources.events.visibility_timeout", Kind::Duration),
+    ("sources.events.retry_after", Kind::Duration),
     ("sources.activities.kind", Kind::OneOf(SOURCE_KINDS)),
     ("sources.activities.path", Kind::Path),
     ("sources.activities.inventory", Kind::Path),
@@ -828,6 +837,12 @@ impl Config {
             "splunk" => p.extend(s.logs.splunk.clone().unwrap_or_default().problems()),
             "loki" => p.extend(s.logs.loki.clone().unwrap_or_default().problems()),
             _ => {}
+        }
+        p.extend(s.events.problems());
+        if cfg!(not(feature = "aws"))
+            && s.events.kind != crate::sources::events::config::EventsKind::None
+        {
+            p.push("sources.events.kind: `sqs` needs the AWS backends, which this build leaves out (build with the default features)".into());
         }
         if let Some(l) = self.sources.metrics.limit {
             if !(l.is_finite() && l > 0.0) {

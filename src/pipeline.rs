@@ -219,6 +219,17 @@ enum Fetched {
     Failed(Box<Termination>, String),
 }
 
+/// What the event intake's analysis of one termination came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventAnalysis {
+    /// Analysed now, and stored.
+    Stored,
+    /// Analysed before (by a scan, or an earlier delivery of the same event): left alone.
+    AlreadyKnown,
+    /// Its evidence could not be fetched; kept pending, so the next scan retries it too.
+    Failed(String),
+}
+
 impl Pipeline {
     pub fn new(
         cfg: Config,
@@ -534,6 +545,61 @@ impl Pipeline {
             "scan finished"
         );
         Ok(report)
+    }
+
+    /// Analyses terminations pushed by the event intake, outside a scan. Instances already
+    /// analysed are left alone (a scan, or an earlier delivery of the same message, got there
+    /// first; the scan likewise skips what this stored). The others are fetched and analysed
+    /// exactly as a scan does, and stored. The inventory (deployment identity, launch time) is
+    /// the store's, as the last scan saved it; when it lacks one of the instances it is read
+    /// again first. Deployment findings and alerts follow at the next scan.
+    pub async fn analyse_terminations(
+        &self,
+        terminations: &[Termination],
+    ) -> Result<Vec<(String, EventAnalysis)>> {
+        let mut seen = BTreeSet::new();
+        let unique: Vec<&Termination> = terminations
+            .iter()
+            .filter(|t| seen.insert(t.instance_id.clone()))
+            .collect();
+        let ids: Vec<String> = unique.iter().map(|t| t.instance_id.clone()).collect();
+        let known = self.store.analysed_ids(&ids).await?;
+        let todo: Vec<Termination> = unique
+            .iter()
+            .filter(|t| !known.contains(&t.instance_id))
+            .map(|t| (*t).clone())
+            .collect();
+        let mut out: Vec<(String, EventAnalysis)> = known
+            .iter()
+            .map(|id| (id.clone(), EventAnalysis::AlreadyKnown))
+            .collect();
+        if todo.is_empty() {
+            return Ok(out);
+        }
+        let todo_ids: Vec<String> = todo.iter().map(|t| t.instance_id.clone()).collect();
+        let stored = self.store.inventory(&todo_ids).await?;
+        if todo_ids.iter().any(|id| !stored.contains_key(id)) {
+            let inventory = self.sources.activities.inventory().await?;
+            self.store.save_inventory(&inventory).await?;
+        }
+        for chunk in todo.chunks(BATCH_SIZE) {
+            let mut reports = Vec::with_capacity(chunk.len());
+            for f in self.fetch_chunk(chunk).await? {
+                match f {
+                    Fetched::Done(r) => {
+                        out.push((r.instance_id.clone(), EventAnalysis::Stored));
+                        reports.push(*r);
+                    }
+                    Fetched::Failed(t, error) => {
+                        tracing::warn!(instance_id = %t.instance_id, %error, "event: fetch failed; kept pending");
+                        self.store.save_pending(&t, &error).await?;
+                        out.push((t.instance_id.clone(), EventAnalysis::Failed(error)));
+                    }
+                }
+            }
+            self.store.save_instances(&reports).await?;
+        }
+        Ok(out)
     }
 
     /// Decides each deployment's alert transition and commits new states with their outbox
@@ -1281,6 +1347,23 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
             (&samples, inventory)
         };
         checks.extend(doctor_log_api(cfg, sampled, &inventory).await);
+    }
+    #[cfg(feature = "aws")]
+    if cfg.sources.events.kind == crate::sources::events::config::EventsKind::Sqs {
+        let url = cfg.sources.events.queue_url.clone().unwrap_or_default();
+        checks.push(
+            match crate::sources::events::sqs::SqsQueue::from_config(&cfg.sources.events, &cfg.aws)
+                .await
+            {
+                Ok(q) => judge::events_check(&url, q.attributes().await.as_ref()),
+                Err(e) => Check::fail(
+                    "events.queue",
+                    judge::Failure::Config,
+                    e.to_string(),
+                    "fix [sources.events] and [aws]",
+                ),
+            },
+        );
     }
     checks.push(match load_signatures(cfg) {
         Ok(lib) => Check::pass(

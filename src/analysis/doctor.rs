@@ -8,7 +8,7 @@
 //! account/API that could not be reached (exit 1: credentials, network, endpoint). SKIP says a
 //! check was not made and why; nothing unchecked is ever reported as passing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -510,6 +510,59 @@ pub fn aws_not_configured(message: &str) -> Vec<Check> {
     out
 }
 
+/// The event intake's queue, judged from its `GetQueueAttributes` answer: reachable (with its
+/// depth), and with a dead-letter queue — without one, a message epitaph cannot read comes
+/// back for ever.
+pub fn events_check(
+    queue_url: &str,
+    attributes: std::result::Result<&BTreeMap<String, String>, &CallError>,
+) -> Check {
+    const ID: &str = "events.queue";
+    match attributes {
+        Err(e) if is_access_denied(e.code.as_deref()) => Check::fail(
+            ID,
+            Failure::Config,
+            format!("{queue_url}: {}", e.message),
+            "grant sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on the queue (deploy/iam/epitaph-events.json)",
+        ),
+        Err(e) if e.code.as_deref() == Some("QueueDoesNotExist") || e.code.as_deref() == Some("AWS.SimpleQueueService.NonExistentQueue") => Check::fail(
+            ID,
+            Failure::Config,
+            format!("{queue_url}: no such queue ({})", e.message),
+            "check sources.events.queue_url (and the region and account in it); deploy/aws/event-intake.yaml creates the queue and its rule",
+        ),
+        Err(e) if e.answered => Check::fail(
+            ID,
+            Failure::Config,
+            format!("{queue_url}: {}", e.message),
+            "check sources.events.queue_url and the credentials' access to it",
+        ),
+        Err(e) => Check::fail(
+            ID,
+            Failure::Unreachable,
+            format!("{queue_url}: {}", e.message),
+            "check the network path to SQS (VPC endpoint, proxy) and aws.endpoint_url",
+        ),
+        Ok(a) => {
+            let n = |k: &str| a.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let detail = format!(
+                "{queue_url}: {} message(s) waiting, {} in flight",
+                n("ApproximateNumberOfMessages"),
+                n("ApproximateNumberOfMessagesNotVisible")
+            );
+            if a.get("RedrivePolicy").is_some_and(|r| !r.is_empty()) {
+                Check::pass(ID, format!("{detail}; a dead-letter queue takes what cannot be read"))
+            } else {
+                Check::warn(
+                    ID,
+                    format!("{detail}; no dead-letter queue"),
+                    "give the queue a RedrivePolicy (deploy/aws/event-intake.yaml does): a message epitaph cannot read otherwise comes back for ever",
+                )
+            }
+        }
+    }
+}
+
 /// The note for configurations without any AWS source: which checks are AWS-only.
 pub fn aws_not_used() -> Check {
     Check::skip(
@@ -545,8 +598,19 @@ pub fn expected_actions(cfg: &Config) -> Vec<(&'static str, bool)> {
         out.push(("cloudwatch:GetMetricData", false));
         out.push(("cloudwatch:ListMetrics", true));
     }
+    if s.events.kind == crate::sources::events::config::EventsKind::Sqs {
+        out.extend(EVENT_ACTIONS.map(|a| (a, false)));
+    }
     out
 }
+
+/// The IAM actions of the event intake (`sources.events.kind = "sqs"`).
+pub const EVENT_ACTIONS: [&str; 4] = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+];
 
 fn with_label(id: &str, label: Option<&str>) -> String {
     match label {
@@ -1739,6 +1803,43 @@ fn log_api_last_words(p: &LogApiProbe) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_queue_is_judged_by_its_answer() {
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/epitaph";
+        let mut attrs: BTreeMap<String, String> = [
+            ("ApproximateNumberOfMessages".to_string(), "4".to_string()),
+            (
+                "ApproximateNumberOfMessagesNotVisible".to_string(),
+                "1".to_string(),
+            ),
+        ]
+        .into();
+        let c = events_check(url, Ok(&attrs));
+        assert_eq!(c.status, Status::Warn, "{c:?}");
+        assert!(
+            c.detail.contains("4 message(s) waiting, 1 in flight"),
+            "{c:?}"
+        );
+        attrs.insert(
+            "RedrivePolicy".into(),
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:123456789012:epitaph-dlq","maxReceiveCount":5}"#.into(),
+        );
+        assert_eq!(events_check(url, Ok(&attrs)).status, Status::Pass);
+        let err = |code: Option<&str>, answered: bool| CallError {
+            action: "sqs:GetQueueAttributes".into(),
+            code: code.map(str::to_string),
+            answered,
+            message: "GetQueueAttributes: HTTP 400: …".into(),
+        };
+        let denied = events_check(url, Err(&err(Some("AccessDenied"), true)));
+        assert_eq!(denied.failure, Some(Failure::Config));
+        assert!(denied.fix.unwrap().contains("sqs:ReceiveMessage"));
+        let missing = events_check(url, Err(&err(Some("QueueDoesNotExist"), true)));
+        assert!(missing.detail.contains("no such queue"), "{missing:?}");
+        let down = events_check(url, Err(&err(None, false)));
+        assert_eq!(down.failure, Some(Failure::Unreachable));
+    }
     use crate::sources::probe::{
         ActivitiesProbe, Listing, Lookup, TargetInfo, PLACEHOLDER_INSTANCE,
     };

@@ -9,6 +9,19 @@ use std::sync::Mutex;
 use crate::pipeline::ScanReport;
 use crate::sinks::deliver::DeliveryStats;
 
+/// What became of an event-intake message: its instance analysed and stored, already
+/// analysed (by a scan or an earlier delivery), not a death (acknowledged), early (hidden until
+/// its settle time), unreadable (left for the queue's dead-letter redrive), or its analysis
+/// failed (back after `retry_after`).
+pub const EVENT_OUTCOMES: [&str; 6] = [
+    "analysed",
+    "already_analysed",
+    "ignored",
+    "deferred",
+    "unreadable",
+    "failed",
+];
+
 #[derive(Debug, Default)]
 struct Inner {
     scans: BTreeMap<&'static str, u64>,
@@ -29,6 +42,8 @@ struct Inner {
     deployments: BTreeMap<String, u64>,
     alerts_enqueued: u64,
     deliveries: BTreeMap<&'static str, u64>,
+    /// Event-intake messages by outcome.
+    events: BTreeMap<&'static str, u64>,
     http: BTreeMap<(String, u16), u64>,
 }
 
@@ -107,6 +122,11 @@ impl Metrics {
             *m.deliveries.entry("retried").or_insert(0) += s.retried;
             *m.deliveries.entry("failed").or_insert(0) += s.failed;
         })
+    }
+
+    /// One event-intake message's outcome (one of [`EVENT_OUTCOMES`]).
+    pub fn event(&self, outcome: &'static str) {
+        self.with(|m| *m.events.entry(outcome).or_insert(0) += 1)
     }
 
     pub fn error(&self, kind: &'static str) {
@@ -217,7 +237,8 @@ impl Metrics {
                 "counter",
                 "Errors by kind.",
                 "kind",
-                ["scan", "delivery", "store"].map(|k| (k.to_string(), count(&m.errors, k))),
+                ["scan", "delivery", "store", "events"]
+                    .map(|k| (k.to_string(), count(&m.errors, k))),
             );
             family(
                 &mut o,
@@ -238,6 +259,14 @@ impl Metrics {
                 "counter",
                 "Alert messages put in the outbox.",
                 m.alerts_enqueued,
+            );
+            family(
+                &mut o,
+                "epitaph_events_total",
+                "counter",
+                "Event-intake messages by outcome.",
+                "outcome",
+                EVENT_OUTCOMES.map(|r| (r.to_string(), count(&m.events, r))),
             );
             family(
                 &mut o,

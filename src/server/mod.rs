@@ -11,6 +11,8 @@
 //! taking requests, lets a running scan finish (up to `serve.shutdown_grace`; an interrupted
 //! scan is not recorded, so its window is scanned again next start) and drains the outbox.
 
+#[cfg(feature = "aws")]
+mod events;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -528,6 +530,11 @@ pub async fn serve(pipeline: Pipeline) -> Result<()> {
         stop_rx.clone(),
     ));
 
+    let events = match start_events(&cfg, &state, stop_rx.clone()).await? {
+        Some(task) => task,
+        None => tokio::spawn(async {}),
+    };
+
     let mut http_stop = stop_rx.clone();
     let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(async move {
         let _ = http_stop.wait_for(|s| *s).await;
@@ -552,11 +559,55 @@ pub async fn serve(pipeline: Pipeline) -> Result<()> {
         scheduler.abort();
     }
     let _ = tokio::time::timeout(grace, scheduler).await;
+    let _ = tokio::time::timeout(grace, events).await;
     let _ = tokio::time::timeout(grace, deliverer).await;
     let left = deadline.saturating_duration_since(Instant::now());
     let _ = tokio::time::timeout(left, state.deliver(Some(deadline))).await;
     let _ = tokio::time::timeout(grace, server).await;
     Ok(())
+}
+
+/// The event intake's task, when `[sources.events]` names a queue. A queue that cannot be
+/// set up (no credentials, a bad URL) stops `serve` with the reason: an intake configured
+/// and silently absent would be worse than none.
+#[cfg(feature = "aws")]
+async fn start_events(
+    cfg: &crate::config::Config,
+    state: &Arc<AppState>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    use crate::sources::events::config::EventsKind;
+    match cfg.sources.events.kind {
+        EventsKind::None => Ok(None),
+        EventsKind::Sqs => {
+            let queue =
+                crate::sources::events::sqs::SqsQueue::from_config(&cfg.sources.events, &cfg.aws)
+                    .await?;
+            eprintln!("epitaph: event intake from {}", queue.queue_url());
+            Ok(Some(tokio::spawn(events::event_loop(
+                state.clone(),
+                Arc::new(queue),
+                stop,
+            ))))
+        }
+    }
+}
+
+/// Without the AWS backends there is no queue to read (the config check refuses `sqs`
+/// already; this is the same refusal, should anything get past it).
+#[cfg(not(feature = "aws"))]
+async fn start_events(
+    cfg: &crate::config::Config,
+    _state: &Arc<AppState>,
+    _stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    use crate::sources::events::config::EventsKind;
+    match cfg.sources.events.kind {
+        EventsKind::None => Ok(None),
+        EventsKind::Sqs => Err(Error::Config(vec![
+            "sources.events.kind: `sqs` needs the AWS backends, which this build leaves out".into(),
+        ])),
+    }
 }
 
 async fn shutdown_signal() {

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod events;
 pub mod file;
 pub mod heapsnapshot;
 pub(crate) mod http;

@@ -221,31 +221,48 @@ fn the_shipped_config_is_valid_and_the_health_check_asks_the_service() {
     );
 }
 
-#[test]
-fn the_iam_policy_lists_exactly_the_actions_the_doctor_expects() {
-    let policy: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("deploy/iam/epitaph-read.json")).unwrap(),
-    )
-    .unwrap();
-    let granted: BTreeSet<String> = policy["Statement"]
+/// The actions a policy file grants.
+fn granted(file: &str) -> BTreeSet<String> {
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join(file)).unwrap()).unwrap();
+    policy["Statement"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|s| s["Action"].as_array().unwrap().iter())
         .map(|a| a.as_str().unwrap().to_string())
-        .collect();
+        .collect()
+}
+
+fn expected_for(toml_text: &str) -> BTreeSet<String> {
+    let cfg: epitaph::config::Config = toml::from_str(toml_text).unwrap();
+    epitaph::analysis::doctor::expected_actions(&cfg)
+        .into_iter()
+        .map(|(a, _)| a.to_string())
+        .collect()
+}
+
+#[test]
+fn the_iam_policies_list_exactly_the_actions_the_doctor_expects() {
     // Every lookup mode, so every action any configuration calls.
     let mut expected = BTreeSet::new();
-    for lookup in ["name", "search", "text"] {
-        let cfg: epitaph::config::Config = toml::from_str(&format!(
+    let sources = |lookup: &str| {
+        format!(
             "[sources.activities]\nkind = \"aws\"\n[sources.logs]\nkind = \"aws\"\nstream_lookup = \"{lookup}\"\n[sources.metrics]\nkind = \"aws\"\n"
-        ))
-        .unwrap();
-        expected.extend(
-            epitaph::analysis::doctor::expected_actions(&cfg)
-                .into_iter()
-                .map(|(a, _)| a.to_string()),
-        );
+        )
+    };
+    for lookup in ["name", "search", "text"] {
+        expected.extend(expected_for(&sources(lookup)));
     }
-    assert_eq!(granted, expected);
+    assert_eq!(granted("deploy/iam/epitaph-read.json"), expected);
+    // The event intake's addition: what it adds to the same configuration.
+    let with_events = expected_for(&format!(
+        "{}[sources.events]\nkind = \"sqs\"\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/1/q\"\n",
+        sources("name")
+    ));
+    let added: BTreeSet<String> = with_events
+        .difference(&expected_for(&sources("name")))
+        .cloned()
+        .collect();
+    assert_eq!(granted("deploy/iam/epitaph-events.json"), added);
 }

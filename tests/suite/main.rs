@@ -19,6 +19,8 @@ mod cli;
 mod contracts;
 mod deploy;
 mod doctor;
+#[cfg(feature = "aws")]
+mod events;
 mod heap_diff;
 mod last_words_judgement;
 mod leak_quality;
