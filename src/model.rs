@@ -268,6 +268,41 @@ pub struct LeakAssessment {
     pub points_used: usize,
     /// A short sentence saying why.
     pub reason: String,
+    /// Samples that were gaps (NaN, empty, null, ±∞ in the input) and were skipped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gaps: usize,
+    /// The stretches between the series' large drops, and what ended each: what the verdict
+    /// was drawn from (empty for a series too short to split).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<LeakSegment>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// One stretch of a memory series between large drops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeakSegment {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub points: usize,
+    /// Its lowest and highest value.
+    pub low: f64,
+    pub high: f64,
+    pub ended_by: SegmentEnd,
+}
+
+/// What ended a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentEnd {
+    /// The process restarted: memory fell to a fresh start and climbed again.
+    Restart,
+    /// Memory fell back to the level the series rests at (a job ended, a cache was evicted).
+    ReturnToBaseline,
+    /// The series ended.
+    SeriesEnd,
 }
 
 /// The verdict on one dead instance. The names are a fixed vocabulary used in JSON output.

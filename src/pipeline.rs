@@ -200,7 +200,7 @@ pub enum Investigation {
         /// The group listing it, when in service.
         asg: Option<String>,
         memory: Option<MemorySeries>,
-        leak: Option<LeakAssessment>,
+        leak: Option<Box<LeakAssessment>>,
     },
 }
 
@@ -1098,7 +1098,9 @@ impl Pipeline {
                 if listed.is_none() && memory.is_none() {
                     return Err(Error::UnknownInstance(instance_id.to_string()));
                 }
-                let leak = memory.as_ref().map(|s| leak::assess(&s.points, s.limit));
+                let leak = memory
+                    .as_ref()
+                    .map(|s| Box::new(leak::assess(&s.points, s.limit)));
                 Ok(Investigation::NoTermination {
                     instance_id: instance_id.to_string(),
                     in_service: listed.is_some(),

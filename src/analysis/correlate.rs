@@ -585,6 +585,8 @@ mod tests {
             basis_end: None,
             points_used: 100,
             reason: String::new(),
+            gaps: 0,
+            segments: Vec::new(),
         }
     }
 

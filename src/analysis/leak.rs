@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::model::{LeakAssessment, LeakVerdict};
+use crate::model::{LeakAssessment, LeakSegment, LeakVerdict, SegmentEnd};
 
 /// Values beyond this magnitude are corrupt samples (memory above an exabyte), ignored so the
 /// arithmetic cannot overflow.
@@ -69,7 +69,21 @@ pub const SWING_FRACTION: f64 = 0.5;
 /// Scales a median absolute deviation to a normal σ.
 pub const MAD_TO_SIGMA: f64 = 1.4826;
 
+/// A drop ends a process's life (a restart) unless the series then rests at the level it
+/// dropped to: a batch job ending, or a cache evicted, returns memory to an idle baseline the
+/// series sits at. When at least this fraction of the samples rest at their segment's starting
+/// level, the drops are returns to a baseline and the series is judged whole.
+pub const REST_FRACTION: f64 = 0.3;
+/// "At" a level: within this many deviations of the sample-to-sample noise…
+pub const REST_BAND_SIGMAS: f64 = 3.0;
+/// …and at least within this fraction of the series' range.
+pub const REST_BAND_FRACTION_OF_RANGE: f64 = 0.02;
+/// A refill is "toward the earlier ceiling" while it stays below the earlier fills' highest
+/// level plus this fraction of the series' range.
+pub const CEILING_MARGIN_FRACTION: f64 = 0.05;
+
 /// Cleans a series for the detector: finite, sane values, sorted by time, one per instant.
+/// Missing samples (NaN, ±∞, as exports write gaps) are skipped; [`gaps`] counts them.
 fn clean(points: &[(DateTime<Utc>, f64)]) -> Vec<(i64, f64)> {
     let mut pts: Vec<(i64, f64)> = points
         .iter()
@@ -81,19 +95,48 @@ fn clean(points: &[(DateTime<Utc>, f64)]) -> Vec<(i64, f64)> {
     pts
 }
 
+/// Samples that are gaps (not finite), which the detector skips.
+pub fn gaps(points: &[(DateTime<Utc>, f64)]) -> usize {
+    points.iter().filter(|(_, v)| !v.is_finite()).count()
+}
+
 /// Assesses a series of `(time, value)` points (any order) against an optional limit.
 pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssessment {
-    let pts = clean(points);
+    let mut a = assess_clean(&clean(points), limit);
+    a.gaps = gaps(points);
+    a
+}
+
+fn assess_clean(pts: &[(i64, f64)], limit: Option<f64>) -> LeakAssessment {
+    let pts = pts.to_vec();
     let limit = limit.filter(|l| l.is_finite() && *l > 0.0);
 
-    let segments = split_at_restarts(&pts);
+    let drops = split_at_restarts(&pts);
+    // Drops back to a baseline the series rests at (jobs ending, caches evicted) are not
+    // restarts: the series is judged whole, its floor across all of them.
+    let rests = drops.len() > 1 && rests_after_drops(&pts, &drops);
+    let segments: Vec<&[(i64, f64)]> = if rests { vec![&pts[..]] } else { drops.clone() };
     let restarts = segments.len().saturating_sub(1);
-    let Some(basis) = segments.iter().rev().find(|s| is_sufficient(s)).copied() else {
-        return insufficient(&pts, restarts);
+    let evidence = segment_evidence(&drops, rests);
+    // The last segment with enough to judge (a short last stretch after a drop is passed over
+    // for the one before it).
+    let judgeable =
+        |s: &[(i64, f64)]| is_sufficient(s) && floor_points(s).len() >= MIN_FLOOR_BUCKETS;
+    let Some(basis_at) = segments
+        .iter()
+        .rposition(|s| judgeable(s))
+        .or_else(|| segments.iter().rposition(|s| is_sufficient(s)))
+    else {
+        let mut a = insufficient(&pts, restarts);
+        a.segments = evidence;
+        return a;
     };
+    let basis = segments[basis_at];
     let floor = floor_points(basis);
     if floor.len() < MIN_FLOOR_BUCKETS {
-        return insufficient(basis, restarts);
+        let mut a = insufficient(basis, restarts);
+        a.segments = evidence;
+        return a;
     }
 
     let start = basis[0].0;
@@ -123,10 +166,33 @@ pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssess
             .any(|p| p.1 >= REACHED_LIMIT_FRACTION * l)
     });
 
-    let restart_note = if restarts > 0 {
+    let restart_note = if rests {
+        format!(
+            " ({} drop(s) back to a baseline the series rests at — jobs ending or caches evicted, not restarts — so the whole series was judged)",
+            drops.len() - 1
+        )
+    } else if restarts > 0 {
         format!(" ({restarts} restart(s) split the series; the last full segment was used)")
     } else {
         String::new()
+    };
+    // Earlier lives that each filled up and levelled off (a cache, or a process that warms
+    // up), and a last one still filling below where they levelled: a refill, not a leak.
+    let earlier: Vec<&[(i64, f64)]> = segments[..basis_at]
+        .iter()
+        .copied()
+        .filter(|s| is_sufficient(s))
+        .collect();
+    let refilling = if !earlier.is_empty() && earlier.iter().all(|s| levelled_off(s)) {
+        let (lo, hi) = value_range(&pts);
+        let ceiling = earlier
+            .iter()
+            .flat_map(|s| s.iter().map(|p| p.1))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let top = basis.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        (top <= ceiling + CEILING_MARGIN_FRACTION * (hi - lo)).then_some(ceiling)
+    } else {
+        None
     };
     let (verdict, confidence, reason) = if slope_per_ms <= 0.0 || z < TREND_Z_THRESHOLD {
         (
@@ -139,6 +205,12 @@ pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssess
             LeakVerdict::NoLeak,
             STRUCTURAL_NO_LEAK_CONFIDENCE,
             format!("memory floor rose but flattened in the second half (warm-up or one-off step; second-half z = {tail_z:.2})"),
+        )
+    } else if let Some(ceiling) = refilling {
+        (
+            LeakVerdict::NoLeak,
+            STRUCTURAL_NO_LEAK_CONFIDENCE,
+            format!("memory is refilling toward {ceiling:.3}, where each of its {} earlier fill(s) levelled off (a cache, or a warm-up), not past it", earlier.len()),
         )
     } else if rise < min_rise {
         (
@@ -180,7 +252,84 @@ pub fn assess(points: &[(DateTime<Utc>, f64)], limit: Option<f64>) -> LeakAssess
         basis_end: ms_to_time(end),
         points_used: basis.len(),
         reason: reason + &restart_note,
+        gaps: 0,
+        segments: evidence,
     }
+}
+
+/// The lowest and highest value.
+fn value_range(pts: &[(i64, f64)]) -> (f64, f64) {
+    pts.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        })
+}
+
+/// The sample-to-sample noise (a robust standard deviation of one sample, from the median
+/// absolute deviation of the differences).
+fn noise_sigma(pts: &[(i64, f64)]) -> f64 {
+    let d: Vec<f64> = pts.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    if d.is_empty() {
+        return 0.0;
+    }
+    let m = median(d.clone());
+    MAD_TO_SIGMA * median(d.iter().map(|x| (x - m).abs()).collect()) / std::f64::consts::SQRT_2
+}
+
+/// Whether the series rests after its drops: at least [`REST_FRACTION`] of the samples sit at
+/// the level their segment starts from (the first segment: its lowest).
+fn rests_after_drops(pts: &[(i64, f64)], segments: &[&[(i64, f64)]]) -> bool {
+    let (lo, hi) = value_range(pts);
+    let band = (REST_BAND_SIGMAS * noise_sigma(pts)).max(REST_BAND_FRACTION_OF_RANGE * (hi - lo));
+    let at_rest: usize = segments
+        .iter()
+        .enumerate()
+        .map(|(k, seg)| {
+            let level = if k == 0 { value_range(seg).0 } else { seg[0].1 };
+            seg.iter().filter(|p| (p.1 - level).abs() <= band).count()
+        })
+        .sum();
+    at_rest as f64 >= REST_FRACTION * pts.len() as f64
+}
+
+/// A life that filled up and levelled off: its floor rose at most until its second half
+/// flattened (or never rose significantly).
+fn levelled_off(seg: &[(i64, f64)]) -> bool {
+    let floor = floor_points(seg);
+    if floor.len() < MIN_FLOOR_BUCKETS {
+        return false;
+    }
+    let t = plain_trend(&floor);
+    t.slope_per_ms <= 0.0
+        || t.z < TREND_Z_THRESHOLD
+        || t.tail_slope < TAIL_SLOPE_RATIO * t.slope_per_ms
+        || t.tail_z < TAIL_TREND_Z_THRESHOLD
+}
+
+/// What the detector saw, for the reader: each stretch between large drops, and whether the
+/// drop that ended it was a restart or a return to the series' resting level.
+fn segment_evidence(segments: &[&[(i64, f64)]], rests: bool) -> Vec<LeakSegment> {
+    segments
+        .iter()
+        .enumerate()
+        .filter_map(|(k, seg)| {
+            let (low, high) = value_range(seg);
+            Some(LeakSegment {
+                start: ms_to_time(seg.first()?.0)?,
+                end: ms_to_time(seg.last()?.0)?,
+                points: seg.len(),
+                low,
+                high,
+                ended_by: if k + 1 == segments.len() {
+                    SegmentEnd::SeriesEnd
+                } else if rests {
+                    SegmentEnd::ReturnToBaseline
+                } else {
+                    SegmentEnd::Restart
+                },
+            })
+        })
+        .collect()
 }
 
 /// Where a leaking series is headed: when its peaks reach the limit, with an interval.
@@ -376,6 +525,8 @@ fn insufficient(pts: &[(i64, f64)], restarts: usize) -> LeakAssessment {
             if restarts > 0 { format!(" with {restarts} restart(s)") } else { String::new() },
             MIN_SPAN_SECS / 60
         ),
+        gaps: 0,
+        segments: Vec::new(),
     }
 }
 

@@ -8,7 +8,11 @@
 //! interrupted by restarts.
 //! Not leaks: flat noise, a healthy GC sawtooth, a warm-up that plateaus, daily cycles without
 //! a trend, a one-off step followed by a long flat stretch, spikes that recover, decreasing
-//! memory, mean-reverting noise, and healthy processes with restarts.
+//! memory, mean-reverting noise, healthy processes with restarts, batch jobs (memory ramps
+//! during each job and returns to an idle baseline between jobs), and page cache (fills to a
+//! ceiling, sits there, is evicted under pressure, refills — the series may end mid-fill).
+//! Gaps: two shapes carry missing samples (NaN, as exports write them) over a leak and over a
+//! flat series; a detector must skip them, not fail.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -24,7 +28,7 @@ pub struct LabelledSeries {
     pub limit: f64,
 }
 
-pub const LEAK_SHAPES: [&str; 8] = [
+pub const LEAK_SHAPES: [&str; 9] = [
     "leak/linear",
     "leak/steps",
     "leak/sawtooth_rising_troughs",
@@ -33,9 +37,10 @@ pub const LEAK_SHAPES: [&str; 8] = [
     "leak/after_warm_up",
     "leak/climb_to_limit",
     "leak/with_restarts",
+    "leak/with_gaps",
 ];
 
-pub const NO_LEAK_SHAPES: [&str; 9] = [
+pub const NO_LEAK_SHAPES: [&str; 12] = [
     "no_leak/flat_noise",
     "no_leak/healthy_sawtooth",
     "no_leak/warm_up_plateau",
@@ -45,6 +50,9 @@ pub const NO_LEAK_SHAPES: [&str; 9] = [
     "no_leak/decreasing",
     "no_leak/mean_reverting",
     "no_leak/healthy_restarts",
+    "no_leak/batch_jobs",
+    "no_leak/page_cache",
+    "no_leak/flat_with_gaps",
 ];
 
 /// `per_shape` series of every shape, deterministic for a seed.
@@ -112,6 +120,26 @@ fn sample(
             )
         })
         .collect()
+}
+
+/// Missing samples as exports write them (NaN): scattered single points and a few longer
+/// outages (a collector down for a while).
+fn with_gaps(mut pts: Vec<(DateTime<Utc>, f64)>, rng: &mut Rng) -> Vec<(DateTime<Utc>, f64)> {
+    let n = pts.len();
+    let scattered = rng.range(0.01, 0.08);
+    for p in pts.iter_mut() {
+        if rng.unit() < scattered {
+            p.1 = f64::NAN;
+        }
+    }
+    for _ in 0..rng.int(1, 3) {
+        let len = (n as f64 * rng.range(0.02, 0.1)) as usize;
+        let from = rng.int(0, n.saturating_sub(len + 1) as i64) as usize;
+        for p in pts.iter_mut().skip(from).take(len) {
+            p.1 = f64::NAN;
+        }
+    }
+    pts
 }
 
 fn sawtooth(s: f64, amp: f64, period: f64, phase: f64) -> f64 {
@@ -294,6 +322,57 @@ fn generate(shape: &'static str, rng: &mut Rng) -> LabelledSeries {
                 low + warm * (1.0 - (-(s % life) / tau).exp())
             })
         }
+        "leak/with_gaps" => {
+            let d = hours(rng, 6.0, 72.0);
+            let rise = rng.range(0.35, 0.9) * room;
+            let pts = sample(&k, d, rng, |s, _| b + rise * s / (d * 3600.0));
+            with_gaps(pts, rng)
+        }
+        "no_leak/batch_jobs" => {
+            let d = hours(rng, 24.0, 96.0);
+            let every = rng.range(1.0, 6.0) * 3600.0;
+            let job = rng.range(0.2, 0.5) * every;
+            let amp = rng.range(0.2, 0.5) * l;
+            let offset = rng.unit() * every;
+            sample(&k, d, rng, |s, _| {
+                let into = (s + offset) % every;
+                if into < job {
+                    b + amp * into / job
+                } else {
+                    b
+                }
+            })
+        }
+        "no_leak/page_cache" => {
+            let d = hours(rng, 24.0, 96.0);
+            let ceiling = rng.range(0.7, 0.9) * l;
+            let fill = rng.range(1.0, 6.0) * 3600.0;
+            // Each cycle: refill from an evicted level to the ceiling, then sit there until
+            // memory pressure evicts.
+            let mut cycles = Vec::new();
+            let mut at = -rng.unit() * 8.0 * 3600.0;
+            while at < d * 3600.0 {
+                let low = rng.range(0.1, 0.35) * l;
+                let sit = rng.range(2.0, 12.0) * 3600.0;
+                cycles.push((at, low));
+                at += fill + sit;
+            }
+            sample(&k, d, rng, |s, _| {
+                let (start, low) = cycles
+                    .iter()
+                    .rev()
+                    .find(|(c, _)| *c <= s)
+                    .copied()
+                    .unwrap_or((0.0, b));
+                let t = ((s - start) / fill).min(1.0);
+                low + (ceiling - low) * (1.0 - (1.0 - t).powi(2))
+            })
+        }
+        "no_leak/flat_with_gaps" => {
+            let d = hours(rng, 4.0, 168.0);
+            let pts = sample(&k, d, rng, |_, _| b);
+            with_gaps(pts, rng)
+        }
         _ => Vec::new(),
     };
     LabelledSeries {
@@ -313,8 +392,12 @@ mod tests {
         let a = corpus(3, 2);
         let b = corpus(3, 2);
         assert_eq!(a.len(), 2 * (LEAK_SHAPES.len() + NO_LEAK_SHAPES.len()));
+        // Bit for bit: the gap shapes hold NaN, which equals nothing.
+        let bits = |s: &LabelledSeries| -> Vec<(DateTime<Utc>, u64)> {
+            s.points.iter().map(|(t, v)| (*t, v.to_bits())).collect()
+        };
         for (x, y) in a.iter().zip(&b) {
-            assert_eq!(x.points, y.points);
+            assert_eq!(bits(x), bits(y));
             assert!(
                 x.points.len() >= 40,
                 "{} has {} points",

@@ -242,6 +242,39 @@ fn leak_no_leak_and_insufficient_data() {
 }
 
 #[test]
+fn leak_skips_gaps_as_exports_write_them() {
+    // A leak with every gap spelling exports use, including a long outage: still a leak, the
+    // gaps counted, nothing refused.
+    let markers = [
+        "NaN", "nan", "", "null", "None", "+Inf", "-Inf", "<NA>", "\"\"",
+    ];
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..300usize {
+        let t = 1_767_225_600 + i * 300;
+        if i % 17 == 5 || (100..130).contains(&i) {
+            csv.push_str(&format!("{t},{}\n", markers[i % markers.len()]));
+        } else {
+            csv.push_str(&format!("{t},{:.3}\n", 30.0 + 0.2 * i as f64));
+        }
+    }
+    let gaps = (0..300usize)
+        .filter(|i| i % 17 == 5 || (100..130).contains(i))
+        .count();
+    let out = epitaph()
+        .args(["leak", "-", "--limit", "100"])
+        .write_stdin(csv)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["verdict"], "leak", "{v}");
+    assert_eq!(v["gaps"], gaps, "{v}");
+    assert_eq!(v["points_used"], 300 - gaps, "{v}");
+}
+
+#[test]
 fn leak_bad_input_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("series.csv");

@@ -166,9 +166,23 @@ pub(crate) fn array_items<'a>(
         .flatten()
 }
 
+/// Values that mean "no sample here", as exports write gaps (Prometheus and Go `NaN`, pandas
+/// `nan`/`NaN`/`<NA>`, spreadsheets an empty cell, JSON-ish `null`/`None`, `±Inf`): kept as NaN
+/// points, which the leak detector skips and counts.
+pub const GAP_MARKERS: [&str; 12] = [
+    "", "nan", "-nan", "null", "none", "na", "<na>", "n/a", "inf", "+inf", "-inf", "infinity",
+];
+
+/// Whether a CSV cell is a gap (see [`GAP_MARKERS`]; case does not matter).
+pub fn is_gap(cell: &str) -> bool {
+    let c = cell.trim().trim_matches('"').to_ascii_lowercase();
+    GAP_MARKERS.contains(&c.as_str()) || c == "+infinity" || c == "-infinity"
+}
+
 /// Parses one memory series as CSV `timestamp,value` (RFC 3339 or unix seconds), the input of
-/// `epitaph leak`. A header line is allowed; blank lines and `#` comments are skipped; anything
-/// else malformed is an error naming `origin:line`.
+/// `epitaph leak`. A header line is allowed; blank lines and `#` comments are skipped; a gap
+/// (an empty value, `NaN`, `null`, `±Inf`…: [`GAP_MARKERS`]) is a NaN point; anything else
+/// malformed is an error naming `origin:line`.
 pub fn parse_series_csv(bytes: &[u8], origin: &str) -> Result<Vec<(DateTime<Utc>, f64)>> {
     let mut points = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -187,10 +201,17 @@ pub fn parse_series_csv(bytes: &[u8], origin: &str) -> Result<Vec<(DateTime<Utc>
             continue; // a header line
         }
         let t = parse_instant(ts).map_err(|e| Error::input(&at, e))?;
+        if is_gap(val) {
+            points.push((t, f64::NAN));
+            continue;
+        }
         let v = value.ok().filter(|v| v.is_finite()).ok_or_else(|| {
             Error::input(
                 &at,
-                format!("`{}` is not a finite number", truncate(val, 40)),
+                format!(
+                    "`{}` is neither a number nor a gap (empty, NaN, null, ±Inf)",
+                    truncate(val, 40)
+                ),
             )
         })?;
         points.push((t, v));
