@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::analysis::signatures::SignatureLibrary;
 use crate::model::{
-    DeploymentFinding, DeploymentVerdict, InstanceReport, ProjectedDeath, TimeWindow,
+    DeploymentFinding, DeploymentVerdict, InstanceReport, ProjectedDeath, SegmentEnd, TimeWindow,
 };
 use crate::sinks::alert::{fmt_growth, fmt_hours, fmt_value};
 use crate::sinks::redact::Redactor;
@@ -101,6 +101,7 @@ svg .axis{stroke:#57606a;stroke-width:1}
 svg .grid{stroke:#eaeef2;stroke-width:1}
 svg .limit{stroke:#cf222e;stroke-width:1.5;stroke-dasharray:6 4}
 svg .death{stroke:#57606a;stroke-width:1;stroke-dasharray:2 3}
+svg .rest{fill-opacity:0.15;stroke-width:1;stroke:#57606a}
 svg text{font-size:11px;fill:#57606a}
 .legend{font-size:12px;color:#57606a}
 td.id,td.t{white-space:nowrap;font-variant-numeric:tabular-nums}
@@ -506,6 +507,23 @@ fn chart(
             "<line class=\"death\" x1=\"{dx:.1}\" x2=\"{dx:.1}\" y1=\"{MARGIN_TOP}\" y2=\"{:.1}\"/>",
             MARGIN_TOP + h
         );
+        // What the leak detector saw: a tick on the time axis where a segment ended (a
+        // restart, or a return to the series' resting level), in the series' colour.
+        for seg in r.leak.iter().flat_map(|l| l.segments.iter()) {
+            let (class, what) = match seg.ended_by {
+                SegmentEnd::Restart => ("restart", "restart"),
+                SegmentEnd::ReturnToBaseline => ("rest", "back to its resting level"),
+                SegmentEnd::SeriesEnd => continue,
+            };
+            let sx = x(seg.end);
+            let _ = writeln!(
+                out,
+                "<path class=\"{class}\" d=\"M{sx:.1},{:.1}l-4,7h8z\" fill=\"{color}\"><title>{}: {what} at {}</title></path>",
+                MARGIN_TOP + h,
+                esc(&r.instance_id),
+                seg.end.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
         if r.verdict.is_memory_death() {
             let dy = r.memory.points.last().map_or(MARGIN_TOP, |p| y(p.1));
             let _ = writeln!(
@@ -521,7 +539,7 @@ fn chart(
     out.push_str("</svg>\n");
     let _ = writeln!(
         out,
-        "<p class=\"legend\">{} instance series; dotted verticals mark terminations, red ✕ an out-of-memory death, the dashed red line the memory limit.{}</p>",
+        "<p class=\"legend\">{} instance series; dotted verticals mark terminations, red ✕ an out-of-memory death, the dashed red line the memory limit, triangles on the time axis where the leak detector saw a restart (filled) or a return to the resting level (hollow).{}</p>",
         drawn.len(),
         if skip > 0 {
             format!(" {skip} older instances not drawn.")
@@ -641,5 +659,76 @@ mod tests {
         );
         assert!(!html.contains("<script>") && !html.contains("<img"));
         assert!(html.contains("&lt;b&gt;") && html.contains("&lt;img src=x"));
+    }
+
+    #[test]
+    fn the_chart_marks_where_the_detector_saw_restarts() {
+        use crate::model::{CauseCategory, InstanceVerdict, LastWords, MemorySeries};
+        use chrono::TimeZone;
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
+        // Two lives of a leak: climb, restart, climb again until death.
+        let points: Vec<(chrono::DateTime<Utc>, f64)> = (0..240)
+            .map(|i| {
+                (
+                    t0 + chrono::Duration::minutes(5 * i),
+                    20.0 + (i % 120) as f64 * 0.6,
+                )
+            })
+            .collect();
+        let leak = crate::analysis::leak::assess(&points, Some(100.0));
+        assert_eq!(
+            leak.segments
+                .iter()
+                .filter(|s| s.ended_by == SegmentEnd::Restart)
+                .count(),
+            1,
+            "{leak:?}"
+        );
+        let report = InstanceReport {
+            instance_id: "i-0abc".into(),
+            deployment: "web:1".into(),
+            asg: "web".into(),
+            terminated_at: points[points.len() - 1].0,
+            cause: CauseCategory::HealthCheck,
+            cause_text: String::new(),
+            launch_time: None,
+            verdict: InstanceVerdict::MemoryExhaustionSuspected,
+            explanation: String::new(),
+            signatures: vec![],
+            leak: Some(leak),
+            last_words: LastWords::default(),
+            memory: MemorySeries {
+                points,
+                limit: Some(100.0),
+                ..Default::default()
+            },
+        };
+        let f = DeploymentFinding {
+            deployment: "web:1".into(),
+            asgs: vec!["web".into()],
+            verdict: DeploymentVerdict::Leaking,
+            summary: String::new(),
+            evidence: Default::default(),
+            origin: None,
+        };
+        let r = Redactor::default();
+        let html = render(
+            &[f],
+            &[report],
+            &HtmlContext {
+                generated_at: Utc::now(),
+                window: None,
+                unit: "percent",
+                redactor: &r,
+                next_deaths: &[],
+                signatures: None,
+                heap_diffs: &[],
+            },
+        );
+        assert_eq!(html.matches("<path class=\"restart\"").count(), 1, "{html}");
+        assert!(
+            html.contains("i-0abc: restart at 2026-01-05 09:55 UTC"),
+            "{html}"
+        );
     }
 }
