@@ -173,6 +173,11 @@ pub struct AwsConfig {
     /// Calls in flight at once per API (activities and inventory; log fetches follow
     /// scan.concurrency).
     pub api_concurrency: usize,
+    /// Requests per second per operation and target (account and region), over the defaults
+    /// of `sources::ratelimit::AWS_DEFAULTS` (about 80 % of each documented quota): `{
+    /// "logs:GetLogEvents" = 20 }`; 0 lifts a limit. Throttled answers lower the rate for
+    /// every caller until successes win it back.
+    pub rate_limits: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for AwsConfig {
@@ -186,6 +191,7 @@ impl Default for AwsConfig {
             call_timeout: "30s".into(),
             attempt_timeout: "10s".into(),
             api_concurrency: 4,
+            rate_limits: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -480,6 +486,9 @@ enum Kind {
     /// A table of strings (`headers = { "X-Scope-OrgID" = "tenant-1" }`); from the
     /// environment, a JSON object.
     StrMap,
+    /// A table of non-negative numbers (`rate_limits = { "logs:GetLogEvents" = 20 }`); from
+    /// the environment, a JSON object.
+    NumMap,
     Bool,
 }
 
@@ -616,6 +625,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("aws.call_timeout", Kind::Duration),
     ("aws.attempt_timeout", Kind::Duration),
     ("aws.api_concurrency", Kind::Int { min: 1 }),
+    ("aws.rate_limits", Kind::NumMap),
     ("alerts.slack_webhook_url", Kind::Str),
     ("alerts.webhook_url", Kind::Str),
     ("alerts.verdicts", Kind::StrList),
@@ -839,6 +849,21 @@ impl Config {
             _ => {}
         }
         p.extend(s.events.problems());
+        for op in self.aws.rate_limits.keys() {
+            if !crate::sources::ratelimit::AWS_DEFAULTS
+                .iter()
+                .any(|(known, _, _)| known == op)
+            {
+                let known: Vec<&str> = crate::sources::ratelimit::AWS_DEFAULTS
+                    .iter()
+                    .map(|(o, _, _)| *o)
+                    .collect();
+                p.push(format!(
+                    "aws.rate_limits: `{op}` is not an operation epitaph calls ({})",
+                    known.join(", ")
+                ));
+            }
+        }
         if cfg!(not(feature = "aws"))
             && s.events.kind != crate::sources::events::config::EventsKind::None
         {
@@ -1093,6 +1118,7 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut V
             Kind::Bool => value.parse::<bool>().map(toml::Value::Boolean).ok(),
             Kind::StrList => env_list(value),
             Kind::StrMap => env_map(value),
+            Kind::NumMap => env_num_map(value),
             _ => Some(toml::Value::String(value.clone())),
         };
         let Some(typed) = typed else {
@@ -1127,6 +1153,15 @@ fn env_list(value: &str) -> Option<toml::Value> {
 
 /// A table from the environment: a JSON object of strings (`{"X-Scope-OrgID":"tenant-1"}`).
 /// `None` when it is not one.
+fn env_num_map(value: &str) -> Option<toml::Value> {
+    let map = serde_json::from_str::<std::collections::BTreeMap<String, f64>>(value).ok()?;
+    Some(toml::Value::Table(
+        map.into_iter()
+            .map(|(k, v)| (k, toml::Value::Float(v)))
+            .collect(),
+    ))
+}
+
 fn env_map(value: &str) -> Option<toml::Value> {
     let map = serde_json::from_str::<std::collections::BTreeMap<String, String>>(value).ok()?;
     Some(toml::Value::Table(
@@ -1215,8 +1250,10 @@ fn validate_table(table: &toml::Table, prefix: &str, problems: &mut Vec<String>)
         } else {
             format!("{prefix}.{k}")
         };
-        if let (toml::Value::Table(_), Some(Kind::StrMap)) = (v, schema_kind(&key)) {
-            if let Err(msg) = check_value(Kind::StrMap, v) {
+        if let (toml::Value::Table(_), Some(kind @ (Kind::StrMap | Kind::NumMap))) =
+            (v, schema_kind(&key))
+        {
+            if let Err(msg) = check_value(kind, v) {
                 problems.push(format!("{key}: {msg}"));
             }
             continue;
@@ -1285,6 +1322,14 @@ fn check_value(kind: Kind, v: &toml::Value) -> std::result::Result<(), String> {
             None => Ok(()),
             Some((k, _)) => Err(format!("`{k}` must be a non-empty string")),
         },
+        (Kind::NumMap, V::Table(t)) => match t.iter().find(|(_, v)| !match v {
+            V::Integer(i) => *i >= 0,
+            V::Float(f) => f.is_finite() && *f >= 0.0,
+            _ => false,
+        }) {
+            None => Ok(()),
+            Some((k, _)) => Err(format!("`{k}` must be a number ≥ 0 (0: no limit)")),
+        },
         (kind, other) => Err(format!(
             "expected {}, got {}",
             kind_name(kind),
@@ -1304,6 +1349,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::OneOf(_) => "a string",
         Kind::StrList => "a list of strings",
         Kind::StrMap => "a table of strings (from the environment, a JSON object)",
+        Kind::NumMap => "a table of numbers (from the environment, a JSON object)",
         Kind::Bool => "true or false",
     }
 }

@@ -124,6 +124,9 @@ pub struct HttpClient {
     max_attempts: u32,
     permits: Arc<Semaphore>,
     calls: CallCounter,
+    /// Client-side rate limits per operation, shared with the other clients of the same
+    /// target (`sources::ratelimit`); None: unlimited.
+    limiter: Option<Arc<crate::sources::ratelimit::RateLimiter>>,
 }
 
 impl HttpClient {
@@ -162,7 +165,15 @@ impl HttpClient {
             max_attempts: s.max_attempts.max(1),
             permits: Arc::new(Semaphore::new(s.concurrency.max(1))),
             calls: CallCounter::default(),
+            limiter: None,
         })
+    }
+
+    /// Holds this client's requests to `limiter`'s rates (shared with the other clients of
+    /// the same account and region, so that together they stay under its quota).
+    pub fn with_limiter(mut self, limiter: Arc<crate::sources::ratelimit::RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
     }
 
     /// Requests sent so far, by operation (retries included: each is a request the server saw).
@@ -191,13 +202,19 @@ impl HttpClient {
                     attempts: attempt,
                     retry_after_too_long: None,
                 })?;
+            if let Some(l) = &self.limiter {
+                l.acquire(op).await;
+            }
             self.calls.count(op);
             let (mut failure, retry, retry_after) = match build(&self.client).send().await {
                 Ok(resp) if resp.status().is_success() => {
+                    if let Some(l) = &self.limiter {
+                        l.succeeded(op);
+                    }
                     return Ok(Reply {
                         resp,
                         _permit: permit,
-                    })
+                    });
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -208,6 +225,15 @@ impl HttpClient {
                         .and_then(|v| crate::sinks::deliver::parse_retry_after(v, Utc::now()))
                         .and_then(|d| d.to_std().ok());
                     let body = error_body(resp).await;
+                    // A throttle (429, or AWS's 400 ThrottlingException and kin) slows every
+                    // request of this operation sharing the limiter, and is retried.
+                    let throttle = crate::sources::ratelimit::is_throttle(status, &body);
+                    if throttle {
+                        self.calls.count(&format!("{op} (throttled)"));
+                        if let Some(l) = &self.limiter {
+                            l.throttled(op);
+                        }
+                    }
                     (
                         HttpFailure {
                             status: Some(status),
@@ -215,7 +241,7 @@ impl HttpClient {
                             attempts: attempt,
                             retry_after_too_long: None,
                         },
-                        RETRYABLE_STATUSES.contains(&status),
+                        throttle || RETRYABLE_STATUSES.contains(&status),
                         retry_after,
                     )
                 }

@@ -18,6 +18,7 @@ pub(crate) mod paging;
 pub(crate) mod placeholders;
 pub mod probe;
 pub mod prometheus;
+pub mod ratelimit;
 pub mod splunk;
 
 use std::collections::BTreeMap;
