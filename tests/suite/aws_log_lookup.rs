@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use epitaph::config::SourceConfig;
-use epitaph::sources::aws::{AwsContext, AwsLogs, Target};
+use epitaph::sources::aws::{AwsContext, AwsLogs};
 use epitaph::sources::{LastWordsQuery, LogSource};
 
-use crate::aws_moto::{asg_client, cw_client, logs_client, start_moto, Moto, REGION};
+use crate::aws_moto::{logs_client, start_moto, target, Moto};
 
 const MAIN: &str = "/lookup/app";
 const SYSTEM: &str = "/lookup/system";
@@ -53,14 +53,7 @@ async fn put(moto: &Moto, group: &str, stream: &str, lines: &[(i64, &str)]) {
 
 async fn source(moto: &Moto, lookup: &str, pattern: &str, groups: &[&str]) -> AwsLogs {
     let ctx = AwsContext {
-        targets: Arc::new(vec![Target {
-            name: REGION.into(),
-            autoscaling: asg_client(&moto.url).await,
-            logs: logs_client(&moto.url).await,
-            cloudwatch: cw_client(&moto.url).await,
-            ec2: None,
-            info: Default::default(),
-        }]),
+        targets: Arc::new(vec![target(&moto.url)]),
     };
     let cfg = SourceConfig {
         kind: "aws".into(),

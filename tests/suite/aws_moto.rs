@@ -7,8 +7,8 @@
 
 use epitaph::sources::aws::sdk::{
     autoscaling as aws_sdk_autoscaling, cloudwatch as aws_sdk_cloudwatch,
-    cloudwatchlogs as aws_sdk_cloudwatchlogs, credential_types as aws_credential_types,
-    smithy_types as aws_smithy_types,
+    cloudwatchlogs as aws_sdk_cloudwatchlogs, config as aws_config,
+    credential_types as aws_credential_types, smithy_types as aws_smithy_types,
 };
 
 use std::collections::BTreeMap;
@@ -419,6 +419,22 @@ pub(crate) async fn asg_client(url: &str) -> aws_sdk_autoscaling::Client {
         .endpoint_url(url)
         .build();
     aws_sdk_autoscaling::Client::from_conf(conf)
+}
+
+/// A target on `url` (moto) with the test credentials, built as `AwsContext::load` builds
+/// each target.
+pub(crate) fn target(url: &str) -> epitaph::sources::aws::Target {
+    let conf = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(creds()),
+        )
+        .http_client(epitaph::sources::aws::http_client())
+        .endpoint_url(url)
+        .build();
+    epitaph::sources::aws::Target::new(REGION.into(), &conf, &epitaph::config::AwsConfig::default())
+        .unwrap()
 }
 
 /// Log events of a simulated fleet, by instance: (millis, message).

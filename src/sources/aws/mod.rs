@@ -1,18 +1,26 @@
 //! The `aws` backend: Auto Scaling activity and inventory, CloudWatch Logs last words, and
-//! CloudWatch memory metrics, through the official SDK crates.
+//! CloudWatch memory metrics.
+//!
+//! Auto Scaling and CloudWatch go through the official SDK crates; CloudWatch Logs
+//! (`logs_api.rs`, JSON 1.1) and EC2 (`ec2.rs`, Query) are spoken by hand over SigV4-signed
+//! HTTP (`signed.rs`, `sources::http`): a few calls and fields each, and their SDK crates are
+//! the largest of a cold build. One module per API; `logs.rs` and `logs_probe.rs` are the log
+//! reader and its `doctor` probe.
 //!
 //! Credentials come from the standard chain (environment, profiles, SSO, instance and container
 //! roles, web identity for IRSA); `aws.targets` adds regions and accounts (assumed roles).
 //! Every client retries throttling, 5xx and timeouts with exponential backoff and jitter
-//! (the SDK's standard mode, `aws.max_attempts`) under per-call and per-attempt timeouts; every
-//! call is counted by operation for the scan summary. Endpoints can be overridden with
-//! `aws.endpoint_url`, `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>`.
+//! (`aws.max_attempts`) under per-call and per-attempt timeouts; every call is counted by
+//! operation for the scan summary. Endpoints can be overridden with `aws.endpoint_url`,
+//! `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>`.
 
 mod activities;
 pub mod ec2;
 mod logs;
+pub mod logs_api;
 mod logs_probe;
 mod metrics;
+pub mod signed;
 
 pub use activities::AwsActivities;
 pub use logs::AwsLogs;
@@ -39,7 +47,8 @@ pub struct Target {
     /// "us-east-1" or "arn:aws:iam::…:role/…@eu-west-1": recorded as `Termination::origin`.
     pub name: String,
     pub autoscaling: aws_sdk_autoscaling::Client,
-    pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// CloudWatch Logs over its JSON API (no SDK crate), with this target's credentials.
+    pub logs: Arc<logs_api::Logs>,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// EC2 DescribeInstances over its Query API (no SDK crate), with this target's credentials.
     pub ec2: Option<Arc<ec2::Ec2>>,
@@ -65,7 +74,7 @@ impl AwsContext {
                     "aws.region: no region configured (set aws.region, aws.targets, AWS_REGION or a profile region)".into(),
                 ])
             })?;
-            targets.push(clients(region, &base, cfg)?);
+            targets.push(Target::new(region, &base, cfg)?);
         }
         for t in &cfg.targets {
             let target =
@@ -82,7 +91,7 @@ impl AwsContext {
                     aws_credential_types::provider::SharedCredentialsProvider::new(provider),
                 );
             }
-            targets.push(clients(t.clone(), &conf.build(), cfg)?);
+            targets.push(Target::new(t.clone(), &conf.build(), cfg)?);
         }
         Ok(AwsContext {
             targets: Arc::new(targets),
@@ -121,6 +130,14 @@ pub async fn load_sdk_config(cfg: &AwsConfig) -> SdkConfig {
     loader.load().await
 }
 
+impl Target {
+    /// The clients of one target named `name` (as in `aws.targets`), from its configuration
+    /// (region, credentials, endpoint override) and `[aws]`'s retries and timeouts.
+    pub fn new(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
+        clients(name, conf, aws)
+    }
+}
+
 fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
     let info = crate::sources::probe::TargetInfo {
         name: name.clone(),
@@ -153,7 +170,7 @@ fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
         name,
         info,
         autoscaling: aws_sdk_autoscaling::Client::new(conf),
-        logs: aws_sdk_cloudwatchlogs::Client::new(conf),
+        logs: Arc::new(logs_api::Logs::new(conf, aws)?),
         cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
         ec2,
     })
@@ -163,6 +180,7 @@ fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
 /// the same versions (the AWS integration tests load moto through these: the test build then
 /// needs no SDK dev-dependency, and a `--no-default-features` build compiles no SDK at all).
 pub mod sdk {
+    pub use aws_config as config;
     pub use aws_credential_types as credential_types;
     pub use aws_sdk_autoscaling as autoscaling;
     pub use aws_sdk_cloudwatch as cloudwatch;
