@@ -6,8 +6,7 @@
 //! calls, and 5xx on one instance's log fetch. Every request stays on 127.0.0.1.
 
 use epitaph::sources::aws::sdk::{
-    autoscaling as aws_sdk_autoscaling, cloudwatch as aws_sdk_cloudwatch,
-    cloudwatchlogs as aws_sdk_cloudwatchlogs, config as aws_config,
+    autoscaling as aws_sdk_autoscaling, cloudwatch as aws_sdk_cloudwatch, config as aws_config,
     credential_types as aws_credential_types, smithy_types as aws_smithy_types,
 };
 
@@ -22,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use aws_credential_types::Credentials;
 use aws_sdk_autoscaling::config::Region;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub(crate) const REGION: &str = "us-east-1";
 
@@ -388,16 +387,58 @@ pub(crate) fn creds() -> Credentials {
     Credentials::new("testing", "testing", None, None, "epitaph-tests")
 }
 
-pub(crate) async fn logs_client(url: &str) -> aws_sdk_cloudwatchlogs::Client {
-    let conf = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(creds())
-        .http_client(epitaph::sources::aws::http_client())
-        .endpoint_url(url)
-        .build();
-    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+/// The script that seeds moto through boto3 (its venv is moto's).
+const SEED_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aws/seed.py");
+
+/// Makes `calls` against moto at `url` through boto3 (`tests/aws/seed.py`: each call is
+/// `{"service", "op", "args"}`, optionally `"region"` and `"ignore"`: error codes that are
+/// fine) and returns their answers.
+pub(crate) fn boto3(url: &str, region: &str, calls: Vec<Value>) -> Vec<Value> {
+    let spec = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        spec.path(),
+        serde_json::to_vec(&json!({"endpoint": url, "region": region, "calls": calls})).unwrap(),
+    )
+    .unwrap();
+    let python = moto_bin().with_file_name("python");
+    let out = crate::common::output_timeout(
+        Command::new(&python).arg(SEED_SCRIPT).arg(spec.path()),
+        crate::common::CHILD_EXIT_BOUND,
+    );
+    assert!(
+        out.status.success(),
+        "boto3 seeding: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// The boto3 calls that create a log stream (and its group unless it exists) and put
+/// `events` (millis, message) into it, in batches PutLogEvents accepts.
+pub(crate) fn put_log_events_calls(
+    group: &str,
+    stream: &str,
+    events: &[(i64, String)],
+) -> Vec<Value> {
+    let mut calls = vec![
+        json!({"service": "logs", "op": "create_log_group",
+               "args": {"logGroupName": group}, "ignore": ["ResourceAlreadyExistsException"]}),
+        json!({"service": "logs", "op": "create_log_stream",
+               "args": {"logGroupName": group, "logStreamName": stream}}),
+    ];
+    for chunk in events.chunks(LOG_EVENTS_PER_PUT) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|(t, m)| json!({"timestamp": t, "message": if m.is_empty() { " " } else { m.as_str() }}))
+            .collect();
+        calls.push(json!({"service": "logs", "op": "put_log_events",
+                          "args": {"logGroupName": group, "logStreamName": stream, "logEvents": batch}}));
+    }
+    calls
+}
+
+/// Events per PutLogEvents call when seeding (the API takes up to 10,000 and 1 MB).
+const LOG_EVENTS_PER_PUT: usize = 5000;
 
 pub(crate) async fn cw_client(url: &str) -> aws_sdk_cloudwatch::Client {
     let conf = aws_sdk_cloudwatch::Config::builder()
@@ -539,39 +580,12 @@ const MAX_ATTEMPTS: usize = 4;
 const BENCH_TAIL_POINTS: usize = 12;
 
 async fn load_fleet_into_moto(moto: &str, dir: &Path, metric_tail: Option<usize>) {
-    let logs = logs_client(moto).await;
-    logs.create_log_group()
-        .log_group_name(LOG_GROUP)
-        .send()
-        .await
-        .unwrap();
+    let mut calls = vec![json!({"service": "logs", "op": "create_log_group",
+                                "args": {"logGroupName": LOG_GROUP}})];
     for (id, events) in fleet_logs(dir) {
-        logs.create_log_stream()
-            .log_group_name(LOG_GROUP)
-            .log_stream_name(&id)
-            .send()
-            .await
-            .unwrap();
-        for chunk in events.chunks(5000) {
-            let batch: Vec<_> = chunk
-                .iter()
-                .map(|(t, m)| {
-                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                        .timestamp(*t)
-                        .message(if m.is_empty() { " " } else { m.as_str() })
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            logs.put_log_events()
-                .log_group_name(LOG_GROUP)
-                .log_stream_name(&id)
-                .set_log_events(Some(batch))
-                .send()
-                .await
-                .unwrap();
-        }
+        calls.extend(put_log_events_calls(LOG_GROUP, &id, &events));
     }
+    boto3(moto, REGION, calls);
     let cw = cw_client(moto).await;
     let mut datums = Vec::new();
     for (n, (id, mut pts)) in fleet_metrics(dir).into_iter().enumerate() {
@@ -1086,13 +1100,12 @@ async fn inventory_and_running_instances_come_from_auto_scaling() {
     assert_eq!(ids.len(), 2);
 
     let dir = tempfile::tempdir().unwrap();
-    logs_client(&moto.url)
-        .await
-        .create_log_group()
-        .log_group_name(LOG_GROUP)
-        .send()
-        .await
-        .unwrap();
+    boto3(
+        &moto.url,
+        REGION,
+        vec![json!({"service": "logs", "op": "create_log_group",
+                    "args": {"logGroupName": LOG_GROUP}})],
+    );
     // No groups configured: every group in the region is listed (and its inventory recorded).
     let text = format!(
         "[deployment]\nidentity = \"launch_template\"\n[state]\npath = \"s.db\"\n[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n\

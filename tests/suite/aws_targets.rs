@@ -2,9 +2,7 @@
 //! and untagged. Only tagged groups are read, each instance's last words come from its own
 //! region (its `origin`), and an instance of an untagged group is never analysed.
 
-use epitaph::sources::aws::sdk::{
-    autoscaling as aws_sdk_autoscaling, cloudwatchlogs as aws_sdk_cloudwatchlogs,
-};
+use epitaph::sources::aws::sdk::autoscaling as aws_sdk_autoscaling;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +11,9 @@ use aws_sdk_autoscaling::config::Region;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::aws_moto::{creds, epitaph, start_front, start_moto, Faults};
+use crate::aws_moto::{
+    boto3, creds, epitaph, put_log_events_calls, start_front, start_moto, Faults,
+};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "eu-west-1";
@@ -24,18 +24,6 @@ fn asg(url: &str, region: &str) -> aws_sdk_autoscaling::Client {
     aws_sdk_autoscaling::Client::from_conf(
         aws_sdk_autoscaling::Config::builder()
             .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .credentials_provider(creds())
-            .http_client(epitaph::sources::aws::http_client())
-            .endpoint_url(url)
-            .build(),
-    )
-}
-
-fn logs(url: &str, region: &str) -> aws_sdk_cloudwatchlogs::Client {
-    aws_sdk_cloudwatchlogs::Client::from_conf(
-        aws_sdk_cloudwatchlogs::Config::builder()
-            .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
             .credentials_provider(creds())
             .http_client(epitaph::sources::aws::http_client())
@@ -78,27 +66,12 @@ async fn group(url: &str, region: &str, name: &str, tagged: bool) {
 
 /// The instance's last words, in its region's log group.
 async fn last_words(url: &str, region: &str, id: &str, at: chrono::DateTime<Utc>) {
-    let c = logs(url, region);
-    let _ = c.create_log_group().log_group_name(LOG_GROUP).send().await;
-    c.create_log_stream()
-        .log_group_name(LOG_GROUP)
-        .log_stream_name(id)
-        .send()
-        .await
-        .unwrap();
-    c.put_log_events()
-        .log_group_name(LOG_GROUP)
-        .log_stream_name(id)
-        .log_events(
-            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                .timestamp((at - Duration::seconds(5)).timestamp_millis())
-                .message("FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let events = [(
+        (at - Duration::seconds(5)).timestamp_millis(),
+        "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"
+            .to_string(),
+    )];
+    boto3(url, region, put_log_events_calls(LOG_GROUP, id, &events));
 }
 
 fn termination(group: &str, id: &str, at: chrono::DateTime<Utc>) -> Value {

@@ -121,7 +121,8 @@ mod against_moto {
 
     use super::check;
     use crate::aws_moto::{
-        asg_client, cw_client, epitaph, logs_client, start_front, start_moto, Faults, REGION,
+        asg_client, boto3, cw_client, epitaph, put_log_events_calls, start_front, start_moto,
+        Faults, REGION,
     };
 
     const LOG_GROUP: &str = "/epitaph/app";
@@ -158,12 +159,7 @@ mod against_moto {
             .send()
             .await
             .unwrap();
-        let logs = logs_client(moto).await;
-        logs.create_log_group()
-            .log_group_name(LOG_GROUP)
-            .send()
-            .await
-            .unwrap();
+        let mut log_calls = Vec::new();
         let cw = cw_client(moto).await;
         let mut activities = BTreeMap::new();
         for (group, id, t) in instances(now) {
@@ -189,29 +185,16 @@ mod against_moto {
                     "StatusCode": "Successful",
                 })],
             );
-            logs.create_log_stream()
-                .log_group_name(LOG_GROUP)
-                .log_stream_name(id)
-                .send()
-                .await
-                .unwrap();
-            let events: Vec<_> = [60, 30, 5]
+            let events: Vec<(i64, String)> = [60, 30, 5]
                 .iter()
                 .map(|s| {
-                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                        .timestamp((t - Duration::seconds(*s)).timestamp_millis())
-                        .message(format!("serving, {s}s before the end"))
-                        .build()
-                        .unwrap()
+                    (
+                        (t - Duration::seconds(*s)).timestamp_millis(),
+                        format!("serving, {s}s before the end"),
+                    )
                 })
                 .collect();
-            logs.put_log_events()
-                .log_group_name(LOG_GROUP)
-                .log_stream_name(id)
-                .set_log_events(Some(events))
-                .send()
-                .await
-                .unwrap();
+            log_calls.extend(put_log_events_calls(LOG_GROUP, id, &events));
             // Six points before the end, by InstanceId alone and, in another namespace, with
             // what the agent's append_dimensions adds.
             let dim = |n: &str, v: &str| {
@@ -253,6 +236,7 @@ mod against_moto {
                     .unwrap();
             }
         }
+        boto3(moto, REGION, log_calls);
         activities
     }
 

@@ -177,21 +177,22 @@ fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
 }
 
 /// The SDK crates this backend is built on, for code that talks to the same services with
-/// the same versions (the AWS integration tests load moto through these: the test build then
-/// needs no SDK dev-dependency, and a `--no-default-features` build compiles no SDK at all).
+/// the same versions (the AWS integration tests build targets and load moto's metrics and
+/// groups through these: the test build then needs no SDK dev-dependency, and a
+/// `--no-default-features` build compiles no SDK at all). CloudWatch Logs has no SDK crate
+/// here: the tests seed it through boto3.
 pub mod sdk {
     pub use aws_config as config;
     pub use aws_credential_types as credential_types;
     pub use aws_sdk_autoscaling as autoscaling;
     pub use aws_sdk_cloudwatch as cloudwatch;
-    pub use aws_sdk_cloudwatchlogs as cloudwatchlogs;
     pub use aws_smithy_types as smithy_types;
 }
 
 /// The HTTPS client every AWS client (and the credential providers: STS, SSO, IMDS) uses:
 /// rustls with ring, the TLS stack reqwest already brings — the SDK's default would add
 /// aws-lc-rs (a C build) and a second hyper. Certificates: the platform's trust store.
-pub fn http_client() -> aws_sdk_cloudwatchlogs::config::SharedHttpClient {
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
