@@ -6,7 +6,7 @@
 //! calls, and 5xx on one instance's log fetch. Every request stays on 127.0.0.1.
 
 use epitaph::sources::aws::sdk::{
-    autoscaling as aws_sdk_autoscaling, cloudwatch as aws_sdk_cloudwatch, config as aws_config,
+    cloudwatch as aws_sdk_cloudwatch, config as aws_config,
     credential_types as aws_credential_types, smithy_types as aws_smithy_types,
 };
 
@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_config::Region;
 use aws_credential_types::Credentials;
-use aws_sdk_autoscaling::config::Region;
 use serde_json::{json, Value};
 
 pub(crate) const REGION: &str = "us-east-1";
@@ -449,17 +449,6 @@ pub(crate) async fn cw_client(url: &str) -> aws_sdk_cloudwatch::Client {
         .endpoint_url(url)
         .build();
     aws_sdk_cloudwatch::Client::from_conf(conf)
-}
-
-pub(crate) async fn asg_client(url: &str) -> aws_sdk_autoscaling::Client {
-    let conf = aws_sdk_autoscaling::Config::builder()
-        .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(creds())
-        .http_client(epitaph::sources::aws::http_client())
-        .endpoint_url(url)
-        .build();
-    aws_sdk_autoscaling::Client::from_conf(conf)
 }
 
 /// A target on `url` (moto) with the test credentials, built as `AwsContext::load` builds
@@ -1068,34 +1057,26 @@ async fn hung_calls_are_cut_by_their_timeouts_and_metric_pages_are_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_and_running_instances_come_from_auto_scaling() {
     let moto = start_moto();
-    let asg = asg_client(&moto.url).await;
-    asg.create_launch_configuration()
-        .launch_configuration_name("web-v7")
-        .image_id("ami-12c6146b")
-        .instance_type("t3.micro")
-        .send()
-        .await
-        .unwrap();
-    asg.create_auto_scaling_group()
-        .auto_scaling_group_name("web")
-        .launch_configuration_name("web-v7")
-        .min_size(2)
-        .max_size(4)
-        .desired_capacity(2)
-        .availability_zones("us-east-1a")
-        .send()
-        .await
-        .unwrap();
-    let groups = asg
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names("web")
-        .send()
-        .await
-        .unwrap();
-    let ids: Vec<String> = groups.auto_scaling_groups()[0]
-        .instances()
+    let answers = boto3(
+        &moto.url,
+        REGION,
+        vec![
+            json!({"service": "autoscaling", "op": "create_launch_configuration",
+                   "args": {"LaunchConfigurationName": "web-v7", "ImageId": "ami-12c6146b",
+                            "InstanceType": "t3.micro"}}),
+            json!({"service": "autoscaling", "op": "create_auto_scaling_group",
+                   "args": {"AutoScalingGroupName": "web", "LaunchConfigurationName": "web-v7",
+                            "MinSize": 2, "MaxSize": 4, "DesiredCapacity": 2,
+                            "AvailabilityZones": ["us-east-1a"]}}),
+            json!({"service": "autoscaling", "op": "describe_auto_scaling_groups",
+                   "args": {"AutoScalingGroupNames": ["web"]}}),
+        ],
+    );
+    let ids: Vec<String> = answers[2]["AutoScalingGroups"][0]["Instances"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter_map(|i| i.instance_id().map(str::to_string))
+        .filter_map(|i| i["InstanceId"].as_str().map(str::to_string))
         .collect();
     assert_eq!(ids.len(), 2);
 

@@ -121,8 +121,7 @@ mod against_moto {
 
     use super::check;
     use crate::aws_moto::{
-        asg_client, boto3, cw_client, epitaph, put_log_events_calls, start_front, start_moto,
-        Faults, REGION,
+        boto3, cw_client, epitaph, put_log_events_calls, start_front, start_moto, Faults, REGION,
     };
 
     const LOG_GROUP: &str = "/epitaph/app";
@@ -151,28 +150,18 @@ mod against_moto {
     }
 
     async fn load_account(moto: &str, now: DateTime<Utc>) -> BTreeMap<String, Vec<Value>> {
-        let asg = asg_client(moto).await;
-        asg.create_launch_configuration()
-            .launch_configuration_name("lc")
-            .image_id(AMI)
-            .instance_type("t3.micro")
-            .send()
-            .await
-            .unwrap();
-        let mut log_calls = Vec::new();
+        let mut seed = vec![
+            json!({"service": "autoscaling", "op": "create_launch_configuration",
+                                   "args": {"LaunchConfigurationName": "lc", "ImageId": AMI,
+                                            "InstanceType": "t3.micro"}}),
+        ];
         let cw = cw_client(moto).await;
         let mut activities = BTreeMap::new();
         for (group, id, t) in instances(now) {
-            asg.create_auto_scaling_group()
-                .auto_scaling_group_name(group)
-                .launch_configuration_name("lc")
-                .min_size(0)
-                .max_size(1)
-                .desired_capacity(0)
-                .availability_zones("us-east-1a")
-                .send()
-                .await
-                .unwrap();
+            seed.push(json!({"service": "autoscaling", "op": "create_auto_scaling_group",
+                             "args": {"AutoScalingGroupName": group, "LaunchConfigurationName": "lc",
+                                      "MinSize": 0, "MaxSize": 1, "DesiredCapacity": 0,
+                                      "AvailabilityZones": ["us-east-1a"]}}));
             activities.insert(
                 group.to_string(),
                 vec![json!({
@@ -194,7 +183,7 @@ mod against_moto {
                     )
                 })
                 .collect();
-            log_calls.extend(put_log_events_calls(LOG_GROUP, id, &events));
+            seed.extend(put_log_events_calls(LOG_GROUP, id, &events));
             // Six points before the end, by InstanceId alone and, in another namespace, with
             // what the agent's append_dimensions adds.
             let dim = |n: &str, v: &str| {
@@ -236,7 +225,7 @@ mod against_moto {
                     .unwrap();
             }
         }
-        boto3(moto, REGION, log_calls);
+        boto3(moto, REGION, seed);
         activities
     }
 

@@ -1,11 +1,12 @@
 //! The `aws` backend: Auto Scaling activity and inventory, CloudWatch Logs last words, and
 //! CloudWatch memory metrics.
 //!
-//! Auto Scaling and CloudWatch go through the official SDK crates; CloudWatch Logs
-//! (`logs_api.rs`, JSON 1.1) and EC2 (`ec2.rs`, Query) are spoken by hand over SigV4-signed
-//! HTTP (`signed.rs`, `sources::http`): a few calls and fields each, and their SDK crates are
-//! the largest of a cold build. One module per API; `logs.rs` and `logs_probe.rs` are the log
-//! reader and its `doctor` probe.
+//! CloudWatch goes through its SDK crate; CloudWatch Logs (`logs_api.rs`, JSON 1.1), Auto
+//! Scaling (`autoscaling.rs`, Query) and EC2 (`ec2.rs`, Query) are spoken by hand over
+//! SigV4-signed HTTP (`signed.rs` over `sources::http`; `query.rs` reads Query answers): a few
+//! calls and fields each, and their SDK crates are the largest of a cold build. One module per
+//! API; `activities.rs`, `logs.rs` (with `logs_probe.rs`, its `doctor` probe) and `metrics.rs`
+//! are the sources built on them.
 //!
 //! Credentials come from the standard chain (environment, profiles, SSO, instance and container
 //! roles, web identity for IRSA); `aws.targets` adds regions and accounts (assumed roles).
@@ -15,11 +16,13 @@
 //! `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>`.
 
 mod activities;
+pub mod autoscaling;
 pub mod ec2;
 mod logs;
 pub mod logs_api;
 mod logs_probe;
 mod metrics;
+pub mod query;
 pub mod signed;
 
 pub use activities::AwsActivities;
@@ -46,7 +49,8 @@ const SESSION_NAME: &str = "epitaph";
 pub struct Target {
     /// "us-east-1" or "arn:aws:iam::…:role/…@eu-west-1": recorded as `Termination::origin`.
     pub name: String,
-    pub autoscaling: aws_sdk_autoscaling::Client,
+    /// Auto Scaling over its Query API (no SDK crate), with this target's credentials.
+    pub autoscaling: Arc<autoscaling::AutoScaling>,
     /// CloudWatch Logs over its JSON API (no SDK crate), with this target's credentials.
     pub logs: Arc<logs_api::Logs>,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
@@ -169,7 +173,7 @@ fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
     Ok(Target {
         name,
         info,
-        autoscaling: aws_sdk_autoscaling::Client::new(conf),
+        autoscaling: Arc::new(autoscaling::AutoScaling::new(conf, aws)?),
         logs: Arc::new(logs_api::Logs::new(conf, aws)?),
         cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
         ec2,
@@ -177,14 +181,13 @@ fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
 }
 
 /// The SDK crates this backend is built on, for code that talks to the same services with
-/// the same versions (the AWS integration tests build targets and load moto's metrics and
-/// groups through these: the test build then needs no SDK dev-dependency, and a
-/// `--no-default-features` build compiles no SDK at all). CloudWatch Logs has no SDK crate
-/// here: the tests seed it through boto3.
+/// the same versions (the AWS integration tests build targets and load moto's metrics
+/// through these: the test build then needs no SDK dev-dependency, and a
+/// `--no-default-features` build compiles no SDK at all). CloudWatch Logs and Auto Scaling
+/// have no SDK crate here: the tests seed them through boto3.
 pub mod sdk {
     pub use aws_config as config;
     pub use aws_credential_types as credential_types;
-    pub use aws_sdk_autoscaling as autoscaling;
     pub use aws_sdk_cloudwatch as cloudwatch;
     pub use aws_smithy_types as smithy_types;
 }
@@ -214,7 +217,7 @@ pub(crate) fn to_smithy(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
 /// whether the service answered at all.
 pub(crate) fn call_error<E, R>(
     action: &str,
-    e: &aws_sdk_autoscaling::error::SdkError<E, R>,
+    e: &aws_sdk_cloudwatch::error::SdkError<E, R>,
 ) -> crate::sources::probe::CallError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
@@ -229,8 +232,8 @@ where
             .map(str::to_string),
         answered: matches!(
             e,
-            aws_sdk_autoscaling::error::SdkError::ServiceError(_)
-                | aws_sdk_autoscaling::error::SdkError::ResponseError(_)
+            aws_sdk_cloudwatch::error::SdkError::ServiceError(_)
+                | aws_sdk_cloudwatch::error::SdkError::ResponseError(_)
         ),
         message: describe(op, e),
     }
