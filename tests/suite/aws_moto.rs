@@ -5,10 +5,7 @@
 //! every other request to moto. The front also injects faults: throttling on the activity
 //! calls, and 5xx on one instance's log fetch. Every request stays on 127.0.0.1.
 
-use epitaph::sources::aws::sdk::{
-    cloudwatch as aws_sdk_cloudwatch, config as aws_config,
-    credential_types as aws_credential_types, smithy_types as aws_smithy_types,
-};
+use epitaph::sources::aws::sdk::{config as aws_config, credential_types as aws_credential_types};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -440,15 +437,18 @@ pub(crate) fn put_log_events_calls(
 /// Events per PutLogEvents call when seeding (the API takes up to 10,000 and 1 MB).
 const LOG_EVENTS_PER_PUT: usize = 5000;
 
-pub(crate) async fn cw_client(url: &str) -> aws_sdk_cloudwatch::Client {
-    let conf = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(creds())
-        .http_client(epitaph::sources::aws::http_client())
-        .endpoint_url(url)
-        .build();
-    aws_sdk_cloudwatch::Client::from_conf(conf)
+/// Datums per PutMetricData call when seeding.
+pub(crate) const METRIC_DATA_PER_PUT: usize = 1000;
+
+/// A `mem_used_percent` datum (percent) for boto3's PutMetricData: seconds since the epoch,
+/// the value, and the dimensions.
+pub(crate) fn memory_datum(t: i64, v: f64, dimensions: &[(&str, &str)]) -> Value {
+    let dims: Vec<Value> = dimensions
+        .iter()
+        .map(|(n, v)| json!({"Name": n, "Value": v}))
+        .collect();
+    json!({"MetricName": "mem_used_percent", "Dimensions": dims, "Timestamp": t,
+           "Value": v, "Unit": "Percent"})
 }
 
 /// A target on `url` (moto) with the test credentials, built as `AwsContext::load` builds
@@ -574,8 +574,6 @@ async fn load_fleet_into_moto(moto: &str, dir: &Path, metric_tail: Option<usize>
     for (id, events) in fleet_logs(dir) {
         calls.extend(put_log_events_calls(LOG_GROUP, &id, &events));
     }
-    boto3(moto, REGION, calls);
-    let cw = cw_client(moto).await;
     let mut datums = Vec::new();
     for (n, (id, mut pts)) in fleet_metrics(dir).into_iter().enumerate() {
         // One impossible datapoint (99,999 % — an agent bug) in the first series: skipped and
@@ -587,30 +585,14 @@ async fn load_fleet_into_moto(moto: &str, dir: &Path, metric_tail: Option<usize>
         }
         let skip = metric_tail.map_or(0, |k| pts.len().saturating_sub(k));
         for (t, v) in pts.into_iter().skip(skip) {
-            datums.push(
-                aws_sdk_cloudwatch::types::MetricDatum::builder()
-                    .metric_name("mem_used_percent")
-                    .dimensions(
-                        aws_sdk_cloudwatch::types::Dimension::builder()
-                            .name("InstanceId")
-                            .value(&id)
-                            .build(),
-                    )
-                    .timestamp(aws_smithy_types::DateTime::from_secs(t))
-                    .value(v)
-                    .unit(aws_sdk_cloudwatch::types::StandardUnit::Percent)
-                    .build(),
-            );
+            datums.push(memory_datum(t, v, &[("InstanceId", &id)]));
         }
     }
-    for chunk in datums.chunks(1000) {
-        cw.put_metric_data()
-            .namespace("CWAgent")
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap();
+    for chunk in datums.chunks(METRIC_DATA_PER_PUT) {
+        calls.push(json!({"service": "cloudwatch", "op": "put_metric_data",
+                          "args": {"Namespace": "CWAgent", "MetricData": chunk}}));
     }
+    boto3(moto, REGION, calls);
 }
 
 fn write_config(dir: &Path, front: &str, groups: &[String]) -> PathBuf {

@@ -121,7 +121,7 @@ mod against_moto {
 
     use super::check;
     use crate::aws_moto::{
-        boto3, cw_client, epitaph, put_log_events_calls, start_front, start_moto, Faults, REGION,
+        boto3, epitaph, memory_datum, put_log_events_calls, start_front, start_moto, Faults, REGION,
     };
 
     const LOG_GROUP: &str = "/epitaph/app";
@@ -155,7 +155,6 @@ mod against_moto {
                                    "args": {"LaunchConfigurationName": "lc", "ImageId": AMI,
                                             "InstanceType": "t3.micro"}}),
         ];
-        let cw = cw_client(moto).await;
         let mut activities = BTreeMap::new();
         for (group, id, t) in instances(now) {
             seed.push(json!({"service": "autoscaling", "op": "create_auto_scaling_group",
@@ -186,43 +185,29 @@ mod against_moto {
             seed.extend(put_log_events_calls(LOG_GROUP, id, &events));
             // Six points before the end, by InstanceId alone and, in another namespace, with
             // what the agent's append_dimensions adds.
-            let dim = |n: &str, v: &str| {
-                aws_sdk_cloudwatch::types::Dimension::builder()
-                    .name(n)
-                    .value(v)
-                    .build()
-            };
             for (namespace, dims) in [
-                ("CWAgent", vec![dim("InstanceId", id)]),
+                ("CWAgent", vec![("InstanceId", id)]),
                 (
                     APPENDED_NAMESPACE,
                     vec![
-                        dim("InstanceId", id),
-                        dim("AutoScalingGroupName", group),
-                        dim("ImageId", AMI),
-                        dim("InstanceType", "t3.micro"),
+                        ("InstanceId", id),
+                        ("AutoScalingGroupName", group),
+                        ("ImageId", AMI),
+                        ("InstanceType", "t3.micro"),
                     ],
                 ),
             ] {
-                let data: Vec<_> = (0..6)
+                let data: Vec<Value> = (0..6)
                     .map(|k| {
-                        aws_sdk_cloudwatch::types::MetricDatum::builder()
-                            .metric_name("mem_used_percent")
-                            .set_dimensions(Some(dims.clone()))
-                            .timestamp(aws_smithy_types::DateTime::from_secs(
-                                (t - Duration::minutes(5 * k)).timestamp(),
-                            ))
-                            .value(40.0 + k as f64)
-                            .unit(aws_sdk_cloudwatch::types::StandardUnit::Percent)
-                            .build()
+                        memory_datum(
+                            (t - Duration::minutes(5 * k)).timestamp(),
+                            40.0 + k as f64,
+                            &dims,
+                        )
                     })
                     .collect();
-                cw.put_metric_data()
-                    .namespace(namespace)
-                    .set_metric_data(Some(data))
-                    .send()
-                    .await
-                    .unwrap();
+                seed.push(json!({"service": "cloudwatch", "op": "put_metric_data",
+                                 "args": {"Namespace": namespace, "MetricData": data}}));
             }
         }
         boto3(moto, REGION, seed);

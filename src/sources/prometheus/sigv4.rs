@@ -113,7 +113,7 @@ impl Sigv4 {
                 self.key.clone(),
                 format!(
                     "no AWS credentials: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    crate::sources::aws::error_chain(&e)
                 ),
             )
         })?;
