@@ -33,6 +33,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 pub const RETRYABLE_STATUSES: [u16; 4] = [429, 502, 503, 504];
 /// How much of an error answer is kept for the message.
 pub const MAX_ERROR_BODY_BYTES: usize = 4096;
+/// The header AWS JSON APIs name their error code in (kept in [`HttpFailure::error_type`]).
+pub const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
 /// A connection that is not up after this long (or the request timeout, if shorter) fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -60,6 +62,9 @@ pub struct HttpFailure {
     pub attempts: u32,
     /// Set when the server asked to wait longer than `MAX_RETRY_AFTER`.
     pub retry_after_too_long: Option<Duration>,
+    /// The answer's `x-amzn-ErrorType` header (AWS JSON APIs may name their error code only
+    /// there), as sent.
+    pub error_type: Option<String>,
 }
 
 impl HttpFailure {
@@ -188,6 +193,17 @@ impl HttpClient {
         op: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> std::result::Result<Reply, HttpFailure> {
+        self.send_retrying(op, build, |_| false).await
+    }
+
+    /// [`send`](Self::send), also retrying the error answers `retry_also` picks (an API that
+    /// says "throttled" with HTTP 400, as AWS's do).
+    pub async fn send_retrying(
+        &self,
+        op: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        retry_also: impl Fn(&HttpFailure) -> bool,
+    ) -> std::result::Result<Reply, HttpFailure> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -201,6 +217,7 @@ impl HttpClient {
                     detail: "the client is shutting down".into(),
                     attempts: attempt,
                     retry_after_too_long: None,
+                    error_type: None,
                 })?;
             if let Some(l) = &self.limiter {
                 l.acquire(op).await;
@@ -224,26 +241,35 @@ impl HttpClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| crate::sinks::deliver::parse_retry_after(v, Utc::now()))
                         .and_then(|d| d.to_std().ok());
+                    let error_type = resp
+                        .headers()
+                        .get(ERROR_TYPE_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
                     let body = error_body(resp).await;
-                    // A throttle (429, or AWS's 400 ThrottlingException and kin) slows every
-                    // request of this operation sharing the limiter, and is retried.
-                    let throttle = crate::sources::ratelimit::is_throttle(status, &body);
+                    // A throttle (429, or AWS's 400 ThrottlingException and kin, in the body or
+                    // the x-amzn-ErrorType header) slows every request of this operation
+                    // sharing the limiter, and is retried.
+                    let throttle = crate::sources::ratelimit::is_throttle(status, &body)
+                        || error_type
+                            .as_deref()
+                            .is_some_and(|t| crate::sources::ratelimit::is_throttle(400, t));
                     if throttle {
                         self.calls.count(&format!("{op} (throttled)"));
                         if let Some(l) = &self.limiter {
                             l.throttled(op);
                         }
                     }
-                    (
-                        HttpFailure {
-                            status: Some(status),
-                            detail: body,
-                            attempts: attempt,
-                            retry_after_too_long: None,
-                        },
-                        throttle || RETRYABLE_STATUSES.contains(&status),
-                        retry_after,
-                    )
+                    let failure = HttpFailure {
+                        status: Some(status),
+                        detail: body,
+                        attempts: attempt,
+                        retry_after_too_long: None,
+                        error_type,
+                    };
+                    let retry =
+                        throttle || RETRYABLE_STATUSES.contains(&status) || retry_also(&failure);
+                    (failure, retry, retry_after)
                 }
                 Err(e) => {
                     let retry = e.is_timeout() || e.is_connect() || e.is_request();
@@ -253,6 +279,7 @@ impl HttpClient {
                             detail: describe_transport(e),
                             attempts: attempt,
                             retry_after_too_long: None,
+                            error_type: None,
                         },
                         retry,
                         None,
@@ -632,6 +659,7 @@ mod tests {
             detail: "busy".into(),
             attempts: 3,
             retry_after_too_long: Some(secs(120)),
+            error_type: None,
         };
         let d = f.describe("busy");
         assert!(d.starts_with("HTTP 503 after 3 attempts: busy"), "{d}");
@@ -641,6 +669,7 @@ mod tests {
             detail: "could not connect: refused".into(),
             attempts: 1,
             retry_after_too_long: None,
+            error_type: None,
         };
         assert_eq!(f.describe(&f.detail), "could not connect: refused");
     }

@@ -4,16 +4,14 @@
 //! 8-digit id is not taken for a longer id it prefixes, and a missing group in `log_groups` is
 //! an error naming its key.
 
-use epitaph::sources::aws::sdk::cloudwatchlogs as aws_sdk_cloudwatchlogs;
-
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use epitaph::config::SourceConfig;
-use epitaph::sources::aws::{AwsContext, AwsLogs, Target};
+use epitaph::sources::aws::{AwsContext, AwsLogs};
 use epitaph::sources::{LastWordsQuery, LogSource};
 
-use crate::aws_moto::{asg_client, cw_client, logs_client, start_moto, Moto, REGION};
+use crate::aws_moto::{boto3, put_log_events_calls, start_moto, target, Moto, REGION};
 
 const MAIN: &str = "/lookup/app";
 const SYSTEM: &str = "/lookup/system";
@@ -24,43 +22,17 @@ const OLD: &str = "i-1234abcd";
 const LONGER: &str = "i-1234abcdef0123456";
 
 async fn put(moto: &Moto, group: &str, stream: &str, lines: &[(i64, &str)]) {
-    let logs = logs_client(&moto.url).await;
-    let _ = logs.create_log_group().log_group_name(group).send().await;
-    logs.create_log_stream()
-        .log_group_name(group)
-        .log_stream_name(stream)
-        .send()
-        .await
-        .unwrap();
-    let events = lines
-        .iter()
-        .map(|(ms, m)| {
-            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                .timestamp(*ms)
-                .message(*m)
-                .build()
-                .unwrap()
-        })
-        .collect::<Vec<_>>();
-    logs.put_log_events()
-        .log_group_name(group)
-        .log_stream_name(stream)
-        .set_log_events(Some(events))
-        .send()
-        .await
-        .unwrap();
+    let events: Vec<(i64, String)> = lines.iter().map(|(ms, m)| (*ms, m.to_string())).collect();
+    boto3(
+        &moto.url,
+        REGION,
+        put_log_events_calls(group, stream, &events),
+    );
 }
 
 async fn source(moto: &Moto, lookup: &str, pattern: &str, groups: &[&str]) -> AwsLogs {
     let ctx = AwsContext {
-        targets: Arc::new(vec![Target {
-            name: REGION.into(),
-            autoscaling: asg_client(&moto.url).await,
-            logs: logs_client(&moto.url).await,
-            cloudwatch: cw_client(&moto.url).await,
-            ec2: None,
-            info: Default::default(),
-        }]),
+        targets: Arc::new(vec![target(&moto.url)]),
     };
     let cfg = SourceConfig {
         kind: "aws".into(),

@@ -5,11 +5,7 @@
 //! every other request to moto. The front also injects faults: throttling on the activity
 //! calls, and 5xx on one instance's log fetch. Every request stays on 127.0.0.1.
 
-use epitaph::sources::aws::sdk::{
-    autoscaling as aws_sdk_autoscaling, cloudwatch as aws_sdk_cloudwatch,
-    cloudwatchlogs as aws_sdk_cloudwatchlogs, credential_types as aws_credential_types,
-    smithy_types as aws_smithy_types,
-};
+use epitaph::sources::aws::sdk::{config as aws_config, credential_types as aws_credential_types};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -20,9 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_config::Region;
 use aws_credential_types::Credentials;
-use aws_sdk_autoscaling::config::Region;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub(crate) const REGION: &str = "us-east-1";
 
@@ -388,37 +384,87 @@ pub(crate) fn creds() -> Credentials {
     Credentials::new("testing", "testing", None, None, "epitaph-tests")
 }
 
-pub(crate) async fn logs_client(url: &str) -> aws_sdk_cloudwatchlogs::Client {
-    let conf = aws_sdk_cloudwatchlogs::Config::builder()
-        .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(creds())
-        .http_client(epitaph::sources::aws::http_client())
-        .endpoint_url(url)
-        .build();
-    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+/// The script that seeds moto through boto3 (its venv is moto's).
+const SEED_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aws/seed.py");
+
+/// Makes `calls` against moto at `url` through boto3 (`tests/aws/seed.py`: each call is
+/// `{"service", "op", "args"}`, optionally `"region"` and `"ignore"`: error codes that are
+/// fine) and returns their answers.
+pub(crate) fn boto3(url: &str, region: &str, calls: Vec<Value>) -> Vec<Value> {
+    let spec = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        spec.path(),
+        serde_json::to_vec(&json!({"endpoint": url, "region": region, "calls": calls})).unwrap(),
+    )
+    .unwrap();
+    let python = moto_bin().with_file_name("python");
+    let out = crate::common::output_timeout(
+        Command::new(&python).arg(SEED_SCRIPT).arg(spec.path()),
+        crate::common::CHILD_EXIT_BOUND,
+    );
+    assert!(
+        out.status.success(),
+        "boto3 seeding: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
-pub(crate) async fn cw_client(url: &str) -> aws_sdk_cloudwatch::Client {
-    let conf = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(creds())
-        .http_client(epitaph::sources::aws::http_client())
-        .endpoint_url(url)
-        .build();
-    aws_sdk_cloudwatch::Client::from_conf(conf)
+/// The boto3 calls that create a log stream (and its group unless it exists) and put
+/// `events` (millis, message) into it, in batches PutLogEvents accepts.
+pub(crate) fn put_log_events_calls(
+    group: &str,
+    stream: &str,
+    events: &[(i64, String)],
+) -> Vec<Value> {
+    let mut calls = vec![
+        json!({"service": "logs", "op": "create_log_group",
+               "args": {"logGroupName": group}, "ignore": ["ResourceAlreadyExistsException"]}),
+        json!({"service": "logs", "op": "create_log_stream",
+               "args": {"logGroupName": group, "logStreamName": stream}}),
+    ];
+    for chunk in events.chunks(LOG_EVENTS_PER_PUT) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|(t, m)| json!({"timestamp": t, "message": if m.is_empty() { " " } else { m.as_str() }}))
+            .collect();
+        calls.push(json!({"service": "logs", "op": "put_log_events",
+                          "args": {"logGroupName": group, "logStreamName": stream, "logEvents": batch}}));
+    }
+    calls
 }
 
-pub(crate) async fn asg_client(url: &str) -> aws_sdk_autoscaling::Client {
-    let conf = aws_sdk_autoscaling::Config::builder()
-        .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
+/// Events per PutLogEvents call when seeding (the API takes up to 10,000 and 1 MB).
+const LOG_EVENTS_PER_PUT: usize = 5000;
+
+/// Datums per PutMetricData call when seeding.
+pub(crate) const METRIC_DATA_PER_PUT: usize = 1000;
+
+/// A `mem_used_percent` datum (percent) for boto3's PutMetricData: seconds since the epoch,
+/// the value, and the dimensions.
+pub(crate) fn memory_datum(t: i64, v: f64, dimensions: &[(&str, &str)]) -> Value {
+    let dims: Vec<Value> = dimensions
+        .iter()
+        .map(|(n, v)| json!({"Name": n, "Value": v}))
+        .collect();
+    json!({"MetricName": "mem_used_percent", "Dimensions": dims, "Timestamp": t,
+           "Value": v, "Unit": "Percent"})
+}
+
+/// A target on `url` (moto) with the test credentials, built as `AwsContext::load` builds
+/// each target.
+pub(crate) fn target(url: &str) -> epitaph::sources::aws::Target {
+    let conf = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
         .region(Region::new(REGION))
-        .credentials_provider(creds())
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(creds()),
+        )
         .http_client(epitaph::sources::aws::http_client())
         .endpoint_url(url)
         .build();
-    aws_sdk_autoscaling::Client::from_conf(conf)
+    epitaph::sources::aws::Target::new(REGION.into(), &conf, &epitaph::config::AwsConfig::default())
+        .unwrap()
 }
 
 /// Log events of a simulated fleet, by instance: (millis, message).
@@ -523,40 +569,11 @@ const MAX_ATTEMPTS: usize = 4;
 const BENCH_TAIL_POINTS: usize = 12;
 
 async fn load_fleet_into_moto(moto: &str, dir: &Path, metric_tail: Option<usize>) {
-    let logs = logs_client(moto).await;
-    logs.create_log_group()
-        .log_group_name(LOG_GROUP)
-        .send()
-        .await
-        .unwrap();
+    let mut calls = vec![json!({"service": "logs", "op": "create_log_group",
+                                "args": {"logGroupName": LOG_GROUP}})];
     for (id, events) in fleet_logs(dir) {
-        logs.create_log_stream()
-            .log_group_name(LOG_GROUP)
-            .log_stream_name(&id)
-            .send()
-            .await
-            .unwrap();
-        for chunk in events.chunks(5000) {
-            let batch: Vec<_> = chunk
-                .iter()
-                .map(|(t, m)| {
-                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                        .timestamp(*t)
-                        .message(if m.is_empty() { " " } else { m.as_str() })
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            logs.put_log_events()
-                .log_group_name(LOG_GROUP)
-                .log_stream_name(&id)
-                .set_log_events(Some(batch))
-                .send()
-                .await
-                .unwrap();
-        }
+        calls.extend(put_log_events_calls(LOG_GROUP, &id, &events));
     }
-    let cw = cw_client(moto).await;
     let mut datums = Vec::new();
     for (n, (id, mut pts)) in fleet_metrics(dir).into_iter().enumerate() {
         // One impossible datapoint (99,999 % — an agent bug) in the first series: skipped and
@@ -568,30 +585,14 @@ async fn load_fleet_into_moto(moto: &str, dir: &Path, metric_tail: Option<usize>
         }
         let skip = metric_tail.map_or(0, |k| pts.len().saturating_sub(k));
         for (t, v) in pts.into_iter().skip(skip) {
-            datums.push(
-                aws_sdk_cloudwatch::types::MetricDatum::builder()
-                    .metric_name("mem_used_percent")
-                    .dimensions(
-                        aws_sdk_cloudwatch::types::Dimension::builder()
-                            .name("InstanceId")
-                            .value(&id)
-                            .build(),
-                    )
-                    .timestamp(aws_smithy_types::DateTime::from_secs(t))
-                    .value(v)
-                    .unit(aws_sdk_cloudwatch::types::StandardUnit::Percent)
-                    .build(),
-            );
+            datums.push(memory_datum(t, v, &[("InstanceId", &id)]));
         }
     }
-    for chunk in datums.chunks(1000) {
-        cw.put_metric_data()
-            .namespace("CWAgent")
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap();
+    for chunk in datums.chunks(METRIC_DATA_PER_PUT) {
+        calls.push(json!({"service": "cloudwatch", "op": "put_metric_data",
+                          "args": {"Namespace": "CWAgent", "MetricData": chunk}}));
     }
+    boto3(moto, REGION, calls);
 }
 
 fn write_config(dir: &Path, front: &str, groups: &[String]) -> PathBuf {
@@ -1038,45 +1039,36 @@ async fn hung_calls_are_cut_by_their_timeouts_and_metric_pages_are_followed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_and_running_instances_come_from_auto_scaling() {
     let moto = start_moto();
-    let asg = asg_client(&moto.url).await;
-    asg.create_launch_configuration()
-        .launch_configuration_name("web-v7")
-        .image_id("ami-12c6146b")
-        .instance_type("t3.micro")
-        .send()
-        .await
-        .unwrap();
-    asg.create_auto_scaling_group()
-        .auto_scaling_group_name("web")
-        .launch_configuration_name("web-v7")
-        .min_size(2)
-        .max_size(4)
-        .desired_capacity(2)
-        .availability_zones("us-east-1a")
-        .send()
-        .await
-        .unwrap();
-    let groups = asg
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names("web")
-        .send()
-        .await
-        .unwrap();
-    let ids: Vec<String> = groups.auto_scaling_groups()[0]
-        .instances()
+    let answers = boto3(
+        &moto.url,
+        REGION,
+        vec![
+            json!({"service": "autoscaling", "op": "create_launch_configuration",
+                   "args": {"LaunchConfigurationName": "web-v7", "ImageId": "ami-12c6146b",
+                            "InstanceType": "t3.micro"}}),
+            json!({"service": "autoscaling", "op": "create_auto_scaling_group",
+                   "args": {"AutoScalingGroupName": "web", "LaunchConfigurationName": "web-v7",
+                            "MinSize": 2, "MaxSize": 4, "DesiredCapacity": 2,
+                            "AvailabilityZones": ["us-east-1a"]}}),
+            json!({"service": "autoscaling", "op": "describe_auto_scaling_groups",
+                   "args": {"AutoScalingGroupNames": ["web"]}}),
+        ],
+    );
+    let ids: Vec<String> = answers[2]["AutoScalingGroups"][0]["Instances"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter_map(|i| i.instance_id().map(str::to_string))
+        .filter_map(|i| i["InstanceId"].as_str().map(str::to_string))
         .collect();
     assert_eq!(ids.len(), 2);
 
     let dir = tempfile::tempdir().unwrap();
-    logs_client(&moto.url)
-        .await
-        .create_log_group()
-        .log_group_name(LOG_GROUP)
-        .send()
-        .await
-        .unwrap();
+    boto3(
+        &moto.url,
+        REGION,
+        vec![json!({"service": "logs", "op": "create_log_group",
+                    "args": {"logGroupName": LOG_GROUP}})],
+    );
     // No groups configured: every group in the region is listed (and its inventory recorded).
     let text = format!(
         "[deployment]\nidentity = \"launch_template\"\n[state]\npath = \"s.db\"\n[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n\

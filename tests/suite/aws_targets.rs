@@ -2,103 +2,50 @@
 //! and untagged. Only tagged groups are read, each instance's last words come from its own
 //! region (its `origin`), and an instance of an untagged group is never analysed.
 
-use epitaph::sources::aws::sdk::{
-    autoscaling as aws_sdk_autoscaling, cloudwatchlogs as aws_sdk_cloudwatchlogs,
-};
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_sdk_autoscaling::config::Region;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::aws_moto::{creds, epitaph, start_front, start_moto, Faults};
+use crate::aws_moto::{boto3, epitaph, put_log_events_calls, start_front, start_moto, Faults};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "eu-west-1";
 const LOG_GROUP: &str = "/targets/app";
 const TAG: (&str, &str) = ("epitaph", "enabled");
 
-fn asg(url: &str, region: &str) -> aws_sdk_autoscaling::Client {
-    aws_sdk_autoscaling::Client::from_conf(
-        aws_sdk_autoscaling::Config::builder()
-            .behavior_version(aws_sdk_autoscaling::config::BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .credentials_provider(creds())
-            .http_client(epitaph::sources::aws::http_client())
-            .endpoint_url(url)
-            .build(),
-    )
-}
-
-fn logs(url: &str, region: &str) -> aws_sdk_cloudwatchlogs::Client {
-    aws_sdk_cloudwatchlogs::Client::from_conf(
-        aws_sdk_cloudwatchlogs::Config::builder()
-            .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .credentials_provider(creds())
-            .http_client(epitaph::sources::aws::http_client())
-            .endpoint_url(url)
-            .build(),
-    )
-}
-
 /// A group in `region`, tagged with [`TAG`] when `tagged`.
 async fn group(url: &str, region: &str, name: &str, tagged: bool) {
-    let c = asg(url, region);
-    c.create_launch_configuration()
-        .launch_configuration_name(format!("{name}-v1"))
-        .image_id("ami-12c6146b")
-        .instance_type("t3.micro")
-        .send()
-        .await
-        .unwrap();
-    let mut req = c
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(name)
-        .launch_configuration_name(format!("{name}-v1"))
-        .min_size(0)
-        .max_size(1)
-        .desired_capacity(0)
-        .availability_zones(format!("{region}a"));
+    let mut create = json!({"AutoScalingGroupName": name,
+                            "LaunchConfigurationName": format!("{name}-v1"),
+                            "MinSize": 0, "MaxSize": 1, "DesiredCapacity": 0,
+                            "AvailabilityZones": [format!("{region}a")]});
     if tagged {
-        req = req.tags(
-            aws_sdk_autoscaling::types::Tag::builder()
-                .key(TAG.0)
-                .value(TAG.1)
-                .resource_id(name)
-                .resource_type("auto-scaling-group")
-                .propagate_at_launch(false)
-                .build(),
-        );
+        create["Tags"] = json!([{"Key": TAG.0, "Value": TAG.1, "ResourceId": name,
+                                 "ResourceType": "auto-scaling-group",
+                                 "PropagateAtLaunch": false}]);
     }
-    req.send().await.unwrap();
+    boto3(
+        url,
+        region,
+        vec![
+            json!({"service": "autoscaling", "op": "create_launch_configuration",
+                   "args": {"LaunchConfigurationName": format!("{name}-v1"),
+                            "ImageId": "ami-12c6146b", "InstanceType": "t3.micro"}}),
+            json!({"service": "autoscaling", "op": "create_auto_scaling_group", "args": create}),
+        ],
+    );
 }
 
 /// The instance's last words, in its region's log group.
 async fn last_words(url: &str, region: &str, id: &str, at: chrono::DateTime<Utc>) {
-    let c = logs(url, region);
-    let _ = c.create_log_group().log_group_name(LOG_GROUP).send().await;
-    c.create_log_stream()
-        .log_group_name(LOG_GROUP)
-        .log_stream_name(id)
-        .send()
-        .await
-        .unwrap();
-    c.put_log_events()
-        .log_group_name(LOG_GROUP)
-        .log_stream_name(id)
-        .log_events(
-            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                .timestamp((at - Duration::seconds(5)).timestamp_millis())
-                .message("FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let events = [(
+        (at - Duration::seconds(5)).timestamp_millis(),
+        "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"
+            .to_string(),
+    )];
+    boto3(url, region, put_log_events_calls(LOG_GROUP, id, &events));
 }
 
 fn termination(group: &str, id: &str, at: chrono::DateTime<Utc>) -> Value {

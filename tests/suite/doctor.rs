@@ -121,7 +121,7 @@ mod against_moto {
 
     use super::check;
     use crate::aws_moto::{
-        asg_client, cw_client, epitaph, logs_client, start_front, start_moto, Faults, REGION,
+        boto3, epitaph, memory_datum, put_log_events_calls, start_front, start_moto, Faults, REGION,
     };
 
     const LOG_GROUP: &str = "/epitaph/app";
@@ -150,33 +150,17 @@ mod against_moto {
     }
 
     async fn load_account(moto: &str, now: DateTime<Utc>) -> BTreeMap<String, Vec<Value>> {
-        let asg = asg_client(moto).await;
-        asg.create_launch_configuration()
-            .launch_configuration_name("lc")
-            .image_id(AMI)
-            .instance_type("t3.micro")
-            .send()
-            .await
-            .unwrap();
-        let logs = logs_client(moto).await;
-        logs.create_log_group()
-            .log_group_name(LOG_GROUP)
-            .send()
-            .await
-            .unwrap();
-        let cw = cw_client(moto).await;
+        let mut seed = vec![
+            json!({"service": "autoscaling", "op": "create_launch_configuration",
+                                   "args": {"LaunchConfigurationName": "lc", "ImageId": AMI,
+                                            "InstanceType": "t3.micro"}}),
+        ];
         let mut activities = BTreeMap::new();
         for (group, id, t) in instances(now) {
-            asg.create_auto_scaling_group()
-                .auto_scaling_group_name(group)
-                .launch_configuration_name("lc")
-                .min_size(0)
-                .max_size(1)
-                .desired_capacity(0)
-                .availability_zones("us-east-1a")
-                .send()
-                .await
-                .unwrap();
+            seed.push(json!({"service": "autoscaling", "op": "create_auto_scaling_group",
+                             "args": {"AutoScalingGroupName": group, "LaunchConfigurationName": "lc",
+                                      "MinSize": 0, "MaxSize": 1, "DesiredCapacity": 0,
+                                      "AvailabilityZones": ["us-east-1a"]}}));
             activities.insert(
                 group.to_string(),
                 vec![json!({
@@ -189,70 +173,44 @@ mod against_moto {
                     "StatusCode": "Successful",
                 })],
             );
-            logs.create_log_stream()
-                .log_group_name(LOG_GROUP)
-                .log_stream_name(id)
-                .send()
-                .await
-                .unwrap();
-            let events: Vec<_> = [60, 30, 5]
+            let events: Vec<(i64, String)> = [60, 30, 5]
                 .iter()
                 .map(|s| {
-                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                        .timestamp((t - Duration::seconds(*s)).timestamp_millis())
-                        .message(format!("serving, {s}s before the end"))
-                        .build()
-                        .unwrap()
+                    (
+                        (t - Duration::seconds(*s)).timestamp_millis(),
+                        format!("serving, {s}s before the end"),
+                    )
                 })
                 .collect();
-            logs.put_log_events()
-                .log_group_name(LOG_GROUP)
-                .log_stream_name(id)
-                .set_log_events(Some(events))
-                .send()
-                .await
-                .unwrap();
+            seed.extend(put_log_events_calls(LOG_GROUP, id, &events));
             // Six points before the end, by InstanceId alone and, in another namespace, with
             // what the agent's append_dimensions adds.
-            let dim = |n: &str, v: &str| {
-                aws_sdk_cloudwatch::types::Dimension::builder()
-                    .name(n)
-                    .value(v)
-                    .build()
-            };
             for (namespace, dims) in [
-                ("CWAgent", vec![dim("InstanceId", id)]),
+                ("CWAgent", vec![("InstanceId", id)]),
                 (
                     APPENDED_NAMESPACE,
                     vec![
-                        dim("InstanceId", id),
-                        dim("AutoScalingGroupName", group),
-                        dim("ImageId", AMI),
-                        dim("InstanceType", "t3.micro"),
+                        ("InstanceId", id),
+                        ("AutoScalingGroupName", group),
+                        ("ImageId", AMI),
+                        ("InstanceType", "t3.micro"),
                     ],
                 ),
             ] {
-                let data: Vec<_> = (0..6)
+                let data: Vec<Value> = (0..6)
                     .map(|k| {
-                        aws_sdk_cloudwatch::types::MetricDatum::builder()
-                            .metric_name("mem_used_percent")
-                            .set_dimensions(Some(dims.clone()))
-                            .timestamp(aws_smithy_types::DateTime::from_secs(
-                                (t - Duration::minutes(5 * k)).timestamp(),
-                            ))
-                            .value(40.0 + k as f64)
-                            .unit(aws_sdk_cloudwatch::types::StandardUnit::Percent)
-                            .build()
+                        memory_datum(
+                            (t - Duration::minutes(5 * k)).timestamp(),
+                            40.0 + k as f64,
+                            &dims,
+                        )
                     })
                     .collect();
-                cw.put_metric_data()
-                    .namespace(namespace)
-                    .set_metric_data(Some(data))
-                    .send()
-                    .await
-                    .unwrap();
+                seed.push(json!({"service": "cloudwatch", "op": "put_metric_data",
+                                 "args": {"Namespace": namespace, "MetricData": data}}));
             }
         }
+        boto3(moto, REGION, seed);
         activities
     }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 
-use super::{call_error, describe, to_chrono, AwsContext, CallCounter, Target};
+use super::autoscaling as api;
+use super::{AwsContext, CallCounter, Target};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::model::{InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
@@ -82,17 +83,11 @@ impl AwsActivities {
                 self.calls.count("autoscaling:DescribeAutoScalingGroups");
                 let resp = t
                     .autoscaling
-                    .describe_auto_scaling_groups()
-                    .set_auto_scaling_group_names(names.clone())
-                    .max_records(PAGE_SIZE)
-                    .set_next_token(token.take())
-                    .send()
+                    .describe_groups(names.as_deref(), PAGE_SIZE, token.as_deref())
                     .await
-                    .map_err(|e| {
-                        Error::source(&t.name, describe("DescribeAutoScalingGroups", &e))
-                    })?;
-                out.extend(resp.auto_scaling_groups().iter().map(group_from_sdk));
-                token = resp.next_token().map(str::to_string);
+                    .map_err(|e| Error::source(&t.name, e.message))?;
+                out.extend(resp.items.iter().map(group_from_api));
+                token = resp.next_token;
                 if token.is_none() {
                     break;
                 }
@@ -118,16 +113,12 @@ impl AwsActivities {
             self.calls.count("autoscaling:DescribeScalingActivities");
             let resp = t
                 .autoscaling
-                .describe_scaling_activities()
-                .auto_scaling_group_name(group)
-                .max_records(PAGE_SIZE)
-                .set_next_token(token.take())
-                .send()
+                .describe_activities(Some(group), PAGE_SIZE, token.as_deref())
                 .await
-                .map_err(|e| Error::source(&t.name, describe("DescribeScalingActivities", &e)))?;
+                .map_err(|e| Error::source(&t.name, e.message))?;
             let older_than_window =
-                page_terminations(t, group, resp.activities(), since, &mut terms, &mut skipped);
-            token = resp.next_token().map(str::to_string);
+                page_terminations(t, group, &resp.items, since, &mut terms, &mut skipped);
+            token = resp.next_token;
             if token.is_none() || older_than_window {
                 break;
             }
@@ -139,8 +130,8 @@ impl AwsActivities {
     /// every group (for names to suggest), and one page of activities of a few selected groups
     /// (terminations since `since`, newest first). Every call is made once, cheaply.
     pub async fn probe(&self, t: &Target, since: chrono::DateTime<chrono::Utc>) -> ActivitiesProbe {
-        const LIST: &str = "autoscaling:DescribeAutoScalingGroups";
-        const ACTIVITIES: &str = "autoscaling:DescribeScalingActivities";
+        const LIST: &str = api::DESCRIBE_GROUPS;
+        const ACTIVITIES: &str = api::DESCRIBE_ACTIVITIES;
         let mut calls = Vec::new();
         let named = if self.groups.is_empty() {
             None
@@ -150,17 +141,11 @@ impl AwsActivities {
                 self.calls.count(LIST);
                 let r = t
                     .autoscaling
-                    .describe_auto_scaling_groups()
-                    .set_auto_scaling_group_names(Some(chunk.to_vec()))
-                    .max_records(PAGE_SIZE)
-                    .send()
-                    .await
-                    .map_err(|e| call_error(LIST, &e));
+                    .describe_groups(Some(chunk), PAGE_SIZE, None)
+                    .await;
                 calls.push(CallRecord::of(LIST, &r));
                 match (r, &mut found) {
-                    (Ok(r), Ok(found)) => {
-                        found.extend(r.auto_scaling_groups().iter().map(group_seen))
-                    }
+                    (Ok(r), Ok(found)) => found.extend(r.items.iter().map(group_seen)),
                     (Err(e), _) => {
                         found = Err(e);
                         break;
@@ -176,18 +161,13 @@ impl AwsActivities {
             self.calls.count(LIST);
             let r = t
                 .autoscaling
-                .describe_auto_scaling_groups()
-                .max_records(PAGE_SIZE)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error(LIST, &e));
+                .describe_groups(None, PAGE_SIZE, token.take().as_deref())
+                .await;
             calls.push(CallRecord::of(LIST, &r));
             match (r, &mut listing) {
                 (Ok(r), Ok(l)) => {
-                    l.items
-                        .extend(r.auto_scaling_groups().iter().map(group_seen));
-                    token = r.next_token().map(str::to_string);
+                    l.items.extend(r.items.iter().map(group_seen));
+                    token = r.next_token;
                 }
                 (Err(e), _) => {
                     listing = Err(e);
@@ -220,13 +200,7 @@ impl AwsActivities {
         if selected.is_empty() {
             // Nothing to read: one call still shows whether the action is allowed.
             self.calls.count(ACTIVITIES);
-            let r = t
-                .autoscaling
-                .describe_scaling_activities()
-                .max_records(1)
-                .send()
-                .await
-                .map_err(|e| call_error(ACTIVITIES, &e));
+            let r = t.autoscaling.describe_activities(None, 1, None).await;
             calls.push(CallRecord::of(ACTIVITIES, &r));
             if let Err(e) = r {
                 activities = Err(e);
@@ -236,16 +210,12 @@ impl AwsActivities {
             self.calls.count(ACTIVITIES);
             let r = t
                 .autoscaling
-                .describe_scaling_activities()
-                .auto_scaling_group_name(g)
-                .max_records(PAGE_SIZE)
-                .send()
-                .await
-                .map_err(|e| call_error(ACTIVITIES, &e));
+                .describe_activities(Some(g), PAGE_SIZE, None)
+                .await;
             calls.push(CallRecord::of(ACTIVITIES, &r));
             match (r, &mut activities) {
                 (Ok(r), Ok(terms)) => {
-                    page_terminations(t, g, r.activities(), Some(since), terms, &mut skipped);
+                    page_terminations(t, g, &r.items, Some(since), terms, &mut skipped);
                 }
                 (Err(e), _) => {
                     activities = Err(e);
@@ -340,39 +310,34 @@ impl AwsActivities {
     }
 }
 
-/// A group as the SDK returns it, reduced to what epitaph needs.
-fn group_from_sdk(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Group {
-    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+/// A group as the API lists it, reduced to what epitaph needs.
+fn group_from_api(g: &api::Group) -> Group {
+    let name = g.name.clone().unwrap_or_default();
     let tags = g
-        .tags()
+        .tags
         .iter()
-        .filter_map(|tag| {
-            Some((
-                tag.key()?.to_string(),
-                tag.value().unwrap_or_default().to_string(),
-            ))
-        })
+        .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
         .collect();
     let instances = g
-        .instances()
+        .instances
         .iter()
         .filter_map(|i| {
             Some(InstanceInfo {
-                instance_id: i.instance_id()?.to_string(),
+                instance_id: i.instance_id.clone()?,
                 asg: Some(name.clone()),
                 launch_time: None,
-                launch_template: i.launch_template().map(|lt| LaunchTemplateRef {
-                    id: lt.launch_template_id().map(str::to_string),
-                    name: lt.launch_template_name().map(str::to_string),
-                    version: lt.version().map(str::to_string),
+                launch_template: i.launch_template.as_ref().map(|lt| LaunchTemplateRef {
+                    id: lt.id.clone(),
+                    name: lt.name.clone(),
+                    version: lt.version.clone(),
                 }),
-                launch_configuration: i.launch_configuration_name().map(str::to_string),
-                availability_zone: i.availability_zone().map(str::to_string),
+                launch_configuration: i.launch_configuration_name.clone(),
+                availability_zone: i.availability_zone.clone(),
                 tags: Default::default(),
                 // DescribeAutoScalingGroups does not say; EC2 (not in the build) would.
                 private_dns: None,
                 private_ip: None,
-                lifecycle_state: i.lifecycle_state().map(|s| s.as_str().to_string()),
+                lifecycle_state: i.lifecycle_state.clone(),
                 ec2_state: None,
                 origin: None,
             })
@@ -386,8 +351,8 @@ fn group_from_sdk(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> Group {
 }
 
 /// A group as the doctor's probe reports it.
-fn group_seen(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> GroupSeen {
-    let g = group_from_sdk(g);
+fn group_seen(g: &api::Group) -> GroupSeen {
+    let g = group_from_api(g);
     GroupSeen {
         name: g.name,
         tags: g.tags,
@@ -400,7 +365,7 @@ fn group_seen(g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> GroupSeen {
 fn page_terminations(
     t: &Target,
     group: &str,
-    activities: &[aws_sdk_autoscaling::types::Activity],
+    activities: &[api::Activity],
     since: Option<chrono::DateTime<chrono::Utc>>,
     terms: &mut Vec<Termination>,
     skipped: &mut Vec<Skipped>,
@@ -408,8 +373,9 @@ fn page_terminations(
     let mut older_than_window = false;
     for a in activities {
         let start = a
-            .start_time()
-            .map(|s| to_chrono(s).ok_or_else(|| "StartTime out of range".to_string()));
+            .start_time
+            .as_deref()
+            .map(|s| activity_time("StartTime", s));
         if let (Some(Ok(s)), Some(since)) = (&start, since) {
             if *s < since {
                 older_than_window = true;
@@ -417,15 +383,13 @@ fn page_terminations(
             }
         }
         let raw = RawActivity {
-            activity_id: a.activity_id(),
-            asg: a.auto_scaling_group_name().or(Some(group)),
-            description: a.description(),
-            cause: a.cause(),
+            activity_id: a.activity_id.as_deref(),
+            asg: a.auto_scaling_group_name.as_deref().or(Some(group)),
+            description: a.description.as_deref(),
+            cause: a.cause.as_deref(),
             start_time: start,
-            end_time: a
-                .end_time()
-                .map(|e| to_chrono(e).ok_or_else(|| "EndTime out of range".to_string())),
-            status: a.status_code().map(|s| s.as_str()),
+            end_time: a.end_time.as_deref().map(|e| activity_time("EndTime", e)),
+            status: a.status_code.as_deref(),
         };
         match termination_from_activity(&raw) {
             Ok(Some(mut term)) => {
@@ -437,13 +401,24 @@ fn page_terminations(
                 location: format!(
                     "{}: {group}: activity {}",
                     t.name,
-                    a.activity_id().unwrap_or("?")
+                    a.activity_id.as_deref().unwrap_or("?")
                 ),
                 reason,
             }),
         }
     }
     older_than_window
+}
+
+/// An activity's time as the API sends it (ISO 8601, `2012-04-12T17:32:07.882Z`), or why it
+/// cannot be used (`field` names it).
+fn activity_time(
+    field: &str,
+    text: &str,
+) -> std::result::Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{field} `{text}` is not an ISO 8601 time: {e}"))
 }
 
 #[async_trait]

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use super::query::unescape;
 use crate::error::{Error, Result};
 use crate::sources::http::HttpClient;
 use crate::sources::probe::CallError;
@@ -293,43 +294,6 @@ pub fn parse_error(xml: &str) -> Option<(String, String)> {
     ))
 }
 
-/// XML's five entities and numeric character references.
-fn unescape(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let Some(end) = after.find(';') else {
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let entity = &after[..end];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => out.push(c),
-            None => out.push_str(&rest[i..i + end + 2]),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,14 +403,6 @@ mod tests {
         assert_eq!(
             body,
             "Action=DescribeInstances&Version=2016-11-15&MaxResults=1000&Filter.1.Name=instance-id&Filter.1.Value.1=i-0a&Filter.1.Value.2=i-0b&NextToken=t%2F%2B%3D"
-        );
-    }
-
-    #[test]
-    fn entities_are_decoded() {
-        assert_eq!(
-            unescape("a &lt;b&gt; &#65;&#x42; &bogus; &"),
-            "a <b> AB &bogus; &"
         );
     }
 }

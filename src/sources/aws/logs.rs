@@ -20,10 +20,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use super::{describe, AwsContext, CallCounter, Target};
+use super::logs_api::{DescribeLogGroups, DescribeLogStreams, FilterLogEvents, GetLogEvents};
+use super::{AwsContext, CallCounter, Target};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::model::{LastWords, LogEvent};
+use crate::sources::probe::CallError;
 use crate::sources::{select_last_words, LastWordsQuery, LogSource};
 
 /// How far before termination `FilterLogEvents` searches when the stream is unknown.
@@ -115,15 +117,16 @@ impl AwsLogs {
         self.calls.count("logs:DescribeLogGroups");
         let resp = t
             .logs
-            .describe_log_groups()
-            .log_group_name_prefix(&group.name)
-            .send()
+            .call(&DescribeLogGroups {
+                log_group_name_prefix: Some(group.name.clone()),
+                next_token: None,
+            })
             .await
-            .map_err(|e| Error::source(&t.name, describe("DescribeLogGroups", &e)))?;
+            .map_err(|e| Error::source(&t.name, e.message))?;
         let exists = resp
-            .log_groups()
+            .log_groups
             .iter()
-            .any(|g| g.log_group_name() == Some(group.name.as_str()));
+            .any(|g| g.log_group_name.as_deref() == Some(group.name.as_str()));
         if exists {
             if let Ok(mut g) = self.group_seen.lock() {
                 g.insert(key);
@@ -172,21 +175,22 @@ impl AwsLogs {
             self.calls.count("logs:GetLogEvents");
             let resp = t
                 .logs
-                .get_log_events()
-                .log_group_name(&group.name)
-                .log_stream_name(&stream)
-                .end_time(end_ms)
-                .start_from_head(false)
-                .set_next_token(token.clone())
-                .send()
+                .call(&GetLogEvents {
+                    log_group_name: group.name.clone(),
+                    log_stream_name: stream.clone(),
+                    end_time: Some(end_ms),
+                    start_from_head: Some(false),
+                    next_token: token.clone(),
+                    limit: None,
+                })
                 .await;
-            let Some(resp) = unless_not_found(resp, "GetLogEvents", t)? else {
+            let Some(resp) = unless_not_found(resp, t)? else {
                 return self.not_found(t, group).await;
             };
             let page: Vec<LogEvent> = resp
-                .events()
+                .events
                 .iter()
-                .filter_map(|e| event(e.timestamp(), e.message()))
+                .filter_map(|e| event(e.timestamp, e.message.as_deref()))
                 .collect();
             bytes += page.iter().map(|e| e.message.len()).sum::<usize>();
             empty_in_a_row = if page.is_empty() {
@@ -200,7 +204,7 @@ impl AwsLogs {
                 (Some(first), Some(last)) => first.timestamp <= last.timestamp - q.window,
                 _ => false,
             };
-            let next = resp.next_backward_token().map(str::to_string);
+            let next = resp.next_backward_token;
             if covered
                 || bytes > q.max_bytes
                 || empty_in_a_row >= MAX_EMPTY_PAGES_IN_A_ROW
@@ -233,23 +237,23 @@ impl AwsLogs {
             self.calls.count("logs:DescribeLogStreams");
             let resp = t
                 .logs
-                .describe_log_streams()
-                .log_group_name(&group.name)
-                .log_stream_name_prefix(&prefix)
-                .set_next_token(token.take())
-                .send()
+                .call(&DescribeLogStreams {
+                    log_group_name: group.name.clone(),
+                    log_stream_name_prefix: Some(prefix.clone()),
+                    next_token: token.take(),
+                    ..Default::default()
+                })
                 .await;
-            let Some(resp) = unless_not_found(resp, "DescribeLogStreams", t)? else {
+            let Some(resp) = unless_not_found(resp, t)? else {
                 return Err(Self::missing_group(t, group));
             };
             names.extend(
-                resp.log_streams()
-                    .iter()
-                    .filter_map(|s| s.log_stream_name())
-                    .filter(|n| stream_belongs(n, &prefix))
-                    .map(str::to_string),
+                resp.log_streams
+                    .into_iter()
+                    .filter_map(|s| s.log_stream_name)
+                    .filter(|n| stream_belongs(n, &prefix)),
             );
-            token = resp.next_token().map(str::to_string);
+            token = resp.next_token;
             if token.is_none() {
                 break;
             }
@@ -278,22 +282,22 @@ impl AwsLogs {
         let mut token = None;
         for _ in 0..MAX_PAGES {
             self.calls.count("logs:FilterLogEvents");
-            let mut req = t
-                .logs
-                .filter_log_events()
-                .log_group_name(&group.name)
-                .start_time(start.timestamp_millis())
-                .end_time(end.timestamp_millis() + 1)
-                .set_next_token(token.take());
-            req = match streams {
-                Some(s) => req.set_log_stream_names(Some(s.to_vec())),
-                None => req.filter_pattern(format!("\"{}\"", q.instance_id)),
+            let mut req = FilterLogEvents {
+                log_group_name: group.name.clone(),
+                start_time: Some(start.timestamp_millis()),
+                end_time: Some(end.timestamp_millis() + 1),
+                next_token: token.take(),
+                ..Default::default()
             };
-            let Some(resp) = unless_not_found(req.send().await, "FilterLogEvents", t)? else {
+            match streams {
+                Some(s) => req.log_stream_names = Some(s.to_vec()),
+                None => req.filter_pattern = Some(format!("\"{}\"", q.instance_id)),
+            };
+            let Some(resp) = unless_not_found(t.logs.call(&req).await, t)? else {
                 return self.not_found(t, group).await;
             };
-            for e in resp.events() {
-                if let Some(ev) = event(e.timestamp(), e.message()) {
+            for e in &resp.events {
+                if let Some(ev) = event(e.timestamp, e.message.as_deref()) {
                     bytes += ev.message.len();
                     events.push_back(ev);
                 }
@@ -305,7 +309,7 @@ impl AwsLogs {
                     None => break,
                 }
             }
-            token = resp.next_token().map(str::to_string);
+            token = resp.next_token;
             if token.is_none() {
                 break;
             }
@@ -340,25 +344,11 @@ impl AwsLogs {
 
 /// A call's answer, `None` when the service said ResourceNotFoundException (a missing group
 /// or stream: the caller knows which it can be), or the error described.
-fn unless_not_found<T, E, R>(
-    r: std::result::Result<T, aws_sdk_cloudwatchlogs::error::SdkError<E, R>>,
-    op: &str,
-    t: &Target,
-) -> Result<Option<T>>
-where
-    E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
+fn unless_not_found<T>(r: std::result::Result<T, CallError>, t: &Target) -> Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(e)
-            if e.as_service_error()
-                .and_then(|s| s.code())
-                .is_some_and(|c| c == "ResourceNotFoundException") =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(Error::source(&t.name, describe(op, &e))),
+        Err(e) if e.code.as_deref() == Some("ResourceNotFoundException") => Ok(None),
+        Err(e) => Err(Error::source(&t.name, e.message)),
     }
 }
 

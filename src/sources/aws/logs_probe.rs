@@ -11,7 +11,10 @@
 
 use chrono::{Duration, Utc};
 
-use super::{call_error, Target};
+use super::logs_api::{
+    DescribeLogGroups, DescribeLogStreams, FilterLogEvents, GetLogEvents, ORDER_BY_LAST_EVENT_TIME,
+};
+use super::Target;
 use crate::config::SourceConfig;
 use crate::sources::probe::{
     Call, CallRecord, Listing, LogGroupProbe, LogsProbe, Lookup, LookupResult, Sample,
@@ -65,17 +68,17 @@ pub async fn probe_logs(t: &Target, cfg: &SourceConfig, samples: &[Sample]) -> L
     for (key, name) in groups {
         let by_prefix: Call<Vec<String>> = t
             .logs
-            .describe_log_groups()
-            .log_group_name_prefix(&name)
-            .send()
+            .call(&DescribeLogGroups {
+                log_group_name_prefix: Some(name.clone()),
+                next_token: None,
+            })
             .await
             .map(|r| {
-                r.log_groups()
-                    .iter()
-                    .filter_map(|g| g.log_group_name().map(str::to_string))
+                r.log_groups
+                    .into_iter()
+                    .filter_map(|g| g.log_group_name)
                     .collect()
-            })
-            .map_err(|e| call_error(DESCRIBE_GROUPS, &e));
+            });
         calls.push(CallRecord::of(DESCRIBE_GROUPS, &by_prefix));
         let exists = matches!(&by_prefix, Ok(names) if names.contains(&name));
         let others = match &by_prefix {
@@ -100,20 +103,20 @@ pub async fn probe_logs(t: &Target, cfg: &SourceConfig, samples: &[Sample]) -> L
         let recent_streams = if exists && stream_missing {
             let r = t
                 .logs
-                .describe_log_streams()
-                .log_group_name(&name)
-                .order_by(aws_sdk_cloudwatchlogs::types::OrderBy::LastEventTime)
-                .descending(true)
-                .limit(PROBE_STREAMS)
-                .send()
+                .call(&DescribeLogStreams {
+                    log_group_name: name.clone(),
+                    order_by: Some(ORDER_BY_LAST_EVENT_TIME.into()),
+                    descending: Some(true),
+                    limit: Some(PROBE_STREAMS),
+                    ..Default::default()
+                })
                 .await
                 .map(|r| {
-                    r.log_streams()
-                        .iter()
-                        .filter_map(|s| s.log_stream_name().map(str::to_string))
+                    r.log_streams
+                        .into_iter()
+                        .filter_map(|s| s.log_stream_name)
                         .collect()
-                })
-                .map_err(|e| call_error(DESCRIBE_STREAMS, &e));
+                });
             calls.push(CallRecord::of(DESCRIBE_STREAMS, &r));
             Some(r)
         } else {
@@ -143,19 +146,17 @@ async fn list_groups(t: &Target, calls: &mut Vec<CallRecord>) -> Call<Listing<St
     for _ in 0..PROBE_GROUP_PAGES {
         let r = t
             .logs
-            .describe_log_groups()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| call_error(DESCRIBE_GROUPS, &e));
+            .call(&DescribeLogGroups {
+                log_group_name_prefix: None,
+                next_token: token.take(),
+            })
+            .await;
         calls.push(CallRecord::of(DESCRIBE_GROUPS, &r));
         let r = r?;
-        listing.items.extend(
-            r.log_groups()
-                .iter()
-                .filter_map(|g| g.log_group_name().map(str::to_string)),
-        );
-        token = r.next_token().map(str::to_string);
+        listing
+            .items
+            .extend(r.log_groups.into_iter().filter_map(|g| g.log_group_name));
+        token = r.next_token;
         if token.is_none() {
             break;
         }
@@ -200,25 +201,24 @@ async fn lookup(
             let prefix = format!("{head}{}", s.instance_id);
             let streams = t
                 .logs
-                .describe_log_streams()
-                .log_group_name(group)
-                .log_stream_name_prefix(&prefix)
-                .send()
+                .call(&DescribeLogStreams {
+                    log_group_name: group.to_string(),
+                    log_stream_name_prefix: Some(prefix.clone()),
+                    ..Default::default()
+                })
                 .await
                 .map(|r| {
-                    r.log_streams()
-                        .iter()
-                        .filter_map(|s| s.log_stream_name())
+                    r.log_streams
+                        .into_iter()
+                        .filter_map(|s| s.log_stream_name)
                         .filter(|n| {
                             n.strip_prefix(prefix.as_str()).is_some_and(|rest| {
                                 !rest.starts_with(|c: char| c.is_ascii_alphanumeric())
                             })
                         })
                         .take(MAX_STREAMS_PER_FILTER)
-                        .map(str::to_string)
                         .collect::<Vec<_>>()
-                })
-                .map_err(|e| call_error(DESCRIBE_STREAMS, &e));
+                });
             let looked_for = format!("streams named `{prefix}…`");
             let streams = match streams {
                 Err(e) if e.code.as_deref() == Some("ResourceNotFoundException") => Ok(Vec::new()),
@@ -232,16 +232,16 @@ async fn lookup(
             };
             let r = t
                 .logs
-                .filter_log_events()
-                .log_group_name(group)
-                .set_log_stream_names(Some(names))
-                .start_time(start_ms)
-                .end_time(end_ms)
-                .limit(PROBE_EVENTS)
-                .send()
+                .call(&FilterLogEvents {
+                    log_group_name: group.to_string(),
+                    log_stream_names: Some(names),
+                    start_time: Some(start_ms),
+                    end_time: Some(end_ms),
+                    limit: Some(PROBE_EVENTS),
+                    ..Default::default()
+                })
                 .await
-                .map(|r| count(r.events().len()))
-                .map_err(|e| call_error(FILTER_EVENTS, &e));
+                .map(|r| count(r.events.len()));
             let r = not_found(r);
             calls.push(CallRecord::of(FILTER_EVENTS, &r));
             (looked_for, r)
@@ -250,16 +250,16 @@ async fn lookup(
             let pattern = format!("\"{}\"", s.instance_id);
             let r = t
                 .logs
-                .filter_log_events()
-                .log_group_name(group)
-                .filter_pattern(&pattern)
-                .start_time(start_ms)
-                .end_time(end_ms)
-                .limit(PROBE_EVENTS)
-                .send()
+                .call(&FilterLogEvents {
+                    log_group_name: group.to_string(),
+                    filter_pattern: Some(pattern.clone()),
+                    start_time: Some(start_ms),
+                    end_time: Some(end_ms),
+                    limit: Some(PROBE_EVENTS),
+                    ..Default::default()
+                })
                 .await
-                .map(|r| count(r.events().len()))
-                .map_err(|e| call_error(FILTER_EVENTS, &e));
+                .map(|r| count(r.events.len()));
             let r = not_found(r);
             calls.push(CallRecord::of(FILTER_EVENTS, &r));
             (format!("events mentioning {pattern} in any stream"), r)
@@ -268,16 +268,16 @@ async fn lookup(
             let stream = cfg.stream_pattern.replace("{instance_id}", &s.instance_id);
             let r = t
                 .logs
-                .get_log_events()
-                .log_group_name(group)
-                .log_stream_name(&stream)
-                .end_time(end_ms)
-                .start_from_head(false)
-                .limit(PROBE_EVENTS)
-                .send()
+                .call(&GetLogEvents {
+                    log_group_name: group.to_string(),
+                    log_stream_name: stream.clone(),
+                    end_time: Some(end_ms),
+                    start_from_head: Some(false),
+                    next_token: None,
+                    limit: Some(PROBE_EVENTS),
+                })
                 .await
-                .map(|r| count(r.events().len()))
-                .map_err(|e| call_error(GET_EVENTS, &e));
+                .map(|r| count(r.events.len()));
             let r = not_found(r);
             calls.push(CallRecord::of(GET_EVENTS, &r));
             (format!("stream `{stream}`"), r)

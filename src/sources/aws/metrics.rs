@@ -6,11 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_cloudwatch::types::{
-    Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat, StatusCode,
-};
 
-use super::{call_error, describe, to_chrono, to_smithy, AwsContext, CallCounter};
+use super::cloudwatch::{MetricQuery, GET_METRIC_DATA, LIST_METRICS};
+use super::{AwsContext, CallCounter};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::model::MemorySeries;
@@ -27,6 +25,9 @@ const PROBE_LIST_PAGES: usize = 2;
 /// How much of a sample's life `epitaph doctor` asks `GetMetricData` for (minutes before its
 /// end).
 const PROBE_DATA_MINUTES: i64 = 60;
+/// The query statuses that fail only that query's instance (it stays pending).
+const STATUS_INTERNAL_ERROR: &str = "InternalError";
+const STATUS_FORBIDDEN: &str = "Forbidden";
 
 pub struct AwsMetrics {
     ctx: AwsContext,
@@ -70,31 +71,20 @@ impl AwsMetrics {
         })
     }
 
-    fn query(&self, id: String, q: &SeriesQuery) -> MetricDataQuery {
-        let mut metric = Metric::builder()
-            .namespace(&self.namespace)
-            .metric_name(&self.metric_name)
-            .dimensions(
-                Dimension::builder()
-                    .name(&self.instance_dimension)
-                    .value(&q.instance_id)
-                    .build(),
-            );
+    fn query(&self, id: String, q: &SeriesQuery) -> MetricQuery {
+        let mut dimensions = vec![(self.instance_dimension.clone(), q.instance_id.clone())];
         for (k, v) in &self.extra_dimensions {
             let v = v.replace("{asg}", q.asg.as_deref().unwrap_or(""));
-            metric = metric.dimensions(Dimension::builder().name(k).value(v).build());
+            dimensions.push((k.clone(), v));
         }
-        MetricDataQuery::builder()
-            .id(id)
-            .metric_stat(
-                MetricStat::builder()
-                    .metric(metric.build())
-                    .period(self.period_secs)
-                    .stat(&self.statistic)
-                    .build(),
-            )
-            .return_data(true)
-            .build()
+        MetricQuery {
+            id,
+            namespace: self.namespace.clone(),
+            metric_name: self.metric_name.clone(),
+            dimensions,
+            period_secs: self.period_secs,
+            stat: self.statistic.clone(),
+        }
     }
 
     /// One batch (≤ 500 queries, one target): per query, its points or an error.
@@ -105,7 +95,7 @@ impl AwsMetrics {
     ) -> Vec<Result<Option<MemorySeries>>> {
         let start = batch.iter().map(|q| q.start).min().unwrap_or_default();
         let end = batch.iter().map(|q| q.end).max().unwrap_or_default();
-        let queries: Vec<MetricDataQuery> = batch
+        let queries: Vec<MetricQuery> = batch
             .iter()
             .enumerate()
             .map(|(i, q)| self.query(format!("q{i}"), q))
@@ -115,58 +105,49 @@ impl AwsMetrics {
         let mut failed: HashMap<usize, String> = HashMap::new();
         let mut token = None;
         for _ in 0..MAX_PAGES {
-            self.calls.count("cloudwatch:GetMetricData");
+            self.calls.count(GET_METRIC_DATA);
             let resp = t
                 .cloudwatch
-                .get_metric_data()
-                .set_metric_data_queries(Some(queries.clone()))
-                .start_time(to_smithy(start))
-                .end_time(to_smithy(end + chrono::Duration::seconds(1)))
-                .set_next_token(token.take())
-                .send()
+                .get_metric_data(
+                    &queries,
+                    start,
+                    end + chrono::Duration::seconds(1),
+                    token.take().as_deref(),
+                )
                 .await;
             let resp = match resp {
                 Ok(r) => r,
                 Err(e) => {
-                    let msg = describe("GetMetricData", &e);
                     return batch
                         .iter()
-                        .map(|_| Err(Error::source(&t.name, msg.clone())))
+                        .map(|_| Err(Error::source(&t.name, e.message.clone())))
                         .collect();
                 }
             };
-            for r in resp.metric_data_results() {
-                let Some(i) = r
-                    .id()
-                    .and_then(|id| id.strip_prefix('q'))
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .filter(|i| *i < batch.len())
+            for r in &resp.items {
+                let Some(i) =
+                    r.id.as_deref()
+                        .and_then(|id| id.strip_prefix('q'))
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|i| *i < batch.len())
                 else {
                     continue;
                 };
-                if matches!(
-                    r.status_code(),
-                    Some(StatusCode::InternalError) | Some(StatusCode::Forbidden)
-                ) {
-                    let why = r
-                        .messages()
-                        .iter()
-                        .filter_map(|m| m.value())
-                        .collect::<Vec<_>>()
-                        .join("; ");
+                let status = r.status_code.as_deref();
+                if matches!(status, Some(STATUS_INTERNAL_ERROR | STATUS_FORBIDDEN)) {
+                    let why = r.messages.join("; ");
                     failed.insert(
                         i,
                         format!(
                             "GetMetricData: query {} {}: {why}",
                             batch[i].instance_id,
-                            r.status_code().map(|s| s.as_str()).unwrap_or("")
+                            status.unwrap_or("")
                         ),
                     );
                 }
-                for (ts, v) in r.timestamps().iter().zip(r.values()) {
-                    let Some(ts) = to_chrono(ts) else { continue };
-                    match crate::sources::impossible_memory_value(*v, &self.unit) {
-                        None => points[i].push((ts, *v)),
+                for &(ts, v) in &r.points {
+                    match crate::sources::impossible_memory_value(v, &self.unit) {
+                        None => points[i].push((ts, v)),
                         Some(why) => self.skip(
                             format!(
                                 "{}:{}/{} {} at {}",
@@ -181,7 +162,7 @@ impl AwsMetrics {
                     }
                 }
             }
-            token = resp.next_token().map(str::to_string);
+            token = resp.next_token;
             if token.is_none() {
                 break;
             }
@@ -211,7 +192,7 @@ impl AwsMetrics {
     /// the metric for the sample's instance, else of the metric at all, else the metric names
     /// in the namespace, else the namespaces.
     pub async fn probe(&self, t: &super::Target, sample: Option<&Sample>) -> MetricsProbe {
-        const DATA: &str = "cloudwatch:GetMetricData";
+        const DATA: &str = GET_METRIC_DATA;
         let mut calls = Vec::new();
         let (id, asg, end) = match sample {
             Some(s) => (s.instance_id.clone(), s.asg.clone(), s.until),
@@ -235,19 +216,14 @@ impl AwsMetrics {
         self.calls.count(DATA);
         let data: Call<usize> = t
             .cloudwatch
-            .get_metric_data()
-            .metric_data_queries(self.query("q0".into(), &q))
-            .start_time(to_smithy(q.start))
-            .end_time(to_smithy(q.end + chrono::Duration::seconds(1)))
-            .send()
+            .get_metric_data(
+                &[self.query("q0".into(), &q)],
+                q.start,
+                q.end + chrono::Duration::seconds(1),
+                None,
+            )
             .await
-            .map(|r| {
-                r.metric_data_results()
-                    .iter()
-                    .map(|m| m.values().len())
-                    .sum()
-            })
-            .map_err(|e| call_error(DATA, &e));
+            .map(|r| r.items.iter().map(|m| m.points.len()).sum());
         calls.push(CallRecord::of(DATA, &data));
         let (ns, name) = (self.namespace.as_str(), self.metric_name.as_str());
         let for_instance: Option<Call<Vec<DimensionSet>>> = match sample {
@@ -313,46 +289,29 @@ impl AwsMetrics {
         instance: Option<&str>,
         calls: &mut Vec<CallRecord>,
     ) -> Call<Listing<(String, String, DimensionSet)>> {
-        const LIST: &str = "cloudwatch:ListMetrics";
+        const LIST: &str = LIST_METRICS;
         let mut listing = Listing::default();
         let mut token = None;
         for _ in 0..PROBE_LIST_PAGES {
             self.calls.count(LIST);
-            let mut req = t
+            let filter: Vec<(String, String)> = instance
+                .map(|id| (self.instance_dimension.clone(), id.to_string()))
+                .into_iter()
+                .collect();
+            let r = t
                 .cloudwatch
-                .list_metrics()
-                .set_namespace(namespace.map(str::to_string))
-                .set_metric_name(metric.map(str::to_string))
-                .set_next_token(token.take());
-            if let Some(id) = instance {
-                req = req.dimensions(
-                    DimensionFilter::builder()
-                        .name(&self.instance_dimension)
-                        .value(id)
-                        .build(),
-                );
-            }
-            let r = req.send().await.map_err(|e| call_error(LIST, &e));
+                .list_metrics(namespace, metric, &filter, token.take().as_deref())
+                .await;
             calls.push(CallRecord::of(LIST, &r));
             let r = r?;
-            listing.items.extend(r.metrics().iter().map(|m| {
-                let dims = m
-                    .dimensions()
-                    .iter()
-                    .map(|d| {
-                        (
-                            d.name().unwrap_or_default().to_string(),
-                            d.value().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect();
+            listing.items.extend(r.items.into_iter().map(|m| {
                 (
-                    m.namespace().unwrap_or_default().to_string(),
-                    m.metric_name().unwrap_or_default().to_string(),
-                    dims,
+                    m.namespace.unwrap_or_default(),
+                    m.metric_name.unwrap_or_default(),
+                    m.dimensions,
                 )
             }));
-            token = r.next_token().map(str::to_string);
+            token = r.next_token;
             if token.is_none() {
                 break;
             }

@@ -1,18 +1,31 @@
 //! The `aws` backend: Auto Scaling activity and inventory, CloudWatch Logs last words, and
-//! CloudWatch memory metrics, through the official SDK crates.
+//! CloudWatch memory metrics.
+//!
+//! Every API is spoken by hand over SigV4-signed HTTP (`signed.rs` over `sources::http`), no
+//! SDK service crate: CloudWatch Logs (`logs_api.rs`, JSON 1.1), Auto Scaling
+//! (`autoscaling.rs`), CloudWatch (`cloudwatch.rs`) and EC2 (`ec2.rs`) over their Query APIs
+//! (`query.rs` reads the answers): a few calls and fields each, and the SDK crates are the
+//! largest of a cold build. The SDK's configuration and credential chain (aws-config) stay.
+//! One module per API; `activities.rs`, `logs.rs` (with `logs_probe.rs`, its `doctor` probe)
+//! and `metrics.rs` are the sources built on them.
 //!
 //! Credentials come from the standard chain (environment, profiles, SSO, instance and container
 //! roles, web identity for IRSA); `aws.targets` adds regions and accounts (assumed roles).
 //! Every client retries throttling, 5xx and timeouts with exponential backoff and jitter
-//! (the SDK's standard mode, `aws.max_attempts`) under per-call and per-attempt timeouts; every
-//! call is counted by operation for the scan summary. Endpoints can be overridden with
-//! `aws.endpoint_url`, `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>`.
+//! (`aws.max_attempts`) under per-call and per-attempt timeouts; every call is counted by
+//! operation for the scan summary. Endpoints can be overridden with `aws.endpoint_url`,
+//! `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>`.
 
 mod activities;
+pub mod autoscaling;
+pub mod cloudwatch;
 pub mod ec2;
 mod logs;
+pub mod logs_api;
 mod logs_probe;
 mod metrics;
+pub mod query;
+pub mod signed;
 
 pub use activities::AwsActivities;
 pub use logs::AwsLogs;
@@ -24,7 +37,6 @@ use std::sync::Arc;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use chrono::{DateTime, Utc};
 
 use crate::config::{parse_target, AwsConfig};
 use crate::error::{Error, Result};
@@ -38,9 +50,12 @@ const SESSION_NAME: &str = "epitaph";
 pub struct Target {
     /// "us-east-1" or "arn:aws:iam::…:role/…@eu-west-1": recorded as `Termination::origin`.
     pub name: String,
-    pub autoscaling: aws_sdk_autoscaling::Client,
-    pub logs: aws_sdk_cloudwatchlogs::Client,
-    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// Auto Scaling over its Query API (no SDK crate), with this target's credentials.
+    pub autoscaling: Arc<autoscaling::AutoScaling>,
+    /// CloudWatch Logs over its JSON API (no SDK crate), with this target's credentials.
+    pub logs: Arc<logs_api::Logs>,
+    /// CloudWatch over its Query API (no SDK crate), with this target's credentials.
+    pub cloudwatch: Arc<cloudwatch::CloudWatch>,
     /// EC2 DescribeInstances over its Query API (no SDK crate), with this target's credentials.
     pub ec2: Option<Arc<ec2::Ec2>>,
     /// The region and endpoint override the clients use (`epitaph doctor` names them).
@@ -65,7 +80,7 @@ impl AwsContext {
                     "aws.region: no region configured (set aws.region, aws.targets, AWS_REGION or a profile region)".into(),
                 ])
             })?;
-            targets.push(clients(region, &base, cfg)?);
+            targets.push(Target::new(region, &base, cfg)?);
         }
         for t in &cfg.targets {
             let target =
@@ -82,7 +97,7 @@ impl AwsContext {
                     aws_credential_types::provider::SharedCredentialsProvider::new(provider),
                 );
             }
-            targets.push(clients(t.clone(), &conf.build(), cfg)?);
+            targets.push(Target::new(t.clone(), &conf.build(), cfg)?);
         }
         Ok(AwsContext {
             targets: Arc::new(targets),
@@ -98,7 +113,7 @@ impl AwsContext {
 }
 
 /// The standard chain (credentials, region) with `aws.region`, `aws.profile`,
-/// `aws.endpoint_url`, retries and timeouts applied: the one configuration every AWS client —
+/// `aws.endpoint_url`, retries and timeouts applied: the one configuration every target —
 /// and the Prometheus backend's SigV4 signer — starts from.
 pub async fn load_sdk_config(cfg: &AwsConfig) -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
@@ -119,6 +134,14 @@ pub async fn load_sdk_config(cfg: &AwsConfig) -> SdkConfig {
         loader = loader.endpoint_url(e);
     }
     loader.load().await
+}
+
+impl Target {
+    /// The clients of one target named `name` (as in `aws.targets`), from its configuration
+    /// (region, credentials, endpoint override) and `[aws]`'s retries and timeouts.
+    pub fn new(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
+        clients(name, conf, aws)
+    }
 }
 
 fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
@@ -152,28 +175,26 @@ fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
     Ok(Target {
         name,
         info,
-        autoscaling: aws_sdk_autoscaling::Client::new(conf),
-        logs: aws_sdk_cloudwatchlogs::Client::new(conf),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
+        autoscaling: Arc::new(autoscaling::AutoScaling::new(conf, aws)?),
+        logs: Arc::new(logs_api::Logs::new(conf, aws)?),
+        cloudwatch: Arc::new(cloudwatch::CloudWatch::new(conf, aws)?),
         ec2,
     })
 }
 
-/// The SDK crates this backend is built on, for code that talks to the same services with
-/// the same versions (the AWS integration tests load moto through these: the test build then
-/// needs no SDK dev-dependency, and a `--no-default-features` build compiles no SDK at all).
+/// The SDK crates this backend is built on (configuration and credentials; no service
+/// crate), for code that builds targets the same way: the AWS integration tests then need no
+/// SDK dev-dependency, and a `--no-default-features` build compiles no SDK at all. The tests
+/// seed moto through boto3.
 pub mod sdk {
+    pub use aws_config as config;
     pub use aws_credential_types as credential_types;
-    pub use aws_sdk_autoscaling as autoscaling;
-    pub use aws_sdk_cloudwatch as cloudwatch;
-    pub use aws_sdk_cloudwatchlogs as cloudwatchlogs;
-    pub use aws_smithy_types as smithy_types;
 }
 
-/// The HTTPS client every AWS client (and the credential providers: STS, SSO, IMDS) uses:
-/// rustls with ring, the TLS stack reqwest already brings — the SDK's default would add
+/// The HTTPS client the SDK's credential providers (STS, SSO, IMDS) use — the AWS APIs
+/// themselves go through `sources::http`'s reqwest: rustls with ring, the TLS stack reqwest already brings — the SDK's default would add
 /// aws-lc-rs (a C build) and a second hyper. Certificates: the platform's trust store.
-pub fn http_client() -> aws_sdk_cloudwatchlogs::config::SharedHttpClient {
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -181,46 +202,18 @@ pub fn http_client() -> aws_sdk_cloudwatchlogs::config::SharedHttpClient {
         .build_https()
 }
 
-/// SDK time → chrono.
-pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
-}
-
-/// chrono → SDK time.
-pub(crate) fn to_smithy(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
-    aws_smithy_types::DateTime::from_millis(t.timestamp_millis())
-}
-
-/// A failed call as data for `epitaph doctor`: the IAM action, the service's error code, and
-/// whether the service answered at all.
-pub(crate) fn call_error<E, R>(
-    action: &str,
-    e: &aws_sdk_autoscaling::error::SdkError<E, R>,
-) -> crate::sources::probe::CallError
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    let op = action.split_once(':').map_or(action, |(_, op)| op);
-    crate::sources::probe::CallError {
-        action: action.to_string(),
-        code: e
-            .as_service_error()
-            .and_then(|s| s.code())
-            .map(str::to_string),
-        answered: matches!(
-            e,
-            aws_sdk_autoscaling::error::SdkError::ServiceError(_)
-                | aws_sdk_autoscaling::error::SdkError::ResponseError(_)
-        ),
-        message: describe(op, e),
+/// An error with its causes in one line ("no AWS credentials: …: …"): what the SDK's
+/// credential providers say when they fail, never the credentials themselves.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
     }
-}
-
-/// A one-line error message with the service's error code and message, never credentials.
-pub(crate) fn describe<E: std::error::Error + 'static>(op: &str, e: &E) -> String {
-    format!(
-        "{op}: {}",
-        aws_smithy_types::error::display::DisplayErrorContext(e)
-    )
+    out
 }

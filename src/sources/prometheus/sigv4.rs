@@ -113,7 +113,7 @@ impl Sigv4 {
                 self.key.clone(),
                 format!(
                     "no AWS credentials: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    crate::sources::aws::error_chain(&e)
                 ),
             )
         })?;
@@ -143,6 +143,47 @@ impl Sigv4 {
             body,
         )
         .map_err(|e| Error::source(self.key.clone(), e))
+    }
+}
+
+/// Credentials in hand, signing each request at the moment it is made: a request sent again
+/// on retry is signed again (a signature is only accepted for a few minutes).
+pub struct ReadySigner {
+    creds: Credentials,
+    region: String,
+    service: String,
+}
+
+impl Sigv4 {
+    /// The credentials (cached), ready to sign with without waiting.
+    pub async fn ready(&self) -> Result<ReadySigner> {
+        Ok(ReadySigner {
+            creds: self.credentials().await?,
+            region: self.region.clone(),
+            service: self.service.clone(),
+        })
+    }
+}
+
+impl ReadySigner {
+    /// The headers to add to a request signed now (as [`Sigv4::headers`]).
+    pub fn headers(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::result::Result<Vec<(String, String)>, String> {
+        sign_at(
+            &self.creds,
+            &self.region,
+            &self.service,
+            SystemTime::now(),
+            method,
+            url,
+            headers,
+            body,
+        )
     }
 }
 
