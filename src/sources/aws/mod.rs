@@ -162,7 +162,10 @@ fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
                     concurrency: aws.api_concurrency,
                     ca_file: None,
                 },
-            )?;
+            )?
+            .with_limiter(Arc::new(crate::sources::ratelimit::RateLimiter::aws(
+                &aws.rate_limits,
+            )));
             Some(Arc::new(ec2::Ec2::new(
                 signer,
                 &info.region,

@@ -86,6 +86,8 @@ impl Endpoint {
         let signer = conf
             .credentials_provider()
             .map(|p| Sigv4::new(p, &region, service, "aws"));
+        // Each service's operations have their own buckets: a limiter per endpoint is the
+        // target's limiter for those operations, shared by every scan and query of the process.
         let http = HttpClient::new(
             service,
             &HttpSettings {
@@ -94,7 +96,10 @@ impl Endpoint {
                 concurrency: UNBOUNDED,
                 ca_file: None,
             },
-        )?;
+        )?
+        .with_limiter(std::sync::Arc::new(
+            crate::sources::ratelimit::RateLimiter::aws(&aws.rate_limits),
+        ));
         Ok(Endpoint {
             url: endpoint_url(
                 service,

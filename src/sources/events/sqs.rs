@@ -1,8 +1,7 @@
 //! The SQS queue of the event intake, spoken over SQS's JSON protocol (AWS JSON 1.0:
-//! `POST /`, `X-Amz-Target: AmazonSQS.<Operation>`, SigV4 with the `[aws]` chain's
-//! credentials) rather than through an SDK crate: four operations and a few fields, and every
-//! SDK crate costs the cold build tens of seconds. Calls are retried (throttling, 5xx,
-//! connection failures) and counted like the other AWS calls.
+//! `POST /`, `X-Amz-Target: AmazonSQS.<Operation>`) through the AWS backends' own transport
+//! (`sources::aws::signed`: SigV4 with the `[aws]` chain's credentials, retries of throttling
+//! and transient errors, call counting, rate limits) rather than an SDK crate.
 //!
 //! Operations: `ReceiveMessage` (long poll), `DeleteMessage` (after the result is stored),
 //! `ChangeMessageVisibility` (a message that came before its settle time, or whose analysis
@@ -10,24 +9,26 @@
 
 use std::collections::BTreeMap;
 
+use aws_config::Region;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::{queue_region, EventsConfig, KEY};
 use crate::config::AwsConfig;
 use crate::error::{Error, Result};
-use crate::sources::http::{HttpClient, HttpSettings};
+use crate::sources::aws::logs_api::{parse_answer, parse_error};
+use crate::sources::aws::signed::{Endpoint, Request};
 use crate::sources::probe::CallError;
-use crate::sources::prometheus::Sigv4;
 
 /// The protocol's content type.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 /// The target prefix of every operation.
 pub const TARGET_PREFIX: &str = "AmazonSQS";
-/// Largest answer read (ten messages of at most 256 KiB each, with attributes).
-pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// SQS's signing name, and its service id (`AWS_ENDPOINT_URL_SQS`).
+pub const SERVICE: &str = "sqs";
+pub const SERVICE_ID: &str = "SQS";
 /// A request may take this much longer than its long poll before it counts as hung.
-pub const POLL_MARGIN_SECS: u64 = 15;
+pub const POLL_MARGIN_SECS: i64 = 15;
 
 /// One received message.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -72,16 +73,15 @@ struct ReceiveResponse {
 /// One queue.
 pub struct SqsQueue {
     queue_url: String,
-    endpoint: String,
-    signer: Sigv4,
-    http: HttpClient,
+    endpoint: Endpoint,
     cfg: EventsConfig,
 }
 
 impl SqsQueue {
     /// The queue of `[sources.events]`, with the `[aws]` chain's credentials; the region is
-    /// the queue URL's (else `aws.region`, else the chain's), the endpoint `aws.endpoint_url`
-    /// when set.
+    /// the queue URL's (else `aws.region`, else the chain's), the endpoint the AWS backends'
+    /// (`aws.endpoint_url`, `AWS_ENDPOINT_URL_SQS`, …). An attempt may last the long poll and
+    /// a margin, whatever `aws.attempt_timeout` says.
     pub async fn from_config(events: &EventsConfig, aws: &AwsConfig) -> Result<SqsQueue> {
         let queue_url = events
             .queue_url
@@ -97,43 +97,26 @@ impl SqsQueue {
                     "{KEY}.queue_url: the URL names no region; set aws.region or AWS_REGION"
                 )])
             })?;
-        let provider = sdk.credentials_provider().ok_or_else(|| {
-            Error::Config(vec![format!(
-                "{KEY}: no AWS credentials provider could be set up from the default chain"
-            )])
-        })?;
-        let endpoint = match sdk.endpoint_url() {
-            Some(e) => format!("{}/", e.trim_end_matches('/')),
-            None => format!("https://sqs.{region}.amazonaws.com/"),
-        };
-        let timeout =
-            std::time::Duration::from_secs(events.wait_time_secs() as u64 + POLL_MARGIN_SECS)
-                .max(aws.attempt_timeout().to_std().unwrap_or_default());
-        let http = HttpClient::new(
-            "sqs",
-            &HttpSettings {
-                timeout,
-                max_attempts: aws.max_attempts,
-                concurrency: aws.api_concurrency,
-                ca_file: None,
-            },
-        )?;
+        let conf = sdk.to_builder().region(Region::new(region)).build();
+        let poll = events.wait_time_secs() + POLL_MARGIN_SECS;
+        let attempt = aws.attempt_timeout().num_seconds().max(poll);
+        let mut polling = aws.clone();
+        polling.attempt_timeout = format!("{attempt}s");
+        polling.call_timeout = format!(
+            "{}s",
+            aws.call_timeout()
+                .num_seconds()
+                .max(attempt * i64::from(aws.max_attempts.max(1)))
+        );
         Ok(SqsQueue {
             queue_url,
-            endpoint,
-            signer: Sigv4::new(provider, &region, "sqs", KEY),
-            http,
+            endpoint: Endpoint::new(SERVICE, SERVICE_ID, &conf, &polling)?,
             cfg: events.clone(),
         })
     }
 
     pub fn queue_url(&self) -> &str {
         &self.queue_url
-    }
-
-    /// Requests sent, by operation.
-    pub fn calls(&self) -> BTreeMap<String, u64> {
-        self.http.calls()
     }
 
     /// Waits up to the long poll for messages; hides those it returns for the visibility
@@ -151,7 +134,7 @@ impl SqsQueue {
             action: "sqs:ReceiveMessage".into(),
             code: None,
             answered: true,
-            message: format!("unreadable answer: {e}"),
+            message: format!("ReceiveMessage: unreadable answer: {e}"),
         })?;
         Ok(parsed.messages)
     }
@@ -194,81 +177,27 @@ impl SqsQueue {
         operation: &str,
         body: &B,
     ) -> std::result::Result<Value, CallError> {
-        let action = format!("sqs:{operation}");
-        let fail = |code: Option<String>, answered: bool, message: String| CallError {
+        let action = format!("{SERVICE}:{operation}");
+        let target = format!("{TARGET_PREFIX}.{operation}");
+        let fail = |answered: bool, message: String| CallError {
             action: action.clone(),
-            code,
+            code: None,
             answered,
             message: format!("{operation}: {message}"),
         };
-        let body = serde_json::to_vec(body).map_err(|e| fail(None, false, e.to_string()))?;
-        let target = format!("{TARGET_PREFIX}.{operation}");
-        let signed = self
-            .signer
-            .headers(
-                "POST",
-                &self.endpoint,
-                &[("content-type", CONTENT_TYPE), ("x-amz-target", &target)],
-                &body,
-            )
-            .await
-            .map_err(|e| fail(None, false, e.to_string()))?;
-        let sent = self
-            .http
-            .send(&action, |c| {
-                let mut req = c
-                    .post(&self.endpoint)
-                    .header("content-type", CONTENT_TYPE)
-                    .header("x-amz-target", &target)
-                    .body(body.clone());
-                for (k, v) in &signed {
-                    req = req.header(k.as_str(), v.as_str());
-                }
-                req
+        let body = serde_json::to_vec(body)
+            .map_err(|e| fail(false, format!("cannot encode the request: {e}")))?;
+        let answer = self
+            .endpoint
+            .post(Request {
+                action: &action,
+                headers: &[("content-type", CONTENT_TYPE), ("x-amz-target", &target)],
+                body,
+                read_error: parse_error,
             })
-            .await;
-        match sent {
-            Ok(reply) => {
-                let bytes = reply
-                    .bytes(MAX_ANSWER_BYTES)
-                    .await
-                    .map_err(|e| fail(None, true, format!("reading the answer: {e}")))?;
-                if bytes.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(Value::Object(Default::default()));
-                }
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| fail(None, true, format!("unreadable answer: {e}")))
-            }
-            Err(failure) => {
-                let parsed = parse_error(&failure.detail);
-                let said = parsed
-                    .as_ref()
-                    .map(|(code, message)| format!("{code}: {message}"))
-                    .unwrap_or_else(|| failure.detail.clone());
-                Err(fail(
-                    parsed.map(|(code, _)| code),
-                    failure.status.is_some(),
-                    failure.describe(&said),
-                ))
-            }
-        }
+            .await?;
+        parse_answer::<Value>(&answer).map_err(|e| fail(true, format!("unreadable answer: {e}")))
     }
-}
-
-/// The error code and message of a JSON-protocol error body:
-/// `{"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": "…"}` (the code is what
-/// follows `#`; some services write `Message`).
-pub fn parse_error(body: &str) -> Option<(String, String)> {
-    let v: Value = serde_json::from_str(body).ok()?;
-    let kind = v.get("__type").and_then(Value::as_str)?;
-    let code = kind.rsplit('#').next().unwrap_or(kind).to_string();
-    let message = v
-        .get("message")
-        .or_else(|| v.get("Message"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    Some((code, message))
 }
 
 #[cfg(test)]
@@ -307,23 +236,5 @@ mod tests {
             v["MessageSystemAttributeNames"][0],
             "ApproximateReceiveCount"
         );
-    }
-
-    #[test]
-    fn error_bodies_give_their_code() {
-        assert_eq!(
-            parse_error(
-                r#"{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"The specified queue does not exist."}"#
-            ),
-            Some((
-                "QueueDoesNotExist".into(),
-                "The specified queue does not exist.".into()
-            ))
-        );
-        assert_eq!(
-            parse_error(r#"{"__type":"AccessDeniedException","Message":"no"}"#),
-            Some(("AccessDeniedException".into(), "no".into()))
-        );
-        assert_eq!(parse_error("<html>"), None);
     }
 }
