@@ -525,9 +525,6 @@ impl Pipeline {
         // built when an instance is first fetched from it, early warning's series included).
         problems.extend(self.sources.logs.input_problems());
         problems.extend(self.sources.metrics.input_problems());
-        for w in &problems.warnings {
-            tracing::warn!("{w}");
-        }
         summary.input_errors = problems.errors;
         summary.input_warnings = problems.warnings;
         summary.complete = summary.input_errors.is_empty()

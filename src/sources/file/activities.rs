@@ -388,7 +388,7 @@ mod tests {
         );
         assert_eq!(b.warnings.len(), 1, "{:?}", b.warnings);
         assert!(
-            b.warnings[0].contains("page.json") && b.warnings[0].contains("--max-items"),
+            b.warnings[0].contains("page.json") && b.warnings[0].contains("without --no-paginate"),
             "{:?}",
             b.warnings
         );

@@ -161,16 +161,47 @@ pub(crate) use crate::sources::SkipLog;
 pub(crate) const PAGINATION_TOKENS: [&str; 2] = ["NextToken", "nextToken"];
 
 /// A warning naming the file when an export still holds a pagination token: the `aws`
-/// command stopped before the last page, so what the file holds is incomplete.
+/// command stopped before the last page, so what the file holds is incomplete. The flag to drop
+/// is told by the token: the CLI's own (`--max-items`) is base64 JSON holding
+/// `boto_truncate_amount`; a service's token means `--no-paginate`.
 pub(crate) fn truncation_warning(doc: &serde_json::Value, origin: &str) -> Option<String> {
-    let key = PAGINATION_TOKENS.iter().find(|k| {
-        doc.get(**k)
+    let (key, token) = PAGINATION_TOKENS.iter().find_map(|k| {
+        doc.get(*k)
             .and_then(serde_json::Value::as_str)
-            .is_some_and(|t| !t.trim().is_empty())
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| (*k, t))
     })?;
+    let flag = if is_cli_token(token) {
+        "--max-items"
+    } else {
+        "--no-paginate"
+    };
     Some(format!(
-        "{origin}: truncated export: it ends with a pagination token (`{key}`), so the `aws` command stopped before the last page; export it again without --no-paginate or --max-items (the CLI then fetches every page)"
+        "{origin}: truncated export: it ends with a pagination token (`{key}`), so the `aws` command stopped before the last page; export it again without {flag} (the CLI then fetches every page)"
     ))
+}
+
+/// Whether a pagination token is the AWS CLI's own (`--max-items`): base64 of a JSON object
+/// with `boto_truncate_amount`.
+fn is_cli_token(token: &str) -> bool {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::with_capacity(token.len() * 3 / 4);
+    for c in token.trim_end_matches('=').bytes() {
+        let Some(v) = ALPHABET.iter().position(|&a| a == c) else {
+            return false;
+        };
+        bits = (bits << 6) | v as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    serde_json::from_slice::<serde_json::Value>(&out)
+        .is_ok_and(|v| v.get("boto_truncate_amount").is_some())
 }
 
 /// The message for an empty (or whitespace-only) export file.
@@ -350,7 +381,14 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert!(truncation_warning(&docs[0], "f").is_none());
         let w = truncation_warning(&docs[1], "f").unwrap();
-        assert!(w.starts_with("f: ") && w.contains("--no-paginate"), "{w}");
+        assert!(
+            w.starts_with("f: ") && w.contains("without --no-paginate"),
+            "{w}"
+        );
+        // The CLI's own token, as `--max-items 2` leaves it.
+        let cli = serde_json::json!({"NextToken": "eyJOZXh0VG9rZW4iOiBudWxsLCAiYm90b190cnVuY2F0ZV9hbW91bnQiOiAyfQ=="});
+        let w = truncation_warning(&cli, "f").unwrap();
+        assert!(w.contains("without --max-items"), "{w}");
         let logs = serde_json::json!({"events": [], "nextToken": "abc"});
         assert!(truncation_warning(&logs, "g")
             .unwrap()
