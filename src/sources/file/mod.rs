@@ -3,12 +3,17 @@
 //!
 //! - activities: `aws autoscaling describe-scaling-activities` JSON; inventory from
 //!   `aws autoscaling describe-auto-scaling-groups` and `aws ec2 describe-instances` JSON;
-//! - logs: JSON lines, or `aws logs filter-log-events` JSON;
-//! - metrics: CSV `timestamp,instance_id,value`, or a Prometheus `query_range` response.
+//! - logs: JSON lines, or `aws logs filter-log-events` / `get-log-events` JSON (the latter's
+//!   instance from the file name);
+//! - metrics: CSV `timestamp,instance_id,value`, a Prometheus `query_range` response, or
+//!   `aws cloudwatch get-metric-data` / `get-metric-statistics` JSON.
 //!
 //! A path may be a file or a directory (read recursively, hidden files skipped, sorted order).
-//! Bad records are skipped and counted with their file:line; a file that cannot be read at all
-//! is an error naming it.
+//! One rule in every source: bad records inside a usable file are skipped and counted with
+//! their file:line; a whole file that cannot be used (empty, unparsable, not a known export,
+//! nothing in it usable) is one input error naming it; an export with a pagination token left
+//! in it ([`PAGINATION_TOKENS`]) is a warning naming the file and the flag to drop. Both are
+//! reported as [`crate::sources::InputProblems`] and leave the scan incomplete.
 
 mod activities;
 mod logs;
