@@ -562,6 +562,9 @@ async fn scan(
     let mut out = BufWriter::new(std::io::stdout().lock());
     writeln!(out, "{text}")?;
     out.flush()?;
+    for w in &report.summary.input_warnings {
+        eprintln!("epitaph: warning: {w}");
+    }
     if !report.summary.input_errors.is_empty() {
         eprintln!(
             "epitaph: {} input(s) could not be read; the window will be scanned again next run",

@@ -414,13 +414,15 @@ pub struct SourceConfig {
     /// by prefix, then FilterLogEvents on those streams); `text` — events that mention the
     /// instance id, in any stream (FilterLogEvents with the id as the pattern).
     pub stream_lookup: String,
-    /// metrics (aws): CloudWatch namespace, metric and the dimension naming the instance.
+    /// metrics (aws): CloudWatch namespace, metric and the dimension naming the instance (also
+    /// read in the file backend's CloudWatch exports).
     pub namespace: String,
     pub metric_name: String,
     pub instance_dimension: String,
     /// metrics (aws): more dimensions, `Name=Value` (`{asg}` is replaced by the group's name).
     pub extra_dimensions: Vec<String>,
-    /// metrics (aws): Average | Maximum | Minimum | Sum | SampleCount | pNN.
+    /// metrics (aws): Average | Maximum | Minimum | Sum | SampleCount | pNN (file: preferred in
+    /// a get-metric-statistics datapoint).
     pub statistic: String,
     /// metrics (aws): the series' period.
     pub period: String,

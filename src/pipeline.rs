@@ -124,8 +124,13 @@ pub struct ScanSummary {
     pub skipped_records: usize,
     /// The first skipped records with their location.
     pub skipped: Vec<Skipped>,
-    /// Inputs that could not be read at all; the watermark does not advance past them.
+    /// Inputs that could not be read at all (unreadable, empty, unparsable or unrecognised
+    /// files, each named); the watermark does not advance past them.
     pub input_errors: Vec<String>,
+    /// Inputs read but known to be incomplete (an export with a pagination token left in it),
+    /// each named with the fix; the scan is incomplete and the watermark does not advance.
+    #[serde(default)]
+    pub input_warnings: Vec<String>,
     /// Termination causes epitaph could not classify, by wording (timestamps, instance ids and
     /// numbers replaced) with their count: add them to `analysis/cause.rs`.
     #[serde(default)]
@@ -368,6 +373,17 @@ impl Pipeline {
         })
     }
 
+    /// The inventory, outside a scan: its problems (files refused or truncated) are logged, as
+    /// a scan would report them.
+    async fn inventory_logged(&self) -> Result<Vec<crate::model::InstanceInfo>> {
+        let inventory = self.sources.activities.inventory().await?;
+        let problems = self.sources.activities.inventory_problems();
+        for e in problems.errors.iter().chain(&problems.warnings) {
+            tracing::warn!("inventory: {e}");
+        }
+        Ok(inventory)
+    }
+
     /// Runs one scan.
     pub async fn scan(&self, opts: &ScanOptions) -> Result<ScanReport> {
         let clock = Instant::now();
@@ -382,6 +398,7 @@ impl Pipeline {
 
         let inventory = self.sources.activities.inventory().await?;
         self.store.save_inventory(&inventory).await?;
+        let mut problems = self.sources.activities.inventory_problems();
 
         let batch = self.sources.activities.terminations(window).await?;
         summary.discovered = batch.terminations.len();
@@ -397,7 +414,8 @@ impl Pipeline {
                 *summary.unrecognised_causes.entry(key).or_insert(0) += 1;
             }
         }
-        summary.input_errors.extend(batch.errors.iter().cloned());
+        problems.errors.extend(batch.errors.iter().cloned());
+        problems.warnings.extend(batch.warnings.iter().cloned());
         let mut skipped_records = batch.skipped.len();
         let mut skipped = batch.skipped.clone();
 
@@ -503,7 +521,15 @@ impl Pipeline {
                 .entry(f.verdict.as_str().to_string())
                 .or_insert(0) += 1;
         }
-        summary.complete = summary.input_errors.is_empty() && summary.pending.is_empty();
+        // Whole files refused or truncated, as of this scan's reads (a log or metrics index is
+        // built when an instance is first fetched from it, early warning's series included).
+        problems.extend(self.sources.logs.input_problems());
+        problems.extend(self.sources.metrics.input_problems());
+        summary.input_errors = problems.errors;
+        summary.input_warnings = problems.warnings;
+        summary.complete = summary.input_errors.is_empty()
+            && summary.input_warnings.is_empty()
+            && summary.pending.is_empty();
         summary.api_calls = self
             .sources
             .calls()
@@ -533,8 +559,10 @@ impl Pipeline {
                 started_at,
                 finished_at: Utc::now(),
                 window,
-                // Unreadable inputs may hide terminations: rescan this window next time.
-                complete: report.summary.input_errors.is_empty(),
+                // Unreadable or truncated inputs may hide terminations: rescan this window
+                // next time.
+                complete: report.summary.input_errors.is_empty()
+                    && report.summary.input_warnings.is_empty(),
                 summary: serde_json::to_value(&report.summary).unwrap_or_default(),
             })
             .await?;
@@ -579,7 +607,7 @@ impl Pipeline {
         let todo_ids: Vec<String> = todo.iter().map(|t| t.instance_id.clone()).collect();
         let stored = self.store.inventory(&todo_ids).await?;
         if todo_ids.iter().any(|id| !stored.contains_key(id)) {
-            let inventory = self.sources.activities.inventory().await?;
+            let inventory = self.inventory_logged().await?;
             self.store.save_inventory(&inventory).await?;
         }
         for chunk in todo.chunks(BATCH_SIZE) {
@@ -1045,7 +1073,7 @@ impl Pipeline {
                 return Ok(self.terminated("store", report));
             }
         }
-        let inventory = self.sources.activities.inventory().await?;
+        let inventory = self.inventory_logged().await?;
         self.store.save_inventory(&inventory).await?;
         match self
             .sources
@@ -1234,6 +1262,7 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
                     skipped,
                     first_skipped: first,
                     errors: batch.errors,
+                    warnings: batch.warnings,
                     ..Default::default()
                 }
             }
@@ -1263,6 +1292,9 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
                     }
                 }
                 (read.skipped, read.first_skipped) = first_skipped(l.skipped());
+                let problems = l.input_problems();
+                read.errors.extend(problems.errors);
+                read.warnings = problems.warnings;
                 read
             }
             Err(e) => failed(e),
@@ -1300,6 +1332,9 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
                     Err(e) => read.errors.push(e.to_string()),
                 }
                 (read.skipped, read.first_skipped) = first_skipped(m.skipped());
+                let problems = m.input_problems();
+                read.errors.extend(problems.errors);
+                read.warnings = problems.warnings;
                 read
             }
             Err(e) => failed(e),

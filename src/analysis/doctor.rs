@@ -394,6 +394,8 @@ pub struct FileRead {
     pub first_skipped: Vec<String>,
     /// Inputs that could not be read at all (or the backend's error).
     pub errors: Vec<String>,
+    /// Inputs read but truncated (a pagination token left in an export).
+    pub warnings: Vec<String>,
 }
 
 /// The checks of the `file` backends: activities parse and hold terminations in the window;
@@ -427,6 +429,23 @@ pub fn file_checks(
             format!("fix or remove the files named, or point {key} elsewhere"),
         )
     };
+    // A check that would pass or warn, when the exports it read are truncated: a warning
+    // naming them and the fix.
+    let truncated = |check: Check, r: &FileRead| {
+        if r.warnings.is_empty() || matches!(check.status, Status::Fail | Status::Skip) {
+            return check;
+        }
+        Check::warn(
+            &check.id,
+            format!(
+                "{}; {} truncated export(s): {}",
+                check.detail,
+                r.warnings.len(),
+                r.warnings.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ),
+            "export them again without --no-paginate or --max-items: the scan is incomplete until then",
+        )
+    };
     let skipped_note = |r: &FileRead| {
         if r.skipped == 0 {
             String::new()
@@ -439,7 +458,7 @@ pub fn file_checks(
         }
     };
     if let Some(r) = activities {
-        out.push(if !r.errors.is_empty() {
+        let check = if !r.errors.is_empty() {
             unreadable("files.activities", "sources.activities.path", r)
         } else if r.found == 0 {
             Check::warn(
@@ -450,7 +469,11 @@ pub fn file_checks(
         } else if r.skipped > 0 {
             Check::warn(
                 "files.activities",
-                format!("{} terminations in the window {span}{}", r.found, skipped_note(r)),
+                format!(
+                    "{} terminations in the window {span}{}",
+                    r.found,
+                    skipped_note(r)
+                ),
                 "the skipped records are listed with their file:line; fix or drop them",
             )
         } else {
@@ -458,7 +481,8 @@ pub fn file_checks(
                 "files.activities",
                 format!("{} terminations in the window {span}", r.found),
             )
-        });
+        };
+        out.push(truncated(check, r));
     }
     for (id, key, what, r) in [
         ("files.logs", "sources.logs.path", "last words", logs),
@@ -470,10 +494,13 @@ pub fn file_checks(
         ),
     ] {
         let Some(r) = r else { continue };
-        out.push(if !r.errors.is_empty() {
+        let check = if !r.errors.is_empty() {
             unreadable(id, key, r)
         } else if r.sampled == 0 {
-            Check::skip(id, format!("not checked: no terminated instance to look {what} up for"))
+            Check::skip(
+                id,
+                format!("not checked: no terminated instance to look {what} up for"),
+            )
         } else if r.found == 0 {
             Check::warn(
                 id,
@@ -481,13 +508,23 @@ pub fn file_checks(
                 format!("check that {key} holds the instances' data and that the instance ids match (sources.logs.stream_pattern, sources.metrics.instance_label)"),
             )
         } else {
-            let c = format!("{} of the {} most recent terminated instances have {what}{}", r.found, r.sampled, skipped_note(r));
+            let c = format!(
+                "{} of the {} most recent terminated instances have {what}{}",
+                r.found,
+                r.sampled,
+                skipped_note(r)
+            );
             if r.skipped > 0 {
-                Check::warn(id, c, "the skipped records are listed with their file:line; fix or drop them")
+                Check::warn(
+                    id,
+                    c,
+                    "the skipped records are listed with their file:line; fix or drop them",
+                )
             } else {
                 Check::pass(id, c)
             }
-        });
+        };
+        out.push(truncated(check, r));
     }
     out
 }
@@ -2299,6 +2336,16 @@ mod tests {
         let checks = file_checks(Some(&broken), None, None, w);
         assert_eq!(checks[0].status, Status::Fail);
         assert_eq!(Checklist::new(checks).exit_code, EXIT_CONFIG);
+        let truncated = FileRead {
+            warnings: vec!["a.json: truncated export: … --no-paginate".into()],
+            ..good.clone()
+        };
+        let checks = file_checks(Some(&truncated), None, Some(&truncated), w);
+        assert!(
+            checks.iter().all(|c| c.status == Status::Warn),
+            "{checks:?}"
+        );
+        assert!(checks[1].detail.contains("a.json: truncated"), "{checks:?}");
         let c = cfg("");
         let kinds = kind_checks(&c, false);
         assert_eq!(kinds.len(), 3);

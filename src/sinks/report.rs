@@ -305,6 +305,15 @@ fn problems(out: &mut String, r: &ScanReport, indent: &str) {
             let _ = writeln!(out, "{indent}  {e}");
         }
     }
+    if !s.input_warnings.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{indent}TRUNCATED INPUTS — read, but incomplete (this window will be scanned again):"
+        );
+        for w in &s.input_warnings {
+            let _ = writeln!(out, "{indent}  {w}");
+        }
+    }
     if s.skipped_records > 0 {
         let _ = writeln!(
             out,

@@ -47,6 +47,31 @@ pub struct ActivityBatch {
     /// Inputs that could not be read at all (a whole file): terminations may be missing, so the
     /// scan must not advance its watermark past this window.
     pub errors: Vec<String>,
+    /// Inputs read but known to be incomplete (an export with a pagination token left in it):
+    /// the scan is incomplete, like for `errors`, but what was read is used.
+    pub warnings: Vec<String>,
+}
+
+/// Whole inputs a backend could not use (`errors`: empty, unparsable or unrecognised files) or
+/// knows to be incomplete (`warnings`: truncated exports), each naming the input, as of its
+/// last read. Either makes the scan incomplete; records skipped inside a usable input are
+/// [`Skipped`] instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputProblems {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl InputProblems {
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty() && self.warnings.is_empty()
+    }
+
+    /// Adds `other`'s problems after this one's.
+    pub fn extend(&mut self, other: InputProblems) {
+        self.errors.extend(other.errors);
+        self.warnings.extend(other.warnings);
+    }
 }
 
 /// Auto Scaling activity: terminations, and an inventory of instances while they live.
@@ -61,6 +86,11 @@ pub trait ActivitySource: Send + Sync {
     async fn inventory(&self) -> Result<Vec<InstanceInfo>>;
     /// The termination of one instance, searching as far back as the backend can.
     async fn find_termination(&self, instance_id: &str) -> Result<Option<Termination>>;
+    /// Inventory inputs that could not be used or are truncated, as of the last
+    /// [`ActivitySource::inventory`] (the activities' own are in [`ActivityBatch`]).
+    fn inventory_problems(&self) -> InputProblems {
+        InputProblems::default()
+    }
     /// Remote API calls made so far, by operation (empty for local backends).
     fn calls(&self) -> BTreeMap<String, u64> {
         BTreeMap::new()
@@ -102,6 +132,10 @@ pub trait LogSource: Send + Sync {
     fn skipped(&self) -> (usize, Vec<Skipped>) {
         (0, Vec::new())
     }
+    /// Whole inputs it could not use or knows to be truncated, as of its last read.
+    fn input_problems(&self) -> InputProblems {
+        InputProblems::default()
+    }
     /// Remote API calls made so far, by operation (empty for local backends).
     fn calls(&self) -> BTreeMap<String, u64> {
         BTreeMap::new()
@@ -136,6 +170,10 @@ pub trait MetricSource: Send + Sync {
     /// Records the backend skipped so far (count, and the first few with their location).
     fn skipped(&self) -> (usize, Vec<Skipped>) {
         (0, Vec::new())
+    }
+    /// Whole inputs it could not use or knows to be truncated, as of its last read.
+    fn input_problems(&self) -> InputProblems {
+        InputProblems::default()
     }
     /// Remote API calls made so far, by operation (empty for local backends).
     fn calls(&self) -> BTreeMap<String, u64> {
@@ -308,6 +346,13 @@ impl SkipLog {
                 reason: reason.into(),
             });
         }
+    }
+
+    /// Adds another log's records after this one's (the count stays exact).
+    pub fn merge(&mut self, other: SkipLog) {
+        let room = MAX_SKIPPED_KEPT.saturating_sub(self.kept.len());
+        self.kept.extend(other.kept.into_iter().take(room));
+        self.count += other.count;
     }
 
     /// The kept records, plus one line saying how many more there were.

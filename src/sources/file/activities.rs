@@ -1,6 +1,10 @@
 //! File activities: `aws autoscaling describe-scaling-activities` output (one file or a folder
 //! of pages), and an optional inventory from `describe-auto-scaling-groups` /
 //! `aws ec2 describe-instances` output.
+//!
+//! A file that cannot be used (empty, not JSON, not such an export) is an input error naming
+//! it; a pagination token left in one is a warning that it is truncated. Either leaves the
+//! scan incomplete; the other files are still read.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,17 +12,19 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{array_items, list_files, required_path};
+use super::{array_items, list_files, read_json_documents, required_path, truncation_warning};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::model::{InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
-use crate::sources::{ActivityBatch, ActivitySource, Skipped};
+use crate::sources::{ActivityBatch, ActivitySource, InputProblems, Skipped};
 use crate::timefmt::parse_instant;
 
 #[derive(Clone)]
 pub struct FileActivities {
     path: PathBuf,
     inventory: Option<PathBuf>,
+    /// The inventory files' problems, as of the last [`ActivitySource::inventory`].
+    inventory_problems: std::sync::Arc<std::sync::Mutex<InputProblems>>,
 }
 
 impl FileActivities {
@@ -26,6 +32,7 @@ impl FileActivities {
         Ok(FileActivities {
             path: required_path("sources.activities", &cfg.path)?,
             inventory: cfg.inventory.clone(),
+            inventory_problems: Default::default(),
         })
     }
 
@@ -33,8 +40,19 @@ impl FileActivities {
     fn read_all(&self) -> Result<ActivityBatch> {
         let mut batch = ActivityBatch::default();
         for file in list_files(&self.path)? {
-            match read_json(&file) {
-                Ok(v) => parse_activities(&v, &file.display().to_string(), &mut batch),
+            let origin = file.display().to_string();
+            match read_json_documents(&file) {
+                Ok(docs) => {
+                    for (n, doc) in docs.iter().enumerate() {
+                        let origin = if docs.len() > 1 {
+                            format!("{origin} (document {})", n + 1)
+                        } else {
+                            origin.clone()
+                        };
+                        batch.warnings.extend(truncation_warning(doc, &origin));
+                        parse_activities(doc, &origin, &mut batch);
+                    }
+                }
                 Err(e) => batch.errors.push(e.to_string()),
             }
         }
@@ -62,9 +80,21 @@ impl ActivitySource for FileActivities {
         let Some(path) = self.inventory.clone() else {
             return Ok(Vec::new());
         };
-        tokio::task::spawn_blocking(move || read_inventory(&path))
+        let (instances, problems) = tokio::task::spawn_blocking(move || read_inventory(&path))
             .await
-            .map_err(|e| Error::source(self.name(), e.to_string()))?
+            .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        *self
+            .inventory_problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = problems;
+        Ok(instances)
+    }
+
+    fn inventory_problems(&self) -> InputProblems {
+        self.inventory_problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     async fn find_termination(&self, instance_id: &str) -> Result<Option<Termination>> {
@@ -89,17 +119,6 @@ fn dedupe(terms: &mut Vec<Termination>) {
             .cmp(&b.time)
             .then_with(|| a.instance_id.cmp(&b.instance_id))
     });
-}
-
-/// Reads a whole JSON file; a syntax error names file:line:column.
-pub(crate) fn read_json(file: &Path) -> Result<Value> {
-    let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::input(
-            format!("{}:{}:{}", file.display(), e.line(), e.column()),
-            format!("invalid JSON: {e}"),
-        )
-    })
 }
 
 /// Takes the terminations out of one `describe-scaling-activities` document.
@@ -158,12 +177,41 @@ fn parse_activity(act: &Value) -> std::result::Result<Option<Termination>, Strin
     })
 }
 
-/// Reads inventory exports and merges what each says about an instance.
-fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
+/// Reads inventory exports and merges what each says about an instance; a file that cannot be
+/// used, or is truncated, is a problem naming it (the others are still read).
+fn read_inventory(path: &Path) -> Result<(Vec<InstanceInfo>, InputProblems)> {
     let mut by_id: BTreeMap<String, InstanceInfo> = BTreeMap::new();
+    let mut problems = InputProblems::default();
     for file in list_files(path)? {
-        let doc = read_json(&file)?;
-        let origin = file.display().to_string();
+        let docs = match read_json_documents(&file) {
+            Ok(docs) => docs,
+            Err(e) => {
+                problems.errors.push(e.to_string());
+                continue;
+            }
+        };
+        for (n, doc) in docs.iter().enumerate() {
+            let origin = if docs.len() > 1 {
+                format!("{} (document {})", file.display(), n + 1)
+            } else {
+                file.display().to_string()
+            };
+            problems.warnings.extend(truncation_warning(doc, &origin));
+            if let Err(e) = inventory_document(doc, &origin, &mut by_id) {
+                problems.errors.push(e.to_string());
+            }
+        }
+    }
+    Ok((by_id.into_values().collect(), problems))
+}
+
+/// What one `describe-auto-scaling-groups` or `describe-instances` document says.
+fn inventory_document(
+    doc: &Value,
+    origin: &str,
+    by_id: &mut BTreeMap<String, InstanceInfo>,
+) -> Result<()> {
+    {
         if let Some(groups) = doc.get("AutoScalingGroups").and_then(Value::as_array) {
             for g in groups {
                 let asg = str_field(g, "AutoScalingGroupName").map(str::to_string);
@@ -171,7 +219,7 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
                     let Some(id) = str_field(inst, "InstanceId") else {
                         continue;
                     };
-                    let e = entry(&mut by_id, id);
+                    let e = entry(by_id, id);
                     e.asg = e.asg.take().or_else(|| asg.clone());
                     e.availability_zone = str_field(inst, "AvailabilityZone").map(str::to_string);
                     e.lifecycle_state = str_field(inst, "LifecycleState").map(str::to_string);
@@ -197,7 +245,7 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
                     let Some(id) = str_field(inst, "InstanceId") else {
                         continue;
                     };
-                    let e = entry(&mut by_id, id);
+                    let e = entry(by_id, id);
                     if let Some(t) =
                         str_field(inst, "LaunchTime").and_then(|s| parse_instant(s).ok())
                     {
@@ -243,7 +291,7 @@ fn read_inventory(path: &Path) -> Result<Vec<InstanceInfo>> {
             ));
         }
     }
-    Ok(by_id.into_values().collect())
+    Ok(())
 }
 
 fn entry<'a>(map: &'a mut BTreeMap<String, InstanceInfo>, id: &str) -> &'a mut InstanceInfo {
@@ -292,7 +340,8 @@ mod tests {
             ]}]}"#,
         )
         .unwrap();
-        let inv = read_inventory(dir.path()).unwrap();
+        let (inv, problems) = read_inventory(dir.path()).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(inv.len(), 2);
         assert_eq!(
             inv[0].private_dns.as_deref(),
@@ -300,6 +349,59 @@ mod tests {
         );
         assert_eq!(inv[0].private_ip.as_deref(), Some("10.0.1.23"));
         assert_eq!(inv[1].private_dns, None, "an empty name is no name");
+    }
+
+    #[test]
+    fn empty_unparsable_and_truncated_exports() {
+        let dir = tempfile::tempdir().unwrap();
+        let acts = dir.path().join("activities");
+        let inv = dir.path().join("inventory");
+        std::fs::create_dir_all(&acts).unwrap();
+        std::fs::create_dir_all(&inv).unwrap();
+        std::fs::write(acts.join("empty.json"), "").unwrap();
+        std::fs::write(
+            acts.join("page.json"),
+            r#"{"Activities": [{"ActivityId": "a1", "AutoScalingGroupName": "web",
+              "Description": "Terminating EC2 instance: i-0123456789abcdef0", "Cause": "x",
+              "StartTime": "2026-01-05T10:00:05Z", "StatusCode": "Successful"}], "NextToken": "abc"}"#,
+        )
+        .unwrap();
+        std::fs::write(inv.join("empty.json"), "\n").unwrap();
+        std::fs::write(inv.join("cut.json"), "{\"Reservations\": [").unwrap();
+        std::fs::write(
+            inv.join("groups.json"),
+            r#"{"AutoScalingGroups": [{"AutoScalingGroupName": "web", "Instances": [{"InstanceId": "i-0aaaaaaaaaaaaaaaa"}]}], "NextToken": "t"}"#,
+        )
+        .unwrap();
+        let src = FileActivities {
+            path: acts,
+            inventory: None,
+            inventory_problems: Default::default(),
+        };
+        let b = src.read_all().unwrap();
+        assert_eq!(b.terminations.len(), 1, "a truncated page is still read");
+        assert_eq!(b.errors.len(), 1, "{:?}", b.errors);
+        assert!(
+            b.errors[0].contains("empty.json: empty file"),
+            "{:?}",
+            b.errors
+        );
+        assert_eq!(b.warnings.len(), 1, "{:?}", b.warnings);
+        assert!(
+            b.warnings[0].contains("page.json") && b.warnings[0].contains("without --no-paginate"),
+            "{:?}",
+            b.warnings
+        );
+
+        let (instances, p) = read_inventory(&inv).unwrap();
+        assert_eq!(instances.len(), 1, "the readable file is still read");
+        assert_eq!(p.errors.len(), 2, "{p:?}");
+        assert!(p.errors[0].contains("cut.json:1:"), "{p:?}");
+        assert!(p.errors[1].contains("empty.json: empty file"), "{p:?}");
+        assert!(
+            p.warnings.len() == 1 && p.warnings[0].contains("groups.json"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -3,12 +3,17 @@
 //!
 //! - activities: `aws autoscaling describe-scaling-activities` JSON; inventory from
 //!   `aws autoscaling describe-auto-scaling-groups` and `aws ec2 describe-instances` JSON;
-//! - logs: JSON lines, or `aws logs filter-log-events` JSON;
-//! - metrics: CSV `timestamp,instance_id,value`, or a Prometheus `query_range` response.
+//! - logs: JSON lines, or `aws logs filter-log-events` / `get-log-events` JSON (the latter's
+//!   instance from the file name);
+//! - metrics: CSV `timestamp,instance_id,value`, a Prometheus `query_range` response, or
+//!   `aws cloudwatch get-metric-data` / `get-metric-statistics` JSON.
 //!
 //! A path may be a file or a directory (read recursively, hidden files skipped, sorted order).
-//! Bad records are skipped and counted with their file:line; a file that cannot be read at all
-//! is an error naming it.
+//! One rule in every source: bad records inside a usable file are skipped and counted with
+//! their file:line; a whole file that cannot be used (empty, unparsable, not a known export,
+//! nothing in it usable) is one input error naming it; an export with a pagination token left
+//! in it ([`PAGINATION_TOKENS`]) is a warning naming the file and the flag to drop. Both are
+//! reported as [`crate::sources::InputProblems`] and leave the scan incomplete.
 
 mod activities;
 mod logs;
@@ -155,6 +160,108 @@ impl<T: Send + Sync + 'static> FileIndex<T> {
 
 pub(crate) use crate::sources::SkipLog;
 
+/// Top-level keys in which the AWS CLI leaves a pagination token when it did not fetch every
+/// page: `--max-items` writes the CLI's own `NextToken`, `--no-paginate` the service's key
+/// (`NextToken`, or `nextToken` for CloudWatch Logs).
+pub(crate) const PAGINATION_TOKENS: [&str; 2] = ["NextToken", "nextToken"];
+
+/// A warning naming the file when an export still holds a pagination token: the `aws`
+/// command stopped before the last page, so what the file holds is incomplete. The flag to drop
+/// is told by the token: the CLI's own (`--max-items`) is base64 JSON holding
+/// `boto_truncate_amount`; a service's token means `--no-paginate`.
+pub(crate) fn truncation_warning(doc: &serde_json::Value, origin: &str) -> Option<String> {
+    let (key, token) = PAGINATION_TOKENS.iter().find_map(|k| {
+        doc.get(*k)
+            .and_then(serde_json::Value::as_str)
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| (*k, t))
+    })?;
+    let flag = if is_cli_token(token) {
+        "--max-items"
+    } else {
+        "--no-paginate"
+    };
+    Some(format!(
+        "{origin}: truncated export: it ends with a pagination token (`{key}`), so the `aws` command stopped before the last page; export it again without {flag} (the CLI then fetches every page)"
+    ))
+}
+
+/// Whether a pagination token is the AWS CLI's own (`--max-items`): base64 of a JSON object
+/// with `boto_truncate_amount`.
+fn is_cli_token(token: &str) -> bool {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::with_capacity(token.len() * 3 / 4);
+    for c in token.trim_end_matches('=').bytes() {
+        let Some(v) = ALPHABET.iter().position(|&a| a == c) else {
+            return false;
+        };
+        bits = (bits << 6) | v as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    serde_json::from_slice::<serde_json::Value>(&out)
+        .is_ok_and(|v| v.get("boto_truncate_amount").is_some())
+}
+
+/// The message for an empty (or whitespace-only) export file.
+pub(crate) const EMPTY_FILE: &str =
+    "empty file (what a failed `aws …` command leaves behind): export it again, or remove it";
+
+/// Whether a file holds nothing but whitespace.
+pub(crate) fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The JSON documents in an export: one, or several written one after the other (pages
+/// appended with `>>`). Empty files and syntax errors are errors naming `origin` (and
+/// line:column).
+pub(crate) fn json_documents(bytes: &[u8], origin: &str) -> Result<Vec<serde_json::Value>> {
+    if is_blank(bytes) {
+        return Err(Error::input(origin, EMPTY_FILE));
+    }
+    serde_json::Deserializer::from_slice(bytes)
+        .into_iter::<serde_json::Value>()
+        .map(|doc| {
+            doc.map_err(|e| {
+                Error::input(
+                    format!("{origin}:{}:{}", e.line(), e.column()),
+                    format!("invalid JSON: {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Reads an export file as [`json_documents`].
+pub(crate) fn read_json_documents(file: &Path) -> Result<Vec<serde_json::Value>> {
+    let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+    json_documents(&bytes, &file.display().to_string())
+}
+
+/// The instance an export file is named after: the first instance id in its file name, else
+/// in the nearest folder name below `root` naming one (`logs/i-0123…/app.json`).
+pub(crate) fn instance_from_path(root: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    let mut names: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        // `root` is the file itself.
+        names.extend(file.file_name().map(|n| n.to_string_lossy().into_owned()));
+    }
+    names
+        .iter()
+        .rev()
+        .find_map(|n| find_instance_id(n).map(str::to_string))
+}
+
 /// The elements of `v[key]` when it is an array (none otherwise).
 pub(crate) fn array_items<'a>(
     v: &'a serde_json::Value,
@@ -262,5 +369,65 @@ mod tests {
         assert_eq!(find_instance_id("xi-0123abcd"), None);
         assert_eq!(find_instance_id("i-0123abcdz"), None);
         assert_eq!(find_instance_id("é i-0123abcd"), Some("i-0123abcd"));
+    }
+
+    #[test]
+    fn instance_from_file_or_folder_name() {
+        let root = Path::new("/x/logs");
+        assert_eq!(
+            instance_from_path(root, Path::new("/x/logs/web/i-0123456789abcdef0.json")).as_deref(),
+            Some("i-0123456789abcdef0")
+        );
+        assert_eq!(
+            instance_from_path(root, Path::new("/x/logs/i-0123abcd/app.json")).as_deref(),
+            Some("i-0123abcd")
+        );
+        assert_eq!(
+            instance_from_path(root, Path::new("/x/logs/web/app.json")),
+            None
+        );
+        // The folder holding the root is not a name the user chose for this file.
+        assert_eq!(
+            instance_from_path(
+                Path::new("/x/i-0123abcd"),
+                Path::new("/x/i-0123abcd/a.json")
+            ),
+            None
+        );
+        let single = Path::new("/x/i-0123abcd.json");
+        assert_eq!(
+            instance_from_path(single, single).as_deref(),
+            Some("i-0123abcd")
+        );
+    }
+
+    #[test]
+    fn documents_pages_and_tokens() {
+        let docs = json_documents(b"{\"a\": 1}\n{\"a\": 2, \"NextToken\": \"x\"}", "f").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert!(truncation_warning(&docs[0], "f").is_none());
+        let w = truncation_warning(&docs[1], "f").unwrap();
+        assert!(
+            w.starts_with("f: ") && w.contains("without --no-paginate"),
+            "{w}"
+        );
+        // The CLI's own token, as `--max-items 2` leaves it.
+        let cli = serde_json::json!({"NextToken": "eyJOZXh0VG9rZW4iOiBudWxsLCAiYm90b190cnVuY2F0ZV9hbW91bnQiOiAyfQ=="});
+        let w = truncation_warning(&cli, "f").unwrap();
+        assert!(w.contains("without --max-items"), "{w}");
+        let logs = serde_json::json!({"events": [], "nextToken": "abc"});
+        assert!(truncation_warning(&logs, "g")
+            .unwrap()
+            .contains("`nextToken`"));
+        let done = serde_json::json!({"events": [], "nextToken": null});
+        assert!(truncation_warning(&done, "g").is_none());
+        let e = json_documents(b" \n", "empty.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("empty.json: empty file"), "{e}");
+        let e = json_documents(b"{\"a\": [1,\n", "cut.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cut.json:2:"), "{e}");
     }
 }
