@@ -175,7 +175,9 @@ impl HttpClient {
     }
 
     /// Holds this client's requests to `limiter`'s rates (shared with the other clients of
-    /// the same account and region, so that together they stay under its quota).
+    /// the same account and region, so that together they stay under its quota). Only the AWS
+    /// backends have quotas to respect so far.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub fn with_limiter(mut self, limiter: Arc<crate::sources::ratelimit::RateLimiter>) -> Self {
         self.limiter = Some(limiter);
         self

@@ -52,6 +52,35 @@ pub fn describe(cfg: &crate::config::Config) -> String {
     }
 }
 
+/// Reads a stored JSON record, naming it by `what` and its key when it is corrupt.
+fn decode<T: serde::de::DeserializeOwned>(what: &str, key: &str, json: &str) -> Result<T> {
+    serde_json::from_str(json)
+        .map_err(|e| crate::error::Error::Store(format!("corrupt {what} record `{key}`: {e}")))
+}
+
+/// Decodes each row's JSON column (selected as text), naming the row by its key column in
+/// errors. Any sqlx database.
+fn decode_rows<R, T>(rows: &[R], what: &str, key: &str, json: &str) -> Result<Vec<T>>
+where
+    R: sqlx::Row,
+    T: serde::de::DeserializeOwned,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    rows.iter()
+        .map(|r| {
+            let k: String = r.try_get(key)?;
+            let j: String = r.try_get(json)?;
+            decode(what, &k, &j)
+        })
+        .collect()
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v)
+        .map_err(|e| crate::error::Error::Store(format!("cannot encode record: {e}")))
+}
+
 /// The stored `firing` column as a verdict; an unknown one is a corrupt record.
 fn parse_firing(
     deployment: &str,

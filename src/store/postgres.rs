@@ -10,11 +10,13 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
-use super::{AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending, RunRecord, Store};
+use super::{
+    decode, decode_rows, encode, AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending,
+    RunRecord, Store,
+};
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::{Error, Result};
@@ -53,31 +55,6 @@ fn outbox_entry(r: &PgRow) -> Result<OutboxEntry> {
         created_at: r.try_get("created_at")?,
         delivered_at: r.try_get("delivered_at")?,
     })
-}
-
-fn decode<T: DeserializeOwned>(what: &str, key: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json)
-        .map_err(|e| Error::Store(format!("corrupt {what} record `{key}`: {e}")))
-}
-
-/// Decodes each row's JSON column (selected as text), naming the row by its key column.
-fn decode_rows<T: DeserializeOwned>(
-    rows: &[PgRow],
-    what: &str,
-    key: &str,
-    json: &str,
-) -> Result<Vec<T>> {
-    rows.iter()
-        .map(|r| {
-            let k: String = r.try_get(key)?;
-            let j: String = r.try_get(json)?;
-            decode(what, &k, &j)
-        })
-        .collect()
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Store(format!("cannot encode record: {e}")))
 }
 
 /// PostgreSQL's text types cannot hold a NUL byte; an error message quoting a log line can.

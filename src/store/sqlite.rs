@@ -10,11 +10,13 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::de::DeserializeOwned;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending, RunRecord, Store};
+use super::{
+    decode, decode_rows, encode, AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending,
+    RunRecord, Store,
+};
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::{Error, Result};
@@ -68,35 +70,10 @@ fn outbox_entry(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxEntry> {
     })
 }
 
-fn decode<T: DeserializeOwned>(what: &str, key: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json)
-        .map_err(|e| Error::Store(format!("corrupt {what} record `{key}`: {e}")))
-}
-
-/// Decodes each row's JSON column, naming the row by its key column in errors.
-fn decode_rows<T: DeserializeOwned>(
-    rows: &[sqlx::sqlite::SqliteRow],
-    what: &str,
-    key: &str,
-    json: &str,
-) -> Result<Vec<T>> {
-    rows.iter()
-        .map(|r| {
-            let k: String = r.try_get(key)?;
-            let j: String = r.try_get(json)?;
-            decode(what, &k, &j)
-        })
-        .collect()
-}
-
 /// `(?,?,?),(?,?,?)…` for `rows` rows of `cols` columns.
 fn placeholders(rows: usize, cols: usize) -> String {
     let row = format!("({})", vec!["?"; cols].join(","));
     vec![row; rows].join(",")
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::Store(format!("cannot encode record: {e}")))
 }
 
 impl SqliteStore {

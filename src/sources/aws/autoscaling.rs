@@ -9,7 +9,7 @@
 //! the caller's (`activities.rs`).
 
 use super::query::{self, Element};
-use super::signed::{Endpoint, Request};
+use super::signed::Endpoint;
 use crate::config::AwsConfig;
 use crate::error::Result;
 use crate::sources::probe::CallError;
@@ -91,7 +91,7 @@ impl AutoScaling {
     ) -> std::result::Result<Page<Group>, CallError> {
         let body = groups_request(names, max_records, token);
         let root = self.post(DESCRIBE_GROUPS, body).await?;
-        read_answer(DESCRIBE_GROUPS, parse_groups(&root))
+        query::read_answer(DESCRIBE_GROUPS, parse_groups(&root))
     }
 
     /// One page of `DescribeScalingActivities`, newest first: one group's, or the account's.
@@ -103,38 +103,12 @@ impl AutoScaling {
     ) -> std::result::Result<Page<Activity>, CallError> {
         let body = activities_request(group, max_records, token);
         let root = self.post(DESCRIBE_ACTIVITIES, body).await?;
-        read_answer(DESCRIBE_ACTIVITIES, parse_activities(&root))
+        query::read_answer(DESCRIBE_ACTIVITIES, parse_activities(&root))
     }
 
     async fn post(&self, action: &str, body: String) -> std::result::Result<Element, CallError> {
-        let answer = self
-            .endpoint
-            .post(Request {
-                action,
-                headers: &[("content-type", query::CONTENT_TYPE)],
-                body: body.into_bytes(),
-                read_error: query::parse_error,
-            })
-            .await?;
-        let text = String::from_utf8(answer).map_err(|e| e.to_string());
-        read_answer(action, text.and_then(|t| query::parse(&t)))
+        query::call(&self.endpoint, action, body).await
     }
-}
-
-/// An answer that could not be read, as a failed call.
-fn read_answer<T>(
-    action: &str,
-    r: std::result::Result<T, String>,
-) -> std::result::Result<T, CallError> {
-    r.map_err(|e| CallError {
-        action: action.to_string(),
-        code: None,
-        answered: true,
-        message: format!(
-            "{}: unreadable answer: {e}",
-            action.split_once(':').map_or(action, |(_, op)| op)
-        ),
-    })
 }
 
 /// The form body of one `DescribeAutoScalingGroups` page.

@@ -12,7 +12,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::query::{self, Element};
-use super::signed::{Endpoint, Request};
+use super::signed::Endpoint;
 use crate::config::AwsConfig;
 use crate::error::Result;
 use crate::sources::probe::CallError;
@@ -88,7 +88,7 @@ impl CloudWatch {
     ) -> std::result::Result<Page<MetricDataResult>, CallError> {
         let body = metric_data_request(queries, start, end, token);
         let root = self.post(GET_METRIC_DATA, body).await?;
-        read_answer(GET_METRIC_DATA, parse_metric_data(&root))
+        query::read_answer(GET_METRIC_DATA, parse_metric_data(&root))
     }
 
     /// One page of `ListMetrics` with the filters given.
@@ -101,38 +101,12 @@ impl CloudWatch {
     ) -> std::result::Result<Page<Metric>, CallError> {
         let body = list_metrics_request(namespace, metric_name, dimensions, token);
         let root = self.post(LIST_METRICS, body).await?;
-        read_answer(LIST_METRICS, parse_list_metrics(&root))
+        query::read_answer(LIST_METRICS, parse_list_metrics(&root))
     }
 
     async fn post(&self, action: &str, body: String) -> std::result::Result<Element, CallError> {
-        let answer = self
-            .endpoint
-            .post(Request {
-                action,
-                headers: &[("content-type", query::CONTENT_TYPE)],
-                body: body.into_bytes(),
-                read_error: query::parse_error,
-            })
-            .await?;
-        let text = String::from_utf8(answer).map_err(|e| e.to_string());
-        read_answer(action, text.and_then(|t| query::parse(&t)))
+        query::call(&self.endpoint, action, body).await
     }
-}
-
-/// An answer that could not be read, as a failed call.
-fn read_answer<T>(
-    action: &str,
-    r: std::result::Result<T, String>,
-) -> std::result::Result<T, CallError> {
-    r.map_err(|e| CallError {
-        action: action.to_string(),
-        code: None,
-        answered: true,
-        message: format!(
-            "{}: unreadable answer: {e}",
-            action.split_once(':').map_or(action, |(_, op)| op)
-        ),
-    })
 }
 
 /// A time as the Query protocol sends it (ISO 8601 in UTC, fractions only when there are).

@@ -5,6 +5,7 @@
 //! Requests are form bodies (`Action=…&Version=…`), built by each API's module.
 
 use crate::sources::http::HttpFailure;
+use crate::sources::probe::CallError;
 
 /// Elements nested deeper than this make an answer unreadable (AWS's answers nest a handful
 /// of levels; this only bounds a hostile or broken one).
@@ -140,6 +141,41 @@ pub fn unescape(s: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// One Query-protocol call on `endpoint`: the answer's XML document, or the failure (an
+/// answer that is not XML is an unreadable answer of `action`).
+pub async fn call(
+    endpoint: &super::signed::Endpoint,
+    action: &str,
+    body: String,
+) -> std::result::Result<Element, CallError> {
+    let answer = endpoint
+        .post(super::signed::Request {
+            action,
+            headers: &[("content-type", CONTENT_TYPE)],
+            body: body.into_bytes(),
+            read_error: parse_error,
+        })
+        .await?;
+    let text = String::from_utf8(answer).map_err(|e| e.to_string());
+    read_answer(action, text.and_then(|t| parse(&t)))
+}
+
+/// An answer that could not be read, as a failed call.
+pub fn read_answer<T>(
+    action: &str,
+    r: std::result::Result<T, String>,
+) -> std::result::Result<T, CallError> {
+    r.map_err(|e| CallError {
+        action: action.to_string(),
+        code: None,
+        answered: true,
+        message: format!(
+            "{}: unreadable answer: {e}",
+            action.split_once(':').map_or(action, |(_, op)| op)
+        ),
+    })
 }
 
 #[cfg(test)]
