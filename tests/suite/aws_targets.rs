@@ -1,6 +1,8 @@
 //! `aws.targets` and `sources.activities.group_tag` against moto: two regions, groups tagged
 //! and untagged. Only tagged groups are read, each instance's last words come from its own
-//! region (its `origin`), and an instance of an untagged group is never analysed.
+//! region (its `origin`), and an instance of an untagged group is never analysed. The second
+//! region is read through an assumed role (STS AssumeRole against moto, through the
+//! credential providers' HTTP client, `sources/aws/credentials_http.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,6 +63,10 @@ fn termination(group: &str, id: &str, at: chrono::DateTime<Utc>) -> Value {
     })
 }
 
+/// The second target is read through an assumed role: its credentials come from STS
+/// (AssumeRole, through the credential providers' HTTP client), not from the environment.
+const ROLE: &str = "arn:aws:iam::123456789012:role/epitaph-read";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tagged_groups_in_every_target_region_are_read_from_their_own_region() {
     let moto = start_moto();
@@ -85,7 +91,7 @@ async fn tagged_groups_in_every_target_region_are_read_from_their_own_region() {
         &config,
         format!(
             "[scan]\nsince = \"3h\"\n[deployment]\nidentity = \"asg\"\n[state]\npath = \"s.db\"\n\
-             [aws]\nendpoint_url = \"{front}\"\ntargets = [\"{EAST}\", \"{WEST}\"]\n\
+             [aws]\nendpoint_url = \"{front}\"\ntargets = [\"{EAST}\", \"{ROLE}@{WEST}\"]\n\
              [sources.activities]\nkind = \"aws\"\ngroup_tag = \"{}={}\"\n\
              [sources.logs]\nkind = \"aws\"\nlog_group = \"{LOG_GROUP}\"\n\
              [sources.metrics]\nkind = \"aws\"\n",

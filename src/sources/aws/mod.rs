@@ -19,6 +19,7 @@
 mod activities;
 pub mod autoscaling;
 pub mod cloudwatch;
+pub mod credentials_http;
 pub mod ec2;
 mod logs;
 pub mod logs_api;
@@ -194,15 +195,10 @@ pub mod sdk {
     pub use aws_credential_types as credential_types;
 }
 
-/// The HTTPS client the SDK's credential providers (STS, SSO, IMDS) use — the AWS APIs
-/// themselves go through `sources::http`'s reqwest: rustls with ring, the TLS stack reqwest already brings — the SDK's default would add
-/// aws-lc-rs (a C build) and a second hyper. Certificates: the platform's trust store.
+/// The HTTP client the SDK's credential providers (STS, SSO, IMDS) use: reqwest, the client
+/// every other call goes through (`credentials_http`), instead of the SDK's own hyper-based one.
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
+    credentials_http::http_client()
 }
 
 /// An error with its causes in one line ("no AWS credentials: …: …"): what the SDK's
