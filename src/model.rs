@@ -290,6 +290,12 @@ pub struct LeakSegment {
     /// Its lowest and highest value.
     pub low: f64,
     pub high: f64,
+    /// Its memory floor (the trend of its lower envelope) at its start and at its end; absent
+    /// for a segment too short to fit one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_start: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_end: Option<f64>,
     pub ended_by: SegmentEnd,
 }
 

@@ -314,12 +314,23 @@ fn segment_evidence(segments: &[&[(i64, f64)]], rests: bool) -> Vec<LeakSegment>
         .enumerate()
         .filter_map(|(k, seg)| {
             let (low, high) = value_range(seg);
+            // The segment's floor as a line (Theil–Sen over its bucket minima), for the chart.
+            let floor = floor_points(seg);
+            let (floor_start, floor_end) = if floor.len() >= 2 {
+                let slope = theil_sen(&floor);
+                let at = |ms: i64| floor_intercept(&floor, slope) + slope * ms as f64;
+                (Some(at(seg.first()?.0)), Some(at(seg.last()?.0)))
+            } else {
+                (None, None)
+            };
             Some(LeakSegment {
                 start: ms_to_time(seg.first()?.0)?,
                 end: ms_to_time(seg.last()?.0)?,
                 points: seg.len(),
                 low,
                 high,
+                floor_start,
+                floor_end,
                 ended_by: if k + 1 == segments.len() {
                     SegmentEnd::SeriesEnd
                 } else if rests {

@@ -102,6 +102,7 @@ svg .grid{stroke:#eaeef2;stroke-width:1}
 svg .limit{stroke:#cf222e;stroke-width:1.5;stroke-dasharray:6 4}
 svg .death{stroke:#57606a;stroke-width:1;stroke-dasharray:2 3}
 svg .rest{fill-opacity:0.15;stroke-width:1;stroke:#57606a}
+svg .floor{stroke-width:1;stroke-dasharray:4 3;opacity:0.8}
 svg text{font-size:11px;fill:#57606a}
 .legend{font-size:12px;color:#57606a}
 td.id,td.t{white-space:nowrap;font-variant-numeric:tabular-nums}
@@ -510,6 +511,20 @@ fn chart(
         // What the leak detector saw: a tick on the time axis where a segment ended (a
         // restart, or a return to the series' resting level), in the series' colour.
         for seg in r.leak.iter().flat_map(|l| l.segments.iter()) {
+            // Its floor, as the detector fitted it: a thin dashed line in the series' colour.
+            if let (Some(a), Some(b)) = (seg.floor_start, seg.floor_end) {
+                let _ = writeln!(
+                    out,
+                    "<line class=\"floor\" x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\"><title>{}: memory floor {} → {}</title></line>",
+                    x(seg.start),
+                    x(seg.end),
+                    y(a),
+                    y(b),
+                    esc(&r.instance_id),
+                    fmt_value(a, ctx.unit),
+                    fmt_value(b, ctx.unit)
+                );
+            }
             let (class, what) = match seg.ended_by {
                 SegmentEnd::Restart => ("restart", "restart"),
                 SegmentEnd::ReturnToBaseline => ("rest", "back to its resting level"),
@@ -539,7 +554,7 @@ fn chart(
     out.push_str("</svg>\n");
     let _ = writeln!(
         out,
-        "<p class=\"legend\">{} instance series; dotted verticals mark terminations, red ✕ an out-of-memory death, the dashed red line the memory limit, triangles on the time axis where the leak detector saw a restart (filled) or a return to the resting level (hollow).{}</p>",
+        "<p class=\"legend\">{} instance series; dotted verticals mark terminations, red ✕ an out-of-memory death, the dashed red line the memory limit, thin dashed lines the memory floor the leak detector fitted to each stretch, triangles on the time axis where it saw a restart (filled) or a return to the resting level (hollow).{}</p>",
         drawn.len(),
         if skip > 0 {
             format!(" {skip} older instances not drawn.")
@@ -726,6 +741,8 @@ mod tests {
             },
         );
         assert_eq!(html.matches("<path class=\"restart\"").count(), 1, "{html}");
+        // Two lives, two floor lines.
+        assert_eq!(html.matches("<line class=\"floor\"").count(), 2, "{html}");
         assert!(
             html.contains("i-0abc: restart at 2026-01-05 09:55 UTC"),
             "{html}"
