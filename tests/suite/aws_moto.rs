@@ -108,6 +108,12 @@ pub(crate) struct Faults {
     page_metric_data: std::sync::atomic::AtomicBool,
     /// Count of requests seen, by action.
     seen: Mutex<BTreeMap<String, usize>>,
+    /// A quota on GetLogEvents, as AWS enforces one per account and region: a token bucket
+    /// of (requests per second, tokens at most, tokens now, last refill — none before the
+    /// first request); a request without a token gets 400 ThrottlingException. None: no quota.
+    log_quota: Mutex<Option<(f64, f64, f64, Option<Instant>)>>,
+    /// GetLogEvents requests the quota refused.
+    quota_throttled: AtomicUsize,
 }
 
 /// The NextToken of the front's first GetMetricData page.
@@ -235,6 +241,31 @@ fn serve(
         .unwrap_or_else(|| target.rsplit('.').next().unwrap_or("").to_string());
     if let Ok(mut seen) = faults.seen.lock() {
         *seen.entry(action.clone()).or_insert(0) += 1;
+    }
+    if action == "GetLogEvents" {
+        let refused = match faults.log_quota.lock().unwrap().as_mut() {
+            Some((rate, cap, tokens, at)) => {
+                let since = at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                *tokens = (*tokens + since * *rate).min(*cap);
+                *at = Some(Instant::now());
+                if *tokens >= 1.0 {
+                    *tokens -= 1.0;
+                    false
+                } else {
+                    true
+                }
+            }
+            None => false,
+        };
+        if refused {
+            faults.quota_throttled.fetch_add(1, Ordering::SeqCst);
+            return respond(
+                &mut conn,
+                "400 Bad Request",
+                "application/x-amz-json-1.1",
+                r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+            );
+        }
     }
     if action == "DescribeScalingActivities" {
         if faults.throttle_activities.load(Ordering::SeqCst) > 0 {
@@ -1141,4 +1172,61 @@ fn boto3_describe_instance(url: &str, id: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The quota-enforcing front's GetLogEvents rate in the quota test (requests per second), and
+/// epitaph's own limit under it (its default is 80 % of the documented 25/s).
+const QUOTA_PER_SEC: f64 = 10.0;
+const LIMIT_PER_SEC: f64 = 8.0;
+/// The front's bucket: this many seconds' worth of requests at most (AWS's buckets burst too).
+const QUOTA_BURST_SECS: f64 = 3.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_under_an_enforced_quota_analyses_every_instance() {
+    let moto = start_moto();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = simulate(dir.path(), TEST_INSTANCES);
+    load_fleet_into_moto(&moto.url, dir.path(), None).await;
+    let activities = fleet_activities(dir.path());
+    let groups: Vec<String> = activities.keys().cloned().collect();
+    let faults = Arc::new(Faults::default());
+    // The bucket starts empty at the first GetLogEvents: that request is refused whatever the
+    // machine's pace, so the throttle path (recognised, slowed, retried, counted) always runs.
+    *faults.log_quota.lock().unwrap() =
+        Some((QUOTA_PER_SEC, QUOTA_PER_SEC * QUOTA_BURST_SECS, 0.0, None));
+    let front = start_front(&moto.url, activities, faults.clone());
+    let config = write_config(dir.path(), &front, &groups);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace(
+        "[aws]\n",
+        &format!("[aws]\nrate_limits = {{ \"logs:GetLogEvents\" = {LIMIT_PER_SEC} }}\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let (report, code, stderr) = tokio::task::spawn_blocking({
+        let c = config.clone();
+        move || epitaph(&c, &["scan"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}\n{}", report["summary"]);
+    // Every termination analysed: whatever the quota refused was retried.
+    assert_eq!(
+        report["summary"]["analysed"].as_u64().unwrap() as usize,
+        truth["instances"].as_object().unwrap().len(),
+        "{}",
+        report["summary"]
+    );
+    // What the front refused, epitaph counted as throttled (how many beyond the first depends
+    // on the machine's pace, which this test does not judge).
+    let calls = &report["summary"]["api_calls"];
+    let refused = faults.quota_throttled.load(Ordering::SeqCst) as u64;
+    assert!(refused >= 1, "the first request is always refused");
+    assert_eq!(
+        calls["logs:GetLogEvents (throttled)"].as_u64().unwrap_or(0),
+        refused,
+        "{calls}"
+    );
+    let sent = calls["logs:GetLogEvents"].as_u64().unwrap();
+    println!("GetLogEvents under a {QUOTA_PER_SEC}/s quota at {LIMIT_PER_SEC}/s: {sent} sent, {refused} throttled");
 }

@@ -500,7 +500,12 @@ impl ActivitySource for AwsActivities {
     fn calls(&self) -> std::collections::BTreeMap<String, u64> {
         let mut calls = self.calls.snapshot();
         for t in self.ctx.targets.iter() {
-            for (op, n) in t.ec2.iter().flat_map(|e| e.calls()) {
+            for (op, n) in t
+                .ec2
+                .iter()
+                .flat_map(|e| e.calls())
+                .chain(t.autoscaling.throttled())
+            {
                 *calls.entry(op).or_insert(0) += n;
             }
         }

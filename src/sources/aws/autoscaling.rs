@@ -82,6 +82,11 @@ impl AutoScaling {
         })
     }
 
+    /// Attempts refused as throttled so far, by operation.
+    pub fn throttled(&self) -> std::collections::BTreeMap<String, u64> {
+        self.endpoint.throttled()
+    }
+
     /// One page of `DescribeAutoScalingGroups`: the named groups, or every group.
     pub async fn describe_groups(
         &self,

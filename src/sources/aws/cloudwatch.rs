@@ -78,6 +78,11 @@ impl CloudWatch {
         })
     }
 
+    /// Attempts refused as throttled so far, by operation.
+    pub fn throttled(&self) -> std::collections::BTreeMap<String, u64> {
+        self.endpoint.throttled()
+    }
+
     /// One page of `GetMetricData` for `queries` between `start` and `end` (exclusive).
     pub async fn get_metric_data(
         &self,

@@ -388,7 +388,13 @@ impl LogSource for AwsLogs {
     }
 
     fn calls(&self) -> std::collections::BTreeMap<String, u64> {
-        self.calls.snapshot()
+        let mut calls = self.calls.snapshot();
+        for t in self.ctx.targets.iter() {
+            for (op, n) in t.logs.throttled() {
+                *calls.entry(op).or_insert(0) += n;
+            }
+        }
+        calls
     }
 }
 

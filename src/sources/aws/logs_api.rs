@@ -46,6 +46,11 @@ impl Logs {
         })
     }
 
+    /// Attempts refused as throttled so far, by operation.
+    pub fn throttled(&self) -> std::collections::BTreeMap<String, u64> {
+        self.endpoint.throttled()
+    }
+
     /// Sends one call; a failure names the operation, the service's code and message.
     pub async fn call<O: Operation>(&self, input: &O) -> std::result::Result<O::Output, CallError> {
         let action = format!("{SERVICE}:{}", O::NAME);

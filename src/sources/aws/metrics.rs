@@ -371,7 +371,13 @@ impl MetricSource for AwsMetrics {
     }
 
     fn calls(&self) -> std::collections::BTreeMap<String, u64> {
-        self.calls.snapshot()
+        let mut calls = self.calls.snapshot();
+        for t in self.ctx.targets.iter() {
+            for (op, n) in t.cloudwatch.throttled() {
+                *calls.entry(op).or_insert(0) += n;
+            }
+        }
+        calls
     }
 
     /// Each scan counts its own impossible datapoints.

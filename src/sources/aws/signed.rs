@@ -41,6 +41,8 @@ pub const THROTTLING_CODES: &[&str] = &[
     "PriorRequestNotComplete",
     "EC2ThrottledException",
 ];
+/// How `HttpClient` counts a throttled attempt: `<op> (throttled)`.
+pub const THROTTLED_SUFFIX: &str = " (throttled)";
 /// Error codes of transient failures (the SDK's `TRANSIENT_ERRORS`): retried too.
 pub const TRANSIENT_CODES: &[&str] = &["RequestTimeout", "RequestTimeoutException"];
 /// HTTP statuses retried besides those `HttpClient` retries (429, 502, 503, 504): the SDK's
@@ -110,6 +112,16 @@ impl Endpoint {
             http,
             call_timeout: aws.call_timeout().to_std().unwrap_or_default(),
         })
+    }
+
+    /// Attempts the rate limits' quota refused so far, by operation (`<op> (throttled)`): the
+    /// sources' call counts are of logical calls, which do not show them.
+    pub fn throttled(&self) -> std::collections::BTreeMap<String, u64> {
+        self.http
+            .calls()
+            .into_iter()
+            .filter(|(op, _)| op.ends_with(THROTTLED_SUFFIX))
+            .collect()
     }
 
     /// Sends one call and returns the answer's body (any 2xx).
