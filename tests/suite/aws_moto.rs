@@ -86,6 +86,10 @@ pub(crate) fn start_moto() -> Moto {
     moto
 }
 
+/// A GetLogEvents quota's token bucket: (requests per second, tokens at most, tokens now,
+/// last refill).
+type QuotaBucket = (f64, f64, f64, Option<Instant>);
+
 /// What the front does besides forwarding.
 #[derive(Default)]
 pub(crate) struct Faults {
@@ -111,7 +115,7 @@ pub(crate) struct Faults {
     /// A quota on GetLogEvents, as AWS enforces one per account and region: a token bucket
     /// of (requests per second, tokens at most, tokens now, last refill — none before the
     /// first request); a request without a token gets 400 ThrottlingException. None: no quota.
-    log_quota: Mutex<Option<(f64, f64, f64, Option<Instant>)>>,
+    log_quota: Mutex<Option<QuotaBucket>>,
     /// GetLogEvents requests the quota refused.
     quota_throttled: AtomicUsize,
 }
