@@ -146,19 +146,9 @@ pub fn activities_request(group: Option<&str>, max_records: i32, token: Option<&
     form.finish()
 }
 
-/// The `…Result` element of an answer (`DescribeAutoScalingGroupsResponse` →
-/// `DescribeAutoScalingGroupsResult`).
-fn result<'a>(root: &'a Element, op: &str) -> std::result::Result<&'a Element, String> {
-    if root.name != format!("{op}Response") {
-        return Err(format!("expected <{op}Response>, got <{}>", root.name));
-    }
-    root.child(&format!("{op}Result"))
-        .ok_or_else(|| format!("no <{op}Result> in the answer"))
-}
-
 /// Reads a `DescribeAutoScalingGroupsResponse`.
 pub fn parse_groups(root: &Element) -> std::result::Result<Page<Group>, String> {
-    let r = result(root, "DescribeAutoScalingGroups")?;
+    let r = query::result(root, "DescribeAutoScalingGroups")?;
     let items = r
         .members("AutoScalingGroups")
         .map(|g| Group {
@@ -191,7 +181,7 @@ pub fn parse_groups(root: &Element) -> std::result::Result<Page<Group>, String> 
 
 /// Reads a `DescribeScalingActivitiesResponse`.
 pub fn parse_activities(root: &Element) -> std::result::Result<Page<Activity>, String> {
-    let r = result(root, "DescribeScalingActivities")?;
+    let r = query::result(root, "DescribeScalingActivities")?;
     let items = r
         .members("Activities")
         .map(|a| Activity {

@@ -180,19 +180,10 @@ pub fn list_metrics_request(
     form.finish()
 }
 
-/// The `…Result` element of an answer.
-fn result<'a>(root: &'a Element, op: &str) -> std::result::Result<&'a Element, String> {
-    if root.name != format!("{op}Response") {
-        return Err(format!("expected <{op}Response>, got <{}>", root.name));
-    }
-    root.child(&format!("{op}Result"))
-        .ok_or_else(|| format!("no <{op}Result> in the answer"))
-}
-
 /// Reads a `GetMetricDataResponse`. A time or value that cannot be read makes the answer
 /// unreadable (as it did for the SDK).
 pub fn parse_metric_data(root: &Element) -> std::result::Result<Page<MetricDataResult>, String> {
-    let r = result(root, "GetMetricData")?;
+    let r = query::result(root, "GetMetricData")?;
     let mut items = Vec::new();
     for m in r.members("MetricDataResults") {
         let times = m
@@ -229,7 +220,7 @@ pub fn parse_metric_data(root: &Element) -> std::result::Result<Page<MetricDataR
 
 /// Reads a `ListMetricsResponse`.
 pub fn parse_list_metrics(root: &Element) -> std::result::Result<Page<Metric>, String> {
-    let r = result(root, "ListMetrics")?;
+    let r = query::result(root, "ListMetrics")?;
     let items = r
         .members("Metrics")
         .map(|m| Metric {

@@ -162,6 +162,16 @@ pub async fn call(
     read_answer(action, text.and_then(|t| parse(&t)))
 }
 
+/// The `…Result` element of an answer (`DescribeAutoScalingGroupsResponse` →
+/// `DescribeAutoScalingGroupsResult`).
+pub fn result<'a>(root: &'a Element, op: &str) -> std::result::Result<&'a Element, String> {
+    if root.name != format!("{op}Response") {
+        return Err(format!("expected <{op}Response>, got <{}>", root.name));
+    }
+    root.child(&format!("{op}Result"))
+        .ok_or_else(|| format!("no <{op}Result> in the answer"))
+}
+
 /// An answer that could not be read, as a failed call.
 pub fn read_answer<T>(
     action: &str,

@@ -166,13 +166,8 @@ fn build_index(path: &Path, format: Format, stream: &Regex) -> Result<LogIndex> 
             continue;
         }
         index.problems.warnings.append(&mut part.warnings);
-        if part.used == 0 && part.skipped.count > 0 {
-            // Nothing in the file could be used: the file is refused, not a few records.
-            let first = &part.skipped.kept[0];
-            index.problems.errors.push(format!(
-                "{origin}: no usable event: all {} record(s) refused, the first at {}: {}",
-                part.skipped.count, first.location, first.reason
-            ));
+        if let Some(refused) = super::refused_file(&origin, "event", part.used, &part.skipped) {
+            index.problems.errors.push(refused);
             continue;
         }
         index.skipped.merge(part.skipped);

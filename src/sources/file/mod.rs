@@ -326,6 +326,24 @@ pub fn parse_series_csv(bytes: &[u8], origin: &str) -> Result<Vec<(DateTime<Utc>
     Ok(points)
 }
 
+/// A file none of whose records could be used is refused as a whole (one input error naming
+/// it, not a few skipped records): the message, or None when something in it was used.
+pub(crate) fn refused_file(
+    origin: &str,
+    noun: &str,
+    used: usize,
+    skipped: &SkipLog,
+) -> Option<String> {
+    let first = skipped
+        .kept
+        .first()
+        .filter(|_| used == 0 && skipped.count > 0)?;
+    Some(format!(
+        "{origin}: no usable {noun}: all {} record(s) refused, the first at {}: {}",
+        skipped.count, first.location, first.reason
+    ))
+}
+
 /// Finds an instance id (`i-` and 8 or 17 hex digits) in a string.
 pub(crate) fn find_instance_id(s: &str) -> Option<&str> {
     let bytes = s.as_bytes();
