@@ -5,7 +5,10 @@
 //! pending (their fetch failed; the next run retries them); 4 a scan whose evidence collapsed
 //! (no last words, or no memory series, for any of at least five analysed instances: a
 //! configuration that reads nothing — the report says which source); 5 a scan whose alert
-//! messages could not all be delivered (failed for good, or still waiting in the outbox).
+//! messages could not all be delivered (failed for good, or still waiting in the outbox); 6 a
+//! scan that read some AWS targets but not others (the report covers the ones read and names
+//! the others, whose window the next run reads again). A scan that could read none of its
+//! targets prints its report too, and exits 1.
 //!
 //! `epitaph doctor` has its own: 0 every check passed (warnings allowed); 2 a check failed on
 //! configuration (a name, a pattern, a dimension set, the IAM policy — the fix is printed); 1
@@ -36,6 +39,8 @@ const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_NO_EVIDENCE: u8 = 4;
 /// Exit code when alert messages could not be delivered (see `summary.alerts_undelivered`).
 const EXIT_ALERTS_UNDELIVERED: u8 = 5;
+/// Exit code when some targets could be read and others not (see `summary.targets`).
+const EXIT_SOME_TARGETS_FAILED: u8 = 6;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -571,6 +576,29 @@ async fn scan(
             report.summary.input_errors.len()
         );
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
+    }
+    let failed: Vec<&epitaph::pipeline::TargetStatus> = report
+        .summary
+        .targets
+        .iter()
+        .filter(|t| t.status == epitaph::pipeline::TargetState::Failed)
+        .collect();
+    for t in &failed {
+        eprintln!(
+            "epitaph: target {} could not be read: {} (its window from {} is read again next run)",
+            t.target,
+            t.error.as_deref().unwrap_or("?"),
+            t.read_since.to_rfc3339()
+        );
+    }
+    if !failed.is_empty() {
+        return Ok(ExitCode::from(
+            if failed.len() == report.summary.targets.len() {
+                1
+            } else {
+                EXIT_SOME_TARGETS_FAILED
+            },
+        ));
     }
     if !report.summary.pending.is_empty() {
         return Ok(ExitCode::from(EXIT_PENDING));

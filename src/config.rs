@@ -178,6 +178,14 @@ pub struct AwsConfig {
     /// "logs:GetLogEvents" = 20 }`; 0 lifts a limit. Throttled answers lower the rate for
     /// every caller until successes win it back.
     pub rate_limits: std::collections::BTreeMap<String, f64>,
+    /// The `ExternalId` a role's trust policy asks for (the same for every role in
+    /// `aws.targets`; a third party's roles usually require one).
+    pub external_id: Option<String>,
+    /// The session name roles are assumed with: CloudTrail shows it beside every call.
+    pub session_name: String,
+    /// How long an assumed role's credentials last (15 min to the role's maximum, 1 h by
+    /// default); they are fetched again shortly before they expire, however long `serve` runs.
+    pub session_duration: String,
 }
 
 impl Default for AwsConfig {
@@ -192,13 +200,25 @@ impl Default for AwsConfig {
             attempt_timeout: "10s".into(),
             api_concurrency: 4,
             rate_limits: std::collections::BTreeMap::new(),
+            external_id: None,
+            session_name: DEFAULT_SESSION_NAME.into(),
+            session_duration: "1h".into(),
         }
     }
 }
 
+/// The session name roles are assumed with unless `aws.session_name` says otherwise.
+pub const DEFAULT_SESSION_NAME: &str = "epitaph";
+/// STS's shortest and longest role sessions (the role's own maximum may be lower).
+pub const MIN_ROLE_SESSION: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+pub const MAX_ROLE_SESSION: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
 impl AwsConfig {
     pub fn call_timeout(&self) -> Duration {
         dur(&self.call_timeout)
+    }
+    pub fn session_duration(&self) -> Duration {
+        dur(&self.session_duration)
     }
     pub fn attempt_timeout(&self) -> Duration {
         dur(&self.attempt_timeout)
@@ -628,6 +648,9 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("aws.attempt_timeout", Kind::Duration),
     ("aws.api_concurrency", Kind::Int { min: 1 }),
     ("aws.rate_limits", Kind::NumMap),
+    ("aws.external_id", Kind::Str),
+    ("aws.session_name", Kind::Str),
+    ("aws.session_duration", Kind::Duration),
     ("alerts.slack_webhook_url", Kind::Str),
     ("alerts.webhook_url", Kind::Str),
     ("alerts.verdicts", Kind::StrList),
@@ -781,6 +804,25 @@ impl Config {
             if let Err(e) = parse_target(t) {
                 p.push(format!("aws.targets[{i}]: {e}"));
             }
+        }
+        if let Ok(d) = self.aws.session_duration().to_std() {
+            if !(MIN_ROLE_SESSION..=MAX_ROLE_SESSION).contains(&d) {
+                p.push(format!(
+                    "aws.session_duration: `{}` is outside what STS allows (15m to 12h)",
+                    self.aws.session_duration
+                ));
+            }
+        }
+        // STS: 2–64 characters of [\w+=,.@-].
+        let name = &self.aws.session_name;
+        let name_ok = (2..=64).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+        if !name_ok {
+            p.push(format!(
+                "aws.session_name: `{name}` must be 2 to 64 characters of letters, digits and _+=,.@-"
+            ));
         }
         for (key, url) in [
             ("alerts.slack_webhook_url", &self.alerts.slack_webhook_url),
@@ -1051,6 +1093,22 @@ pub struct AwsTarget {
     pub role_arn: Option<String>,
 }
 
+/// The AWS partition a region belongs to (`aws`, `aws-cn`, `aws-us-gov`, the ISO ones): its
+/// endpoints' domain and the partition of its ARNs.
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else {
+        "aws"
+    }
+}
+
 /// Parses "REGION" or "ROLE_ARN@REGION".
 pub fn parse_target(t: &str) -> std::result::Result<AwsTarget, String> {
     let (role, region) = match t.rsplit_once('@') {
@@ -1068,6 +1126,13 @@ pub fn parse_target(t: &str) -> std::result::Result<AwsTarget, String> {
         if !(r.starts_with("arn:") && r.contains(":role/")) {
             return Err(format!(
                 "`{r}` is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+            ));
+        }
+        let partition = r.split(':').nth(1).unwrap_or_default();
+        let expected = partition_of(region);
+        if partition != expected {
+            return Err(format!(
+                "`{r}` is in partition `{partition}` but region `{region}` is in `{expected}`: a role is assumed in its own partition"
             ));
         }
     }
@@ -1631,6 +1696,41 @@ auth = "basic"
             .unwrap_err()
             .to_string();
         assert!(err.contains("aws.targets[1]"), "{err}");
+    }
+
+    #[test]
+    fn a_role_is_assumed_in_its_own_partition() {
+        let cn = parse_target("arn:aws-cn:iam::210987654321:role/epitaph-read@cn-north-1").unwrap();
+        assert_eq!(cn.region, "cn-north-1");
+        assert!(
+            parse_target("arn:aws-us-gov:iam::210987654321:role/r@us-gov-west-1").is_ok(),
+            "GovCloud role in a GovCloud region"
+        );
+        let err = parse_target("arn:aws:iam::210987654321:role/r@cn-north-1").unwrap_err();
+        assert!(
+            err.contains("partition `aws`") && err.contains("`aws-cn`"),
+            "{err}"
+        );
+        assert!(parse_target("arn:aws-cn:iam::210987654321:role/r@us-east-1").is_err());
+    }
+
+    #[test]
+    fn assume_role_settings_are_checked_by_key() {
+        let err = parse(
+            "[aws]\nsession_duration = \"5m\"\nsession_name = \"no spaces allowed\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("aws.session_duration"), "{err}");
+        assert!(err.contains("aws.session_name"), "{err}");
+        let ok = parse(
+            "[aws]\nexternal_id = \"x-1\"\nsession_name = \"epitaph-prod\"\nsession_duration = \"2h\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.aws.external_id.as_deref(), Some("x-1"));
+        assert_eq!(ok.aws.session_duration(), Duration::hours(2));
     }
 
     #[test]

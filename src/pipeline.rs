@@ -107,6 +107,62 @@ pub struct PendingInstance {
     pub error: String,
 }
 
+/// How one target (an account or role × a region) fared in a scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// As `aws.targets` names it ("us-west-2", "arn:aws:iam::…:role/…@eu-west-1").
+    pub target: String,
+    pub status: TargetState,
+    /// Its terminations were read from here: the window's start, or earlier when an earlier
+    /// run could not read it.
+    pub read_since: DateTime<Utc>,
+    /// Why it could not be read (`failed` only): the next run reads it again from
+    /// `read_since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether a target was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    Ok,
+    Failed,
+}
+
+/// A target's unread window reaches back at most this far: Auto Scaling keeps six weeks of
+/// activity history, so nothing older can be read again.
+pub const MAX_TARGET_BACKLOG: chrono::Duration = chrono::Duration::days(42);
+
+/// Each target's standing in a scan: `failed` with its (first) error when a source could not
+/// read it, else `ok`; read from its earlier start when it had one, else `start`.
+fn target_statuses(
+    targets: &[String],
+    failures: &[crate::sources::TargetFailure],
+    earlier: &BTreeMap<String, DateTime<Utc>>,
+    start: DateTime<Utc>,
+) -> Vec<TargetStatus> {
+    targets
+        .iter()
+        .map(|name| {
+            let error = failures
+                .iter()
+                .find(|f| &f.target == name)
+                .map(|f| f.error.clone());
+            TargetStatus {
+                target: name.clone(),
+                status: if error.is_some() {
+                    TargetState::Failed
+                } else {
+                    TargetState::Ok
+                },
+                read_since: earlier.get(name).copied().unwrap_or(start).min(start),
+                error,
+            }
+        })
+        .collect()
+}
+
 /// Counts and problems of one scan.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanSummary {
@@ -147,7 +203,12 @@ pub struct ScanSummary {
     pub verdicts: BTreeMap<String, usize>,
     /// Deployment count per verdict.
     pub deployment_verdicts: BTreeMap<String, usize>,
-    /// Every input was read and every instance fetched.
+    /// Every target the activity source reads (AWS: `aws.targets`, or the default region),
+    /// each `ok` or `failed` with its error; empty for file exports. A failed target does not
+    /// stop the others: its window is read again next run.
+    #[serde(default)]
+    pub targets: Vec<TargetStatus>,
+    /// Every input was read, every target and every instance fetched.
     pub complete: bool,
     /// Remote API calls made by the sources in this scan, by operation (empty for files).
     #[serde(default)]
@@ -284,6 +345,7 @@ impl Pipeline {
         let reports = self.store.instances_in(lookback).await?;
         let next_deaths = self.store.projections().await?;
         let heap_diffs = self.store.heap_diffs().await?;
+        let unread_targets = self.store.target_backlog().await?;
         Ok(crate::sinks::html::render(
             &findings,
             &reports,
@@ -295,6 +357,7 @@ impl Pipeline {
                 next_deaths: &next_deaths,
                 signatures: Some(&self.signatures),
                 heap_diffs: &heap_diffs,
+                unread_targets: &unread_targets,
             },
         ))
     }
@@ -400,22 +463,41 @@ impl Pipeline {
         self.store.save_inventory(&inventory).await?;
         let mut problems = self.sources.activities.inventory_problems();
 
-        let batch = self.sources.activities.terminations(window).await?;
-        summary.discovered = batch.terminations.len();
-        for t in batch
-            .terminations
+        // Targets an earlier run could not read are read from where their unread window
+        // starts (at most six weeks back); the others from the window's start.
+        let backlog = self.store.target_backlog().await?;
+        let oldest = window.end - MAX_TARGET_BACKLOG;
+        let earlier: BTreeMap<String, DateTime<Utc>> = backlog
             .iter()
-            .filter(|t| t.cause == crate::model::CauseCategory::Unknown)
-        {
-            let key = crate::analysis::cause::cause_template(&t.cause_text);
-            if summary.unrecognised_causes.len() < MAX_LISTED_PROBLEMS
-                || summary.unrecognised_causes.contains_key(&key)
-            {
-                *summary.unrecognised_causes.entry(key).or_insert(0) += 1;
-            }
-        }
+            .map(|(t, u)| (t.clone(), u.since.max(oldest)))
+            .filter(|(_, since)| *since < window.start)
+            .collect();
+        let batch = self
+            .sources
+            .activities
+            .terminations_since(window, &earlier)
+            .await?;
+        summary.discovered = batch.terminations.len();
         problems.errors.extend(batch.errors.iter().cloned());
         problems.warnings.extend(batch.warnings.iter().cloned());
+        problems
+            .failed_targets
+            .extend(batch.failed_targets.iter().cloned());
+        summary.targets = target_statuses(
+            &self.sources.activities.targets(),
+            &problems.failed_targets,
+            &earlier,
+            window.start,
+        );
+        for t in summary
+            .targets
+            .iter()
+            .filter(|t| t.status == TargetState::Failed)
+        {
+            tracing::warn!(target = %t.target, error = t.error.as_deref().unwrap_or(""), "target could not be read; its window is read again next run");
+        }
+        // The window's instances, and those of targets read from further back.
+        let read_start = earlier.values().copied().fold(window.start, DateTime::min);
         let mut skipped_records = batch.skipped.len();
         let mut skipped = batch.skipped.clone();
 
@@ -490,13 +572,13 @@ impl Pipeline {
         // the finding lookback (not only those touched now: a quiet window changes no verdict).
         // The lookback contains the window, so one read serves both.
         let lookback = TimeWindow {
-            start: window.start.min(window.end - self.cfg.finding_lookback()),
+            start: read_start.min(window.end - self.cfg.finding_lookback()),
             end: window.end,
         };
         let history = self.store.instances_in(lookback).await?;
         let reports: Vec<&InstanceReport> = history
             .iter()
-            .filter(|r| window.contains(r.terminated_at))
+            .filter(|r| window.contains(r.terminated_at) || terminated.contains(&r.instance_id))
             .collect();
         let findings = judge_deployments(&history, self.cfg.finding_policy());
         self.store.save_findings(&findings).await?;
@@ -529,7 +611,8 @@ impl Pipeline {
         summary.input_warnings = problems.warnings;
         summary.complete = summary.input_errors.is_empty()
             && summary.input_warnings.is_empty()
-            && summary.pending.is_empty();
+            && summary.pending.is_empty()
+            && summary.targets.iter().all(|t| t.status == TargetState::Ok);
         summary.api_calls = self
             .sources
             .calls()
@@ -560,10 +643,24 @@ impl Pipeline {
                 finished_at: Utc::now(),
                 window,
                 // Unreadable or truncated inputs may hide terminations: rescan this window
-                // next time.
+                // next time. A target that could not be read does not hold the others back:
+                // the watermark advances, and the backlog names where its window starts.
                 complete: report.summary.input_errors.is_empty()
                     && report.summary.input_warnings.is_empty(),
                 summary: serde_json::to_value(&report.summary).unwrap_or_default(),
+                target_backlog: report
+                    .summary
+                    .targets
+                    .iter()
+                    .filter(|t| t.status == TargetState::Failed)
+                    .map(|t| {
+                        let unread = crate::store::UnreadTarget {
+                            since: t.read_since,
+                            error: t.error.clone().unwrap_or_default(),
+                        };
+                        (t.target.clone(), unread)
+                    })
+                    .collect(),
             })
             .await?;
         tracing::info!(

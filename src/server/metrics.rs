@@ -39,6 +39,8 @@ struct Inner {
     /// Sources ("logs", "metrics") whose evidence collapsed in the last scan: 1, else 0.
     evidence_collapsed: BTreeMap<&'static str, u64>,
     errors: BTreeMap<&'static str, u64>,
+    /// Targets of the last scan: 1 read, 0 could not be read.
+    targets: BTreeMap<String, u64>,
     deployments: BTreeMap<String, u64>,
     alerts_enqueued: u64,
     deliveries: BTreeMap<&'static str, u64>,
@@ -89,6 +91,15 @@ impl Metrics {
                 ("over_cap", ew.over_cap as u64),
             ]
             .into();
+            m.targets = report
+                .summary
+                .targets
+                .iter()
+                .map(|t| {
+                    let up = t.status == crate::pipeline::TargetState::Ok;
+                    (t.target.clone(), u64::from(up))
+                })
+                .collect();
             m.deployments.clear();
             for (v, n) in &report.summary.deployment_verdicts {
                 m.deployments.insert(v.clone(), *n as u64);
@@ -239,6 +250,14 @@ impl Metrics {
                 "kind",
                 ["scan", "delivery", "store", "events"]
                     .map(|k| (k.to_string(), count(&m.errors, k))),
+            );
+            family(
+                &mut o,
+                "epitaph_target_up",
+                "gauge",
+                "Targets (account/role × region) of the last scan: 1 read, 0 could not be read (its window is read again next scan).",
+                "target",
+                m.targets.iter().map(|(t, up)| (t.clone(), *up)),
             );
             family(
                 &mut o,

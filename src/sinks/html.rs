@@ -50,6 +50,9 @@ pub struct HtmlContext<'a> {
     pub signatures: Option<&'a SignatureLibrary>,
     /// Heap diffs attached to deployments (`heap diff … --attach`), the latest of each.
     pub heap_diffs: &'a [AttachedHeapDiff],
+    /// Targets (account/role × region) the latest scan could not read: named in a banner
+    /// first, since the page lacks their instances.
+    pub unread_targets: &'a crate::store::TargetBacklog,
 }
 
 /// HTML-escapes text for element content and attribute values.
@@ -141,6 +144,23 @@ pub fn render(
     let _ = writeln!(out, " · {} deployments</div>", findings.len());
     // A source that gave nothing for any instance shown is said first: the verdicts below
     // lack that evidence.
+    if !ctx.unread_targets.is_empty() {
+        let _ = write!(
+            out,
+            "<div class=\"banner\" role=\"alert\" id=\"unread-targets\"><b>Targets not read:</b> {} target(s) could not be read in the latest scan; this page lacks their instances, and the next scan reads their windows again.<ul>",
+            ctx.unread_targets.len()
+        );
+        for (target, u) in ctx.unread_targets {
+            let _ = write!(
+                out,
+                "<li><code>{}</code>: {} (unread since {})</li>",
+                esc(target),
+                esc(&u.error),
+                u.since.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        let _ = writeln!(out, "</ul></div>");
+    }
     let shown: Vec<&InstanceReport> = reports.iter().collect();
     let coverage = crate::analysis::coverage::assess(&shown);
     for c in &coverage.collapsed {
@@ -670,10 +690,22 @@ mod tests {
                 next_deaths: &[],
                 signatures: None,
                 heap_diffs: &[],
+                unread_targets: &[(
+                    "us-west-2".to_string(),
+                    crate::store::UnreadTarget {
+                        since: Utc::now(),
+                        error: "AccessDenied: <script>alert(1)</script>".into(),
+                    },
+                )]
+                .into(),
             },
         );
         assert!(!html.contains("<script>") && !html.contains("<img"));
         assert!(html.contains("&lt;b&gt;") && html.contains("&lt;img src=x"));
+        // A target the latest scan could not read is named in a banner, escaped like the rest.
+        let banner = html.find("id=\"unread-targets\"").expect("banner");
+        assert!(banner < html.find("id=\"summary\"").unwrap());
+        assert!(html.contains("<code>us-west-2</code>: AccessDenied: &lt;script&gt;"));
     }
 
     #[test]
@@ -738,6 +770,7 @@ mod tests {
                 next_deaths: &[],
                 signatures: None,
                 heap_diffs: &[],
+                unread_targets: &Default::default(),
             },
         );
         assert_eq!(html.matches("<path class=\"restart\"").count(), 1, "{html}");

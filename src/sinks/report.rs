@@ -47,6 +47,7 @@ pub fn render_scan(report: &ScanReport, format: Format, color: bool) -> String {
                 next_deaths: &report.next_deaths,
                 signatures: None,
                 heap_diffs: &[],
+                unread_targets: &Default::default(),
             },
         ),
     }
@@ -149,6 +150,9 @@ fn headline(r: &ScanReport) -> String {
 fn scan_table(r: &ScanReport, color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "epitaph scan — {}\n", headline(r));
+    if let Some(b) = targets_banner(r) {
+        let _ = writeln!(out, "{b}\n");
+    }
 
     let mut t = new_table();
     t.set_header([
@@ -235,6 +239,34 @@ fn scan_table(r: &ScanReport, color: bool) -> String {
     }
     problems(&mut out, r, "  ");
     out
+}
+
+/// The targets a scan could not read, named first: the report covers only the others.
+pub fn targets_banner(r: &ScanReport) -> Option<String> {
+    let failed: Vec<_> = r
+        .summary
+        .targets
+        .iter()
+        .filter(|t| t.status == crate::pipeline::TargetState::Failed)
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "TARGETS NOT READ — {} of {} target(s) could not be read; this report covers the others. Their windows are read again next run:",
+        failed.len(),
+        r.summary.targets.len()
+    );
+    for t in failed {
+        let _ = write!(
+            out,
+            "\n  {}: {} (unread since {})",
+            t.target,
+            t.error.as_deref().unwrap_or("?"),
+            t.read_since.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    Some(out)
 }
 
 /// Crashes first (worst verdict), then newest.
@@ -366,6 +398,9 @@ fn md_escape(s: &str) -> String {
 fn scan_markdown(r: &ScanReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# epitaph scan\n\n{}\n", headline(r));
+    if let Some(b) = targets_banner(r) {
+        let _ = writeln!(out, "> **{}**\n", md_escape(&b).replace('\n', "<br>"));
+    }
     let _ = writeln!(out, "## Deployments\n");
     let _ = writeln!(out, "| deployment | verdict | instances | memory deaths | floor growth/h | median lifetime | top signature | summary |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|---|");
@@ -645,6 +680,60 @@ fn instance_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_not_read_is_named_above_the_report() {
+        use crate::pipeline::{ScanSummary, TargetState, TargetStatus};
+        let at = |h: i64| chrono::DateTime::from_timestamp(1_800_000_000 + h * 3600, 0).unwrap();
+        let status = |target: &str, error: Option<&str>| TargetStatus {
+            target: target.into(),
+            status: if error.is_some() {
+                TargetState::Failed
+            } else {
+                TargetState::Ok
+            },
+            read_since: at(0),
+            error: error.map(str::to_string),
+        };
+        let mut report = ScanReport {
+            schema_version: 1,
+            window: crate::model::TimeWindow {
+                start: at(0),
+                end: at(3),
+            },
+            instances: Vec::new(),
+            deployments: Vec::new(),
+            next_deaths: Vec::new(),
+            summary: ScanSummary {
+                targets: vec![
+                    status("us-east-1", None),
+                    status(
+                        "arn:aws:iam::123456789012:role/epitaph-read@us-west-2",
+                        Some("DescribeAutoScalingGroups: AccessDenied: not authorized"),
+                    ),
+                ],
+                ..ScanSummary::default()
+            },
+        };
+        for format in [Format::Table, Format::Markdown] {
+            let text = render_scan(&report, format, false);
+            let banner = text.find("TARGETS NOT READ — 1 of 2").expect(&text);
+            let table = text.to_lowercase().find("deployments").unwrap();
+            assert!(banner < table, "first: {text}");
+            assert!(
+                text.contains(
+                    "role/epitaph-read@us-west-2: DescribeAutoScalingGroups: AccessDenied"
+                ),
+                "{text}"
+            );
+            assert!(
+                !text.contains("us-east-1:"),
+                "a target read is not named: {text}"
+            );
+        }
+        report.summary.targets.truncate(1);
+        assert!(!render_scan(&report, Format::Table, false).contains("TARGETS NOT READ"));
+    }
 
     #[test]
     fn sparkline_scales_to_limit() {

@@ -50,6 +50,21 @@ pub struct ActivityBatch {
     /// Inputs read but known to be incomplete (an export with a pagination token left in it):
     /// the scan is incomplete, like for `errors`, but what was read is used.
     pub warnings: Vec<String>,
+    /// Targets (account/role × region) that could not be read: their terminations are
+    /// missing from this batch, the other targets' are whole.
+    pub failed_targets: Vec<TargetFailure>,
+}
+
+/// A target (an account or role × a region) a source could not read — the role could not be
+/// assumed, access was denied, the region is not enabled, the endpoint kept failing — named,
+/// with the error. One target's failure never stops the others: the scan reads every other
+/// target, reports this one, and reads its window again next run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TargetFailure {
+    /// The target as `aws.targets` names it ("us-west-2", "arn:aws:iam::…:role/…@eu-west-1").
+    pub target: String,
+    /// What failed, in one line: the operation, the service's error code and message.
+    pub error: String,
 }
 
 /// Whole inputs a backend could not use (`errors`: empty, unparsable or unrecognised files) or
@@ -60,17 +75,21 @@ pub struct ActivityBatch {
 pub struct InputProblems {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// Whole targets that could not be read (the AWS backend's inventory of one account or
+    /// region); the other targets' data is whole.
+    pub failed_targets: Vec<TargetFailure>,
 }
 
 impl InputProblems {
     pub fn is_empty(&self) -> bool {
-        self.errors.is_empty() && self.warnings.is_empty()
+        self.errors.is_empty() && self.warnings.is_empty() && self.failed_targets.is_empty()
     }
 
     /// Adds `other`'s problems after this one's.
     pub fn extend(&mut self, other: InputProblems) {
         self.errors.extend(other.errors);
         self.warnings.extend(other.warnings);
+        self.failed_targets.extend(other.failed_targets);
     }
 }
 
@@ -81,6 +100,23 @@ pub trait ActivitySource: Send + Sync {
     fn name(&self) -> String;
     /// Terminations whose activity started inside `window`.
     async fn terminations(&self, window: TimeWindow) -> Result<ActivityBatch>;
+    /// Terminations inside `window`, and for the targets named in `earlier` from that earlier
+    /// start on: targets an earlier run could not read, whose window is read again. Backends
+    /// without targets (files) have nothing to read earlier: `earlier` is always empty for
+    /// them (a scan fills it only with targets that failed), so they read `window`.
+    async fn terminations_since(
+        &self,
+        window: TimeWindow,
+        earlier: &BTreeMap<String, DateTime<Utc>>,
+    ) -> Result<ActivityBatch> {
+        debug_assert!(earlier.is_empty() || !self.targets().is_empty());
+        self.terminations(window).await
+    }
+    /// The targets this source reads, by name (`aws.targets`, or the default region); empty
+    /// for backends without targets.
+    fn targets(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Instances known to the groups (launch time, launch template, tags), to attribute
     /// deployments. Backends without an inventory return an empty list.
     async fn inventory(&self) -> Result<Vec<InstanceInfo>>;

@@ -106,6 +106,21 @@ pub struct RunRecord {
     /// Every input was read; only complete runs advance the watermark.
     pub complete: bool,
     pub summary: serde_json::Value,
+    /// Targets this run could not read, by name: where their unread window starts (the next
+    /// run reads them from there, the others from the watermark) and why.
+    pub target_backlog: TargetBacklog,
+}
+
+/// Targets whose window is still to be read, by name (see [`RunRecord::target_backlog`]).
+pub type TargetBacklog = std::collections::BTreeMap<String, UnreadTarget>;
+
+/// A target a run could not read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnreadTarget {
+    /// Its terminations from here on may be missing.
+    pub since: DateTime<Utc>,
+    /// The last run's error.
+    pub error: String,
 }
 
 /// A termination waiting for a retry.
@@ -181,6 +196,9 @@ pub trait Store: Send + Sync {
     /// End of the last complete run's window: where the next run without `--since` starts.
     async fn watermark(&self) -> Result<Option<DateTime<Utc>>>;
     async fn record_run(&self, run: &RunRecord) -> Result<()>;
+    /// The targets the latest run could not read ([`RunRecord::target_backlog`]); empty before
+    /// the first run.
+    async fn target_backlog(&self) -> Result<TargetBacklog>;
     /// Which of `ids` already have an analysed report.
     async fn analysed_ids(&self, ids: &[String]) -> Result<HashSet<String>>;
     /// Saves reports (replacing earlier ones) and clears their pending entries, atomically.

@@ -15,7 +15,7 @@ use sqlx::{PgPool, Row};
 
 use super::{
     decode, decode_rows, encode, AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending,
-    RunRecord, Store,
+    RunRecord, Store, TargetBacklog,
 };
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
@@ -113,16 +113,28 @@ impl Store for PgStore {
     }
 
     async fn record_run(&self, run: &RunRecord) -> Result<()> {
-        sqlx::query("INSERT INTO runs (started_at, finished_at, window_start, window_end, complete, summary_json) VALUES ($1, $2, $3, $4, $5, $6::json)")
+        sqlx::query("INSERT INTO runs (started_at, finished_at, window_start, window_end, complete, summary_json, target_backlog) VALUES ($1, $2, $3, $4, $5, $6::json, $7::json)")
             .bind(run.started_at)
             .bind(run.finished_at)
             .bind(run.window.start)
             .bind(run.window.end)
             .bind(run.complete)
             .bind(encode(&run.summary)?)
+            .bind(encode(&run.target_backlog)?)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn target_backlog(&self) -> Result<TargetBacklog> {
+        let row =
+            sqlx::query("SELECT target_backlog::text AS b FROM runs ORDER BY id DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some(r) => decode("run", "target_backlog", &r.try_get::<String, _>("b")?),
+            None => Ok(TargetBacklog::new()),
+        }
     }
 
     async fn analysed_ids(&self, ids: &[String]) -> Result<HashSet<String>> {

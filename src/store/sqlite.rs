@@ -15,7 +15,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     decode, decode_rows, encode, AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending,
-    RunRecord, Store,
+    RunRecord, Store, TargetBacklog,
 };
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
@@ -136,16 +136,31 @@ impl Store for SqliteStore {
     }
 
     async fn record_run(&self, run: &RunRecord) -> Result<()> {
-        sqlx::query("INSERT INTO runs (started_at, finished_at, window_start, window_end, complete, summary_json) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO runs (started_at, finished_at, window_start, window_end, complete, summary_json, target_backlog) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(ts(run.started_at))
             .bind(ts(run.finished_at))
             .bind(ts(run.window.start))
             .bind(ts(run.window.end))
             .bind(run.complete as i64)
             .bind(encode(&run.summary)?)
+            .bind(encode(&run.target_backlog)?)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn target_backlog(&self) -> Result<TargetBacklog> {
+        let row = sqlx::query("SELECT target_backlog FROM runs ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => decode(
+                "run",
+                "target_backlog",
+                &r.try_get::<String, _>("target_backlog")?,
+            ),
+            None => Ok(TargetBacklog::new()),
+        }
     }
 
     async fn analysed_ids(&self, ids: &[String]) -> Result<HashSet<String>> {

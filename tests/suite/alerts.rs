@@ -266,6 +266,9 @@ impl Store for LoseFirstRace {
     async fn record_run(&self, run: &RunRecord) -> Result<()> {
         self.inner.record_run(run).await
     }
+    async fn target_backlog(&self) -> Result<epitaph::store::TargetBacklog> {
+        self.inner.target_backlog().await
+    }
     async fn analysed_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
         self.inner.analysed_ids(ids).await
     }

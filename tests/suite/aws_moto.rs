@@ -7,7 +7,7 @@
 
 use epitaph::sources::aws::sdk::{config as aws_config, credential_types as aws_credential_types};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -118,6 +118,36 @@ pub(crate) struct Faults {
     log_quota: Mutex<Option<QuotaBucket>>,
     /// GetLogEvents requests the quota refused.
     quota_throttled: AtomicUsize,
+    /// Every request signed for one of these regions (SigV4 credential scope), STS's
+    /// AssumeRole aside, is answered with this (status line, body) in the Query protocol's
+    /// error shape: how AWS answers a denied action, a disabled opt-in region, an endpoint down.
+    pub(crate) refuse_region: Mutex<BTreeMap<String, (String, String)>>,
+    /// STS AssumeRole of these role ARNs is refused (AccessDenied, as STS answers a role whose
+    /// trust policy does not name the caller).
+    pub(crate) refuse_roles: Mutex<BTreeSet<String>>,
+    /// (signing region, access key id) of every signed request seen (STS's AssumeRole aside:
+    /// it is signed with the credentials the role is assumed with).
+    pub(crate) signed_with: Mutex<BTreeSet<(String, String)>>,
+    /// The AssumeRole requests seen: their form fields, and the signing region as `Region`.
+    pub(crate) assume_requests: Mutex<Vec<BTreeMap<String, String>>>,
+    /// Access key ids STS (moto) issued, by role ARN: read from the AssumeRole answers passing
+    /// through.
+    pub(crate) issued: Mutex<BTreeMap<String, BTreeSet<String>>>,
+}
+
+/// The (region, access key id) of a SigV4 `Authorization` header:
+/// `AWS4-HMAC-SHA256 Credential=AKID/20261129/us-east-1/autoscaling/aws4_request, …`.
+fn signed_by(head: &str) -> Option<(String, String)> {
+    let auth = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("authorization")
+            .then(|| v.trim().to_string())
+    })?;
+    let cred = auth.split("Credential=").nth(1)?.split(',').next()?;
+    let mut parts = cred.split('/');
+    let key = parts.next()?.to_string();
+    let region = parts.nth(1)?.to_string();
+    Some((region, key))
 }
 
 /// The NextToken of the front's first GetMetricData page.
@@ -245,6 +275,34 @@ fn serve(
         .unwrap_or_else(|| target.rsplit('.').next().unwrap_or("").to_string());
     if let Ok(mut seen) = faults.seen.lock() {
         *seen.entry(action.clone()).or_insert(0) += 1;
+    }
+    let signer = signed_by(&head);
+    if let (Some(s), false) = (&signer, action == "AssumeRole") {
+        faults.signed_with.lock().unwrap().insert(s.clone());
+    }
+    if action == "AssumeRole" {
+        let mut fields: BTreeMap<String, String> = [
+            "RoleArn",
+            "RoleSessionName",
+            "ExternalId",
+            "DurationSeconds",
+        ]
+        .into_iter()
+        .filter_map(|k| Some((k.to_string(), form_value(&text, k)?)))
+        .collect();
+        if let Some((region, _)) = &signer {
+            fields.insert("Region".into(), region.clone());
+        }
+        let role = fields.get("RoleArn").cloned().unwrap_or_default();
+        faults.assume_requests.lock().unwrap().push(fields);
+        if faults.refuse_roles.lock().unwrap().contains(&role) {
+            return respond(&mut conn, "403 Forbidden", "text/xml", &format!("<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/epitaph is not authorized to perform: sts:AssumeRole on resource: {}</Message></Error><RequestId>0f1e2d3c</RequestId></ErrorResponse>", xml_escape(&role)));
+        }
+    } else if let Some((region, _)) = &signer {
+        let refusal = faults.refuse_region.lock().unwrap().get(region).cloned();
+        if let Some((status, body)) = refusal {
+            return respond(&mut conn, &status, "text/xml", &body);
+        }
     }
     if action == "GetLogEvents" {
         let refused = match faults.log_quota.lock().unwrap().as_mut() {
@@ -398,6 +456,24 @@ fn serve(
     upstream.write_all(&body)?;
     let mut resp = Vec::new();
     upstream.read_to_end(&mut resp)?;
+    if action == "AssumeRole" {
+        let text = String::from_utf8_lossy(&resp);
+        let key = text
+            .split("<AccessKeyId>")
+            .nth(1)
+            .and_then(|r| r.split("</AccessKeyId>").next());
+        if let (Some(key), Some(role)) =
+            (key, form_value(&String::from_utf8_lossy(&body), "RoleArn"))
+        {
+            faults
+                .issued
+                .lock()
+                .unwrap()
+                .entry(role)
+                .or_default()
+                .insert(key.to_string());
+        }
+    }
     if first_metric_page {
         let text = String::from_utf8_lossy(&resp);
         let xml = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);

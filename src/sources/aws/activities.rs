@@ -1,6 +1,7 @@
 //! Auto Scaling: terminations from `DescribeScalingActivities` (per group, newest first,
 //! paginated back to the window's start) and the inventory from `DescribeAutoScalingGroups`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,11 +10,14 @@ use futures::stream::{self, StreamExt};
 use super::autoscaling as api;
 use super::{AwsContext, CallCounter, Target};
 use crate::config::SourceConfig;
+use chrono::{DateTime, Utc};
+
 use crate::error::{Error, Result};
 use crate::model::{InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
 use crate::sources::probe::{ActivitiesProbe, Call, CallRecord, GroupSeen, Listing};
 use crate::sources::{
-    termination_from_activity, ActivityBatch, ActivitySource, RawActivity, Skipped,
+    termination_from_activity, ActivityBatch, ActivitySource, InputProblems, RawActivity, Skipped,
+    TargetFailure,
 };
 
 /// `MaxRecords` for both describe calls (the API's maximum).
@@ -36,6 +40,8 @@ pub struct AwsActivities {
     calls: Arc<CallCounter>,
     /// The last full listing of (target name, group name), and when it was read.
     listing: std::sync::Mutex<Option<GroupListing>>,
+    /// Targets the last `inventory()` could not read (their instances are missing from it).
+    inventory_failures: std::sync::Mutex<Vec<TargetFailure>>,
 }
 
 /// When a listing was read, and its (target name, group name) pairs.
@@ -62,6 +68,7 @@ impl AwsActivities {
             describe_instances: cfg.describe_instances,
             calls: Arc::new(CallCounter::default()),
             listing: std::sync::Mutex::new(None),
+            inventory_failures: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -266,41 +273,49 @@ impl AwsActivities {
         }
     }
 
-    /// Every (target, group) pair to read.
-    async fn all_groups(&self) -> Result<Vec<(Target, String)>> {
+    /// Every (target, group) pair to read, and the targets whose groups could not be listed
+    /// (the others are read all the same).
+    async fn all_groups(&self) -> (Vec<(Target, String)>, Vec<TargetFailure>) {
         if !self.groups.is_empty() {
-            return Ok(self
+            let pairs = self
                 .ctx
                 .targets
                 .iter()
                 .flat_map(|t| self.groups.iter().map(move |g| (t.clone(), g.clone())))
-                .collect());
+                .collect();
+            return (pairs, Vec::new());
         }
         let cached = self.listing.lock().ok().and_then(|l| {
             l.as_ref()
                 .filter(|(at, _)| at.elapsed() < GROUP_LISTING_TTL)
                 .map(|(_, pairs)| pairs.clone())
         });
+        let mut failures = Vec::new();
         let names = match cached {
             Some(pairs) => pairs,
             None => {
                 let mut pairs = Vec::new();
                 for t in self.ctx.targets.iter() {
-                    pairs.extend(
-                        self.groups(t)
-                            .await?
-                            .into_iter()
-                            .map(|g| (t.name.clone(), g.name)),
-                    );
+                    match self.groups(t).await {
+                        Ok(groups) => {
+                            pairs.extend(groups.into_iter().map(|g| (t.name.clone(), g.name)))
+                        }
+                        Err(e) => failures.push(target_failure(t, &e)),
+                    }
                 }
-                self.remember(&pairs);
+                // A listing with a target missing is not remembered: the next read lists
+                // again, so a target that recovers is read.
+                if failures.is_empty() {
+                    self.remember(&pairs);
+                }
                 pairs
             }
         };
-        Ok(names
+        let pairs = names
             .into_iter()
             .filter_map(|(t, g)| Some((self.ctx.targets.iter().find(|x| x.name == t)?.clone(), g)))
-            .collect())
+            .collect();
+        (pairs, failures)
     }
 
     fn remember(&self, pairs: &[(String, String)]) {
@@ -428,29 +443,57 @@ impl ActivitySource for AwsActivities {
     }
 
     async fn terminations(&self, window: TimeWindow) -> Result<ActivityBatch> {
-        let pairs = self.all_groups().await?;
-        let results: Vec<(String, Result<(Vec<Termination>, Vec<Skipped>)>)> = stream::iter(pairs)
-            .map(|(t, g)| async move {
-                let r = self.group_terminations(&t, &g, Some(window.start)).await;
-                (format!("{}: {g}", t.name), r)
-            })
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        let mut batch = ActivityBatch::default();
-        for (at, r) in results {
+        self.terminations_since(window, &BTreeMap::new()).await
+    }
+
+    async fn terminations_since(
+        &self,
+        window: TimeWindow,
+        earlier: &BTreeMap<String, DateTime<Utc>>,
+    ) -> Result<ActivityBatch> {
+        let (pairs, failures) = self.all_groups().await;
+        // Each target from its own start: the window's, or earlier for a target an earlier
+        // run could not read.
+        let start_of = |t: &Target| {
+            earlier
+                .get(&t.name)
+                .map_or(window.start, |s| (*s).min(window.start))
+        };
+        let results: Vec<(Target, String, Result<(Vec<Termination>, Vec<Skipped>)>)> =
+            stream::iter(pairs)
+                .map(|(t, g)| async move {
+                    let r = self.group_terminations(&t, &g, Some(start_of(&t))).await;
+                    (t, g, r)
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+        let mut batch = ActivityBatch {
+            failed_targets: failures,
+            ..ActivityBatch::default()
+        };
+        for (t, g, r) in results {
             match r {
                 Ok((terms, skipped)) => {
+                    let read = TimeWindow {
+                        start: start_of(&t),
+                        end: window.end,
+                    };
                     batch
                         .terminations
-                        .extend(terms.into_iter().filter(|t| window.contains(t.time)));
+                        .extend(terms.into_iter().filter(|x| read.contains(x.time)));
                     batch.skipped.extend(skipped);
                 }
-                // A group that could not be read: its terminations may be missing, so the
-                // window is not marked complete and is read again next run.
-                Err(e) => batch.errors.push(format!("{at}: {e}")),
+                // A group that could not be read (access denied, the endpoint failing after
+                // its retries): the target's terminations may be missing, so the target is
+                // reported and its window read again next run; the other targets are whole.
+                Err(e) => batch.failed_targets.push(TargetFailure {
+                    target: t.name.clone(),
+                    error: format!("group {g}: {}", error_text(&t, &e)),
+                }),
             }
         }
+        batch.failed_targets = merge_failures(std::mem::take(&mut batch.failed_targets));
         batch.terminations.sort_by(|a, b| {
             a.time
                 .cmp(&b.time)
@@ -462,12 +505,27 @@ impl ActivitySource for AwsActivities {
         Ok(batch)
     }
 
+    fn targets(&self) -> Vec<String> {
+        self.ctx.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// Every target's groups and instances; a target that cannot be read (its role cannot be
+    /// assumed, access is denied, the region is not enabled, the endpoint keeps failing) is
+    /// left out and named in [`ActivitySource::inventory_problems`], the others are listed.
     async fn inventory(&self) -> Result<Vec<InstanceInfo>> {
         let mut out = Vec::new();
         let mut pairs = Vec::new();
+        let mut failures = Vec::new();
         for t in self.ctx.targets.iter() {
+            let groups = match self.groups(t).await {
+                Ok(g) => g,
+                Err(e) => {
+                    failures.push(target_failure(t, &e));
+                    continue;
+                }
+            };
             let mut listed = Vec::new();
-            for g in self.groups(t).await? {
+            for g in groups {
                 pairs.push((t.name.clone(), g.name));
                 listed.extend(g.instances.into_iter().map(|mut i| {
                     i.origin = Some(t.name.clone());
@@ -475,24 +533,65 @@ impl ActivitySource for AwsActivities {
                 }));
             }
             if self.describe_instances && !listed.is_empty() {
-                enrich(t, &mut listed).await?;
+                // The group listing stands without EC2's details; the target is reported.
+                if let Err(e) = enrich(t, &mut listed).await {
+                    failures.push(target_failure(t, &e));
+                }
             }
             out.extend(listed);
         }
-        if self.groups.is_empty() {
+        if self.groups.is_empty() && failures.is_empty() {
             self.remember(&pairs);
         }
+        if let Ok(mut f) = self.inventory_failures.lock() {
+            *f = merge_failures(failures);
+        }
         Ok(out)
+    }
+
+    fn inventory_problems(&self) -> InputProblems {
+        InputProblems {
+            failed_targets: self
+                .inventory_failures
+                .lock()
+                .map(|f| f.clone())
+                .unwrap_or_default(),
+            ..InputProblems::default()
+        }
     }
 
     async fn find_termination(&self, instance_id: &str) -> Result<Option<Termination>> {
         // The activity API cannot filter by instance: read the groups' whole history (AWS
         // keeps six weeks) and pick the instance's termination.
-        for (t, g) in self.all_groups().await? {
-            let (terms, _) = self.group_terminations(&t, &g, None).await?;
+        let (pairs, failures) = self.all_groups().await;
+        let mut unread = failures;
+        for (t, g) in pairs {
+            let terms = match self.group_terminations(&t, &g, None).await {
+                Ok((terms, _)) => terms,
+                Err(e) => {
+                    unread.push(target_failure(&t, &e));
+                    continue;
+                }
+            };
             if let Some(found) = terms.into_iter().find(|x| x.instance_id == instance_id) {
                 return Ok(Some(found));
             }
+        }
+        // Not found where it could be looked for: with a target unread, "not found" would be
+        // a guess, so it is an error naming what could not be read.
+        let unread = merge_failures(unread);
+        if !unread.is_empty() {
+            return Err(Error::source(
+                "aws:autoscaling",
+                format!(
+                    "{instance_id} is not in the targets that could be read; not read: {}",
+                    unread
+                        .iter()
+                        .map(|f| format!("{}: {}", f.target, f.error))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ));
         }
         Ok(None)
     }
@@ -511,6 +610,43 @@ impl ActivitySource for AwsActivities {
         }
         calls
     }
+}
+
+/// A target that could not be read, from the error of the call that failed.
+fn target_failure(t: &Target, e: &Error) -> TargetFailure {
+    TargetFailure {
+        target: t.name.clone(),
+        error: error_text(t, e),
+    }
+}
+
+/// An error's text without the target's name in front (the failure names the target).
+fn error_text(t: &Target, e: &Error) -> String {
+    let text = e.to_string();
+    text.strip_prefix(&format!("{}: ", t.name))
+        .map(str::to_string)
+        .unwrap_or(text)
+}
+
+/// One failure per target, in the order the targets first failed: the first error, and how
+/// many more calls of that target failed.
+fn merge_failures(failures: Vec<TargetFailure>) -> Vec<TargetFailure> {
+    let mut out: Vec<(TargetFailure, usize)> = Vec::new();
+    for f in failures {
+        match out.iter_mut().find(|(o, _)| o.target == f.target) {
+            Some((_, more)) => *more += 1,
+            None => out.push((f, 0)),
+        }
+    }
+    out.into_iter()
+        .map(|(mut f, more)| {
+            if more > 0 {
+                f.error
+                    .push_str(&format!(" (and {more} more failed call(s))"));
+            }
+            f
+        })
+        .collect()
 }
 
 /// Fills in what EC2 says about the listed instances of one target: private DNS name and IP,

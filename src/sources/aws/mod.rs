@@ -39,12 +39,14 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+use aws_credential_types::provider::{
+    self as credentials, ProvideCredentials, SharedCredentialsProvider,
+};
+use aws_credential_types::Credentials;
+
 use crate::config::{parse_target, AwsConfig};
 use crate::error::{Error, Result};
 pub use crate::sources::CallCounter;
-
-/// Session name used when assuming roles (visible in CloudTrail).
-const SESSION_NAME: &str = "epitaph";
 
 /// One place to read from: a region, with its own credentials when a role is assumed.
 #[derive(Clone)]
@@ -88,15 +90,15 @@ impl AwsContext {
                 parse_target(t).map_err(|e| Error::Config(vec![format!("aws.targets: {e}")]))?;
             let mut conf = base.to_builder().region(Region::new(target.region.clone()));
             if let Some(role) = &target.role_arn {
-                let provider = aws_config::sts::AssumeRoleProvider::builder(role.clone())
-                    .session_name(SESSION_NAME)
-                    .region(Region::new(target.region.clone()))
-                    .configure(&base)
-                    .build()
-                    .await;
-                conf = conf.credentials_provider(
-                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-                );
+                let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.clone())
+                    .session_name(&cfg.session_name)
+                    .session_length(cfg.session_duration().to_std().unwrap_or_default())
+                    .region(Region::new(target.region.clone()));
+                if let Some(id) = &cfg.external_id {
+                    builder = builder.external_id(id);
+                }
+                let provider = builder.configure(&base).build().await;
+                conf = conf.credentials_provider(SharedCredentialsProvider::new(provider));
             }
             targets.push(Target::new(t.clone(), &conf.build(), cfg)?);
         }
@@ -146,6 +148,15 @@ impl Target {
 }
 
 fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
+    // One set of credentials per target, shared by its clients: a role is assumed once, not
+    // once per service, and again shortly before its session ends.
+    let conf = &match conf.credentials_provider() {
+        Some(p) => conf
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(CachedCredentials::new(p)))
+            .build(),
+        None => conf.clone(),
+    };
     let info = crate::sources::probe::TargetInfo {
         name: name.clone(),
         region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
@@ -186,6 +197,50 @@ fn clients(name: String, conf: &SdkConfig, aws: &AwsConfig) -> Result<Target> {
     })
 }
 
+/// A credentials provider's answer kept until shortly before it expires
+/// ([`REFRESH_BEFORE_EXPIRY`](crate::sources::prometheus::REFRESH_BEFORE_EXPIRY)), for every
+/// client of a target: the SDK's providers do not cache (AssumeRole asks STS every time).
+/// Credentials without an expiry (static keys) are kept for good. A failure is not kept: the
+/// next request asks again.
+#[derive(Debug)]
+pub struct CachedCredentials {
+    inner: SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<Credentials>>,
+}
+
+impl CachedCredentials {
+    pub fn new(inner: SharedCredentialsProvider) -> Self {
+        CachedCredentials {
+            inner,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn get(&self) -> credentials::Result {
+        let mut cached = self.cached.lock().await;
+        let fresh = |c: &Credentials| {
+            c.expiry().is_none_or(|e| {
+                e > std::time::SystemTime::now() + crate::sources::prometheus::REFRESH_BEFORE_EXPIRY
+            })
+        };
+        if let Some(c) = cached.as_ref().filter(|c| fresh(c)) {
+            return Ok(c.clone());
+        }
+        let c = self.inner.provide_credentials().await?;
+        *cached = Some(c.clone());
+        Ok(c)
+    }
+}
+
+impl ProvideCredentials for CachedCredentials {
+    fn provide_credentials<'a>(&'a self) -> credentials::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        credentials::future::ProvideCredentials::new(self.get())
+    }
+}
+
 /// The SDK crates this backend is built on (configuration and credentials; no service
 /// crate), for code that builds targets the same way: the AWS integration tests then need no
 /// SDK dev-dependency, and a `--no-default-features` build compiles no SDK at all. The tests
@@ -215,4 +270,65 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, SystemTime};
+
+    /// Hands out credentials expiring `lifetime` from now, counting how often it is asked.
+    #[derive(Debug)]
+    struct Counting {
+        asked: Arc<AtomicUsize>,
+        lifetime: Duration,
+    }
+
+    impl ProvideCredentials for Counting {
+        fn provide_credentials<'a>(&'a self) -> credentials::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let n = self.asked.fetch_add(1, Ordering::SeqCst);
+            credentials::future::ProvideCredentials::ready(Ok(Credentials::new(
+                format!("ASIA{n}"),
+                "secret",
+                Some("token".into()),
+                Some(SystemTime::now() + self.lifetime),
+                "test",
+            )))
+        }
+    }
+
+    fn cached(lifetime: Duration) -> (CachedCredentials, Arc<AtomicUsize>) {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let inner = SharedCredentialsProvider::new(Counting {
+            asked: asked.clone(),
+            lifetime,
+        });
+        (CachedCredentials::new(inner), asked)
+    }
+
+    #[tokio::test]
+    async fn credentials_are_fetched_once_while_they_last() {
+        let (c, asked) = cached(Duration::from_secs(3600));
+        for _ in 0..5 {
+            assert_eq!(
+                c.provide_credentials().await.unwrap().access_key_id(),
+                "ASIA0"
+            );
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn credentials_about_to_expire_are_fetched_again() {
+        // Inside the refresh margin: every request gets a new session.
+        let (c, asked) = cached(Duration::from_secs(60));
+        let first = c.provide_credentials().await.unwrap();
+        let second = c.provide_credentials().await.unwrap();
+        assert_ne!(first.access_key_id(), second.access_key_id());
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+    }
 }

@@ -41,7 +41,7 @@ use crate::timefmt::unix_to_instant;
 
 pub use probe::PROBE_MINUTES;
 #[cfg(feature = "aws")]
-pub use sigv4::{sign_at, ReadySigner, Sigv4};
+pub use sigv4::{sign_at, ReadySigner, Sigv4, REFRESH_BEFORE_EXPIRY};
 
 /// Without the `aws` feature there is no signer (asking for `sigv4` is a clear error).
 #[cfg(not(feature = "aws"))]
