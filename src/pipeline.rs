@@ -478,6 +478,18 @@ impl Pipeline {
             .terminations_since(window, &earlier)
             .await?;
         summary.discovered = batch.terminations.len();
+        for t in batch
+            .terminations
+            .iter()
+            .filter(|t| t.cause == crate::model::CauseCategory::Unknown)
+        {
+            let key = crate::analysis::cause::cause_template(&t.cause_text);
+            if summary.unrecognised_causes.len() < MAX_LISTED_PROBLEMS
+                || summary.unrecognised_causes.contains_key(&key)
+            {
+                *summary.unrecognised_causes.entry(key).or_insert(0) += 1;
+            }
+        }
         problems.errors.extend(batch.errors.iter().cloned());
         problems.warnings.extend(batch.warnings.iter().cloned());
         problems
