@@ -82,6 +82,10 @@ enum Command {
         /// Fetch and analyse again instances already in the store.
         #[arg(long)]
         refresh: bool,
+        /// A truncated export (a pagination token left in it) is an input error (exit 2, the
+        /// file named, the report still printed), not a warning.
+        #[arg(long)]
+        strict: bool,
     },
     /// Write an evidence bundle: the window's terminations, the inventory, and each terminated
     /// instance's last words and memory series, in the folder layout the `file` backends read
@@ -284,6 +288,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ref since,
             ref until,
             refresh,
+            strict,
         } => {
             let cfg = load_config(cli.config.as_deref(), true)?;
             let now = chrono::Utc::now();
@@ -298,6 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .transpose()?,
                 refresh,
                 progress: true,
+                strict,
             };
             scan(cfg, &opts, cli.format, color).await
         }

@@ -63,6 +63,9 @@ pub struct ScanOptions {
     pub refresh: bool,
     /// Allow a progress bar on stderr (shown only on a TTY).
     pub progress: bool,
+    /// A truncated input (an export with a pagination token left in it) is an input error,
+    /// not a warning (`--strict`).
+    pub strict: bool,
 }
 
 /// What the caller asks of an export (`epitaph export`).
@@ -543,6 +546,12 @@ impl Pipeline {
         // built when an instance is first fetched from it, early warning's series included).
         problems.extend(self.sources.logs.input_problems());
         problems.extend(self.sources.metrics.input_problems());
+        if opts.strict {
+            let truncated = std::mem::take(&mut problems.warnings);
+            problems
+                .errors
+                .extend(truncated.into_iter().map(|w| format!("{w} [--strict]")));
+        }
         summary.input_errors = problems.errors;
         summary.input_warnings = problems.warnings;
         summary.complete = summary.input_errors.is_empty()
