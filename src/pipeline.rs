@@ -139,6 +139,10 @@ pub struct ScanSummary {
     pub skipped_records: usize,
     /// The first skipped records with their location.
     pub skipped: Vec<Skipped>,
+    /// Every skipped record counted by input (file) and kind, most first: thousands of bad
+    /// lines in a few rows. At most `MAX_LISTED_PROBLEMS` rows (`skipped_records` is exact).
+    #[serde(default)]
+    pub skipped_by_input: Vec<crate::sources::SkippedGroup>,
     /// Inputs that could not be read at all (unreadable, empty, unparsable or unrecognised
     /// files, each named); the watermark does not advance past them.
     pub input_errors: Vec<String>,
@@ -439,6 +443,7 @@ impl Pipeline {
         problems.warnings.extend(batch.warnings.iter().cloned());
         let mut skipped_records = batch.skipped.len();
         let mut skipped = batch.skipped.clone();
+        let batch_skipped = batch.skipped.clone();
 
         let terminated: BTreeSet<String> = batch
             .terminations
@@ -503,6 +508,21 @@ impl Pipeline {
             skipped_records += count;
             skipped.extend(list);
         }
+        let mut groups = crate::sources::SkipGroups::default();
+        for k in &batch_skipped {
+            groups.add(&k.location, &k.reason, 1);
+        }
+        for g in self
+            .sources
+            .logs
+            .skipped_by_input()
+            .into_iter()
+            .chain(self.sources.metrics.skipped_by_input())
+        {
+            groups.add_group(g);
+        }
+        summary.skipped_by_input = groups.rows();
+        summary.skipped_by_input.truncate(MAX_LISTED_PROBLEMS);
         summary.skipped_records = skipped_records;
         skipped.truncate(MAX_LISTED_PROBLEMS);
         summary.skipped = skipped;
