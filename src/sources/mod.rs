@@ -136,7 +136,7 @@ impl SkipGroups {
                 count: *n,
             })
             .collect();
-        rows.sort_by(|a, b| b.count.cmp(&a.count));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.count));
         rows
     }
 }
