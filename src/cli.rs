@@ -91,7 +91,7 @@ enum Command {
     /// instance's last words and memory series, in the folder layout the `file` backends read
     /// (a scan of `DIR/epitaph.toml` judges the same evidence offline), with DIR/manifest.json.
     /// Exit 2 when an input could not be read, 3 when other parts are missing (both named in
-    /// the manifest).
+    /// the manifest), 4 when a source gave no evidence for any instance.
     Export {
         /// Window start: a duration back from now (7d) or a time (RFC 3339). Default
         /// `scan.since`.
@@ -638,7 +638,8 @@ async fn scan(
 }
 
 /// `epitaph export`: writes the bundle, prints its manifest (JSON) or a summary, and exits
-/// non-zero when a part is missing: 2 when an input could not be read, else 3.
+/// non-zero when a part is missing: 2 when an input could not be read, else 3; 4 when a
+/// source gave no evidence at all (as `scan`).
 async fn export(cfg: Config, opts: &ExportOptions, format: Format) -> anyhow::Result<ExitCode> {
     let pipeline = build_pipeline(cfg).await?;
     let m = pipeline.export(opts).await?;
@@ -665,7 +666,14 @@ async fn export(cfg: Config, opts: &ExportOptions, format: Format) -> anyhow::Re
     }
     out.flush()?;
     if m.complete {
-        return Ok(ExitCode::SUCCESS);
+        for c in &m.collapsed {
+            eprintln!("epitaph: evidence collapsed: {c}");
+        }
+        return Ok(if m.collapsed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_NO_EVIDENCE)
+        });
     }
     eprintln!(
         "epitaph: the bundle is INCOMPLETE ({} part(s), listed in its manifest.json):",

@@ -743,6 +743,30 @@ impl Pipeline {
         )?;
         let mut inventory: Vec<InstanceInfo> = inventory.into_values().collect();
         inventory.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        let coverage = crate::analysis::coverage::Coverage {
+            last_words: crate::analysis::coverage::SourceCoverage {
+                with_evidence: last_words.len(),
+                without: [(
+                    crate::analysis::coverage::NO_LOG_EVENTS.to_string(),
+                    no_words.len(),
+                )]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            },
+            memory: crate::analysis::coverage::SourceCoverage {
+                with_evidence: series.len(),
+                without: [(
+                    crate::analysis::coverage::NO_SERIES.to_string(),
+                    no_series.len(),
+                )]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            },
+            ..Default::default()
+        }
+        .finish();
         let manifest = bundle::Manifest {
             schema: bundle::BUNDLE_SCHEMA.to_string(),
             created_at: now,
@@ -758,6 +782,7 @@ impl Pipeline {
             memory_series: series.len(),
             no_last_words: no_words,
             no_memory_series: no_series,
+            collapsed: coverage.collapsed,
             redacted: true,
             complete: incomplete.is_empty(),
             incomplete,

@@ -77,6 +77,10 @@ pub struct Manifest {
     pub no_last_words: Vec<String>,
     /// Terminated instances the metrics source had no memory series for.
     pub no_memory_series: Vec<String>,
+    /// A source that gave no evidence for any of the instances (at least
+    /// `analysis::coverage::MIN_INSTANCES_FOR_COLLAPSE`): a configuration that reads nothing,
+    /// named as the scan names it (`[]` when none).
+    pub collapsed: Vec<String>,
     /// Secrets in the last words were masked (`alerts.redact_patterns` and the built-in rules).
     pub redacted: bool,
     /// Every input was read and every instance's evidence fetched.

@@ -185,6 +185,27 @@ fn a_bundle_of_a_fleet_scans_to_the_same_verdicts() {
         serde_json::from_str(&std::fs::read_to_string(partial.join("manifest.json")).unwrap())
             .unwrap();
     assert_eq!(written["complete"], false);
+
+    // A log source that reads nothing at all: the bundle is complete but says so, exit 4.
+    for e in std::fs::read_dir(fleet.dir.path().join("logs")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let (manifest, code, stderr) = run(
+        &fleet.config_path(),
+        &[
+            "export",
+            "--out",
+            out.path().join("silent").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 4, "{stderr}\n{manifest}");
+    assert_eq!(manifest["last_words"], 0);
+    assert_eq!(manifest["no_last_words"].as_array().unwrap().len(), 24);
+    let collapsed = manifest["collapsed"].as_array().unwrap();
+    assert!(
+        collapsed.len() == 1 && collapsed[0].as_str().unwrap().contains("sources.logs"),
+        "{collapsed:?}"
+    );
 }
 
 /// Like [`run`], stdout as text (for commands that fail before printing JSON).
