@@ -443,7 +443,11 @@ impl Pipeline {
         problems.warnings.extend(batch.warnings.iter().cloned());
         let mut skipped_records = batch.skipped.len();
         let mut skipped = batch.skipped.clone();
-        let batch_skipped = batch.skipped.clone();
+        // Every skipped record by input and kind (the activities' here, the others' later).
+        let mut groups = crate::sources::SkipGroups::default();
+        for k in &batch.skipped {
+            groups.add(&k.location, &k.reason, 1);
+        }
 
         let terminated: BTreeSet<String> = batch
             .terminations
@@ -507,10 +511,6 @@ impl Pipeline {
         for (count, list) in [self.sources.logs.skipped(), self.sources.metrics.skipped()] {
             skipped_records += count;
             skipped.extend(list);
-        }
-        let mut groups = crate::sources::SkipGroups::default();
-        for k in &batch_skipped {
-            groups.add(&k.location, &k.reason, 1);
         }
         for g in self
             .sources
