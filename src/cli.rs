@@ -26,7 +26,9 @@ use epitaph::analysis::leak;
 use epitaph::analysis::signatures::SignatureLibrary;
 use epitaph::config::Config;
 use epitaph::error::Error;
-use epitaph::pipeline::{load_signature_file, load_signatures, Pipeline, ScanOptions};
+use epitaph::pipeline::{
+    load_signature_file, load_signatures, ExportOptions, Pipeline, ScanOptions,
+};
 use epitaph::simulate::{simulate, SimOptions};
 use epitaph::sinks::report::{self, Format};
 use epitaph::timefmt;
@@ -85,6 +87,27 @@ enum Command {
         /// Fetch and analyse again instances already in the store.
         #[arg(long)]
         refresh: bool,
+        /// A truncated export (a pagination token left in it) is an input error (exit 2, the
+        /// file named, the report still printed), not a warning.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write an evidence bundle: the window's terminations, the inventory, and each terminated
+    /// instance's last words and memory series, in the folder layout the `file` backends read
+    /// (a scan of `DIR/epitaph.toml` judges the same evidence offline), with DIR/manifest.json.
+    /// Exit 2 when an input could not be read, 3 when other parts are missing (both named in
+    /// the manifest), 4 when a source gave no evidence for any instance.
+    Export {
+        /// Window start: a duration back from now (7d) or a time (RFC 3339). Default
+        /// `scan.since`.
+        #[arg(long)]
+        since: Option<String>,
+        /// Window end: a time or a duration back from now. Default: now (or `scan.until`).
+        #[arg(long)]
+        until: Option<String>,
+        /// The bundle's folder: created, or an existing empty one.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Everything known about one instance; fetched from the sources when not in the store.
     Instance {
@@ -270,6 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ref since,
             ref until,
             refresh,
+            strict,
         } => {
             let cfg = load_config(cli.config.as_deref(), true)?;
             let now = chrono::Utc::now();
@@ -284,8 +308,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .transpose()?,
                 refresh,
                 progress: true,
+                strict,
             };
             scan(cfg, &opts, cli.format, color).await
+        }
+        Command::Export {
+            ref since,
+            ref until,
+            ref out,
+        } => {
+            let cfg = load_config(cli.config.as_deref(), true)?;
+            let now = chrono::Utc::now();
+            let opts = ExportOptions {
+                since: since
+                    .as_deref()
+                    .map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--since", e)))
+                    .transpose()?,
+                until: until
+                    .as_deref()
+                    .map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--until", e)))
+                    .transpose()?,
+                out: out.clone(),
+            };
+            export(cfg, &opts, cli.format).await
         }
         Command::Instance {
             ref instance_id,
@@ -618,6 +663,62 @@ async fn scan(
         return Ok(ExitCode::from(EXIT_ALERTS_UNDELIVERED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `epitaph export`: writes the bundle, prints its manifest (JSON) or a summary, and exits
+/// non-zero when a part is missing: 2 when an input could not be read, else 3; 4 when a
+/// source gave no evidence at all (as `scan`).
+async fn export(cfg: Config, opts: &ExportOptions, format: Format) -> anyhow::Result<ExitCode> {
+    let pipeline = build_pipeline(cfg).await?;
+    let m = pipeline.export(opts).await?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if matches!(format, Format::Json) {
+        writeln!(out, "{}", serde_json::to_string_pretty(&m)?)?;
+    } else {
+        writeln!(
+            out,
+            "Exported {} – {} to {}: {} termination(s), {} inventory instance(s), last words for {}, memory series for {}.",
+            m.window.start.to_rfc3339(),
+            m.window.end.to_rfc3339(),
+            opts.out.display(),
+            m.terminations,
+            m.inventory_instances,
+            m.last_words,
+            m.memory_series
+        )?;
+        writeln!(
+            out,
+            "Scan it offline: epitaph scan --config {}",
+            opts.out.join(epitaph::sinks::bundle::CONFIG_FILE).display()
+        )?;
+    }
+    out.flush()?;
+    if m.complete {
+        for c in &m.collapsed {
+            eprintln!("epitaph: evidence collapsed: {c}");
+        }
+        return Ok(if m.collapsed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_NO_EVIDENCE)
+        });
+    }
+    eprintln!(
+        "epitaph: the bundle is INCOMPLETE ({} part(s), listed in its manifest.json):",
+        m.incomplete.len()
+    );
+    for p in &m.incomplete {
+        eprintln!("epitaph:   {} ({}): {}", p.source, p.kind, p.detail);
+    }
+    Ok(ExitCode::from(
+        if m.incomplete.iter().any(|p| p.kind == "input_error") {
+            EXIT_BAD_INPUT
+        } else if m.incomplete.iter().any(|p| p.kind == "target_failed") {
+            EXIT_SOME_TARGETS_FAILED
+        } else {
+            EXIT_PENDING
+        },
+    ))
 }
 
 /// The config from `--config`, else `./epitaph.toml`, else (when `required` is false) defaults.

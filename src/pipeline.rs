@@ -35,6 +35,7 @@ use crate::model::{
     MemorySeries, ProjectedDeath, SignatureMatch, Termination, TimeWindow,
 };
 use crate::sinks::alert::{self as alert_msg, AlertInput, LinkConfig};
+use crate::sinks::bundle;
 use crate::sinks::deliver::{Deliverer, DeliveryStats};
 use crate::sinks::redact::Redactor;
 use crate::sources::{LastWordsQuery, SeriesQuery, Skipped, Sources};
@@ -62,6 +63,20 @@ pub struct ScanOptions {
     pub refresh: bool,
     /// Allow a progress bar on stderr (shown only on a TTY).
     pub progress: bool,
+    /// A truncated input (an export with a pagination token left in it) is an input error,
+    /// not a warning (`--strict`).
+    pub strict: bool,
+}
+
+/// What the caller asks of an export (`epitaph export`).
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Window start; default `scan.since` (never the store's watermark).
+    pub since: Option<DateTime<Utc>>,
+    /// Window end; default `scan.until`, else now.
+    pub until: Option<DateTime<Utc>>,
+    /// The bundle's folder (created; an existing one must be empty).
+    pub out: std::path::PathBuf,
 }
 
 /// One instance in scan output: the verdict and its evidence, without the raw series.
@@ -180,6 +195,10 @@ pub struct ScanSummary {
     pub skipped_records: usize,
     /// The first skipped records with their location.
     pub skipped: Vec<Skipped>,
+    /// Every skipped record counted by input (file) and kind, most first: thousands of bad
+    /// lines in a few rows. At most `MAX_LISTED_PROBLEMS` rows (`skipped_records` is exact).
+    #[serde(default)]
+    pub skipped_by_input: Vec<crate::sources::SkippedGroup>,
     /// Inputs that could not be read at all (unreadable, empty, unparsable or unrecognised
     /// files, each named); the watermark does not advance past them.
     pub input_errors: Vec<String>,
@@ -278,6 +297,12 @@ pub struct Pipeline {
     redactor: Arc<Redactor>,
     deliverer: Option<std::result::Result<Deliverer, String>>,
 }
+
+/// One instance's evidence as fetched: its memory series and its last words, each or its error.
+type Evidence = (
+    std::result::Result<Option<MemorySeries>, String>,
+    std::result::Result<LastWords, String>,
+);
 
 /// The outcome of fetching one instance.
 enum Fetched {
@@ -512,6 +537,11 @@ impl Pipeline {
         let read_start = earlier.values().copied().fold(window.start, DateTime::min);
         let mut skipped_records = batch.skipped.len();
         let mut skipped = batch.skipped.clone();
+        // Every skipped record by input and kind (the activities' here, the others' later).
+        let mut groups = crate::sources::SkipGroups::default();
+        for k in &batch.skipped {
+            groups.add(&k.location, &k.reason, 1);
+        }
 
         let terminated: BTreeSet<String> = batch
             .terminations
@@ -576,6 +606,17 @@ impl Pipeline {
             skipped_records += count;
             skipped.extend(list);
         }
+        for g in self
+            .sources
+            .logs
+            .skipped_by_input()
+            .into_iter()
+            .chain(self.sources.metrics.skipped_by_input())
+        {
+            groups.add_group(g);
+        }
+        summary.skipped_by_input = groups.rows();
+        summary.skipped_by_input.truncate(MAX_LISTED_PROBLEMS);
         summary.skipped_records = skipped_records;
         skipped.truncate(MAX_LISTED_PROBLEMS);
         summary.skipped = skipped;
@@ -619,6 +660,12 @@ impl Pipeline {
         // built when an instance is first fetched from it, early warning's series included).
         problems.extend(self.sources.logs.input_problems());
         problems.extend(self.sources.metrics.input_problems());
+        if opts.strict {
+            let truncated = std::mem::take(&mut problems.warnings);
+            problems
+                .errors
+                .extend(truncated.into_iter().map(|w| format!("{w} [--strict]")));
+        }
         summary.input_errors = problems.errors;
         summary.input_warnings = problems.warnings;
         summary.complete = summary.input_errors.is_empty()
@@ -682,6 +729,217 @@ impl Pipeline {
             "scan finished"
         );
         Ok(report)
+    }
+
+    /// Writes an evidence bundle (`epitaph export`): the window's terminations, the inventory
+    /// (as listed now, completed by what the store recorded for instances gone since), and for
+    /// every terminated instance the last words and memory series a scan would analyse — the
+    /// same queries as [`Pipeline::scan`] — in the folder layout the `file` backends read
+    /// (`sinks::bundle`). Last words are masked like a scan's. Nothing is analysed or stored.
+    /// Every part that could not be read or fetched is named in the manifest
+    /// (`complete: false`); the caller makes that a non-zero exit.
+    pub async fn export(&self, opts: &ExportOptions) -> Result<bundle::Manifest> {
+        let now = Utc::now();
+        let until = match (opts.until, &self.cfg.scan.until) {
+            (Some(u), _) => u,
+            (None, Some(s)) => crate::timefmt::parse_since(s, now)
+                .map_err(|e| Error::Config(vec![format!("scan.until: {e}")]))?,
+            (None, None) => now,
+        };
+        // An export's window never comes from the store's watermark: --since, else scan.since.
+        let since = match opts.since {
+            Some(s) => s,
+            None => crate::timefmt::parse_since(&self.cfg.scan.since, until)
+                .map_err(|e| Error::Config(vec![format!("scan.since: {e}")]))?,
+        };
+        let window = self
+            .window(
+                &ScanOptions {
+                    since: Some(since),
+                    until: Some(until),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+        tracing::info!(start = %window.start, end = %window.end, out = %opts.out.display(), "export started");
+        self.sources.begin_scan();
+        let mut incomplete = Vec::new();
+        let mut note = |source: &str, problems: crate::sources::InputProblems| {
+            let targets = problems
+                .failed_targets
+                .into_iter()
+                .map(|f| format!("{}: {}", f.target, f.error))
+                .collect();
+            for (kind, list) in [
+                ("input_error", problems.errors),
+                ("truncated", problems.warnings),
+                ("target_failed", targets),
+            ] {
+                for detail in list {
+                    incomplete.push(bundle::IncompletePart {
+                        source: source.to_string(),
+                        kind: kind.to_string(),
+                        detail,
+                    });
+                }
+            }
+        };
+
+        let listed = self.sources.activities.inventory().await?;
+        note("inventory", self.sources.activities.inventory_problems());
+        let batch = self.sources.activities.terminations(window).await?;
+        note(
+            "activities",
+            crate::sources::InputProblems {
+                errors: batch.errors.clone(),
+                warnings: batch.warnings.clone(),
+                failed_targets: batch.failed_targets.clone(),
+            },
+        );
+        let ids: Vec<String> = batch
+            .terminations
+            .iter()
+            .map(|t| t.instance_id.clone())
+            .collect();
+        // What the store recorded (instances EC2 has forgotten since), overridden by what is
+        // listed now: the inventory a scan would use.
+        let mut inventory = self.store.inventory(&ids).await?;
+        for info in listed {
+            inventory.insert(info.instance_id.clone(), info);
+        }
+
+        let mut last_words = BTreeMap::new();
+        let mut series = BTreeMap::new();
+        let (mut no_words, mut no_series) = (Vec::new(), Vec::new());
+        let mut failed = Vec::new();
+        for chunk in batch.terminations.chunks(BATCH_SIZE) {
+            for (t, (s, w)) in chunk
+                .iter()
+                .zip(self.fetch_evidence(chunk, &inventory).await)
+            {
+                let id = t.instance_id.clone();
+                match s {
+                    Ok(Some(s)) if !s.points.is_empty() => {
+                        series.insert(id.clone(), s);
+                    }
+                    Ok(_) => no_series.push(id.clone()),
+                    Err(e) => failed.push(("metrics", format!("{id}: {e}"))),
+                }
+                match w {
+                    Ok(w) if !w.events.is_empty() => {
+                        last_words.insert(id, self.masked(w));
+                    }
+                    Ok(_) => no_words.push(id),
+                    Err(e) => failed.push(("logs", format!("{id}: {e}"))),
+                }
+            }
+        }
+        note("logs", self.sources.logs.input_problems());
+        note("metrics", self.sources.metrics.input_problems());
+        for (source, detail) in failed {
+            incomplete.push(bundle::IncompletePart {
+                source: source.to_string(),
+                kind: "fetch_failed".to_string(),
+                detail,
+            });
+        }
+
+        let extra = match &self.cfg.signatures.extra {
+            Some(p) => {
+                let p = self.cfg.resolve(p);
+                Some(std::fs::read(&p).map_err(|e| Error::io(&p, e))?)
+            }
+            None => None,
+        };
+        let config_toml = bundle::config_toml(
+            &self.cfg,
+            window,
+            extra.as_ref().map(|_| bundle::SIGNATURES_FILE),
+        )?;
+        let mut inventory: Vec<InstanceInfo> = inventory.into_values().collect();
+        inventory.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        let coverage = crate::analysis::coverage::Coverage {
+            last_words: crate::analysis::coverage::SourceCoverage {
+                with_evidence: last_words.len(),
+                without: [(
+                    crate::analysis::coverage::NO_LOG_EVENTS.to_string(),
+                    no_words.len(),
+                )]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            },
+            memory: crate::analysis::coverage::SourceCoverage {
+                with_evidence: series.len(),
+                without: [(
+                    crate::analysis::coverage::NO_SERIES.to_string(),
+                    no_series.len(),
+                )]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            },
+            ..Default::default()
+        }
+        .finish();
+        let manifest = bundle::Manifest {
+            schema: bundle::BUNDLE_SCHEMA.to_string(),
+            created_at: now,
+            window,
+            sources: bundle::BundleSources {
+                activities: self.sources.activities.name(),
+                logs: self.sources.logs.name(),
+                metrics: self.sources.metrics.name(),
+            },
+            terminations: batch.terminations.len(),
+            inventory_instances: inventory.len(),
+            last_words: last_words.len(),
+            memory_series: series.len(),
+            no_last_words: no_words,
+            no_memory_series: no_series,
+            collapsed: coverage.collapsed,
+            redacted: true,
+            complete: incomplete.is_empty(),
+            incomplete,
+            files: Vec::new(),
+        };
+        for part in &manifest.incomplete {
+            tracing::warn!(source = %part.source, kind = %part.kind, "export incomplete: {}", part.detail);
+        }
+        bundle::write(
+            &opts.out,
+            &bundle::BundleContents {
+                terminations: &batch.terminations,
+                inventory: &inventory,
+                last_words: &last_words,
+                series: &series,
+                config_toml: &config_toml,
+                signatures_extra: extra.as_deref(),
+            },
+            manifest,
+        )
+    }
+
+    /// Last words with secrets masked, as a sequence (a private key logged over several lines
+    /// is masked whole). Only the lines that changed are copied.
+    fn masked(&self, mut words: LastWords) -> LastWords {
+        let messages: Vec<&str> = words.events.iter().map(|e| e.message.as_str()).collect();
+        let masked: Vec<Option<String>> = self
+            .redactor
+            .redact_lines(&messages)
+            .into_iter()
+            .map(|m| match m {
+                Cow::Owned(m) => Some(m),
+                Cow::Borrowed(_) => None,
+            })
+            .collect();
+        for (e, m) in words.events.iter_mut().zip(masked) {
+            if let Some(m) = m {
+                e.message = m;
+            }
+        }
+        words
     }
 
     /// Analyses terminations pushed by the event intake, outside a scan. Instances already
@@ -902,6 +1160,30 @@ impl Pipeline {
     async fn fetch_chunk(&self, chunk: &[Termination]) -> Result<Vec<Fetched>> {
         let ids: Vec<String> = chunk.iter().map(|t| t.instance_id.clone()).collect();
         let inventory = self.store.inventory(&ids).await?;
+        let evidence = self.fetch_evidence(chunk, &inventory).await;
+        Ok(chunk
+            .iter()
+            .zip(evidence)
+            .map(|(t, (s, w))| match (s, w) {
+                (Ok(s), Ok(w)) => Fetched::Done(Box::new(self.analyse(
+                    t,
+                    inventory.get(&t.instance_id),
+                    w,
+                    s,
+                ))),
+                (Err(e), _) | (_, Err(e)) => Fetched::Failed(Box::new(t.clone()), e),
+            })
+            .collect())
+    }
+
+    /// The evidence of a chunk of terminations, one entry per termination, before analysis:
+    /// the memory series (one batched call) and the last words (bounded concurrency, each
+    /// under the fetch timeout), with `inventory` giving launch times and host names.
+    async fn fetch_evidence(
+        &self,
+        chunk: &[Termination],
+        inventory: &std::collections::HashMap<String, InstanceInfo>,
+    ) -> Vec<Evidence> {
         let timeout = self.cfg.fetch_timeout().to_std().unwrap_or_default();
         let queries: Vec<SeriesQuery> = chunk
             .iter()
@@ -927,21 +1209,7 @@ impl Pipeline {
             .buffered(self.cfg.scan.concurrency.max(1))
             .collect()
             .await;
-
-        Ok(chunk
-            .iter()
-            .zip(series)
-            .zip(words)
-            .map(|((t, s), w)| match (s, w) {
-                (Ok(s), Ok(w)) => Fetched::Done(Box::new(self.analyse(
-                    t,
-                    inventory.get(&t.instance_id),
-                    w,
-                    s,
-                ))),
-                (Err(e), _) | (_, Err(e)) => Fetched::Failed(Box::new(t.clone()), e),
-            })
-            .collect())
+        series.into_iter().zip(words).collect()
     }
 
     /// Memory series for a batch (one batched backend call under the fetch timeout), one
@@ -1114,27 +1382,7 @@ impl Pipeline {
         let mut matches = self.signatures.match_events(&last_words.events);
         // Secrets are masked once matching is done, before anything is stored or shown.
         // As a sequence: a private key logged over several lines is masked whole.
-        let mut last_words = last_words;
-        let messages: Vec<&str> = last_words
-            .events
-            .iter()
-            .map(|e| e.message.as_str())
-            .collect();
-        // Only the lines that changed are copied (`redact_lines` borrows the others).
-        let masked: Vec<Option<String>> = self
-            .redactor
-            .redact_lines(&messages)
-            .into_iter()
-            .map(|m| match m {
-                Cow::Owned(m) => Some(m),
-                Cow::Borrowed(_) => None,
-            })
-            .collect();
-        for (e, m) in last_words.events.iter_mut().zip(masked) {
-            if let Some(m) = m {
-                e.message = m;
-            }
-        }
+        let last_words = self.masked(last_words);
         for m in &mut matches {
             if let Cow::Owned(masked) = self.redactor.redact(&m.text) {
                 m.text = masked;

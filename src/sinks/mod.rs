@@ -3,6 +3,7 @@
 //! outbox deliverer.
 
 pub mod alert;
+pub mod bundle;
 pub mod deliver;
 pub mod heap;
 pub mod html;

@@ -153,6 +153,7 @@ fn scan_table(r: &ScanReport, color: bool) -> String {
     if let Some(b) = targets_banner(r) {
         let _ = writeln!(out, "{b}\n");
     }
+    input_problems(&mut out, r, "");
 
     let mut t = new_table();
     t.set_header([
@@ -328,33 +329,51 @@ fn problems(out: &mut String, r: &ScanReport, indent: &str) {
             let _ = writeln!(out, "{indent}  {}: {}", p.instance_id, p.error);
         }
     }
+    if s.skipped_records > 0 {
+        let _ = writeln!(
+            out,
+            "\n{indent}{} record(s) skipped for bad content, by input and kind:",
+            s.skipped_records
+        );
+        for g in s.skipped_by_input.iter().take(MAX_SKIP_ROWS) {
+            let _ = writeln!(out, "{indent}  {:>6} × {} — {}", g.count, g.kind, g.input);
+        }
+        if s.skipped_by_input.len() > MAX_SKIP_ROWS {
+            let _ = writeln!(
+                out,
+                "{indent}  … and {} more (use --format json for all)",
+                s.skipped_by_input.len() - MAX_SKIP_ROWS
+            );
+        }
+    }
+}
+
+/// Rows of skipped-record counts the table report shows (JSON has them all).
+const MAX_SKIP_ROWS: usize = 10;
+
+/// Whole inputs refused or truncated: one line each, at the top of the report (before any
+/// verdict they may have changed), never among the skipped records.
+fn input_problems(out: &mut String, r: &ScanReport, indent: &str) {
+    let s = &r.summary;
     if !s.input_errors.is_empty() {
         let _ = writeln!(
             out,
-            "\n{indent}unreadable inputs (this window will be scanned again):"
+            "{indent}UNREADABLE INPUTS — not used; verdicts may lack their evidence (this window will be scanned again):"
         );
         for e in &s.input_errors {
             let _ = writeln!(out, "{indent}  {e}");
         }
+        out.push('\n');
     }
     if !s.input_warnings.is_empty() {
         let _ = writeln!(
             out,
-            "\n{indent}TRUNCATED INPUTS — read, but incomplete (this window will be scanned again):"
+            "{indent}TRUNCATED INPUTS — read, but incomplete (this window will be scanned again):"
         );
         for w in &s.input_warnings {
             let _ = writeln!(out, "{indent}  {w}");
         }
-    }
-    if s.skipped_records > 0 {
-        let _ = writeln!(
-            out,
-            "\n{indent}{} record(s) skipped for bad content, first ones:",
-            s.skipped_records
-        );
-        for k in s.skipped.iter().take(10) {
-            let _ = writeln!(out, "{indent}  {}: {}", k.location, k.reason);
-        }
+        out.push('\n');
     }
 }
 
@@ -401,6 +420,7 @@ fn scan_markdown(r: &ScanReport) -> String {
     if let Some(b) = targets_banner(r) {
         let _ = writeln!(out, "> **{}**\n", md_escape(&b).replace('\n', "<br>"));
     }
+    input_problems(&mut out, r, "");
     let _ = writeln!(out, "## Deployments\n");
     let _ = writeln!(out, "| deployment | verdict | instances | memory deaths | floor growth/h | median lifetime | top signature | summary |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|---|");

@@ -38,6 +38,109 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// Skipped records of one kind in one input, counted: how the scan summary reports thousands
+/// of bad lines in a few rows (`summary.skipped_by_input`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedGroup {
+    /// The file (or source) the records were in: the location without its line or key.
+    pub input: String,
+    /// The reason, with the values that differ record to record (quoted text, numbers)
+    /// replaced, so one kind of problem is one row.
+    pub kind: String,
+    pub count: usize,
+}
+
+/// The input of a skipped record's location: `path:12` → `path`, `path: events[3]` → `path`.
+pub fn skip_input(location: &str) -> String {
+    if let Some((input, _)) = location.split_once(": ") {
+        return input.to_string();
+    }
+    match location.rsplit_once(':') {
+        Some((input, line)) if !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()) => {
+            input.to_string()
+        }
+        _ => location.to_string(),
+    }
+}
+
+/// The kind of a skip reason: text in backquotes becomes `…`, numbers `N`.
+pub fn skip_kind(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut quoted = false;
+    let mut in_number = false;
+    for c in reason.chars() {
+        if c == '`' {
+            if !quoted {
+                out.push_str("`…");
+            } else {
+                out.push('`');
+            }
+            quoted = !quoted;
+            in_number = false;
+            continue;
+        }
+        if quoted {
+            continue;
+        }
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+            continue;
+        }
+        in_number = false;
+        out.push(c);
+    }
+    out
+}
+
+/// At most this many (input, kind) rows are counted apart; the rest share one row.
+pub const MAX_SKIP_GROUPS: usize = 200;
+
+/// Counts of skipped records by (input, kind), most first (ties by input and kind).
+#[derive(Debug, Default, Clone)]
+pub struct SkipGroups(BTreeMap<(String, String), usize>);
+
+impl SkipGroups {
+    pub fn add(&mut self, location: &str, reason: &str, n: usize) {
+        self.count((skip_input(location), skip_kind(reason)), n);
+    }
+
+    pub fn merge(&mut self, other: &SkipGroups) {
+        for ((input, kind), n) in &other.0 {
+            self.count((input.clone(), kind.clone()), *n);
+        }
+    }
+
+    /// Adds a row another log counted.
+    pub fn add_group(&mut self, g: SkippedGroup) {
+        self.count((g.input, g.kind), g.count);
+    }
+
+    fn count(&mut self, mut key: (String, String), n: usize) {
+        if !self.0.contains_key(&key) && self.0.len() >= MAX_SKIP_GROUPS {
+            key = ("(other inputs)".to_string(), "(other kinds)".to_string());
+        }
+        *self.0.entry(key).or_insert(0) += n;
+    }
+
+    /// The rows, most records first.
+    pub fn rows(&self) -> Vec<SkippedGroup> {
+        let mut rows: Vec<SkippedGroup> = self
+            .0
+            .iter()
+            .map(|((input, kind), n)| SkippedGroup {
+                input: input.clone(),
+                kind: kind.clone(),
+                count: *n,
+            })
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.count));
+        rows
+    }
+}
+
 /// What an activity source found in a window.
 #[derive(Debug, Clone, Default)]
 pub struct ActivityBatch {
@@ -168,6 +271,10 @@ pub trait LogSource: Send + Sync {
     fn skipped(&self) -> (usize, Vec<Skipped>) {
         (0, Vec::new())
     }
+    /// Every record skipped so far, counted by input and kind (most first).
+    fn skipped_by_input(&self) -> Vec<SkippedGroup> {
+        Vec::new()
+    }
     /// Whole inputs it could not use or knows to be truncated, as of its last read.
     fn input_problems(&self) -> InputProblems {
         InputProblems::default()
@@ -206,6 +313,10 @@ pub trait MetricSource: Send + Sync {
     /// Records the backend skipped so far (count, and the first few with their location).
     fn skipped(&self) -> (usize, Vec<Skipped>) {
         (0, Vec::new())
+    }
+    /// Every record skipped so far, counted by input and kind (most first).
+    fn skipped_by_input(&self) -> Vec<SkippedGroup> {
+        Vec::new()
     }
     /// Whole inputs it could not use or knows to be truncated, as of its last read.
     fn input_problems(&self) -> InputProblems {
@@ -371,16 +482,17 @@ pub const MAX_SKIPPED_KEPT: usize = 50;
 pub(crate) struct SkipLog {
     pub count: usize,
     pub kept: Vec<Skipped>,
+    /// Every record counted by input and kind.
+    pub groups: SkipGroups,
 }
 
 impl SkipLog {
     pub fn push(&mut self, location: String, reason: impl Into<String>) {
+        let reason = reason.into();
         self.count += 1;
+        self.groups.add(&location, &reason, 1);
         if self.kept.len() < MAX_SKIPPED_KEPT {
-            self.kept.push(Skipped {
-                location,
-                reason: reason.into(),
-            });
+            self.kept.push(Skipped { location, reason });
         }
     }
 
@@ -389,6 +501,7 @@ impl SkipLog {
         let room = MAX_SKIPPED_KEPT.saturating_sub(self.kept.len());
         self.kept.extend(other.kept.into_iter().take(room));
         self.count += other.count;
+        self.groups.merge(&other.groups);
     }
 
     /// The kept records, plus one line saying how many more there were.
@@ -570,6 +683,31 @@ mod tests {
         assert_eq!(msgs, ["a", "b", "c"]);
         assert_eq!(lw.last_event_at, Some(events[4].timestamp));
         assert!(!lw.truncated);
+    }
+
+    #[test]
+    fn skipped_records_group_by_input_and_kind() {
+        assert_eq!(skip_input("logs/a.json:12"), "logs/a.json");
+        assert_eq!(skip_input("logs/a.json: events[3]"), "logs/a.json");
+        assert_eq!(skip_input("prometheus"), "prometheus");
+        assert_eq!(
+            skip_kind("bad value `abc` in row 12"),
+            "bad value `…` in row N"
+        );
+        let mut log = SkipLog::default();
+        for i in 0..3000 {
+            log.push(format!("m.csv:{i}"), format!("bad value `{i}`"));
+        }
+        log.push("n.csv:1".into(), "empty instance_id");
+        let rows = log.groups.rows();
+        assert_eq!(log.count, 3001);
+        assert_eq!(log.kept.len(), MAX_SKIPPED_KEPT);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            (rows[0].input.as_str(), rows[0].kind.as_str(), rows[0].count),
+            ("m.csv", "bad value `…`", 3000)
+        );
+        assert_eq!(rows[1].count, 1);
     }
 
     #[test]

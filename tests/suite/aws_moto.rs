@@ -96,7 +96,7 @@ pub(crate) struct Faults {
     /// Answer this many DescribeScalingActivities calls with a Throttling error first.
     throttle_activities: AtomicUsize,
     /// GetLogEvents / FilterLogEvents requests naming this instance get HTTP 503.
-    fail_logs_for: Mutex<Option<String>>,
+    pub(crate) fail_logs_for: Mutex<Option<String>>,
     /// The first GetLogEvents page for this instance's stream is empty (with a token), as AWS
     /// documents it may be while more events remain; the next page is moto's answer.
     empty_page_for: Mutex<Option<String>>,
@@ -641,7 +641,7 @@ fn fleet_metrics(dir: &Path) -> BTreeMap<String, Vec<(i64, f64)>> {
     out
 }
 
-fn fleet_activities(dir: &Path) -> BTreeMap<String, Vec<Value>> {
+pub(crate) fn fleet_activities(dir: &Path) -> BTreeMap<String, Vec<Value>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(dir.join("activities")).unwrap().flatten() {
         let doc: Value =
@@ -679,7 +679,7 @@ const SERIES_LOOKBACK: &str = "3d";
 const MAX_ATTEMPTS: usize = 4;
 const BENCH_TAIL_POINTS: usize = 12;
 
-async fn load_fleet_into_moto(moto: &str, dir: &Path, metric_tail: Option<usize>) {
+pub(crate) async fn load_fleet_into_moto(moto: &str, dir: &Path, metric_tail: Option<usize>) {
     let mut calls = vec![json!({"service": "logs", "op": "create_log_group",
                                 "args": {"logGroupName": LOG_GROUP}})];
     for (id, events) in fleet_logs(dir) {
@@ -706,7 +706,7 @@ async fn load_fleet_into_moto(moto: &str, dir: &Path, metric_tail: Option<usize>
     boto3(moto, REGION, calls);
 }
 
-fn write_config(dir: &Path, front: &str, groups: &[String]) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, front: &str, groups: &[String]) -> PathBuf {
     let sim = std::fs::read_to_string(dir.join("epitaph.toml")).unwrap();
     let since = sim.lines().find(|l| l.starts_with("since")).unwrap();
     let until = sim.lines().find(|l| l.starts_with("until")).unwrap();

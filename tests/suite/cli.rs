@@ -735,6 +735,70 @@ fn bad_files_are_reported_and_everything_else_is_processed() {
     );
 }
 
+/// Thousands of bad rows are a few counted rows (by file and kind), not thousands of lines;
+/// a refused whole file is one line at the top of the table report, before any verdict.
+#[test]
+fn skipped_records_are_counted_by_file_and_kind_and_refused_files_head_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate_into(dir.path(), 4);
+    let cfg = dir.path().join("epitaph.toml");
+    let mut bad = String::new();
+    for i in 0..3000 {
+        bad.push_str(&format!("2026-01-04T00:00:00Z,i-0123456789abcdef0,x{i}\n"));
+    }
+    let mut metrics = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("metrics/checkout-api.csv"))
+        .unwrap();
+    std::io::Write::write_all(&mut metrics, bad.as_bytes()).unwrap();
+    // What a failed `aws logs … > file` leaves behind.
+    std::fs::write(dir.path().join("logs/failed-export.json"), "").unwrap();
+
+    let (v, code) = scan_json(&cfg, &[]);
+    assert_eq!(code, 2, "{}", v["summary"]);
+    let s = &v["summary"];
+    assert_eq!(s["skipped_records"], 3000, "{s}");
+    let groups = s["skipped_by_input"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert!(groups[0]["input"]
+        .as_str()
+        .unwrap()
+        .ends_with("checkout-api.csv"));
+    assert_eq!(groups[0]["kind"], "bad value `…`");
+    assert_eq!(groups[0]["count"], 3000);
+    let errors = s["input_errors"].as_array().unwrap();
+    assert!(
+        errors.len() == 1 && errors[0].as_str().unwrap().contains("failed-export.json"),
+        "{errors:?}"
+    );
+    assert!(
+        !s["skipped"].to_string().contains("failed-export.json"),
+        "a refused file is never a skipped record"
+    );
+
+    let out = epitaph()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["scan", "--refresh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let top = &table[..table.find("DEPLOYMENTS").expect("the deployments table")];
+    assert!(
+        top.contains("UNREADABLE INPUTS") && top.contains("failed-export.json"),
+        "the refused file heads the report:\n{top}"
+    );
+    assert!(
+        table.contains("3000 × bad value `…` — ") && table.contains("checkout-api.csv"),
+        "{table}"
+    );
+    assert!(
+        table.matches("checkout-api.csv").count() <= 2,
+        "one row for 3000 records:\n{table}"
+    );
+}
+
 #[test]
 fn corrupt_state_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

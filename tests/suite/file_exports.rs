@@ -204,6 +204,11 @@ fn config(dir: &Path, paths: [&Path; 4]) -> PathBuf {
 
 /// `epitaph scan --format json` over the manifest's window: the report, the exit code, stderr.
 fn scan(cfg: &Path, m: &Manifest) -> (Value, i32, String) {
+    scan_with(cfg, m, &[])
+}
+
+/// [`scan`] with more flags (`--strict`).
+fn scan_with(cfg: &Path, m: &Manifest, flags: &[&str]) -> (Value, i32, String) {
     let out = output_timeout(
         epitaph()
             .arg("--config")
@@ -211,7 +216,8 @@ fn scan(cfg: &Path, m: &Manifest) -> (Value, i32, String) {
             .args(["--format", "json", "scan", "--since"])
             .arg(m.start.to_rfc3339())
             .arg("--until")
-            .arg(m.end.to_rfc3339()),
+            .arg(m.end.to_rfc3339())
+            .args(flags),
         CHILD_EXIT_BOUND,
     );
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -323,6 +329,31 @@ fn truncated_cli_exports_are_warnings_naming_file_and_flag() {
     }
     assert_eq!(warnings.len(), 4, "{warnings:#?}");
 
+    // --strict: each truncation is an input error naming its file; exit 2, report printed.
+    let (v, code, stderr) = scan_with(&cfg, &m, &["--strict", "--refresh"]);
+    let s = &v["summary"];
+    assert_eq!(code, 2, "{s}\n{stderr}");
+    assert_eq!(s["input_warnings"].as_array().unwrap().len(), 0, "{s}");
+    let errors: Vec<&str> = s["input_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    for w in &warnings {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(w) && e.ends_with("[--strict]")),
+            "{w} is an error under --strict: {errors:#?}"
+        );
+    }
+    assert!(
+        s["analysed"].as_u64().unwrap() > 0,
+        "what the files hold is still analysed and reported: {s}"
+    );
+
     // The other two truncations, read directly.
     let acts = FileActivities::new(&source(&t.join("activities-no-paginate"))).unwrap();
     let batch = acts
@@ -419,6 +450,101 @@ fn empty_cli_exports_are_input_errors_and_the_report_is_still_printed() {
     // The readable exports were still analysed.
     assert_eq!(s["analysed"], 3, "{s}");
     assert_eq!(s["skipped_records"], 0, "{s}");
+}
+
+/// `aws ec2 describe-instances` as the AWS CLI v1 printed it against moto (recorded by
+/// `record.sh`, checked in as `complete/inventory/instances.json`): every instance's launch
+/// time, tags (the group from `aws:autoscaling:groupName`), private DNS name and IP and state
+/// read as the file says — the file itself read here with serde, independently.
+#[tokio::test]
+async fn describe_instances_from_the_cli_reads_launch_time_tags_and_addresses() {
+    let inv_dir = tempfile::tempdir().unwrap();
+    let file = fixtures().join("complete/inventory/instances.json");
+    std::fs::copy(&file, inv_dir.path().join("instances.json")).unwrap();
+    // No activities (their launch activities would complete the inventory): EC2's word only.
+    let no_activities = tempfile::tempdir().unwrap();
+    let acts = FileActivities::new(&SourceConfig {
+        inventory: Some(inv_dir.path().to_path_buf()),
+        ..source(no_activities.path())
+    })
+    .unwrap();
+    let inventory = acts.inventory().await.unwrap();
+    assert!(acts.inventory_problems().is_empty());
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let mut expected = 0;
+    for r in doc["Reservations"].as_array().unwrap() {
+        for i in r["Instances"].as_array().unwrap() {
+            expected += 1;
+            let id = i["InstanceId"].as_str().unwrap();
+            let got = inventory
+                .iter()
+                .find(|x| x.instance_id == id)
+                .unwrap_or_else(|| panic!("{id} in the inventory"));
+            let launch: DateTime<Utc> = i["LaunchTime"].as_str().unwrap().parse().unwrap();
+            assert_eq!(got.launch_time, Some(launch), "{id}");
+            assert_eq!(
+                got.private_dns.as_deref(),
+                i["PrivateDnsName"].as_str(),
+                "{id}"
+            );
+            assert_eq!(
+                got.private_ip.as_deref(),
+                i["PrivateIpAddress"].as_str(),
+                "{id}"
+            );
+            assert_eq!(
+                got.ec2_state.as_deref(),
+                i["State"]["Name"].as_str(),
+                "{id}"
+            );
+            let tags: BTreeMap<String, String> = i["Tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["Key"].as_str().unwrap().to_string(),
+                        t["Value"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            assert_eq!(got.tags, tags, "{id}");
+            assert_eq!(
+                got.asg.as_deref(),
+                tags.get("aws:autoscaling:groupName").map(String::as_str),
+                "{id}"
+            );
+        }
+    }
+    assert_eq!(inventory.len(), expected);
+    // What the CLI wrote, spot-checked by hand: a running instance of the group.
+    let running_ids = running();
+    let running = inventory
+        .iter()
+        .find(|x| running_ids.contains(&x.instance_id))
+        .unwrap();
+    assert_eq!(running.asg.as_deref(), Some("web"));
+    assert!(running
+        .private_dns
+        .as_deref()
+        .unwrap()
+        .ends_with(".ec2.internal"));
+    assert!(running.is_live());
+    assert!(inventory
+        .iter()
+        .any(|x| x.ec2_state.as_deref() == Some("terminated") && !x.is_live()));
+}
+
+/// The instances `record.sh` left running.
+fn running() -> Vec<String> {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("manifest.json")).unwrap()).unwrap();
+    v["running"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Runs a future to completion on a runtime of its own (for the `#[test]`s that also spawn

@@ -21,6 +21,7 @@ mod deploy;
 mod doctor;
 #[cfg(feature = "aws")]
 mod events;
+mod export_bundle;
 mod file_exports;
 mod heap_diff;
 mod last_words_judgement;

@@ -393,6 +393,13 @@ impl MetricSource for AwsMetrics {
             .map(|s| (s.count, s.report()))
             .unwrap_or_default()
     }
+
+    fn skipped_by_input(&self) -> Vec<crate::sources::SkippedGroup> {
+        self.skipped
+            .lock()
+            .map(|s| s.groups.rows())
+            .unwrap_or_default()
+    }
 }
 
 impl AwsMetrics {

@@ -60,6 +60,103 @@ impl FileActivities {
     }
 }
 
+impl FileActivities {
+    /// Every instance's launch from the activities files ("Launching a new EC2 instance: i-…",
+    /// not failed or cancelled) and whether a termination activity names it. Files that
+    /// cannot be used are skipped here: [`ActivitySource::terminations`] reports them.
+    fn launches(&self) -> Result<Launches> {
+        let mut out = Launches::default();
+        for file in list_files(&self.path)? {
+            let Ok(docs) = read_json_documents(&file) else {
+                continue;
+            };
+            for doc in &docs {
+                let list = match doc {
+                    Value::Object(m) => m.get("Activities").and_then(Value::as_array),
+                    Value::Array(a) => Some(a),
+                    _ => None,
+                };
+                for act in list.into_iter().flatten() {
+                    let description = str_field(act, "Description").unwrap_or("");
+                    let Some(id) = super::find_instance_id(description) else {
+                        continue;
+                    };
+                    if description.starts_with(TERMINATING) {
+                        out.terminated.insert(id.to_string());
+                        continue;
+                    }
+                    if !description.starts_with(LAUNCHING)
+                        || str_field(act, "StatusCode")
+                            .is_some_and(|s| s == "Failed" || s == "Cancelled")
+                    {
+                        continue;
+                    }
+                    let Some(at) = str_field(act, "StartTime").and_then(|t| parse_instant(t).ok())
+                    else {
+                        continue;
+                    };
+                    let asg = str_field(act, "AutoScalingGroupName").map(str::to_string);
+                    let e = out.launched.entry(id.to_string()).or_insert((asg, at));
+                    // Two launch activities for one id cannot both be right: the earliest.
+                    e.1 = e.1.min(at);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How an Auto Scaling launch activity's description starts.
+const LAUNCHING: &str = "Launching a new EC2 instance";
+/// How a termination activity's description starts.
+const TERMINATING: &str = "Terminating EC2 instance";
+
+/// Launch activities by instance (its group and the activity's start), and the instances a
+/// termination activity names.
+#[derive(Debug, Default)]
+struct Launches {
+    launched: BTreeMap<String, (Option<String>, chrono::DateTime<chrono::Utc>)>,
+    terminated: std::collections::BTreeSet<String>,
+}
+
+/// Completes the inventory with the launch activities: an instance's launch time is its
+/// "Launching a new EC2 instance" activity's start when the inventory exports give none (a
+/// `describe-instances` LaunchTime, when present, is EC2's own and wins); an instance no
+/// inventory lists is added with its group and launch time, and — when a termination activity
+/// names it — as `Terminated`, so it is never taken for a running one.
+fn add_launches(instances: &mut Vec<InstanceInfo>, launches: &Launches) {
+    let mut by_id: BTreeMap<String, usize> = instances
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.instance_id.clone(), i))
+        .collect();
+    for (id, (asg, at)) in &launches.launched {
+        match by_id.get(id) {
+            Some(&i) => {
+                let info = &mut instances[i];
+                info.launch_time = info.launch_time.or(Some(*at));
+                if info.asg.is_none() {
+                    info.asg = asg.clone();
+                }
+            }
+            None => {
+                by_id.insert(id.clone(), instances.len());
+                instances.push(InstanceInfo {
+                    instance_id: id.clone(),
+                    asg: asg.clone(),
+                    launch_time: Some(*at),
+                    lifecycle_state: launches
+                        .terminated
+                        .contains(id)
+                        .then(|| "Terminated".to_string()),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+}
+
 #[async_trait]
 impl ActivitySource for FileActivities {
     fn name(&self) -> String {
@@ -77,12 +174,17 @@ impl ActivitySource for FileActivities {
     }
 
     async fn inventory(&self) -> Result<Vec<InstanceInfo>> {
-        let Some(path) = self.inventory.clone() else {
-            return Ok(Vec::new());
-        };
-        let (instances, problems) = tokio::task::spawn_blocking(move || read_inventory(&path))
-            .await
-            .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        let this = self.clone();
+        let (instances, problems) = tokio::task::spawn_blocking(move || {
+            let (mut instances, problems) = match &this.inventory {
+                Some(path) => read_inventory(path)?,
+                None => Default::default(),
+            };
+            add_launches(&mut instances, &this.launches()?);
+            Ok::<_, Error>((instances, problems))
+        })
+        .await
+        .map_err(|e| Error::source(self.name(), e.to_string()))??;
         *self
             .inventory_problems
             .lock()
@@ -402,6 +504,67 @@ mod tests {
             p.warnings.len() == 1 && p.warnings[0].contains("groups.json"),
             "{p:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn launch_activities_give_launch_times_the_inventory_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (acts, inv) = (dir.path().join("activities"), dir.path().join("inventory"));
+        std::fs::create_dir_all(&acts).unwrap();
+        std::fs::create_dir_all(&inv).unwrap();
+        std::fs::write(
+            acts.join("web.json"),
+            r#"{"Activities": [
+              {"AutoScalingGroupName": "web", "Description": "Terminating EC2 instance: i-0aaaaaaaaaaaaaaa1",
+               "Cause": "x", "StartTime": "2026-01-05T10:00:00Z", "StatusCode": "Successful"},
+              {"AutoScalingGroupName": "web", "Description": "Launching a new EC2 instance: i-0aaaaaaaaaaaaaaa1",
+               "Cause": "x", "StartTime": "2026-01-05T04:00:00Z", "EndTime": "2026-01-05T04:00:40Z", "StatusCode": "Successful"},
+              {"AutoScalingGroupName": "web", "Description": "Launching a new EC2 instance: i-0bbbbbbbbbbbbbbb2",
+               "Cause": "x", "StartTime": "2026-01-05T05:00:00Z", "StatusCode": "Successful"},
+              {"AutoScalingGroupName": "web", "Description": "Launching a new EC2 instance: i-0ccccccccccccccc3",
+               "Cause": "x", "StartTime": "2026-01-05T06:00:00Z", "StatusCode": "Successful"},
+              {"AutoScalingGroupName": "web", "Description": "Launching a new EC2 instance: i-0ddddddddddddddd4",
+               "Cause": "x", "StartTime": "2026-01-05T06:00:00Z", "StatusCode": "Failed"}
+            ]}"#,
+        )
+        .unwrap();
+        // EC2's own launch time for the third instance wins over its activity.
+        std::fs::write(
+            inv.join("instances.json"),
+            r#"{"Reservations": [{"Instances": [
+              {"InstanceId": "i-0ccccccccccccccc3", "LaunchTime": "2026-01-05T06:00:07Z"},
+              {"InstanceId": "i-0bbbbbbbbbbbbbbb2", "PrivateIpAddress": "10.0.0.2"}]}]}"#,
+        )
+        .unwrap();
+        let t = |s: &str| parse_instant(s).unwrap();
+        for inventory in [None, Some(inv.clone())] {
+            let src = FileActivities {
+                path: acts.clone(),
+                inventory: inventory.clone(),
+                inventory_problems: Default::default(),
+            };
+            let got = src.inventory().await.unwrap();
+            let of = |id: &str| got.iter().find(|i| i.instance_id == id).cloned();
+            let dead = of("i-0aaaaaaaaaaaaaaa1").unwrap();
+            assert_eq!(dead.launch_time, Some(t("2026-01-05T04:00:00Z")));
+            assert_eq!(dead.asg.as_deref(), Some("web"));
+            assert!(!dead.is_live(), "its termination activity says it is gone");
+            assert_eq!(
+                of("i-0bbbbbbbbbbbbbbb2").unwrap().launch_time,
+                Some(t("2026-01-05T05:00:00Z"))
+            );
+            assert!(of("i-0bbbbbbbbbbbbbbb2").unwrap().is_live());
+            assert!(
+                of("i-0ddddddddddddddd4").is_none(),
+                "a failed launch launched nothing"
+            );
+            let ec2 = if inventory.is_some() {
+                "2026-01-05T06:00:07Z"
+            } else {
+                "2026-01-05T06:00:00Z"
+            };
+            assert_eq!(of("i-0ccccccccccccccc3").unwrap().launch_time, Some(t(ec2)));
+        }
     }
 
     #[test]

@@ -179,6 +179,13 @@ impl MetricSource for FileMetrics {
             .unwrap_or_default()
     }
 
+    fn skipped_by_input(&self) -> Vec<crate::sources::SkippedGroup> {
+        self.index
+            .current()
+            .map(|i| i.skipped.groups.rows())
+            .unwrap_or_default()
+    }
+
     fn input_problems(&self) -> InputProblems {
         self.index
             .current()

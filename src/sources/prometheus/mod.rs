@@ -661,6 +661,13 @@ impl MetricSource for PrometheusMetrics {
             .unwrap_or_default()
     }
 
+    fn skipped_by_input(&self) -> Vec<crate::sources::SkippedGroup> {
+        self.skipped
+            .lock()
+            .map(|s| s.groups.rows())
+            .unwrap_or_default()
+    }
+
     fn calls(&self) -> BTreeMap<String, u64> {
         self.calls.snapshot()
     }

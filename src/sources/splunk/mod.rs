@@ -529,6 +529,13 @@ impl LogSource for SplunkLogs {
             .unwrap_or_default()
     }
 
+    fn skipped_by_input(&self) -> Vec<crate::sources::SkippedGroup> {
+        self.skipped
+            .lock()
+            .map(|s| s.groups.rows())
+            .unwrap_or_default()
+    }
+
     fn calls(&self) -> BTreeMap<String, u64> {
         self.http.calls()
     }
