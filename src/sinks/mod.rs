@@ -9,4 +9,5 @@ pub mod heap;
 pub mod html;
 pub mod redact;
 pub mod report;
+pub mod scan_report;
 pub mod slack;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::model::{
     DeploymentFinding, DeploymentVerdict, InstanceReport, InstanceVerdict, ProjectedDeath,
 };
-use crate::pipeline::{InstanceSummary, Investigation, ScanReport};
+use crate::sinks::scan_report::{InstanceSummary, Investigation, ScanReport};
 
 /// Characters of the memory sparkline, lowest to highest.
 const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -248,7 +248,7 @@ pub fn targets_banner(r: &ScanReport) -> Option<String> {
         .summary
         .targets
         .iter()
-        .filter(|t| t.status == crate::pipeline::TargetState::Failed)
+        .filter(|t| t.status == crate::sinks::scan_report::TargetState::Failed)
         .collect();
     if failed.is_empty() {
         return None;
@@ -703,7 +703,7 @@ mod tests {
 
     #[test]
     fn a_target_not_read_is_named_above_the_report() {
-        use crate::pipeline::{ScanSummary, TargetState, TargetStatus};
+        use crate::sinks::scan_report::{ScanSummary, TargetState, TargetStatus};
         let at = |h: i64| chrono::DateTime::from_timestamp(1_800_000_000 + h * 3600, 0).unwrap();
         let status = |target: &str, error: Option<&str>| TargetStatus {
             target: target.into(),
