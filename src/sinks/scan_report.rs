@@ -1,7 +1,7 @@
 //! What a scan and an investigation report — the types `--format json` prints, the service
 //! answers and the sinks render (`report.rs`, `html.rs`): a scan's instances, deployments,
 //! projections and summary; what `epitaph instance` learns about one instance. They belong to
-//! the sinks, so no sink depends on the wiring (`pipeline.rs` fills them in). The JSON shape is
+//! the sinks, so no sink depends on the wiring (`src/pipeline/` fills them in). The JSON shape is
 //! a contract: docs/openapi.yaml and README "JSON schema".
 
 use std::collections::BTreeMap;

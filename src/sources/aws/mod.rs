@@ -218,10 +218,11 @@ impl CachedCredentials {
 
     async fn get(&self) -> credentials::Result {
         let mut cached = self.cached.lock().await;
-        let fresh = |c: &Credentials| {
-            c.expiry().is_none_or(|e| {
+        let fresh = |c: &Credentials| match c.expiry() {
+            None => true,
+            Some(e) => {
                 e > std::time::SystemTime::now() + crate::sources::prometheus::REFRESH_BEFORE_EXPIRY
-            })
+            }
         };
         if let Some(c) = cached.as_ref().filter(|c| fresh(c)) {
             return Ok(c.clone());
