@@ -930,8 +930,10 @@ async fn splunk_429_with_retry_after_is_waited_out_and_retried() {
         "{:?}",
         seen[1].at.duration_since(seen[0].at)
     );
-    // Both requests were made and counted.
+    // Both requests were made and counted, the refused one also as throttled (it halved the
+    // searches' rate for everyone and held them for the Retry-After).
     assert_eq!(logs.calls()["splunk:search/v2/jobs/export"], 2);
+    assert_eq!(logs.calls()["splunk:search/v2/jobs/export (throttled)"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1537,6 +1539,7 @@ async fn loki_429_with_retry_after_is_waited_out_and_retried() {
     assert_eq!(seen.len(), 2);
     assert!(seen[1].at.duration_since(seen[0].at) >= Duration::from_secs(1));
     assert_eq!(logs.calls()["loki:query_range"], 2);
+    assert_eq!(logs.calls()["loki:query_range (throttled)"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
