@@ -987,6 +987,9 @@ async fn splunk_errors_name_splunk_and_what_failed() {
         err.contains("HTTP 503 after 2 attempts: Service Unavailable"),
         "{err}"
     );
+    // A 503 that says when to come back is the server shedding load: a throttle, counted (and
+    // fed to the rate limiter) like a 429.
+    assert_eq!(logs.calls()["splunk:search/v2/jobs/export (throttled)"], 2);
 
     // A refused token: 401, named as such.
     let wrong = Site::new(&splunk_table(&fake.url(), "token = \"wrong\""));

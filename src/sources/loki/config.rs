@@ -491,11 +491,13 @@ mod tests {
             selector: Some(r#"{job="app"}"#.into()),
             username: Some("u".into()),
             bearer_token: Some(Secret::new("t")),
+            rate_limit: -1.0,
             ..Default::default()
         };
         let p = c.problems().join("\n");
         for needle in [
             "sources.logs.loki.url: `loki:3100`",
+            "sources.logs.loki.rate_limit: `-1` is not a rate",
             "sources.logs.loki.selector: `{job=\"app\"}` names no instance",
             "basic and bearer auth exclude each other",
             "sources.logs.loki.password: required with sources.logs.loki.username",

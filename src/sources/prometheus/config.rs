@@ -529,6 +529,20 @@ mod tests {
 
     #[test]
     fn problems_name_their_keys() {
+        let negative = PrometheusConfig {
+            rate_limit: -0.5,
+            ..with_url()
+        };
+        let p = negative.problems(&metrics("percent", None, negative.clone()));
+        assert!(
+            p.iter()
+                .any(|x| x
+                    .starts_with("sources.metrics.prometheus.rate_limit: `-0.5` is not a rate")),
+            "{p:?}"
+        );
+        assert!(with_url()
+            .problems(&metrics("percent", None, with_url()))
+            .is_empty());
         let no_url = metrics("percent", None, PrometheusConfig::default());
         let p = PrometheusConfig::default().problems(&no_url);
         assert!(

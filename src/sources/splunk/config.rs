@@ -362,10 +362,12 @@ mod tests {
             token: Some(Secret::new("t")),
             token_env: Some("SPLUNK_TOKEN".into()),
             instance_filter: Some("host=web".into()),
+            rate_limit: f64::NAN,
             ..Default::default()
         };
         let p = c.problems().join("\n");
         for needle in [
+            "sources.logs.splunk.rate_limit: `NaN` is not a rate",
             "sources.logs.splunk.url: `splunk:8089`",
             "sources.logs.splunk.index: required",
             "sources.logs.splunk.instance_filter: `host=web` names no instance",
