@@ -595,6 +595,7 @@ const SCHEMA: &[(&str, Kind)] = &[
         "sources.metrics.prometheus.concurrency",
         Kind::Int { min: 1 },
     ),
+    ("sources.metrics.prometheus.rate_limit", Kind::Float),
     ("sources.metrics.prometheus.timeout", Kind::Duration),
     (
         "sources.metrics.prometheus.max_attempts",
@@ -623,6 +624,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("sources.logs.splunk.timeout", Kind::Duration),
     ("sources.logs.splunk.max_attempts", Kind::Int { min: 1 }),
     ("sources.logs.splunk.concurrency", Kind::Int { min: 1 }),
+    ("sources.logs.splunk.rate_limit", Kind::Float),
     ("sources.logs.splunk.ca_file", Kind::Path),
     ("sources.logs.loki.url", Kind::Str),
     ("sources.logs.loki.selector", Kind::Str),
@@ -638,6 +640,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("sources.logs.loki.timeout", Kind::Duration),
     ("sources.logs.loki.max_attempts", Kind::Int { min: 1 }),
     ("sources.logs.loki.concurrency", Kind::Int { min: 1 }),
+    ("sources.logs.loki.rate_limit", Kind::Float),
     ("sources.logs.loki.ca_file", Kind::Path),
     ("aws.region", Kind::Str),
     ("aws.profile", Kind::Str),

@@ -2,8 +2,10 @@
 //! backend on the crate's one TLS stack (rustls + ring; certificate verification always on, an
 //! extra CA bundle from a file), a timeout on every request, a bound on requests in flight,
 //! bounded attempts with exponential backoff and jitter that wait at least the server's
-//! `Retry-After` (429, 502, 503, 504, connection failures and timeouts), and every request sent
-//! counted by operation for the scan summary.
+//! `Retry-After` (429, 502, 503, 504, connection failures and timeouts), a client-side rate
+//! limit (`sources::ratelimit`; a throttle — 429, a 503 with Retry-After, AWS's 400 codes —
+//! slows everyone sharing it), and every request sent counted by operation for the scan
+//! summary, throttled ones also as `<op> (throttled)`.
 //!
 //! A failed request comes back as an [`HttpFailure`]: the status and the start of the body (each
 //! backend reads its own error shapes out of it), or the transport failure — never the URL,
@@ -19,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::sources::ratelimit::{RateLimiter, THROTTLED_SUFFIX};
 use crate::sources::CallCounter;
 
 /// The first retry waits up to this long (doubling per attempt; half of each wait is fixed,
@@ -131,7 +134,7 @@ pub struct HttpClient {
     calls: CallCounter,
     /// Client-side rate limits per operation, shared with the other clients of the same
     /// target (`sources::ratelimit`); None: unlimited.
-    limiter: Option<Arc<crate::sources::ratelimit::RateLimiter>>,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl HttpClient {
@@ -174,11 +177,10 @@ impl HttpClient {
         })
     }
 
-    /// Holds this client's requests to `limiter`'s rates (shared with the other clients of
-    /// the same account and region, so that together they stay under its quota). Only the AWS
-    /// backends have quotas to respect so far.
-    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
-    pub fn with_limiter(mut self, limiter: Arc<crate::sources::ratelimit::RateLimiter>) -> Self {
+    /// Holds this client's requests to `limiter`'s rates (for AWS, shared with the other
+    /// clients of the same account and region, so that together they stay under its quota;
+    /// for an HTTP backend, its `rate_limit` on the query calls).
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
         self.limiter = Some(limiter);
         self
     }
@@ -252,14 +254,16 @@ impl HttpClient {
                     // A throttle (429, or AWS's 400 ThrottlingException and kin, in the body or
                     // the x-amzn-ErrorType header) slows every request of this operation
                     // sharing the limiter, and is retried.
-                    let throttle = crate::sources::ratelimit::is_throttle(status, &body)
-                        || error_type
-                            .as_deref()
-                            .is_some_and(|t| crate::sources::ratelimit::is_throttle(400, t));
+                    // A 503 that says when to come back is a server shedding load: a throttle.
+                    let throttle =
+                        crate::sources::ratelimit::is_throttle_answer(status, &body, retry_after)
+                            || error_type
+                                .as_deref()
+                                .is_some_and(|t| crate::sources::ratelimit::is_throttle(400, t));
                     if throttle {
-                        self.calls.count(&format!("{op} (throttled)"));
+                        self.calls.count(&format!("{op}{THROTTLED_SUFFIX}"));
                         if let Some(l) = &self.limiter {
-                            l.throttled(op);
+                            l.throttled_for(op, retry_after.filter(|d| *d <= MAX_RETRY_AFTER));
                         }
                     }
                     let failure = HttpFailure {

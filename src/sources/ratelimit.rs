@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use tokio::time::{Duration, Instant};
 
+/// How a throttled attempt is counted beside the operation's requests: `<op> (throttled)`.
+pub const THROTTLED_SUFFIX: &str = " (throttled)";
 /// A throttled answer multiplies the operation's rate by this.
 pub const DECREASE_FACTOR: f64 = 0.5;
 /// The rate never drops below this fraction of the configured one.
@@ -48,6 +50,8 @@ struct Bucket {
     tokens: f64,
     at: Instant,
     throttled: u64,
+    /// No request goes out before this (the server's Retry-After on a throttle).
+    hold_until: Option<Instant>,
 }
 
 impl Bucket {
@@ -58,11 +62,16 @@ impl Bucket {
             tokens: (rate * BURST_SECS).max(1.0),
             at: now,
             throttled: 0,
+            hold_until: None,
         }
     }
 
+    /// Tokens earned since `at` (never before it: a hold moves `at` to its end).
     fn refill(&mut self, now: Instant) {
-        let secs = now.saturating_duration_since(self.at).as_secs_f64();
+        if now <= self.at {
+            return;
+        }
+        let secs = (now - self.at).as_secs_f64();
         self.tokens = (self.tokens + secs * self.rate).min((self.rate * BURST_SECS).max(1.0));
         self.at = now;
     }
@@ -99,6 +108,12 @@ impl RateLimiter {
         RateLimiter::new(&rates)
     }
 
+    /// One operation limited to `rate` requests per second (≤ 0: unlimited): an HTTP
+    /// backend's query calls.
+    pub fn single(op: &str, rate: f64) -> RateLimiter {
+        RateLimiter::new(&[(op.to_string(), rate)].into())
+    }
+
     /// Waits for a token of `op` (at once for an unlimited operation).
     pub async fn acquire(&self, op: &str) {
         loop {
@@ -108,12 +123,16 @@ impl RateLimiter {
                     return;
                 };
                 let now = Instant::now();
-                bucket.refill(now);
-                if bucket.tokens >= 1.0 {
-                    bucket.tokens -= 1.0;
-                    return;
+                if let Some(until) = bucket.hold_until.filter(|u| *u > now) {
+                    until - now
+                } else {
+                    bucket.refill(now);
+                    if bucket.tokens >= 1.0 {
+                        bucket.tokens -= 1.0;
+                        return;
+                    }
+                    Duration::from_secs_f64((1.0 - bucket.tokens) / bucket.rate)
                 }
-                Duration::from_secs_f64((1.0 - bucket.tokens) / bucket.rate)
             };
             tokio::time::sleep(wait).await;
         }
@@ -121,12 +140,25 @@ impl RateLimiter {
 
     /// The service said "slow down" to `op`: everyone sharing this limiter slows down.
     pub fn throttled(&self, op: &str) {
+        self.throttled_for(op, None);
+    }
+
+    /// [`throttled`](Self::throttled), and when the server said how long to wait
+    /// (`Retry-After`), no request of `op` goes out before that, whoever sends it.
+    pub fn throttled_for(&self, op: &str, retry_after: Option<Duration>) {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(bucket) = b.get_mut(op) {
-            bucket.refill(Instant::now());
+            let now = Instant::now();
+            bucket.refill(now);
             bucket.rate = (bucket.rate * DECREASE_FACTOR).max(bucket.ceiling * MIN_RATE_FRACTION);
             bucket.tokens = bucket.tokens.min(0.0);
             bucket.throttled += 1;
+            if let Some(wait) = retry_after {
+                let until = bucket.hold_until.map_or(now + wait, |u| u.max(now + wait));
+                bucket.hold_until = Some(until);
+                // No tokens earned while held: the first request after it is alone.
+                bucket.at = bucket.at.max(until);
+            }
         }
     }
 
@@ -146,9 +178,22 @@ impl RateLimiter {
     }
 }
 
-/// Whether an error answer is a throttle: HTTP 429, or a 400 whose code says so (AWS answers
-/// `ThrottlingException`, `Throttling`, `RequestLimitExceeded`, `TooManyRequestsException`,
-/// `Rate exceeded` with 400).
+/// Why `rate` cannot be a configured rate (requests per second), if it cannot: negative or
+/// not a number. 0 means no limit.
+pub fn rate_problem(rate: f64) -> Option<String> {
+    (!rate.is_finite() || rate < 0.0)
+        .then(|| format!("`{rate}` is not a rate: requests per second, a number ≥ 0 (0: no limit)"))
+}
+
+/// Whether an error answer is a throttle: HTTP 429, a 503 that says when to come back
+/// (`retry_after`: a server shedding load, as Loki's and Splunk's gateways do), or a 400 whose
+/// code says so (AWS answers `ThrottlingException`, `Throttling`, `RequestLimitExceeded`,
+/// `TooManyRequestsException`, `Rate exceeded` with 400).
+pub fn is_throttle_answer(status: u16, body: &str, retry_after: Option<Duration>) -> bool {
+    is_throttle(status, body) || (status == 503 && retry_after.is_some())
+}
+
+/// [`is_throttle_answer`] without a Retry-After: 429, or a 400 with a throttling code.
 pub fn is_throttle(status: u16, body: &str) -> bool {
     const CODES: [&str; 6] = [
         "Throttling",
@@ -229,6 +274,55 @@ mod tests {
         // 120 requests at 10/s with a burst of 10: 11 s, whatever the number of tasks.
         let took = start.elapsed().as_secs_f64();
         assert!((took - 11.0).abs() < 0.2, "took {took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_holds_everyone_sharing_the_operation() {
+        let l = std::sync::Arc::new(limiter("loki:query_range", 10.0));
+        l.acquire("loki:query_range").await;
+        let start = Instant::now();
+        l.throttled_for("loki:query_range", Some(Duration::from_secs(5)));
+        assert_eq!(l.rate("loki:query_range"), Some(5.0), "halved");
+        // Four tasks, each one request: none goes out before the 5 s, then one per 1/5 s.
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let l = l.clone();
+                tokio::spawn(async move {
+                    l.acquire("loki:query_range").await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut sent = Vec::new();
+        for t in tasks {
+            sent.push(t.await.unwrap() - start);
+        }
+        sent.sort();
+        assert!(sent[0] >= Duration::from_secs(5), "{sent:?}");
+        let last = sent[3].as_secs_f64();
+        assert!((last - (5.0 + 4.0 / 5.0)).abs() < 0.05, "{sent:?}");
+        // A shorter Retry-After later does not cut a longer hold short.
+        let l = limiter("splunk:search/v2/jobs/export", 10.0);
+        let start = Instant::now();
+        l.throttled_for("splunk:search/v2/jobs/export", Some(Duration::from_secs(8)));
+        l.throttled_for("splunk:search/v2/jobs/export", Some(Duration::from_secs(1)));
+        l.acquire("splunk:search/v2/jobs/export").await;
+        assert!(start.elapsed() >= Duration::from_secs(8));
+        // Other operations are never held.
+        let before = Instant::now();
+        l.acquire("splunk:server/info").await;
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_503_is_a_throttle_only_when_it_says_when_to_come_back() {
+        let wait = Some(Duration::from_secs(2));
+        assert!(is_throttle_answer(503, "busy", wait));
+        assert!(!is_throttle_answer(503, "busy", None));
+        assert!(is_throttle_answer(429, "", None));
+        assert!(!is_throttle_answer(502, "", wait));
+        let l = RateLimiter::single("prometheus:query_range", 0.0);
+        assert_eq!(l.rate("prometheus:query_range"), None, "0 lifts the limit");
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! scaling activities, so a small local front serves `DescribeScalingActivities` in the
 //! documented Query/XML shape (paginated, real cause texts from the simulator) and forwards
 //! every other request to moto. The front also injects faults: throttling on the activity
-//! calls, and 5xx on one instance's log fetch. Every request stays on 127.0.0.1.
+//! calls, and 5xx on one instance's log fetch; and it can enforce a GetLogEvents quota as AWS
+//! does (a token bucket; 400 ThrottlingException beyond it), under which a scan, and a `serve`
+//! scheduled scan together with a burst of on-demand queries, must stay. Every request stays
+//! on 127.0.0.1.
 
 use epitaph::sources::aws::sdk::{config as aws_config, credential_types as aws_credential_types};
 
@@ -1309,4 +1312,143 @@ async fn a_scan_under_an_enforced_quota_analyses_every_instance() {
     );
     let sent = calls["logs:GetLogEvents"].as_u64().unwrap();
     println!("GetLogEvents under a {QUOTA_PER_SEC}/s quota at {LIMIT_PER_SEC}/s: {sent} sent, {refused} throttled");
+}
+
+/// The shared-quota test: the front's GetLogEvents quota (requests per second; its bucket
+/// holds one second's worth and is full at start, as an idle account's is), epitaph's limit
+/// under it, the on-demand queries sent at once while the scheduled scan runs, and the
+/// throttled requests tolerated over the whole test. One limiter shared by the scan and the
+/// queries never sends more than 8 + 8·t requests by time t against the front's 10 + 10·t:
+/// only a request held up on its way (over a quarter of a second) can be refused, and each
+/// refusal halves the rate. A limiter per caller (or none) sends up to twice that, and the
+/// front refuses the excess.
+const SHARED_QUOTA_PER_SEC: f64 = 10.0;
+const SHARED_LIMIT_PER_SEC: f64 = 8.0;
+const BURST_QUERIES: usize = 12;
+const SHARED_MAX_THROTTLED: usize = 2;
+/// Safety nets only (nothing here is judged by time): the scheduled scan's start and end.
+const SERVE_SCAN_BOUND: Duration = Duration::from_secs(600);
+const SERVE_TOKEN: &str = "quota-test-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_scan_and_an_on_demand_burst_share_one_quota() {
+    let moto = start_moto();
+    let dir = tempfile::tempdir().unwrap();
+    let truth = simulate(dir.path(), TEST_INSTANCES);
+    load_fleet_into_moto(&moto.url, dir.path(), Some(BENCH_TAIL_POINTS)).await;
+    let activities = fleet_activities(dir.path());
+    let groups: Vec<String> = activities.keys().cloned().collect();
+    let faults = Arc::new(Faults::default());
+    *faults.log_quota.lock().unwrap() = Some((
+        SHARED_QUOTA_PER_SEC,
+        SHARED_QUOTA_PER_SEC,
+        SHARED_QUOTA_PER_SEC,
+        None,
+    ));
+    let front = start_front(&moto.url, activities, faults.clone());
+    let config = write_config(dir.path(), &front, &groups);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[aws]\n",
+        &format!("[aws]\nrate_limits = {{ \"logs:GetLogEvents\" = {SHARED_LIMIT_PER_SEC} }}\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    // A scan every second: the first starts as soon as serve is up.
+    let serve = crate::common::spawn_serve_config(
+        &config,
+        SERVE_TOKEN,
+        "* * * * * *",
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let latest = || async {
+        let r = client
+            .get(format!("{}/v1/scans/latest", serve.base))
+            .bearer_auth(SERVE_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        match r.status() {
+            reqwest::StatusCode::OK => Some(r.json::<Value>().await.unwrap()),
+            _ => None,
+        }
+    };
+    let deadline = Instant::now() + SERVE_SCAN_BOUND;
+    while latest().await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled scan started: {}",
+            serve.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The burst, while the scan runs: every query fetches from the sources (refresh).
+    let ids: Vec<String> = truth["instances"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .take(BURST_QUERIES)
+        .cloned()
+        .collect();
+    let answers = futures::future::join_all(ids.iter().map(|id| {
+        client
+            .get(format!("{}/v1/instances/{id}?refresh=true", serve.base))
+            .bearer_auth(SERVE_TOKEN)
+            .send()
+    }))
+    .await;
+    for (id, a) in ids.iter().zip(answers) {
+        let a = a.unwrap();
+        let status = a.status();
+        let body: Value = a.json().await.unwrap();
+        assert_eq!(status, reqwest::StatusCode::OK, "{id}: {body}");
+        assert_eq!(body["status"], "terminated", "{id}: {body}");
+        assert_eq!(body["from"], "sources", "{id}: {body}");
+        assert_eq!(body["report"]["instance_id"], id.as_str(), "{body}");
+    }
+
+    // A scheduled scan finished (the first, at least: scans run one at a time), and every
+    // termination is stored as analysed — by it, or by a query (the next scans find nothing
+    // new, so their summaries cannot tell).
+    loop {
+        let s = latest().await.unwrap();
+        if s["state"] == "ok" {
+            break;
+        }
+        assert_ne!(s["state"], "error", "{s}");
+        assert!(Instant::now() < deadline, "the scan did not end: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in truth["instances"].as_object().unwrap().keys() {
+        let a = client
+            .get(format!("{}/v1/instances/{id}", serve.base))
+            .bearer_auth(SERVE_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = a.json().await.unwrap();
+        assert_eq!(body["status"], "terminated", "{id}: {body}");
+        assert_eq!(body["from"], "store", "{id} was not analysed: {body}");
+    }
+
+    // Both went through the quota, and together they stayed within it.
+    let sent = faults.seen.lock().unwrap()["GetLogEvents"];
+    let refused = faults.quota_throttled.load(Ordering::SeqCst);
+    // (Each query fetched its instance's logs — `from: sources` — and the scan fetched those
+    // no query had stored before it came to them.)
+    assert!(
+        sent >= TEST_INSTANCES,
+        "{sent} GetLogEvents for {TEST_INSTANCES} instances"
+    );
+    assert!(
+        refused <= SHARED_MAX_THROTTLED,
+        "{refused} of {sent} GetLogEvents throttled: the scan and the queries overran the quota together"
+    );
+    println!("scan + {BURST_QUERIES} on-demand queries under a {SHARED_QUOTA_PER_SEC}/s quota at {SHARED_LIMIT_PER_SEC}/s: {sent} GetLogEvents, {refused} throttled");
 }

@@ -458,9 +458,19 @@ impl Serve {
 /// `epitaph serve` for `fleet` on a port of its own choosing with `token`, `schedule` and
 /// extra environment; returns once it said where it listens.
 pub fn spawn_serve(fleet: &Fleet, token: &str, schedule: &str, env: &[(&str, &str)]) -> Serve {
+    spawn_serve_config(&fleet.config_path(), token, schedule, env)
+}
+
+/// [`spawn_serve`] for any config file (the AWS tests write their own).
+pub fn spawn_serve_config(
+    config: &Path,
+    token: &str,
+    schedule: &str,
+    env: &[(&str, &str)],
+) -> Serve {
     let mut cmd = Command::new(bin());
     cmd.args(["serve", "--config"])
-        .arg(fleet.config_path())
+        .arg(config)
         .env_remove("EPITAPH_CONFIG")
         .env("EPITAPH_SERVE__LISTEN", "127.0.0.1:0")
         .env("EPITAPH_SERVE__TOKEN", token)

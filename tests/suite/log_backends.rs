@@ -930,8 +930,10 @@ async fn splunk_429_with_retry_after_is_waited_out_and_retried() {
         "{:?}",
         seen[1].at.duration_since(seen[0].at)
     );
-    // Both requests were made and counted.
+    // Both requests were made and counted, the refused one also as throttled (it halved the
+    // searches' rate for everyone and held them for the Retry-After).
     assert_eq!(logs.calls()["splunk:search/v2/jobs/export"], 2);
+    assert_eq!(logs.calls()["splunk:search/v2/jobs/export (throttled)"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -985,6 +987,9 @@ async fn splunk_errors_name_splunk_and_what_failed() {
         err.contains("HTTP 503 after 2 attempts: Service Unavailable"),
         "{err}"
     );
+    // A 503 that says when to come back is the server shedding load: a throttle, counted (and
+    // fed to the rate limiter) like a 429.
+    assert_eq!(logs.calls()["splunk:search/v2/jobs/export (throttled)"], 2);
 
     // A refused token: 401, named as such.
     let wrong = Site::new(&splunk_table(&fake.url(), "token = \"wrong\""));
@@ -1537,6 +1542,7 @@ async fn loki_429_with_retry_after_is_waited_out_and_retried() {
     assert_eq!(seen.len(), 2);
     assert!(seen[1].at.duration_since(seen[0].at) >= Duration::from_secs(1));
     assert_eq!(logs.calls()["loki:query_range"], 2);
+    assert_eq!(logs.calls()["loki:query_range (throttled)"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

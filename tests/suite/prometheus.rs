@@ -709,6 +709,13 @@ async fn rate_limits_and_outages_are_retried_bad_queries_are_not() {
     );
     assert_eq!(*seen.lock().unwrap(), 3);
     assert_eq!(calls(&m), 1, "calls are counted once, attempts aside");
+    // The 429 was a throttle (the rate limiter backed off); the 502 was not.
+    assert_eq!(
+        m.calls().get("prometheus:query_range (throttled)"),
+        Some(&1),
+        "{:?}",
+        m.calls()
+    );
     // A query the server calls bad is not asked again.
     let bad = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
     let (url, seen) = planned_server(vec![(400, None, bad.into()), (200, None, ok)]).await;

@@ -41,8 +41,7 @@ pub const THROTTLING_CODES: &[&str] = &[
     "PriorRequestNotComplete",
     "EC2ThrottledException",
 ];
-/// How `HttpClient` counts a throttled attempt: `<op> (throttled)`.
-pub const THROTTLED_SUFFIX: &str = " (throttled)";
+pub use crate::sources::ratelimit::THROTTLED_SUFFIX;
 /// Error codes of transient failures (the SDK's `TRANSIENT_ERRORS`): retried too.
 pub const TRANSIENT_CODES: &[&str] = &["RequestTimeout", "RequestTimeoutException"];
 /// HTTP statuses retried besides those `HttpClient` retries (429, 502, 503, 504): the SDK's

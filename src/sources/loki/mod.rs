@@ -36,6 +36,7 @@ use crate::sources::paging::{to_ns, Backwards, Entry, Next};
 use crate::sources::probe::{
     ApiLookup, ApiLookupResult, CallRecord, Listing, LogApiProbe, ScopeSeen,
 };
+use crate::sources::ratelimit::RateLimiter;
 use crate::sources::{placeholders, select_last_words, LastWordsQuery, LogSource};
 
 /// The backend's name in errors.
@@ -211,7 +212,11 @@ impl LokiLogs {
     }
 
     pub fn new(settings: Settings) -> Result<Self> {
-        let http = HttpClient::new(NAME, &settings.http)?;
+        // One limiter for the query calls of this backend: every scan and on-demand query of
+        // the process shares it (the source is built once).
+        let http = HttpClient::new(NAME, &settings.http)?.with_limiter(std::sync::Arc::new(
+            RateLimiter::single(OP_QUERY_RANGE, settings.rate_limit),
+        ));
         Ok(LokiLogs { settings, http })
     }
 
@@ -533,6 +538,7 @@ mod tests {
             auth: Auth::None,
             limit: 1000,
             lookback: chrono::Duration::hours(24),
+            rate_limit: 0.0,
             http: HttpSettings {
                 timeout: std::time::Duration::from_secs(5),
                 max_attempts: 1,

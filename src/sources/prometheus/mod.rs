@@ -9,7 +9,9 @@
 //! second query (`limit_query`) gives each instance's limit. An instance without a series is
 //! `Ok(None)`; a server that cannot be reached or answers an error is an `Err` naming the
 //! backend and the query. NaN, infinite, negative and impossible values are skipped and counted.
-//! Requests are bounded (`concurrency`), timed out (`timeout`) and retried with backoff and
+//! Requests are bounded (`concurrency`), paced (`rate_limit`: `sources::ratelimit`, backing
+//! off for everyone on a 429 or a 503 with Retry-After; throttled attempts counted as
+//! `prometheus:query_range (throttled)`), timed out (`timeout`) and retried with backoff and
 //! jitter, honouring Retry-After (`max_attempts`).
 //!
 //! `config.rs` is the `[sources.metrics.prometheus]` table, `query.rs` the pure parts (PromQL
@@ -36,6 +38,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::MemorySeries;
 use crate::sources::probe::CallError;
+use crate::sources::ratelimit::{RateLimiter, THROTTLED_SUFFIX};
 use crate::sources::{CallCounter, MetricSource, SeriesQuery, SkipLog, Skipped};
 use crate::timefmt::unix_to_instant;
 
@@ -67,6 +70,8 @@ pub struct PrometheusMetrics {
     signer: Option<Sigv4>,
     calls: CallCounter,
     skipped: Mutex<SkipLog>,
+    /// `rate_limit` on query_range, shared by every scan and query of the process.
+    limiter: RateLimiter,
 }
 
 /// One failed request, as data: whether the server answered, its `errorType` or HTTP status,
@@ -103,6 +108,8 @@ struct AttemptError {
     failure: Failure,
     retry: bool,
     retry_after: Option<std::time::Duration>,
+    /// The server said "slow down" (429, or 503 with Retry-After): the limiter backs off.
+    throttle: bool,
 }
 
 impl PrometheusMetrics {
@@ -136,12 +143,14 @@ impl PrometheusMetrics {
             .timeout(settings.timeout)
             .build()
             .map_err(|e| Error::source(KEY, format!("cannot build the HTTP client: {e}")))?;
+        let limiter = RateLimiter::single(QUERY_RANGE, settings.rate_limit);
         Ok(PrometheusMetrics {
             settings,
             client,
             signer,
             calls: CallCounter::default(),
             skipped: Mutex::new(SkipLog::default()),
+            limiter,
         })
     }
 
@@ -172,7 +181,21 @@ impl PrometheusMetrics {
             .finish();
         let mut attempt = 1u32;
         loop {
-            match self.attempt(&body).await {
+            self.limiter.acquire(QUERY_RANGE).await;
+            let result = self.attempt(&body).await;
+            match &result {
+                Ok(_) => self.limiter.succeeded(QUERY_RANGE),
+                Err(e) if e.throttle => {
+                    self.calls
+                        .count(&format!("{QUERY_RANGE}{THROTTLED_SUFFIX}"));
+                    self.limiter.throttled_for(
+                        QUERY_RANGE,
+                        e.retry_after.filter(|d| *d <= MAX_RETRY_AFTER),
+                    );
+                }
+                Err(_) => {}
+            }
+            match result {
                 Ok(m) => {
                     for w in &m.warnings {
                         tracing::warn!(backend = %self.name(), "the server warns: {w}");
@@ -218,6 +241,7 @@ impl PrometheusMetrics {
             failure,
             retry: false,
             retry_after: None,
+            throttle: false,
         };
         let url = format!(
             "{}/api/v1/query_range",
@@ -269,6 +293,7 @@ impl PrometheusMetrics {
                 failure: Failure::transport(crate::sources::http::describe_transport(e)),
                 retry,
                 retry_after: None,
+                throttle: false,
             }
         })?;
         let status = resp.status().as_u16();
@@ -278,6 +303,7 @@ impl PrometheusMetrics {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| crate::sinks::deliver::parse_retry_after(v, Utc::now()))
             .and_then(|d| d.to_std().ok());
+        let throttle = crate::sources::ratelimit::is_throttle_answer(status, "", retry_after);
         let bytes = resp.bytes().await.map_err(|e| AttemptError {
             failure: Failure::transport(format!(
                 "HTTP {status}, then the answer broke off: {}",
@@ -285,6 +311,7 @@ impl PrometheusMetrics {
             )),
             retry: true,
             retry_after: None,
+            throttle,
         })?;
         match query::parse_answer(&bytes) {
             Ok(m) if (200..300).contains(&status) => Ok(m),
@@ -296,6 +323,7 @@ impl PrometheusMetrics {
                 },
                 retry: RETRYABLE_STATUSES.contains(&status),
                 retry_after,
+                throttle,
             }),
             Err(AnswerError::Api { error_type, error }) => Err(AttemptError {
                 failure: Failure {
@@ -305,6 +333,7 @@ impl PrometheusMetrics {
                 },
                 retry: RETRYABLE_STATUSES.contains(&status),
                 retry_after,
+                throttle,
             }),
             Err(e @ AnswerError::Malformed(_)) => Err(AttemptError {
                 failure: Failure {
@@ -318,6 +347,7 @@ impl PrometheusMetrics {
                 },
                 retry: RETRYABLE_STATUSES.contains(&status),
                 retry_after,
+                throttle,
             }),
         }
     }

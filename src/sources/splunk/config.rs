@@ -24,6 +24,12 @@ pub const KEY: &str = "sources.logs.splunk";
 pub const DEFAULT_MAX_EVENTS: usize = 500;
 /// How far before the end a search reaches when the inventory does not know the launch time.
 pub const DEFAULT_LOOKBACK: &str = "24h";
+/// Searches started per second (`rate_limit`). Splunk documents no request quota, but each
+/// export is a search job on the search head, whose concurrent-search ceiling (by default 6
+/// plus 1 per CPU, `limits.conf` `base_max_searches` / `max_searches_per_cpu`) is shared with
+/// every user, dashboard and scheduled search: 5 a second with `concurrency` 4 in flight
+/// keeps a scan's backlog from taking the head. A 429 or 503 with Retry-After halves it.
+pub const DEFAULT_RATE_LIMIT: f64 = 5.0;
 
 /// How the token is sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +85,9 @@ pub struct SplunkConfig {
     pub max_attempts: u32,
     /// Searches in flight at once.
     pub concurrency: usize,
+    /// Searches started per second, shared by every scan and query of the process (0: no
+    /// limit); a throttled answer halves it until successes win it back.
+    pub rate_limit: f64,
     /// PEM certificates to trust beside the built-in roots (a private CA). Verification is
     /// always on.
     pub ca_file: Option<PathBuf>,
@@ -100,6 +109,7 @@ impl Default for SplunkConfig {
             timeout: "30s".into(),
             max_attempts: 3,
             concurrency: 4,
+            rate_limit: DEFAULT_RATE_LIMIT,
             ca_file: None,
         }
     }
@@ -123,6 +133,8 @@ pub struct Settings {
     pub token: SecretSource,
     pub max_events: usize,
     pub lookback: chrono::Duration,
+    /// Searches started per second (≤ 0: no limit).
+    pub rate_limit: f64,
     pub http: HttpSettings,
 }
 
@@ -219,6 +231,9 @@ impl SplunkConfig {
         if self.token.as_ref().is_some_and(Secret::is_empty) {
             p.push(format!("{KEY}.token: must not be empty"));
         }
+        if let Some(e) = crate::sources::ratelimit::rate_problem(self.rate_limit) {
+            p.push(format!("{KEY}.rate_limit: {e}"));
+        }
         p
     }
 }
@@ -294,6 +309,7 @@ impl Settings {
             token,
             max_events: c.max_events.max(1),
             lookback,
+            rate_limit: c.rate_limit,
             http: HttpSettings {
                 timeout: timeout.to_std().unwrap_or_default(),
                 max_attempts: c.max_attempts.max(1),
@@ -346,10 +362,12 @@ mod tests {
             token: Some(Secret::new("t")),
             token_env: Some("SPLUNK_TOKEN".into()),
             instance_filter: Some("host=web".into()),
+            rate_limit: f64::NAN,
             ..Default::default()
         };
         let p = c.problems().join("\n");
         for needle in [
+            "sources.logs.splunk.rate_limit: `NaN` is not a rate",
             "sources.logs.splunk.url: `splunk:8089`",
             "sources.logs.splunk.index: required",
             "sources.logs.splunk.instance_filter: `host=web` names no instance",

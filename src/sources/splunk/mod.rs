@@ -250,7 +250,11 @@ impl SplunkLogs {
     }
 
     pub fn new(settings: Settings) -> Result<Self> {
-        let http = HttpClient::new(NAME, &settings.http)?;
+        // One limiter for the searches of this backend: every scan and on-demand query of the
+        // process shares it (the source is built once).
+        let http = HttpClient::new(NAME, &settings.http)?.with_limiter(std::sync::Arc::new(
+            crate::sources::ratelimit::RateLimiter::single(OP_EXPORT, settings.rate_limit),
+        ));
         Ok(SplunkLogs {
             settings,
             http,
@@ -564,6 +568,7 @@ mod tests {
             token: SecretSource::Inline(Secret::new("t")),
             max_events: 500,
             lookback: chrono::Duration::hours(24),
+            rate_limit: 0.0,
             http: HttpSettings {
                 timeout: std::time::Duration::from_secs(5),
                 max_attempts: 1,
