@@ -296,16 +296,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             strict,
         } => {
             let cfg = load_config(cli.config.as_deref(), true)?;
-            let now = chrono::Utc::now();
+            let (since, until) = window_flags(since.as_deref(), until.as_deref())?;
             let opts = ScanOptions {
-                since: since
-                    .as_deref()
-                    .map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--since", e)))
-                    .transpose()?,
-                until: until
-                    .as_deref()
-                    .map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--until", e)))
-                    .transpose()?,
+                since,
+                until,
                 refresh,
                 progress: true,
                 strict,
@@ -318,16 +312,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ref out,
         } => {
             let cfg = load_config(cli.config.as_deref(), true)?;
-            let now = chrono::Utc::now();
+            let (since, until) = window_flags(since.as_deref(), until.as_deref())?;
             let opts = ExportOptions {
-                since: since
-                    .as_deref()
-                    .map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--since", e)))
-                    .transpose()?,
-                until: until
-                    .as_deref()
-                    .map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input("--until", e)))
-                    .transpose()?,
+                since,
+                until,
                 out: out.clone(),
             };
             export(cfg, &opts, cli.format).await
@@ -719,6 +707,22 @@ async fn export(cfg: Config, opts: &ExportOptions, format: Format) -> anyhow::Re
             EXIT_PENDING
         },
     ))
+}
+
+/// `--since` and `--until` (a duration back from now, or an RFC 3339 time), each named in
+/// its error.
+type WindowFlags = (
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+fn window_flags(since: Option<&str>, until: Option<&str>) -> Result<WindowFlags, Error> {
+    let now = chrono::Utc::now();
+    let parse = |flag: &str, v: Option<&str>| {
+        v.map(|s| timefmt::parse_since(s, now).map_err(|e| Error::input(flag, e)))
+            .transpose()
+    };
+    Ok((parse("--since", since)?, parse("--until", until)?))
 }
 
 /// The config from `--config`, else `./epitaph.toml`, else (when `required` is false) defaults.

@@ -13,12 +13,7 @@ impl Pipeline {
     /// (`complete: false`); the caller makes that a non-zero exit.
     pub async fn export(&self, opts: &ExportOptions) -> Result<bundle::Manifest> {
         let now = Utc::now();
-        let until = match (opts.until, &self.cfg.scan.until) {
-            (Some(u), _) => u,
-            (None, Some(s)) => crate::timefmt::parse_since(s, now)
-                .map_err(|e| Error::Config(vec![format!("scan.until: {e}")]))?,
-            (None, None) => now,
-        };
+        let until = self.window_end(opts.until, now)?;
         // An export's window never comes from the store's watermark: --since, else scan.since.
         let since = match opts.since {
             Some(s) => s,

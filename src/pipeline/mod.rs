@@ -243,14 +243,23 @@ impl Pipeline {
         &self.signatures
     }
 
-    /// The window a scan covers.
-    pub async fn window(&self, opts: &ScanOptions, now: DateTime<Utc>) -> Result<TimeWindow> {
-        let until = match (opts.until, &self.cfg.scan.until) {
+    /// Where a window ends: `until` (a flag), else `scan.until`, else `now`.
+    fn window_end(
+        &self,
+        until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
+        Ok(match (until, &self.cfg.scan.until) {
             (Some(u), _) => u,
             (None, Some(s)) => crate::timefmt::parse_since(s, now)
                 .map_err(|e| Error::Config(vec![format!("scan.until: {e}")]))?,
             (None, None) => now,
-        };
+        })
+    }
+
+    /// The window a scan covers.
+    pub async fn window(&self, opts: &ScanOptions, now: DateTime<Utc>) -> Result<TimeWindow> {
+        let until = self.window_end(opts.until, now)?;
         let since = match opts.since {
             Some(s) => s,
             None => match self.store.watermark().await? {
