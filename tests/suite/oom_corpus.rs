@@ -16,15 +16,18 @@ use epitaph::model::SignatureKind;
 
 /// Share of base lines in the held-out split, in percent.
 const HOLDOUT_PERCENT: u64 = 30;
-/// The held-out split's figures as published in BENCHMARKS.md (all rounds: 0.958 / 0.965 on
-/// 2026-11-29), less a margin of about one point: a change that loses generalisation fails
-/// here. (The goal in issue #9 is 0.99 / 0.97; BENCHMARKS.md says where the split stands
-/// against it, and what each round scored before anyone looked at it.)
-const MIN_HOLDOUT_PRECISION: f64 = 0.95;
-const MIN_HOLDOUT_RECALL: f64 = 0.955;
-/// The development split is tuned on: it must stay where the tuning left it.
-const MIN_DEV_PRECISION: f64 = 0.98;
-const MIN_DEV_RECALL: f64 = 0.98;
+/// The held-out split's figures as published in BENCHMARKS.md, less a margin of about one
+/// point: a change that loses generalisation fails here. Rounds 1–5: 0.958 / 0.965 (2026-11-29
+/// morning); with round 6's held-out part (92 long-tail lines, 0.69 / 0.82 after tuning on its
+/// development part only) all rounds are 0.946 / 0.959 — the floor follows the published figure
+/// down, never the other way. (The goal in issue #9 is 0.99 / 0.97; BENCHMARKS.md says where
+/// the split stands against it, and what each round scored before anyone looked at it.)
+const MIN_HOLDOUT_PRECISION: f64 = 0.94;
+const MIN_HOLDOUT_RECALL: f64 = 0.95;
+/// The development split is tuned on: it must stay where the tuning left it (0.9985 / 1.000
+/// after round 6's tuning).
+const MIN_DEV_PRECISION: f64 = 0.99;
+const MIN_DEV_RECALL: f64 = 0.99;
 /// Corpus shape required by the labelling rules and issue #9.
 const MIN_BASE_LINES: usize = 1500;
 const MIN_EMITTERS: usize = 40;
