@@ -294,9 +294,9 @@ impl BulkAutomaton {
         let mut state = [self.start; BULK_STREAMS];
         for i in 0..lockstep {
             let mut hit = false;
-            for j in 0..BULK_STREAMS {
-                state[j] = self.dfa.next_state(NO, state[j], heads[j][i]);
-                hit |= self.dfa.is_match(state[j]);
+            for (sid, head) in state.iter_mut().zip(&heads) {
+                *sid = self.dfa.next_state(NO, *sid, head[i]);
+                hit |= self.dfa.is_match(*sid);
             }
             if hit {
                 for (j, &sid) in state.iter().enumerate() {
