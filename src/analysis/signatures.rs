@@ -4,7 +4,8 @@
 //! entries by id). Matching a line costs one Aho–Corasick pass over the raw bytes for the
 //! signatures' literal keywords; only lines with a keyword hit are unwrapped (JSON loggers,
 //! Docker json-file) and tried against the candidate signatures' regexes. A non-matching line
-//! therefore never touches a regex.
+//! therefore never touches a regex. A bulk scan (`scan_buffer`) walks the keyword DFA over
+//! several parts of the buffer at once, to find the lines worth matching.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -206,7 +207,118 @@ pub struct SignatureLibrary {
 struct Prefilter {
     ac: AhoCorasick,
     owner: Vec<usize>,
-    bulk: AhoCorasick,
+    bulk: BulkAutomaton,
+}
+
+/// The bulk pass's automaton: a full DFA over the minimal keywords, walked by hand by
+/// [`BulkAutomaton::keyword_lines`] rather than through `AhoCorasick::find`.
+#[derive(Debug, Clone)]
+struct BulkAutomaton {
+    dfa: aho_corasick::dfa::DFA,
+    start: aho_corasick::automaton::StateID,
+}
+
+/// Walks interleaved in the bulk pass. One walk's next state is a table load that depends on
+/// its previous state, so a single walk waits on that load at every byte; walks over separate
+/// parts of the buffer, stepped in lockstep, overlap those waits (about 3× the throughput of
+/// one walk with four, measured in an A/B: BENCHMARKS.md).
+const BULK_STREAMS: usize = 4;
+
+/// Bytes the bulk pass walks per round (cut at a line start): bounds the candidate lines held
+/// before they are matched, in order, and reported.
+const BULK_WINDOW_BYTES: usize = 4 << 20;
+
+/// A window shorter than this is walked as one stream (splitting costs more than it saves).
+const BULK_MIN_SPLIT_BYTES: usize = 4 << 10;
+
+impl BulkAutomaton {
+    fn new(minimal: &[&str]) -> Result<Self> {
+        use aho_corasick::automaton::Automaton;
+        // Standard semantics: the DFA is in a match state at every byte that ends a keyword,
+        // whatever came before (what `keyword_lines` relies on). Unanchored, without the
+        // prefilter (this walk does not use it) — a full DFA: with a few hundred
+        // case-insensitive keywords the NFA is several times slower.
+        let problem = |e: String| Error::Config(vec![format!("signature keywords: {e}")]);
+        let dfa = aho_corasick::dfa::Builder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .start_kind(aho_corasick::StartKind::Unanchored)
+            .prefilter(false)
+            .build(minimal)
+            .map_err(|e| problem(e.to_string()))?;
+        let start = dfa
+            .start_state(aho_corasick::Anchored::No)
+            .map_err(|e| problem(e.to_string()))?;
+        Ok(BulkAutomaton { dfa, start })
+    }
+
+    /// Appends to `lines` the byte ranges (newline excluded) of the lines of `window` that hold
+    /// a keyword, in order, each once. A keyword without a newline ends on the line where it
+    /// starts, and the DFA (standard semantics, never reset between lines) is in a match state
+    /// at the byte that ends it, so every line holding one is listed; a line listed for another
+    /// reason (a user keyword holding a newline) costs only its own matching, which finds
+    /// nothing there that it would not find anyway.
+    ///
+    /// The window is cut at line starts into [`BULK_STREAMS`] parts, walked in lockstep from the
+    /// start state; the longer parts' tails are then walked alone.
+    fn keyword_lines(&self, window: &[u8], lines: &mut Vec<(usize, usize)>) {
+        use aho_corasick::automaton::Automaton;
+        const NO: aho_corasick::Anchored = aho_corasick::Anchored::No;
+        let streams = if window.len() < BULK_MIN_SPLIT_BYTES {
+            1
+        } else {
+            BULK_STREAMS
+        };
+        let mut cuts = [window.len(); BULK_STREAMS + 1];
+        cuts[0] = 0;
+        for j in 1..streams {
+            let from = (window.len() * j / streams).max(cuts[j - 1]);
+            cuts[j] = memchr::memchr(b'\n', &window[from..]).map_or(window.len(), |i| from + i + 1);
+        }
+        let parts: [&[u8]; BULK_STREAMS] = std::array::from_fn(|j| &window[cuts[j]..cuts[j + 1]]);
+        let mut found: [Vec<(usize, usize)>; BULK_STREAMS] = Default::default();
+        // A hit at byte `i` of part `j`: its line, unless that line is already listed.
+        let mut listed_to = [0usize; BULK_STREAMS];
+        let mut note = |j: usize, i: usize, found: &mut [Vec<(usize, usize)>; BULK_STREAMS]| {
+            if i < listed_to[j] {
+                return;
+            }
+            let part = parts[j];
+            let start = memchr::memrchr(b'\n', &part[..i]).map_or(0, |k| k + 1);
+            let end = memchr::memchr(b'\n', &part[i..]).map_or(part.len(), |k| i + k);
+            listed_to[j] = end;
+            found[j].push((cuts[j] + start, cuts[j] + end));
+        };
+        let lockstep = parts.iter().map(|p| p.len()).min().unwrap_or(0);
+        let heads: [&[u8]; BULK_STREAMS] = std::array::from_fn(|j| &parts[j][..lockstep]);
+        let mut state = [self.start; BULK_STREAMS];
+        for i in 0..lockstep {
+            let mut hit = false;
+            for (sid, head) in state.iter_mut().zip(&heads) {
+                *sid = self.dfa.next_state(NO, *sid, head[i]);
+                hit |= self.dfa.is_match(*sid);
+            }
+            if hit {
+                for (j, &sid) in state.iter().enumerate() {
+                    if self.dfa.is_match(sid) {
+                        note(j, i, &mut found);
+                    }
+                }
+            }
+        }
+        for (j, part) in parts.iter().enumerate() {
+            let mut sid = state[j];
+            for (i, &b) in part.iter().enumerate().skip(lockstep) {
+                sid = self.dfa.next_state(NO, sid, b);
+                if self.dfa.is_match(sid) {
+                    note(j, i, &mut found);
+                }
+            }
+        }
+        for part in found {
+            lines.extend(part);
+        }
+    }
 }
 
 impl Prefilter {
@@ -228,20 +340,18 @@ impl Prefilter {
             .filter(|k| !distinct.iter().any(|o| o != *k && k.contains(o.as_str())))
             .map(String::as_str)
             .collect();
-        // Full DFAs: with a few hundred case-insensitive keywords the default NFA (and its
+        // A full DFA: with a few hundred case-insensitive keywords the default NFA (and its
         // SIMD prefilter, which stops at a few dozen patterns) is several times slower.
-        let build = |patterns: &[&str]| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .match_kind(MatchKind::Standard)
-                .build(patterns)
-                .map_err(|e| Error::Config(vec![format!("signature keywords: {e}")]))
-        };
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .match_kind(MatchKind::Standard)
+            .build(&keywords)
+            .map_err(|e| Error::Config(vec![format!("signature keywords: {e}")]))?;
         Ok(Prefilter {
-            ac: build(&keywords)?,
+            ac,
             owner,
-            bulk: build(&minimal)?,
+            bulk: BulkAutomaton::new(&minimal)?,
         })
     }
 }
@@ -361,6 +471,12 @@ impl SignatureLibrary {
         self.match_line_with(&self.prefilter, line)
     }
 
+    /// The first OOM or crash signature (in library order) that matches the line, context and
+    /// shutdown entries left out: what [`scan_buffer`](Self::scan_buffer) reports for a line.
+    pub fn match_death_line(&self, line: &str) -> Option<LineMatch<'_>> {
+        self.match_line_with(&self.death_prefilter, line)
+    }
+
     fn match_line_with(&self, prefilter: &Prefilter, line: &str) -> Option<LineMatch<'_>> {
         // Prefilter: which signatures have a keyword in the raw line?
         let mut candidates: u128 = 0;
@@ -415,41 +531,58 @@ impl SignatureLibrary {
 
     /// Scans a buffer of newline-separated lines and calls `on_match(line_number, line, m)`
     /// (1-based line numbers, counted from `first_line`) for each line that matches an OOM or
-    /// crash signature (context and shutdown lines only matter inside last words). One
-    /// Aho–Corasick pass runs over the whole buffer; only lines holding a keyword are cut out
-    /// and matched, so a non-matching line costs a share of one SIMD-friendly scan.
-    /// Returns the number of lines in the buffer.
+    /// crash signature (context and shutdown lines only matter inside last words): for each
+    /// line, what [`match_death_line`](Self::match_death_line) answers. One keyword-automaton
+    /// pass runs over the whole buffer (several interleaved walks, see [`BULK_STREAMS`]); only
+    /// lines holding a keyword are cut out and matched, so a non-matching line costs a share of
+    /// that pass. Returns the number of lines in the buffer.
     pub fn scan_buffer(
         &self,
         buf: &[u8],
         first_line: usize,
+        on_match: impl FnMut(usize, &str, LineMatch<'_>),
+    ) -> usize {
+        self.scan_windows(buf, first_line, BULK_WINDOW_BYTES, on_match)
+    }
+
+    /// [`scan_buffer`](Self::scan_buffer) with the window size as a parameter (tests cut
+    /// windows small to exercise their edges).
+    fn scan_windows(
+        &self,
+        buf: &[u8],
+        first_line: usize,
+        window_bytes: usize,
         mut on_match: impl FnMut(usize, &str, LineMatch<'_>),
     ) -> usize {
-        let mut pos = 0usize;
         let mut counted_to = 0usize;
         let mut line_no = first_line;
-        while pos < buf.len() {
-            let Some(hit) = self
-                .death_prefilter
-                .bulk
-                .find(aho_corasick::Input::new(buf).span(pos..buf.len()))
-            else {
-                break;
+        let mut window_start = 0usize;
+        let mut lines = Vec::new();
+        while window_start < buf.len() {
+            let window_end = if buf.len() - window_start <= window_bytes {
+                buf.len()
+            } else {
+                let from = window_start + window_bytes.max(1);
+                memchr::memchr(b'\n', &buf[from..]).map_or(buf.len(), |i| from + i + 1)
             };
-            let start = memchr::memrchr(b'\n', &buf[..hit.start()]).map_or(0, |i| i + 1);
-            let end =
-                memchr::memchr(b'\n', &buf[hit.start()..]).map_or(buf.len(), |i| hit.start() + i);
-            line_no += memchr::memchr_iter(b'\n', &buf[counted_to..start]).count();
-            counted_to = start;
-            let mut raw = &buf[start..end];
-            if raw.last() == Some(&b'\r') {
-                raw = &raw[..raw.len() - 1];
+            lines.clear();
+            self.death_prefilter
+                .bulk
+                .keyword_lines(&buf[window_start..window_end], &mut lines);
+            for &(start, end) in &lines {
+                let (start, end) = (window_start + start, window_start + end);
+                line_no += memchr::memchr_iter(b'\n', &buf[counted_to..start]).count();
+                counted_to = start;
+                let mut raw = &buf[start..end];
+                if raw.last() == Some(&b'\r') {
+                    raw = &raw[..raw.len() - 1];
+                }
+                let line = String::from_utf8_lossy(raw);
+                if let Some(m) = self.match_death_line(&line) {
+                    on_match(line_no, &line, m);
+                }
             }
-            let line = String::from_utf8_lossy(raw);
-            if let Some(m) = self.match_line_with(&self.death_prefilter, &line) {
-                on_match(line_no, &line, m);
-            }
-            pos = end + 1;
+            window_start = window_end;
         }
         let tail_newlines = memchr::memchr_iter(b'\n', &buf[counted_to.min(buf.len())..]).count();
         let lines = line_no - first_line + tail_newlines;
@@ -796,6 +929,84 @@ generic_unless = ['acme']
         assert_eq!(lines, 6);
         assert_eq!(l.scan_buffer(b"", 1, |_, _, _| {}), 0);
         assert_eq!(l.scan_buffer(b"a\nb\n", 1, |_, _, _| {}), 2);
+    }
+
+    /// Lines for [`bulk_scan_agrees_with_line_matching_at_every_window_edge`]: crash lines,
+    /// keywords in other cases, cut across lines, wrapped in JSON, ordinary lines, CRLF, empty
+    /// lines and bytes that are not UTF-8.
+    const SCAN_LINES: &[&[u8]] = &[
+        b"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+        b"fatal error: runtime: out of memory",
+        b"panic: runtime error: invalid memory address or nil pointer dereference",
+        br#"Exception in thread "main" java.lang.OutOfMemoryError: Java heap space"#,
+        b"[1234567.890123] Out of memory: Killed process 4242 (node) total-vm:2345678kB, anon-rss:1987654kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:4096kB oom_score_adj:0",
+        br#"{"level":50,"msg":"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"}"#,
+        b"2026-01-05T10:00:01.123456789Z stderr F fatal error: runtime: OUT OF MEMORY",
+        b"WARN  [cache] LRU eviction: memory limit reached, dropped 200 keys",
+        b"Received SIGTERM, shutting down gracefully",
+        b"oom",
+        b"OoM",
+        b"out of",
+        b" memory",
+        b"memory lim",
+        b"it reached",
+        b"",
+        b"\r",
+        b"ok\r",
+        b"fatal error: runtime: out of memory\r",
+        b"10.0.3.17 - - [05/Jan/2026:10:00:01 +0000] \"GET /api/cart HTTP/1.1\" 200 1532",
+        b"invalid \xff utf8 then out of memory",
+        b"\xe5\x86\x85\xe5\xad\x98\xe4\xb8\x8d\xe8\xb6\xb3 \xe5\x86\x85",
+    ];
+
+    #[test]
+    fn bulk_scan_agrees_with_line_matching_at_every_window_edge() {
+        let l = lib();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for round in 0..24 {
+            // Up to ~24 KiB: past the size where the pass splits into interleaved walks.
+            let target = [0usize, 1, 60, 3000, 5000, 24_000][round % 6];
+            let mut buf: Vec<u8> = Vec::new();
+            while buf.len() < target {
+                buf.extend_from_slice(SCAN_LINES[next(SCAN_LINES.len())]);
+                // Now and then two lines run together (no newline between them).
+                if next(17) != 0 {
+                    buf.push(b'\n');
+                }
+            }
+            let expected: Vec<(usize, String, String)> = buf
+                .split(|&b| b == b'\n')
+                .enumerate()
+                .filter_map(|(i, raw)| {
+                    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                    let line = String::from_utf8_lossy(raw);
+                    l.match_death_line(&line)
+                        .map(|m| (i + 1, line.to_string(), m.signature.spec.id.clone()))
+                })
+                .collect();
+            let newlines = buf.iter().filter(|&&b| b == b'\n').count();
+            let lines = newlines + usize::from(buf.last().is_some_and(|&b| b != b'\n'));
+            for window in [1, 7, 100, 4096, 5000, BULK_WINDOW_BYTES] {
+                let mut found = Vec::new();
+                let counted = l.scan_windows(&buf, 1, window, |n, line, m| {
+                    found.push((n, line.to_string(), m.signature.spec.id.clone()))
+                });
+                assert_eq!(found, expected, "round {round}, window {window}");
+                assert_eq!(counted, lines, "round {round}, window {window}");
+            }
+            if target >= 3000 {
+                assert!(
+                    !expected.is_empty(),
+                    "round {round}: the mix holds crash lines"
+                );
+            }
+        }
     }
 
     #[test]

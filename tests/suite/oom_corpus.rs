@@ -377,3 +377,56 @@ fn held_out_split() {
         all.recall()
     );
 }
+
+/// The bulk scanner (`scan_buffer`, what `epitaph signatures match FILE` runs) reports, for
+/// every corpus line in every wrapper (both splits, as one buffer, some lines ending in CRLF),
+/// exactly what matching that line alone reports (`match_death_line`). A disagreement names
+/// the row, never its text: the held-out split stays unread.
+#[test]
+fn bulk_scan_agrees_with_line_matching_on_every_corpus_line() {
+    let lib = library();
+    let rows = corpus();
+    let mut buf = String::new();
+    let mut origin = Vec::new();
+    let mut expected = Vec::new();
+    for row in &rows {
+        for which in 0..WRAPPERS {
+            let text = wrap(&row.line, which);
+            origin.push(format!("{} (wrapper {which})", row.at));
+            if let Some(m) = lib.match_death_line(&text) {
+                expected.push((origin.len(), m.signature.spec.id.clone()));
+            }
+            buf.push_str(&text);
+            buf.push_str(if origin.len() % 5 == 0 { "\r\n" } else { "\n" });
+        }
+    }
+    let mut found = Vec::new();
+    let lines = lib.scan_buffer(buf.as_bytes(), 1, |n, _, m| {
+        found.push((n, m.signature.spec.id.clone()))
+    });
+    assert_eq!(lines, origin.len(), "lines counted");
+    let found_set: BTreeSet<_> = found.iter().cloned().collect();
+    let expected_set: BTreeSet<_> = expected.iter().cloned().collect();
+    let differ: Vec<String> = found_set
+        .symmetric_difference(&expected_set)
+        .map(|(n, id)| {
+            let side = if found_set.contains(&(*n, id.clone())) {
+                "bulk only"
+            } else {
+                "line only"
+            };
+            format!("{side}: {} as {id}", origin[n - 1])
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "bulk scan and line matching differ:\n{}",
+        differ.join("\n")
+    );
+    assert_eq!(found, expected, "order of reports");
+    println!(
+        "bulk scan = line matching on {} corpus lines ({} matches)",
+        origin.len(),
+        found.len()
+    );
+}
