@@ -744,6 +744,12 @@ pub(crate) fn epitaph(config: &Path, args: &[&str]) -> (Value, i32, String) {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
+    json_answer(&out)
+}
+
+/// A `--format json` run's answer: (stdout as JSON, exit code, stderr); stdout that is not
+/// JSON fails the test with both streams.
+pub(crate) fn json_answer(out: &std::process::Output) -> (Value, i32, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(

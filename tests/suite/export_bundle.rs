@@ -25,14 +25,7 @@ fn run(config: &Path, args: &[&str]) -> (Value, i32, String) {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    (v, out.status.code().unwrap_or(-1), stderr)
+    crate::aws_moto::json_answer(&out)
 }
 
 /// Per instance: verdict, deployment, last-words line count, lifetime, leak verdict and
