@@ -50,6 +50,16 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
                 .collect::<Vec<_>>(),
         )
     };
+    // What a log or metrics read adds after its lookups: the records it skipped and the
+    // inputs it refused or found truncated.
+    let finish = |mut read: FileRead,
+                  skipped: (usize, Vec<Skipped>),
+                  problems: crate::sources::InputProblems| {
+        (read.skipped, read.first_skipped) = first_skipped(skipped);
+        read.errors.extend(problems.errors);
+        read.warnings = problems.warnings;
+        read
+    };
     let mut terminations: Vec<Termination> = Vec::new();
     let activities = if readable("sources.activities.path", &s.activities) {
         let read = match FileActivities::new(&resolved(&s.activities)) {
@@ -94,11 +104,7 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
                         Err(e) => read.errors.push(e.to_string()),
                     }
                 }
-                (read.skipped, read.first_skipped) = first_skipped(l.skipped());
-                let problems = l.input_problems();
-                read.errors.extend(problems.errors);
-                read.warnings = problems.warnings;
-                read
+                finish(read, l.skipped(), l.input_problems())
             }
             Err(e) => failed(e),
         })
@@ -134,11 +140,7 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
                     }
                     Err(e) => read.errors.push(e.to_string()),
                 }
-                (read.skipped, read.first_skipped) = first_skipped(m.skipped());
-                let problems = m.input_problems();
-                read.errors.extend(problems.errors);
-                read.warnings = problems.warnings;
-                read
+                finish(read, m.skipped(), m.input_problems())
             }
             Err(e) => failed(e),
         })
