@@ -306,20 +306,15 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics_text(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let store = state.pipeline.store();
     let (outbox, next_deaths) = match tokio::try_join!(store.outbox_counts(), store.projections()) {
         Ok(v) => v,
         Err(e) => return store_error(&state, e),
     };
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(&outbox, &next_deaths),
-    )
-        .into_response()
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, text) = state.metrics.render(accept, &outbox, &next_deaths);
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 async fn report_page(State(state): State<Arc<AppState>>) -> Response {

@@ -25,7 +25,7 @@ use epitaph::sources::prometheus::config::{PrometheusConfig, Settings};
 use epitaph::sources::prometheus::PrometheusMetrics;
 use epitaph::sources::{MetricSource, SeriesQuery};
 
-use crate::common::ChildGuard;
+use crate::common::{ChildGuard, Fleet};
 
 /// Longest wait for a server to become ready (generous: it only turns a hang into a failure).
 const READY_BOUND: Duration = Duration::from_secs(180);
@@ -87,6 +87,11 @@ struct Server {
 
 impl Server {
     async fn start(backend: Backend, data: &[Series]) -> Server {
+        Server::start_with(backend, data, "").await
+    }
+
+    /// [`Server::start`] with more Prometheus configuration (scrape jobs) after `global`.
+    async fn start_with(backend: Backend, data: &[Series], more_config: &str) -> Server {
         for bin in match backend {
             Backend::Prometheus => ["prometheus", "promtool"].as_slice(),
             Backend::VictoriaMetrics => ["victoria-metrics"].as_slice(),
@@ -97,7 +102,7 @@ impl Server {
             );
         }
         let dir = tempfile::tempdir().unwrap();
-        if backend == Backend::Prometheus {
+        if backend == Backend::Prometheus && !data.is_empty() {
             write_blocks(dir.path(), data);
         }
         let mut last_log = String::new();
@@ -110,7 +115,11 @@ impl Server {
             let mut cmd = match backend {
                 Backend::Prometheus => {
                     let cfg = dir.path().join("prometheus.yml");
-                    std::fs::write(&cfg, "global:\n  scrape_interval: 1m\n").unwrap();
+                    std::fs::write(
+                        &cfg,
+                        format!("global:\n  scrape_interval: 1m\n{more_config}"),
+                    )
+                    .unwrap();
                     let mut c = Command::new("prometheus");
                     c.arg(format!("--config.file={}", cfg.display()))
                         .arg(format!(
@@ -1078,4 +1087,83 @@ mod sigv4 {
     fn url_form(body: &[u8]) -> BTreeMap<String, String> {
         form_urlencoded::parse(body).into_owned().collect()
     }
+}
+
+/// The service's own `/metrics`, scraped by a real Prometheus the way a fleet's would: with the
+/// bearer token, asking for OpenMetrics first. The scrape succeeds (target up, no error), and
+/// the families arrive under their documented names: counters with `_total`, the scan time's
+/// histogram with its buckets, the gauges the store knows.
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_the_services_own_metrics() {
+    const TOKEN: &str = "scrape-t0ken";
+    let fleet = Fleet::new(1, 6, 60);
+    let serve = crate::common::spawn_serve(&fleet, TOKEN, "* * * * * *", &[]);
+    let target = serve.base.trim_start_matches("http://").to_string();
+    let job = format!(
+        "scrape_configs:\n  - job_name: epitaph\n    scrape_interval: 1s\n    authorization:\n      credentials: {TOKEN}\n    static_configs:\n      - targets: ['{target}']\n"
+    );
+    let server = Server::start_with(Backend::Prometheus, &[], &job).await;
+    let http = reqwest::Client::new();
+    let query = |q: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/query", server.url);
+        async move {
+            let r: serde_json::Value = http
+                .get(url)
+                .query(&[("query", q)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["data"]["result"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    // Waits for a scrape that saw a finished scan (the schedule runs one every second) and an
+    // earlier scrape (a request is counted once answered).
+    let until = Instant::now() + READY_BOUND;
+    while query("epitaph_scans_total{result=\"ok\"} > 0")
+        .await
+        .is_empty()
+        || query("epitaph_http_requests_total{route=\"/metrics\"} > 0")
+            .await
+            .is_empty()
+    {
+        assert!(Instant::now() < until, "no scrape saw a scan");
+        tokio::time::sleep(POLL).await;
+    }
+    let targets: serde_json::Value = http
+        .get(format!("{}/api/v1/targets", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let t = &targets["data"]["activeTargets"][0];
+    assert_eq!(t["health"], "up", "{t}");
+    assert_eq!(t["lastError"], "", "{t}");
+    for q in [
+        "epitaph_scan_duration_seconds_bucket{le=\"+Inf\"}",
+        "epitaph_scan_duration_seconds_count",
+        "epitaph_errors_total{kind=\"scan\"}",
+        "epitaph_deployments{verdict=\"leaking\"}",
+        "epitaph_outbox_messages{status=\"pending\"}",
+        "epitaph_last_successful_scan_timestamp_seconds > 0",
+        "process_resident_memory_bytes > 0",
+    ] {
+        assert_eq!(query(q).await.len(), 1, "{q}");
+    }
+    // The scrape was OpenMetrics: Prometheus keeps the counter's family type.
+    let meta: serde_json::Value = http
+        .get(format!("{}/api/v1/targets/metadata", server.url))
+        .query(&[("metric", "epitaph_scans")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["data"][0]["type"], "counter", "{meta}");
 }
