@@ -136,7 +136,7 @@ impl Default for Metrics {
             (&m.deliveries, "result", &DELIVERY_RESULTS[..]),
         ] {
             for v in values {
-                family.get_or_create(&one(key, v));
+                drop(family.get_or_create(&one(key, v)));
             }
         }
         for (family, key, values) in [
@@ -145,11 +145,11 @@ impl Default for Metrics {
             (&m.outbox, "status", &OUTBOX_STATUSES[..]),
         ] {
             for v in values {
-                family.get_or_create(&one(key, v));
+                drop(family.get_or_create(&one(key, v)));
             }
         }
         for v in crate::model::DeploymentVerdict::ALL {
-            m.deployments.get_or_create(&one("verdict", v.as_str()));
+            drop(m.deployments.get_or_create(&one("verdict", v.as_str())));
         }
         m.register()
     }
