@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::{Captures, Regex, RegexSet};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
@@ -23,8 +24,9 @@ pub const MASK: &str = "[REDACTED]";
 /// What a private key (or a line inside a private-key block) is replaced with.
 const PEM_BODY_MASK: &str = "[REDACTED PRIVATE KEY]";
 
-/// How a rule's match is turned into a span to mask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a rule's match is turned into a span to mask (`kind` in `config/redaction.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Kind {
     /// The `s` group (or the whole match) is a secret by its shape alone.
     Token,
@@ -40,643 +42,72 @@ enum Kind {
     /// `--flag value` where the flag names a secret.
     Flag,
     /// A pattern the user configured: the whole match, unconditionally.
+    #[serde(skip)]
     Extra,
 }
 
-/// Built-in rules: (name, kind, regex). The secret is the named group `s` (or, for `Pair`
-/// rules, `v1`..`v5`); everything else in the match stays as it is.
-const BUILTIN: &[(&str, Kind, &str)] = &[
-    // ---- private keys -----------------------------------------------------------------
-    (
-        "private_key",
-        Kind::PrivateKey,
-        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)",
-    ),
-    // A PEM private key, base64-encoded once more (kubeconfig `client-key-data`, Kubernetes
-    // secrets): "-----BEGIN " then "PRIVATE KEY" at any of the three base64 alignments.
-    (
-        "base64_private_key",
-        Kind::Token,
-        r"\bLS0tLS1CRUdJTi[A-Za-z0-9+/]{0,40}?(?:UFJJVkFURSBLRV|BSSVZBVEUgS0VZ|QUklWQVRFIEtFW)[A-Za-z0-9+/]*={0,2}",
-    ),
-    (
-        "age_secret_key",
-        Kind::Token,
-        r"\bAGE-SECRET-KEY-1[0-9A-Z]{58}\b",
-    ),
-    // ---- cloud providers ----------------------------------------------------------------
-    (
-        "aws_access_key_id",
-        Kind::Token,
-        r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA)[A-Z0-9]{16}\b",
-    ),
-    (
-        "aws_cli_secret",
-        Kind::Token,
-        r"(?i)\bconfigure\s+set\s+(?:[\w-]+\.)?aws_(?:secret_access_key|session_token)\s+(?P<s>[^\s'\x22]+)",
-    ),
-    ("gcp_api_key", Kind::Token, r"\bAIza[0-9A-Za-z_-]{35}\b"),
-    (
-        "gcp_oauth_token",
-        Kind::Token,
-        r"\bya29\.[0-9A-Za-z_-]{20,}",
-    ),
-    (
-        "azure_ad_client_secret",
-        Kind::Token,
-        r"(?:^|[^0-9A-Za-z_~.-])(?P<s>[0-9A-Za-z_~.]{3}[0-9]Q~[0-9A-Za-z_~.-]{31,34})(?:$|[^0-9A-Za-z_~.-])",
-    ),
-    (
-        "alibaba_access_key_id",
-        Kind::Token,
-        r"\bLTAI[0-9A-Za-z]{12,20}\b",
-    ),
-    (
-        "digitalocean_token",
-        Kind::Token,
-        r"\bdo[opr]_v1_[0-9a-f]{64}\b",
-    ),
-    ("heroku_api_key", Kind::Token, r"\bHRKU-[0-9A-Za-z_-]{40,}"),
-    (
-        "cloudflare_origin_ca_key",
-        Kind::Token,
-        r"\bv1\.0-[0-9a-f]{24}-[0-9a-f]{146}\b",
-    ),
-    // ---- source control, CI and package registries ----------------------------------------
-    (
-        "github_token",
-        Kind::Token,
-        r"\b(?:gh[pousr]_[0-9A-Za-z]{36,255}|github_pat_[0-9A-Za-z_]{22,255})\b",
-    ),
-    (
-        "gitlab_token",
-        Kind::Token,
-        r"\bgl(?:pat|ptt|rt|dt|ft|cbt|oas|imt|soat|ffct|agent|rtr|wt)-[0-9A-Za-z_.-]{20,}",
-    ),
-    (
-        "gitlab_runner_registration_token",
-        Kind::Token,
-        r"\bGR1348941[0-9A-Za-z_-]{20}\b",
-    ),
-    ("npm_token", Kind::Token, r"\bnpm_[0-9A-Za-z]{36}\b"),
-    (
-        "pypi_token",
-        Kind::Token,
-        r"\bpypi-Ag[EI][A-Za-z0-9_-]{50,}",
-    ),
-    ("rubygems_token", Kind::Token, r"\brubygems_[0-9a-f]{48}\b"),
-    ("nuget_key", Kind::Token, r"\boy2[0-9a-z]{43}\b"),
-    (
-        "docker_hub_pat",
-        Kind::Token,
-        r"\bdckr_pat_[0-9A-Za-z_-]{20,}",
-    ),
-    ("artifactory_key", Kind::Token, r"\bAKCp[0-9A-Za-z]{69}\b"),
-    (
-        "terraform_cloud_token",
-        Kind::Token,
-        r"\b[0-9A-Za-z]{14}\.atlasv1\.[0-9A-Za-z_=-]{60,}",
-    ),
-    ("pulumi_token", Kind::Token, r"\bpul-[0-9a-f]{40}\b"),
-    ("vault_token", Kind::Token, r"\bhv[sbr]\.[0-9A-Za-z_-]{24,}"),
-    (
-        "doppler_token",
-        Kind::Token,
-        r"\bdp\.(?:pt|st|sa|ct|scim|audit)\.[0-9A-Za-z]{40,44}\b",
-    ),
-    (
-        "onepassword_token",
-        Kind::Token,
-        r"\bops_eyJ[0-9A-Za-z_-]{100,}={0,2}",
-    ),
-    ("buildkite_token", Kind::Token, r"\bbkua_[0-9a-f]{40}\b"),
-    (
-        "kubeadm_token",
-        Kind::Token,
-        r"(?i)(?:^|\s)(?:--token|--discovery-token|token:)\s*(?P<s>[a-z0-9]{6}\.[a-z0-9]{16})\b",
-    ),
-    (
-        "rancher_token",
-        Kind::Token,
-        r"\b(?:kubeconfig-u-[0-9a-z]{5,}|token-[0-9a-z]{5}):(?P<s>[0-9a-z]{54})\b",
-    ),
-    // ---- chat and webhooks -------------------------------------------------------------------
-    (
-        "slack_token",
-        Kind::Token,
-        r"\bxox[abposre](?:\.xox[a-z])?-[0-9A-Za-z-]{10,}",
-    ),
-    (
-        "slack_webhook_url",
-        Kind::Token,
-        r"\bhooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[0-9A-Za-z/_+-]{20,})",
-    ),
-    (
-        "slack_app_token",
-        Kind::Token,
-        r"\bxapp-[0-9]+-[0-9A-Za-z-]{20,}",
-    ),
-    (
-        "slack_webhook",
-        Kind::Token,
-        r"/(?:services|workflows|triggers)/T[0-9A-Z]{6,}/[AB][0-9A-Z]{6,}/(?P<s>[0-9A-Za-z]{16,})",
-    ),
-    (
-        "discord_webhook",
-        Kind::Token,
-        r"\bdiscord(?:app)?\.com/api/webhooks/[0-9]+/(?P<s>[0-9A-Za-z_-]{40,})",
-    ),
-    (
-        "discord_bot_token",
-        Kind::Token,
-        r"\b[MNO][0-9A-Za-z]{23,25}\.[0-9A-Za-z_-]{6}\.[0-9A-Za-z_-]{27,38}\b",
-    ),
-    (
-        "telegram_bot_token",
-        Kind::Token,
-        r"\b[0-9]{8,10}:AA[0-9A-Za-z_-]{32,33}\b",
-    ),
-    // ---- payments, commerce, messaging -------------------------------------------------------
-    (
-        "stripe_key",
-        Kind::Token,
-        r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}\b",
-    ),
-    (
-        "stripe_webhook_secret",
-        Kind::Token,
-        r"\bwhsec_[0-9A-Za-z]{24,}\b",
-    ),
-    (
-        "shopify_token",
-        Kind::Token,
-        r"\bshp(?:at|ca|pa|ss)_[0-9a-fA-F]{32}\b",
-    ),
-    (
-        "square_token",
-        Kind::Token,
-        r"\bsq0(?:atp|csp)-[0-9A-Za-z_-]{22,43}\b",
-    ),
-    (
-        "sendgrid_key",
-        Kind::Token,
-        r"\bSG\.[0-9A-Za-z_-]{16,32}\.[0-9A-Za-z_-]{16,64}\b",
-    ),
-    ("twilio_api_key", Kind::Token, r"\bSK[0-9a-fA-F]{32}\b"),
-    ("mailgun_key", Kind::Token, r"\bkey-[0-9a-f]{32}\b"),
-    (
-        "mailgun_key_v2",
-        Kind::Token,
-        r"\b[0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8}\b",
-    ),
-    (
-        "mailchimp_key",
-        Kind::Token,
-        r"\b[0-9a-f]{32}-us[0-9]{1,2}\b",
-    ),
-    // ---- AI and data platforms ------------------------------------------------------------
-    (
-        "anthropic_key",
-        Kind::Token,
-        r"\bsk-ant-(?:api|admin|sid)[0-9]{2}-[0-9A-Za-z_-]{20,}",
-    ),
-    (
-        "openai_key",
-        Kind::Token,
-        r"\bsk-(?:(?:proj|svcacct|admin|None)-[0-9A-Za-z_-]{20,}|[0-9A-Za-z]{20,}T3BlbkFJ[0-9A-Za-z_-]{20,}|[0-9A-Za-z]{32,}\b)",
-    ),
-    ("huggingface_token", Kind::Token, r"\bhf_[0-9A-Za-z]{30,}\b"),
-    ("replicate_token", Kind::Token, r"\br8_[0-9A-Za-z]{37}\b"),
-    ("groq_key", Kind::Token, r"\bgsk_[0-9A-Za-z]{48,}\b"),
-    (
-        "databricks_token",
-        Kind::Token,
-        r"\bdapi[0-9a-f]{32}(?:-[0-9]+)?\b",
-    ),
-    (
-        "planetscale_token",
-        Kind::Token,
-        r"\bpscale_(?:pw|tkn|oauth)_[0-9A-Za-z_.=-]{32,64}",
-    ),
-    (
-        "postman_key",
-        Kind::Token,
-        r"\bPMAK-[0-9a-f]{24}-[0-9a-f]{34}\b",
-    ),
-    (
-        "linear_key",
-        Kind::Token,
-        r"\blin_(?:api|oauth)_[0-9A-Za-z]{40}\b",
-    ),
-    (
-        "contentful_token",
-        Kind::Token,
-        r"\bCFPAT-[0-9A-Za-z_-]{43}\b",
-    ),
-    (
-        "tailscale_key",
-        Kind::Token,
-        r"\btskey-[a-z]+-[0-9A-Za-z]{8,}-[0-9A-Za-z]{16,}\b",
-    ),
-    (
-        "atlassian_token",
-        Kind::Token,
-        r"\bATATT3[0-9A-Za-z_=-]{100,}",
-    ),
-    (
-        "bitbucket_app_password",
-        Kind::Token,
-        r"\bATBB[0-9A-Za-z_=.-]{24,}",
-    ),
-    ("circleci_token", Kind::Token, r"\bCCIPAT_[0-9A-Za-z_]{30,}"),
-    ("sonarqube_token", Kind::Token, r"\bsq[pua]_[0-9a-f]{40}\b"),
-    (
-        "flyio_token",
-        Kind::Token,
-        r"\b(?:fo1_[0-9A-Za-z_-]{40,}|fm[12][ar]?_[0-9A-Za-z+/=_-]{40,})",
-    ),
-    ("supabase_token", Kind::Token, r"\bsbp_[0-9a-f]{40}\b"),
-    ("netlify_token", Kind::Token, r"\bnfp_[0-9A-Za-z]{36}\b"),
-    ("render_key", Kind::Token, r"\brnd_[0-9A-Za-z]{32}\b"),
-    ("perplexity_key", Kind::Token, r"\bpplx-[0-9A-Za-z]{48}\b"),
-    ("xai_key", Kind::Token, r"\bxai-[0-9A-Za-z]{80}\b"),
-    (
-        "brevo_key",
-        Kind::Token,
-        r"\bxkeysib-[0-9a-f]{64}-[0-9A-Za-z]{16}\b",
-    ),
-    (
-        "plaid_token",
-        Kind::Token,
-        r"\baccess-(?:sandbox|development|production)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
-    ),
-    (
-        "hubspot_token",
-        Kind::Token,
-        r"\bpat-(?:na|eu)[0-9]-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
-    ),
-    (
-        "notion_token",
-        Kind::Token,
-        r"\b(?:secret_[0-9A-Za-z]{43}|ntn_[0-9]{11}[0-9A-Za-z]{35})\b",
-    ),
-    (
-        "airtable_token",
-        Kind::Token,
-        r"\bpat[0-9A-Za-z]{14}\.[0-9a-f]{64}\b",
-    ),
-    ("figma_token", Kind::Token, r"\bfigd_[0-9A-Za-z_-]{40,}"),
-    (
-        "dropbox_token",
-        Kind::Token,
-        r"\bsl\.(?:u\.)?[0-9A-Za-z_-]{130,}",
-    ),
-    (
-        "mapbox_secret_token",
-        Kind::Token,
-        r"\bsk\.eyJ[0-9A-Za-z_-]{20,}\.[0-9A-Za-z_-]{20,}",
-    ),
-    (
-        "paypal_braintree_token",
-        Kind::Token,
-        r"\baccess_token\$production\$[0-9a-z]{16}\$[0-9a-f]{32}\b",
-    ),
-    ("facebook_token", Kind::Token, r"\bEAA[CG][0-9A-Za-z]{100,}"),
-    (
-        "twitter_bearer_token",
-        Kind::Token,
-        r"\bA{22}[0-9A-Za-z%]{80,}",
-    ),
-    // ---- observability ---------------------------------------------------------------------
-    (
-        "grafana_token",
-        Kind::Token,
-        r"\b(?:glsa_[0-9A-Za-z]{32}_[0-9a-fA-F]{8}|glc_[0-9A-Za-z+/]{32,}={0,2})",
-    ),
-    (
-        "grafana_api_key",
-        Kind::Token,
-        r"\beyJrIjoi[0-9A-Za-z]{50,}={0,2}",
-    ),
-    (
-        "new_relic_key",
-        Kind::Token,
-        r"\b(?:NRAK-[0-9A-Z]{27}|NRII-[0-9A-Za-z_-]{32}|NRJS-[0-9a-f]{19}|[0-9a-f]{36}NRAL)\b",
-    ),
-    (
-        "sentry_token",
-        Kind::Token,
-        r"\bsntry[us]_[0-9A-Za-z_=+/.-]{40,}",
-    ),
-    (
-        "dynatrace_token",
-        Kind::Token,
-        r"\bdt0c01\.[0-9A-Z]{24}\.[0-9A-Z]{64}\b",
-    ),
-    // ---- generic token shapes ----------------------------------------------------------------
-    (
-        "jwt",
-        Kind::Token,
-        r"\beyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}",
-    ),
-    (
-        "authorization_header",
-        Kind::Token,
-        r#"(?i)\b(?:proxy-)?authorization\\?["']?[ \t]*[:=][ \t]*\[?\\?["']?(?:(?:bearer|basic|token|bot|digest|ssws|apikey|api-key|negotiate|ntlm|hmac|aws4-hmac-sha256|key)[ \t]+)?(?P<s>[0-9A-Za-z\-._~+/]{8,}=*)"#,
-    ),
-    (
-        "bearer",
-        Kind::Credential,
-        r"(?i)\bbearer[ \t]+(?P<s>[0-9A-Za-z\-._~+/]{8,}=*)",
-    ),
-    (
-        "basic",
-        Kind::Credential,
-        r"\b[Bb]asic[ \t]+(?P<s>[0-9A-Za-z+/]{8,}={0,2})",
-    ),
-    (
-        "okta_ssws",
-        Kind::Token,
-        r"\bSSWS[ \t]+(?P<s>[0-9A-Za-z_-]{40,})",
-    ),
-    // ---- credentials in URLs and connection strings ------------------------------------------
-    (
-        "url_password",
-        Kind::Token,
-        r#"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@'"<>]*:(?P<s>[^\s/?#'"<>]+)@"#,
-    ),
-    (
-        "connection_string_password",
-        Kind::Token,
-        r#"(?i);[ \t]*(?:password|pwd)[ \t]*=[ \t]*(?P<s>[^;'"\r\n]*[^;'"\s])"#,
-    ),
-    (
-        "query_param",
-        Kind::Token,
-        r#"[?&#](?i:code|ticket|sig|signature|x-goog-signature)=(?P<s>[^&#\s'"<>]+)"#,
-    ),
-    (
-        "session_cookie",
-        Kind::Token,
-        r#"\bconnect\.sid=(?P<s>[^;\s'"]+)"#,
-    ),
-    // ---- passwords on command lines --------------------------------------------------------
-    (
-        "netrc",
-        Kind::Token,
-        r"\bmachine[ \t]+\S+(?:[ \t]+login[ \t]+\S+)?[ \t]+password[ \t]+(?P<s>\S+)",
-    ),
-    (
-        "htpasswd",
-        Kind::Token,
-        r"\bhtpasswd(?:[ \t]+-[A-Za-z]+)*?[ \t]+-(?:[A-Za-z]*n[A-Za-z]*b|[A-Za-z]*b[A-Za-z]*n)[A-Za-z]*[ \t]+\S+[ \t]+(?P<s>\S+)|\bhtpasswd(?:[ \t]+-[A-Za-z]+)*?[ \t]+-[A-Za-z]*b[A-Za-z]*(?:[ \t]+-[A-Za-z]+)*[ \t]+\S+[ \t]+\S+[ \t]+(?P<s2>\S+)",
-    ),
-    (
-        "rabbitmqctl",
-        Kind::Token,
-        r"\brabbitmqctl(?:[ \t]+-\S+)*[ \t]+(?:add_user|change_password)[ \t]+\S+[ \t]+(?P<s>\S+)",
-    ),
-    (
-        "mysql_p",
-        Kind::Token,
-        r#"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlsh|mariadb|mariadb-dump)\b[^|;&\n]*?[\s"',]-p(?P<s>[^\s'"-][^\s'"]*)"#,
-    ),
-    (
-        "openssl_pass",
-        Kind::Token,
-        r"(?:^|\s)-(?:pass|passin|passout|password|passphrase)[ \t]+pass:(?P<s>[^\s'\x22]+)",
-    ),
-    (
-        "login_p",
-        Kind::Token,
-        r"\blogin\b[^|;&\n]*?[ \t]-p[ \t]+['\x22]?(?P<s>[^\s'\x22$][^\s'\x22]*)",
-    ),
-    (
-        "curl_user",
-        Kind::Token,
-        r"\bcurl\b[^|;\n]*?[ \t](?:-u|--user)(?:[ \t]+|=)['\x22]?[^\s:'\x22]+:(?P<s>[^\s'\x22]+)",
-    ),
-    (
-        "echo_to_login",
-        Kind::Token,
-        r"\becho[ \t]+(?:-n[ \t]+)?['\x22]?(?P<s>[^\s'\x22|$][^\s'\x22|]*)['\x22]?[ \t]*\|[^|\n]*\blogin\b[^|\n]*--password-stdin",
-    ),
-    (
-        "redis_cli_auth",
-        Kind::Token,
-        r"\bredis-cli\b[^|;&\n]*?[ \t]-a[ \t]+['\x22]?(?P<s>[^\s'\x22-][^\s'\x22]*)",
-    ),
-    (
-        "sshpass",
-        Kind::Token,
-        r"\bsshpass[ \t]+-p[ \t]*['\x22]?(?P<s>[^\s'\x22]+)",
-    ),
-    (
-        "vault_login",
-        Kind::Credential,
-        r"\bvault[ \t]+login[ \t]+(?P<s>[^\s'\x22=-][^\s'\x22=]*)(?:$|\s)",
-    ),
-    (
-        "sql_identified_by",
-        Kind::Token,
-        r"(?i)\bIDENTIFIED[ \t]+(?:WITH[ \t]+\S+[ \t]+)?BY[ \t]+(?:PASSWORD[ \t]+)?'(?P<s>[^'\n]+)'",
-    ),
-    (
-        "login_here_string",
-        Kind::Token,
-        r"\blogin\b[^|\n]*<<<[ \t]*['\x22]?(?P<s>[^\s'\x22$][^\s'\x22]*)",
-    ),
-    (
-        "echo_to_stdin_password",
-        Kind::Token,
-        r"\becho[ \t]+(?:-[ne][ \t]+)?['\x22]?(?P<s>[^\s'\x22|$][^\s'\x22|]*)['\x22]?[ \t]*\|[ \t]*(?:sudo[ \t]+(?:-\S+[ \t]+)*-S\b|chpasswd\b|passwd[ \t]+--stdin\b)",
-    ),
-    (
-        "redis_config_password",
-        Kind::Token,
-        r"(?i)\b(?:requirepass|masterauth)[ \t]+['\x22]?(?P<s>[^\s'\x22]+)",
-    ),
-    (
-        "netrc_password_line",
-        Kind::Credential,
-        r"(?m)^[ \t]*password[ \t]+(?P<s>\S+)[ \t]*$",
-    ),
-    (
-        "jdbc_oracle",
-        Kind::Token,
-        r"\bjdbc:oracle:[a-z]+:[^/\s:@'\x22]+/(?P<s>[^\s@'\x22]+)@",
-    ),
-    (
-        "cli_flag",
-        Kind::Flag,
-        r#"(?:^|[\s"',\[])(?P<key>--?(?:[A-Za-z][A-Za-z0-9-]*)?(?i:password|passwd|passphrase|pass|pwd|secret|token|key))[ \t]+(?:"(?P<v2>[^"\n]*)"|'(?P<v3>[^'\n]*)'|(?P<v5>[^\s"'`,;)}\]<>(\[{-][^\s"'`,;)}\]<>]*))"#,
-    ),
-    // ---- key = value -------------------------------------------------------------------------
-    (
-        "secret_pair",
-        Kind::Pair,
-        r#"(?P<pre>^|[^A-Za-z0-9_.\-?&#])(?P<key>[A-Za-z0-9_.\-]*(?i:pass|pwd|pw|secret|token|key|auth|sess|sid|sig)[A-Za-z0-9_.\-]*)(?P<kq>\\?["'])?(?P<sep>[ \t]*(?:=>|:=|=|:)[ \t]*)(?:\\"(?P<v1>[^"\\\n]*)\\"|"(?P<v2>(?:[^"\\\n]|\\.)*)"|'(?P<v3>[^'\n]*)'|`(?P<v4>[^`\n]*)`|(?P<v5>[^\s"'`,;)}\]<>(\[{:=][^\s"'`,;)}\]<>]*))"#,
-    ),
-    // A query parameter (or URL fragment parameter) ends at the next one.
-    (
-        "secret_query_param",
-        Kind::Pair,
-        r#"(?P<pre>[?&#])(?P<key>[A-Za-z0-9_.\-]*(?i:pass|pwd|pw|secret|token|key|auth|sess|sid|sig)[A-Za-z0-9_.\-]*)(?P<sep>=)(?P<v5>[^&#\s"'<>]+)"#,
-    ),
-    // Dockerfile `ENV KEY value` / `ARG KEY=value` without `=`.
-    (
-        "dockerfile_env",
-        Kind::Pair,
-        r#"\b(?:ENV|ARG)[ \t]+(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>[ \t]+)(?:"(?P<v2>[^"\n]*)"|'(?P<v3>[^'\n]*)'|(?P<v5>[^\s"'=][^\s"']*))"#,
-    ),
-    // XML elements and .NET appSettings: <password>…</password>, <add key="ApiKey" value="…"/>.
-    (
-        "xml_element",
-        Kind::Pair,
-        r"<(?P<key>[A-Za-z0-9_.:\-]*(?i:pass|pwd|secret|token|key)[A-Za-z0-9_.\-]*)(?P<sep>>)(?P<v5>[^<\s][^<\n]*)</",
-    ),
-    (
-        "xml_key_value",
-        Kind::Pair,
-        r#"\bkey[ \t]*=[ \t]*"(?P<key>[^"\n]*)"[ \t]+value(?P<sep>[ \t]*=[ \t]*)"(?P<v2>[^"\n]*)""#,
-    ),
-    (
-        "spaced_password",
-        Kind::SpacedPassword,
-        r#"(?P<pre>^|[^A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]*(?i:pass|pwd)[A-Za-z0-9_.\-]*)[ \t]+(?:"(?P<v2>[^"\n]*)"|'(?P<v3>[^'\n]*)')"#,
-    ),
-];
+/// The built-in rules and word lists, as data (`config/redaction.toml`), embedded at build time.
+pub const DEFAULT_RULES: &str = include_str!("../../config/redaction.toml");
 
-/// Words a key may end in (after splitting `snake_case`, `kebab-case`, `dot.case` and
-/// `camelCase`) that make its value a secret whatever the separator.
-const SECRET_WORDS: &[&str] = &[
-    "password",
-    "passwd",
-    "passphrase",
-    "pass",
-    "secret",
-    "token",
-    "apikey",
-    "secretkey",
-    "privatekey",
-    "secretaccesskey",
-    "accountkey",
-    "masterkey",
-    "signingkey",
-    "encryptionkey",
-    "licensekey",
-];
+/// `config/redaction.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    words: Words,
+    rule: Vec<RuleSpec>,
+}
 
-/// Glued endings of a single-word key that name a secret (`PGPASSWORD`, `csrftoken`,
-/// `clientsecret`, `xapikey`).
-const SECRET_ENDINGS: &[&str] = &[
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "apikey",
-    "secretkey",
-    "privatekey",
-];
+/// The word lists that judge a `key<sep>value` pair's key and value (see the file's comments).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Words {
+    secret: Vec<String>,
+    secret_endings: Vec<String>,
+    key_qualifiers: Vec<String>,
+    weak: Vec<String>,
+    neutral_suffixes: Vec<String>,
+    not_after: Vec<String>,
+    placeholders: Vec<String>,
+    placeholder_prefixes: Vec<String>,
+}
 
-/// Words that, followed by `key`, make a key a secret (`api_key`, `DD_APP_KEY`,
-/// `accountKey`); a bare `key` (cache keys, S3 object keys) is not one.
-const KEY_QUALIFIERS: &[&str] = &[
-    "api",
-    "secret",
-    "private",
-    "access",
-    "app",
-    "application",
-    "account",
-    "master",
-    "encryption",
-    "decryption",
-    "signing",
-    "sign",
-    "client",
-    "license",
-    "licence",
-    "insert",
-    "ingest",
-    "storage",
-    "shared",
-    "auth",
-    "admin",
-    "service",
-    "sa",
-    "gpg",
-    "pgp",
-    "ssh",
-    "age",
-    "webhook",
-    "hmac",
-    "jwt",
-    "crypto",
-    "session",
-    "root",
-    "deploy",
-    "write",
-    "consumer",
-    "subscription",
-    "management",
-    "security",
-    "server",
-    "integration",
-    "aes",
-    "cipher",
-    "unseal",
-    "recovery",
-    "secure",
-    "rest",
-];
+/// One `[[rule]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    name: String,
+    kind: Kind,
+    regex: String,
+}
 
-/// Words that make a key name a secret only with an `=`-style separator or a quoted key
-/// (`auth=…`, `"auth": "…"`, cookies, signatures); `auth: starting` is a log prefix.
-const WEAK_WORDS: &[&str] = &["auth", "session", "sessid", "sessionid", "sig", "signature"];
+/// The built-in rule file, parsed once. The file is embedded and checked by the tests (it
+/// parses, every rule compiles, names are unique), so an error here is a build defect; it is
+/// still reported as a configuration error naming the file, never a panic.
+static BUILTIN: LazyLock<std::result::Result<RuleFile, String>> = LazyLock::new(|| {
+    let file: RuleFile =
+        toml::from_str(DEFAULT_RULES).map_err(|e| format!("config/redaction.toml: {e}"))?;
+    let mut seen = std::collections::HashSet::new();
+    for r in &file.rule {
+        if !seen.insert(r.name.as_str()) {
+            return Err(format!(
+                "config/redaction.toml: rule `{}` is defined twice",
+                r.name
+            ));
+        }
+    }
+    Ok(file)
+});
 
-/// Trailing components that do not change what a key holds (`SECRET_KEY_BASE`,
-/// `client-key-data`).
-const NEUTRAL_SUFFIXES: &[&str] = &["base", "data", "b64", "base64", "pem", "hex", "raw"];
+/// The built-in word lists (empty if the rule file were broken: [`Redactor::new`] refuses to
+/// build then, so no text is ever judged by empty lists).
+fn words() -> Option<&'static Words> {
+    BUILTIN.as_ref().ok().map(|f| &f.words)
+}
 
-/// Values that are placeholders for a secret, not secrets.
-const PLACEHOLDER_WORDS: &[&str] = &[
-    "expired",
-    "invalid",
-    "valid",
-    "missing",
-    "required",
-    "revoked",
-    "set",
-    "unset",
-    "present",
-    "absent",
-    "provided",
-    "ok",
-    "yes",
-    "no",
-    "on",
-    "off",
-    "enabled",
-    "disabled",
-    "unknown",
-    "default",
-    "none",
-    "null",
-    "nil",
-    "undefined",
-    "true",
-    "false",
-    "empty",
-    "redacted",
-    "masked",
-    "hidden",
-    "filtered",
-    "removed",
-    "n/a",
-    "-",
-];
+/// Whether `list` holds `word`.
+fn has(list: &[String], word: &str) -> bool {
+    list.iter().any(|w| w == word)
+}
 
 /// Existing masks: spans inside them are never masked again.
 static EXISTING_MASK: LazyLock<Regex> =
@@ -719,11 +150,21 @@ impl Redactor {
     /// The built-in rules plus `extra` regexes (whole matches masked). Errors name the
     /// offending item as `alerts.redact_patterns[i]`.
     pub fn new(extra: &[String]) -> Result<Redactor> {
-        let mut rules = Vec::with_capacity(BUILTIN.len() + extra.len());
-        for (name, kind, re) in BUILTIN {
-            let re = Regex::new(re)
-                .map_err(|e| Error::Config(vec![format!("built-in redaction {name}: {e}")]))?;
-            rules.push(Rule { kind: *kind, re });
+        let builtin = BUILTIN
+            .as_ref()
+            .map_err(|e| Error::Config(vec![e.clone()]))?;
+        let mut rules = Vec::with_capacity(builtin.rule.len() + extra.len());
+        for spec in &builtin.rule {
+            let re = Regex::new(&spec.regex).map_err(|e| {
+                Error::Config(vec![format!(
+                    "config/redaction.toml: rule `{}`: {e}",
+                    spec.name
+                )])
+            })?;
+            rules.push(Rule {
+                kind: spec.kind,
+                re,
+            });
         }
         for (i, re) in extra.iter().enumerate() {
             let re = Regex::new(re)
@@ -1010,30 +451,14 @@ fn key_strength(key: &str) -> Option<Strength> {
     if key == "connect.sid" {
         return Some(Strength::Weak);
     }
+    let list = words()?;
     let mut words = key_words(key);
-    while words.len() > 1 && NEUTRAL_SUFFIXES.contains(&words[words.len() - 1].as_str()) {
+    while words.len() > 1 && has(&list.neutral_suffixes, &words[words.len() - 1]) {
         words.pop();
     }
     let last = words.last()?.as_str();
     let prev = words.len().checked_sub(2).map(|i| words[i].as_str());
-    if matches!(
-        prev,
-        Some(
-            "existing"
-                | "per"
-                | "max"
-                | "min"
-                | "num"
-                | "next"
-                | "page"
-                | "continuation"
-                | "pagination"
-                | "resume"
-                | "sync"
-                | "cancellation"
-                | "idempotency"
-        )
-    ) {
+    if prev.is_some_and(|p| has(&list.not_after, p)) {
         // Helm's `existingSecret` (the name of a Kubernetes secret), rates and limits
         // (`requests_per_token`, `max_token`).
         return None;
@@ -1042,16 +467,17 @@ fn key_strength(key: &str) -> Option<Strength> {
         // `pass=3 fail=0`, `--- PASS: TestX`: test results, not `DB_PASS`.
         return None;
     }
-    if SECRET_WORDS.contains(&last)
-        || SECRET_ENDINGS
+    if has(&list.secret, last)
+        || list
+            .secret_endings
             .iter()
-            .any(|e| last.ends_with(e) && last != "bypass")
+            .any(|e| last.ends_with(e.as_str()) && last != "bypass")
         || ((last == "pwd" || last == "pw") && words.len() > 1)
-        || (last == "key" && prev.is_some_and(|p| KEY_QUALIFIERS.contains(&p)))
+        || (last == "key" && prev.is_some_and(|p| has(&list.key_qualifiers, p)))
     {
         return Some(Strength::Strong);
     }
-    if WEAK_WORDS.contains(&last) || last.ends_with("sessionid") || last.ends_with("sessid") {
+    if has(&list.weak, last) || last.ends_with("sessionid") || last.ends_with("sessid") {
         return Some(Strength::Weak);
     }
     None
@@ -1075,17 +501,14 @@ fn is_placeholder(v: &str) -> bool {
         return true;
     }
     let lower = t.to_ascii_lowercase();
-    if PLACEHOLDER_WORDS.contains(&lower.as_str())
-        || [
-            "your-",
-            "your_",
-            "replace-me",
-            "replace_me",
-            "replaceme",
-            "placeholder",
-        ]
-        .iter()
-        .any(|p| lower.starts_with(p))
+    let Some(list) = words() else {
+        return false;
+    };
+    if has(&list.placeholders, &lower)
+        || list
+            .placeholder_prefixes
+            .iter()
+            .any(|p| lower.starts_with(p.as_str()))
     {
         return true;
     }
@@ -1187,6 +610,18 @@ mod tests {
 
     fn r(s: &str) -> String {
         REDACTOR.redact(s).into_owned()
+    }
+
+    #[test]
+    fn the_rule_file_is_whole() {
+        let file = BUILTIN.as_ref().expect("config/redaction.toml parses");
+        assert!(file.rule.len() >= 100, "{} rules", file.rule.len());
+        Redactor::new(&[]).expect("every built-in rule compiles");
+        // A configured pattern's kind cannot be written in the file, nor an unknown key.
+        let extra = DEFAULT_RULES.replacen("kind = \"token\"", "kind = \"extra\"", 1);
+        assert!(toml::from_str::<RuleFile>(&extra).is_err());
+        let unknown = DEFAULT_RULES.replacen("[[rule]]\n", "[[rule]]\nweight = 2\n", 1);
+        assert!(toml::from_str::<RuleFile>(&unknown).is_err());
     }
 
     #[test]
