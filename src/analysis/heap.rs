@@ -13,6 +13,9 @@
 //! Application constructors rank before JavaScript's and Node's built-ins (a leak of
 //! `RequestRecord` objects held in a `Map` shows `RequestRecord` first and the `Map` in its
 //! retainer path).
+//!
+//! Length: one algorithm — the snapshot graph, dominators, retained sizes, survivor grouping
+//! and retainer paths share the graph's representation; about 130 lines are its unit tests.
 
 use std::collections::{HashMap, HashSet};
 

@@ -12,6 +12,9 @@
 //!    step, fails this) and to be material relative to the limit or the level.
 //!
 //! Every threshold is a named constant below.
+//!
+//! Length: one detector whose steps share the series' representation and thresholds; about 190
+//! lines are its unit tests.
 
 use chrono::{DateTime, Duration, Utc};
 

@@ -1,5 +1,8 @@
 //! What each command does: load what it needs, call the library, print, and choose the exit
 //! code (the codes are named in `cli/mod.rs`).
+//!
+//! Length: one function per command, each short; kept in one file so the exit-code choices can
+//! be read together.
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};

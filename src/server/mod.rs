@@ -10,6 +10,10 @@
 //! time). One scan runs at a time, whoever starts it. On SIGTERM or Ctrl-C the server stops
 //! taking requests, lets a running scan finish (up to `serve.shutdown_grace`; an interrupted
 //! scan is not recorded, so its window is scanned again next start) and drains the outbox.
+//!
+//! Length: the router, the authentication and counting middleware, the scheduler and the
+//! graceful shutdown share the application state; metrics and events are in their own files;
+//! the tests follow.
 
 #[cfg(feature = "aws")]
 mod events;

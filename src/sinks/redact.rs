@@ -9,6 +9,10 @@
 //! replaced in one pass, so rules never see each other's output, labels stay readable
 //! (`password=[REDACTED]`), and masking is idempotent: a mask, a placeholder (`${DB_PASSWORD}`,
 //! `<your-api-key>`, `****`, `[FILTERED]`) or an empty value is never masked again.
+//!
+//! Length: the rule engine (spans, key classification, placeholders) is one pass with one
+//! invariant (idempotent masking); the rules themselves are data in config/redaction.toml;
+//! about 260 lines are its unit tests.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;

@@ -1,5 +1,8 @@
 //! Report renderers: scan reports and instance investigations as a table (human, colour only on
 //! a TTY), Markdown (for tickets and chat), or JSON (machine, the documented schema).
+//!
+//! Length: three renderings (table, Markdown, JSON) of the same two documents, kept side by
+//! side so a field added to one is added to all; its tests follow.
 
 use std::fmt::Write as _;
 

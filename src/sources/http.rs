@@ -10,6 +10,8 @@
 //! A failed request comes back as an [`HttpFailure`]: the status and the start of the body (each
 //! backend reads its own error shapes out of it), or the transport failure — never the URL,
 //! which may carry credentials.
+//!
+//! Length: about 360 lines of code; the rest are its unit tests.
 
 use std::path::PathBuf;
 use std::sync::Arc;

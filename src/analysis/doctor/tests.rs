@@ -1,4 +1,5 @@
-//! `doctor`'s judgement, tested on what the probes could have seen.
+//! `doctor`'s judgement, tested on what the probes could have seen (tests only: its length is
+//! the checks' cases).
 
 use super::*;
 

@@ -1,5 +1,9 @@
 //! Auto Scaling: terminations from `DescribeScalingActivities` (per group, newest first,
 //! paginated back to the window's start) and the inventory from `DescribeAutoScalingGroups`.
+//!
+//! Length: the group selection, the per-target isolation and the activity paging are one
+//! source's contract (`ActivitySource`), tested end to end against moto in
+//! tests/suite/aws_*.rs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

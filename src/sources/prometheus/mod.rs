@@ -17,6 +17,9 @@
 //! `config.rs` is the `[sources.metrics.prometheus]` table, `query.rs` the pure parts (PromQL
 //! escaping, step, batching, the answer's parsing), `probe.rs` what `epitaph doctor` asks,
 //! `sigv4.rs` the signer.
+//!
+//! Length: the backend's request loop (batching, retries, throttling, the answer's checks); its
+//! pure parts are already in query.rs, config.rs, probe.rs.
 
 pub mod config;
 mod probe;
