@@ -19,14 +19,16 @@ const HOLDOUT_PERCENT: u64 = 30;
 /// The held-out split's figures as published in BENCHMARKS.md, less a margin of about one
 /// point: a change that loses generalisation fails here. Rounds 1–5: 0.958 / 0.965 (2026-11-29
 /// morning); with round 6's held-out part (92 long-tail lines, 0.69 / 0.82 after tuning on its
-/// development part only) all rounds are 0.946 / 0.959. The floor moved down because the split
-/// gained harder lines, not because the library lost any: rounds 1–5's held-out figures are
-/// unchanged. (The goal in issue #9 is 0.99 / 0.97; BENCHMARKS.md says where
-/// the split stands against it, and what each round scored before anyone looked at it.)
-const MIN_HOLDOUT_PRECISION: f64 = 0.94;
-const MIN_HOLDOUT_RECALL: f64 = 0.95;
-/// The development split is tuned on: it must stay where the tuning left it (0.9985 / 1.000
-/// after round 6's tuning).
+/// development part only) all rounds are 0.946 / 0.959; with round 7's held-out part (98
+/// long-tail lines, 0.90 / 0.70 after tuning on its development part only) all rounds are
+/// 0.943 / 0.944. The floor moved down because the split gained harder lines; the round-7
+/// tuning also cost rounds 1–3 one false alarm (FP 14 → 16 scored lines), said in
+/// BENCHMARKS.md. (The goal in issue #9 is 0.99 / 0.97; BENCHMARKS.md says where the split
+/// stands against it, and what each round scored before anyone looked at it.)
+const MIN_HOLDOUT_PRECISION: f64 = 0.935;
+const MIN_HOLDOUT_RECALL: f64 = 0.94;
+/// The development split is tuned on: it must stay where the tuning left it (0.9986 / 1.000
+/// after round 7's tuning).
 const MIN_DEV_PRECISION: f64 = 0.99;
 const MIN_DEV_RECALL: f64 = 0.99;
 /// Corpus shape required by the labelling rules and issue #9.
