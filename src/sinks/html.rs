@@ -2,7 +2,9 @@
 //! resource) with every deployment's verdict and evidence and, for deployments that die of
 //! memory, a chart of their instances' memory series with each death marked — the graph an
 //! engineer would otherwise hunt for in a dashboard — the last words, and an instance table.
-//! Served at `GET /` by `epitaph serve` and written by `--format html`.
+//! Served at `GET /` by `epitaph serve` and written by `--format html`. Drawn from the
+//! lookback's compact rows (counts, signatures, coverage) and the full reports of the few
+//! instances the page shows ([`cited`]): charts, excerpts, table rows.
 
 use std::fmt::Write;
 
@@ -11,7 +13,8 @@ use chrono::{DateTime, Utc};
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::analysis::signatures::SignatureLibrary;
 use crate::model::{
-    DeploymentFinding, DeploymentVerdict, InstanceReport, ProjectedDeath, SegmentEnd, TimeWindow,
+    DeploymentFinding, DeploymentVerdict, InstanceFacts, InstanceReport, ProjectedDeath,
+    SegmentEnd, TimeWindow,
 };
 use crate::sinks::alert::{fmt_growth, fmt_hours, fmt_value};
 use crate::sinks::redact::Redactor;
@@ -112,9 +115,60 @@ td.id,td.t{white-space:nowrap;font-variant-numeric:tabular-nums}
 td.cause{color:#57606a;font-size:12px}
 "#;
 
-/// Renders the report.
+/// Whether a deployment's section draws its memory: a chart and last-words excerpts.
+fn shows_memory(verdict: DeploymentVerdict) -> bool {
+    matches!(
+        verdict,
+        DeploymentVerdict::Leaking | DeploymentVerdict::OomWithoutLeak
+    )
+}
+
+/// The instances whose full reports the page shows, of the lookback's compact rows (oldest
+/// first, as the store gives them): per deployment, the latest [`MAX_TABLE_ROWS`] for its
+/// table and, when its section draws memory, the latest [`MAX_CHART_SERIES`] with a series
+/// and the latest [`MAX_EXCERPTS`] memory deaths with last words.
+pub fn cited(findings: &[DeploymentFinding], facts: &[InstanceFacts]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in findings {
+        let mine: Vec<&InstanceFacts> = facts
+            .iter()
+            .filter(|r| r.deployment == f.deployment)
+            .collect();
+        // Newest first; among equal times, the order the sections use (stable sorts of the
+        // store's order).
+        let mut newest: Vec<&InstanceFacts> = mine.clone();
+        newest.sort_by_key(|r| std::cmp::Reverse(r.terminated_at));
+        out.extend(
+            newest
+                .iter()
+                .take(MAX_TABLE_ROWS)
+                .map(|r| r.instance_id.clone()),
+        );
+        if shows_memory(f.verdict) {
+            out.extend(
+                newest
+                    .iter()
+                    .filter(|r| r.verdict.is_memory_death() && r.last_words_lines > 0)
+                    .take(MAX_EXCERPTS)
+                    .map(|r| r.instance_id.clone()),
+            );
+            let mut drawn: Vec<&InstanceFacts> =
+                mine.into_iter().filter(|r| r.memory_points >= 2).collect();
+            drawn.sort_by_key(|r| r.terminated_at);
+            let skip = drawn.len().saturating_sub(MAX_CHART_SERIES);
+            out.extend(drawn[skip..].iter().map(|r| r.instance_id.clone()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Renders the report: `facts` are the compact rows of every instance in the lookback,
+/// `reports` the full reports of those the page shows (at least [`cited`]'s).
 pub fn render(
     findings: &[DeploymentFinding],
+    facts: &[InstanceFacts],
     reports: &[InstanceReport],
     ctx: &HtmlContext<'_>,
 ) -> String {
@@ -161,8 +215,7 @@ pub fn render(
         }
         let _ = writeln!(out, "</ul></div>");
     }
-    let shown: Vec<&InstanceReport> = reports.iter().collect();
-    let coverage = crate::analysis::coverage::assess(&shown);
+    let coverage = crate::analysis::coverage::assess_facts(facts);
     for c in &coverage.collapsed {
         let _ = writeln!(
             out,
@@ -205,7 +258,11 @@ pub fn render(
             .iter()
             .filter(|r| r.deployment == f.deployment)
             .collect();
-        deployment_section(&mut out, f, &mine, ctx);
+        let my_facts: Vec<&InstanceFacts> = facts
+            .iter()
+            .filter(|r| r.deployment == f.deployment)
+            .collect();
+        deployment_section(&mut out, f, &my_facts, &mine, ctx);
     }
     out.push_str("</body></html>\n");
     out
@@ -220,6 +277,7 @@ fn anchor(s: &str) -> String {
 fn deployment_section(
     out: &mut String,
     f: &DeploymentFinding,
+    facts: &[&InstanceFacts],
     reports: &[&InstanceReport],
     ctx: &HtmlContext<'_>,
 ) {
@@ -265,21 +323,18 @@ fn deployment_section(
     }
     out.push_str("</div>\n");
 
-    let memory_deaths = matches!(
-        f.verdict,
-        DeploymentVerdict::Leaking | DeploymentVerdict::OomWithoutLeak
-    );
-    if memory_deaths {
-        chart(out, f, reports, ctx);
+    if shows_memory(f.verdict) {
+        let with_series = facts.iter().filter(|r| r.memory_points >= 2).count();
+        chart(out, f, reports, with_series, ctx);
         excerpts(out, reports, ctx);
     }
     if f.verdict != DeploymentVerdict::Healthy {
-        next_steps(out, reports, ctx);
+        next_steps(out, facts, ctx);
     }
     if let Some(h) = ctx.heap_diffs.iter().find(|h| h.deployment == f.deployment) {
         heap_diff(out, h);
     }
-    instance_table(out, reports, ctx);
+    instance_table(out, reports, facts.len(), ctx);
     out.push_str("</section>\n");
 }
 
@@ -349,19 +404,19 @@ fn heap_diff(out: &mut String, h: &AttachedHeapDiff) {
 
 /// What to do next for the signatures this deployment died with, and where the capture
 /// method is documented (a runtime's heap snapshot, heap dump or profile).
-fn next_steps(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
+fn next_steps(out: &mut String, facts: &[&InstanceFacts], ctx: &HtmlContext<'_>) {
     let Some(lib) = ctx.signatures else {
         return;
     };
     let mut seen: Vec<&str> = Vec::new();
     let mut items = String::new();
-    for r in reports {
-        for m in r.signatures.iter().filter(|m| m.kind.is_death()) {
-            if seen.contains(&m.signature.as_str()) {
+    for r in facts {
+        for id in &r.death_signatures {
+            if seen.contains(&id.as_str()) {
                 continue;
             }
-            seen.push(&m.signature);
-            let Some(sig) = lib.get(&m.signature) else {
+            seen.push(id);
+            let Some(sig) = lib.get(id) else {
                 continue;
             };
             let links: Vec<String> = sig
@@ -392,10 +447,13 @@ fn next_steps(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'
     }
 }
 
+/// `with_series`: how many of the deployment's instances have a series to draw (the reports
+/// given hold at least the latest [`MAX_CHART_SERIES`] of them).
 fn chart(
     out: &mut String,
     f: &DeploymentFinding,
     reports: &[&InstanceReport],
+    with_series: usize,
     ctx: &HtmlContext<'_>,
 ) {
     let mut drawn: Vec<&InstanceReport> = reports
@@ -405,8 +463,8 @@ fn chart(
         .collect();
     drawn.sort_by_key(|r| r.terminated_at);
     // Keep the most recent deaths when there are too many to draw.
-    let skip = drawn.len().saturating_sub(MAX_CHART_SERIES);
-    let drawn = &drawn[skip..];
+    let drawn = &drawn[drawn.len().saturating_sub(MAX_CHART_SERIES)..];
+    let skip = with_series.saturating_sub(drawn.len());
     if drawn.is_empty() {
         out.push_str("<p class=\"legend\">No memory series for these instances.</p>\n");
         return;
@@ -612,7 +670,14 @@ fn excerpts(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>
     }
 }
 
-fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
+/// `total`: the deployment's instances (the reports given hold at least the latest
+/// [`MAX_TABLE_ROWS`]).
+fn instance_table(
+    out: &mut String,
+    reports: &[&InstanceReport],
+    total: usize,
+    ctx: &HtmlContext<'_>,
+) {
     let mut rows: Vec<&&InstanceReport> = reports.iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.terminated_at));
     out.push_str("<table class=\"instances\"><thead><tr><th>instance</th><th>terminated</th><th>verdict</th><th>signature</th><th>floor growth</th><th>lifetime</th><th>cause</th></tr></thead><tbody>\n");
@@ -635,11 +700,12 @@ fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlConte
         );
     }
     out.push_str("</tbody></table>\n");
-    if rows.len() > MAX_TABLE_ROWS {
+    let listed = rows.len().min(MAX_TABLE_ROWS);
+    if total > listed {
         let _ = writeln!(
             out,
             "<p class=\"legend\">{} more instances not listed.</p>",
-            rows.len() - MAX_TABLE_ROWS
+            total - listed
         );
     }
 }
@@ -681,6 +747,7 @@ mod tests {
         let r = Redactor::default();
         let html = render(
             &[f],
+            &[],
             &[],
             &HtmlContext {
                 generated_at: Utc::now(),
@@ -759,8 +826,14 @@ mod tests {
             origin: None,
         };
         let r = Redactor::default();
+        let facts = [crate::model::InstanceFacts::of(&report)];
+        assert_eq!(
+            cited(std::slice::from_ref(&f), &facts),
+            vec![report.instance_id.clone()]
+        );
         let html = render(
             &[f],
+            &facts,
             &[report],
             &HtmlContext {
                 generated_at: Utc::now(),
