@@ -1823,6 +1823,50 @@ auth = "basic"
     }
 
     #[test]
+    fn retention_is_a_duration_and_compact_rows_outlive_evidence() {
+        let c = parse("", &[]).unwrap();
+        assert_eq!(c.evidence_retention(), Duration::days(30));
+        assert_eq!(c.facts_retention(), Duration::days(90));
+        let c = parse(
+            "[state]\nretention = \"14d\"\n",
+            &[("EPITAPH_STATE__FACTS_RETENTION", "14d")],
+        )
+        .unwrap();
+        assert_eq!(c.facts_retention(), Duration::days(14));
+        let err = parse("[state]\nretention = \"a month\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("state.retention"), "{err}");
+        let err = parse(
+            "[state]\nretention = \"60d\"\nfacts_retention = \"30d\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("state.facts_retention: `30d` is shorter than state.retention `60d`"),
+            "{err}"
+        );
+        let err = parse(
+            "[scan]\nfinding_lookback = \"14d\"\n[state]\nretention = \"7d\"\nfacts_retention = \"10d\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("state.facts_retention: `10d` is shorter than scan.finding_lookback `14d`"),
+            "{err}"
+        );
+        let err = parse("[state]\nretention = \"0s\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state.retention: `0s` must be longer than zero"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn state_url_must_be_postgres_and_never_shows_its_password() {
         let err = parse("[state]\nurl = \"mysql://root:hunter2@db/epitaph\"\n", &[])
             .unwrap_err()
