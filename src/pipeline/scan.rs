@@ -1,7 +1,8 @@
 //! A scan, as named stages: plan (the window, and the targets to read from further back) →
 //! discover (inventory, terminations, what to fetch) → fetch (evidence, analysed and stored in
-//! batches) → judge (every deployment with deaths in the lookback, early warning) → alert
-//! (transitions into the outbox) → record (the summary, the run and its target backlog).
+//! batches) → judge (every deployment with deaths in the lookback, from their compact rows;
+//! early warning) → prune (state past its retention, bounded) → alert (transitions into the
+//! outbox) → record (the summary, the run and its target backlog).
 //! Each stage reads and fills one [`ScanRun`].
 
 use super::*;
