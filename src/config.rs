@@ -1854,7 +1854,9 @@ auth = "basic"
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("state.facts_retention: `10d` is shorter than scan.finding_lookback `14d`"),
+            err.contains(
+                "state.facts_retention: `10d` is shorter than scan.finding_lookback `14d`"
+            ),
             "{err}"
         );
         let err = parse("[state]\nretention = \"0s\"\n", &[])

@@ -29,6 +29,10 @@ use crate::model::{
 const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 /// SQLite allows 32766 bound parameters; stay well below for `IN (...)` lists.
 const MAX_IN_LIST: usize = 500;
+/// Page size of a new state file. Stored reports are ~1.3–1.5 KB each: 4 KiB pages hold two
+/// with a third of the page left over; 8 KiB pages hold five (7 % smaller files on the
+/// simulated fleet). An existing file keeps the size it was created with.
+const PAGE_SIZE: u32 = 8192;
 /// Rows per multi-row INSERT: one statement per chunk instead of one per row, because every
 /// statement is a round trip to sqlx's SQLite worker thread.
 const ROWS_PER_INSERT: usize = 100;
@@ -89,6 +93,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
+            .page_size(PAGE_SIZE)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
