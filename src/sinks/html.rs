@@ -854,4 +854,123 @@ mod tests {
             "{html}"
         );
     }
+
+    /// The page drawn from the cited reports alone is the page drawn from every report: the
+    /// charts, excerpts and tables pick the same instances (times tie on purpose, and the
+    /// newest instances, which fill the table, have neither series nor last words), and the
+    /// counts of what is left out come from the compact rows.
+    #[test]
+    fn the_cited_reports_draw_the_same_page_as_all_of_them() {
+        use crate::model::{
+            CauseCategory, InstanceFacts, InstanceVerdict, LastWords, LogEvent, MemorySeries,
+            SignatureKind, SignatureMatch,
+        };
+        use chrono::TimeZone;
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
+        let old = 90;
+        let mut reports: Vec<InstanceReport> = (0..(MAX_TABLE_ROWS + old))
+            .map(|i| {
+                // Three instances per termination time: ties at every cut.
+                let at = t0 + chrono::Duration::minutes((i / 3) as i64);
+                let evidence = i < old;
+                let verdict = match (evidence, i % 2) {
+                    (true, 0) => InstanceVerdict::OomLeak,
+                    (true, _) => InstanceVerdict::OomSpike,
+                    (false, 0) => InstanceVerdict::NotACrash,
+                    (false, _) => InstanceVerdict::CrashOther,
+                };
+                let deployment = if i % 7 == 0 { "web:2" } else { "web:1" };
+                InstanceReport {
+                    instance_id: format!("i-{:03}", (i * 37) % 1000),
+                    deployment: deployment.into(),
+                    asg: "web".into(),
+                    terminated_at: at,
+                    cause: CauseCategory::HealthCheck,
+                    cause_text: format!("cause {i}"),
+                    launch_time: None,
+                    verdict,
+                    explanation: String::new(),
+                    signatures: if verdict.is_memory_death() {
+                        vec![SignatureMatch {
+                            signature: format!("sig.{}", i % 3),
+                            runtime: "node".into(),
+                            kind: SignatureKind::Oom,
+                            line: 0,
+                            text: "heap out of memory".into(),
+                            details: Default::default(),
+                        }]
+                    } else {
+                        vec![]
+                    },
+                    leak: None,
+                    last_words: LastWords {
+                        events: (0..if evidence { i % 3 } else { 0 })
+                            .map(|k| LogEvent {
+                                timestamp: at,
+                                message: format!("line {k} of {i}"),
+                            })
+                            .collect(),
+                        ..Default::default()
+                    },
+                    memory: MemorySeries {
+                        points: (0..if evidence { i % 4 } else { 0 })
+                            .map(|k| (at - chrono::Duration::minutes(k as i64), k as f64))
+                            .collect(),
+                        limit: Some(100.0),
+                        ..Default::default()
+                    },
+                }
+            })
+            .collect();
+        reports.sort_by(|a, b| {
+            (a.terminated_at, &a.instance_id).cmp(&(b.terminated_at, &b.instance_id))
+        });
+        let facts: Vec<InstanceFacts> = reports.iter().map(InstanceFacts::of).collect();
+        let findings: Vec<DeploymentFinding> = ["web:1", "web:2"]
+            .iter()
+            .map(|d| DeploymentFinding {
+                deployment: d.to_string(),
+                asgs: vec!["web".into()],
+                verdict: DeploymentVerdict::Leaking,
+                summary: String::new(),
+                evidence: Default::default(),
+                origin: None,
+            })
+            .collect();
+        let ids = cited(&findings, &facts);
+        assert!(
+            ids.len() < reports.len(),
+            "{} of {}",
+            ids.len(),
+            reports.len()
+        );
+        let shown: Vec<InstanceReport> = reports
+            .iter()
+            .filter(|r| ids.contains(&r.instance_id))
+            .cloned()
+            .collect();
+        let r = Redactor::default();
+        let lib = crate::analysis::signatures::SignatureLibrary::default_library().unwrap();
+        let ctx = HtmlContext {
+            generated_at: t0,
+            window: None,
+            unit: "percent",
+            redactor: &r,
+            next_deaths: &[],
+            signatures: Some(&lib),
+            heap_diffs: &[],
+            unread_targets: &Default::default(),
+        };
+        let all = render(&findings, &facts, &reports, &ctx);
+        assert!(
+            all.contains("more instances not listed"),
+            "the table is cut"
+        );
+        assert!(
+            all.contains("older instances not drawn"),
+            "the chart is cut"
+        );
+        assert!(all.contains("Last words of"), "excerpts are shown");
+        assert_eq!(render(&findings, &facts, &shown, &ctx), all);
+    }
 }
