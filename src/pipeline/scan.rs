@@ -31,9 +31,9 @@ struct ScanRun {
 struct Judged {
     /// The compact rows of every instance in the finding lookback.
     history: Vec<InstanceFacts>,
-    /// The full reports of the instances the scan report lists: the window's (and those of
-    /// targets read from further back).
-    listed: Vec<InstanceReport>,
+    /// The instances the scan report lists: the window's (and those of targets read from
+    /// further back), summarised from their full reports a batch at a time.
+    listed: Vec<InstanceSummary>,
     findings: Vec<DeploymentFinding>,
     next_deaths: Vec<ProjectedDeath>,
 }
@@ -248,7 +248,13 @@ impl Pipeline {
             })
             .map(|r| r.instance_id.clone())
             .collect();
-        let listed = self.store.reports(&listed_ids).await?;
+        // Their series and last words are not listed: each batch of reports is summarised and
+        // dropped, so a full scan never holds every report at once.
+        let mut listed = Vec::with_capacity(listed_ids.len());
+        for chunk in listed_ids.chunks(LISTED_BATCH) {
+            let reports = self.store.reports(chunk).await?;
+            listed.extend(reports.iter().map(InstanceSummary::from));
+        }
         let findings = judge_deployments(&history, self.cfg.finding_policy());
         self.store.save_findings(&findings).await?;
         let (next_deaths, early) = self
@@ -315,9 +321,9 @@ impl Pipeline {
         skipped.truncate(MAX_LISTED_PROBLEMS);
         summary.skipped = skipped;
 
-        // The listed reports are those of the lookback's rows in the window (or of a target
+        // The listed instances are those of the lookback's rows in the window (or of a target
         // read from further back), oldest first: as the lookback's own order.
-        let reports: Vec<&InstanceReport> = judged.listed.iter().collect();
+        let reports = judged.listed;
         for r in &reports {
             *summary
                 .verdicts
@@ -364,7 +370,7 @@ impl Pipeline {
         let report = ScanReport {
             schema_version: SCHEMA_VERSION,
             window,
-            instances: reports.iter().map(|r| InstanceSummary::from(*r)).collect(),
+            instances: reports,
             deployments: judged.findings,
             next_deaths: judged.next_deaths,
             summary,
@@ -414,6 +420,9 @@ impl Pipeline {
 struct RunFacts {
     started_at: DateTime<Utc>,
 }
+
+/// Reports read (and summarised) at a time for the scan report's instance list.
+const LISTED_BATCH: usize = 1_000;
 
 /// Rows of each kind (evidence, compact rows) one scan deletes at most when pruning.
 pub const MAX_PRUNED_PER_SCAN: usize = 5_000;
