@@ -137,13 +137,28 @@ pub struct StateConfig {
     /// shared by several replicas; when set, `path` is not used. Carries a password: never
     /// shown (`EPITAPH_STATE__URL` keeps it out of the file).
     pub url: Option<Secret>,
+    /// How long an instance's evidence (its full report: series, last words, matched lines)
+    /// is kept after its termination; each scan deletes what is older, as of its window's end.
+    pub retention: String,
+    /// How long an instance's compact row (what judging needs) is kept: at least `retention`
+    /// and `scan.finding_lookback`. An instance whose row is gone would be analysed again if a
+    /// scan's window reached back to it.
+    pub facts_retention: String,
 }
+
+/// Default `state.retention`: four finding lookbacks of evidence.
+pub const DEFAULT_EVIDENCE_RETENTION: &str = "30d";
+/// Default `state.facts_retention`: past the six weeks of activity history Auto Scaling
+/// keeps, so no termination it can still report is analysed twice.
+pub const DEFAULT_FACTS_RETENTION: &str = "90d";
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             path: PathBuf::from("epitaph.db"),
             url: None,
+            retention: DEFAULT_EVIDENCE_RETENTION.into(),
+            facts_retention: DEFAULT_FACTS_RETENTION.into(),
         }
     }
 }
@@ -549,6 +564,8 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("analysis.early_warning_max_instances", Kind::Int { min: 1 }),
     ("state.path", Kind::Path),
     ("state.url", Kind::Str),
+    ("state.retention", Kind::Duration),
+    ("state.facts_retention", Kind::Duration),
     ("signatures.extra", Kind::Path),
     ("sources.events.kind", Kind::OneOf(&["none", "sqs"])),
     ("sources.events.queue_url", Kind::Str),
@@ -844,6 +861,7 @@ impl Config {
                 }
             }
         }
+        p.extend(self.retention_problems());
         if let Some(u) = self.state.url.as_ref().filter(|u| !u.is_empty()) {
             let u = u.expose();
             if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
@@ -1063,6 +1081,48 @@ impl Config {
     pub fn fetch_timeout(&self) -> Duration {
         dur(&self.scan.fetch_timeout)
     }
+    /// `state.retention`: how long evidence is kept.
+    pub fn evidence_retention(&self) -> Duration {
+        dur(&self.state.retention)
+    }
+
+    /// `state.facts_retention`: how long compact rows are kept.
+    pub fn facts_retention(&self) -> Duration {
+        dur(&self.state.facts_retention)
+    }
+
+    /// The retention keys against each other and the finding lookback (their syntax is
+    /// checked with every duration key).
+    fn retention_problems(&self) -> Vec<String> {
+        let (Ok(evidence), Ok(facts), Ok(lookback)) = (
+            timefmt::parse_duration(&self.state.retention),
+            timefmt::parse_duration(&self.state.facts_retention),
+            timefmt::parse_duration(&self.scan.finding_lookback),
+        ) else {
+            return Vec::new();
+        };
+        let mut p = Vec::new();
+        if evidence <= Duration::zero() {
+            p.push(format!(
+                "state.retention: `{}` must be longer than zero",
+                self.state.retention
+            ));
+        }
+        if facts < evidence {
+            p.push(format!(
+                "state.facts_retention: `{}` is shorter than state.retention `{}`: compact rows are kept at least as long as the evidence",
+                self.state.facts_retention, self.state.retention
+            ));
+        }
+        if facts < lookback {
+            p.push(format!(
+                "state.facts_retention: `{}` is shorter than scan.finding_lookback `{}`: deployments are judged from the compact rows of the whole lookback",
+                self.state.facts_retention, self.scan.finding_lookback
+            ));
+        }
+        p
+    }
+
     pub fn finding_lookback(&self) -> Duration {
         dur(&self.scan.finding_lookback)
     }
@@ -1765,6 +1825,52 @@ auth = "basic"
             .unwrap_err()
             .to_string();
         assert!(err.contains("`many` is not an integer"), "{err}");
+    }
+
+    #[test]
+    fn retention_is_a_duration_and_compact_rows_outlive_evidence() {
+        let c = parse("", &[]).unwrap();
+        assert_eq!(c.evidence_retention(), Duration::days(30));
+        assert_eq!(c.facts_retention(), Duration::days(90));
+        let c = parse(
+            "[state]\nretention = \"14d\"\n",
+            &[("EPITAPH_STATE__FACTS_RETENTION", "14d")],
+        )
+        .unwrap();
+        assert_eq!(c.facts_retention(), Duration::days(14));
+        let err = parse("[state]\nretention = \"a month\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("state.retention"), "{err}");
+        let err = parse(
+            "[state]\nretention = \"60d\"\nfacts_retention = \"30d\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("state.facts_retention: `30d` is shorter than state.retention `60d`"),
+            "{err}"
+        );
+        let err = parse(
+            "[scan]\nfinding_lookback = \"14d\"\n[state]\nretention = \"7d\"\nfacts_retention = \"10d\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "state.facts_retention: `10d` is shorter than scan.finding_lookback `14d`"
+            ),
+            "{err}"
+        );
+        let err = parse("[state]\nretention = \"0s\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state.retention: `0s` must be longer than zero"),
+            "{err}"
+        );
     }
 
     #[test]

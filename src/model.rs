@@ -49,6 +49,21 @@ impl CauseCategory {
         }
     }
 
+    pub const ALL: [CauseCategory; 8] = [
+        CauseCategory::HealthCheck,
+        CauseCategory::ScaleIn,
+        CauseCategory::InstanceRefresh,
+        CauseCategory::SpotInterruption,
+        CauseCategory::UserRequest,
+        CauseCategory::MaxLifetime,
+        CauseCategory::Rebalance,
+        CauseCategory::Unknown,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// True when the group removed the instance on purpose, so its death is not by itself
     /// evidence of a crash.
     pub fn is_planned(self) -> bool {
@@ -242,6 +257,16 @@ impl LeakVerdict {
             LeakVerdict::InsufficientData => "insufficient_data",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            LeakVerdict::Leak,
+            LeakVerdict::NoLeak,
+            LeakVerdict::InsufficientData,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
 }
 
 /// The leak detector's full assessment of one series.
@@ -422,6 +447,94 @@ impl InstanceReport {
     /// See [`deciding_signature`].
     pub fn deciding_signature(&self) -> Option<&SignatureMatch> {
         deciding_signature(&self.signatures)
+    }
+}
+
+/// What judging needs of one analysed instance, without its evidence (series, last words,
+/// signature texts): the store keeps one such compact row per instance beside its report, and
+/// deployments are judged, alerts planned and early-warning levels set from these rows alone
+/// (`analysis::correlate::judge_deployments`). Built from a report by
+/// [`InstanceFacts::of`]; the full report is read only for what is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceFacts {
+    pub instance_id: String,
+    pub deployment: String,
+    pub asg: String,
+    pub terminated_at: DateTime<Utc>,
+    pub cause: CauseCategory,
+    pub verdict: InstanceVerdict,
+    pub launch_time: Option<DateTime<Utc>>,
+    /// The first sample of the stored memory series.
+    pub first_sample_at: Option<DateTime<Utc>>,
+    /// The leak detector's verdict (None: no assessment).
+    pub leak: Option<LeakVerdict>,
+    pub growth_per_hour: Option<f64>,
+    /// [`LeakAssessment::final_peak`].
+    pub final_peak: Option<f64>,
+    /// [`LeakAssessment::basis_start`] and [`LeakAssessment::projected_exhaustion`].
+    pub leak_basis_start: Option<DateTime<Utc>>,
+    pub projected_exhaustion: Option<DateTime<Utc>>,
+    /// The memory series' limit, when the source gave one.
+    pub memory_limit: Option<f64>,
+    /// Points of the stored memory series.
+    pub memory_points: usize,
+    /// Events of the last words.
+    pub last_words_lines: usize,
+    /// [`deciding_signature`]'s id.
+    pub deciding_signature: Option<String>,
+    /// The ids of the OOM and crash signatures matched, each once, in match order.
+    pub death_signatures: Vec<String>,
+}
+
+impl InstanceFacts {
+    /// The compact row of a report.
+    pub fn of(r: &InstanceReport) -> Self {
+        let mut death_signatures: Vec<String> = Vec::new();
+        for m in r.signatures.iter().filter(|m| m.kind.is_death()) {
+            if !death_signatures.contains(&m.signature) {
+                death_signatures.push(m.signature.clone());
+            }
+        }
+        let leak = r.leak.as_ref();
+        InstanceFacts {
+            instance_id: r.instance_id.clone(),
+            deployment: r.deployment.clone(),
+            asg: r.asg.clone(),
+            terminated_at: r.terminated_at,
+            cause: r.cause,
+            verdict: r.verdict,
+            launch_time: r.launch_time,
+            first_sample_at: r.memory.points.first().map(|p| p.0),
+            leak: leak.map(|l| l.verdict),
+            growth_per_hour: leak.and_then(|l| l.growth_per_hour),
+            final_peak: leak.and_then(|l| l.final_peak),
+            leak_basis_start: leak.and_then(|l| l.basis_start),
+            projected_exhaustion: leak.and_then(|l| l.projected_exhaustion),
+            memory_limit: r.memory.limit,
+            memory_points: r.memory.points.len(),
+            last_words_lines: r.last_words.events.len(),
+            deciding_signature: r.deciding_signature().map(|m| m.signature.clone()),
+            death_signatures,
+        }
+    }
+
+    /// As [`InstanceReport::lifetime_hours`].
+    pub fn lifetime_hours(&self) -> Option<f64> {
+        let start = self.launch_time.or(self.first_sample_at)?;
+        let secs = (self.terminated_at - start).num_seconds();
+        (secs > 0).then(|| secs as f64 / 3600.0)
+    }
+
+    /// The growth of a series the detector called a leak.
+    pub fn leak_growth(&self) -> Option<f64> {
+        (self.leak == Some(LeakVerdict::Leak))
+            .then_some(self.growth_per_hour)
+            .flatten()
+    }
+
+    /// Some last words were read.
+    pub fn heard_from(&self) -> bool {
+        self.last_words_lines > 0
     }
 }
 

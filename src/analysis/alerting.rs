@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DeploymentFinding, DeploymentVerdict, InstanceReport};
+use crate::model::{DeploymentFinding, DeploymentVerdict, InstanceFacts};
 
 /// What the store remembers per deployment between scans.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,7 +174,7 @@ pub fn dedup_key(deployment: &str, episode: u32, t: &Transition) -> String {
 }
 
 /// Per deployment, the last death that counts against it (a memory death or a crash).
-pub fn last_bad_deaths(history: &[InstanceReport]) -> BTreeMap<String, DateTime<Utc>> {
+pub fn last_bad_deaths(history: &[InstanceFacts]) -> BTreeMap<String, DateTime<Utc>> {
     let mut out: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     for r in history
         .iter()

@@ -1,6 +1,7 @@
 //! Correlation: turns one instance's evidence (cause, signature matches, leak assessment) into an
 //! [`InstanceVerdict`], resolves which deployment it belonged to, and turns a deployment's
-//! instances into a [`DeploymentFinding`].
+//! instances into a [`DeploymentFinding`] — from their compact rows ([`InstanceFacts`]), so
+//! judging a lookback never decodes its evidence.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::analysis::leak::median;
 use crate::model::{
-    DeploymentEvidence, DeploymentFinding, DeploymentVerdict, InstanceInfo, InstanceReport,
+    DeploymentEvidence, DeploymentFinding, DeploymentVerdict, InstanceFacts, InstanceInfo,
     InstanceVerdict, LastWords, LeakAssessment, LeakVerdict, MemorySeries, PredecessorRecord,
     RegressionOrigin, SignatureKind, SignatureMatch, Termination,
 };
@@ -274,7 +275,7 @@ impl Default for FindingPolicy {
 /// Judges one deployment from its instances.
 pub fn judge_deployment(
     deployment: &str,
-    instances: &[&InstanceReport],
+    instances: &[&InstanceFacts],
     policy: FindingPolicy,
 ) -> DeploymentFinding {
     let count = |pred: &dyn Fn(InstanceVerdict) -> bool| {
@@ -293,22 +294,12 @@ pub fn judge_deployment(
     }
     let mut signatures = BTreeMap::new();
     for r in instances {
-        let ids: BTreeSet<&str> = r
-            .signatures
-            .iter()
-            .filter(|m| m.kind.is_death())
-            .map(|m| m.signature.as_str())
-            .collect();
+        let ids: BTreeSet<&str> = r.death_signatures.iter().map(String::as_str).collect();
         for id in ids {
             *signatures.entry(id.to_string()).or_insert(0) += 1;
         }
     }
-    let leaking_growth: Vec<f64> = instances
-        .iter()
-        .filter_map(|r| r.leak.as_ref())
-        .filter(|l| l.verdict == LeakVerdict::Leak)
-        .filter_map(|l| l.growth_per_hour)
-        .collect();
+    let leaking_growth: Vec<f64> = instances.iter().filter_map(|r| r.leak_growth()).collect();
     let lifetimes: Vec<f64> = instances
         .iter()
         .filter_map(|r| r.lifetime_hours())
@@ -318,7 +309,7 @@ pub fn judge_deployment(
     let asgs: BTreeSet<String> = instances.iter().map(|r| r.asg.clone()).collect();
 
     let n = instances.len();
-    let heard_from = instances.iter().any(|r| !r.last_words.events.is_empty());
+    let heard_from = instances.iter().any(|r| r.heard_from());
     let (verdict, summary) = if leak_deaths >= min
         && leak_deaths as f64 >= LEAK_SHARE_OF_MEMORY_DEATHS * memory_deaths as f64
     {
@@ -382,12 +373,12 @@ pub fn judge_deployment(
 
 /// When a deployment started running: its earliest instance launch seen, else its earliest
 /// memory sample, else its earliest termination.
-fn rollout(instances: &[&InstanceReport]) -> Option<DateTime<Utc>> {
+fn rollout(instances: &[&InstanceFacts]) -> Option<DateTime<Utc>> {
     instances
         .iter()
         .map(|r| {
             r.launch_time
-                .or_else(|| r.memory.points.first().map(|p| p.0))
+                .or(r.first_sample_at)
                 .unwrap_or(r.terminated_at)
                 .min(r.terminated_at)
         })
@@ -418,7 +409,7 @@ fn is_problem(verdict: DeploymentVerdict) -> bool {
 /// among the group's other deployments in the lookback; unattributed instances never count).
 fn regression_origin(
     finding: &DeploymentFinding,
-    groups: &BTreeMap<&str, Vec<&InstanceReport>>,
+    groups: &BTreeMap<&str, Vec<&InstanceFacts>>,
     verdicts: &BTreeMap<String, DeploymentVerdict>,
 ) -> Option<RegressionOrigin> {
     let own = groups.get(finding.deployment.as_str())?;
@@ -509,12 +500,12 @@ fn regression_origin(
     })
 }
 
-/// Groups reports by deployment and judges each; worst verdict first, then by name.
+/// Groups instances by deployment and judges each; worst verdict first, then by name.
 pub fn judge_deployments(
-    reports: &[InstanceReport],
+    reports: &[InstanceFacts],
     policy: FindingPolicy,
 ) -> Vec<DeploymentFinding> {
-    let mut groups: BTreeMap<&str, Vec<&InstanceReport>> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Vec<&InstanceFacts>> = BTreeMap::new();
     for r in reports {
         groups.entry(r.deployment.as_str()).or_default().push(r);
     }
@@ -543,7 +534,12 @@ pub fn judge_deployments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CauseCategory, LogEvent};
+    use crate::model::{CauseCategory, InstanceReport, LogEvent};
+
+    /// The compact rows judging reads, of these reports.
+    fn facts(reports: &[InstanceReport]) -> Vec<InstanceFacts> {
+        reports.iter().map(InstanceFacts::of).collect()
+    }
     use chrono::{TimeZone, Utc};
 
     fn term(cause: CauseCategory) -> Termination {
@@ -756,7 +752,7 @@ mod tests {
         all.extend(fleet("web:10", 5, OomLeak, 6));
         // An unattributed instance launched later than web:9 is never the predecessor.
         all.extend(fleet("web (unattributed)", 1, NotACrash, 3));
-        let findings = judge_deployments(&all, p);
+        let findings = judge_deployments(&facts(&all), p);
         let f = findings.iter().find(|f| f.deployment == "web:10").unwrap();
         assert_eq!(f.verdict, DeploymentVerdict::Leaking);
         let o = f
@@ -780,7 +776,7 @@ mod tests {
         // The predecessor leaked too: the problem is older than the release.
         let mut all = fleet("web:9", 4, OomLeak, 1);
         all.extend(fleet("web:10", 5, OomLeak, 6));
-        let findings = judge_deployments(&all, p);
+        let findings = judge_deployments(&facts(&all), p);
         let f = findings.iter().find(|f| f.deployment == "web:10").unwrap();
         let o = f.origin.as_ref().unwrap();
         assert!(o.predecessor.as_ref().unwrap().same_problem);
@@ -804,7 +800,8 @@ mod tests {
                 .enumerate()
                 .map(|(i, v)| report(&format!("i-{i}"), *v))
                 .collect();
-            let refs: Vec<&InstanceReport> = rs.iter().collect();
+            let fs = facts(&rs);
+            let refs: Vec<&InstanceFacts> = fs.iter().collect();
             judge_deployment("web:1", &refs, p)
         };
         assert_eq!(
@@ -835,7 +832,8 @@ mod tests {
                 ..report(&format!("i-{i}"), *v)
             })
             .collect();
-        let refs: Vec<&InstanceReport> = silent.iter().collect();
+        let fs = facts(&silent);
+        let refs: Vec<&InstanceFacts> = fs.iter().collect();
         let f = judge_deployment("web:1", &refs, FindingPolicy::default());
         assert_eq!(
             f.verdict,

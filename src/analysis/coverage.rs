@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::InstanceReport;
+use crate::model::{InstanceFacts, InstanceReport};
 
 /// A source that gave no evidence for any of at least this many analysed instances has
 /// collapsed: one or two instances without logs happen (an instance that died at boot); five
@@ -61,10 +61,30 @@ pub const EMPTY_SERIES: &str = "series without points";
 impl Coverage {
     /// Counts one analysed instance.
     pub fn add(&mut self, r: &InstanceReport) {
-        if crate::analysis::correlate::is_unattributed(&r.deployment) {
+        self.count(
+            &r.deployment,
+            !r.last_words.events.is_empty(),
+            !r.memory.points.is_empty(),
+            r.leak.is_none() && r.memory.limit.is_none(),
+        );
+    }
+
+    /// Counts one instance from its compact row, as [`Coverage::add`] its report.
+    pub fn add_facts(&mut self, f: &InstanceFacts) {
+        self.count(
+            &f.deployment,
+            f.last_words_lines > 0,
+            f.memory_points > 0,
+            f.leak.is_none() && f.memory_limit.is_none(),
+        );
+    }
+
+    /// `no_series`: the source answered nothing at all (no assessment, no limit).
+    fn count(&mut self, deployment: &str, words: bool, points: bool, no_series: bool) {
+        if crate::analysis::correlate::is_unattributed(deployment) {
             self.unattributed += 1;
         }
-        if r.last_words.events.is_empty() {
+        if !words {
             *self
                 .last_words
                 .without
@@ -73,14 +93,10 @@ impl Coverage {
         } else {
             self.last_words.with_evidence += 1;
         }
-        if !r.memory.points.is_empty() {
+        if points {
             self.memory.with_evidence += 1;
         } else {
-            let reason = if r.leak.is_none() && r.memory.limit.is_none() {
-                NO_SERIES
-            } else {
-                EMPTY_SERIES
-            };
+            let reason = if no_series { NO_SERIES } else { EMPTY_SERIES };
             *self.memory.without.entry(reason.to_string()).or_insert(0) += 1;
         }
     }
@@ -123,6 +139,15 @@ pub fn assess(reports: &[&InstanceReport]) -> Coverage {
     let mut c = Coverage::default();
     for r in reports {
         c.add(r);
+    }
+    c.finish()
+}
+
+/// Coverage of instances from their compact rows.
+pub fn assess_facts(facts: &[InstanceFacts]) -> Coverage {
+    let mut c = Coverage::default();
+    for f in facts {
+        c.add_facts(f);
     }
     c.finish()
 }

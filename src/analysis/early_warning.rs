@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::correlate::{live_deployment, DeploymentIdentity};
 use crate::analysis::leak;
 use crate::model::{
-    DeploymentFinding, DeploymentVerdict, InstanceInfo, InstanceReport, MemorySeries,
-    ProjectedDeath,
+    DeploymentFinding, DeploymentVerdict, InstanceFacts, InstanceInfo, MemorySeries, ProjectedDeath,
 };
 
 /// `analysis.early_warning`: which running instances are projected.
@@ -78,11 +77,11 @@ pub struct DeathLevel {
     pub deaths: usize,
 }
 
-/// Death levels by deployment, from the instance reports in the lookback.
-pub fn death_levels(history: &[InstanceReport]) -> BTreeMap<String, DeathLevel> {
+/// Death levels by deployment, from the compact rows of the instances in the lookback.
+pub fn death_levels(history: &[InstanceFacts]) -> BTreeMap<String, DeathLevel> {
     let mut peaks: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for r in history.iter().filter(|r| r.verdict.is_leak_death()) {
-        if let Some(peak) = r.leak.as_ref().and_then(|l| l.final_peak) {
+        if let Some(peak) = r.final_peak {
             if peak.is_finite() && peak > 0.0 {
                 peaks.entry(r.deployment.as_str()).or_default().push(peak);
             }

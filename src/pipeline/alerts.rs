@@ -1,5 +1,6 @@
 //! The alert stage of a scan: each deployment's transition decided (`analysis::alerting`) and
-//! committed with its outbox messages atomically, once per transition across replicas.
+//! committed with its outbox messages atomically, once per transition across replicas. Planned
+//! from the lookback's compact rows; the one report an alert quotes is read in full.
 
 use super::*;
 
@@ -11,7 +12,7 @@ impl Pipeline {
     pub(super) async fn enqueue_alerts(
         &self,
         findings: &[DeploymentFinding],
-        history: &[InstanceReport],
+        history: &[InstanceFacts],
         inventory: &[InstanceInfo],
         next_deaths: &[ProjectedDeath],
         at: DateTime<Utc>,
@@ -83,8 +84,13 @@ impl Pipeline {
                 };
                 let next = alerting::apply(prev, name, &t, at);
                 let key = alerting::dedup_key(name, next.episode, &t);
-                let reports: Vec<&InstanceReport> =
+                let reports: Vec<&InstanceFacts> =
                     history.iter().filter(|r| r.deployment == name).collect();
+                // The one full report the alert quotes.
+                let evidence = match alert_msg::evidence_instance(&reports) {
+                    Some(r) => self.store.instance(&r.instance_id).await?,
+                    None => None,
+                };
                 let expected_deaths: Vec<&ProjectedDeath> = next_deaths
                     .iter()
                     .filter(|p| p.deployment == name)
@@ -95,6 +101,7 @@ impl Pipeline {
                     deployment: name,
                     finding,
                     reports: &reports,
+                    evidence: evidence.as_ref(),
                     next_deaths: &expected_deaths,
                     unit: &self.cfg.sources.metrics.unit,
                     links: &links,

@@ -10,7 +10,7 @@ impl Pipeline {
     pub(super) async fn early_warning(
         &self,
         findings: &[DeploymentFinding],
-        history: &[InstanceReport],
+        history: &[InstanceFacts],
         inventory: &[InstanceInfo],
         terminated: &BTreeSet<String>,
         at: DateTime<Utc>,

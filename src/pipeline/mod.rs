@@ -37,8 +37,8 @@ use crate::analysis::signatures::SignatureLibrary;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{
-    DeploymentFinding, InstanceInfo, InstanceReport, LastWords, MemorySeries, ProjectedDeath,
-    Termination, TimeWindow,
+    DeploymentFinding, InstanceFacts, InstanceInfo, InstanceReport, LastWords, MemorySeries,
+    ProjectedDeath, Termination, TimeWindow,
 };
 use crate::sinks::alert::{self as alert_msg, AlertInput, LinkConfig};
 use crate::sinks::bundle;
@@ -165,7 +165,8 @@ impl Pipeline {
     }
 
     /// The HTML report of the stored findings and the instances behind them, as of the end of
-    /// `window` (or now): every deployment with deaths in the finding lookback.
+    /// `window` (or now): every deployment with deaths in the finding lookback, from their
+    /// compact rows, and the full reports of the instances the page shows.
     pub async fn html_report(&self, window: Option<TimeWindow>) -> Result<String> {
         // As of the scanned data: the window given, else the last complete run's end.
         let end = match window {
@@ -177,12 +178,17 @@ impl Pipeline {
             end: end + chrono::Duration::seconds(1),
         };
         let findings = self.store.findings().await?;
-        let reports = self.store.instances_in(lookback).await?;
+        let facts = self.store.facts_in(lookback).await?;
+        let reports = self
+            .store
+            .reports(&crate::sinks::html::cited(&findings, &facts))
+            .await?;
         let next_deaths = self.store.projections().await?;
         let heap_diffs = self.store.heap_diffs().await?;
         let unread_targets = self.store.target_backlog().await?;
         Ok(crate::sinks::html::render(
             &findings,
+            &facts,
             &reports,
             &crate::sinks::html::HtmlContext {
                 generated_at: Utc::now(),

@@ -1,7 +1,8 @@
 //! A scan, as named stages: plan (the window, and the targets to read from further back) →
 //! discover (inventory, terminations, what to fetch) → fetch (evidence, analysed and stored in
-//! batches) → judge (every deployment with deaths in the lookback, early warning) → alert
-//! (transitions into the outbox) → record (the summary, the run and its target backlog).
+//! batches) → judge (every deployment with deaths in the lookback, from their compact rows;
+//! early warning) → prune (state past its retention, bounded) → alert (transitions into the
+//! outbox) → record (the summary, the run and its target backlog).
 //! Each stage reads and fills one [`ScanRun`].
 
 use super::*;
@@ -28,8 +29,11 @@ struct ScanRun {
 
 /// What the judge stage found.
 struct Judged {
-    /// Reports of every instance in the finding lookback.
-    history: Vec<InstanceReport>,
+    /// The compact rows of every instance in the finding lookback.
+    history: Vec<InstanceFacts>,
+    /// The instances the scan report lists: the window's (and those of targets read from
+    /// further back), summarised from their full reports a batch at a time.
+    listed: Vec<InstanceSummary>,
     findings: Vec<DeploymentFinding>,
     next_deaths: Vec<ProjectedDeath>,
 }
@@ -41,6 +45,7 @@ impl Pipeline {
         let todo = self.discover(&mut run, opts).await?;
         self.fetch_all(&mut run, &todo, opts).await?;
         let judged = self.judge(&mut run).await?;
+        self.prune(run.window.end).await?;
         run.summary.alerts_enqueued = self
             .enqueue_alerts(
                 &judged.findings,
@@ -221,9 +226,10 @@ impl Pipeline {
     }
 
     /// Judge: the standing of every deployment with deaths in the finding lookback (not only
-    /// those touched now: a quiet window changes no verdict), and early warning's projections.
-    /// The lookback contains the window (and any target read from further back), so one read
-    /// serves the report too.
+    /// those touched now: a quiet window changes no verdict), and early warning's projections,
+    /// from the lookback's compact rows. The lookback contains the window (and any target read
+    /// from further back): its rows name the instances the report lists, whose full reports
+    /// are the only ones read.
     async fn judge(&self, run: &mut ScanRun) -> Result<Judged> {
         let read_start = run
             .earlier
@@ -234,7 +240,21 @@ impl Pipeline {
             start: read_start.min(run.window.end - self.cfg.finding_lookback()),
             end: run.window.end,
         };
-        let history = self.store.instances_in(lookback).await?;
+        let history = self.store.facts_in(lookback).await?;
+        let listed_ids: Vec<String> = history
+            .iter()
+            .filter(|r| {
+                run.window.contains(r.terminated_at) || run.terminated.contains(&r.instance_id)
+            })
+            .map(|r| r.instance_id.clone())
+            .collect();
+        // Their series and last words are not listed: each batch of reports is summarised and
+        // dropped, so a full scan never holds every report at once.
+        let mut listed = Vec::with_capacity(listed_ids.len());
+        for chunk in listed_ids.chunks(LISTED_BATCH) {
+            let reports = self.store.reports(chunk).await?;
+            listed.extend(reports.iter().map(InstanceSummary::from));
+        }
         let findings = judge_deployments(&history, self.cfg.finding_policy());
         self.store.save_findings(&findings).await?;
         let (next_deaths, early) = self
@@ -250,9 +270,33 @@ impl Pipeline {
         run.summary.early_warning = early;
         Ok(Judged {
             history,
+            listed,
             findings,
             next_deaths,
         })
+    }
+
+    /// Retention: evidence older than `state.retention` and compact rows older than
+    /// `state.facts_retention`, as of the data (`at`, the window's end), at most
+    /// [`MAX_PRUNED_PER_SCAN`] of each per scan — a store that fell behind catches up over
+    /// several scans instead of stalling one.
+    async fn prune(&self, at: DateTime<Utc>) -> Result<()> {
+        let pruned = self
+            .store
+            .prune(
+                at - self.cfg.evidence_retention(),
+                at - self.cfg.facts_retention(),
+                MAX_PRUNED_PER_SCAN,
+            )
+            .await?;
+        if pruned.evidence + pruned.facts > 0 {
+            tracing::info!(
+                evidence = pruned.evidence,
+                facts = pruned.facts,
+                "pruned state past its retention"
+            );
+        }
+        Ok(())
     }
 
     /// The report: the window's instances (and those of targets read from further back), the
@@ -266,7 +310,6 @@ impl Pipeline {
             calls_before,
             mut summary,
             mut problems,
-            terminated,
             mut skipped,
             skipped_records,
             skip_groups,
@@ -278,11 +321,9 @@ impl Pipeline {
         skipped.truncate(MAX_LISTED_PROBLEMS);
         summary.skipped = skipped;
 
-        let reports: Vec<&InstanceReport> = judged
-            .history
-            .iter()
-            .filter(|r| window.contains(r.terminated_at) || terminated.contains(&r.instance_id))
-            .collect();
+        // The listed instances are those of the lookback's rows in the window (or of a target
+        // read from further back), oldest first: as the lookback's own order.
+        let reports = judged.listed;
         for r in &reports {
             *summary
                 .verdicts
@@ -329,7 +370,7 @@ impl Pipeline {
         let report = ScanReport {
             schema_version: SCHEMA_VERSION,
             window,
-            instances: reports.iter().map(|r| InstanceSummary::from(*r)).collect(),
+            instances: reports,
             deployments: judged.findings,
             next_deaths: judged.next_deaths,
             summary,
@@ -379,6 +420,12 @@ impl Pipeline {
 struct RunFacts {
     started_at: DateTime<Utc>,
 }
+
+/// Reports read (and summarised) at a time for the scan report's instance list.
+const LISTED_BATCH: usize = 1_000;
+
+/// Rows of each kind (evidence, compact rows) one scan deletes at most when pruning.
+pub const MAX_PRUNED_PER_SCAN: usize = 5_000;
 
 /// A target's unread window reaches back at most this far: Auto Scaling keeps six weeks of
 /// activity history, so nothing older can be read again.

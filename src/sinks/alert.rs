@@ -1,5 +1,6 @@
 //! The alert message: what one deployment transition tells a human (schema `epitaph.alert.v1`,
-//! also the generic webhook's body), built from a finding and the instance reports behind it.
+//! also the generic webhook's body), built from a finding, the compact rows of the instances
+//! behind it, and the one full report its evidence quotes ([`evidence_instance`]).
 //! Every piece of last-words text passes through the [`Redactor`] here, before it is stored in
 //! the outbox or sent anywhere.
 
@@ -8,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::alerting::{ResolveReason, Transition};
 use crate::analysis::signatures::SignatureLibrary;
-use crate::model::{DeploymentFinding, DeploymentVerdict, InstanceReport, LeakVerdict};
+use crate::model::{
+    DeploymentFinding, DeploymentVerdict, InstanceFacts, InstanceReport, LeakVerdict,
+};
 use crate::sinks::redact::Redactor;
 
 /// Schema name carried in every alert; bumped on incompatible change.
@@ -106,8 +109,11 @@ pub struct AlertInput<'a> {
     pub transition: &'a Transition,
     pub deployment: &'a str,
     pub finding: Option<&'a DeploymentFinding>,
-    /// The deployment's instance reports in the finding lookback.
-    pub reports: &'a [&'a InstanceReport],
+    /// The compact rows of the deployment's instances in the finding lookback.
+    pub reports: &'a [&'a InstanceFacts],
+    /// The full report of [`evidence_instance`]`(reports)`, whose last words the alert quotes
+    /// (None: no instance died with a signature, or its evidence is no longer kept).
+    pub evidence: Option<&'a InstanceReport>,
     /// The deployment's running instances projected to reach their limit, soonest first.
     pub next_deaths: &'a [&'a crate::model::ProjectedDeath],
     pub unit: &'a str,
@@ -142,20 +148,22 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
     let projected: Vec<f64> = reports
         .iter()
         .filter_map(|r| {
-            let l = r.leak.as_ref().filter(|l| l.verdict == LeakVerdict::Leak)?;
-            let start = r.launch_time.or(l.basis_start)?;
-            let end = l.projected_exhaustion?;
+            (r.leak == Some(LeakVerdict::Leak)).then_some(())?;
+            let start = r.launch_time.or(r.leak_basis_start)?;
+            let end = r.projected_exhaustion?;
             let h = (end - start).num_seconds() as f64 / 3600.0;
             (h > 0.0).then_some(h)
         })
         .collect();
-    let evidence = pick_evidence(reports, input.redactor);
+    let evidence = input
+        .evidence
+        .and_then(|r| quote_evidence(r, input.redactor));
     let mut next_steps: Vec<String> = Vec::new();
     let mut doc_links: Vec<Link> = Vec::new();
     for r in reports {
         // Context and shutdown lines explain nothing to fix.
-        for m in r.signatures.iter().filter(|m| m.kind.is_death()) {
-            if let Some(s) = input.signatures.get(&m.signature) {
+        for id in &r.death_signatures {
+            if let Some(s) = input.signatures.get(id) {
                 let step = format!("{} ({}): {}", s.spec.id, s.spec.runtime, s.spec.next_step);
                 if !next_steps.contains(&step) {
                     next_steps.push(step);
@@ -171,7 +179,7 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
             }
         }
     }
-    let mut ids: Vec<&InstanceReport> = reports.to_vec();
+    let mut ids: Vec<&InstanceFacts> = reports.to_vec();
     ids.sort_by_key(|r| std::cmp::Reverse(r.terminated_at));
     Alert {
         schema: ALERT_SCHEMA.to_string(),
@@ -226,19 +234,25 @@ pub fn build(input: &AlertInput<'_>) -> Alert {
 }
 
 /// The most telling death: the latest leak death with a signature, else the latest memory
-/// death with one, else the latest with any OOM or crash signature.
-fn pick_evidence(reports: &[&InstanceReport], redactor: &Redactor) -> Option<Evidence> {
-    let ranked = |r: &&&InstanceReport| -> u8 {
+/// death with one, else the latest with any OOM or crash signature. Its full report is what
+/// the alert quotes.
+pub fn evidence_instance<'a>(reports: &[&'a InstanceFacts]) -> Option<&'a InstanceFacts> {
+    let ranked = |r: &&InstanceFacts| -> u8 {
         match (r.verdict.is_leak_death(), r.verdict.is_memory_death()) {
             (true, _) => 2,
             (_, true) => 1,
             _ => 0,
         }
     };
-    let best = reports
+    reports
         .iter()
-        .filter(|r| r.signatures.iter().any(|m| m.kind.is_death()))
-        .max_by(|a, b| (ranked(a), a.terminated_at).cmp(&(ranked(b), b.terminated_at)))?;
+        .copied()
+        .filter(|r| !r.death_signatures.is_empty())
+        .max_by(|a, b| (ranked(a), a.terminated_at).cmp(&(ranked(b), b.terminated_at)))
+}
+
+/// The deciding line of `best` with the lines around it, redacted.
+fn quote_evidence(best: &InstanceReport, redactor: &Redactor) -> Option<Evidence> {
     let m = best.deciding_signature()?;
     let events = &best.last_words.events;
     let line = m.line.min(events.len().saturating_sub(1));
@@ -274,7 +288,7 @@ fn clip(s: &str) -> String {
 fn links(
     e: &Evidence,
     deployment: &str,
-    reports: &[&InstanceReport],
+    reports: &[&InstanceFacts],
     cfg: &LinkConfig,
 ) -> Vec<Link> {
     let mut out = Vec::new();
@@ -296,10 +310,7 @@ fn links(
         let start = reports
             .iter()
             .find(|r| r.instance_id == e.instance_id)
-            .and_then(|r| {
-                r.launch_time
-                    .or_else(|| r.memory.points.first().map(|p| p.0))
-            })
+            .and_then(|r| r.launch_time.or(r.first_sample_at))
             .unwrap_or(from);
         let url = t
             .replace("{instance_id}", &encode(&e.instance_id))

@@ -2,7 +2,9 @@
 //! resource) with every deployment's verdict and evidence and, for deployments that die of
 //! memory, a chart of their instances' memory series with each death marked — the graph an
 //! engineer would otherwise hunt for in a dashboard — the last words, and an instance table.
-//! Served at `GET /` by `epitaph serve` and written by `--format html`.
+//! Served at `GET /` by `epitaph serve` and written by `--format html`. Drawn from the
+//! lookback's compact rows (counts, signatures, coverage) and the full reports of the few
+//! instances the page shows ([`cited`]): charts, excerpts, table rows.
 
 use std::fmt::Write;
 
@@ -11,7 +13,8 @@ use chrono::{DateTime, Utc};
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::analysis::signatures::SignatureLibrary;
 use crate::model::{
-    DeploymentFinding, DeploymentVerdict, InstanceReport, ProjectedDeath, SegmentEnd, TimeWindow,
+    DeploymentFinding, DeploymentVerdict, InstanceFacts, InstanceReport, ProjectedDeath,
+    SegmentEnd, TimeWindow,
 };
 use crate::sinks::alert::{fmt_growth, fmt_hours, fmt_value};
 use crate::sinks::redact::Redactor;
@@ -112,9 +115,60 @@ td.id,td.t{white-space:nowrap;font-variant-numeric:tabular-nums}
 td.cause{color:#57606a;font-size:12px}
 "#;
 
-/// Renders the report.
+/// Whether a deployment's section draws its memory: a chart and last-words excerpts.
+fn shows_memory(verdict: DeploymentVerdict) -> bool {
+    matches!(
+        verdict,
+        DeploymentVerdict::Leaking | DeploymentVerdict::OomWithoutLeak
+    )
+}
+
+/// The instances whose full reports the page shows, of the lookback's compact rows (oldest
+/// first, as the store gives them): per deployment, the latest [`MAX_TABLE_ROWS`] for its
+/// table and, when its section draws memory, the latest [`MAX_CHART_SERIES`] with a series
+/// and the latest [`MAX_EXCERPTS`] memory deaths with last words.
+pub fn cited(findings: &[DeploymentFinding], facts: &[InstanceFacts]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in findings {
+        let mine: Vec<&InstanceFacts> = facts
+            .iter()
+            .filter(|r| r.deployment == f.deployment)
+            .collect();
+        // Newest first; among equal times, the order the sections use (stable sorts of the
+        // store's order).
+        let mut newest: Vec<&InstanceFacts> = mine.clone();
+        newest.sort_by_key(|r| std::cmp::Reverse(r.terminated_at));
+        out.extend(
+            newest
+                .iter()
+                .take(MAX_TABLE_ROWS)
+                .map(|r| r.instance_id.clone()),
+        );
+        if shows_memory(f.verdict) {
+            out.extend(
+                newest
+                    .iter()
+                    .filter(|r| r.verdict.is_memory_death() && r.last_words_lines > 0)
+                    .take(MAX_EXCERPTS)
+                    .map(|r| r.instance_id.clone()),
+            );
+            let mut drawn: Vec<&InstanceFacts> =
+                mine.into_iter().filter(|r| r.memory_points >= 2).collect();
+            drawn.sort_by_key(|r| r.terminated_at);
+            let skip = drawn.len().saturating_sub(MAX_CHART_SERIES);
+            out.extend(drawn[skip..].iter().map(|r| r.instance_id.clone()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Renders the report: `facts` are the compact rows of every instance in the lookback,
+/// `reports` the full reports of those the page shows (at least [`cited`]'s).
 pub fn render(
     findings: &[DeploymentFinding],
+    facts: &[InstanceFacts],
     reports: &[InstanceReport],
     ctx: &HtmlContext<'_>,
 ) -> String {
@@ -161,8 +215,7 @@ pub fn render(
         }
         let _ = writeln!(out, "</ul></div>");
     }
-    let shown: Vec<&InstanceReport> = reports.iter().collect();
-    let coverage = crate::analysis::coverage::assess(&shown);
+    let coverage = crate::analysis::coverage::assess_facts(facts);
     for c in &coverage.collapsed {
         let _ = writeln!(
             out,
@@ -205,7 +258,11 @@ pub fn render(
             .iter()
             .filter(|r| r.deployment == f.deployment)
             .collect();
-        deployment_section(&mut out, f, &mine, ctx);
+        let my_facts: Vec<&InstanceFacts> = facts
+            .iter()
+            .filter(|r| r.deployment == f.deployment)
+            .collect();
+        deployment_section(&mut out, f, &my_facts, &mine, ctx);
     }
     out.push_str("</body></html>\n");
     out
@@ -220,6 +277,7 @@ fn anchor(s: &str) -> String {
 fn deployment_section(
     out: &mut String,
     f: &DeploymentFinding,
+    facts: &[&InstanceFacts],
     reports: &[&InstanceReport],
     ctx: &HtmlContext<'_>,
 ) {
@@ -265,21 +323,18 @@ fn deployment_section(
     }
     out.push_str("</div>\n");
 
-    let memory_deaths = matches!(
-        f.verdict,
-        DeploymentVerdict::Leaking | DeploymentVerdict::OomWithoutLeak
-    );
-    if memory_deaths {
-        chart(out, f, reports, ctx);
+    if shows_memory(f.verdict) {
+        let with_series = facts.iter().filter(|r| r.memory_points >= 2).count();
+        chart(out, f, reports, with_series, ctx);
         excerpts(out, reports, ctx);
     }
     if f.verdict != DeploymentVerdict::Healthy {
-        next_steps(out, reports, ctx);
+        next_steps(out, facts, ctx);
     }
     if let Some(h) = ctx.heap_diffs.iter().find(|h| h.deployment == f.deployment) {
         heap_diff(out, h);
     }
-    instance_table(out, reports, ctx);
+    instance_table(out, reports, facts.len(), ctx);
     out.push_str("</section>\n");
 }
 
@@ -349,19 +404,19 @@ fn heap_diff(out: &mut String, h: &AttachedHeapDiff) {
 
 /// What to do next for the signatures this deployment died with, and where the capture
 /// method is documented (a runtime's heap snapshot, heap dump or profile).
-fn next_steps(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
+fn next_steps(out: &mut String, facts: &[&InstanceFacts], ctx: &HtmlContext<'_>) {
     let Some(lib) = ctx.signatures else {
         return;
     };
     let mut seen: Vec<&str> = Vec::new();
     let mut items = String::new();
-    for r in reports {
-        for m in r.signatures.iter().filter(|m| m.kind.is_death()) {
-            if seen.contains(&m.signature.as_str()) {
+    for r in facts {
+        for id in &r.death_signatures {
+            if seen.contains(&id.as_str()) {
                 continue;
             }
-            seen.push(&m.signature);
-            let Some(sig) = lib.get(&m.signature) else {
+            seen.push(id);
+            let Some(sig) = lib.get(id) else {
                 continue;
             };
             let links: Vec<String> = sig
@@ -392,10 +447,13 @@ fn next_steps(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'
     }
 }
 
+/// `with_series`: how many of the deployment's instances have a series to draw (the reports
+/// given hold at least the latest [`MAX_CHART_SERIES`] of them).
 fn chart(
     out: &mut String,
     f: &DeploymentFinding,
     reports: &[&InstanceReport],
+    with_series: usize,
     ctx: &HtmlContext<'_>,
 ) {
     let mut drawn: Vec<&InstanceReport> = reports
@@ -405,8 +463,8 @@ fn chart(
         .collect();
     drawn.sort_by_key(|r| r.terminated_at);
     // Keep the most recent deaths when there are too many to draw.
-    let skip = drawn.len().saturating_sub(MAX_CHART_SERIES);
-    let drawn = &drawn[skip..];
+    let drawn = &drawn[drawn.len().saturating_sub(MAX_CHART_SERIES)..];
+    let skip = with_series.saturating_sub(drawn.len());
     if drawn.is_empty() {
         out.push_str("<p class=\"legend\">No memory series for these instances.</p>\n");
         return;
@@ -612,7 +670,14 @@ fn excerpts(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>
     }
 }
 
-fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlContext<'_>) {
+/// `total`: the deployment's instances (the reports given hold at least the latest
+/// [`MAX_TABLE_ROWS`]).
+fn instance_table(
+    out: &mut String,
+    reports: &[&InstanceReport],
+    total: usize,
+    ctx: &HtmlContext<'_>,
+) {
     let mut rows: Vec<&&InstanceReport> = reports.iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.terminated_at));
     out.push_str("<table class=\"instances\"><thead><tr><th>instance</th><th>terminated</th><th>verdict</th><th>signature</th><th>floor growth</th><th>lifetime</th><th>cause</th></tr></thead><tbody>\n");
@@ -635,11 +700,12 @@ fn instance_table(out: &mut String, reports: &[&InstanceReport], ctx: &HtmlConte
         );
     }
     out.push_str("</tbody></table>\n");
-    if rows.len() > MAX_TABLE_ROWS {
+    let listed = rows.len().min(MAX_TABLE_ROWS);
+    if total > listed {
         let _ = writeln!(
             out,
             "<p class=\"legend\">{} more instances not listed.</p>",
-            rows.len() - MAX_TABLE_ROWS
+            total - listed
         );
     }
 }
@@ -681,6 +747,7 @@ mod tests {
         let r = Redactor::default();
         let html = render(
             &[f],
+            &[],
             &[],
             &HtmlContext {
                 generated_at: Utc::now(),
@@ -759,8 +826,14 @@ mod tests {
             origin: None,
         };
         let r = Redactor::default();
+        let facts = [crate::model::InstanceFacts::of(&report)];
+        assert_eq!(
+            cited(std::slice::from_ref(&f), &facts),
+            vec![report.instance_id.clone()]
+        );
         let html = render(
             &[f],
+            &facts,
             &[report],
             &HtmlContext {
                 generated_at: Utc::now(),
@@ -780,5 +853,130 @@ mod tests {
             html.contains("i-0abc: restart at 2026-01-05 09:55 UTC"),
             "{html}"
         );
+    }
+
+    /// The page drawn from the cited reports alone is the page drawn from every report: the
+    /// charts, excerpts and tables pick the same instances (times tie on purpose, and the
+    /// newest instances, which fill the table, have neither series nor last words), and the
+    /// counts of what is left out come from the compact rows.
+    #[test]
+    fn the_cited_reports_draw_the_same_page_as_all_of_them() {
+        use crate::model::{
+            CauseCategory, InstanceFacts, InstanceVerdict, LastWords, LogEvent, MemorySeries,
+            SignatureKind, SignatureMatch,
+        };
+        use chrono::TimeZone;
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
+        let old = 90;
+        let mut reports: Vec<InstanceReport> = (0..(MAX_TABLE_ROWS + old))
+            .map(|i| {
+                // Three instances per termination time: ties at every cut.
+                let at = t0 + chrono::Duration::minutes((i / 3) as i64);
+                let evidence = i < old;
+                let verdict = match (evidence, i % 2) {
+                    (true, 0) => InstanceVerdict::OomLeak,
+                    (true, _) => InstanceVerdict::OomSpike,
+                    (false, 0) => InstanceVerdict::NotACrash,
+                    (false, _) => InstanceVerdict::CrashOther,
+                };
+                // The newest fill web:1's table exactly; web:2 has a few old ones.
+                let deployment = if evidence && i % 7 == 0 {
+                    "web:2"
+                } else {
+                    "web:1"
+                };
+                InstanceReport {
+                    instance_id: format!("i-{:03}", (i * 37) % 1000),
+                    deployment: deployment.into(),
+                    asg: "web".into(),
+                    terminated_at: at,
+                    cause: CauseCategory::HealthCheck,
+                    cause_text: format!("cause {i}"),
+                    launch_time: None,
+                    verdict,
+                    explanation: String::new(),
+                    signatures: if verdict.is_memory_death() {
+                        vec![SignatureMatch {
+                            signature: format!("sig.{}", i % 3),
+                            runtime: "node".into(),
+                            kind: SignatureKind::Oom,
+                            line: 0,
+                            text: "heap out of memory".into(),
+                            details: Default::default(),
+                        }]
+                    } else {
+                        vec![]
+                    },
+                    leak: None,
+                    last_words: LastWords {
+                        // Words and series on different instances: each section cites its own.
+                        events: (0..if evidence && i % 4 < 2 { i % 4 + 1 } else { 0 })
+                            .map(|k| LogEvent {
+                                timestamp: at,
+                                message: format!("line {k} of {i}"),
+                            })
+                            .collect(),
+                        ..Default::default()
+                    },
+                    memory: MemorySeries {
+                        points: (0..if evidence && i % 4 >= 2 { i % 4 } else { 0 })
+                            .map(|k| (at - chrono::Duration::minutes(k as i64), k as f64))
+                            .collect(),
+                        limit: Some(100.0),
+                        ..Default::default()
+                    },
+                }
+            })
+            .collect();
+        reports.sort_by(|a, b| {
+            (a.terminated_at, &a.instance_id).cmp(&(b.terminated_at, &b.instance_id))
+        });
+        let facts: Vec<InstanceFacts> = reports.iter().map(InstanceFacts::of).collect();
+        let findings: Vec<DeploymentFinding> = ["web:1", "web:2"]
+            .iter()
+            .map(|d| DeploymentFinding {
+                deployment: d.to_string(),
+                asgs: vec!["web".into()],
+                verdict: DeploymentVerdict::Leaking,
+                summary: String::new(),
+                evidence: Default::default(),
+                origin: None,
+            })
+            .collect();
+        let ids = cited(&findings, &facts);
+        assert!(
+            ids.len() < reports.len(),
+            "{} of {}",
+            ids.len(),
+            reports.len()
+        );
+        let shown: Vec<InstanceReport> = reports
+            .iter()
+            .filter(|r| ids.contains(&r.instance_id))
+            .cloned()
+            .collect();
+        let r = Redactor::default();
+        let lib = crate::analysis::signatures::SignatureLibrary::default_library().unwrap();
+        let ctx = HtmlContext {
+            generated_at: t0,
+            window: None,
+            unit: "percent",
+            redactor: &r,
+            next_deaths: &[],
+            signatures: Some(&lib),
+            heap_diffs: &[],
+            unread_targets: &Default::default(),
+        };
+        let all = render(&findings, &facts, &reports, &ctx);
+        assert!(
+            all.contains("more instances not listed"),
+            "the table is cut"
+        );
+        assert!(
+            all.contains("older instances not drawn"),
+            "the chart is cut"
+        );
+        assert!(all.contains("Last words of"), "excerpts are shown");
+        assert_eq!(render(&findings, &facts, &shown, &ctx), all);
     }
 }

@@ -42,6 +42,7 @@ pub fn render_scan(report: &ScanReport, format: Format, color: bool) -> String {
         Format::Html => crate::sinks::html::render(
             &report.deployments,
             &[],
+            &[],
             &crate::sinks::html::HtmlContext {
                 generated_at: chrono::Utc::now(),
                 window: Some(report.window),

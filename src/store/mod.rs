@@ -4,6 +4,7 @@
 //! Both fill the one [`Store`] trait with the same contracts, checked by the same tests
 //! (`tests/suite/store_contract.rs`).
 
+pub mod codec;
 pub mod postgres;
 pub mod sqlite;
 
@@ -17,7 +18,8 @@ use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::Result;
 use crate::model::{
-    DeploymentFinding, InstanceInfo, InstanceReport, ProjectedDeath, Termination, TimeWindow,
+    CauseCategory, DeploymentFinding, InstanceFacts, InstanceInfo, InstanceReport, InstanceVerdict,
+    LeakVerdict, ProjectedDeath, Termination, TimeWindow,
 };
 
 pub use postgres::PgStore;
@@ -74,6 +76,56 @@ where
             decode(what, &k, &j)
         })
         .collect()
+}
+
+/// A stored report: compact evidence (`report_bin`, [`codec`]) when the row has it, else the
+/// JSON rows written before it.
+fn stored_report(key: &str, json: Option<&str>, bin: Option<&[u8]>) -> Result<InstanceReport> {
+    match (bin, json) {
+        (Some(b), _) => codec::decode_report(key, b),
+        (None, Some(j)) => decode("instance", key, j),
+        (None, None) => Err(crate::error::Error::Store(format!(
+            "corrupt instance record `{key}`: no report"
+        ))),
+    }
+}
+
+/// Reports whose compact rows the backfill at open reads per batch.
+const BACKFILL_BATCH: usize = 500;
+
+/// The text columns of a compact row read back into their types, naming the row when a
+/// value is unknown.
+fn facts_enums(
+    key: &str,
+    cause: &str,
+    verdict: &str,
+    leak: Option<&str>,
+    death_signatures: &str,
+) -> Result<(
+    CauseCategory,
+    InstanceVerdict,
+    Option<LeakVerdict>,
+    Vec<String>,
+)> {
+    let corrupt = |what: &str, v: &str| {
+        crate::error::Error::Store(format!("corrupt instance facts `{key}`: {what} `{v}`"))
+    };
+    Ok((
+        CauseCategory::parse(cause).ok_or_else(|| corrupt("cause", cause))?,
+        InstanceVerdict::parse(verdict).ok_or_else(|| corrupt("verdict", verdict))?,
+        leak.map(|l| LeakVerdict::parse(l).ok_or_else(|| corrupt("leak verdict", l)))
+            .transpose()?,
+        decode("instance facts", key, death_signatures)?,
+    ))
+}
+
+/// What one call to [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// Full reports (evidence) deleted.
+    pub evidence: u64,
+    /// Compact rows deleted.
+    pub facts: u64,
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -199,9 +251,11 @@ pub trait Store: Send + Sync {
     /// The targets the latest run could not read ([`RunRecord::target_backlog`]); empty before
     /// the first run.
     async fn target_backlog(&self) -> Result<TargetBacklog>;
-    /// Which of `ids` already have an analysed report.
+    /// Which of `ids` were analysed already (their compact row is kept, whether or not their
+    /// evidence still is).
     async fn analysed_ids(&self, ids: &[String]) -> Result<HashSet<String>>;
-    /// Saves reports (replacing earlier ones) and clears their pending entries, atomically.
+    /// Saves reports (replacing earlier ones) with their compact rows ([`InstanceFacts`]) and
+    /// clears their pending entries, atomically.
     async fn save_instances(&self, reports: &[InstanceReport]) -> Result<()>;
     /// Records a failed fetch: the termination is retried on the next run.
     async fn save_pending(&self, termination: &Termination, error: &str) -> Result<()>;
@@ -209,6 +263,21 @@ pub trait Store: Send + Sync {
     async fn instance(&self, id: &str) -> Result<Option<InstanceReport>>;
     /// Reports of instances terminated in the window, oldest first.
     async fn instances_in(&self, window: TimeWindow) -> Result<Vec<InstanceReport>>;
+    /// The compact rows of instances terminated in the window, oldest first (then by id):
+    /// what judging reads, without decoding any evidence.
+    async fn facts_in(&self, window: TimeWindow) -> Result<Vec<InstanceFacts>>;
+    /// The reports of these instances whose evidence is still kept, oldest first (then by
+    /// id): what a report or an alert shows.
+    async fn reports(&self, ids: &[String]) -> Result<Vec<InstanceReport>>;
+    /// Retention: deletes the reports (evidence) of instances terminated before
+    /// `evidence_before` and the compact rows of those terminated before `facts_before`,
+    /// oldest first, at most `limit` of each per call (bounded work; the next call goes on).
+    async fn prune(
+        &self,
+        evidence_before: DateTime<Utc>,
+        facts_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Pruned>;
     async fn save_inventory(&self, infos: &[InstanceInfo]) -> Result<()>;
     async fn inventory(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>>;
     async fn save_findings(&self, findings: &[DeploymentFinding]) -> Result<()>;

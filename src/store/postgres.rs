@@ -14,14 +14,15 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
 use super::{
-    decode, decode_rows, encode, AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending,
-    RunRecord, Store, TargetBacklog,
+    codec, decode, decode_rows, encode, facts_enums, stored_report, AlertChange, DeliveryOutcome,
+    OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord, Store, TargetBacklog, BACKFILL_BATCH,
 };
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::{Error, Result};
 use crate::model::{
-    DeploymentFinding, InstanceInfo, InstanceReport, ProjectedDeath, Termination, TimeWindow,
+    DeploymentFinding, InstanceFacts, InstanceInfo, InstanceReport, ProjectedDeath, Termination,
+    TimeWindow,
 };
 
 /// Connections per process: a scan's batched writes, the API's reads and the deliverer.
@@ -99,8 +100,139 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| Error::Store(format!("state.url `{shown}`: migration: {e}")))?;
-        Ok(PgStore { pool })
+        let store = PgStore { pool };
+        store.backfill_facts().await?;
+        Ok(store)
     }
+
+    /// Fills in the compact rows of reports stored before they existed (migration 0003), a
+    /// batch at a time; replicas opening together may both fill a row (the same values).
+    async fn backfill_facts(&self) -> Result<()> {
+        loop {
+            let rows = sqlx::query(
+                "SELECT instance_id, report_json::text AS report_json, report_bin FROM instances i
+                 WHERE NOT EXISTS (SELECT 1 FROM instance_facts f WHERE f.instance_id = i.instance_id)
+                 LIMIT $1",
+            )
+            .bind(BACKFILL_BATCH as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let facts: Vec<InstanceFacts> = decode_reports(&rows)?
+                .iter()
+                .map(InstanceFacts::of)
+                .collect();
+            let mut tx = self.pool.begin().await?;
+            insert_facts(&mut tx, &facts).await?;
+            tx.commit().await?;
+        }
+    }
+}
+
+/// Reports of rows selected with `instance_id, report_json::text AS report_json, report_bin`.
+fn decode_reports(rows: &[PgRow]) -> Result<Vec<InstanceReport>> {
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get("instance_id")?;
+            let json: Option<String> = r.try_get("report_json")?;
+            let bin: Option<Vec<u8>> = r.try_get("report_bin")?;
+            stored_report(&id, json.as_deref(), bin.as_deref())
+        })
+        .collect()
+}
+
+/// Columns of `instance_facts`, in the order [`insert_facts`] binds them.
+const FACTS_COLUMNS: &str = "instance_id, deployment, asg, terminated_at, cause, verdict, launch_time, first_sample_at, leak, growth_per_hour, final_peak, leak_basis_start, projected_exhaustion, memory_limit, memory_points, last_words_lines, deciding_signature, death_signatures";
+
+async fn insert_facts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    facts: &[InstanceFacts],
+) -> Result<()> {
+    for chunk in facts.chunks(ROWS_PER_INSERT) {
+        let col = |f: &dyn Fn(&InstanceFacts) -> Option<String>| -> Vec<Option<String>> {
+            chunk.iter().map(f).collect()
+        };
+        let time =
+            |f: &dyn Fn(&InstanceFacts) -> Option<DateTime<Utc>>| -> Vec<Option<DateTime<Utc>>> {
+                chunk.iter().map(f).collect()
+            };
+        let num = |f: &dyn Fn(&InstanceFacts) -> Option<f64>| -> Vec<Option<f64>> {
+            chunk.iter().map(f).collect()
+        };
+        let signatures = chunk
+            .iter()
+            .map(|f| encode(&f.death_signatures))
+            .collect::<Result<Vec<String>>>()?;
+        sqlx::query(&format!(
+            "INSERT INTO instance_facts ({FACTS_COLUMNS})
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+               $7::timestamptz[], $8::timestamptz[], $9::text[], $10::float8[], $11::float8[],
+               $12::timestamptz[], $13::timestamptz[], $14::float8[], $15::int4[], $16::int4[], $17::text[], $18::text[])
+             ON CONFLICT (instance_id) DO UPDATE SET deployment = excluded.deployment, asg = excluded.asg,
+               terminated_at = excluded.terminated_at, cause = excluded.cause, verdict = excluded.verdict,
+               launch_time = excluded.launch_time, first_sample_at = excluded.first_sample_at,
+               leak = excluded.leak, growth_per_hour = excluded.growth_per_hour,
+               final_peak = excluded.final_peak, leak_basis_start = excluded.leak_basis_start,
+               projected_exhaustion = excluded.projected_exhaustion, memory_limit = excluded.memory_limit,
+               memory_points = excluded.memory_points, last_words_lines = excluded.last_words_lines,
+               deciding_signature = excluded.deciding_signature, death_signatures = excluded.death_signatures"
+        ))
+        .bind(col(&|f| Some(f.instance_id.clone())))
+        .bind(col(&|f| Some(f.deployment.clone())))
+        .bind(col(&|f| Some(f.asg.clone())))
+        .bind(chunk.iter().map(|f| f.terminated_at).collect::<Vec<_>>())
+        .bind(col(&|f| Some(f.cause.as_str().to_string())))
+        .bind(col(&|f| Some(f.verdict.as_str().to_string())))
+        .bind(time(&|f| f.launch_time))
+        .bind(time(&|f| f.first_sample_at))
+        .bind(col(&|f| f.leak.map(|l| l.as_str().to_string())))
+        .bind(num(&|f| f.growth_per_hour))
+        .bind(num(&|f| f.final_peak))
+        .bind(time(&|f| f.leak_basis_start))
+        .bind(time(&|f| f.projected_exhaustion))
+        .bind(num(&|f| f.memory_limit))
+        .bind(chunk.iter().map(|f| f.memory_points.min(i32::MAX as usize) as i32).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|f| f.last_words_lines.min(i32::MAX as usize) as i32).collect::<Vec<_>>())
+        .bind(col(&|f| f.deciding_signature.clone()))
+        .bind(&signatures)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn facts_row(r: &PgRow) -> Result<InstanceFacts> {
+    let id: String = r.try_get("instance_id")?;
+    let leak: Option<String> = r.try_get("leak")?;
+    let (cause, verdict, leak, death_signatures) = facts_enums(
+        &id,
+        &r.try_get::<String, _>("cause")?,
+        &r.try_get::<String, _>("verdict")?,
+        leak.as_deref(),
+        &r.try_get::<String, _>("death_signatures")?,
+    )?;
+    Ok(InstanceFacts {
+        deployment: r.try_get("deployment")?,
+        asg: r.try_get("asg")?,
+        terminated_at: r.try_get("terminated_at")?,
+        cause,
+        verdict,
+        launch_time: r.try_get("launch_time")?,
+        first_sample_at: r.try_get("first_sample_at")?,
+        leak,
+        growth_per_hour: r.try_get("growth_per_hour")?,
+        final_peak: r.try_get("final_peak")?,
+        leak_basis_start: r.try_get("leak_basis_start")?,
+        projected_exhaustion: r.try_get("projected_exhaustion")?,
+        memory_limit: r.try_get("memory_limit")?,
+        memory_points: r.try_get::<i32, _>("memory_points")?.max(0) as usize,
+        last_words_lines: r.try_get::<i32, _>("last_words_lines")?.max(0) as usize,
+        deciding_signature: r.try_get("deciding_signature")?,
+        death_signatures,
+        instance_id: id,
+    })
 }
 
 #[async_trait]
@@ -138,10 +270,11 @@ impl Store for PgStore {
     }
 
     async fn analysed_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
-        let rows = sqlx::query("SELECT instance_id FROM instances WHERE instance_id = ANY($1)")
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT instance_id FROM instance_facts WHERE instance_id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok(r.try_get::<String, _>("instance_id")?))
             .collect()
@@ -156,23 +289,30 @@ impl Store for PgStore {
             let asgs: Vec<&str> = chunk.iter().map(|r| r.asg.as_str()).collect();
             let terminated: Vec<DateTime<Utc>> = chunk.iter().map(|r| r.terminated_at).collect();
             let verdicts: Vec<&str> = chunk.iter().map(|r| r.verdict.as_str()).collect();
-            let json = chunk.iter().map(encode).collect::<Result<Vec<String>>>()?;
+            let bins = chunk
+                .iter()
+                .map(codec::encode_report)
+                .collect::<Result<Vec<Vec<u8>>>>()?;
+            // The evidence goes compact in report_bin; report_json stays NULL.
             sqlx::query(
-                "INSERT INTO instances (instance_id, deployment, asg, terminated_at, verdict, report_json, updated_at)
-                 SELECT i, d, a, t, v, j::json, $7 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[]) AS u(i, d, a, t, v, j)
+                "INSERT INTO instances (instance_id, deployment, asg, terminated_at, verdict, report_json, report_bin, updated_at)
+                 SELECT i, d, a, t, v, NULL, b, $7 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bytea[]) AS u(i, d, a, t, v, b)
                  ON CONFLICT (instance_id) DO UPDATE SET deployment = excluded.deployment, asg = excluded.asg,
                    terminated_at = excluded.terminated_at, verdict = excluded.verdict,
-                   report_json = excluded.report_json, updated_at = excluded.updated_at",
+                   report_json = excluded.report_json, report_bin = excluded.report_bin,
+                   updated_at = excluded.updated_at",
             )
             .bind(&ids)
             .bind(&deployments)
             .bind(&asgs)
             .bind(&terminated)
             .bind(&verdicts)
-            .bind(&json)
+            .bind(&bins)
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            let facts: Vec<InstanceFacts> = chunk.iter().map(InstanceFacts::of).collect();
+            insert_facts(&mut tx, &facts).await?;
             sqlx::query("DELETE FROM pending WHERE instance_id = ANY($1)")
                 .bind(&ids)
                 .execute(&mut *tx)
@@ -216,24 +356,74 @@ impl Store for PgStore {
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceReport>> {
         let rows = sqlx::query(
-            "SELECT instance_id, report_json::text AS report_json FROM instances WHERE instance_id = $1",
+            "SELECT instance_id, report_json::text AS report_json, report_bin FROM instances WHERE instance_id = $1",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(decode_rows(&rows, "instance", "instance_id", "report_json")?.pop())
+        Ok(decode_reports(&rows)?.pop())
     }
 
     async fn instances_in(&self, window: TimeWindow) -> Result<Vec<InstanceReport>> {
         let rows = sqlx::query(
-            "SELECT instance_id, report_json::text AS report_json FROM instances
+            "SELECT instance_id, report_json::text AS report_json, report_bin FROM instances
              WHERE terminated_at >= $1 AND terminated_at < $2 ORDER BY terminated_at, instance_id",
         )
         .bind(window.start)
         .bind(window.end)
         .fetch_all(&self.pool)
         .await?;
-        decode_rows(&rows, "instance", "instance_id", "report_json")
+        decode_reports(&rows)
+    }
+
+    async fn facts_in(&self, window: TimeWindow) -> Result<Vec<InstanceFacts>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FACTS_COLUMNS} FROM instance_facts WHERE terminated_at >= $1 AND terminated_at < $2
+             ORDER BY terminated_at, instance_id"
+        ))
+        .bind(window.start)
+        .bind(window.end)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(facts_row).collect()
+    }
+
+    async fn reports(&self, ids: &[String]) -> Result<Vec<InstanceReport>> {
+        let rows = sqlx::query(
+            "SELECT instance_id, report_json::text AS report_json, report_bin FROM instances
+             WHERE instance_id = ANY($1) ORDER BY terminated_at, instance_id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        decode_reports(&rows)
+    }
+
+    async fn prune(
+        &self,
+        evidence_before: DateTime<Utc>,
+        facts_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Pruned> {
+        let evidence = sqlx::query(
+            "DELETE FROM instances WHERE instance_id IN (SELECT instance_id FROM instances
+             WHERE terminated_at < $1 ORDER BY terminated_at LIMIT $2)",
+        )
+        .bind(evidence_before)
+        .bind(limit as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let facts = sqlx::query(
+            "DELETE FROM instance_facts WHERE instance_id IN (SELECT instance_id FROM instance_facts
+             WHERE terminated_at < $1 ORDER BY terminated_at LIMIT $2)",
+        )
+        .bind(facts_before)
+        .bind(limit as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(Pruned { evidence, facts })
     }
 
     async fn save_inventory(&self, infos: &[InstanceInfo]) -> Result<()> {

@@ -14,20 +14,25 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    decode, decode_rows, encode, AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending,
-    RunRecord, Store, TargetBacklog,
+    codec, decode, decode_rows, encode, facts_enums, stored_report, AlertChange, DeliveryOutcome,
+    OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord, Store, TargetBacklog, BACKFILL_BATCH,
 };
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::{Error, Result};
 use crate::model::{
-    DeploymentFinding, InstanceInfo, InstanceReport, ProjectedDeath, Termination, TimeWindow,
+    DeploymentFinding, InstanceFacts, InstanceInfo, InstanceReport, ProjectedDeath, Termination,
+    TimeWindow,
 };
 
 /// How long a writer waits for another process holding the database lock.
 const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 /// SQLite allows 32766 bound parameters; stay well below for `IN (...)` lists.
 const MAX_IN_LIST: usize = 500;
+/// Page size of a new state file. Stored reports are ~1.3–1.5 KB each: 4 KiB pages hold two
+/// with a third of the page left over; 8 KiB pages hold five (7 % smaller files on the
+/// simulated fleet). An existing file keeps the size it was created with.
+const PAGE_SIZE: u32 = 8192;
 /// Rows per multi-row INSERT: one statement per chunk instead of one per row, because every
 /// statement is a round trip to sqlx's SQLite worker thread.
 const ROWS_PER_INSERT: usize = 100;
@@ -88,6 +93,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
+            .page_size(PAGE_SIZE)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -95,7 +101,9 @@ impl SqliteStore {
             .await
             .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let store = SqliteStore { pool };
+        store.backfill_facts().await?;
+        Ok(store)
     }
 
     /// An in-memory store (tests, one-off queries).
@@ -109,15 +117,133 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    async fn reports(&self, rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<InstanceReport>> {
+    /// Reports of rows selected with `instance_id, report_json, report_bin`.
+    async fn decode_reports(
+        &self,
+        rows: Vec<sqlx::sqlite::SqliteRow>,
+    ) -> Result<Vec<InstanceReport>> {
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get("instance_id")?;
                 let json: String = r.try_get("report_json")?;
-                decode("instance", &id, &json)
+                let bin: Option<Vec<u8>> = r.try_get("report_bin")?;
+                stored_report(&id, Some(json.as_str()), bin.as_deref())
             })
             .collect()
     }
+
+    /// Fills in the compact rows of reports stored before they existed (migration 0006), a
+    /// batch at a time. A store written by this version has none to fill.
+    async fn backfill_facts(&self) -> Result<()> {
+        loop {
+            let rows = sqlx::query(
+                "SELECT instance_id, report_json, report_bin FROM instances i
+                 WHERE NOT EXISTS (SELECT 1 FROM instance_facts f WHERE f.instance_id = i.instance_id)
+                 LIMIT ?",
+            )
+            .bind(BACKFILL_BATCH as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let facts: Vec<InstanceFacts> = self
+                .decode_reports(rows)
+                .await?
+                .iter()
+                .map(InstanceFacts::of)
+                .collect();
+            let mut tx = self.pool.begin().await?;
+            insert_facts(&mut tx, &facts).await?;
+            tx.commit().await?;
+        }
+    }
+}
+
+/// Columns of `instance_facts`, in the order [`insert_facts`] binds them.
+const FACTS_COLUMNS: &str = "instance_id, deployment, asg, terminated_at, cause, verdict, launch_time, first_sample_at, leak, growth_per_hour, final_peak, leak_basis_start, projected_exhaustion, memory_limit, memory_points, last_words_lines, deciding_signature, death_signatures";
+/// Rows per facts INSERT (18 columns each, well under SQLite's bound-parameter limit).
+const FACTS_PER_INSERT: usize = 100;
+
+async fn insert_facts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    facts: &[InstanceFacts],
+) -> Result<()> {
+    for chunk in facts.chunks(FACTS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO instance_facts ({FACTS_COLUMNS}) VALUES {}
+             ON CONFLICT (instance_id) DO UPDATE SET deployment = excluded.deployment, asg = excluded.asg,
+               terminated_at = excluded.terminated_at, cause = excluded.cause, verdict = excluded.verdict,
+               launch_time = excluded.launch_time, first_sample_at = excluded.first_sample_at,
+               leak = excluded.leak, growth_per_hour = excluded.growth_per_hour,
+               final_peak = excluded.final_peak, leak_basis_start = excluded.leak_basis_start,
+               projected_exhaustion = excluded.projected_exhaustion, memory_limit = excluded.memory_limit,
+               memory_points = excluded.memory_points, last_words_lines = excluded.last_words_lines,
+               deciding_signature = excluded.deciding_signature, death_signatures = excluded.death_signatures",
+            placeholders(chunk.len(), 18)
+        );
+        let mut q = sqlx::query(&sql);
+        for f in chunk {
+            q = q
+                .bind(&f.instance_id)
+                .bind(&f.deployment)
+                .bind(&f.asg)
+                .bind(ts(f.terminated_at))
+                .bind(f.cause.as_str())
+                .bind(f.verdict.as_str())
+                .bind(f.launch_time.map(ts))
+                .bind(f.first_sample_at.map(ts))
+                .bind(f.leak.map(|l| l.as_str()))
+                .bind(f.growth_per_hour)
+                .bind(f.final_peak)
+                .bind(f.leak_basis_start.map(ts))
+                .bind(f.projected_exhaustion.map(ts))
+                .bind(f.memory_limit)
+                .bind(f.memory_points as i64)
+                .bind(f.last_words_lines as i64)
+                .bind(&f.deciding_signature)
+                .bind(encode(&f.death_signatures)?);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn facts_row(r: &sqlx::sqlite::SqliteRow) -> Result<InstanceFacts> {
+    let id: String = r.try_get("instance_id")?;
+    let time = |col: &str| -> Result<Option<DateTime<Utc>>> {
+        r.try_get::<Option<String>, _>(col)?
+            .map(|t| parse_ts("instance facts", &t))
+            .transpose()
+    };
+    let leak: Option<String> = r.try_get("leak")?;
+    let (cause, verdict, leak, death_signatures) = facts_enums(
+        &id,
+        &r.try_get::<String, _>("cause")?,
+        &r.try_get::<String, _>("verdict")?,
+        leak.as_deref(),
+        &r.try_get::<String, _>("death_signatures")?,
+    )?;
+    Ok(InstanceFacts {
+        deployment: r.try_get("deployment")?,
+        asg: r.try_get("asg")?,
+        terminated_at: parse_ts("instance facts", &r.try_get::<String, _>("terminated_at")?)?,
+        cause,
+        verdict,
+        launch_time: time("launch_time")?,
+        first_sample_at: time("first_sample_at")?,
+        leak,
+        growth_per_hour: r.try_get("growth_per_hour")?,
+        final_peak: r.try_get("final_peak")?,
+        leak_basis_start: time("leak_basis_start")?,
+        projected_exhaustion: time("projected_exhaustion")?,
+        memory_limit: r.try_get("memory_limit")?,
+        memory_points: r.try_get::<i64, _>("memory_points")?.max(0) as usize,
+        last_words_lines: r.try_get::<i64, _>("last_words_lines")?.max(0) as usize,
+        deciding_signature: r.try_get("deciding_signature")?,
+        death_signatures,
+        instance_id: id,
+    })
 }
 
 #[async_trait]
@@ -167,7 +293,7 @@ impl Store for SqliteStore {
         let mut out = HashSet::new();
         for chunk in ids.chunks(MAX_IN_LIST) {
             let sql = format!(
-                "SELECT instance_id FROM instances WHERE instance_id IN ({})",
+                "SELECT instance_id FROM instance_facts WHERE instance_id IN ({})",
                 vec!["?"; chunk.len()].join(",")
             );
             let mut q = sqlx::query(&sql);
@@ -185,13 +311,15 @@ impl Store for SqliteStore {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin().await?;
         for chunk in reports.chunks(ROWS_PER_INSERT) {
+            // The evidence goes compact in report_bin; report_json stays empty (NOT NULL).
             let sql = format!(
-                "INSERT INTO instances (instance_id, deployment, asg, terminated_at, verdict, report_json, updated_at)
+                "INSERT INTO instances (instance_id, deployment, asg, terminated_at, verdict, report_json, report_bin, updated_at)
                  VALUES {}
                  ON CONFLICT (instance_id) DO UPDATE SET deployment = excluded.deployment, asg = excluded.asg,
                    terminated_at = excluded.terminated_at, verdict = excluded.verdict,
-                   report_json = excluded.report_json, updated_at = excluded.updated_at",
-                placeholders(chunk.len(), 7)
+                   report_json = excluded.report_json, report_bin = excluded.report_bin,
+                   updated_at = excluded.updated_at",
+                placeholders(chunk.len(), 8)
             );
             let mut q = sqlx::query(&sql);
             for r in chunk {
@@ -201,10 +329,13 @@ impl Store for SqliteStore {
                     .bind(&r.asg)
                     .bind(ts(r.terminated_at))
                     .bind(r.verdict.as_str())
-                    .bind(encode(r)?)
+                    .bind("")
+                    .bind(codec::encode_report(r)?)
                     .bind(&now);
             }
             q.execute(&mut *tx).await?;
+            let facts: Vec<InstanceFacts> = chunk.iter().map(InstanceFacts::of).collect();
+            insert_facts(&mut tx, &facts).await?;
             let sql = format!(
                 "DELETE FROM pending WHERE instance_id IN ({})",
                 vec!["?"; chunk.len()].join(",")
@@ -252,24 +383,84 @@ impl Store for SqliteStore {
     }
 
     async fn instance(&self, id: &str) -> Result<Option<InstanceReport>> {
-        let row =
-            sqlx::query("SELECT instance_id, report_json FROM instances WHERE instance_id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(self.reports(row.into_iter().collect()).await?.pop())
+        let row = sqlx::query(
+            "SELECT instance_id, report_json, report_bin FROM instances WHERE instance_id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(self.decode_reports(row.into_iter().collect()).await?.pop())
     }
 
     async fn instances_in(&self, window: TimeWindow) -> Result<Vec<InstanceReport>> {
         let rows = sqlx::query(
-            "SELECT instance_id, report_json FROM instances WHERE terminated_at >= ? AND terminated_at < ?
+            "SELECT instance_id, report_json, report_bin FROM instances WHERE terminated_at >= ? AND terminated_at < ?
              ORDER BY terminated_at, instance_id",
         )
         .bind(ts(window.start))
         .bind(ts(window.end))
         .fetch_all(&self.pool)
         .await?;
-        self.reports(rows).await
+        self.decode_reports(rows).await
+    }
+
+    async fn facts_in(&self, window: TimeWindow) -> Result<Vec<InstanceFacts>> {
+        let sql = format!(
+            "SELECT {FACTS_COLUMNS} FROM instance_facts WHERE terminated_at >= ? AND terminated_at < ?
+             ORDER BY terminated_at, instance_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(ts(window.start))
+            .bind(ts(window.end))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(facts_row).collect()
+    }
+
+    async fn reports(&self, ids: &[String]) -> Result<Vec<InstanceReport>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_IN_LIST) {
+            let sql = format!(
+                "SELECT instance_id, report_json, report_bin FROM instances WHERE instance_id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(self.decode_reports(q.fetch_all(&self.pool).await?).await?);
+        }
+        out.sort_by(|a, b| {
+            (a.terminated_at, &a.instance_id).cmp(&(b.terminated_at, &b.instance_id))
+        });
+        Ok(out)
+    }
+
+    async fn prune(
+        &self,
+        evidence_before: DateTime<Utc>,
+        facts_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Pruned> {
+        let evidence = sqlx::query(
+            "DELETE FROM instances WHERE instance_id IN (SELECT instance_id FROM instances
+             WHERE terminated_at < ? ORDER BY terminated_at LIMIT ?)",
+        )
+        .bind(ts(evidence_before))
+        .bind(limit as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let facts = sqlx::query(
+            "DELETE FROM instance_facts WHERE instance_id IN (SELECT instance_id FROM instance_facts
+             WHERE terminated_at < ? ORDER BY terminated_at LIMIT ?)",
+        )
+        .bind(ts(facts_before))
+        .bind(limit as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(Pruned { evidence, facts })
     }
 
     async fn save_inventory(&self, infos: &[InstanceInfo]) -> Result<()> {

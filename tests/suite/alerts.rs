@@ -287,6 +287,20 @@ impl Store for LoseFirstRace {
     async fn instances_in(&self, window: TimeWindow) -> Result<Vec<InstanceReport>> {
         self.inner.instances_in(window).await
     }
+    async fn facts_in(&self, window: TimeWindow) -> Result<Vec<epitaph::model::InstanceFacts>> {
+        self.inner.facts_in(window).await
+    }
+    async fn reports(&self, ids: &[String]) -> Result<Vec<InstanceReport>> {
+        self.inner.reports(ids).await
+    }
+    async fn prune(
+        &self,
+        evidence_before: DateTime<Utc>,
+        facts_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<epitaph::store::Pruned> {
+        self.inner.prune(evidence_before, facts_before, limit).await
+    }
     async fn replace_projections(&self, p: &[epitaph::model::ProjectedDeath]) -> Result<()> {
         self.inner.replace_projections(p).await
     }

@@ -2,13 +2,20 @@
 //! file, as two processes on one host) and PostgreSQL (two pools on one database of a real
 //! PostgreSQL 15, as two replicas): versioned alert commits (a stale writer writes nothing),
 //! one outbox message per (dedup key, sink), leases that two claimers cannot both win and that
-//! run out at their end, retries at their time, one scheduled scan per slot, and records that
-//! come back as they went in. Every time is explicit: no wall clock and no interleaving decides
-//! an outcome.
+//! run out at their end, retries at their time, one scheduled scan per slot, records that
+//! come back as they went in, compact rows saved with their reports and judged as the reports
+//! would be, retention pruning by age in bounded steps, and a store written by the schema
+//! before compact rows upgraded in place. Every time is explicit: no wall clock and no
+//! interleaving decides an outcome.
 
 use chrono::{DateTime, TimeZone, Utc};
 use epitaph::analysis::alerting::AlertState;
-use epitaph::model::{CauseCategory, DeploymentVerdict, InstanceInfo, Termination};
+use epitaph::analysis::correlate::{judge_deployments, FindingPolicy};
+use epitaph::model::{
+    CauseCategory, DeploymentVerdict, InstanceFacts, InstanceInfo, InstanceReport, InstanceVerdict,
+    LastWords, LeakAssessment, LeakVerdict, LogEvent, MemorySeries, SignatureKind, SignatureMatch,
+    Termination, TimeWindow,
+};
 use epitaph::store::{
     AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, PgStore, SqliteStore, Store,
 };
@@ -71,6 +78,8 @@ on_both_stores!(
     a_retry_waits_for_its_time_and_a_failure_is_final,
     one_scheduled_scan_per_slot,
     records_come_back_as_they_went_in,
+    compact_rows_are_saved_with_their_reports,
+    retention_prunes_the_oldest_first_in_bounded_steps,
 );
 
 /// A lease as long as the default `alerts.lease`.
@@ -477,4 +486,341 @@ async fn records_come_back_as_they_went_in(a: &dyn Store, b: &dyn Store) {
         [("pending".to_string(), 1)].into()
     );
     assert_eq!(a.watermark().await.unwrap(), None);
+}
+
+/// A report with everything the store keeps: signatures, a leak assessment, last words with
+/// an odd line, a series at millisecond times.
+fn report(
+    id: &str,
+    deployment: &str,
+    hours_after_t0: i64,
+    verdict: InstanceVerdict,
+) -> InstanceReport {
+    let terminated_at = t0() + chrono::Duration::hours(hours_after_t0);
+    let launch = terminated_at - chrono::Duration::hours(10);
+    let oom = verdict.is_memory_death();
+    InstanceReport {
+        instance_id: id.into(),
+        deployment: deployment.into(),
+        asg: "web-asg".into(),
+        terminated_at,
+        cause: CauseCategory::HealthCheck,
+        cause_text: "At 2026-01-01T12:00:00Z an instance was taken out of service".into(),
+        launch_time: (hours_after_t0 % 2 == 0).then_some(launch),
+        verdict,
+        explanation: "died".into(),
+        signatures: if oom {
+            vec![
+                SignatureMatch {
+                    signature: "node.heap_oom".into(),
+                    runtime: "node".into(),
+                    kind: SignatureKind::Oom,
+                    line: 1,
+                    text: "FATAL ERROR: heap out of memory \u{0}".into(),
+                    details: Default::default(),
+                },
+                SignatureMatch {
+                    signature: "linux.oom_killer".into(),
+                    runtime: "linux".into(),
+                    kind: SignatureKind::Oom,
+                    line: 1,
+                    text: "Out of memory: Killed process".into(),
+                    details: [("pid".to_string(), "42".to_string())].into(),
+                },
+            ]
+        } else {
+            vec![]
+        },
+        leak: oom.then(|| LeakAssessment {
+            verdict: LeakVerdict::Leak,
+            growth_per_hour: Some(2.5 + hours_after_t0 as f64),
+            growth_fraction_of_limit_per_hour: Some(0.025),
+            confidence: 0.99,
+            projected_exhaustion: Some(terminated_at + chrono::Duration::minutes(30)),
+            reached_limit: true,
+            final_peak: Some(97.5),
+            basis_start: Some(launch),
+            basis_end: Some(terminated_at),
+            points_used: 120,
+            reason: "floor rose".into(),
+            gaps: 0,
+            segments: vec![],
+        }),
+        last_words: LastWords {
+            events: vec![
+                LogEvent {
+                    timestamp: terminated_at - chrono::Duration::seconds(5),
+                    message: "GET / 200 💥".into(),
+                },
+                LogEvent {
+                    timestamp: terminated_at - chrono::Duration::milliseconds(1),
+                    message: "FATAL ERROR: heap out of memory \u{0}".into(),
+                },
+            ],
+            last_event_at: Some(terminated_at - chrono::Duration::milliseconds(1)),
+            truncated: false,
+        },
+        memory: MemorySeries {
+            points: (0..120)
+                .map(|i| {
+                    (
+                        launch + chrono::Duration::seconds(300 * i + 1) + TICK * (i as i32 % 3),
+                        // Exact in binary: JSON (the old rows, and the packed series) keeps a
+                        // decimal that is not to the last bit.
+                        40.0 + i as f64 * 0.25,
+                    )
+                })
+                .collect(),
+            limit: Some(100.0),
+            labels: [("InstanceId".to_string(), id.to_string())].into(),
+        },
+    }
+}
+
+fn fleet() -> Vec<InstanceReport> {
+    vec![
+        report("i-a", "web:1", 1, InstanceVerdict::OomLeak),
+        report("i-b", "web:1", 2, InstanceVerdict::OomLeak),
+        report("i-c", "web:0", -20, InstanceVerdict::NotACrash),
+        report("i-d", "web:1", 3, InstanceVerdict::Unknown),
+    ]
+}
+
+fn all_time() -> TimeWindow {
+    TimeWindow {
+        start: t0() - chrono::Duration::days(365),
+        end: t0() + chrono::Duration::days(365),
+    }
+}
+
+fn facts_of(reports: &[InstanceReport]) -> Vec<InstanceFacts> {
+    let mut facts: Vec<InstanceFacts> = reports.iter().map(InstanceFacts::of).collect();
+    facts.sort_by(|a, b| (a.terminated_at, &a.instance_id).cmp(&(b.terminated_at, &b.instance_id)));
+    facts
+}
+
+/// save_instances writes the compact rows with the reports; they come back in time order and
+/// judge as the reports do; full reports come back whole, by id.
+async fn compact_rows_are_saved_with_their_reports(a: &dyn Store, b: &dyn Store) {
+    let reports = fleet();
+    a.save_instances(&reports).await.unwrap();
+    let facts = b.facts_in(all_time()).await.unwrap();
+    assert_eq!(facts, facts_of(&reports));
+    let deployments = judge_deployments(&facts, FindingPolicy::default());
+    assert_eq!(deployments[0].deployment, "web:1");
+    assert_eq!(deployments[0].verdict, DeploymentVerdict::Leaking);
+    assert_eq!(
+        deployments[0].evidence.signatures,
+        [
+            ("linux.oom_killer".to_string(), 2),
+            ("node.heap_oom".to_string(), 2)
+        ]
+        .into()
+    );
+    // The window is half-open and selects by termination time.
+    let window = TimeWindow {
+        start: t0() + chrono::Duration::hours(2),
+        end: t0() + chrono::Duration::hours(3),
+    };
+    let ids: Vec<String> = b
+        .facts_in(window)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.instance_id)
+        .collect();
+    assert_eq!(ids, ["i-b"]);
+
+    // Full reports, oldest first whatever the order asked; unknown ids are left out.
+    let asked = ["i-d", "i-nope", "i-a", "i-c"].map(String::from);
+    let got = b.reports(&asked).await.unwrap();
+    let want: Vec<&InstanceReport> = ["i-c", "i-a", "i-d"]
+        .iter()
+        .map(|id| reports.iter().find(|r| &r.instance_id == id).unwrap())
+        .collect();
+    assert_eq!(got.iter().collect::<Vec<_>>(), want);
+    assert_eq!(b.instance("i-b").await.unwrap().as_ref(), Some(&reports[1]));
+    assert_eq!(b.instances_in(all_time()).await.unwrap().len(), 4);
+
+    // A report saved again replaces its compact row too.
+    let mut changed = reports[3].clone();
+    changed.verdict = InstanceVerdict::CrashOther;
+    changed.deployment = "web:2".into();
+    a.save_instances(std::slice::from_ref(&changed))
+        .await
+        .unwrap();
+    let facts = b.facts_in(all_time()).await.unwrap();
+    let d = facts.iter().find(|f| f.instance_id == "i-d").unwrap();
+    assert_eq!(
+        (d.verdict, d.deployment.as_str()),
+        (InstanceVerdict::CrashOther, "web:2")
+    );
+    assert_eq!(facts.len(), 4);
+}
+
+/// Evidence goes first, compact rows later, oldest first and at most `limit` per call; an
+/// instance whose evidence is gone still counts as analysed.
+async fn retention_prunes_the_oldest_first_in_bounded_steps(a: &dyn Store, b: &dyn Store) {
+    a.save_instances(&fleet()).await.unwrap();
+    let ids: Vec<String> = ["i-a", "i-b", "i-c", "i-d"].map(String::from).to_vec();
+    // Evidence before t0 + 2h (i-c at -20h, i-a at +1h), one per call; no compact row yet.
+    let evidence_before = t0() + chrono::Duration::hours(2);
+    let facts_before = t0() - chrono::Duration::days(30);
+    let p = b.prune(evidence_before, facts_before, 1).await.unwrap();
+    assert_eq!((p.evidence, p.facts), (1, 0));
+    assert!(
+        a.instance("i-c").await.unwrap().is_none(),
+        "the oldest goes first"
+    );
+    assert!(a.instance("i-a").await.unwrap().is_some());
+    let p = b.prune(evidence_before, facts_before, 1).await.unwrap();
+    assert_eq!((p.evidence, p.facts), (1, 0));
+    let p = b.prune(evidence_before, facts_before, 1).await.unwrap();
+    assert_eq!((p.evidence, p.facts), (0, 0), "nothing more is old enough");
+    let left: Vec<String> = a
+        .reports(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.instance_id)
+        .collect();
+    assert_eq!(left, ["i-b", "i-d"]);
+    // Judging still sees all four, and none is analysed again.
+    assert_eq!(a.facts_in(all_time()).await.unwrap().len(), 4);
+    assert_eq!(a.analysed_ids(&ids).await.unwrap().len(), 4);
+
+    // Compact rows past their own retention go too.
+    let p = b
+        .prune(evidence_before, t0() + chrono::Duration::hours(2), 10)
+        .await
+        .unwrap();
+    assert_eq!((p.evidence, p.facts), (0, 2));
+    let kept: Vec<String> = a
+        .facts_in(all_time())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.instance_id)
+        .collect();
+    assert_eq!(kept, ["i-b", "i-d"]);
+}
+
+/// The migrations of the schema before compact rows (SQLite 0001–0005, PostgreSQL
+/// 0001–0002), copied to a folder of their own: a store migrated by them is what an earlier
+/// version of epitaph wrote.
+fn old_migrations(backend: &str, last: i64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let version: i64 = name.split('_').next().unwrap().parse().unwrap();
+        if version <= last {
+            std::fs::copy(&path, dir.path().join(&name)).unwrap();
+        }
+    }
+    dir
+}
+
+/// What the old schema's save_instances wrote: the report as JSON beside its columns.
+const OLD_INSERT: &str = "INSERT INTO instances (instance_id, deployment, asg, terminated_at, verdict, report_json, updated_at) VALUES ";
+
+async fn an_old_store_is_read_and_judged_after_upgrade(store: &dyn Store) {
+    let reports = fleet();
+    // The old rows are read as they were, judged from their (filled-in) compact rows as the
+    // reports themselves would be, and count as analysed.
+    assert_eq!(store.instances_in(all_time()).await.unwrap(), {
+        let mut r = reports.clone();
+        r.sort_by(|a, b| (a.terminated_at, &a.instance_id).cmp(&(b.terminated_at, &b.instance_id)));
+        r
+    });
+    let facts = store.facts_in(all_time()).await.unwrap();
+    assert_eq!(facts, facts_of(&reports));
+    assert_eq!(
+        judge_deployments(&facts, FindingPolicy::default()),
+        judge_deployments(&facts_of(&reports), FindingPolicy::default())
+    );
+    let ids: Vec<String> = reports.iter().map(|r| r.instance_id.clone()).collect();
+    assert_eq!(store.analysed_ids(&ids).await.unwrap().len(), reports.len());
+    // New rows go compact beside the old ones.
+    let new = report("i-e", "web:1", 4, InstanceVerdict::OomLeak);
+    store
+        .save_instances(std::slice::from_ref(&new))
+        .await
+        .unwrap();
+    assert_eq!(store.instance("i-e").await.unwrap(), Some(new));
+    assert_eq!(store.facts_in(all_time()).await.unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_sqlite_store_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let old = old_migrations("sqlite", 5);
+    {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        sqlx::migrate::Migrator::new(old.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for r in fleet() {
+            sqlx::query(&format!("{OLD_INSERT}(?, ?, ?, ?, ?, ?, ?)"))
+                .bind(&r.instance_id)
+                .bind(&r.deployment)
+                .bind(&r.asg)
+                .bind(
+                    r.terminated_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                )
+                .bind(r.verdict.as_str())
+                .bind(serde_json::to_string(&r).unwrap())
+                .bind("2026-01-01T00:00:00.000Z")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    an_old_store_is_read_and_judged_after_upgrade(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_postgres_store_is_upgraded() {
+    let url = crate::pg::postgres().database();
+    let old = old_migrations("postgres", 2);
+    {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(old.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        for r in fleet() {
+            sqlx::query(&format!("{OLD_INSERT}($1, $2, $3, $4, $5, $6::json, $4)"))
+                .bind(&r.instance_id)
+                .bind(&r.deployment)
+                .bind(&r.asg)
+                .bind(r.terminated_at)
+                .bind(r.verdict.as_str())
+                .bind(serde_json::to_string(&r).unwrap())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    }
+    let store = PgStore::open(&url).await.unwrap();
+    an_old_store_is_read_and_judged_after_upgrade(&store).await;
 }
