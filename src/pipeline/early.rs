@@ -184,7 +184,10 @@ impl Pipeline {
         let Some(files) = self.sources.metrics.input_stamps().await? else {
             return Ok(None);
         };
-        if proof.stamp != Self::proof_stamp(inputs, &files) {
+        let trusted = files
+            .iter()
+            .all(|f| crate::sources::file::stamp_trusted(&f.stamp));
+        if !trusted || proof.stamp != Self::proof_stamp(inputs, &files) {
             return Ok(None);
         }
         let Ok(summary) = serde_json::from_value::<EarlyWarningSummary>(proof.proved.clone())

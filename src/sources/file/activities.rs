@@ -76,7 +76,7 @@ impl FileActivities {
                 .map_err(|e| Error::io(&file, e))?;
             let kept = known
                 .get(&path)
-                .filter(|k| k.stamp == stamp)
+                .filter(|k| k.stamp == stamp && super::stamp_trusted(&stamp))
                 .and_then(|k| serde_json::from_value::<Proof>(k.proved.clone()).ok());
             let spares = |p: &Proof| match purpose {
                 Purpose::Launches => true,
@@ -920,6 +920,109 @@ mod tests {
             };
             assert_eq!(of("i-0ccccccccccccccc3").unwrap().launch_time, Some(t(ec2)));
         }
+    }
+
+    /// Sets a file's modification time back, out of the racy window.
+    fn settle(path: &Path) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    }
+
+    #[test]
+    fn an_unchanged_file_is_trusted_to_its_proof_and_a_changed_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.json");
+        let act = |verb: &str, id: &str, at: &str| {
+            format!(
+                r#"{{"AutoScalingGroupName": "web", "Description": "{verb} EC2 instance: {id}", "Cause": "x", "StartTime": "{at}", "StatusCode": "Successful"}}"#
+            )
+        };
+        let doc = format!(
+            r#"{{"Activities": [{}, {}]}}"#,
+            act("Terminating", "i-0aaaaaaaaaaaaaaa1", "2026-01-05T10:00:00Z"),
+            act(
+                "Launching a new",
+                "i-0bbbbbbbbbbbbbbb2",
+                "2026-01-05T09:00:00Z"
+            )
+        );
+        std::fs::write(&file, &doc).unwrap();
+        let src = FileActivities {
+            path: dir.path().to_path_buf(),
+            inventory: None,
+            inventory_problems: Default::default(),
+            known: Default::default(),
+            stamped: Default::default(),
+        };
+        let window = |start: &str| TimeWindow {
+            start: parse_instant(start).unwrap(),
+            end: parse_instant("2026-01-06T00:00:00Z").unwrap(),
+        };
+        let after = Purpose::Window(window("2026-01-05T11:00:00Z"));
+
+        // Just written: its stamp is racy, so the proof is never trusted.
+        let (_, _, stamps) = src.read_files(after).unwrap();
+        assert!(stamps[0].stamp.ends_with(" racy"), "{stamps:?}");
+        src.use_input_stamps(stamps);
+        let (b, ..) = src.read_files(after).unwrap();
+        assert_eq!(b.terminations.len(), 1, "a racy stamp is read again");
+
+        settle(&file);
+        let (_, _, mut stamps) = src.read_files(after).unwrap();
+        let proof: Proof = serde_json::from_value(stamps[0].proved.clone()).unwrap();
+        assert_eq!(
+            proof.latest,
+            Some(parse_instant("2026-01-05T10:00:00Z").unwrap())
+        );
+        assert!(proof.launches.launched.contains_key("i-0bbbbbbbbbbbbbbb2"));
+        // A proof that differs from the content shows when it is trusted instead of the file.
+        let mut planted = Proof {
+            latest: proof.latest,
+            ..Default::default()
+        };
+        planted.launches.launched.insert(
+            "i-0ccccccccccccccc3".into(),
+            (None, parse_instant("2026-01-01T00:00:00Z").unwrap()),
+        );
+        stamps[0].proved = serde_json::to_value(&planted).unwrap();
+        src.use_input_stamps(stamps.clone());
+        let (b, launches, kept) = src.read_files(after).unwrap();
+        assert!(
+            b.terminations.is_empty(),
+            "nothing after its latest: not read"
+        );
+        assert_eq!(kept, stamps, "the proof is kept as it was");
+        assert!(launches.launched.contains_key("i-0ccccccccccccccc3"));
+        let (_, launches, _) = src.read_files(Purpose::Launches).unwrap();
+        assert!(launches.launched.contains_key("i-0ccccccccccccccc3"));
+        // A window its latest termination falls in, or every termination: read.
+        let (b, ..) = src
+            .read_files(Purpose::Window(window("2026-01-05T09:30:00Z")))
+            .unwrap();
+        assert_eq!(b.terminations.len(), 1);
+        assert_eq!(src.read_all().unwrap().terminations.len(), 1);
+
+        // Changed (one more activity): read, whatever the kept proof says.
+        let changed = doc.replace(
+            "]}",
+            &format!(
+                ", {}]}}",
+                act("Terminating", "i-0ddddddddddddddd4", "2026-01-05T12:00:00Z")
+            ),
+        );
+        std::fs::write(&file, changed).unwrap();
+        settle(&file);
+        let (b, launches, fresh) = src.read_files(after).unwrap();
+        assert_eq!(b.terminations.len(), 2, "{b:?}");
+        assert!(!launches.launched.contains_key("i-0ccccccccccccccc3"));
+        assert_ne!(fresh[0].stamp, stamps[0].stamp);
+
+        // A file with a skipped record proves nothing: it is reported (so read) every time.
+        std::fs::write(&file, doc.replace("]}", ", 42]}")).unwrap();
+        settle(&file);
+        let (_, _, stamps) = src.read_files(after).unwrap();
+        assert_eq!(stamps[0].proved, serde_json::Value::Null);
     }
 
     #[test]

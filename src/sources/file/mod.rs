@@ -90,7 +90,7 @@ pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 /// write that keeps all five the same (a same-size rewrite within one timestamp tick, or
 /// content changed and both times set back, which needs root for the change time) goes
 /// unseen. A file modified within [`RACY_WINDOW`] of being stamped gets a stamp marked
-/// `racy`, which no later stamp equals, so it is read again next time.
+/// `racy`, which vouches for nothing ([`stamp_trusted`]), so it is read again next time.
 pub(crate) fn file_stamp(meta: &std::fs::Metadata) -> String {
     #[cfg(unix)]
     let mut text = {
@@ -114,10 +114,19 @@ pub(crate) fn file_stamp(meta: &std::fs::Metadata) -> String {
         .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
         .is_none_or(|age| age < RACY_WINDOW);
     if recent {
-        text.push_str(" racy");
+        text.push_str(RACY);
     }
     text
 }
+
+/// Whether a stamp can vouch for a file: not [`RACY_WINDOW`]-recent when it was taken. Two
+/// racy stamps are never taken as the same file state, even when their text is equal.
+pub fn stamp_trusted(stamp: &str) -> bool {
+    !stamp.ends_with(RACY)
+}
+
+/// The mark of a racy stamp.
+const RACY: &str = " racy";
 
 /// Every file under `path` with its [`file_stamp`], without reading them.
 pub(crate) fn stamps(path: &Path) -> Result<Vec<crate::model::InputStamp>> {
@@ -206,7 +215,7 @@ impl<T: Send + Sync + 'static> FileIndex<T> {
             let now = tokio::task::spawn_blocking(move || fingerprint(&p))
                 .await
                 .map_err(|e| Error::source(source(), e.to_string()))??;
-            if now == fp {
+            if now == fp && fp.iter().all(|(_, stamp)| stamp_trusted(stamp)) {
                 return Ok(index);
             }
             tracing::info!(path = %path.display(), "exports changed; re-indexing");
