@@ -142,7 +142,7 @@ impl Pipeline {
         }
         summary.projected = out.len();
         early_warning::sort(&mut out);
-        let proof = self.proof(&inputs, &summary);
+        let proof = self.proof(&inputs, &summary, &out);
         Ok(computed(out, summary, proof))
     }
 
@@ -162,6 +162,7 @@ impl Pipeline {
         &self,
         inputs: &str,
         summary: &EarlyWarningSummary,
+        projections: &[ProjectedDeath],
     ) -> Option<crate::model::InputStamp> {
         let metrics = &self.sources.metrics;
         let clean =
@@ -170,7 +171,14 @@ impl Pipeline {
         Some(crate::model::InputStamp {
             path: "projections".into(),
             stamp: Self::proof_stamp(inputs, &files),
-            proved: serde_json::to_value(summary).ok()?,
+            proved: serde_json::to_value(Proved {
+                summary: summary.clone(),
+                exact: projections
+                    .iter()
+                    .map(|p| (p.instance_id.clone(), exact_floats(p)))
+                    .collect(),
+            })
+            .ok()?,
         })
     }
 
@@ -190,13 +198,19 @@ impl Pipeline {
         if !trusted || proof.stamp != Self::proof_stamp(inputs, &files) {
             return Ok(None);
         }
-        let Ok(summary) = serde_json::from_value::<EarlyWarningSummary>(proof.proved.clone())
-        else {
+        let Ok(proved) = serde_json::from_value::<Proved>(proof.proved.clone()) else {
             return Ok(None);
         };
+        let summary = proved.summary;
         let mut projections = self.store.projections().await?;
-        if projections.len() != summary.projected {
+        if projections.len() != summary.projected || proved.exact.len() != projections.len() {
             return Ok(None);
+        }
+        for p in &mut projections {
+            let Some(bits) = proved.exact.get(&p.instance_id) else {
+                return Ok(None);
+            };
+            restore_floats(p, bits);
         }
         early_warning::sort(&mut projections);
         tracing::debug!(
@@ -210,4 +224,36 @@ impl Pipeline {
             proof: None,
         }))
     }
+}
+
+/// What early warning's proof holds: the summary, and each projection's numbers bit for bit
+/// (JSON text in the store reads floats back to the nearest few ulps only, and a kept
+/// projection must be the computed one exactly).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Proved {
+    summary: EarlyWarningSummary,
+    exact: BTreeMap<String, [u64; 6]>,
+}
+
+/// A projection's floats as bits: floor, swing, limit, threshold, growth, confidence.
+fn exact_floats(p: &ProjectedDeath) -> [u64; 6] {
+    [
+        p.floor,
+        p.swing,
+        p.limit,
+        p.threshold,
+        p.growth_per_hour,
+        p.confidence,
+    ]
+    .map(f64::to_bits)
+}
+
+fn restore_floats(p: &mut ProjectedDeath, bits: &[u64; 6]) {
+    let [floor, swing, limit, threshold, growth, confidence] = bits.map(f64::from_bits);
+    p.floor = floor;
+    p.swing = swing;
+    p.limit = limit;
+    p.threshold = threshold;
+    p.growth_per_hour = growth;
+    p.confidence = confidence;
 }
