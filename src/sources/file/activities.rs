@@ -5,6 +5,13 @@
 //! A file that cannot be used (empty, not JSON, not such an export) is an input error naming
 //! it; a pagination token left in one is a warning that it is truncated. Either leaves the
 //! scan incomplete; the other files are still read.
+//!
+//! Activities are deserialised into the fields used (no JSON tree of a file), and an
+//! activity's times are parsed only when it is a termination or a launch. What a clean read of
+//! a file proves — its latest termination and its launches ([`Proof`]) — is handed to the
+//! pipeline with the file's stamp ([`ActivitySource::input_stamps`]) and kept in the state
+//! store; while the stamp holds, a scan whose window starts after that termination does not
+//! read the file, and the inventory takes its launches from the proof.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -14,6 +14,13 @@
 //! nothing in it usable) is one input error naming it; an export with a pagination token left
 //! in it ([`PAGINATION_TOKENS`]) is a warning naming the file and the flag to drop. Both are
 //! reported as [`crate::sources::InputProblems`] and leave the scan incomplete.
+//!
+//! Memory follows what is used, not the size of the exports: JSON is deserialised into the
+//! fields epitaph reads (`json.rs`), never into a `serde_json::Value` of a whole file; the log
+//! index keeps where each event is, not its line. A file is stamped without being read
+//! ([`file_stamp`]: device, inode, size, modification and change times); what a clean read of
+//! it proved is kept in the state store with its stamp, and trusted while the stamp holds (an
+//! activities file, `activities.rs`; early warning's series, `pipeline/early.rs`).
 
 mod activities;
 mod json;
