@@ -96,8 +96,10 @@ impl Pipeline {
         // What the activity files proved at the last run (unchanged ones are not read again).
         let activities = &self.sources.activities;
         activities.use_input_stamps(self.store.input_stamps(ACTIVITIES_READER).await?);
-        run.inventory = self.sources.activities.inventory().await?;
-        self.store.save_inventory(&run.inventory).await?;
+        // Stamped before they are read: a file written meanwhile is saved again next run.
+        let inputs = activities.inventory_stamps().await?;
+        run.inventory = activities.inventory().await?;
+        self.save_inventory(&run.inventory, inputs).await?;
         run.problems = self.sources.activities.inventory_problems();
 
         let batch = self

@@ -229,6 +229,11 @@ pub trait ActivitySource: Send + Sync {
     /// `sources::file::file_stamp`): an input unchanged since then whose kept proof answers a
     /// read is not read again. Backends that keep none ignore them.
     fn use_input_stamps(&self, _known: Vec<crate::model::InputStamp>) {}
+    /// The stamps of every input [`ActivitySource::inventory`] reads, as they are now (without
+    /// reading them); None for a backend whose data cannot be stamped.
+    async fn inventory_stamps(&self) -> Result<Option<Vec<crate::model::InputStamp>>> {
+        Ok(None)
+    }
     /// The stamps of the inputs behind the last [`ActivitySource::terminations`], to keep for
     /// the next run (taken: a second call gives None). None: this backend keeps none.
     fn input_stamps(&self) -> Option<Vec<crate::model::InputStamp>> {

@@ -1,7 +1,8 @@
 //! Re-scans of unchanged file exports (issue 15): what a scan proved from its inputs is kept
 //! in the state store with the inputs' stamps, and an input unchanged since is not read again —
 //! early warning's projections are kept, not recomputed, while the metric files (and every
-//! other input of theirs) are unchanged, and recomputed once a metric file changes.
+//! other input of theirs) are unchanged, and recomputed once a metric file changes; the
+//! inventory is not stored again while the files it is read from are unchanged.
 
 use std::path::Path;
 
@@ -26,6 +27,12 @@ fn settle(dir: &Path) {
     }
 }
 
+/// Whether the stored inventory record of `id` holds the planted tag.
+async fn planted_tag(store: &SqliteStore, id: &str) -> bool {
+    let got = store.inventory(&[id.to_string()]).await.unwrap();
+    got[id].tags.contains_key("planted")
+}
+
 async fn scan(config: &Path) -> ScanReport {
     let pipeline = Pipeline::open(Config::load(Some(config)).unwrap())
         .await
@@ -34,7 +41,7 @@ async fn scan(config: &Path) -> ScanReport {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn early_warning_is_kept_while_its_inputs_are_unchanged() {
+async fn early_warning_and_inventory_are_kept_while_their_inputs_are_unchanged() {
     let fleet = Fleet::new(3, 6, 120);
     for input in ["activities", "inventory", "logs", "metrics"] {
         settle(&fleet.dir.path().join(input));
@@ -68,12 +75,21 @@ async fn early_warning_is_kept_while_its_inputs_are_unchanged() {
     let mut planted = store.projections().await.unwrap();
     planted[0].expected = marker;
     store.replace_projections(&planted).await.unwrap();
+    // The same with an instance of the stored inventory.
+    let id = planted[0].instance_id.clone();
+    let mut info = store.inventory(&[id.clone()]).await.unwrap()[&id].clone();
+    info.tags.insert("planted".into(), "yes".into());
+    store.save_inventory(&[info]).await.unwrap();
     let third = scan(&config).await;
     assert!(
         third.next_deaths.iter().any(|p| p.expected == marker),
         "inputs unchanged: the stored projections are kept"
     );
     assert_eq!(third.summary.early_warning, first.summary.early_warning);
+    assert!(
+        planted_tag(&store, &id).await,
+        "inventory files unchanged: not stored again"
+    );
 
     // One metric file changes (a comment line appended): recomputed from the files.
     let csv = std::fs::read_dir(fleet.dir.path().join("metrics"))
@@ -85,7 +101,20 @@ async fn early_warning_is_kept_while_its_inputs_are_unchanged() {
     text.push_str("# appended\n");
     std::fs::write(&csv, text).unwrap();
     settle(&fleet.dir.path().join("metrics"));
+    // And an inventory file (a blank line appended): the inventory is stored again.
+    let groups = fleet
+        .dir
+        .path()
+        .join("inventory/describe-auto-scaling-groups.json");
+    let mut text = std::fs::read_to_string(&groups).unwrap();
+    text.push('\n');
+    std::fs::write(&groups, text).unwrap();
+    settle(&fleet.dir.path().join("inventory"));
     let fourth = scan(&config).await;
+    assert!(
+        !planted_tag(&store, &id).await,
+        "an inventory file changed: stored again"
+    );
     assert!(fourth.next_deaths.iter().all(|p| p.expected != marker));
     assert_eq!(fourth.next_deaths, first.next_deaths);
     assert_eq!(fourth.summary.early_warning, first.summary.early_warning);

@@ -394,6 +394,21 @@ impl ActivitySource for FileActivities {
         Ok(batch)
     }
 
+    async fn inventory_stamps(&self) -> Result<Option<Vec<InputStamp>>> {
+        let (acts, inv) = (self.path.clone(), self.inventory.clone());
+        let stamps = tokio::task::spawn_blocking(move || {
+            let mut all = super::stamps(&acts)?;
+            if let Some(inv) = inv {
+                all.extend(super::stamps(&inv)?);
+            }
+            all.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok::<_, Error>(all)
+        })
+        .await
+        .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        Ok(Some(stamps))
+    }
+
     fn use_input_stamps(&self, known: Vec<InputStamp>) {
         *self.known.lock().unwrap_or_else(|p| p.into_inner()) =
             known.into_iter().map(|s| (s.path.clone(), s)).collect();
