@@ -77,7 +77,7 @@ async fn early_warning_and_inventory_are_kept_while_their_inputs_are_unchanged()
     store.replace_projections(&planted).await.unwrap();
     // The same with an instance of the stored inventory.
     let id = planted[0].instance_id.clone();
-    let mut info = store.inventory(&[id.clone()]).await.unwrap()[&id].clone();
+    let mut info = store.inventory(std::slice::from_ref(&id)).await.unwrap()[&id].clone();
     info.tags.insert("planted".into(), "yes".into());
     store.save_inventory(&[info]).await.unwrap();
     let third = scan(&config).await;
