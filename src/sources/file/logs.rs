@@ -231,7 +231,7 @@ fn build_index(path: &Path, format: Format, stream: &Regex) -> Result<LogIndex> 
 /// its file's number, in the order given. An event that is no longer where the index found it
 /// (the file changed since) is an error naming the file.
 fn read_events(index: &LogIndex, refs: &[EventRef]) -> Result<Vec<(LogEvent, usize)>> {
-    use std::os::unix::fs::FileExt;
+    use std::io::{Read, Seek, SeekFrom};
     /// Neighbouring events closer than this are read in one go.
     const MERGE_GAP: u64 = 16 * 1024;
     let mut order: Vec<usize> = (0..refs.len()).collect();
@@ -252,9 +252,10 @@ fn read_events(index: &LogIndex, refs: &[EventRef]) -> Result<Vec<(LogEvent, usi
             end = end.max(r.offset + u64::from(r.len));
             j += 1;
         }
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut buf = vec![0u8; (end - first.offset) as usize];
-        file.read_exact_at(&mut buf, first.offset)
+        file.seek(SeekFrom::Start(first.offset))
+            .and_then(|_| file.read_exact(&mut buf))
             .map_err(|e| Error::io(path, e))?;
         for &i in &order[k..j] {
             let r = refs[i];
