@@ -7,8 +7,8 @@
 //! leaking deployments), each candidate's series window, the deployments' death levels, the
 //! metrics source's config, epitaph's version and every metric file's stamp
 //! (`sources::file::file_stamp`). The next scan whose inputs are the same in every respect,
-//! metric files unchanged by their stamps, keeps the stored projections and summary without
-//! reading a series. Backends that cannot stamp their data (Prometheus, CloudWatch) are always
+//! metric files unchanged by their stamps, takes the projections and summary from the proof
+//! without reading a series. Backends that cannot stamp their data (Prometheus, CloudWatch) are always
 //! read.
 
 use super::*;
@@ -20,8 +20,6 @@ pub const EARLY_WARNING_READER: &str = "early_warning";
 pub(super) struct EarlyWarning {
     pub projections: Vec<ProjectedDeath>,
     pub summary: EarlyWarningSummary,
-    /// The stored projections are this scan's (nothing changed): no need to replace them.
-    pub kept: bool,
     /// The proof to keep once the projections are stored.
     pub proof: Option<crate::model::InputStamp>,
 }
@@ -46,7 +44,6 @@ impl Pipeline {
         let computed = |projections, summary, proof| EarlyWarning {
             projections,
             summary,
-            kept: false,
             proof,
         };
         if scope == EarlyWarningScope::Off {
@@ -104,7 +101,7 @@ impl Pipeline {
         if let Some(kept) = self.kept_projections(&inputs).await? {
             return Ok(kept);
         }
-        // Forget the old proof before the projections it vouches for can be replaced.
+        // The old proof is for other inputs: forgotten (this scan's is kept once it stands).
         self.store
             .replace_input_stamps(EARLY_WARNING_READER, &[])
             .await?;
@@ -173,16 +170,14 @@ impl Pipeline {
             stamp: Self::proof_stamp(inputs, &files),
             proved: serde_json::to_value(Proved {
                 summary: summary.clone(),
-                exact: projections
-                    .iter()
-                    .map(|p| (p.instance_id.clone(), exact_floats(p)))
-                    .collect(),
+                projections: projections.to_vec(),
+                exact: projections.iter().map(exact_floats).collect(),
             })
             .ok()?,
         })
     }
 
-    /// The stored projections and summary, when the kept proof names these inputs and the
+    /// The projections and summary the kept proof holds, when it names these inputs and the
     /// metric files are unchanged since (by their stamps).
     async fn kept_projections(&self, inputs: &str) -> Result<Option<EarlyWarning>> {
         let kept = self.store.input_stamps(EARLY_WARNING_READER).await?;
@@ -201,38 +196,39 @@ impl Pipeline {
         let Ok(proved) = serde_json::from_value::<Proved>(proof.proved.clone()) else {
             return Ok(None);
         };
-        let summary = proved.summary;
-        let mut projections = self.store.projections().await?;
-        if projections.len() != summary.projected || proved.exact.len() != projections.len() {
+        let Proved {
+            summary,
+            mut projections,
+            exact,
+        } = proved;
+        if projections.len() != summary.projected || exact.len() != projections.len() {
             return Ok(None);
         }
-        for p in &mut projections {
-            let Some(bits) = proved.exact.get(&p.instance_id) else {
-                return Ok(None);
-            };
+        for (p, bits) in projections.iter_mut().zip(&exact) {
             restore_floats(p, bits);
         }
-        early_warning::sort(&mut projections);
         tracing::debug!(
             projected = projections.len(),
-            "early warning: inputs unchanged since the stored projections; kept"
+            "early warning: inputs unchanged since the kept projections; not recomputed"
         );
         Ok(Some(EarlyWarning {
             projections,
             summary,
-            kept: true,
             proof: None,
         }))
     }
 }
 
-/// What early warning's proof holds: the summary, and each projection's numbers bit for bit
-/// (JSON text in the store reads floats back to the nearest few ulps only, and a kept
-/// projection must be the computed one exactly).
+/// What early warning's proof holds: the summary and the projections, with each projection's
+/// numbers bit for bit (JSON text in the store reads floats back to the nearest few ulps
+/// only, and a kept projection must be the computed one exactly). The proof holds its own
+/// projections rather than vouching for the projections table, which another scan may have
+/// replaced meanwhile.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Proved {
     summary: EarlyWarningSummary,
-    exact: BTreeMap<String, [u64; 6]>,
+    projections: Vec<ProjectedDeath>,
+    exact: Vec<[u64; 6]>,
 }
 
 /// A projection's floats as bits: floor, swing, limit, threshold, growth, confidence.

@@ -256,9 +256,7 @@ impl Pipeline {
                 run.window.end,
             )
             .await?;
-        if !early.kept {
-            self.store.replace_projections(&early.projections).await?;
-        }
+        self.store.replace_projections(&early.projections).await?;
         if let Some(proof) = &early.proof {
             self.store
                 .replace_input_stamps(

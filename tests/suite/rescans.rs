@@ -67,14 +67,19 @@ async fn early_warning_and_inventory_are_kept_while_their_inputs_are_unchanged()
     assert_eq!(second.next_deaths, first.next_deaths);
     assert_eq!(second.summary.early_warning, first.summary.early_warning);
 
-    // A marker in the stored projections (as many as before): a scan that keeps them shows
-    // it, one that recomputes them does not.
+    // A marker in the projections early warning kept with its proof: a scan that keeps them
+    // shows it, one that recomputes them does not.
     let marker = chrono::DateTime::parse_from_rfc3339("2099-01-01T00:00:00Z")
         .unwrap()
         .with_timezone(&chrono::Utc);
-    let mut planted = store.projections().await.unwrap();
-    planted[0].expected = marker;
-    store.replace_projections(&planted).await.unwrap();
+    let mut proof = store.input_stamps("early_warning").await.unwrap();
+    assert_eq!(proof.len(), 1, "{proof:?}");
+    proof[0].proved["projections"][0]["expected"] = serde_json::json!(marker);
+    store
+        .replace_input_stamps("early_warning", &proof)
+        .await
+        .unwrap();
+    let planted = store.projections().await.unwrap();
     // The same with an instance of the stored inventory.
     let id = planted[0].instance_id.clone();
     let mut info = store.inventory(std::slice::from_ref(&id)).await.unwrap()[&id].clone();
@@ -83,7 +88,16 @@ async fn early_warning_and_inventory_are_kept_while_their_inputs_are_unchanged()
     let third = scan(&config).await;
     assert!(
         third.next_deaths.iter().any(|p| p.expected == marker),
-        "inputs unchanged: the stored projections are kept"
+        "inputs unchanged: the kept projections are taken"
+    );
+    assert!(
+        store
+            .projections()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.expected == marker),
+        "and stored as this scan's"
     );
     assert_eq!(third.summary.early_warning, first.summary.early_warning);
     assert!(
