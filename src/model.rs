@@ -707,3 +707,17 @@ impl TimeWindow {
         t >= self.start && t < self.end
     }
 }
+
+/// What a read of one input proved, kept (in the state store) so that a later run can trust
+/// it instead of reading the input again while the input is unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputStamp {
+    /// The input: a file's path, or a name for an input derived from several.
+    pub path: String,
+    /// What the input looked like when it was read (for a file,
+    /// `sources::file::file_stamp`'s text: device, inode, size, modification and change
+    /// times); a different stamp means the proof no longer holds.
+    pub stamp: String,
+    /// What the reader learnt from it (its own JSON).
+    pub proved: serde_json::Value,
+}

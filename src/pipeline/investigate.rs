@@ -16,7 +16,7 @@ impl Pipeline {
             }
         }
         let inventory = self.inventory_logged().await?;
-        self.store.save_inventory(&inventory).await?;
+        self.save_inventory(&inventory, None).await?;
         match self
             .sources
             .activities

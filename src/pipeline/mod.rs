@@ -131,7 +131,43 @@ mod scan;
 pub use doctor::doctor;
 pub use scan::MAX_TARGET_BACKLOG;
 
+/// The state store's reader name for the stamps of the files the stored inventory was read
+/// from.
+pub const INVENTORY_READER: &str = "inventory";
+
 impl Pipeline {
+    /// Stores the inventory, unless it was read from the very files (by their stamps, taken
+    /// before the read: `inputs`) the stored one was read from, which give the same inventory
+    /// again. Without stamps (a backend that has none, or an inventory read outside a scan)
+    /// it is stored, and the stamps of the stored one forgotten.
+    pub(crate) async fn save_inventory(
+        &self,
+        inventory: &[InstanceInfo],
+        inputs: Option<Vec<crate::model::InputStamp>>,
+    ) -> Result<()> {
+        let inputs = inputs.filter(|now| {
+            now.iter()
+                .all(|s| crate::sources::file::stamp_trusted(&s.stamp))
+        });
+        if let Some(now) = &inputs {
+            let mut stored = self.store.input_stamps(INVENTORY_READER).await?;
+            stored.sort_by(|a, b| a.path.cmp(&b.path));
+            if stored == *now {
+                return Ok(());
+            }
+        }
+        self.store
+            .replace_input_stamps(INVENTORY_READER, &[])
+            .await?;
+        self.store.save_inventory(inventory).await?;
+        if let Some(now) = inputs {
+            self.store
+                .replace_input_stamps(INVENTORY_READER, &now)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub fn new(
         cfg: Config,
         sources: Sources,
@@ -351,7 +387,7 @@ impl Pipeline {
         let stored = self.store.inventory(&todo_ids).await?;
         if todo_ids.iter().any(|id| !stored.contains_key(id)) {
             let inventory = self.inventory_logged().await?;
-            self.store.save_inventory(&inventory).await?;
+            self.save_inventory(&inventory, None).await?;
         }
         for chunk in todo.chunks(BATCH_SIZE) {
             let mut reports = Vec::with_capacity(chunk.len());

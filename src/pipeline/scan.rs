@@ -98,8 +98,13 @@ impl Pipeline {
     /// Discover: the inventory (stored), the window's terminations target by target, and what
     /// to fetch — new terminations (all of them with `--refresh`) and pending retries.
     async fn discover(&self, run: &mut ScanRun, opts: &ScanOptions) -> Result<Vec<Termination>> {
-        run.inventory = self.sources.activities.inventory().await?;
-        self.store.save_inventory(&run.inventory).await?;
+        // What the activity files proved at the last run (unchanged ones are not read again).
+        let activities = &self.sources.activities;
+        activities.use_input_stamps(self.store.input_stamps(ACTIVITIES_READER).await?);
+        // Stamped before they are read: a file written meanwhile is saved again next run.
+        let inputs = activities.inventory_stamps().await?;
+        run.inventory = activities.inventory().await?;
+        self.save_inventory(&run.inventory, inputs).await?;
         run.problems = self.sources.activities.inventory_problems();
 
         let batch = self
@@ -107,6 +112,11 @@ impl Pipeline {
             .activities
             .terminations_since(run.window, &run.earlier)
             .await?;
+        if let Some(stamps) = activities.input_stamps() {
+            self.store
+                .replace_input_stamps(ACTIVITIES_READER, &stamps)
+                .await?;
+        }
         let summary = &mut run.summary;
         summary.discovered = batch.terminations.len();
         for t in batch
@@ -257,7 +267,7 @@ impl Pipeline {
         }
         let findings = judge_deployments(&history, self.cfg.finding_policy());
         self.store.save_findings(&findings).await?;
-        let (next_deaths, early) = self
+        let early = self
             .early_warning(
                 &findings,
                 &history,
@@ -266,8 +276,17 @@ impl Pipeline {
                 run.window.end,
             )
             .await?;
-        self.store.replace_projections(&next_deaths).await?;
-        run.summary.early_warning = early;
+        self.store.replace_projections(&early.projections).await?;
+        if let Some(proof) = &early.proof {
+            self.store
+                .replace_input_stamps(
+                    super::early::EARLY_WARNING_READER,
+                    std::slice::from_ref(proof),
+                )
+                .await?;
+        }
+        let next_deaths = early.projections;
+        run.summary.early_warning = early.summary;
         Ok(Judged {
             history,
             listed,
@@ -415,6 +434,9 @@ impl Pipeline {
         Ok(())
     }
 }
+
+/// The state store's reader name for the activity files' stamps and proofs.
+pub const ACTIVITIES_READER: &str = "activities";
 
 /// What `record` needs besides the report.
 struct RunFacts {

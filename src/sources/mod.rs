@@ -225,6 +225,20 @@ pub trait ActivitySource: Send + Sync {
     async fn inventory(&self) -> Result<Vec<InstanceInfo>>;
     /// The termination of one instance, searching as far back as the backend can.
     async fn find_termination(&self, instance_id: &str) -> Result<Option<Termination>>;
+    /// The stamps this source kept at the last run (the `file` backend's: see
+    /// `sources::file::file_stamp`): an input unchanged since then whose kept proof answers a
+    /// read is not read again. Backends that keep none ignore them.
+    fn use_input_stamps(&self, _known: Vec<crate::model::InputStamp>) {}
+    /// The stamps of every input [`ActivitySource::inventory`] reads, as they are now (without
+    /// reading them); None for a backend whose data cannot be stamped.
+    async fn inventory_stamps(&self) -> Result<Option<Vec<crate::model::InputStamp>>> {
+        Ok(None)
+    }
+    /// The stamps of the inputs behind the last [`ActivitySource::terminations`], to keep for
+    /// the next run (taken: a second call gives None). None: this backend keeps none.
+    fn input_stamps(&self) -> Option<Vec<crate::model::InputStamp>> {
+        None
+    }
     /// Inventory inputs that could not be used or are truncated, as of the last
     /// [`ActivitySource::inventory`] (the activities' own are in [`ActivityBatch`]).
     fn inventory_problems(&self) -> InputProblems {
@@ -325,6 +339,17 @@ pub trait MetricSource: Send + Sync {
     /// Remote API calls made so far, by operation (empty for local backends).
     fn calls(&self) -> BTreeMap<String, u64> {
         BTreeMap::new()
+    }
+    /// The stamps of its inputs as they are now, without reading them (the `file` backend:
+    /// `sources::file::file_stamp`); None for a backend whose data cannot be stamped (a
+    /// server's answer may change at any time), so nothing derived from it is kept.
+    async fn input_stamps(&self) -> Result<Option<Vec<crate::model::InputStamp>>> {
+        Ok(None)
+    }
+    /// The stamps of the inputs its series of this scan came from (taken before they were
+    /// read), if it read any and can stamp them.
+    fn read_stamps(&self) -> Option<Vec<crate::model::InputStamp>> {
+        None
     }
 }
 

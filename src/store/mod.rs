@@ -18,8 +18,8 @@ use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::Result;
 use crate::model::{
-    CauseCategory, DeploymentFinding, InstanceFacts, InstanceInfo, InstanceReport, InstanceVerdict,
-    LeakVerdict, ProjectedDeath, Termination, TimeWindow,
+    CauseCategory, DeploymentFinding, InputStamp, InstanceFacts, InstanceInfo, InstanceReport,
+    InstanceVerdict, LeakVerdict, ProjectedDeath, Termination, TimeWindow,
 };
 
 pub use postgres::PgStore;
@@ -286,6 +286,12 @@ pub trait Store: Send + Sync {
     async fn replace_projections(&self, projections: &[ProjectedDeath]) -> Result<()>;
     /// The current projections, soonest expected first.
     async fn projections(&self) -> Result<Vec<ProjectedDeath>>;
+    /// The stamps `reader` (`activities`, `early_warning`) kept at its last read, by path
+    /// order.
+    async fn input_stamps(&self, reader: &str) -> Result<Vec<InputStamp>>;
+    /// Replaces `reader`'s stamps with these, atomically (an input no longer listed is
+    /// forgotten).
+    async fn replace_input_stamps(&self, reader: &str, stamps: &[InputStamp]) -> Result<()>;
     /// Keeps a heap diff attached to a deployment (earlier ones stay; the latest is shown).
     async fn attach_heap_diff(&self, diff: &AttachedHeapDiff) -> Result<()>;
     /// The latest attached heap diff of each deployment.

@@ -21,8 +21,8 @@ use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::{Error, Result};
 use crate::model::{
-    DeploymentFinding, InstanceFacts, InstanceInfo, InstanceReport, ProjectedDeath, Termination,
-    TimeWindow,
+    DeploymentFinding, InputStamp, InstanceFacts, InstanceInfo, InstanceReport, ProjectedDeath,
+    Termination, TimeWindow,
 };
 
 /// Connections per process: a scan's batched writes, the API's reads and the deliverer.
@@ -530,6 +530,58 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         decode_rows(&rows, "projection", "instance_id", "projection_json")
+    }
+
+    async fn input_stamps(&self, reader: &str) -> Result<Vec<InputStamp>> {
+        let rows = sqlx::query(
+            "SELECT path, stamp, proved::text AS proved FROM input_stamps WHERE reader = $1 ORDER BY path",
+        )
+        .bind(reader)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let path: String = r.try_get("path")?;
+                let proved: String = r.try_get("proved")?;
+                Ok(InputStamp {
+                    proved: decode("input stamp", &path, &proved)?,
+                    stamp: r.try_get("stamp")?,
+                    path,
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_input_stamps(&self, reader: &str, stamps: &[InputStamp]) -> Result<()> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM input_stamps WHERE reader = $1")
+            .bind(reader)
+            .execute(&mut *tx)
+            .await?;
+        for chunk in stamps.chunks(ROWS_PER_INSERT) {
+            let paths: Vec<&str> = chunk.iter().map(|s| s.path.as_str()).collect();
+            let marks: Vec<&str> = chunk.iter().map(|s| s.stamp.as_str()).collect();
+            let proved = chunk
+                .iter()
+                .map(|s| encode(&s.proved))
+                .collect::<Result<Vec<String>>>()?;
+            sqlx::query(
+                "INSERT INTO input_stamps (reader, path, stamp, proved, recorded_at)
+                 SELECT $1, p, s, j::json, $5 FROM UNNEST($2::text[], $3::text[], $4::text[]) AS u(p, s, j)
+                 ON CONFLICT (reader, path) DO UPDATE SET stamp = excluded.stamp,
+                   proved = excluded.proved, recorded_at = excluded.recorded_at",
+            )
+            .bind(reader)
+            .bind(&paths)
+            .bind(&marks)
+            .bind(&proved)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn attach_heap_diff(&self, diff: &AttachedHeapDiff) -> Result<()> {

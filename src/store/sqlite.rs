@@ -21,8 +21,8 @@ use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
 use crate::error::{Error, Result};
 use crate::model::{
-    DeploymentFinding, InstanceFacts, InstanceInfo, InstanceReport, ProjectedDeath, Termination,
-    TimeWindow,
+    DeploymentFinding, InputStamp, InstanceFacts, InstanceInfo, InstanceReport, ProjectedDeath,
+    Termination, TimeWindow,
 };
 
 /// How long a writer waits for another process holding the database lock.
@@ -566,6 +566,55 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         decode_rows(&rows, "projection", "instance_id", "projection_json")
+    }
+
+    async fn input_stamps(&self, reader: &str) -> Result<Vec<InputStamp>> {
+        let rows = sqlx::query(
+            "SELECT path, stamp, proved FROM input_stamps WHERE reader = ? ORDER BY path",
+        )
+        .bind(reader)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let path: String = r.try_get("path")?;
+                let proved: String = r.try_get("proved")?;
+                Ok(InputStamp {
+                    proved: decode("input stamp", &path, &proved)?,
+                    stamp: r.try_get("stamp")?,
+                    path,
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_input_stamps(&self, reader: &str, stamps: &[InputStamp]) -> Result<()> {
+        let now = ts(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM input_stamps WHERE reader = ?")
+            .bind(reader)
+            .execute(&mut *tx)
+            .await?;
+        for chunk in stamps.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO input_stamps (reader, path, stamp, proved, recorded_at) VALUES {}
+                 ON CONFLICT (reader, path) DO UPDATE SET stamp = excluded.stamp,
+                   proved = excluded.proved, recorded_at = excluded.recorded_at",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(&sql);
+            for s in chunk {
+                q = q
+                    .bind(reader)
+                    .bind(&s.path)
+                    .bind(&s.stamp)
+                    .bind(encode(&s.proved)?)
+                    .bind(&now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn attach_heap_diff(&self, diff: &AttachedHeapDiff) -> Result<()> {

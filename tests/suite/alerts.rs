@@ -307,6 +307,16 @@ impl Store for LoseFirstRace {
     async fn projections(&self) -> Result<Vec<epitaph::model::ProjectedDeath>> {
         self.inner.projections().await
     }
+    async fn input_stamps(&self, reader: &str) -> Result<Vec<epitaph::model::InputStamp>> {
+        self.inner.input_stamps(reader).await
+    }
+    async fn replace_input_stamps(
+        &self,
+        reader: &str,
+        stamps: &[epitaph::model::InputStamp],
+    ) -> Result<()> {
+        self.inner.replace_input_stamps(reader, stamps).await
+    }
     async fn attach_heap_diff(&self, d: &epitaph::analysis::heap::AttachedHeapDiff) -> Result<()> {
         self.inner.attach_heap_diff(d).await
     }

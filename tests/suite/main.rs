@@ -35,6 +35,7 @@ mod prometheus;
 mod redaction_corpus;
 mod redaction_end_to_end;
 mod replicas;
+mod rescans;
 mod signature_quality;
 mod simulator_truth;
 mod soak;

@@ -80,6 +80,7 @@ on_both_stores!(
     records_come_back_as_they_went_in,
     compact_rows_are_saved_with_their_reports,
     retention_prunes_the_oldest_first_in_bounded_steps,
+    input_stamps_are_replaced_per_reader,
 );
 
 /// A lease as long as the default `alerts.lease`.
@@ -823,4 +824,62 @@ async fn an_old_postgres_store_is_upgraded() {
     }
     let store = PgStore::open(&url).await.unwrap();
     an_old_store_is_read_and_judged_after_upgrade(&store).await;
+}
+
+/// A reader's stamps come back as they went in (by path), a replacement forgets the inputs it
+/// no longer lists, and readers do not touch each other's.
+async fn input_stamps_are_replaced_per_reader(a: &dyn Store, b: &dyn Store) {
+    use epitaph::model::InputStamp;
+    let stamp = |path: &str, mark: &str, proved: serde_json::Value| InputStamp {
+        path: path.into(),
+        stamp: mark.into(),
+        proved,
+    };
+    let odd = "FATAL\u{0}: heap \"out\" of memory 💥 \\";
+    let first = vec![
+        stamp(
+            "/exports/b.json",
+            "dev=1 ino=2 size=3 mtime=4 ctime=5",
+            serde_json::json!({"latest": "2026-01-05T10:00:00Z", "note": odd, "n": [1, 2.5]}),
+        ),
+        stamp(
+            "/exports/a.json",
+            "dev=1 ino=9 size=3 mtime=4 ctime=5",
+            serde_json::json!(null),
+        ),
+    ];
+    assert!(b.input_stamps("activities").await.unwrap().is_empty());
+    a.replace_input_stamps("activities", &first).await.unwrap();
+    let other = [stamp(
+        "inputs",
+        "x",
+        serde_json::json!({"summary": {"projected": 3}}),
+    )];
+    a.replace_input_stamps("early_warning", &other)
+        .await
+        .unwrap();
+    let got = b.input_stamps("activities").await.unwrap();
+    assert_eq!(got, [first[1].clone(), first[0].clone()], "by path");
+
+    let changed = [stamp(
+        "/exports/b.json",
+        "dev=1 ino=2 size=4 mtime=6 ctime=6",
+        serde_json::json!({}),
+    )];
+    b.replace_input_stamps("activities", &changed)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.input_stamps("activities").await.unwrap(),
+        changed,
+        "a.json forgotten"
+    );
+    assert_eq!(
+        a.input_stamps("early_warning").await.unwrap(),
+        other,
+        "another reader's kept"
+    );
+    a.replace_input_stamps("activities", &[]).await.unwrap();
+    assert!(b.input_stamps("activities").await.unwrap().is_empty());
+    assert_eq!(b.input_stamps("early_warning").await.unwrap(), other);
 }

@@ -5,17 +5,24 @@
 //! A file that cannot be used (empty, not JSON, not such an export) is an input error naming
 //! it; a pagination token left in one is a warning that it is truncated. Either leaves the
 //! scan incomplete; the other files are still read.
+//!
+//! Activities are deserialised into the fields used (no JSON tree of a file), and an
+//! activity's times are parsed only when it is a termination or a launch. What a clean read of
+//! a file proves — its latest termination and its launches ([`Proof`]) — is handed to the
+//! pipeline with the file's stamp ([`ActivitySource::input_stamps`]) and kept in the state
+//! store; while the stamp holds, a scan whose window starts after that termination does not
+//! read the file, and the inventory takes its launches from the proof.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use serde_json::Value;
 
-use super::{array_items, list_files, read_json_documents, required_path, truncation_warning};
+use super::json::{typed_documents, LObj, LSeq, LStr, Tokens};
+use super::{list_files, required_path};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
-use crate::model::{InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
+use crate::model::{InputStamp, InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
 use crate::sources::{ActivityBatch, ActivitySource, InputProblems, Skipped};
 use crate::timefmt::parse_instant;
 
@@ -25,6 +32,22 @@ pub struct FileActivities {
     inventory: Option<PathBuf>,
     /// The inventory files' problems, as of the last [`ActivitySource::inventory`].
     inventory_problems: std::sync::Arc<std::sync::Mutex<InputProblems>>,
+    /// The stamps the last run kept, by path ([`ActivitySource::use_input_stamps`]).
+    known: std::sync::Arc<std::sync::Mutex<HashMap<String, InputStamp>>>,
+    /// The stamps of the last [`ActivitySource::terminations`], to keep.
+    stamped: std::sync::Arc<std::sync::Mutex<Option<Vec<InputStamp>>>>,
+}
+
+/// What a read of the activity files is for, which decides the files a kept proof spares.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    /// Launches only (the inventory): any unchanged file with a proof.
+    Launches,
+    /// Terminations in a window: an unchanged file whose proof says its latest termination is
+    /// before the window's start.
+    Window(TimeWindow),
+    /// Every termination (`find_termination`): every file is read.
+    All,
 }
 
 impl FileActivities {
@@ -33,76 +56,260 @@ impl FileActivities {
             path: required_path("sources.activities", &cfg.path)?,
             inventory: cfg.inventory.clone(),
             inventory_problems: Default::default(),
+            known: Default::default(),
+            stamped: Default::default(),
         })
     }
 
     /// Every termination in every file, with skipped records and unreadable files.
     fn read_all(&self) -> Result<ActivityBatch> {
+        Ok(self.read_files(Purpose::All)?.0)
+    }
+
+    /// Reads the activities files, sparing those a kept proof answers for `purpose` (see
+    /// [`Proof`]): the terminations, skipped records and problems of the files read, every
+    /// file's launches, and every file's stamp with what it proves now.
+    fn read_files(&self, purpose: Purpose) -> Result<(ActivityBatch, Launches, Vec<InputStamp>)> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut batch = ActivityBatch::default();
+        let mut launches = Launches::default();
+        let mut stamps = Vec::new();
+        let mut spared = 0usize;
         for file in list_files(&self.path)? {
-            let origin = file.display().to_string();
-            match read_json_documents(&file) {
-                Ok(docs) => {
-                    for (n, doc) in docs.iter().enumerate() {
-                        let origin = if docs.len() > 1 {
-                            format!("{origin} (document {})", n + 1)
-                        } else {
-                            origin.clone()
-                        };
-                        batch.warnings.extend(truncation_warning(doc, &origin));
-                        parse_activities(doc, &origin, &mut batch);
-                    }
-                }
-                Err(e) => batch.errors.push(e.to_string()),
+            let path = file.display().to_string();
+            // Stamped before it is read: a write during the read makes the next stamp differ.
+            let stamp = std::fs::metadata(&file)
+                .map(|m| super::file_stamp(&m))
+                .map_err(|e| Error::io(&file, e))?;
+            let kept = known
+                .get(&path)
+                .filter(|k| k.stamp == stamp && super::stamp_trusted(&stamp))
+                .and_then(|k| serde_json::from_value::<Proof>(k.proved.clone()).ok());
+            let spares = |p: &Proof| match purpose {
+                Purpose::Launches => true,
+                Purpose::Window(w) => p.latest.map_or(true, |l| l < w.start),
+                Purpose::All => false,
+            };
+            if let Some(proof) = kept.filter(spares) {
+                launches.merge(proof.launches);
+                stamps.push(known[&path].clone());
+                spared += 1;
+                continue;
             }
+            let read = read_activity_file(&file);
+            let proved = read
+                .proof()
+                .and_then(|p| serde_json::to_value(p).ok())
+                .unwrap_or(serde_json::Value::Null);
+            launches.merge(read.launches);
+            batch.terminations.extend(read.batch.terminations);
+            batch.skipped.extend(read.batch.skipped);
+            batch.errors.extend(read.batch.errors);
+            batch.warnings.extend(read.batch.warnings);
+            stamps.push(InputStamp {
+                path,
+                stamp,
+                proved,
+            });
         }
-        Ok(batch)
+        if spared > 0 {
+            tracing::debug!(spared, read = stamps.len() - spared, purpose = ?purpose, "activities files unchanged since their proof were not read");
+        }
+        Ok((batch, launches, stamps))
     }
 }
 
-impl FileActivities {
-    /// Every instance's launch from the activities files ("Launching a new EC2 instance: i-…",
-    /// not failed or cancelled) and whether a termination activity names it. Files that
-    /// cannot be used are skipped here: [`ActivitySource::terminations`] reports them.
-    fn launches(&self) -> Result<Launches> {
-        let mut out = Launches::default();
-        for file in list_files(&self.path)? {
-            let Ok(docs) = read_json_documents(&file) else {
-                continue;
-            };
-            for doc in &docs {
-                let list = match doc {
-                    Value::Object(m) => m.get("Activities").and_then(Value::as_array),
-                    Value::Array(a) => Some(a),
-                    _ => None,
-                };
-                for act in list.into_iter().flatten() {
-                    let description = str_field(act, "Description").unwrap_or("");
-                    let Some(id) = super::find_instance_id(description) else {
-                        continue;
-                    };
-                    if description.starts_with(TERMINATING) {
-                        out.terminated.insert(id.to_string());
-                        continue;
+/// What one activities file gave.
+#[derive(Debug, Default)]
+struct FileRead {
+    /// Its terminations (all of them), skipped records, truncation warning, or its error.
+    batch: ActivityBatch,
+    launches: Launches,
+}
+
+/// What a clean read of an activities file proves while the file is unchanged (its stamp
+/// equal): the latest time of a termination in it, so a scan of a window starting later need
+/// not read it, and its launches, which the inventory needs whatever the window. Kept in the
+/// state store (`Store::replace_input_stamps`, reader `activities`).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Proof {
+    latest: Option<chrono::DateTime<chrono::Utc>>,
+    launches: Launches,
+}
+
+impl FileRead {
+    /// The proof of a clean read; None when the file gave an error, a truncation warning or a
+    /// skipped record, which each scan reports again (so such a file is always read).
+    fn proof(&self) -> Option<Proof> {
+        let b = &self.batch;
+        if !(b.errors.is_empty() && b.warnings.is_empty() && b.skipped.is_empty()) {
+            return None;
+        }
+        Some(Proof {
+            latest: b.terminations.iter().map(|t| t.time).max(),
+            launches: self.launches.clone(),
+        })
+    }
+}
+
+/// Reads one activities file: its terminations, skipped records, truncation warning or (the
+/// file as a whole) its error, and its launch activities and the instances its termination
+/// activities name.
+fn read_activity_file(file: &Path) -> FileRead {
+    let mut out = FileRead::default();
+    let origin = file.display().to_string();
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            out.batch.errors.push(Error::io(file, e).to_string());
+            return out;
+        }
+    };
+    let docs = match typed_documents::<ActivitiesDoc>(&bytes, &origin) {
+        Ok(docs) => docs,
+        Err(e) => {
+            out.batch.errors.push(e.to_string());
+            return out;
+        }
+    };
+    for (n, doc) in docs.iter().enumerate() {
+        let list = match doc {
+            ActivitiesDoc::Page { activities, .. } => activities.as_deref(),
+            ActivitiesDoc::List(a) => Some(&a[..]),
+            ActivitiesDoc::Other => None,
+        };
+        for act in list.into_iter().flatten().filter_map(|a| a.0.as_ref()) {
+            add_launch(act, &mut out.launches);
+        }
+        let origin = if docs.len() > 1 {
+            format!("{origin} (document {})", n + 1)
+        } else {
+            origin.clone()
+        };
+        if let ActivitiesDoc::Page { tokens, .. } = doc {
+            out.batch.warnings.extend(tokens.warning(&origin));
+        }
+        parse_activities(doc, &origin, &mut out.batch);
+    }
+    out
+}
+
+/// What one activity says about launches (see [`Launches`]).
+fn add_launch(act: &Act<'_>, out: &mut Launches) {
+    let description = act.description.get().unwrap_or("");
+    let Some(id) = super::find_instance_id(description) else {
+        return;
+    };
+    if description.starts_with(TERMINATING) {
+        out.terminated.insert(id.to_string());
+        return;
+    }
+    if !description.starts_with(LAUNCHING)
+        || act
+            .status
+            .get()
+            .is_some_and(|s| s == "Failed" || s == "Cancelled")
+    {
+        return;
+    }
+    let Some(at) = act.start_time.get().and_then(|t| parse_instant(t).ok()) else {
+        return;
+    };
+    let asg = act.asg.get().map(str::to_string);
+    let e = out.launched.entry(id.to_string()).or_insert((asg, at));
+    // Two launch activities for one id cannot both be right: the earliest.
+    e.1 = e.1.min(at);
+}
+
+/// One activity, as far as epitaph reads it.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Act<'a> {
+    #[serde(rename = "ActivityId", default, borrow)]
+    activity_id: LStr<'a>,
+    #[serde(rename = "AutoScalingGroupName", default, borrow)]
+    asg: LStr<'a>,
+    #[serde(rename = "Description", default, borrow)]
+    description: LStr<'a>,
+    #[serde(rename = "Cause", default, borrow)]
+    cause: LStr<'a>,
+    #[serde(rename = "StartTime", default, borrow)]
+    start_time: LStr<'a>,
+    #[serde(rename = "EndTime", default, borrow)]
+    end_time: LStr<'a>,
+    #[serde(rename = "StatusCode", default, borrow)]
+    status: LStr<'a>,
+}
+
+/// One `describe-scaling-activities` document: an object with an `Activities` array (and
+/// maybe a pagination token), a bare array of activities, or something else.
+#[derive(Debug)]
+enum ActivitiesDoc<'a> {
+    Page {
+        /// None when the object has no `Activities` array.
+        activities: Option<Vec<LObj<Act<'a>>>>,
+        tokens: Tokens<'a>,
+    },
+    List(Vec<LObj<Act<'a>>>),
+    Other,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for ActivitiesDoc<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ActivitiesDoc<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON document")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut activities = None;
+                let mut tokens = Tokens::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "Activities" => activities = map.next_value::<LSeq<_>>()?.0,
+                        "NextToken" => tokens.next_token = map.next_value()?,
+                        "nextToken" => tokens.next_token_logs = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
                     }
-                    if !description.starts_with(LAUNCHING)
-                        || str_field(act, "StatusCode")
-                            .is_some_and(|s| s == "Failed" || s == "Cancelled")
-                    {
-                        continue;
-                    }
-                    let Some(at) = str_field(act, "StartTime").and_then(|t| parse_instant(t).ok())
-                    else {
-                        continue;
-                    };
-                    let asg = str_field(act, "AutoScalingGroupName").map(str::to_string);
-                    let e = out.launched.entry(id.to_string()).or_insert((asg, at));
-                    // Two launch activities for one id cannot both be right: the earliest.
-                    e.1 = e.1.min(at);
                 }
+                Ok(ActivitiesDoc::Page { activities, tokens })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(x) = seq.next_element()? {
+                    out.push(x);
+                }
+                Ok(ActivitiesDoc::List(out))
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+                Ok(ActivitiesDoc::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+                Ok(ActivitiesDoc::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+                Ok(ActivitiesDoc::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+                Ok(ActivitiesDoc::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+                Ok(ActivitiesDoc::Other)
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+                Ok(ActivitiesDoc::Other)
             }
         }
-        Ok(out)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -113,10 +320,22 @@ const TERMINATING: &str = "Terminating EC2 instance";
 
 /// Launch activities by instance (its group and the activity's start), and the instances a
 /// termination activity names.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Launches {
     launched: BTreeMap<String, (Option<String>, chrono::DateTime<chrono::Utc>)>,
     terminated: std::collections::BTreeSet<String>,
+}
+
+impl Launches {
+    /// Adds a later file's launches: an instance's group is the first file's, its launch the
+    /// earliest.
+    fn merge(&mut self, other: Launches) {
+        for (id, (asg, at)) in other.launched {
+            let e = self.launched.entry(id).or_insert((asg, at));
+            e.1 = e.1.min(at);
+        }
+        self.terminated.extend(other.terminated);
+    }
 }
 
 /// Completes the inventory with the launch activities: an instance's launch time is its
@@ -165,12 +384,41 @@ impl ActivitySource for FileActivities {
 
     async fn terminations(&self, window: TimeWindow) -> Result<ActivityBatch> {
         let this = self.clone();
-        let mut batch = tokio::task::spawn_blocking(move || this.read_all())
-            .await
-            .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        let (mut batch, _, stamps) =
+            tokio::task::spawn_blocking(move || this.read_files(Purpose::Window(window)))
+                .await
+                .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        *self.stamped.lock().unwrap_or_else(|p| p.into_inner()) = Some(stamps);
         batch.terminations.retain(|t| window.contains(t.time));
         dedupe(&mut batch.terminations);
         Ok(batch)
+    }
+
+    async fn inventory_stamps(&self) -> Result<Option<Vec<InputStamp>>> {
+        let (acts, inv) = (self.path.clone(), self.inventory.clone());
+        let stamps = tokio::task::spawn_blocking(move || {
+            let mut all = super::stamps(&acts)?;
+            if let Some(inv) = inv {
+                all.extend(super::stamps(&inv)?);
+            }
+            all.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok::<_, Error>(all)
+        })
+        .await
+        .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        Ok(Some(stamps))
+    }
+
+    fn use_input_stamps(&self, known: Vec<InputStamp>) {
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) =
+            known.into_iter().map(|s| (s.path.clone(), s)).collect();
+    }
+
+    fn input_stamps(&self) -> Option<Vec<InputStamp>> {
+        self.stamped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     async fn inventory(&self) -> Result<Vec<InstanceInfo>> {
@@ -180,7 +428,7 @@ impl ActivitySource for FileActivities {
                 Some(path) => read_inventory(path)?,
                 None => Default::default(),
             };
-            add_launches(&mut instances, &this.launches()?);
+            add_launches(&mut instances, &this.read_files(Purpose::Launches)?.1);
             Ok::<_, Error>((instances, problems))
         })
         .await
@@ -224,19 +472,20 @@ fn dedupe(terms: &mut Vec<Termination>) {
 }
 
 /// Takes the terminations out of one `describe-scaling-activities` document.
-pub(crate) fn parse_activities(doc: &Value, origin: &str, batch: &mut ActivityBatch) {
+fn parse_activities(doc: &ActivitiesDoc<'_>, origin: &str, batch: &mut ActivityBatch) {
     let list = match doc {
-        Value::Object(m) => match m.get("Activities") {
-            Some(Value::Array(a)) => a,
-            _ => {
-                batch.errors.push(format!(
-                    "{origin}: not describe-scaling-activities output (no \"Activities\" array)"
-                ));
-                return;
-            }
-        },
-        Value::Array(a) => a,
-        _ => {
+        ActivitiesDoc::Page {
+            activities: Some(a),
+            ..
+        } => a,
+        ActivitiesDoc::Page { .. } => {
+            batch.errors.push(format!(
+                "{origin}: not describe-scaling-activities output (no \"Activities\" array)"
+            ));
+            return;
+        }
+        ActivitiesDoc::List(a) => a,
+        ActivitiesDoc::Other => {
             batch.errors.push(format!(
                 "{origin}: expected a JSON object or array of activities"
             ));
@@ -245,7 +494,7 @@ pub(crate) fn parse_activities(doc: &Value, origin: &str, batch: &mut ActivityBa
     };
     for (i, act) in list.iter().enumerate() {
         let at = format!("{origin}: Activities[{i}]");
-        match parse_activity(act) {
+        match parse_activity(act.0.as_ref()) {
             Ok(Some(t)) => batch.terminations.push(t),
             Ok(None) => {}
             Err(reason) => batch.skipped.push(Skipped {
@@ -256,26 +505,35 @@ pub(crate) fn parse_activities(doc: &Value, origin: &str, batch: &mut ActivityBa
     }
 }
 
-fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
-/// One activity as JSON (`describe-scaling-activities` output): `Ok(None)` for activities that
-/// are not terminations.
-fn parse_activity(act: &Value) -> std::result::Result<Option<Termination>, String> {
-    if !act.is_object() {
+/// One activity (`describe-scaling-activities` output; None when it is not a JSON object):
+/// `Ok(None)` for activities that are not terminations. Its times are parsed only when it is
+/// one.
+fn parse_activity(act: Option<&Act<'_>>) -> std::result::Result<Option<Termination>, String> {
+    let Some(act) = act else {
         return Err("not a JSON object".into());
+    };
+    let description = act.description.get();
+    if !description
+        .unwrap_or("")
+        .to_ascii_lowercase()
+        .starts_with("terminating")
+    {
+        return Ok(None);
     }
     crate::sources::termination_from_activity(&crate::sources::RawActivity {
-        activity_id: str_field(act, "ActivityId"),
-        asg: str_field(act, "AutoScalingGroupName"),
-        description: str_field(act, "Description"),
-        cause: str_field(act, "Cause"),
-        start_time: str_field(act, "StartTime")
+        activity_id: act.activity_id.get(),
+        asg: act.asg.get(),
+        description,
+        cause: act.cause.get(),
+        start_time: act
+            .start_time
+            .get()
             .map(|s| parse_instant(s).map_err(|e| format!("StartTime: {e}"))),
-        end_time: str_field(act, "EndTime")
+        end_time: act
+            .end_time
+            .get()
             .map(|s| parse_instant(s).map_err(|e| format!("EndTime: {e}"))),
-        status: str_field(act, "StatusCode"),
+        status: act.status.get(),
     })
 }
 
@@ -285,7 +543,9 @@ fn read_inventory(path: &Path) -> Result<(Vec<InstanceInfo>, InputProblems)> {
     let mut by_id: BTreeMap<String, InstanceInfo> = BTreeMap::new();
     let mut problems = InputProblems::default();
     for file in list_files(path)? {
-        let docs = match read_json_documents(&file) {
+        let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        let docs = match typed_documents::<LObj<InventoryDoc>>(&bytes, &file.display().to_string())
+        {
             Ok(docs) => docs,
             Err(e) => {
                 problems.errors.push(e.to_string());
@@ -298,8 +558,10 @@ fn read_inventory(path: &Path) -> Result<(Vec<InstanceInfo>, InputProblems)> {
             } else {
                 file.display().to_string()
             };
-            problems.warnings.extend(truncation_warning(doc, &origin));
-            if let Err(e) = inventory_document(doc, &origin, &mut by_id) {
+            if let Some(doc) = &doc.0 {
+                problems.warnings.extend(doc.tokens().warning(&origin));
+            }
+            if let Err(e) = inventory_document(doc.0.as_ref(), &origin, &mut by_id) {
                 problems.errors.push(e.to_string());
             }
         }
@@ -307,91 +569,202 @@ fn read_inventory(path: &Path) -> Result<(Vec<InstanceInfo>, InputProblems)> {
     Ok((by_id.into_values().collect(), problems))
 }
 
-/// What one `describe-auto-scaling-groups` or `describe-instances` document says.
+/// An inventory document as far as epitaph reads it: `describe-auto-scaling-groups` or
+/// `describe-instances` output.
+#[derive(Debug, Default, serde::Deserialize)]
+struct InventoryDoc<'a> {
+    #[serde(rename = "AutoScalingGroups", default, borrow)]
+    groups: LSeq<LObj<Group<'a>>>,
+    #[serde(rename = "Reservations", default, borrow)]
+    reservations: LSeq<LObj<Reservation<'a>>>,
+    #[serde(rename = "NextToken", default, borrow)]
+    next_token: LStr<'a>,
+    #[serde(rename = "nextToken", default, borrow)]
+    next_token_logs: LStr<'a>,
+}
+
+impl<'a> InventoryDoc<'a> {
+    fn tokens(&self) -> Tokens<'a> {
+        Tokens {
+            next_token: self.next_token.clone(),
+            next_token_logs: self.next_token_logs.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Group<'a> {
+    #[serde(rename = "AutoScalingGroupName", default, borrow)]
+    name: LStr<'a>,
+    #[serde(rename = "Instances", default, borrow)]
+    instances: LSeq<LObj<GroupInstance<'a>>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct GroupInstance<'a> {
+    #[serde(rename = "InstanceId", default, borrow)]
+    id: LStr<'a>,
+    #[serde(rename = "AvailabilityZone", default, borrow)]
+    availability_zone: LStr<'a>,
+    #[serde(rename = "LifecycleState", default, borrow)]
+    lifecycle_state: LStr<'a>,
+    #[serde(rename = "LaunchConfigurationName", default, borrow)]
+    launch_configuration: LStr<'a>,
+    /// Some when the key is there at all (a template reference even if it names nothing).
+    #[serde(
+        rename = "LaunchTemplate",
+        default,
+        borrow,
+        deserialize_with = "present"
+    )]
+    launch_template: Option<LObj<TemplateRef<'a>>>,
+    #[serde(rename = "LaunchTime", default, borrow)]
+    launch_time: LStr<'a>,
+}
+
+/// A field that is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct TemplateRef<'a> {
+    #[serde(rename = "LaunchTemplateId", default, borrow)]
+    id: LStr<'a>,
+    #[serde(rename = "LaunchTemplateName", default, borrow)]
+    name: LStr<'a>,
+    #[serde(rename = "Version", default, borrow)]
+    version: LStr<'a>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Reservation<'a> {
+    #[serde(rename = "Instances", default, borrow)]
+    instances: LSeq<LObj<Ec2Instance<'a>>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Ec2Instance<'a> {
+    #[serde(rename = "InstanceId", default, borrow)]
+    id: LStr<'a>,
+    #[serde(rename = "LaunchTime", default, borrow)]
+    launch_time: LStr<'a>,
+    #[serde(rename = "PrivateDnsName", default, borrow)]
+    private_dns: LStr<'a>,
+    #[serde(rename = "PrivateIpAddress", default, borrow)]
+    private_ip: LStr<'a>,
+    #[serde(rename = "State", default, borrow)]
+    state: LObj<Named<'a>>,
+    #[serde(rename = "Placement", default, borrow)]
+    placement: LObj<Placement<'a>>,
+    #[serde(rename = "Tags", default, borrow)]
+    tags: LSeq<LObj<Tag<'a>>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Named<'a> {
+    #[serde(rename = "Name", default, borrow)]
+    name: LStr<'a>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Placement<'a> {
+    #[serde(rename = "AvailabilityZone", default, borrow)]
+    availability_zone: LStr<'a>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Tag<'a> {
+    #[serde(rename = "Key", default, borrow)]
+    key: LStr<'a>,
+    #[serde(rename = "Value", default, borrow)]
+    value: LStr<'a>,
+}
+
+/// What one `describe-auto-scaling-groups` or `describe-instances` document says (None: the
+/// document is not a JSON object).
 fn inventory_document(
-    doc: &Value,
+    doc: Option<&InventoryDoc<'_>>,
     origin: &str,
     by_id: &mut BTreeMap<String, InstanceInfo>,
 ) -> Result<()> {
-    {
-        if let Some(groups) = doc.get("AutoScalingGroups").and_then(Value::as_array) {
-            for g in groups {
-                let asg = str_field(g, "AutoScalingGroupName").map(str::to_string);
-                for inst in array_items(g, "Instances") {
-                    let Some(id) = str_field(inst, "InstanceId") else {
-                        continue;
-                    };
-                    let e = entry(by_id, id);
-                    e.asg = e.asg.take().or_else(|| asg.clone());
-                    e.availability_zone = str_field(inst, "AvailabilityZone").map(str::to_string);
-                    e.lifecycle_state = str_field(inst, "LifecycleState").map(str::to_string);
-                    e.launch_configuration =
-                        str_field(inst, "LaunchConfigurationName").map(str::to_string);
-                    if let Some(lt) = inst.get("LaunchTemplate") {
-                        e.launch_template = Some(LaunchTemplateRef {
-                            id: str_field(lt, "LaunchTemplateId").map(str::to_string),
-                            name: str_field(lt, "LaunchTemplateName").map(str::to_string),
-                            version: str_field(lt, "Version").map(str::to_string),
-                        });
-                    }
-                    if let Some(t) =
-                        str_field(inst, "LaunchTime").and_then(|s| parse_instant(s).ok())
-                    {
-                        e.launch_time = Some(t);
-                    }
+    let owned = |s: &LStr<'_>| s.get().map(str::to_string);
+    if let Some(groups) = doc.and_then(|d| d.groups.0.as_ref()) {
+        for g in groups.iter().filter_map(|g| g.0.as_ref()) {
+            let asg = owned(&g.name);
+            for inst in g.instances.items().filter_map(|i| i.0.as_ref()) {
+                let Some(id) = inst.id.get() else {
+                    continue;
+                };
+                let e = entry(by_id, id);
+                e.asg = e.asg.take().or_else(|| asg.clone());
+                e.availability_zone = owned(&inst.availability_zone);
+                e.lifecycle_state = owned(&inst.lifecycle_state);
+                e.launch_configuration = owned(&inst.launch_configuration);
+                if let Some(lt) = &inst.launch_template {
+                    let lt = lt.0.as_ref();
+                    e.launch_template = Some(LaunchTemplateRef {
+                        id: lt.and_then(|l| owned(&l.id)),
+                        name: lt.and_then(|l| owned(&l.name)),
+                        version: lt.and_then(|l| owned(&l.version)),
+                    });
+                }
+                if let Some(t) = inst.launch_time.get().and_then(|s| parse_instant(s).ok()) {
+                    e.launch_time = Some(t);
                 }
             }
-        } else if let Some(reservations) = doc.get("Reservations").and_then(Value::as_array) {
-            for r in reservations {
-                for inst in array_items(r, "Instances") {
-                    let Some(id) = str_field(inst, "InstanceId") else {
-                        continue;
-                    };
-                    let e = entry(by_id, id);
-                    if let Some(t) =
-                        str_field(inst, "LaunchTime").and_then(|s| parse_instant(s).ok())
-                    {
-                        e.launch_time = Some(t);
-                    }
-                    // An instance that is gone has an empty PrivateDnsName and no address.
-                    let non_empty = |key| {
-                        str_field(inst, key)
-                            .map(str::trim)
-                            .filter(|v| !v.is_empty())
-                            .map(str::to_string)
-                    };
-                    if let Some(dns) = non_empty("PrivateDnsName") {
-                        e.private_dns = Some(dns);
-                    }
-                    if let Some(ip) = non_empty("PrivateIpAddress") {
-                        e.private_ip = Some(ip);
-                    }
-                    if let Some(state) = inst.get("State").and_then(|s| str_field(s, "Name")) {
-                        e.ec2_state = Some(state.to_string());
-                    }
-                    if let Some(az) = inst
-                        .get("Placement")
-                        .and_then(|p| str_field(p, "AvailabilityZone"))
-                    {
-                        e.availability_zone = Some(az.to_string());
-                    }
-                    for tag in array_items(inst, "Tags") {
-                        if let (Some(k), Some(v)) = (str_field(tag, "Key"), str_field(tag, "Value"))
-                        {
-                            if k == "aws:autoscaling:groupName" {
-                                e.asg = Some(v.to_string());
-                            }
-                            e.tags.insert(k.to_string(), v.to_string());
-                        }
-                    }
-                }
-            }
-        } else {
-            return Err(Error::input(
-                origin,
-                "not an inventory export: expected describe-auto-scaling-groups (\"AutoScalingGroups\") or describe-instances (\"Reservations\") output",
-            ));
         }
+    } else if let Some(reservations) = doc.and_then(|d| d.reservations.0.as_ref()) {
+        for r in reservations.iter().filter_map(|r| r.0.as_ref()) {
+            for inst in r.instances.items().filter_map(|i| i.0.as_ref()) {
+                let Some(id) = inst.id.get() else {
+                    continue;
+                };
+                let e = entry(by_id, id);
+                if let Some(t) = inst.launch_time.get().and_then(|s| parse_instant(s).ok()) {
+                    e.launch_time = Some(t);
+                }
+                // An instance that is gone has an empty PrivateDnsName and no address.
+                let non_empty = |v: &LStr<'_>| {
+                    v.get()
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_string)
+                };
+                if let Some(dns) = non_empty(&inst.private_dns) {
+                    e.private_dns = Some(dns);
+                }
+                if let Some(ip) = non_empty(&inst.private_ip) {
+                    e.private_ip = Some(ip);
+                }
+                if let Some(state) = inst.state.0.as_ref().and_then(|s| s.name.get()) {
+                    e.ec2_state = Some(state.to_string());
+                }
+                if let Some(az) = inst
+                    .placement
+                    .0
+                    .as_ref()
+                    .and_then(|p| p.availability_zone.get())
+                {
+                    e.availability_zone = Some(az.to_string());
+                }
+                for tag in inst.tags.items().filter_map(|t| t.0.as_ref()) {
+                    if let (Some(k), Some(v)) = (tag.key.get(), tag.value.get()) {
+                        if k == "aws:autoscaling:groupName" {
+                            e.asg = Some(v.to_string());
+                        }
+                        e.tags.insert(k.to_string(), v.to_string());
+                    }
+                }
+            }
+        }
+    } else {
+        return Err(Error::input(
+            origin,
+            "not an inventory export: expected describe-auto-scaling-groups (\"AutoScalingGroups\") or describe-instances (\"Reservations\") output",
+        ));
     }
     Ok(())
 }
@@ -409,7 +782,7 @@ mod tests {
 
     #[test]
     fn parses_terminations_and_skips_bad_records() {
-        let doc: Value = serde_json::from_str(r#"{"Activities": [
+        let doc: ActivitiesDoc = serde_json::from_str(r#"{"Activities": [
           {"ActivityId": "a1", "AutoScalingGroupName": "web", "Description": "Terminating EC2 instance: i-0123456789abcdef0",
            "Cause": "At 2026-01-05T10:00:00Z an instance was taken out of service in response to an EC2 health check indicating it has been terminated or stopped.",
            "StartTime": "2026-01-05T10:00:05.123Z", "StatusCode": "Successful"},
@@ -479,6 +852,8 @@ mod tests {
             path: acts,
             inventory: None,
             inventory_problems: Default::default(),
+            known: Default::default(),
+            stamped: Default::default(),
         };
         let b = src.read_all().unwrap();
         assert_eq!(b.terminations.len(), 1, "a truncated page is still read");
@@ -542,6 +917,8 @@ mod tests {
                 path: acts.clone(),
                 inventory: inventory.clone(),
                 inventory_problems: Default::default(),
+                known: Default::default(),
+                stamped: Default::default(),
             };
             let got = src.inventory().await.unwrap();
             let of = |id: &str| got.iter().find(|i| i.instance_id == id).cloned();
@@ -567,11 +944,118 @@ mod tests {
         }
     }
 
+    /// Sets a file's modification time back, out of the racy window.
+    fn settle(path: &Path) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    }
+
+    #[test]
+    fn an_unchanged_file_is_trusted_to_its_proof_and_a_changed_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.json");
+        let act = |verb: &str, id: &str, at: &str| {
+            format!(
+                r#"{{"AutoScalingGroupName": "web", "Description": "{verb} EC2 instance: {id}", "Cause": "x", "StartTime": "{at}", "StatusCode": "Successful"}}"#
+            )
+        };
+        let doc = format!(
+            r#"{{"Activities": [{}, {}]}}"#,
+            act("Terminating", "i-0aaaaaaaaaaaaaaa1", "2026-01-05T10:00:00Z"),
+            act(
+                "Launching a new",
+                "i-0bbbbbbbbbbbbbbb2",
+                "2026-01-05T09:00:00Z"
+            )
+        );
+        std::fs::write(&file, &doc).unwrap();
+        let src = FileActivities {
+            path: dir.path().to_path_buf(),
+            inventory: None,
+            inventory_problems: Default::default(),
+            known: Default::default(),
+            stamped: Default::default(),
+        };
+        let window = |start: &str| TimeWindow {
+            start: parse_instant(start).unwrap(),
+            end: parse_instant("2026-01-06T00:00:00Z").unwrap(),
+        };
+        let after = Purpose::Window(window("2026-01-05T11:00:00Z"));
+
+        // Just written: its stamp is racy, so the proof is never trusted.
+        let (_, _, stamps) = src.read_files(after).unwrap();
+        assert!(stamps[0].stamp.ends_with(" racy"), "{stamps:?}");
+        src.use_input_stamps(stamps);
+        let (b, ..) = src.read_files(after).unwrap();
+        assert_eq!(b.terminations.len(), 1, "a racy stamp is read again");
+
+        settle(&file);
+        let (_, _, mut stamps) = src.read_files(after).unwrap();
+        let proof: Proof = serde_json::from_value(stamps[0].proved.clone()).unwrap();
+        assert_eq!(
+            proof.latest,
+            Some(parse_instant("2026-01-05T10:00:00Z").unwrap())
+        );
+        assert!(proof.launches.launched.contains_key("i-0bbbbbbbbbbbbbbb2"));
+        // A proof that differs from the content shows when it is trusted instead of the file.
+        let mut planted = Proof {
+            latest: proof.latest,
+            ..Default::default()
+        };
+        planted.launches.launched.insert(
+            "i-0ccccccccccccccc3".into(),
+            (None, parse_instant("2026-01-01T00:00:00Z").unwrap()),
+        );
+        stamps[0].proved = serde_json::to_value(&planted).unwrap();
+        src.use_input_stamps(stamps.clone());
+        let (b, launches, kept) = src.read_files(after).unwrap();
+        assert!(
+            b.terminations.is_empty(),
+            "nothing after its latest: not read"
+        );
+        assert_eq!(kept, stamps, "the proof is kept as it was");
+        assert!(launches.launched.contains_key("i-0ccccccccccccccc3"));
+        let (_, launches, _) = src.read_files(Purpose::Launches).unwrap();
+        assert!(launches.launched.contains_key("i-0ccccccccccccccc3"));
+        // A window its latest termination falls in, or every termination: read.
+        let (b, ..) = src
+            .read_files(Purpose::Window(window("2026-01-05T09:30:00Z")))
+            .unwrap();
+        assert_eq!(b.terminations.len(), 1);
+        assert_eq!(src.read_all().unwrap().terminations.len(), 1);
+
+        // Changed (one more activity): read, whatever the kept proof says.
+        let changed = doc.replace(
+            "]}",
+            &format!(
+                ", {}]}}",
+                act("Terminating", "i-0ddddddddddddddd4", "2026-01-05T12:00:00Z")
+            ),
+        );
+        std::fs::write(&file, changed).unwrap();
+        settle(&file);
+        let (b, launches, fresh) = src.read_files(after).unwrap();
+        assert_eq!(b.terminations.len(), 2, "{b:?}");
+        assert!(!launches.launched.contains_key("i-0ccccccccccccccc3"));
+        assert_ne!(fresh[0].stamp, stamps[0].stamp);
+
+        // A file with a skipped record proves nothing: it is reported (so read) every time.
+        std::fs::write(&file, doc.replace("]}", ", 42]}")).unwrap();
+        settle(&file);
+        let (_, _, stamps) = src.read_files(after).unwrap();
+        assert_eq!(stamps[0].proved, serde_json::Value::Null);
+    }
+
     #[test]
     fn wrong_document_is_a_file_error() {
         let mut b = ActivityBatch::default();
-        parse_activities(&serde_json::json!({"foo": 1}), "x.json", &mut b);
-        assert_eq!(b.errors.len(), 1);
-        assert!(b.errors[0].starts_with("x.json"));
+        let doc: ActivitiesDoc = serde_json::from_str(r#"{"foo": 1, "Activities": {}}"#).unwrap();
+        parse_activities(&doc, "x.json", &mut b);
+        let doc: ActivitiesDoc = serde_json::from_str("7").unwrap();
+        parse_activities(&doc, "y.json", &mut b);
+        assert_eq!(b.errors.len(), 2);
+        assert!(b.errors[0].starts_with("x.json: not describe-scaling-activities output"));
+        assert!(b.errors[1].starts_with("y.json: expected a JSON object or array"));
     }
 }

@@ -10,21 +10,25 @@
 //! it is truncated. Events exported twice (overlapping exports: same instance, time and
 //! message in two files) are kept once; repeats within one file are kept.
 //!
-//! The files are indexed once per source (by instance id, sorted by time) on first use, so
-//! fetching many instances' last words costs one pass over the data.
+//! The files are indexed once per source on first use, so fetching many instances' last words
+//! costs one pass over the data. The index holds no log line: per instance, each event's time
+//! and where it is (file, byte offset, length), sorted by time — about 32 bytes an event. An
+//! instance's last words are read back from the files when they are fetched, and only the
+//! events in its last-words window. A file that no longer holds the event the index found
+//! there (changed under a running scan) is an error for that instance (kept pending and
+//! retried by the next scan, which indexes the files again).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde_json::Value;
 
-use super::{
-    find_instance_id, instance_from_path, json_documents, list_files, required_path,
-    truncation_warning, SkipLog, EMPTY_FILE,
-};
+use super::json::Tokens;
+use super::{find_instance_id, instance_from_path, list_files, required_path, SkipLog, EMPTY_FILE};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::model::{LastWords, LogEvent};
@@ -56,15 +60,28 @@ pub struct FileLogs {
 
 #[derive(Debug, Default)]
 struct LogIndex {
-    by_instance: HashMap<String, Vec<LogEvent>>,
+    /// The files indexed, by number.
+    files: Vec<PathBuf>,
+    /// Each instance's events, sorted by time (stable: file order, then order in the file).
+    by_instance: HashMap<String, Vec<EventRef>>,
     skipped: SkipLog,
     problems: InputProblems,
+}
+
+/// Where one event is: its time, and the bytes of its JSON object (a JSON line, or an element
+/// of an export's `events`) in a file of the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EventRef {
+    timestamp: DateTime<Utc>,
+    file: u32,
+    offset: u64,
+    len: u32,
 }
 
 /// What one file gave, kept apart until the file is judged usable.
 #[derive(Debug, Default)]
 struct Part {
-    by_instance: HashMap<String, Vec<LogEvent>>,
+    by_instance: HashMap<String, Vec<EventRef>>,
     skipped: SkipLog,
     warnings: Vec<String>,
     used: usize,
@@ -101,11 +118,25 @@ impl LogSource for FileLogs {
 
     async fn last_words(&self, query: &LastWordsQuery) -> Result<LastWords> {
         let index = self.index().await?;
-        Ok(index
-            .by_instance
-            .get(&query.instance_id)
-            .map(|events| select_last_words(events, query))
-            .unwrap_or_default())
+        let Some(refs) = index.by_instance.get(&query.instance_id) else {
+            return Ok(LastWords::default());
+        };
+        // The events `select_last_words` can pick: from the window before the final event at
+        // or before the cutoff, to that event (copies of an event in overlapping exports
+        // share its time, so dropping them inside this range is dropping them everywhere).
+        let cutoff = query.terminated_at + query.grace;
+        let end = refs.partition_point(|e| e.timestamp <= cutoff);
+        let Some(last) = end.checked_sub(1).map(|i| refs[i]) else {
+            return Ok(LastWords::default());
+        };
+        let from = last.timestamp - query.window;
+        let begin = refs[..end].partition_point(|e| e.timestamp < from);
+        let wanted = refs[begin..end].to_vec();
+        let index = index.clone();
+        let events = tokio::task::spawn_blocking(move || read_events(&index, &wanted))
+            .await
+            .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        Ok(select_last_words(&drop_overlap_copies(events), query))
     }
 
     fn begin_scan(&self) {
@@ -151,11 +182,12 @@ fn instance_from_stream(stream: &Regex, name: &str) -> Option<String> {
 
 fn build_index(path: &Path, format: Format, stream: &Regex) -> Result<LogIndex> {
     let mut index = LogIndex::default();
-    // Every instance's events with the number of the file they came from.
-    let mut gathered: HashMap<String, Vec<(LogEvent, usize)>> = HashMap::new();
-    for (file_no, file) in list_files(path)?.into_iter().enumerate() {
+    for file in list_files(path)? {
+        let file_no = u32::try_from(index.files.len())
+            .map_err(|_| Error::input(path.display().to_string(), "more than 2^32 log files"))?;
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
         let origin = file.display().to_string();
+        index.files.push(file.clone());
         if super::is_blank(&bytes) {
             index
                 .problems
@@ -166,6 +198,7 @@ fn build_index(path: &Path, format: Format, stream: &Regex) -> Result<LogIndex> 
         let ctx = FileCtx {
             stream,
             default_instance: instance_from_path(path, &file),
+            file: file_no,
         };
         let mut part = Part::default();
         if let Err(e) = ingest_file(&bytes, &origin, format, &ctx, &mut part) {
@@ -179,19 +212,84 @@ fn build_index(path: &Path, format: Format, stream: &Regex) -> Result<LogIndex> 
         }
         index.skipped.merge(part.skipped);
         for (instance, events) in part.by_instance {
-            gathered
+            index
+                .by_instance
                 .entry(instance)
                 .or_default()
-                .extend(events.into_iter().map(|e| (e, file_no)));
+                .extend(events);
         }
     }
-    for (instance, mut events) in gathered {
-        events.sort_by_key(|e| e.0.timestamp);
-        index
-            .by_instance
-            .insert(instance, drop_overlap_copies(events));
+    for events in index.by_instance.values_mut() {
+        // Stable: events of one time stay in file order, then in their order in the file.
+        events.sort_by_key(|e| e.timestamp);
+        events.shrink_to_fit();
     }
     Ok(index)
+}
+
+/// Reads events back from the files of the index (grouped into few reads per file): each with
+/// its file's number, in the order given. An event that is no longer where the index found it
+/// (the file changed since) is an error naming the file.
+fn read_events(index: &LogIndex, refs: &[EventRef]) -> Result<Vec<(LogEvent, usize)>> {
+    use std::io::{Read, Seek, SeekFrom};
+    /// Neighbouring events closer than this are read in one go.
+    const MERGE_GAP: u64 = 16 * 1024;
+    let mut order: Vec<usize> = (0..refs.len()).collect();
+    order.sort_by_key(|&i| (refs[i].file, refs[i].offset));
+    let mut out: Vec<Option<(LogEvent, usize)>> = vec![None; refs.len()];
+    let mut k = 0;
+    while k < order.len() {
+        let first = refs[order[k]];
+        let path = &index.files[first.file as usize];
+        // One run of events of this file close to each other: read together.
+        let mut j = k + 1;
+        let mut end = first.offset + u64::from(first.len);
+        while j < order.len() {
+            let r = refs[order[j]];
+            if r.file != first.file || r.offset > end + MERGE_GAP {
+                break;
+            }
+            end = end.max(r.offset + u64::from(r.len));
+            j += 1;
+        }
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut buf = vec![0u8; (end - first.offset) as usize];
+        file.seek(SeekFrom::Start(first.offset))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(|e| Error::io(path, e))?;
+        for &i in &order[k..j] {
+            let r = refs[i];
+            let at = (r.offset - first.offset) as usize;
+            let raw = &buf[at..at + r.len as usize];
+            let event = event_at(raw)
+                .filter(|e| e.timestamp == r.timestamp)
+                .ok_or_else(|| {
+                    Error::input(
+                        path.display().to_string(),
+                        format!(
+                            "changed since it was indexed (no event at byte {} any more): scan again",
+                            r.offset
+                        ),
+                    )
+                })?;
+            out[i] = Some((event, r.file as usize));
+        }
+        k = j;
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// The event in the bytes an [`EventRef`] points at, read as the index read it.
+fn event_at(raw: &[u8]) -> Option<LogEvent> {
+    let text = String::from_utf8_lossy(raw);
+    let v: Value = serde_json::from_str(text.trim()).ok()?;
+    let obj = v.as_object()?;
+    Some(LogEvent {
+        timestamp: event_time(obj)?,
+        message: event_message(obj)?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+    })
 }
 
 /// Events sorted by time, each with its file's number → the events, with copies of an event
@@ -232,6 +330,150 @@ struct FileCtx<'a> {
     stream: &'a Regex,
     /// The instance the file (or its folder) is named after, for events that name none.
     default_instance: Option<String>,
+    /// The file's number in the index.
+    file: u32,
+}
+
+/// One JSON document of a log export, as far as telling its kind goes (its events are read
+/// from their byte spans afterwards).
+enum LogDoc<'a> {
+    Object {
+        /// The last `events` key's value was an array (None: no `events` key).
+        events_array: Option<bool>,
+        tokens: Tokens<'a>,
+    },
+    Array,
+    Other,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for LogDoc<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        /// Whether a value is an array (its content skipped).
+        struct IsArray(bool);
+        impl<'de> serde::Deserialize<'de> for IsArray {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = IsArray;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("any JSON value")
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> std::result::Result<IsArray, A::Error> {
+                        while seq.next_element::<IgnoredAny>()?.is_some() {}
+                        Ok(IsArray(true))
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> std::result::Result<IsArray, A::Error> {
+                        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                        Ok(IsArray(false))
+                    }
+                    fn visit_str<E>(self, _: &str) -> std::result::Result<IsArray, E> {
+                        Ok(IsArray(false))
+                    }
+                    fn visit_bool<E>(self, _: bool) -> std::result::Result<IsArray, E> {
+                        Ok(IsArray(false))
+                    }
+                    fn visit_i64<E>(self, _: i64) -> std::result::Result<IsArray, E> {
+                        Ok(IsArray(false))
+                    }
+                    fn visit_u64<E>(self, _: u64) -> std::result::Result<IsArray, E> {
+                        Ok(IsArray(false))
+                    }
+                    fn visit_f64<E>(self, _: f64) -> std::result::Result<IsArray, E> {
+                        Ok(IsArray(false))
+                    }
+                    fn visit_unit<E>(self) -> std::result::Result<IsArray, E> {
+                        Ok(IsArray(false))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = LogDoc<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON document")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut events_array = None;
+                let mut tokens = Tokens::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "events" => events_array = Some(map.next_value::<IsArray>()?.0),
+                        "NextToken" => tokens.next_token = map.next_value()?,
+                        "nextToken" => tokens.next_token_logs = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(LogDoc::Object {
+                    events_array,
+                    tokens,
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LogDoc::Array)
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+                Ok(LogDoc::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+                Ok(LogDoc::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+                Ok(LogDoc::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+                Ok(LogDoc::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+                Ok(LogDoc::Other)
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+                Ok(LogDoc::Other)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// The documents of a JSON export with where each starts (one, or pages one after the
+/// other); errors as [`super::json_documents`].
+fn log_documents<'a>(bytes: &'a [u8], origin: &str) -> Result<Vec<(LogDoc<'a>, usize)>> {
+    if super::is_blank(bytes) {
+        return Err(Error::input(origin, EMPTY_FILE));
+    }
+    let mut out = Vec::new();
+    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<LogDoc>();
+    let mut start = 0;
+    while let Some(doc) = stream.next() {
+        let doc = doc.map_err(|e| {
+            Error::input(
+                format!("{origin}:{}:{}", e.line(), e.column()),
+                format!("invalid JSON: {e}"),
+            )
+        })?;
+        out.push((doc, spans::skip_ws(bytes, start)));
+        start = stream.byte_offset();
+    }
+    Ok(out)
 }
 
 /// One log file: a whole JSON export (one document, or pages one after the other), or JSON
@@ -258,7 +500,7 @@ fn ingest_file(
         ingest_json_lines(bytes, origin, ctx, part);
         return Ok(());
     }
-    let docs = match json_documents(bytes, origin) {
+    let docs = match log_documents(bytes, origin) {
         Ok(docs) => docs,
         // JSON lines with a bad line: its first line stands alone as an event.
         Err(_) if format == Format::Auto && first_line_is_an_object(bytes) => {
@@ -267,9 +509,11 @@ fn ingest_file(
         }
         Err(e) => return Err(e),
     };
-    let exports = docs
-        .iter()
-        .all(|d| d.get("events").is_some() || (d.is_array() && docs.len() == 1));
+    let exports = docs.iter().all(|(d, _)| match d {
+        LogDoc::Object { events_array, .. } => events_array.is_some(),
+        LogDoc::Array => docs.len() == 1,
+        LogDoc::Other => false,
+    });
     if !exports {
         if format == Format::FilterLogEvents {
             return Err(Error::input(
@@ -280,29 +524,152 @@ fn ingest_file(
         ingest_json_lines(bytes, origin, ctx, part);
         return Ok(());
     }
-    for (n, doc) in docs.iter().enumerate() {
+    for (n, (doc, start)) in docs.iter().enumerate() {
         let origin = if docs.len() > 1 {
             format!("{origin} (document {})", n + 1)
         } else {
             origin.to_string()
         };
-        if let Some(events) = doc.as_array() {
-            for (i, ev) in events.iter().enumerate() {
-                ingest_event(ev, &format!("{origin}: [{i}]"), ctx, part);
+        let (events, label) = match doc {
+            LogDoc::Array => (*start, ""),
+            LogDoc::Object {
+                events_array,
+                tokens,
+            } => {
+                if let Some(w) = tokens.warning(&origin) {
+                    part.warnings.push(w);
+                }
+                if *events_array != Some(true) {
+                    return Err(Error::input(origin, "\"events\" is not an array"));
+                }
+                let Some(at) = spans::last_member(bytes, *start, b"events") else {
+                    return Err(Error::input(origin, "\"events\" is not an array"));
+                };
+                (at, "events")
             }
-            continue;
-        }
-        if let Some(w) = truncation_warning(doc, &origin) {
-            part.warnings.push(w);
-        }
-        let Some(events) = doc.get("events").and_then(Value::as_array) else {
-            return Err(Error::input(origin, "\"events\" is not an array"));
+            LogDoc::Other => continue,
         };
-        for (i, ev) in events.iter().enumerate() {
-            ingest_event(ev, &format!("{origin}: events[{i}]"), ctx, part);
+        for (i, (from, to)) in spans::elements(bytes, events).into_iter().enumerate() {
+            let Ok(v) = serde_json::from_slice::<Value>(&bytes[from..to]) else {
+                return Err(Error::input(origin, "unreadable event (internal)"));
+            };
+            ingest_event(
+                &v,
+                &format!("{origin}: {label}[{i}]"),
+                ctx,
+                part,
+                (from, to),
+            );
         }
     }
     Ok(())
+}
+
+/// Byte spans inside a JSON document serde_json has already accepted (so only well-formed
+/// JSON is walked here).
+mod spans {
+    /// The first byte at or after `i` that is not JSON whitespace.
+    pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+        }
+        i
+    }
+
+    /// `i` at a string's opening quote: the byte after its closing quote.
+    fn skip_string(b: &[u8], mut i: usize) -> usize {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return i + 1,
+                _ => i += 1,
+            }
+        }
+        i
+    }
+
+    /// `i` at a value's first byte: the byte after the value.
+    pub fn skip_value(b: &[u8], i: usize) -> usize {
+        match b.get(i) {
+            Some(b'"') => skip_string(b, i),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                let mut j = i;
+                while j < b.len() {
+                    match b[j] {
+                        b'"' => {
+                            j = skip_string(b, j);
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return j + 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                j
+            }
+            _ => {
+                let mut j = i;
+                while j < b.len()
+                    && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                {
+                    j += 1;
+                }
+                j
+            }
+        }
+    }
+
+    /// `start` at an object's `{`: where the value of its last member named `key` starts (the
+    /// one a parsed map keeps).
+    pub fn last_member(b: &[u8], start: usize, key: &[u8]) -> Option<usize> {
+        let mut found = None;
+        let mut i = skip_ws(b, start + 1);
+        while i < b.len() && b[i] == b'"' {
+            let key_end = skip_string(b, i);
+            let name = &b[i..key_end];
+            let same = if name.contains(&b'\\') {
+                serde_json::from_slice::<String>(name).is_ok_and(|n| n.as_bytes() == key)
+            } else {
+                &name[1..name.len() - 1] == key
+            };
+            let colon = skip_ws(b, key_end);
+            let value = skip_ws(b, colon + 1);
+            if same {
+                found = Some(value);
+            }
+            i = skip_ws(b, skip_value(b, value));
+            if b.get(i) == Some(&b',') {
+                i = skip_ws(b, i + 1);
+            }
+        }
+        found
+    }
+
+    /// `start` at an array's `[`: each element's span.
+    pub fn elements(b: &[u8], start: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        if b.get(start) != Some(&b'[') {
+            return out;
+        }
+        let mut i = skip_ws(b, start + 1);
+        while i < b.len() && b[i] != b']' {
+            let end = skip_value(b, i);
+            out.push((i, end));
+            i = skip_ws(b, end);
+            if b.get(i) == Some(&b',') {
+                i = skip_ws(b, i + 1);
+            }
+        }
+        out
+    }
 }
 
 fn first_line_is_an_object(bytes: &[u8]) -> bool {
@@ -314,7 +681,10 @@ fn first_line_is_an_object(bytes: &[u8]) -> bool {
 }
 
 fn ingest_json_lines(bytes: &[u8], origin: &str, ctx: &FileCtx<'_>, part: &mut Part) {
+    let mut start = 0usize;
     for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let span = (start, start + raw.len());
+        start += raw.len() + 1;
         let line = String::from_utf8_lossy(raw);
         let line = line.trim();
         if line.is_empty() {
@@ -322,24 +692,35 @@ fn ingest_json_lines(bytes: &[u8], origin: &str, ctx: &FileCtx<'_>, part: &mut P
         }
         let at = format!("{origin}:{}", n + 1);
         match serde_json::from_str::<Value>(line) {
-            Ok(v) => ingest_event(&v, &at, ctx, part),
+            Ok(v) => ingest_event(&v, &at, ctx, part, span),
             Err(e) => part.skipped.push(at, format!("invalid JSON: {e}")),
         }
     }
 }
 
-fn ingest_event(ev: &Value, at: &str, ctx: &FileCtx<'_>, part: &mut Part) {
+/// An event's time: the first of [`TIME_FIELDS`] present, if it is one.
+fn event_time(obj: &serde_json::Map<String, Value>) -> Option<DateTime<Utc>> {
+    match TIME_FIELDS.iter().find_map(|f| obj.get(*f)) {
+        Some(Value::Number(n)) => n.as_f64().and_then(unix_to_instant),
+        Some(Value::String(s)) => parse_instant(s).ok(),
+        _ => None,
+    }
+}
+
+/// An event's message: the first of [`MESSAGE_FIELDS`] that is a string.
+fn event_message(obj: &serde_json::Map<String, Value>) -> Option<&str> {
+    MESSAGE_FIELDS
+        .iter()
+        .find_map(|f| obj.get(*f).and_then(Value::as_str))
+}
+
+/// One event (`span`: its bytes in the file), indexed by its instance, or skipped.
+fn ingest_event(ev: &Value, at: &str, ctx: &FileCtx<'_>, part: &mut Part, span: (usize, usize)) {
     let Some(obj) = ev.as_object() else {
         part.skipped.push(at.to_string(), "not a JSON object");
         return;
     };
-    let time = TIME_FIELDS.iter().find_map(|f| obj.get(*f));
-    let timestamp = match time {
-        Some(Value::Number(n)) => n.as_f64().and_then(unix_to_instant),
-        Some(Value::String(s)) => parse_instant(s).ok(),
-        _ => None,
-    };
-    let Some(timestamp) = timestamp else {
+    let Some(timestamp) = event_time(obj) else {
         part.skipped.push(
             at.to_string(),
             format!(
@@ -349,16 +730,13 @@ fn ingest_event(ev: &Value, at: &str, ctx: &FileCtx<'_>, part: &mut Part) {
         );
         return;
     };
-    let Some(message) = MESSAGE_FIELDS
-        .iter()
-        .find_map(|f| obj.get(*f).and_then(Value::as_str))
-    else {
+    if event_message(obj).is_none() {
         part.skipped.push(
             at.to_string(),
             format!("missing message (one of {})", MESSAGE_FIELDS.join(", ")),
         );
         return;
-    };
+    }
     let instance = INSTANCE_FIELDS
         .iter()
         .find_map(|f| obj.get(*f).and_then(Value::as_str).map(str::to_string))
@@ -376,13 +754,20 @@ fn ingest_event(ev: &Value, at: &str, ctx: &FileCtx<'_>, part: &mut Part) {
         );
         return;
     };
+    let Ok(len) = u32::try_from(span.1 - span.0) else {
+        part.skipped
+            .push(at.to_string(), "an event longer than 4 GiB");
+        return;
+    };
     part.used += 1;
     part.by_instance
         .entry(instance)
         .or_default()
-        .push(LogEvent {
+        .push(EventRef {
             timestamp,
-            message: message.trim_end_matches(['\n', '\r']).to_string(),
+            file: ctx.file,
+            offset: span.0 as u64,
+            len,
         });
 }
 
@@ -390,11 +775,29 @@ fn ingest_event(ev: &Value, at: &str, ctx: &FileCtx<'_>, part: &mut Part) {
 mod tests {
     use super::*;
 
-    fn idx(content: &[u8], format: Format) -> LogIndex {
+    /// An index and the folder its files are in (read back while it lives).
+    struct Indexed(tempfile::TempDir, LogIndex);
+
+    impl std::ops::Deref for Indexed {
+        type Target = LogIndex;
+        fn deref(&self) -> &LogIndex {
+            &self.1
+        }
+    }
+
+    impl Indexed {
+        /// Every event of an instance, read back from the files, overlap copies dropped.
+        fn events(&self, id: &str) -> Vec<LogEvent> {
+            drop_overlap_copies(read_events(&self.1, &self.1.by_instance[id]).unwrap())
+        }
+    }
+
+    fn idx(content: &[u8], format: Format) -> Indexed {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.log");
         std::fs::write(&p, content).unwrap();
-        build_index(&p, format, &stream_regex("{instance_id}").unwrap()).unwrap()
+        let i = build_index(&p, format, &stream_regex("{instance_id}").unwrap()).unwrap();
+        Indexed(dir, i)
     }
 
     #[test]
@@ -410,35 +813,31 @@ mod tests {
     fn filter_log_events_output() {
         let text = br#"{"events":[{"logStreamName":"web/i-0123456789abcdef0","timestamp":1767607200000,"message":"FATAL ERROR: x\n","ingestionTime":1767607201000,"eventId":"1"}],"searchedLogStreams":[]}"#;
         let i = idx(text, Format::Auto);
-        assert_eq!(
-            i.by_instance["i-0123456789abcdef0"][0].message,
-            "FATAL ERROR: x"
-        );
+        assert_eq!(i.events("i-0123456789abcdef0")[0].message, "FATAL ERROR: x");
     }
 
     /// Indexes a folder holding `files` (name, content).
-    fn folder(files: &[(&str, &str)]) -> LogIndex {
+    fn folder(files: &[(&str, &str)]) -> Indexed {
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             let p = dir.path().join(name);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, content).unwrap();
         }
-        build_index(
+        let i = build_index(
             dir.path(),
             Format::Auto,
             &stream_regex("{instance_id}").unwrap(),
         )
-        .unwrap()
+        .unwrap();
+        Indexed(dir, i)
     }
 
     const A: &str = "i-0123456789abcdef0";
+    const B: &str = "i-0fedcba9876543210";
 
-    fn messages(i: &LogIndex, id: &str) -> Vec<String> {
-        i.by_instance[id]
-            .iter()
-            .map(|e| e.message.clone())
-            .collect()
+    fn messages(i: &Indexed, id: &str) -> Vec<String> {
+        i.events(id).into_iter().map(|e| e.message).collect()
     }
 
     #[test]
@@ -531,6 +930,113 @@ mod tests {
             assert!(e.contains(part), "{part} in {e}");
         }
         assert_eq!(i.skipped.count, 0);
+    }
+
+    #[test]
+    fn events_are_read_back_from_their_bytes() {
+        // Brackets, braces and quotes inside strings, escapes in keys, nested values, an
+        // `events` key given twice (the last counts, as in a parsed map), two pages.
+        let page1 = format!(
+            r#"{{"events": [{{"logStreamName": "{A}", "timestamp": 1000, "message": "old"}}],
+              "ex\u0074ra": {{"a": ["]", "}}", "\"["]}},
+              "events" : [ {{"logStreamName": "{A}", "timestamp": 2000, "message": "a [\"quoted\"] {{brace}}\n", "meta": {{"x": [1, {{"y": "]"}}]}}}} ,
+                {{"logStreamName": "{A}", "timestamp": 3000, "message": "caf\u00e9 ✓"}} ]}}"#
+        );
+        let page2 = format!(
+            r#"{{"nextToken": null, "events": [{{"logStreamName": "{A}", "timestamp": 4000, "message": "last"}}]}}"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), format!("{page1}\n{page2}\n")).unwrap();
+        // A JSON line with an invalid byte inside its string (read lossily), CRLF, a blank line.
+        let mut lines = format!(r#"{{"instance_id": "{B}", "ts": 5000, "msg": "bad "#).into_bytes();
+        lines.push(0xff);
+        lines.extend(
+            format!("byte\"}}\r\n\n{{\"instance_id\": \"{B}\", \"ts\": 6000, \"msg\": \"two\"}}")
+                .bytes(),
+        );
+        std::fs::write(dir.path().join("b.jsonl"), &lines).unwrap();
+        let i = build_index(
+            dir.path(),
+            Format::Auto,
+            &stream_regex("{instance_id}").unwrap(),
+        )
+        .unwrap();
+        let i = Indexed(dir, i);
+        assert!(i.problems.is_empty(), "{:?}", i.problems);
+        assert_eq!(
+            messages(&i, A),
+            ["a [\"quoted\"] {brace}", "café ✓", "last"],
+            "the first `events` is replaced by the second"
+        );
+        let b = messages(&i, B);
+        assert_eq!(b.len(), 2, "{b:?}");
+        assert!(b[0].contains('\u{fffd}'), "read back as indexed: {b:?}");
+        assert_eq!(b[1], "two");
+
+        // The file changes under the index: an error naming it, never another line.
+        let a = i.0.path().join("a.json");
+        std::fs::write(&a, format!("{page2}\n{page1}\n")).unwrap();
+        let e = read_events(&i, &i.by_instance[A]).unwrap_err().to_string();
+        assert!(
+            e.contains("a.json") && e.contains("changed since it was indexed"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn last_words_read_only_their_window() {
+        let ev = |ts: u64, msg: &str| {
+            format!(r#"{{"logStreamName": "{A}", "timestamp": {ts}, "message": "{msg}"}}"#)
+        };
+        // Minute-spaced events; two exports overlapping on the final ones.
+        const T0: u64 = 1_767_607_200_000;
+        let first: Vec<String> = (0..10)
+            .map(|m| ev(T0 + m * 60_000, &format!("m{m}")))
+            .collect();
+        let second: Vec<String> = (8..12)
+            .map(|m| ev(T0 + m * 60_000, &format!("m{m}")))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("1.json"),
+            format!(r#"{{"events": [{}]}}"#, first.join(",")),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("2.json"),
+            format!(r#"{{"events": [{}]}}"#, second.join(",")),
+        )
+        .unwrap();
+        let logs = FileLogs {
+            path: dir.path().to_path_buf(),
+            format: Format::Auto,
+            stream: Arc::new(stream_regex("{instance_id}").unwrap()),
+            index: super::super::FileIndex::new(),
+        };
+        let t = |ms: i64| DateTime::<Utc>::from_timestamp_millis(T0 as i64 + ms).unwrap();
+        let query = LastWordsQuery {
+            instance_id: A.into(),
+            origin: None,
+            asg: "web".into(),
+            terminated_at: t(9 * 60_000 + 10),
+            window: chrono::Duration::minutes(2),
+            grace: chrono::Duration::seconds(5),
+            max_bytes: 1 << 20,
+            launched_at: None,
+            private_dns: None,
+            private_ip: None,
+        };
+        let got = logs.last_words(&query).await.unwrap();
+        let words: Vec<&str> = got.events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            words,
+            ["m7", "m8", "m9"],
+            "overlap copies dropped, window only"
+        );
+        assert_eq!(got.last_event_at, Some(t(9 * 60_000)));
+        let index = logs.index().await.unwrap();
+        let all = drop_overlap_copies(read_events(&index, &index.by_instance[A]).unwrap());
+        assert_eq!(got, select_last_words(&all, &query), "as from every event");
     }
 
     #[test]

@@ -192,6 +192,18 @@ impl MetricSource for FileMetrics {
             .map(|i| i.problems.clone())
             .unwrap_or_default()
     }
+
+    async fn input_stamps(&self) -> Result<Option<Vec<crate::model::InputStamp>>> {
+        let path = self.path.clone();
+        let stamps = tokio::task::spawn_blocking(move || super::stamps(&path))
+            .await
+            .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        Ok(Some(stamps))
+    }
+
+    fn read_stamps(&self) -> Option<Vec<crate::model::InputStamp>> {
+        self.index.stamps()
+    }
 }
 
 fn build_index(path: &Path, opts: &Options) -> Result<MetricIndex> {

@@ -14,8 +14,16 @@
 //! nothing in it usable) is one input error naming it; an export with a pagination token left
 //! in it ([`PAGINATION_TOKENS`]) is a warning naming the file and the flag to drop. Both are
 //! reported as [`crate::sources::InputProblems`] and leave the scan incomplete.
+//!
+//! Memory follows what is used, not the size of the exports: JSON is deserialised into the
+//! fields epitaph reads (`json.rs`), never into a `serde_json::Value` of a whole file; the log
+//! index keeps where each event is, not its line. A file is stamped without being read
+//! ([`file_stamp`]: device, inode, size, modification and change times); what a clean read of
+//! it proved is kept in the state store with its stamp, and trusted while the stamp holds (an
+//! activities file, `activities.rs`; early warning's series, `pipeline/early.rs`).
 
 mod activities;
+mod json;
 mod logs;
 mod metrics;
 
@@ -66,16 +74,78 @@ pub(crate) fn required_path(key: &str, path: &Option<PathBuf>) -> Result<PathBuf
         .ok_or_else(|| Error::Config(vec![format!("{key}.path: required for kind = \"file\"")]))
 }
 
-/// What a folder of exports looked like when it was indexed: every file's path, size and
-/// modification time. A different fingerprint means the index is stale.
-type Fingerprint = Vec<(PathBuf, u64, Option<std::time::SystemTime>)>;
+/// What a folder of exports looked like when it was indexed: every file's path and
+/// [`file_stamp`]. A different fingerprint means the index is stale.
+type Fingerprint = Vec<(PathBuf, String)>;
 
 fn fingerprint(path: &Path) -> Result<Fingerprint> {
     list_files(path)?
         .into_iter()
         .map(|p| {
             let m = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?;
-            Ok((p, m.len(), m.modified().ok()))
+            Ok((p, file_stamp(&m)))
+        })
+        .collect()
+}
+
+/// A file modified this recently may still be written within the same timestamp tick, so its
+/// stamp does not vouch for its content yet (as git's "racily clean" entries).
+pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a file looks like without reading it: device, inode, size, and modification and
+/// change times (nanoseconds). A stamp is what epitaph trusts to say a file is unchanged: a
+/// write that keeps all five the same (a same-size rewrite within one timestamp tick, or
+/// content changed and both times set back, which needs root for the change time) goes
+/// unseen. A file modified within [`RACY_WINDOW`] of being stamped gets a stamp marked
+/// `racy`, which vouches for nothing ([`stamp_trusted`]), so it is read again next time.
+pub(crate) fn file_stamp(meta: &std::fs::Metadata) -> String {
+    #[cfg(unix)]
+    let mut text = {
+        use std::os::unix::fs::MetadataExt;
+        format!(
+            "dev={} ino={} size={} mtime={}.{:09} ctime={}.{:09}",
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        )
+    };
+    #[cfg(not(unix))]
+    let mut text = format!("size={} mtime={:?}", meta.len(), meta.modified().ok());
+    let recent = meta
+        .modified()
+        .ok()
+        .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+        .map_or(true, |age| age < RACY_WINDOW);
+    if recent {
+        text.push_str(RACY);
+    }
+    text
+}
+
+/// Whether a stamp can vouch for a file: not [`RACY_WINDOW`]-recent when it was taken. Two
+/// racy stamps are never taken as the same file state, even when their text is equal.
+pub fn stamp_trusted(stamp: &str) -> bool {
+    !stamp.ends_with(RACY)
+}
+
+/// The mark of a racy stamp.
+const RACY: &str = " racy";
+
+/// Every file under `path` with its [`file_stamp`], without reading them.
+pub(crate) fn stamps(path: &Path) -> Result<Vec<crate::model::InputStamp>> {
+    Ok(stamps_of(fingerprint(path)?))
+}
+
+fn stamps_of(fp: Fingerprint) -> Vec<crate::model::InputStamp> {
+    fp.into_iter()
+        .map(|(p, stamp)| crate::model::InputStamp {
+            path: p.display().to_string(),
+            stamp,
+            proved: serde_json::Value::Null,
         })
         .collect()
 }
@@ -106,6 +176,16 @@ impl<T: Send + Sync + 'static> FileIndex<T> {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|(_, i)| i.clone())
+    }
+
+    /// The stamps of the files the current index was built from (taken before they were
+    /// read), if one was built.
+    pub fn stamps(&self) -> Option<Vec<crate::model::InputStamp>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(fp, _)| stamps_of(fp.clone()))
     }
 
     /// The next `get` checks whether the files changed.
@@ -142,7 +222,7 @@ impl<T: Send + Sync + 'static> FileIndex<T> {
             let now = tokio::task::spawn_blocking(move || fingerprint(&p))
                 .await
                 .map_err(|e| Error::source(source(), e.to_string()))??;
-            if now == fp {
+            if now == fp && fp.iter().all(|(_, stamp)| stamp_trusted(stamp)) {
                 return Ok(index);
             }
             tracing::info!(path = %path.display(), "exports changed; re-indexing");
@@ -170,12 +250,18 @@ pub(crate) const PAGINATION_TOKENS: [&str; 2] = ["NextToken", "nextToken"];
 /// is told by the token: the CLI's own (`--max-items`) is base64 JSON holding
 /// `boto_truncate_amount`; a service's token means `--no-paginate`.
 pub(crate) fn truncation_warning(doc: &serde_json::Value, origin: &str) -> Option<String> {
-    let (key, token) = PAGINATION_TOKENS.iter().find_map(|k| {
-        doc.get(*k)
-            .and_then(serde_json::Value::as_str)
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| (*k, t))
-    })?;
+    token_warning(
+        PAGINATION_TOKENS.map(|k| (k, doc.get(k).and_then(serde_json::Value::as_str))),
+        origin,
+    )
+}
+
+/// [`truncation_warning`] from the document's tokens as read (key, its string value if any),
+/// in the order of [`PAGINATION_TOKENS`].
+pub(crate) fn token_warning(tokens: [(&str, Option<&str>); 2], origin: &str) -> Option<String> {
+    let (key, token) = tokens
+        .into_iter()
+        .find_map(|(k, t)| t.filter(|t| !t.trim().is_empty()).map(|t| (k, t)))?;
     let flag = if is_cli_token(token) {
         "--max-items"
     } else {
@@ -238,12 +324,6 @@ pub(crate) fn json_documents(bytes: &[u8], origin: &str) -> Result<Vec<serde_jso
         .collect()
 }
 
-/// Reads an export file as [`json_documents`].
-pub(crate) fn read_json_documents(file: &Path) -> Result<Vec<serde_json::Value>> {
-    let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-    json_documents(&bytes, &file.display().to_string())
-}
-
 /// The instance an export file is named after: the first instance id in its file name, else
 /// in the nearest folder name below `root` naming one (`logs/i-0123…/app.json`).
 pub(crate) fn instance_from_path(root: &Path, file: &Path) -> Option<String> {
@@ -260,17 +340,6 @@ pub(crate) fn instance_from_path(root: &Path, file: &Path) -> Option<String> {
         .iter()
         .rev()
         .find_map(|n| find_instance_id(n).map(str::to_string))
-}
-
-/// The elements of `v[key]` when it is an array (none otherwise).
-pub(crate) fn array_items<'a>(
-    v: &'a serde_json::Value,
-    key: &str,
-) -> impl Iterator<Item = &'a serde_json::Value> {
-    v.get(key)
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
 }
 
 /// Values that mean "no sample here", as exports write gaps (Prometheus and Go `NaN`, pandas
