@@ -157,6 +157,7 @@ fmt_mb() { calc "$1 / 1024" | awk '{printf "%.0f MB", $1}'; }
 
 full_rows=(); rescan_rows=(); skipped=(); prev_n=; prev_full=; prev_parse=; ratios=(); targets=()
 started=$(now)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for n in "${sizes[@]}"; do
   runs=$RUNS; [ "$n" -ge "$LARGE" ] && runs=$RUNS_LARGE
   avail_kb=$(df -Pk "$work" | awk 'NR==2 {print $4}')
@@ -248,7 +249,7 @@ for n in "${sizes[@]}"; do
 done
 
 cat <<EOF
-Binary \`$bin\` (this checkout at $commit), $ASGS groups, seed $SEED, $(nproc) core(s), $(date -u +%Y-%m-%dT%H:%MZ); the whole run took $(calc "$(now) - $started" | awk '{printf "%.0f", $1}') s.
+Binary \`$bin\` (sha256 $(sha256sum "$bin" | cut -c1-12); script at $commit), $ASGS groups, seed $SEED, $(nproc) core(s), finished $(date -u +%Y-%m-%dT%H:%MZ); the whole run took $(calc "$(now) - $started" | awk '{printf "%.0f", $1}') s; load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end.
 
 | terminations | exports | runs | parse floor | full scan (÷ parse floor) | full-scan peak RSS | state after the full scan | after VACUUM | instances right | deployments right |
 |---|---|---|---|---|---|---|---|---|---|
