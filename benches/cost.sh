@@ -30,6 +30,9 @@
 # Writes the markdown tables to stdout, progress to stderr. Every file it writes lives in one
 # `mktemp -d`, removed at exit; each size's exports are deleted before the next size.
 set -euo pipefail
+# Binaries named relative to where the script was started.
+[ -z "${EPITAPH_BIN:-}" ] || EPITAPH_BIN=$(realpath "$EPITAPH_BIN")
+[ -z "${BASE_BIN:-}" ] || BASE_BIN=$(realpath "$BASE_BIN")
 cd "$(dirname "$0")/.."
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(10000 30000 100000)
