@@ -128,6 +128,27 @@ pub struct Pruned {
     pub facts: u64,
 }
 
+/// Input stamps from rows of `path`, `stamp` and `proved` (JSON selected as text). Any sqlx
+/// database.
+fn stamp_rows<R>(rows: &[R]) -> Result<Vec<InputStamp>>
+where
+    R: sqlx::Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    rows.iter()
+        .map(|r| {
+            let path: String = r.try_get("path")?;
+            let proved: String = r.try_get("proved")?;
+            Ok(InputStamp {
+                proved: decode("input stamp", &path, &proved)?,
+                stamp: r.try_get("stamp")?,
+                path,
+            })
+        })
+        .collect()
+}
+
 fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v)
         .map_err(|e| crate::error::Error::Store(format!("cannot encode record: {e}")))

@@ -14,8 +14,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    codec, decode, decode_rows, encode, facts_enums, stored_report, AlertChange, DeliveryOutcome,
-    OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord, Store, TargetBacklog, BACKFILL_BATCH,
+    codec, decode, decode_rows, encode, facts_enums, stamp_rows, stored_report, AlertChange,
+    DeliveryOutcome, OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord, Store, TargetBacklog,
+    BACKFILL_BATCH,
 };
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
@@ -575,17 +576,7 @@ impl Store for SqliteStore {
         .bind(reader)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let path: String = r.try_get("path")?;
-                let proved: String = r.try_get("proved")?;
-                Ok(InputStamp {
-                    proved: decode("input stamp", &path, &proved)?,
-                    stamp: r.try_get("stamp")?,
-                    path,
-                })
-            })
-            .collect()
+        stamp_rows(&rows)
     }
 
     async fn replace_input_stamps(&self, reader: &str, stamps: &[InputStamp]) -> Result<()> {
