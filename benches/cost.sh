@@ -76,24 +76,7 @@ timed() {
 }
 
 parse_floor() {
-  python3 - "$1" <<'PY'
-import csv, json, os, sys
-root = sys.argv[1]
-for sub in ("activities", "logs", "metrics", "inventory"):
-    for name in sorted(os.listdir(os.path.join(root, sub))):
-        path = os.path.join(root, sub, name)
-        if name.endswith(".jsonl"):
-            with open(path) as f:
-                for line in f:
-                    json.loads(line)
-        elif name.endswith(".csv"):
-            with open(path) as f:
-                for row in csv.reader(f):
-                    pass
-        else:
-            with open(path) as f:
-                json.load(f)
-PY
+  python3 benches/parse_floor.py "$1"
 }
 
 # cut_time DIR: the start time by which 99 % of the configured window's terminations started

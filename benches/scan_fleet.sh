@@ -33,24 +33,7 @@ for _ in $(seq "$RUNS"); do
   t0=$(now); find "${inputs[@]}" -type f -exec cat {} + > /dev/null; t1=$(now)
   io+=("$(calc "$t1 - $t0")")
   t0=$(now)
-  python3 - "$out" <<'PY'
-import csv, json, os, sys
-root = sys.argv[1]
-for sub in ("activities", "logs", "metrics", "inventory"):
-    for name in sorted(os.listdir(os.path.join(root, sub))):
-        path = os.path.join(root, sub, name)
-        if name.endswith(".jsonl"):
-            with open(path) as f:
-                for line in f:
-                    json.loads(line)
-        elif name.endswith(".csv"):
-            with open(path) as f:
-                for row in csv.reader(f):
-                    pass
-        else:
-            with open(path) as f:
-                json.load(f)
-PY
+  python3 benches/parse_floor.py "$out"
   t1=$(now)
   parse+=("$(calc "$t1 - $t0")")
   rm -f "$out"/epitaph.db*
