@@ -1103,21 +1103,22 @@ async fn prometheus_scrapes_the_services_own_metrics() {
         "scrape_configs:\n  - job_name: epitaph\n    scrape_interval: 1s\n    authorization:\n      credentials: {TOKEN}\n    static_configs:\n      - targets: ['{target}']\n"
     );
     let server = Server::start_with(Backend::Prometheus, &[], &job).await;
-    let http = reqwest::Client::new();
-    let query = |q: &'static str| {
-        let http = http.clone();
-        let url = format!("{}/api/v1/query", server.url);
+    let api = |path: &str, params: Vec<(&'static str, &'static str)>| {
+        let request = reqwest::Client::new()
+            .get(format!("{}/api/v1/{path}", server.url))
+            .query(&params);
         async move {
-            let r: serde_json::Value = http
-                .get(url)
-                .query(&[("query", q)])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            r["data"]["result"].as_array().cloned().unwrap_or_default()
+            let v: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            v
+        }
+    };
+    let query = |q: &'static str| {
+        let answer = api("query", vec![("query", q)]);
+        async move {
+            answer.await["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
         }
     };
     // Waits for a scrape that saw a finished scan (the schedule runs one every second) and an
@@ -1133,14 +1134,7 @@ async fn prometheus_scrapes_the_services_own_metrics() {
         assert!(Instant::now() < until, "no scrape saw a scan");
         tokio::time::sleep(POLL).await;
     }
-    let targets: serde_json::Value = http
-        .get(format!("{}/api/v1/targets", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let targets = api("targets", vec![]).await;
     let t = &targets["data"]["activeTargets"][0];
     assert_eq!(t["health"], "up", "{t}");
     assert_eq!(t["lastError"], "", "{t}");
@@ -1156,14 +1150,6 @@ async fn prometheus_scrapes_the_services_own_metrics() {
         assert_eq!(query(q).await.len(), 1, "{q}");
     }
     // The scrape was OpenMetrics: Prometheus keeps the counter's family type.
-    let meta: serde_json::Value = http
-        .get(format!("{}/api/v1/targets/metadata", server.url))
-        .query(&[("metric", "epitaph_scans")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = api("targets/metadata", vec![("metric", "epitaph_scans")]).await;
     assert_eq!(meta["data"][0]["type"], "counter", "{meta}");
 }
