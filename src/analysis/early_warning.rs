@@ -22,7 +22,7 @@ use crate::model::{
 };
 
 /// `analysis.early_warning`: which running instances are projected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EarlyWarningScope {
     Leaking,

@@ -103,7 +103,7 @@ impl Pipeline {
                     reports: &reports,
                     evidence: evidence.as_ref(),
                     next_deaths: &expected_deaths,
-                    unit: &self.cfg.sources.metrics.unit,
+                    unit: self.cfg.sources.metrics.unit.as_str(),
                     links: &links,
                     signatures: &self.signatures,
                     redactor: &self.redactor,

@@ -2,6 +2,7 @@
 //! target by target, the log and metric APIs, the exports), judged by `analysis::doctor`.
 
 use super::*;
+use crate::config::SourceKind;
 
 /// `epitaph doctor`: probes what the configuration points at — the real account for `aws`
 /// sources (`sources::aws` probes), the exports for `file` ones (read through the source
@@ -12,13 +13,8 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
     use crate::sources::file::{FileActivities, FileLogs, FileMetrics};
     use crate::sources::{ActivitySource, LogSource, MetricSource};
     let now = Utc::now();
-    let until = cfg
-        .scan
-        .until
-        .as_deref()
-        .and_then(|u| crate::timefmt::parse_since(u, now).ok())
-        .unwrap_or(now);
-    let since = crate::timefmt::parse_since(&cfg.scan.since, until).unwrap_or(until);
+    let until = cfg.scan.until.as_ref().map_or(now, |u| u.resolve(now));
+    let since = cfg.scan.since.resolve(until);
     let window = TimeWindow {
         start: since,
         end: until,
@@ -28,15 +24,10 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
     checks.extend(judge::path_checks(cfg, &path_problems));
     let s = &cfg.sources;
     // A file source is read only when its path exists (a missing one already failed above).
-    let readable = |key: &str, src: &crate::config::SourceConfig| {
-        src.kind == "file" && !path_problems.iter().any(|p| p.starts_with(key))
+    let readable = |key: &str, kind: SourceKind| {
+        kind == SourceKind::File && !path_problems.iter().any(|p| p.starts_with(key))
     };
-    let resolved = |src: &crate::config::SourceConfig| {
-        let mut src = src.clone();
-        src.path = src.path.as_ref().map(|p| cfg.resolve(p));
-        src.inventory = src.inventory.as_ref().map(|p| cfg.resolve(p));
-        src
-    };
+    let files = s.with_paths_resolved(|p| cfg.resolve(p));
     let failed = |e: Error| FileRead {
         errors: vec![e.to_string()],
         ..Default::default()
@@ -61,8 +52,8 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
         read
     };
     let mut terminations: Vec<Termination> = Vec::new();
-    let activities = if readable("sources.activities.path", &s.activities) {
-        let read = match FileActivities::new(&resolved(&s.activities)) {
+    let activities = if readable("sources.activities.path", s.activities.kind) {
+        let read = match FileActivities::new(&files.activities) {
             Ok(a) => a.terminations(window).await,
             Err(e) => Err(e),
         };
@@ -89,8 +80,8 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
             .into_iter()
             .filter(|x| x.terminated_at.is_some())
             .collect();
-    let logs = if readable("sources.logs.path", &s.logs) {
-        Some(match FileLogs::new(&resolved(&s.logs)) {
+    let logs = if readable("sources.logs.path", s.logs.kind) {
+        Some(match FileLogs::new(&files.logs) {
             Ok(l) => {
                 let mut read = FileRead {
                     sampled: samples.len(),
@@ -111,8 +102,8 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
     } else {
         None
     };
-    let metrics = if readable("sources.metrics.path", &s.metrics) {
-        Some(match FileMetrics::new(&resolved(&s.metrics)) {
+    let metrics = if readable("sources.metrics.path", s.metrics.kind) {
+        Some(match FileMetrics::new(&files.metrics) {
             Ok(m) => {
                 let queries: Vec<SeriesQuery> = samples
                     .iter()
@@ -157,10 +148,7 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
     // metrics and log APIs.
     #[allow(unused_mut)]
     let mut aws_samples: Vec<crate::sources::probe::Sample> = Vec::new();
-    if [&s.activities, &s.logs, &s.metrics]
-        .iter()
-        .any(|x| x.kind == "aws")
-    {
+    if s.uses(SourceKind::Aws) {
         #[cfg(feature = "aws")]
         {
             let (aws_checks, sampled) = doctor_aws(cfg, window, &terminations, now).await;
@@ -170,19 +158,19 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
     } else {
         checks.push(judge::aws_not_used());
     }
-    if s.metrics.kind == "prometheus" {
-        let sampled = if s.activities.kind == "aws" {
+    if s.metrics.kind == SourceKind::Prometheus {
+        let sampled = if s.activities.kind == SourceKind::Aws {
             &aws_samples
         } else {
             &samples
         };
         checks.extend(doctor_prometheus(cfg, sampled).await);
     }
-    if matches!(s.logs.kind.as_str(), "splunk" | "loki") {
-        let (sampled, inventory) = if s.activities.kind == "aws" {
+    if s.logs.kind.is_logs_backend() {
+        let (sampled, inventory) = if s.activities.kind == SourceKind::Aws {
             (&aws_samples, Vec::new())
         } else {
-            let inventory = match FileActivities::new(&resolved(&s.activities)) {
+            let inventory = match FileActivities::new(&files.activities) {
                 Ok(a) => a.inventory().await.unwrap_or_default(),
                 Err(_) => Vec::new(),
             };
@@ -307,12 +295,11 @@ async fn doctor_aws(
         Err(e) => return (judge::aws_not_configured(&e.to_string()), Vec::new()),
     };
     let s = &cfg.sources;
-    let activities = (s.activities.kind == "aws")
+    let activities = (s.activities.kind == SourceKind::Aws)
         .then(|| aws::AwsActivities::new(ctx.clone(), &s.activities, cfg.aws.api_concurrency));
-    let metrics = match s.metrics.kind.as_str() {
-        "aws" => aws::AwsMetrics::new(ctx.clone(), &s.metrics).ok(),
-        _ => None,
-    };
+    let metrics = (s.metrics.kind == SourceKind::Aws)
+        .then(|| aws::AwsMetrics::new(ctx.clone(), &s.metrics).ok())
+        .flatten();
     let several = ctx.targets.len() > 1;
     let mut out = Vec::new();
     let mut first_samples = Vec::new();
@@ -351,7 +338,7 @@ async fn doctor_aws(
         if i == 0 {
             first_samples = samples.clone();
         }
-        if reachable && s.logs.kind == "aws" {
+        if reachable && s.logs.kind == SourceKind::Aws {
             let p = aws::probe_logs(t, &s.logs, &samples).await;
             reachable = !judge::first_call_unreachable(&p.calls);
             probe.logs = Some(p);

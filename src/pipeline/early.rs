@@ -117,7 +117,7 @@ impl Pipeline {
                             c,
                             &s,
                             label,
-                            &self.cfg.sources.metrics.unit,
+                            self.cfg.sources.metrics.unit.as_str(),
                             &levels,
                         ) {
                             Ok(p) => out.push(p),

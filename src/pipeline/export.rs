@@ -17,8 +17,7 @@ impl Pipeline {
         // An export's window never comes from the store's watermark: --since, else scan.since.
         let since = match opts.since {
             Some(s) => s,
-            None => crate::timefmt::parse_since(&self.cfg.scan.since, until)
-                .map_err(|e| Error::Config(vec![format!("scan.since: {e}")]))?,
+            None => self.cfg.scan.since.resolve(until),
         };
         let window = self
             .window(

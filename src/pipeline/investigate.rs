@@ -45,7 +45,7 @@ impl Pipeline {
             None => {
                 let now = Utc::now();
                 let end = match &self.cfg.scan.until {
-                    Some(s) => crate::timefmt::parse_since(s, now).unwrap_or(now),
+                    Some(s) => s.resolve(now),
                     None => now,
                 };
                 let q = SeriesQuery {

@@ -229,7 +229,7 @@ impl Pipeline {
             &crate::sinks::html::HtmlContext {
                 generated_at: Utc::now(),
                 window,
-                unit: &self.cfg.sources.metrics.unit,
+                unit: self.cfg.sources.metrics.unit.as_str(),
                 redactor: &self.redactor,
                 next_deaths: &next_deaths,
                 signatures: Some(&self.signatures),
@@ -293,8 +293,7 @@ impl Pipeline {
     ) -> Result<DateTime<Utc>> {
         Ok(match (until, &self.cfg.scan.until) {
             (Some(u), _) => u,
-            (None, Some(s)) => crate::timefmt::parse_since(s, now)
-                .map_err(|e| Error::Config(vec![format!("scan.until: {e}")]))?,
+            (None, Some(s)) => s.resolve(now),
             (None, None) => now,
         })
     }
@@ -306,8 +305,7 @@ impl Pipeline {
             Some(s) => s,
             None => match self.store.watermark().await? {
                 Some(w) => w - self.cfg.overlap(),
-                None => crate::timefmt::parse_since(&self.cfg.scan.since, until)
-                    .map_err(|e| Error::Config(vec![format!("scan.since: {e}")]))?,
+                None => self.cfg.scan.since.resolve(until),
             },
         };
         if since >= until {

@@ -24,6 +24,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::config::Since;
 use crate::error::{Error, Result};
 use crate::model::{InstanceInfo, LastWords, MemorySeries, Termination, TimeWindow};
 
@@ -341,8 +342,8 @@ pub fn config_toml(
         )])
     };
     let mut scan = cfg.scan.clone();
-    scan.since = instant(window.start);
-    scan.until = Some(instant(window.end));
+    scan.since = Since::at(window.start);
+    scan.until = Some(Since::at(window.end));
     let mut root = toml::Table::new();
     root.insert(
         "scan".into(),
@@ -371,7 +372,7 @@ pub fn config_toml(
     let mut metrics = vec![
         ("kind", "file".into()),
         ("path", METRICS_DIR.into()),
-        ("unit", m.unit.clone().into()),
+        ("unit", m.unit.as_str().into()),
     ];
     if let Some(limit) = m.limit {
         metrics.push(("limit", limit.into()));

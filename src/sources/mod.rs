@@ -27,7 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SourceKind};
 use crate::error::{Error, Result};
 use crate::model::{InstanceInfo, LastWords, LogEvent, MemorySeries, Termination, TimeWindow};
 
@@ -366,37 +366,28 @@ impl Sources {
     /// error, never a backend that silently does nothing.
     pub async fn from_config(cfg: &Config) -> Result<Self> {
         let s = &cfg.sources;
-        for (key, src) in [
-            ("sources.activities.kind", &s.activities),
-            ("sources.logs.kind", &s.logs),
-            ("sources.metrics.kind", &s.metrics),
-        ] {
-            check_kind(key, src)?;
+        for (key, kind) in s.kinds() {
+            check_kind(key, kind)?;
         }
         // File paths in the config are relative to the config file.
-        let resolve = |src: &SourceConfig| {
-            let mut src = src.clone();
-            src.path = src.path.as_ref().map(|p| cfg.resolve(p));
-            src.inventory = src.inventory.as_ref().map(|p| cfg.resolve(p));
-            src
-        };
+        let files = s.with_paths_resolved(|p| cfg.resolve(p));
         let (aws_activities, aws_logs, aws_metrics) = aws_backends(cfg).await?;
         let activities: Arc<dyn ActivitySource> = match aws_activities {
             Some(a) => a,
-            None => Arc::new(file::FileActivities::new(&resolve(&s.activities))?),
+            None => Arc::new(file::FileActivities::new(&files.activities)?),
         };
-        let logs: Arc<dyn LogSource> = match (aws_logs, s.logs.kind.as_str()) {
+        let logs: Arc<dyn LogSource> = match (aws_logs, s.logs.kind) {
             (Some(l), _) => l,
-            (None, "splunk") => Arc::new(splunk::SplunkLogs::from_config(cfg)?),
-            (None, "loki") => Arc::new(loki::LokiLogs::from_config(cfg)?),
-            (None, _) => Arc::new(file::FileLogs::new(&resolve(&s.logs))?),
+            (None, SourceKind::Splunk) => Arc::new(splunk::SplunkLogs::from_config(cfg)?),
+            (None, SourceKind::Loki) => Arc::new(loki::LokiLogs::from_config(cfg)?),
+            (None, _) => Arc::new(file::FileLogs::new(&files.logs)?),
         };
-        let metrics: Arc<dyn MetricSource> = match (aws_metrics, s.metrics.kind.as_str()) {
+        let metrics: Arc<dyn MetricSource> = match (aws_metrics, s.metrics.kind) {
             (Some(m), _) => m,
-            (None, "prometheus") => {
+            (None, SourceKind::Prometheus) => {
                 Arc::new(prometheus::PrometheusMetrics::from_config(cfg).await?)
             }
-            (None, _) => Arc::new(file::FileMetrics::new(&resolve(&s.metrics))?),
+            (None, _) => Arc::new(file::FileMetrics::new(&files.metrics)?),
         };
         Ok(Sources {
             activities,
@@ -431,26 +422,24 @@ type Backends = (
 #[cfg(feature = "aws")]
 async fn aws_backends(cfg: &Config) -> Result<Backends> {
     let s = &cfg.sources;
-    if ![&s.activities, &s.logs, &s.metrics]
-        .iter()
-        .any(|x| x.kind == "aws")
-    {
+    if !s.uses(SourceKind::Aws) {
         return Ok((None, None, None));
     }
     let ctx = aws::AwsContext::load(&cfg.aws).await?;
-    let activities: Option<Arc<dyn ActivitySource>> = (s.activities.kind == "aws").then(|| {
-        Arc::new(aws::AwsActivities::new(
-            ctx.clone(),
-            &s.activities,
-            cfg.aws.api_concurrency,
-        )) as _
-    });
-    let logs: Option<Arc<dyn LogSource>> = match s.logs.kind.as_str() {
-        "aws" => Some(Arc::new(aws::AwsLogs::new(ctx.clone(), &s.logs)?)),
+    let activities: Option<Arc<dyn ActivitySource>> =
+        (s.activities.kind == SourceKind::Aws).then(|| {
+            Arc::new(aws::AwsActivities::new(
+                ctx.clone(),
+                &s.activities,
+                cfg.aws.api_concurrency,
+            )) as _
+        });
+    let logs: Option<Arc<dyn LogSource>> = match s.logs.kind {
+        SourceKind::Aws => Some(Arc::new(aws::AwsLogs::new(ctx.clone(), &s.logs)?)),
         _ => None,
     };
-    let metrics: Option<Arc<dyn MetricSource>> = match s.metrics.kind.as_str() {
-        "aws" => Some(Arc::new(aws::AwsMetrics::new(ctx, &s.metrics)?)),
+    let metrics: Option<Arc<dyn MetricSource>> = match s.metrics.kind {
+        SourceKind::Aws => Some(Arc::new(aws::AwsMetrics::new(ctx, &s.metrics)?)),
         _ => None,
     };
     Ok((activities, logs, metrics))
@@ -461,24 +450,20 @@ async fn aws_backends(_cfg: &Config) -> Result<Backends> {
     Ok((None, None, None))
 }
 
-fn check_kind(key: &str, src: &SourceConfig) -> Result<()> {
-    match src.kind.as_str() {
-        "file" => Ok(()),
-        "prometheus" if key == "sources.metrics.kind" => Ok(()),
-        "prometheus" => Err(Error::NotImplemented(format!(
+fn check_kind(key: &str, kind: SourceKind) -> Result<()> {
+    match kind {
+        SourceKind::File => Ok(()),
+        SourceKind::Prometheus if key == "sources.metrics.kind" => Ok(()),
+        SourceKind::Prometheus => Err(Error::NotImplemented(format!(
             "{key} = \"prometheus\": Prometheus is a metrics backend (sources.metrics.kind)"
         ))),
-        "splunk" | "loki" if key == "sources.logs.kind" => Ok(()),
-        "splunk" | "loki" => Err(Error::Config(vec![format!(
-            "{key} = \"{}\": a logs backend (set it as sources.logs.kind)",
-            src.kind
+        SourceKind::Splunk | SourceKind::Loki if key == "sources.logs.kind" => Ok(()),
+        SourceKind::Splunk | SourceKind::Loki => Err(Error::Config(vec![format!(
+            "{key} = \"{kind}\": a logs backend (set it as sources.logs.kind)"
         )])),
-        "aws" if cfg!(feature = "aws") => Ok(()),
-        "aws" => Err(Error::NotImplemented(format!(
+        SourceKind::Aws if cfg!(feature = "aws") => Ok(()),
+        SourceKind::Aws => Err(Error::NotImplemented(format!(
             "{key} = \"aws\": this build has no AWS support (build with the `aws` feature)"
-        ))),
-        other => Err(Error::NotImplemented(format!(
-            "{key} = \"{other}\": only the \"file\" and \"aws\" backends (for logs also \"splunk\" and \"loki\", for metrics \"prometheus\") are built in this version"
         ))),
     }
 }

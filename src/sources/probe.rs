@@ -143,7 +143,7 @@ pub struct LogGroupProbe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogsProbe {
     /// `sources.logs.stream_lookup`.
-    pub stream_lookup: String,
+    pub stream_lookup: crate::config::StreamLookup,
     /// `sources.logs.stream_pattern`.
     pub stream_pattern: String,
     pub groups: Vec<LogGroupProbe>,

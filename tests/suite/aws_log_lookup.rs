@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use epitaph::config::SourceConfig;
+use epitaph::config::{LogsConfig, SourceKind, StreamLookup};
 use epitaph::sources::aws::{AwsContext, AwsLogs};
 use epitaph::sources::{LastWordsQuery, LogSource};
 
@@ -34,13 +34,19 @@ async fn source(moto: &Moto, lookup: &str, pattern: &str, groups: &[&str]) -> Aw
     let ctx = AwsContext {
         targets: Arc::new(vec![target(&moto.url)]),
     };
-    let cfg = SourceConfig {
-        kind: "aws".into(),
+    let stream_lookup = match lookup {
+        "name" => StreamLookup::Name,
+        "search" => StreamLookup::Search,
+        "text" => StreamLookup::Text,
+        other => panic!("no stream_lookup {other}"),
+    };
+    let cfg = LogsConfig {
+        kind: SourceKind::Aws,
         log_group: Some(groups[0].to_string()),
         log_groups: groups[1..].iter().map(|g| g.to_string()).collect(),
-        stream_lookup: lookup.into(),
+        stream_lookup,
         stream_pattern: pattern.into(),
-        ..SourceConfig::default()
+        ..LogsConfig::default()
     };
     AwsLogs::new(ctx, &cfg).unwrap()
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use epitaph::config::SourceConfig;
+use epitaph::config::{ActivitiesConfig, SourcesConfig};
 use epitaph::model::TimeWindow;
 use epitaph::sources::file::{FileActivities, FileLogs, FileMetrics};
 use epitaph::sources::{ActivitySource, LastWordsQuery, LogSource, MetricSource, SeriesQuery};
@@ -66,17 +66,18 @@ fn counts(v: &Value) -> BTreeMap<String, usize> {
         .collect()
 }
 
-fn source(path: &Path) -> SourceConfig {
-    SourceConfig {
-        kind: "file".into(),
-        path: Some(path.to_path_buf()),
-        ..Default::default()
-    }
+/// The three file sources (kind = "file", the default), each reading `path`.
+fn source(path: &Path) -> SourcesConfig {
+    let mut s = SourcesConfig::default();
+    s.activities.path = Some(path.to_path_buf());
+    s.logs.path = Some(path.to_path_buf());
+    s.metrics.path = Some(path.to_path_buf());
+    s
 }
 
 /// Samples per instance read from a metrics export folder, and its problems.
 async fn series_counts(path: &Path, m: &Manifest) -> (BTreeMap<String, usize>, Vec<String>) {
-    let metrics = FileMetrics::new(&source(path)).unwrap();
+    let metrics = FileMetrics::new(&source(path).metrics).unwrap();
     let queries: Vec<SeriesQuery> = m
         .points
         .keys()
@@ -103,7 +104,7 @@ async fn series_counts(path: &Path, m: &Manifest) -> (BTreeMap<String, usize>, V
 
 /// Every event of each instance in a log export folder, and its problems.
 async fn log_lines(path: &Path, m: &Manifest) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
-    let logs = FileLogs::new(&source(path)).unwrap();
+    let logs = FileLogs::new(&source(path).logs).unwrap();
     let mut out = BTreeMap::new();
     for id in m.points.keys() {
         let q = LastWordsQuery {
@@ -355,7 +356,7 @@ fn truncated_cli_exports_are_warnings_naming_file_and_flag() {
     );
 
     // The other two truncations, read directly.
-    let acts = FileActivities::new(&source(&t.join("activities-no-paginate"))).unwrap();
+    let acts = FileActivities::new(&source(&t.join("activities-no-paginate")).activities).unwrap();
     let batch = acts
         .terminations(TimeWindow {
             start: m.start,
@@ -463,9 +464,9 @@ async fn describe_instances_from_the_cli_reads_launch_time_tags_and_addresses() 
     std::fs::copy(&file, inv_dir.path().join("instances.json")).unwrap();
     // No activities (their launch activities would complete the inventory): EC2's word only.
     let no_activities = tempfile::tempdir().unwrap();
-    let acts = FileActivities::new(&SourceConfig {
+    let acts = FileActivities::new(&ActivitiesConfig {
         inventory: Some(inv_dir.path().to_path_buf()),
-        ..source(no_activities.path())
+        ..source(no_activities.path()).activities
     })
     .unwrap();
     let inventory = acts.inventory().await.unwrap();

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use epitaph::analysis::{leak, signatures::unwrap_message, signatures::SignatureLibrary};
-use epitaph::config::{Config, SourceConfig};
+use epitaph::config::{Config, SourcesConfig};
 use epitaph::model::TimeWindow;
 use epitaph::sources::file::{parse_series_csv, FileActivities, FileLogs, FileMetrics};
 use epitaph::sources::{ActivitySource, LastWordsQuery, LogSource, MetricSource, SeriesQuery};
@@ -19,12 +19,14 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn src(path: &Path) -> SourceConfig {
-    SourceConfig {
-        path: Some(path.to_path_buf()),
-        inventory: Some(path.to_path_buf()),
-        ..Default::default()
-    }
+/// The three file sources reading `path` (the activities' inventory too).
+fn src(path: &Path) -> SourcesConfig {
+    let mut s = SourcesConfig::default();
+    s.activities.path = Some(path.to_path_buf());
+    s.activities.inventory = Some(path.to_path_buf());
+    s.logs.path = Some(path.to_path_buf());
+    s.metrics.path = Some(path.to_path_buf());
+    s
 }
 
 fn window() -> TimeWindow {
@@ -41,11 +43,11 @@ fn feed_all(bytes: &[u8]) {
     std::fs::write(&p, bytes).unwrap();
     let cfg = src(&p);
     rt().block_on(async {
-        let acts = FileActivities::new(&cfg).unwrap();
+        let acts = FileActivities::new(&cfg.activities).unwrap();
         let _ = acts.terminations(window()).await.unwrap();
         let _ = acts.inventory().await;
         let _ = acts.find_termination("i-0123456789abcdef0").await.unwrap();
-        let logs = FileLogs::new(&cfg).unwrap();
+        let logs = FileLogs::new(&cfg.logs).unwrap();
         let q = LastWordsQuery {
             instance_id: "i-0123456789abcdef0".into(),
             origin: None,
@@ -57,7 +59,7 @@ fn feed_all(bytes: &[u8]) {
             ..Default::default()
         };
         let _ = logs.last_words(&q).await.unwrap();
-        let metrics = FileMetrics::new(&cfg).unwrap();
+        let metrics = FileMetrics::new(&cfg.metrics).unwrap();
         let sq = SeriesQuery {
             instance_id: "i-0123456789abcdef0".into(),
             origin: None,
@@ -167,7 +169,7 @@ fn empty_files_and_directories() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = src(dir.path());
     rt().block_on(async {
-        let acts = FileActivities::new(&cfg).unwrap();
+        let acts = FileActivities::new(&cfg.activities).unwrap();
         let b = acts.terminations(window()).await.unwrap();
         assert!(b.terminations.is_empty() && b.errors.is_empty());
         assert!(acts.inventory().await.unwrap().is_empty());

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use epitaph::config::SourceConfig;
+use epitaph::config::{MetricsConfig, SourceKind, Unit};
 use epitaph::model::{LeakVerdict, MemorySeries};
 use epitaph::sources::prometheus::config::{PrometheusConfig, Settings};
 use epitaph::sources::prometheus::PrometheusMetrics;
@@ -263,9 +263,14 @@ async fn wait_ready(process: &mut ChildGuard, url: &str) -> bool {
 }
 
 fn source(url: &str, unit: &str, limit: Option<f64>, p: PrometheusConfig) -> PrometheusMetrics {
-    let src = SourceConfig {
-        kind: "prometheus".into(),
-        unit: unit.into(),
+    let unit = match unit {
+        "percent" => Unit::Percent,
+        "bytes" => Unit::Bytes,
+        other => panic!("no unit {other}"),
+    };
+    let src = MetricsConfig {
+        kind: SourceKind::Prometheus,
+        unit,
         limit,
         prometheus: Some(PrometheusConfig {
             url: Some(url.into()),
@@ -839,7 +844,7 @@ async fn scan_simulated_fleet(backend: Backend) {
     let dir = fleet.dir.path();
     // Read the fleet's metrics back through the file backend, as series to load.
     let file_cfg = Config::load(Some(&fleet.config_path())).unwrap();
-    let files = epitaph::sources::file::FileMetrics::new(&SourceConfig {
+    let files = epitaph::sources::file::FileMetrics::new(&MetricsConfig {
         path: Some(dir.join("metrics")),
         ..file_cfg.sources.metrics.clone()
     })
@@ -996,8 +1001,8 @@ mod sigv4 {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let base = format!("http://{addr}/workspaces/ws-0123");
-        let src = SourceConfig {
-            kind: "prometheus".into(),
+        let src = MetricsConfig {
+            kind: SourceKind::Prometheus,
             prometheus: Some(PrometheusConfig {
                 url: Some(base.clone()),
                 headers: [(

@@ -3,6 +3,7 @@
 //! streams the last words come from.
 
 use super::*;
+use crate::config::{SourceKind, StreamLookup};
 
 /// The AWS checks when the clients could not even be set up (no region): every AWS check
 /// fails or is skipped with the reason.
@@ -86,25 +87,25 @@ pub fn aws_not_used() -> Check {
 pub fn expected_actions(cfg: &Config) -> Vec<(&'static str, bool)> {
     let s = &cfg.sources;
     let mut out = Vec::new();
-    if s.activities.kind == "aws" {
+    if s.activities.kind == SourceKind::Aws {
         out.push(("autoscaling:DescribeAutoScalingGroups", false));
         out.push(("autoscaling:DescribeScalingActivities", false));
         if s.activities.describe_instances {
             out.push(("ec2:DescribeInstances", false));
         }
     }
-    if s.logs.kind == "aws" {
+    if s.logs.kind == SourceKind::Aws {
         out.push(("logs:DescribeLogGroups", false));
-        match s.logs.stream_lookup.as_str() {
-            "search" => {
+        match s.logs.stream_lookup {
+            StreamLookup::Search => {
                 out.push(("logs:DescribeLogStreams", false));
                 out.push(("logs:FilterLogEvents", false));
             }
-            "text" => out.push(("logs:FilterLogEvents", false)),
-            _ => out.push(("logs:GetLogEvents", false)),
+            StreamLookup::Text => out.push(("logs:FilterLogEvents", false)),
+            StreamLookup::Name => out.push(("logs:GetLogEvents", false)),
         }
     }
-    if s.metrics.kind == "aws" {
+    if s.metrics.kind == SourceKind::Aws {
         out.push(("cloudwatch:GetMetricData", false));
         out.push(("cloudwatch:ListMetrics", true));
     }
@@ -505,7 +506,7 @@ fn log_checks(l: &LogsProbe, region: &str, id: &dyn Fn(&str) -> String) -> Vec<C
     let no_stream = lookups
         .iter()
         .all(|(_, x)| x.result == Ok(LookupResult::NoStream));
-    if !no_stream || l.stream_lookup == "text" {
+    if !no_stream || l.stream_lookup == StreamLookup::Text {
         out.push(Check::warn(
             check_id,
             format!("no event before the end for the {} most recent instances; looked for {}", instances.len(), looked.join("; ")),

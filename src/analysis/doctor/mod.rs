@@ -357,9 +357,7 @@ pub fn kind_checks(cfg: &Config, aws_built: bool) -> Vec<Check> {
 /// PASS when every configured path exists; nothing when no path is configured.
 pub fn path_checks(cfg: &Config, problems: &[String]) -> Vec<Check> {
     let s = &cfg.sources;
-    let any_path = [&s.activities, &s.logs, &s.metrics]
-        .iter()
-        .any(|x| x.kind == "file")
+    let any_path = s.uses(crate::config::SourceKind::File)
         || s.activities.inventory.is_some()
         || cfg.signatures.extra.is_some();
     if !any_path {

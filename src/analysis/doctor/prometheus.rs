@@ -244,7 +244,7 @@ fn prometheus_unit_check(
         .filter_map(|x| x.max.map(|v| (x.instance_id.as_str(), v)))
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     let impossible: usize = seen.iter().map(|x| x.impossible).sum();
-    if m.unit == "percent" && max > crate::sources::MAX_MEMORY_PERCENT {
+    if m.unit == crate::config::Unit::Percent && max > crate::sources::MAX_MEMORY_PERCENT {
         return Some(Check::fail(
             ID,
             Failure::Config,
@@ -252,7 +252,7 @@ fn prometheus_unit_check(
             "set sources.metrics.unit = \"bytes\" with sources.metrics.limit or sources.metrics.prometheus.limit_query, or make the query give percent (100 * used / total)",
         ));
     }
-    if m.unit == "bytes" && max <= PERCENT_LOOKING_MAX {
+    if m.unit == crate::config::Unit::Bytes && max <= PERCENT_LOOKING_MAX {
         return Some(Check::warn(
             ID,
             format!("values at most {max} (for {id}): that looks like a percentage, not bytes"),

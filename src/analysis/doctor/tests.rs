@@ -112,7 +112,7 @@ fn activities(names: &[&str]) -> ActivitiesProbe {
 
 fn logs(found: LookupResult) -> LogsProbe {
     LogsProbe {
-        stream_lookup: "name".into(),
+        stream_lookup: crate::config::StreamLookup::Name,
         stream_pattern: "{instance_id}".into(),
         groups: vec![LogGroupProbe {
             key: "sources.logs.log_group".into(),
@@ -244,7 +244,7 @@ fn a_denied_action_fails_naming_it_and_the_policy() {
     assert_eq!(Checklist::new(checks).exit_code, EXIT_CONFIG);
     // The search lookup needs other actions; one never called is not passed.
     let mut search = cfg("");
-    search.sources.logs.stream_lookup = "search".into();
+    search.sources.logs.stream_lookup = crate::config::StreamLookup::Search;
     let checks = aws_checks(&search, &probe(), None);
     assert!(checks.iter().all(|c| c.id != "iam.logs:GetLogEvents"));
     assert_eq!(

@@ -13,7 +13,7 @@ use futures::stream::{self, StreamExt};
 
 use super::autoscaling as api;
 use super::{AwsContext, CallCounter, Target};
-use crate::config::SourceConfig;
+use crate::config::ActivitiesConfig;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
@@ -59,7 +59,7 @@ struct Group {
 }
 
 impl AwsActivities {
-    pub fn new(ctx: AwsContext, cfg: &SourceConfig, concurrency: usize) -> Self {
+    pub fn new(ctx: AwsContext, cfg: &ActivitiesConfig, concurrency: usize) -> Self {
         AwsActivities {
             ctx,
             groups: cfg.groups.clone(),

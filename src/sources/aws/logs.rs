@@ -22,7 +22,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::logs_api::{DescribeLogGroups, DescribeLogStreams, FilterLogEvents, GetLogEvents};
 use super::{AwsContext, CallCounter, Target};
-use crate::config::SourceConfig;
+use crate::config::{LogsConfig, StreamLookup};
 use crate::error::{Error, Result};
 use crate::model::{LastWords, LogEvent};
 use crate::sources::probe::CallError;
@@ -67,7 +67,7 @@ pub struct AwsLogs {
 }
 
 impl AwsLogs {
-    pub fn new(ctx: AwsContext, cfg: &SourceConfig) -> Result<Self> {
+    pub fn new(ctx: AwsContext, cfg: &LogsConfig) -> Result<Self> {
         let mut groups: Vec<Group> = cfg
             .log_group
             .iter()
@@ -86,15 +86,10 @@ impl AwsLogs {
                     .into(),
             ]));
         }
-        let lookup = match cfg.stream_lookup.as_str() {
-            "name" => LookupMode::Name,
-            "search" => LookupMode::StreamSearch,
-            "text" => LookupMode::Text,
-            other => {
-                return Err(Error::Config(vec![format!(
-                    "sources.logs.stream_lookup: `{other}` is not one of name, search, text"
-                )]))
-            }
+        let lookup = match cfg.stream_lookup {
+            StreamLookup::Name => LookupMode::Name,
+            StreamLookup::Search => LookupMode::StreamSearch,
+            StreamLookup::Text => LookupMode::Text,
         };
         Ok(AwsLogs {
             ctx,

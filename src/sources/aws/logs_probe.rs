@@ -15,7 +15,7 @@ use super::logs_api::{
     DescribeLogGroups, DescribeLogStreams, FilterLogEvents, GetLogEvents, ORDER_BY_LAST_EVENT_TIME,
 };
 use super::Target;
-use crate::config::SourceConfig;
+use crate::config::{LogsConfig, StreamLookup};
 use crate::sources::probe::{
     Call, CallRecord, Listing, LogGroupProbe, LogsProbe, Lookup, LookupResult, Sample,
     PLACEHOLDER_INSTANCE,
@@ -39,7 +39,7 @@ const FILTER_EVENTS: &str = "logs:FilterLogEvents";
 
 /// Probes every configured log group of `cfg` in `t` for `samples` (a placeholder instance
 /// when there is none: the lookups then only show whether the actions are allowed).
-pub async fn probe_logs(t: &Target, cfg: &SourceConfig, samples: &[Sample]) -> LogsProbe {
+pub async fn probe_logs(t: &Target, cfg: &LogsConfig, samples: &[Sample]) -> LogsProbe {
     let mut calls = Vec::new();
     let groups: Vec<(String, String)> = cfg
         .log_group
@@ -132,7 +132,7 @@ pub async fn probe_logs(t: &Target, cfg: &SourceConfig, samples: &[Sample]) -> L
         });
     }
     LogsProbe {
-        stream_lookup: cfg.stream_lookup.clone(),
+        stream_lookup: cfg.stream_lookup,
         stream_pattern: cfg.stream_pattern.clone(),
         groups: probes,
         calls,
@@ -178,7 +178,7 @@ fn not_found(r: Call<LookupResult>) -> Call<LookupResult> {
 /// One sample's lookup in one group; returns what was looked for and what was found.
 async fn lookup(
     t: &Target,
-    cfg: &SourceConfig,
+    cfg: &LogsConfig,
     group: &str,
     s: &Sample,
     calls: &mut Vec<CallRecord>,
@@ -192,8 +192,8 @@ async fn lookup(
             LookupResult::Events(n)
         }
     };
-    match cfg.stream_lookup.as_str() {
-        "search" => {
+    match cfg.stream_lookup {
+        StreamLookup::Search => {
             let (head, _) = cfg
                 .stream_pattern
                 .split_once("{instance_id}")
@@ -246,7 +246,7 @@ async fn lookup(
             calls.push(CallRecord::of(FILTER_EVENTS, &r));
             (looked_for, r)
         }
-        "text" => {
+        StreamLookup::Text => {
             let pattern = format!("\"{}\"", s.instance_id);
             let r = t
                 .logs
@@ -264,7 +264,7 @@ async fn lookup(
             calls.push(CallRecord::of(FILTER_EVENTS, &r));
             (format!("events mentioning {pattern} in any stream"), r)
         }
-        _ => {
+        StreamLookup::Name => {
             let stream = cfg.stream_pattern.replace("{instance_id}", &s.instance_id);
             let r = t
                 .logs

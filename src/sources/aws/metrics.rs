@@ -9,12 +9,11 @@ use async_trait::async_trait;
 
 use super::cloudwatch::{MetricQuery, GET_METRIC_DATA, LIST_METRICS};
 use super::{AwsContext, CallCounter};
-use crate::config::SourceConfig;
+use crate::config::MetricsConfig;
 use crate::error::{Error, Result};
 use crate::model::MemorySeries;
 use crate::sources::probe::{Call, CallRecord, DimensionSet, Listing, MetricsProbe, Sample};
 use crate::sources::{MetricSource, SeriesQuery};
-use crate::timefmt::parse_duration;
 
 /// Queries per `GetMetricData` call (the API's maximum).
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -46,9 +45,8 @@ pub struct AwsMetrics {
 }
 
 impl AwsMetrics {
-    pub fn new(ctx: AwsContext, cfg: &SourceConfig) -> Result<Self> {
-        let period = parse_duration(&cfg.period)
-            .map_err(|e| Error::Config(vec![format!("sources.metrics.period: {e}")]))?;
+    pub fn new(ctx: AwsContext, cfg: &MetricsConfig) -> Result<Self> {
+        let period = cfg.period.get();
         Ok(AwsMetrics {
             ctx,
             namespace: cfg.namespace.clone(),
@@ -65,7 +63,7 @@ impl AwsMetrics {
             statistic: cfg.statistic.clone(),
             period_secs: period.num_seconds().clamp(1, i32::MAX as i64) as i32,
             limit: cfg.memory_limit(),
-            unit: cfg.unit.clone(),
+            unit: cfg.unit.as_str().to_string(),
             calls: Arc::new(CallCounter::default()),
             skipped: Default::default(),
         })

@@ -3,9 +3,10 @@
 //! Terminate Successful / Unsuccessful" events (`deploy/aws/event-intake.yaml` creates both).
 //! Without this section `serve` only scans on its schedule.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::timefmt::parse_duration;
+use crate::config::HumanDuration;
 
 /// The config key of this section, for messages.
 pub const KEY: &str = "sources.events";
@@ -17,7 +18,7 @@ pub const MAX_MESSAGES: usize = 10;
 pub const MAX_VISIBILITY_SECS: i64 = 12 * 3600;
 
 /// Where events come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventsKind {
     /// No event intake (the default): scheduled scans only.
@@ -28,7 +29,7 @@ pub enum EventsKind {
 }
 
 /// `[sources.events]` as written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventsConfig {
     pub kind: EventsKind,
@@ -38,16 +39,17 @@ pub struct EventsConfig {
     /// How long after a termination its instance is analysed: the CloudWatch agent ships
     /// logs and metrics with a delay, and last words that have not arrived cannot be read.
     /// A message that comes earlier is made invisible until then (ChangeMessageVisibility).
-    pub settle: String,
+    pub settle: HumanDuration,
     /// Long poll of one receive (at most 20 s).
-    pub wait_time: String,
+    pub wait_time: HumanDuration,
     /// Messages per receive (at most 10).
+    #[schemars(range(min = 1))]
     pub max_messages: usize,
     /// How long a received message stays invisible to other replicas while it is analysed;
     /// a replica that dies mid-analysis lets it reappear after this.
-    pub visibility_timeout: String,
+    pub visibility_timeout: HumanDuration,
     /// When an analysis fails (a backend is down), the message comes back after this.
-    pub retry_after: String,
+    pub retry_after: HumanDuration,
 }
 
 impl Default for EventsConfig {
@@ -55,17 +57,17 @@ impl Default for EventsConfig {
         EventsConfig {
             kind: EventsKind::None,
             queue_url: None,
-            settle: "3m".into(),
-            wait_time: "20s".into(),
+            settle: HumanDuration::default_of("3m"),
+            wait_time: HumanDuration::default_of("20s"),
             max_messages: MAX_MESSAGES,
-            visibility_timeout: "5m".into(),
-            retry_after: "2m".into(),
+            visibility_timeout: HumanDuration::default_of("5m"),
+            retry_after: HumanDuration::default_of("2m"),
         }
     }
 }
 
-fn secs(text: &str) -> i64 {
-    parse_duration(text).map(|d| d.num_seconds()).unwrap_or(0)
+fn secs(d: &HumanDuration) -> i64 {
+    d.get().num_seconds()
 }
 
 impl EventsConfig {
@@ -179,9 +181,9 @@ mod tests {
     fn problems_name_their_keys() {
         let c = EventsConfig {
             kind: EventsKind::Sqs,
-            wait_time: "30s".into(),
+            wait_time: HumanDuration::parse("30s").unwrap(),
             max_messages: 11,
-            visibility_timeout: "13h".into(),
+            visibility_timeout: HumanDuration::parse("13h").unwrap(),
             ..Default::default()
         };
         let p = c.problems().join("\n");

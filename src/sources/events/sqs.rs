@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::{queue_region, EventsConfig, KEY};
-use crate::config::AwsConfig;
+use crate::config::{AwsConfig, HumanDuration};
 use crate::error::{Error, Result};
 use crate::sources::aws::logs_api::{parse_answer, parse_error};
 use crate::sources::aws::signed::{Endpoint, Request};
@@ -101,12 +101,11 @@ impl SqsQueue {
         let poll = events.wait_time_secs() + POLL_MARGIN_SECS;
         let attempt = aws.attempt_timeout().num_seconds().max(poll);
         let mut polling = aws.clone();
-        polling.attempt_timeout = format!("{attempt}s");
-        polling.call_timeout = format!(
-            "{}s",
+        polling.attempt_timeout = HumanDuration::seconds(attempt);
+        polling.call_timeout = HumanDuration::seconds(
             aws.call_timeout()
                 .num_seconds()
-                .max(attempt * i64::from(aws.max_attempts.max(1)))
+                .max(attempt * i64::from(aws.max_attempts.max(1))),
         );
         Ok(SqsQueue {
             queue_url,

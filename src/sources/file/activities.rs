@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 use super::json::{typed_documents, LObj, LSeq, LStr, Tokens};
 use super::{list_files, required_path};
-use crate::config::SourceConfig;
+use crate::config::ActivitiesConfig;
 use crate::error::{Error, Result};
 use crate::model::{InputStamp, InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
 use crate::sources::{ActivityBatch, ActivitySource, InputProblems, Skipped};
@@ -51,7 +51,7 @@ enum Purpose {
 }
 
 impl FileActivities {
-    pub fn new(cfg: &SourceConfig) -> Result<Self> {
+    pub fn new(cfg: &ActivitiesConfig) -> Result<Self> {
         Ok(FileActivities {
             path: required_path("sources.activities", &cfg.path)?,
             inventory: cfg.inventory.clone(),

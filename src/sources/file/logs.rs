@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use super::json::Tokens;
 use super::{find_instance_id, instance_from_path, list_files, required_path, SkipLog, EMPTY_FILE};
-use crate::config::SourceConfig;
+use crate::config::{LogFormat, LogsConfig};
 use crate::error::{Error, Result};
 use crate::model::{LastWords, LogEvent};
 use crate::sources::{select_last_words, InputProblems, LastWordsQuery, LogSource, Skipped};
@@ -88,11 +88,11 @@ struct Part {
 }
 
 impl FileLogs {
-    pub fn new(cfg: &SourceConfig) -> Result<Self> {
-        let format = match cfg.format.as_str() {
-            "jsonl" => Format::JsonLines,
-            "filter_log_events" => Format::FilterLogEvents,
-            _ => Format::Auto,
+    pub fn new(cfg: &LogsConfig) -> Result<Self> {
+        let format = match cfg.format {
+            LogFormat::Jsonl => Format::JsonLines,
+            LogFormat::FilterLogEvents => Format::FilterLogEvents,
+            LogFormat::Auto => Format::Auto,
         };
         Ok(FileLogs {
             path: required_path("sources.logs", &cfg.path)?,

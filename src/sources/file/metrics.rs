@@ -29,7 +29,7 @@ use super::{
     find_instance_id, instance_from_path, json_documents, list_files, required_path,
     truncation_warning, SkipLog, EMPTY_FILE,
 };
-use crate::config::SourceConfig;
+use crate::config::{MetricFormat, MetricsConfig};
 use crate::error::{Error, Result};
 use crate::model::MemorySeries;
 use crate::sources::{InputProblems, MetricSource, SeriesQuery, Skipped};
@@ -113,11 +113,11 @@ impl Part {
 }
 
 impl FileMetrics {
-    pub fn new(cfg: &SourceConfig) -> Result<Self> {
-        let format = match cfg.format.as_str() {
-            "csv" => Format::Csv,
-            "prometheus" => Format::Prometheus,
-            _ => Format::Auto,
+    pub fn new(cfg: &MetricsConfig) -> Result<Self> {
+        let format = match cfg.format {
+            MetricFormat::Csv => Format::Csv,
+            MetricFormat::Prometheus => Format::Prometheus,
+            MetricFormat::Auto => Format::Auto,
         };
         Ok(FileMetrics {
             path: required_path("sources.metrics", &cfg.path)?,
@@ -126,7 +126,7 @@ impl FileMetrics {
                 instance_label: cfg.instance_label.clone(),
                 instance_dimension: cfg.instance_dimension.clone(),
                 statistic: cfg.statistic.clone(),
-                unit: cfg.unit.clone(),
+                unit: cfg.unit.as_str().to_string(),
             }),
             limit: cfg.memory_limit(),
             index: super::FileIndex::new(),

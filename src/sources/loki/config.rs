@@ -10,12 +10,12 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Secret};
+use crate::config::{Config, HumanDuration, Secret};
 use crate::sources::http::{parse_base_url, secret_source, HttpSettings, SecretSource};
 use crate::sources::placeholders;
-use crate::timefmt::parse_duration;
 
 /// Key prefix of this table, for messages.
 pub const KEY: &str = "sources.logs.loki";
@@ -32,7 +32,7 @@ pub const DEFAULT_LOOKBACK: &str = "24h";
 pub const DEFAULT_RATE_LIMIT: f64 = 10.0;
 
 /// `[sources.logs.loki]` as written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LokiConfig {
     /// Base URL of the API, without `/loki/api/v1`: `http://loki:3100`, or a gateway's.
@@ -56,14 +56,17 @@ pub struct LokiConfig {
     /// A file holding the bearer token, read for every request (rotated tokens).
     pub bearer_token_file: Option<PathBuf>,
     /// Entries per request (`limit`); when a page is full, the next one ends at its oldest.
+    #[schemars(range(min = 1))]
     pub limit: usize,
     /// How far before the end a query reaches when the launch time is unknown.
-    pub lookback: String,
+    pub lookback: HumanDuration,
     /// One request, from connecting to the last byte of the answer.
-    pub timeout: String,
+    pub timeout: HumanDuration,
     /// Attempts per request (429 and 502/503/504 with their Retry-After, connection failures).
+    #[schemars(range(min = 1))]
     pub max_attempts: u32,
     /// Requests in flight at once.
+    #[schemars(range(min = 1))]
     pub concurrency: usize,
     /// `query_range` requests per second, shared by every scan and query of the process (0:
     /// no limit); a throttled answer halves it until successes win it back.
@@ -85,8 +88,8 @@ impl Default for LokiConfig {
             bearer_token: None,
             bearer_token_file: None,
             limit: DEFAULT_LIMIT,
-            lookback: DEFAULT_LOOKBACK.into(),
-            timeout: "30s".into(),
+            lookback: HumanDuration::default_of(DEFAULT_LOOKBACK),
+            timeout: HumanDuration::default_of("30s"),
             max_attempts: 3,
             concurrency: 4,
             rate_limit: DEFAULT_RATE_LIMIT,
@@ -354,15 +357,7 @@ impl Settings {
     pub fn resolve(cfg: &Config) -> Result<Settings, Vec<String>> {
         let default = LokiConfig::default();
         let c = cfg.sources.logs.loki.as_ref().unwrap_or(&default);
-        let mut problems = c.problems();
-        let lookback = parse_duration(&c.lookback);
-        let timeout = parse_duration(&c.timeout);
-        if let Err(e) = &lookback {
-            problems.push(format!("{KEY}.lookback: {e}"));
-        }
-        if let Err(e) = &timeout {
-            problems.push(format!("{KEY}.timeout: {e}"));
-        }
+        let problems = c.problems();
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -405,11 +400,10 @@ impl Settings {
                 Err(e) => return Err(vec![e]),
             }
         };
-        let (Some(url), Some(selector), Ok(lookback), Ok(timeout)) = (
+        let (lookback, timeout) = (c.lookback.get(), c.timeout.to_std());
+        let (Some(url), Some(selector)) = (
             c.url.as_deref().and_then(|u| parse_base_url(u).ok()),
             c.selector.as_deref().and_then(|s| parse_selector(s).ok()),
-            lookback,
-            timeout,
         ) else {
             return Err(vec![format!("{KEY}: incomplete")]);
         };
@@ -423,7 +417,7 @@ impl Settings {
             lookback,
             rate_limit: c.rate_limit,
             http: HttpSettings {
-                timeout: timeout.to_std().unwrap_or_default(),
+                timeout,
                 max_attempts: c.max_attempts.max(1),
                 concurrency: c.concurrency.max(1),
                 ca_file: c

@@ -16,10 +16,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::Duration;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Secret, SourceConfig};
-use crate::timefmt::parse_duration;
+pub use crate::config::Unit;
+use crate::config::{HumanDuration, MetricsConfig, Secret};
 
 /// The placeholder for one instance id, inside a double-quoted label value:
 /// `mem_used_percent{instance_id="{instance_id}"}` (one instance per request).
@@ -43,7 +44,7 @@ pub const KEY: &str = "sources.metrics.prometheus";
 pub const DEFAULT_RATE_LIMIT: f64 = 10.0;
 
 /// `[sources.metrics.prometheus]` as written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrometheusConfig {
     /// Base URL of the API, without `/api/v1`: `http://prometheus:9090`,
@@ -58,21 +59,25 @@ pub struct PrometheusConfig {
     pub limit_query: Option<String>,
     /// The smallest step (resolution) asked for: the scrape interval. Longer windows get a
     /// longer step so the answer stays within `max_points`.
-    pub step: String,
+    pub step: HumanDuration,
     /// The server's limit of points per series in one answer (Prometheus: 11,000;
     /// VictoriaMetrics: -search.maxPointsPerTimeseries, 30,000 by default).
+    #[schemars(range(min = MIN_MAX_POINTS))]
     pub max_points: usize,
     /// Instances per request (one regex matcher naming them all) with `{instance_matcher}`.
+    #[schemars(range(min = 1))]
     pub batch: usize,
     /// Requests in flight at once.
+    #[schemars(range(min = 1))]
     pub concurrency: usize,
     /// `query_range` requests per second, shared by every scan and query of the process (0:
     /// no limit); a throttled answer halves it until successes win it back.
     pub rate_limit: f64,
     /// One request, from connecting to the last byte of the answer.
-    pub timeout: String,
+    pub timeout: HumanDuration,
     /// Attempts per request: connection failures, timeouts, 429 and 502/503/504 are retried
     /// with exponential backoff and jitter, waiting at least the server's Retry-After.
+    #[schemars(range(min = 1))]
     pub max_attempts: u32,
     /// `Authorization: Bearer …`. A secret: prefer
     /// EPITAPH_SOURCES__METRICS__PROMETHEUS__BEARER_TOKEN or `bearer_token_file`.
@@ -97,12 +102,12 @@ impl Default for PrometheusConfig {
             url: None,
             query: format!("mem_used_percent{{{INSTANCE_MATCHER}}}"),
             limit_query: None,
-            step: "60s".into(),
+            step: HumanDuration::default_of("60s"),
             max_points: DEFAULT_MAX_POINTS,
             batch: DEFAULT_BATCH,
             concurrency: 4,
             rate_limit: DEFAULT_RATE_LIMIT,
-            timeout: "20s".into(),
+            timeout: HumanDuration::default_of("20s"),
             max_attempts: 3,
             bearer_token: None,
             bearer_token_file: None,
@@ -115,7 +120,7 @@ impl Default for PrometheusConfig {
 }
 
 /// `[sources.metrics.prometheus.sigv4]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Sigv4Config {
     /// The workspace's region; default `aws.region`, else the AWS chain's region.
@@ -129,22 +134,6 @@ impl Default for Sigv4Config {
         Sigv4Config {
             region: None,
             service: "aps".into(),
-        }
-    }
-}
-
-/// What memory values are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    Percent,
-    Bytes,
-}
-
-impl Unit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unit::Percent => "percent",
-            Unit::Bytes => "bytes",
         }
     }
 }
@@ -202,7 +191,7 @@ pub struct Settings {
 impl Settings {
     /// Typed settings from `[sources.metrics]` (kind = "prometheus"), or every problem, each
     /// naming its key.
-    pub fn resolve(metrics: &SourceConfig) -> Result<Settings, Vec<String>> {
+    pub fn resolve(metrics: &MetricsConfig) -> Result<Settings, Vec<String>> {
         let default = PrometheusConfig::default();
         let p = metrics.prometheus.as_ref().unwrap_or(&default);
         let problems = p.problems(metrics);
@@ -216,8 +205,7 @@ impl Settings {
             Some(q) => Some(template(q).map_err(|e| bad("limit_query", e))?),
             None => None,
         };
-        let step = parse_duration(&p.step).map_err(|e| bad("step", e))?;
-        let timeout = parse_duration(&p.timeout).map_err(|e| bad("timeout", e))?;
+        let (step, timeout) = (p.step.get(), p.timeout.to_std());
         let auth = if let Some(s) = &p.sigv4 {
             Auth::Sigv4(s.clone())
         } else if let Some(t) = &p.bearer_token {
@@ -250,18 +238,14 @@ impl Settings {
             query,
             limit_query,
             instance_label: metrics.instance_label.clone(),
-            unit: if metrics.unit == "bytes" {
-                Unit::Bytes
-            } else {
-                Unit::Percent
-            },
+            unit: metrics.unit,
             limit: metrics.memory_limit(),
             min_step_secs: step.num_seconds().max(1),
             max_points: p.max_points,
             batch,
             concurrency: p.concurrency.max(1),
             rate_limit: p.rate_limit,
-            timeout: timeout.to_std().unwrap_or_default(),
+            timeout,
             max_attempts: p.max_attempts.max(1),
             auth,
             headers,
@@ -287,7 +271,7 @@ pub const MIN_MAX_POINTS: usize = 10;
 
 impl PrometheusConfig {
     /// Cross-key problems for `kind = "prometheus"`, each naming its key.
-    pub fn problems(&self, metrics: &SourceConfig) -> Vec<String> {
+    pub fn problems(&self, metrics: &MetricsConfig) -> Vec<String> {
         let mut p = Vec::new();
         match self.url.as_deref() {
             None => p.push(format!(
@@ -306,13 +290,13 @@ impl PrometheusConfig {
             if let Err(e) = template(q) {
                 p.push(format!("{KEY}.limit_query: {e}"));
             }
-            if metrics.unit != "bytes" {
+            if metrics.unit != Unit::Bytes {
                 p.push(format!(
                     "{KEY}.limit_query: only used with sources.metrics.unit = \"bytes\" (a percentage's limit is 100)"
                 ));
             }
         }
-        if metrics.unit == "bytes" && metrics.limit.is_none() && self.limit_query.is_none() {
+        if metrics.unit == Unit::Bytes && metrics.limit.is_none() && self.limit_query.is_none() {
             p.push(format!(
                 "sources.metrics.limit: required with unit = \"bytes\" for kind = \"prometheus\": set it (bytes), or set {KEY}.limit_query (e.g. node_memory_MemTotal_bytes{{{INSTANCE_MATCHER}}})"
             ));
@@ -329,19 +313,11 @@ impl PrometheusConfig {
                 self.max_points
             ));
         }
-        match parse_duration(&self.step) {
-            Ok(d) if d < Duration::seconds(1) => {
-                p.push(format!("{KEY}.step: must be at least 1s"));
-            }
-            Ok(_) => {}
-            Err(e) => p.push(format!("{KEY}.step: {e}")),
+        if self.step.get() < Duration::seconds(1) {
+            p.push(format!("{KEY}.step: must be at least 1s"));
         }
-        match parse_duration(&self.timeout) {
-            Ok(d) if d <= Duration::zero() => {
-                p.push(format!("{KEY}.timeout: must be longer than 0s"));
-            }
-            Ok(_) => {}
-            Err(e) => p.push(format!("{KEY}.timeout: {e}")),
+        if self.timeout.get() <= Duration::zero() {
+            p.push(format!("{KEY}.timeout: must be longer than 0s"));
         }
         let mut auths = Vec::new();
         if self.bearer_token.as_ref().is_some_and(|t| !t.is_empty()) {
@@ -480,10 +456,10 @@ pub fn template(t: &str) -> Result<Template, String> {
 mod tests {
     use super::*;
 
-    fn metrics(unit: &str, limit: Option<f64>, p: PrometheusConfig) -> SourceConfig {
-        SourceConfig {
-            kind: "prometheus".into(),
-            unit: unit.into(),
+    fn metrics(unit: Unit, limit: Option<f64>, p: PrometheusConfig) -> MetricsConfig {
+        MetricsConfig {
+            kind: crate::config::SourceKind::Prometheus,
+            unit,
             limit,
             prometheus: Some(p),
             ..Default::default()
@@ -536,7 +512,7 @@ mod tests {
             rate_limit: -0.5,
             ..with_url()
         };
-        let p = negative.problems(&metrics("percent", None, negative.clone()));
+        let p = negative.problems(&metrics(Unit::Percent, None, negative.clone()));
         assert!(
             p.iter()
                 .any(|x| x
@@ -544,9 +520,9 @@ mod tests {
             "{p:?}"
         );
         assert!(with_url()
-            .problems(&metrics("percent", None, with_url()))
+            .problems(&metrics(Unit::Percent, None, with_url()))
             .is_empty());
-        let no_url = metrics("percent", None, PrometheusConfig::default());
+        let no_url = metrics(Unit::Percent, None, PrometheusConfig::default());
         let p = PrometheusConfig::default().problems(&no_url);
         assert!(
             p.iter()
@@ -554,7 +530,7 @@ mod tests {
             "{p:?}"
         );
 
-        let bytes = metrics("bytes", None, with_url());
+        let bytes = metrics(Unit::Bytes, None, with_url());
         let p = with_url().problems(&bytes);
         assert!(
             p.iter()
@@ -566,9 +542,9 @@ mod tests {
             ..with_url()
         };
         assert!(with_limit_query
-            .problems(&metrics("bytes", None, with_limit_query.clone()))
+            .problems(&metrics(Unit::Bytes, None, with_limit_query.clone()))
             .is_empty());
-        let p = with_limit_query.problems(&metrics("percent", None, with_limit_query.clone()));
+        let p = with_limit_query.problems(&metrics(Unit::Percent, None, with_limit_query.clone()));
         assert!(
             p.iter().any(|x| x.contains("limit_query: only used")),
             "{p:?}"
@@ -581,7 +557,7 @@ mod tests {
             max_points: 3,
             ..Default::default()
         };
-        let p = conflicting.problems(&metrics("percent", None, conflicting.clone()));
+        let p = conflicting.problems(&metrics(Unit::Percent, None, conflicting.clone()));
         let all = p.join("\n");
         assert!(all.contains("bearer_token, sigv4 are exclusive"), "{all}");
         assert!(all.contains("max_points: must be at least"), "{all}");
@@ -591,7 +567,7 @@ mod tests {
             "a URL's password is never echoed: {all}"
         );
 
-        let mut m = metrics("percent", None, with_url());
+        let mut m = metrics(Unit::Percent, None, with_url());
         m.instance_label = "instance-id".into();
         let p = with_url().problems(&m);
         assert!(
@@ -611,7 +587,7 @@ mod tests {
             headers: [("X-Scope-OrgID".to_string(), Secret::new("tenant-1"))].into(),
             ..with_url()
         };
-        let s = Settings::resolve(&metrics("percent", None, p)).unwrap();
+        let s = Settings::resolve(&metrics(Unit::Percent, None, p)).unwrap();
         assert_eq!(s.batch, 1, "one instance per request with {{instance_id}}");
         assert_eq!(s.unit, Unit::Percent);
         assert_eq!(s.limit, Some(100.0));

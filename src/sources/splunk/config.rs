@@ -10,12 +10,12 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Secret};
+use crate::config::{Config, HumanDuration, Secret};
 use crate::sources::http::{parse_base_url, secret_source, HttpSettings, SecretSource};
 use crate::sources::placeholders;
-use crate::timefmt::parse_duration;
 
 /// Key prefix of this table, for messages.
 pub const KEY: &str = "sources.logs.splunk";
@@ -32,7 +32,7 @@ pub const DEFAULT_LOOKBACK: &str = "24h";
 pub const DEFAULT_RATE_LIMIT: f64 = 5.0;
 
 /// How the token is sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthScheme {
     /// `Authorization: Bearer <token>`: Splunk authentication tokens (JWT).
@@ -52,7 +52,7 @@ impl AuthScheme {
 }
 
 /// `[sources.logs.splunk]` as written.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SplunkConfig {
     /// Base URL of the REST API (the management port): `https://splunk.example.com:8089`.
@@ -76,14 +76,17 @@ pub struct SplunkConfig {
     /// The name of an environment variable holding the token.
     pub token_env: Option<String>,
     /// Events per search (`| head N`), newest first.
+    #[schemars(range(min = 1))]
     pub max_events: usize,
     /// How far before the end a search reaches when the launch time is unknown.
-    pub lookback: String,
+    pub lookback: HumanDuration,
     /// One request, from connecting to the last byte of the answer.
-    pub timeout: String,
+    pub timeout: HumanDuration,
     /// Attempts per request (429 and 502/503/504 with their Retry-After, connection failures).
+    #[schemars(range(min = 1))]
     pub max_attempts: u32,
     /// Searches in flight at once.
+    #[schemars(range(min = 1))]
     pub concurrency: usize,
     /// Searches started per second, shared by every scan and query of the process (0: no
     /// limit); a throttled answer halves it until successes win it back.
@@ -105,8 +108,8 @@ impl Default for SplunkConfig {
             token_file: None,
             token_env: None,
             max_events: DEFAULT_MAX_EVENTS,
-            lookback: DEFAULT_LOOKBACK.into(),
-            timeout: "30s".into(),
+            lookback: HumanDuration::default_of(DEFAULT_LOOKBACK),
+            timeout: HumanDuration::default_of("30s"),
             max_attempts: 3,
             concurrency: 4,
             rate_limit: DEFAULT_RATE_LIMIT,
@@ -264,14 +267,6 @@ impl Settings {
             env,
             true,
         );
-        let lookback = parse_duration(&c.lookback);
-        let timeout = parse_duration(&c.timeout);
-        if let Err(e) = &lookback {
-            problems.push(format!("{KEY}.lookback: {e}"));
-        }
-        if let Err(e) = &timeout {
-            problems.push(format!("{KEY}.timeout: {e}"));
-        }
         let token = match token {
             Ok(Some(t)) => Some(t),
             Ok(None) => None,
@@ -288,15 +283,14 @@ impl Settings {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let (Some(url), Some(index), Some(filter), Some(token), Ok(lookback), Ok(timeout)) = (
+        let (lookback, timeout) = (c.lookback.get(), c.timeout.to_std());
+        let (Some(url), Some(index), Some(filter), Some(token)) = (
             c.url.as_deref().and_then(|u| parse_base_url(u).ok()),
             c.index.clone(),
             c.instance_filter
                 .as_deref()
                 .and_then(|f| parse_filter(f).ok()),
             token,
-            lookback,
-            timeout,
         ) else {
             return Err(vec![format!("{KEY}: incomplete")]);
         };
@@ -311,7 +305,7 @@ impl Settings {
             lookback,
             rate_limit: c.rate_limit,
             http: HttpSettings {
-                timeout: timeout.to_std().unwrap_or_default(),
+                timeout,
                 max_attempts: c.max_attempts.max(1),
                 concurrency: c.concurrency.max(1),
                 ca_file: c

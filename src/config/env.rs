@@ -1,0 +1,152 @@
+//! Environment overrides: `EPITAPH_<SECTION>__<KEY>=value` (two underscores between levels,
+//! e.g. `EPITAPH_SCAN__CONCURRENCY=8`, `EPITAPH_SOURCES__LOGS__LOKI__PASSWORD=…`), laid over
+//! the file's table before it is checked. Which keys exist and how a value is typed (integer,
+//! number, boolean, list, table) come from the derived schema; lists are a JSON array or
+//! comma-separated, tables a JSON object.
+
+use super::schema::{self, Node, ValueKind};
+use super::ENV_PREFIX;
+
+/// Applies `EPITAPH_A__B__C=value` overrides. Values are typed by the derived schema.
+pub(super) fn apply_env(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+    problems: &mut Vec<String>,
+) {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if !rest.contains("__") {
+            // EPITAPH_CONFIG, EPITAPH_LOG and friends are not key overrides; but one
+            // underscore where the separator needs two (EPITAPH_SCAN_CONCURRENCY) would be
+            // silently ignored, so it is an error naming the right spelling.
+            if let Some(key) = single_underscore_key(rest) {
+                problems.push(format!(
+                    "environment {name}: not applied — levels are separated by two underscores: EPITAPH_{}",
+                    key.to_ascii_uppercase().replace('.', "__")
+                ));
+            }
+            continue;
+        }
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        let Some(node) = schema::leaf(&key) else {
+            let hint = schema::nearest_key(&key)
+                .map(|k| {
+                    format!(
+                        " (did you mean EPITAPH_{}?)",
+                        k.to_ascii_uppercase().replace('.', "__")
+                    )
+                })
+                .unwrap_or_default();
+            problems.push(format!("environment {name}: unknown key `{key}`{hint}"));
+            continue;
+        };
+        let Some(typed) = typed_value(node, value) else {
+            problems.push(format!(
+                "environment {name}: `{value}` is not {}",
+                schema::type_name(node)
+            ));
+            continue;
+        };
+        let parts: Vec<&str> = key.split('.').collect();
+        insert_path(table, &parts, typed);
+    }
+}
+
+/// A list from the environment: a JSON array of strings (`["a","b"]`), or comma-separated
+/// values (`a, b`; empty items dropped). `None` for a malformed JSON array.
+fn env_list(value: &str) -> Option<toml::Value> {
+    let items: Vec<String> = if value.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<String>>(value).ok()?
+    } else {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    Some(toml::Value::Array(
+        items.into_iter().map(toml::Value::String).collect(),
+    ))
+}
+
+/// A table from the environment: a JSON object of strings (`{"X-Scope-OrgID":"tenant-1"}`).
+/// `None` when it is not one.
+fn env_num_map(value: &str) -> Option<toml::Value> {
+    let map = serde_json::from_str::<std::collections::BTreeMap<String, f64>>(value).ok()?;
+    Some(toml::Value::Table(
+        map.into_iter()
+            .map(|(k, v)| (k, toml::Value::Float(v)))
+            .collect(),
+    ))
+}
+
+fn env_map(value: &str) -> Option<toml::Value> {
+    let map = serde_json::from_str::<std::collections::BTreeMap<String, String>>(value).ok()?;
+    Some(toml::Value::Table(
+        map.into_iter()
+            .map(|(k, v)| (k, toml::Value::String(v)))
+            .collect(),
+    ))
+}
+
+/// The key an `EPITAPH_` name with single underscores spells, when turning its first
+/// underscore into a level separator (or each of them) gives a key the schema knows.
+fn single_underscore_key(rest: &str) -> Option<String> {
+    let lower = rest.to_ascii_lowercase();
+    let positions: Vec<usize> = lower.match_indices('_').map(|(i, _)| i).collect();
+    // Try one separator at each underscore, then two (sources_logs_path).
+    for &i in &positions {
+        let key = format!("{}.{}", &lower[..i], &lower[i + 1..]);
+        if schema::leaf(&key).is_some() {
+            return Some(key);
+        }
+    }
+    for (a, &i) in positions.iter().enumerate() {
+        for &j in &positions[a + 1..] {
+            let key = format!("{}.{}.{}", &lower[..i], &lower[i + 1..j], &lower[j + 1..]);
+            if schema::leaf(&key).is_some() {
+                return Some(key);
+            }
+        }
+    }
+    None
+}
+
+/// Sets `parts` (a dotted key split at the dots) to `value`, creating sections on the way; a
+/// scalar where a section belongs is replaced, since the override names a nested key.
+fn insert_path(table: &mut toml::Table, parts: &[&str], value: toml::Value) {
+    match parts {
+        [] => {}
+        [leaf] => {
+            table.insert(leaf.to_string(), value);
+        }
+        [section, rest @ ..] => {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(t) = entry {
+                insert_path(t, rest, value);
+            }
+        }
+    }
+}
+
+/// The TOML value of an override's text, typed by its key's schema; `None` when the text is
+/// not one.
+fn typed_value(node: Node<'_>, value: &str) -> Option<toml::Value> {
+    match schema::value_kind(node) {
+        ValueKind::NumMap => env_num_map(value),
+        ValueKind::StrMap => env_map(value),
+        ValueKind::Int => value.parse::<i64>().map(toml::Value::Integer).ok(),
+        ValueKind::Num => value.parse::<f64>().map(toml::Value::Float).ok(),
+        ValueKind::Bool => value.parse::<bool>().map(toml::Value::Boolean).ok(),
+        ValueKind::List => env_list(value),
+        ValueKind::Table | ValueKind::Str => Some(toml::Value::String(value.to_string())),
+    }
+}
