@@ -546,7 +546,19 @@ pub fn deciding_signature(matches: &[SignatureMatch]) -> Option<&SignatureMatch>
 }
 
 /// The verdict on one deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentVerdict {
     Leaking,

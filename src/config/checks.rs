@@ -115,13 +115,6 @@ impl Config {
                 ));
             }
         }
-        for (i, v) in self.alerts.verdicts.iter().enumerate() {
-            if crate::model::DeploymentVerdict::parse(v).is_none() {
-                p.push(format!(
-                    "alerts.verdicts[{i}]: `{v}` is not one of leaking, oom_without_leak, crashing, insufficient_evidence, healthy"
-                ));
-            }
-        }
         for (i, r) in self.alerts.redact_patterns.iter().enumerate() {
             if let Err(e) = regex::Regex::new(r) {
                 p.push(format!("alerts.redact_patterns[{i}]: {e}"));

@@ -282,13 +282,17 @@ pub fn check_value(n: Node<'_>, v: &toml::Value) -> Result<(), String> {
                 return Err(mismatch());
             };
             let item_schema = s.get("items").map_or(&Value::Null, non_null);
-            match items
-                .iter()
-                .position(|i| check_scalar(item_schema, i).is_err())
-            {
-                None => Ok(()),
-                Some(i) => Err(format!("item {i} must be a non-empty string")),
+            for (i, item) in items.iter().enumerate() {
+                match check_scalar(item_schema, item) {
+                    Ok(()) => {}
+                    // A value outside an enum says which values are allowed.
+                    Err(Some(msg)) if enum_values(item_schema).is_some() => {
+                        return Err(format!("item {i}: {msg}"))
+                    }
+                    Err(_) => return Err(format!("item {i} must be a non-empty string")),
+                }
             }
+            Ok(())
         }
         Node::Leaf(s) => check_scalar(s, v).map_err(|e| e.unwrap_or_else(mismatch)),
     }
@@ -358,14 +362,24 @@ fn moved_key_hint(key: &str) -> Option<String> {
     })
 }
 
-/// The known key closest to `key` (edit distance at most a third of its length).
+/// The known key `key` most likely means: one with the same name in another section (a
+/// key of another source role: `sources.logs.unit` is `sources.metrics.unit`), else the
+/// closest by edit distance (at most a third of its length).
 pub fn nearest_key(key: &str) -> Option<String> {
-    keys()
-        .into_iter()
-        .map(|k| (edit_distance(key, &k), k))
-        .filter(|(d, _)| *d * 3 <= key.len().max(3))
-        .min()
-        .map(|(_, k)| k)
+    let name = key.rsplit('.').next().unwrap_or(key);
+    let keys = keys();
+    let same_name = keys
+        .iter()
+        .filter(|k| k.rsplit('.').next() == Some(name))
+        .map(|k| (edit_distance(key, k), k.clone()))
+        .min();
+    same_name.map(|(_, k)| k).or_else(|| {
+        keys.into_iter()
+            .map(|k| (edit_distance(key, &k), k))
+            .filter(|(d, _)| *d * 3 <= key.len().max(3))
+            .min()
+            .map(|(_, k)| k)
+    })
 }
 
 /// Levenshtein distance over bytes (keys are ASCII; also used for resource names by

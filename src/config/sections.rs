@@ -261,7 +261,7 @@ pub struct AlertsConfig {
     /// Generic JSON webhook URL (schema `epitaph.alert.v1`). A secret as well.
     pub webhook_url: Option<Secret>,
     /// Deployment verdicts that raise an alert.
-    pub verdicts: Vec<String>,
+    pub verdicts: Vec<crate::model::DeploymentVerdict>,
     /// Least time between two messages about one deployment, unless its severity rises.
     pub cooldown: HumanDuration,
     /// A firing deployment with no death for this long is resolved.
@@ -293,7 +293,10 @@ impl Default for AlertsConfig {
         AlertsConfig {
             slack_webhook_url: None,
             webhook_url: None,
-            verdicts: vec!["leaking".into(), "oom_without_leak".into()],
+            verdicts: vec![
+                crate::model::DeploymentVerdict::Leaking,
+                crate::model::DeploymentVerdict::OomWithoutLeak,
+            ],
             cooldown: HumanDuration::default_of("1h"),
             resolve_after: HumanDuration::default_of("24h"),
             dashboard_url_template: None,

@@ -452,3 +452,156 @@ fn env_lists_typos_and_single_underscores() {
     )
     .is_ok());
 }
+
+#[test]
+fn kinds_are_enums_whose_values_come_from_the_types() {
+    let err = parse(
+        "[sources.logs]\nstream_lookup = \"grep\"\n[alerts]\nverdicts = [\"leaking\", \"doomed\"]\n[analysis]\nearly_warning = \"some\"\n",
+        &[("EPITAPH_SOURCES__METRICS__UNIT", "kb")],
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "sources.logs.stream_lookup: `grep` is not one of name, search, text",
+        "alerts.verdicts: item 1: `doomed` is not one of leaking, oom_without_leak, crashing, healthy, insufficient_evidence",
+        "analysis.early_warning: `some` is not one of leaking, all, off",
+        "sources.metrics.unit: `kb` is not one of percent, bytes",
+    ] {
+        assert!(err.contains(needle), "missing {needle} in {err}");
+    }
+    let c = parse(
+        "[sources.logs]\nkind = \"aws\"\nlog_group = \"/app\"\nstream_lookup = \"search\"\nformat = \"jsonl\"\n[deployment]\nidentity = \"launch_template\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.sources.logs.kind, SourceKind::Aws);
+    assert_eq!(c.sources.logs.stream_lookup, StreamLookup::Search);
+    assert_eq!(c.sources.logs.format, LogFormat::Jsonl);
+    assert_eq!(
+        c.deployment_identity(),
+        crate::analysis::correlate::DeploymentIdentity::LaunchTemplate
+    );
+}
+
+#[test]
+fn each_source_role_has_its_own_keys() {
+    // A key of another role is unknown where it is written, and the hint names its role.
+    let err = parse(
+        "[sources.logs]\nunit = \"bytes\"\n[sources.activities]\nlog_group = \"/app\"\n[sources.metrics]\nlog_group = \"/app\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "sources.logs.unit: unknown key (did you mean sources.metrics.unit?)",
+        "sources.activities.log_group: unknown key (did you mean sources.logs.log_group?)",
+        "sources.metrics.log_group: unknown key",
+    ] {
+        assert!(err.contains(needle), "missing {needle} in {err}");
+    }
+    let keys = schema::keys();
+    for (present, absent) in [
+        ("sources.activities.inventory", "sources.logs.inventory"),
+        (
+            "sources.logs.stream_lookup",
+            "sources.metrics.stream_lookup",
+        ),
+        ("sources.metrics.period", "sources.activities.period"),
+        (
+            "sources.logs.loki.selector",
+            "sources.metrics.loki.selector",
+        ),
+    ] {
+        assert!(keys.iter().any(|k| k == present), "{present} missing");
+        assert!(!keys.iter().any(|k| k == absent), "{absent} present");
+    }
+}
+
+#[test]
+fn durations_are_parsed_once_at_load_in_every_accepted_spelling() {
+    let c = parse(
+        "[scan]\noverlap = \"1.5h\"\nfetch_timeout = \"45\"\nseries_lookback = \"2w\"\n[sources.logs.loki]\nlookback = \"3 days\"\n",
+        &[("EPITAPH_ALERTS__COOLDOWN", "90 mins")],
+    )
+    .unwrap();
+    assert_eq!(c.overlap(), Duration::minutes(90));
+    assert_eq!(c.fetch_timeout(), Duration::seconds(45));
+    assert_eq!(c.series_lookback(), Duration::weeks(2));
+    assert_eq!(c.alerts.cooldown(), Duration::minutes(90));
+    assert_eq!(
+        c.sources.logs.loki.unwrap().lookback.get(),
+        Duration::days(3)
+    );
+    // The text as written is kept for messages.
+    assert_eq!(c.scan.overlap.to_string(), "1.5h");
+    let err = parse(
+        "[scan]\nsince = \"last week\"\n[sources.events]\nsettle = \"soon\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "scan.since: `last week` is not a duration",
+        "nor is it a timestamp",
+        "sources.events.settle: `soon` is not a duration",
+    ] {
+        assert!(err.contains(needle), "missing {needle} in {err}");
+    }
+}
+
+#[test]
+fn env_overrides_are_typed_by_the_derived_schema() {
+    let c = parse(
+        "",
+        &[
+            ("EPITAPH_SOURCES__METRICS__LIMIT", "2147483648"),
+            ("EPITAPH_SOURCES__ACTIVITIES__DESCRIBE_INSTANCES", "false"),
+            ("EPITAPH_AWS__RATE_LIMITS", r#"{"logs:GetLogEvents": 5}"#),
+            ("EPITAPH_SOURCES__LOGS__FORMAT", "jsonl"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.sources.metrics.limit, Some(2_147_483_648.0));
+    assert!(!c.sources.activities.describe_instances);
+    assert_eq!(c.aws.rate_limits["logs:GetLogEvents"], 5.0);
+    assert_eq!(c.sources.logs.format, LogFormat::Jsonl);
+    let err = parse(
+        "",
+        &[
+            ("EPITAPH_SOURCES__ACTIVITIES__DESCRIBE_INSTANCES", "yes"),
+            ("EPITAPH_AWS__RATE_LIMITS", "5"),
+            ("EPITAPH_SOURCES__METRICS__LIMIT", "lots"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "EPITAPH_SOURCES__ACTIVITIES__DESCRIBE_INSTANCES: `yes` is not true or false",
+        "EPITAPH_AWS__RATE_LIMITS: `5` is not a table of numbers",
+        "EPITAPH_SOURCES__METRICS__LIMIT: `lots` is not a number",
+    ] {
+        assert!(err.contains(needle), "missing {needle} in {err}");
+    }
+    let err = parse("[aws]\nrate_limits = { \"logs:GetLogEvents\" = -1 }\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("aws.rate_limits: `logs:GetLogEvents` must be a number ≥ 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_derived_schema_describes_keys_from_their_doc_comments() {
+    let schema = schema::json_schema();
+    let scan = &schema["properties"]["scan"]["properties"];
+    assert!(
+        scan["drain_window"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("EndTime is unknown")),
+        "{}",
+        scan["drain_window"]
+    );
+    assert_eq!(scan["drain_window"]["format"], "duration");
+    assert_eq!(scan["concurrency"]["minimum"], 1);
+}

@@ -28,13 +28,7 @@ impl Pipeline {
             return Ok(0);
         }
         let policy = AlertPolicy {
-            verdicts: self
-                .cfg
-                .alerts
-                .verdicts
-                .iter()
-                .filter_map(|v| crate::model::DeploymentVerdict::parse(v))
-                .collect(),
+            verdicts: self.cfg.alerts.verdicts.iter().copied().collect(),
             cooldown: self.cfg.alerts.cooldown(),
             resolve_after: self.cfg.alerts.resolve_after(),
         };

@@ -404,7 +404,7 @@ async fn findings(State(state): State<Arc<AppState>>) -> Response {
         .alerts
         .verdicts
         .iter()
-        .cloned()
+        .map(|v| v.as_str().to_string())
         .collect();
     let list: Vec<serde_json::Value> = findings
         .iter()
