@@ -1,5 +1,5 @@
 //! The config's unit tests: every problem reported by key, the example configs valid and
-//! complete, environment overrides, the rules across keys.
+//! complete, the rules across keys (the environment's own are in env.rs).
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +7,7 @@ use chrono::Duration;
 
 use super::*;
 
-fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config> {
+pub(super) fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config> {
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -321,32 +321,6 @@ fn assume_role_settings_are_checked_by_key() {
 }
 
 #[test]
-fn env_overrides() {
-    let c = parse(
-        "[scan]\nconcurrency = 4\n",
-        &[
-            ("EPITAPH_SCAN__CONCURRENCY", "8"),
-            ("EPITAPH_SOURCES__LOGS__PATH", "/l"),
-            ("EPITAPH_CONFIG", "x"),
-        ],
-    )
-    .unwrap();
-    assert_eq!(c.scan.concurrency, 8);
-    assert_eq!(c.sources.logs.path, Some(PathBuf::from("/l")));
-    let err = parse("", &[("EPITAPH_SCAN__NOPE", "1")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("EPITAPH_SCAN__NOPE: unknown key `scan.nope`"),
-        "{err}"
-    );
-    let err = parse("", &[("EPITAPH_SCAN__CONCURRENCY", "many")])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("`many` is not an integer"), "{err}");
-}
-
-#[test]
 fn retention_is_a_duration_and_compact_rows_outlive_evidence() {
     let c = parse("", &[]).unwrap();
     assert_eq!(c.evidence_retention(), Duration::days(30));
@@ -413,44 +387,6 @@ fn state_url_must_be_postgres_and_never_shows_its_password() {
         "postgres://epitaph:[redacted]@db:5432/epitaph"
     );
     assert!(!format!("{c:?}").contains("hunter2"));
-}
-
-#[test]
-fn env_lists_typos_and_single_underscores() {
-    let c = parse(
-        "",
-        &[
-            (
-                "EPITAPH_ALERTS__REDACT_PATTERNS",
-                r#"["corp-[0-9]{6}", "a,b"]"#,
-            ),
-            ("EPITAPH_AWS__TARGETS", "us-east-1, eu-west-1"),
-        ],
-    )
-    .unwrap();
-    assert_eq!(c.alerts.redact_patterns, vec!["corp-[0-9]{6}", "a,b"]);
-    assert_eq!(c.aws.targets, vec!["us-east-1", "eu-west-1"]);
-    let err = parse("", &[("EPITAPH_AWS__TARGETS", "[not json")])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("EPITAPH_AWS__TARGETS"), "{err}");
-    let err = parse("", &[("EPITAPH_SCAN_CONCURRENCY", "8")])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("EPITAPH_SCAN__CONCURRENCY"), "{err}");
-    let err = parse("", &[("EPITAPH_SCAN__CONCURENCY", "8")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("did you mean EPITAPH_SCAN__CONCURRENCY"),
-        "{err}"
-    );
-    // Variables that are not key overrides stay allowed.
-    assert!(parse(
-        "",
-        &[("EPITAPH_CONFIG", "x"), ("EPITAPH_AWS_INSTANCES", "60")]
-    )
-    .is_ok());
 }
 
 #[test]
@@ -547,48 +483,6 @@ fn durations_are_parsed_once_at_load_in_every_accepted_spelling() {
     ] {
         assert!(err.contains(needle), "missing {needle} in {err}");
     }
-}
-
-#[test]
-fn env_overrides_are_typed_by_the_derived_schema() {
-    let c = parse(
-        "",
-        &[
-            ("EPITAPH_SOURCES__METRICS__LIMIT", "2147483648"),
-            ("EPITAPH_SOURCES__ACTIVITIES__DESCRIBE_INSTANCES", "false"),
-            ("EPITAPH_AWS__RATE_LIMITS", r#"{"logs:GetLogEvents": 5}"#),
-            ("EPITAPH_SOURCES__LOGS__FORMAT", "jsonl"),
-        ],
-    )
-    .unwrap();
-    assert_eq!(c.sources.metrics.limit, Some(2_147_483_648.0));
-    assert!(!c.sources.activities.describe_instances);
-    assert_eq!(c.aws.rate_limits["logs:GetLogEvents"], 5.0);
-    assert_eq!(c.sources.logs.format, LogFormat::Jsonl);
-    let err = parse(
-        "",
-        &[
-            ("EPITAPH_SOURCES__ACTIVITIES__DESCRIBE_INSTANCES", "yes"),
-            ("EPITAPH_AWS__RATE_LIMITS", "5"),
-            ("EPITAPH_SOURCES__METRICS__LIMIT", "lots"),
-        ],
-    )
-    .unwrap_err()
-    .to_string();
-    for needle in [
-        "EPITAPH_SOURCES__ACTIVITIES__DESCRIBE_INSTANCES: `yes` is not true or false",
-        "EPITAPH_AWS__RATE_LIMITS: `5` is not a table of numbers",
-        "EPITAPH_SOURCES__METRICS__LIMIT: `lots` is not a number",
-    ] {
-        assert!(err.contains(needle), "missing {needle} in {err}");
-    }
-    let err = parse("[aws]\nrate_limits = { \"logs:GetLogEvents\" = -1 }\n", &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("aws.rate_limits: `logs:GetLogEvents` must be a number ≥ 0"),
-        "{err}"
-    );
 }
 
 #[test]
