@@ -129,6 +129,21 @@ pub fn leaf(key: &str) -> Option<Node<'static>> {
     lookup(key).filter(|n| !matches!(n, Node::Section(_)))
 }
 
+/// A key's description: its field's doc comment (or, failing that, its type's).
+pub fn description(key: &str) -> Option<&'static str> {
+    let (parent, name) = match key.rsplit_once('.') {
+        Some((p, n)) => (lookup(p)?, n),
+        None => (Node::Section(root_section()), key),
+    };
+    let Node::Section(props) = parent else {
+        return None;
+    };
+    let s = props.get(name)?;
+    s.get("description")
+        .or_else(|| non_null(s).get("description"))
+        .and_then(Value::as_str)
+}
+
 /// Every key that takes a value, dotted, in declaration order: the documented keys.
 pub fn keys() -> Vec<String> {
     fn walk(props: &Map<String, Value>, prefix: &str, out: &mut Vec<String>) {

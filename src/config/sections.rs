@@ -25,9 +25,11 @@ pub struct ScanConfig {
     /// How long an instance may still run (and log) after its termination began when the
     /// activity's EndTime is unknown: lifecycle hooks, load-balancer deregistration delay.
     pub drain_window: HumanDuration,
+    /// Stop reading an instance's last words after this many bytes (the newest are kept).
     #[schemars(range(min = 1024))]
     pub last_words_max_bytes: usize,
     pub series_lookback: HumanDuration,
+    /// Instances fetched at once from the log backend.
     #[schemars(range(min = 1))]
     pub concurrency: usize,
     pub fetch_timeout: HumanDuration,
@@ -58,8 +60,12 @@ impl Default for ScanConfig {
 pub struct DeploymentConfig {
     /// asg | launch_template | tag | log_field | metric_label
     pub identity: Identity,
+    /// The instance tag naming the deployment (`identity = "tag"`).
     pub tag: Option<String>,
+    /// The JSON field or key=value pair of the log lines naming the deployment
+    /// (`identity = "log_field"`).
     pub log_field: Option<String>,
+    /// The memory series' label naming the deployment (`identity = "metric_label"`).
     pub metric_label: Option<String>,
 }
 
@@ -77,6 +83,7 @@ impl Default for DeploymentConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnalysisConfig {
+    /// Deaths of one kind a deployment needs before it is called leaking, OOM or crashing.
     #[schemars(range(min = 1))]
     pub min_instances: usize,
     /// Which running instances get a projected time to their memory limit: those of
@@ -140,6 +147,8 @@ impl Default for StateConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SignaturesConfig {
+    /// A signature file merged over the built-in library: entries with a known id replace
+    /// the built-in entry, new ids are added (format: config/signatures.toml).
     pub extra: Option<PathBuf>,
 }
 

@@ -89,6 +89,7 @@ impl std::fmt::Display for SourceKind {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ActivitiesConfig {
+    /// The backend: file | aws.
     pub kind: SourceKind,
     /// file: the directory or file of describe-scaling-activities exports.
     pub path: Option<PathBuf>,
@@ -165,6 +166,7 @@ impl std::fmt::Display for StreamLookup {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogsConfig {
+    /// The backend: file | aws | splunk | loki.
     pub kind: SourceKind,
     /// file: the directory or file of log exports.
     pub path: Option<PathBuf>,
@@ -248,6 +250,7 @@ impl std::fmt::Display for Unit {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
+    /// The backend: file | aws | prometheus.
     pub kind: SourceKind,
     /// file: the directory or file of metric exports.
     pub path: Option<PathBuf>,
@@ -259,10 +262,12 @@ pub struct MetricsConfig {
     pub limit: Option<f64>,
     /// percent | bytes.
     pub unit: Unit,
-    /// aws: CloudWatch namespace, metric and the dimension naming the instance (also read in
-    /// the file backend's CloudWatch exports).
+    /// aws: the CloudWatch namespace of the memory metric.
     pub namespace: String,
+    /// aws: the memory metric (the CloudWatch agent's default).
     pub metric_name: String,
+    /// aws: the dimension naming the instance (file: the one naming it in a get-metric-data
+    /// queries sidecar).
     pub instance_dimension: String,
     /// aws: more dimensions, `Name=Value` (`{asg}` is replaced by the group's name).
     pub extra_dimensions: Vec<String>,

@@ -499,3 +499,15 @@ fn the_derived_schema_describes_keys_from_their_doc_comments() {
     assert_eq!(scan["drain_window"]["format"], "duration");
     assert_eq!(scan["concurrency"]["minimum"], 1);
 }
+
+#[test]
+fn every_key_is_described_by_its_doc_comment() {
+    let undocumented: Vec<String> = schema::keys()
+        .into_iter()
+        .filter(|k| !matches!(schema::description(k), Some(d) if !d.trim().is_empty()))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys without a doc comment (their description in the derived schema): {undocumented:?}"
+    );
+}

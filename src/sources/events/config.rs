@@ -32,6 +32,7 @@ pub enum EventsKind {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventsConfig {
+    /// none (scheduled scans only) | sqs.
     pub kind: EventsKind,
     /// The queue's URL: `https://sqs.us-east-1.amazonaws.com/123456789012/epitaph-terminations`.
     /// Its region is the one in the URL; credentials come from `[aws]`'s chain.

@@ -49,6 +49,7 @@ pub struct LokiConfig {
     pub username: Option<String>,
     /// A secret: prefer `password_file` or EPITAPH_SOURCES__LOGS__LOKI__PASSWORD.
     pub password: Option<Secret>,
+    /// A file holding the password, read for every request (rotated tokens).
     pub password_file: Option<PathBuf>,
     /// `Authorization: Bearer …`. A secret: prefer `bearer_token_file` or
     /// EPITAPH_SOURCES__LOGS__LOKI__BEARER_TOKEN.
