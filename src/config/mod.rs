@@ -5,9 +5,9 @@
 //! The types are the one source of truth for keys: every section is a serde struct deriving
 //! `schemars::JsonSchema` (doc comments are descriptions, kinds are enums, durations are
 //! [`HumanDuration`]s parsed once here). Loading lays the environment over the file's table
-//! ([`env`]), checks the table against the schema derived from the types so that
-//! `epitaph config check` reports every problem at once, each with its key ([`schema`]),
-//! deserializes, then checks the rules across keys ([`checks`]).
+//! (`env.rs`), checks the table against the schema derived from the types so that
+//! `epitaph config check` reports every problem at once, each with its key (`schema.rs`),
+//! deserializes, then checks the rules across keys (`checks.rs`).
 //!
 //! - `sections.rs`: `[scan]`, `[deployment]`, `[analysis]`, `[state]`, `[aws]`, `[alerts]`,
 //!   `[serve]`; `sources.rs`: `[sources.*]`, one struct per role (the backend tables live

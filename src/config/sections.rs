@@ -160,8 +160,8 @@ pub struct AwsConfig {
     pub region: Option<String>,
     /// A named profile from ~/.aws/config (else AWS_PROFILE or the default chain).
     pub profile: Option<String>,
-    /// One endpoint for every service (tests, VPC endpoints). AWS_ENDPOINT_URL and
-    /// AWS_ENDPOINT_URL_<SERVICE> keep working without it.
+    /// One endpoint for every service (tests, VPC endpoints). `AWS_ENDPOINT_URL` and
+    /// `AWS_ENDPOINT_URL_<SERVICE>` keep working without it.
     pub endpoint_url: Option<String>,
     /// Regions and accounts to read: "REGION", or "ROLE_ARN@REGION" to assume a role there.
     /// Empty: the default region with the default credentials.
