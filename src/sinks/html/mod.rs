@@ -230,12 +230,18 @@ pub fn render(
             .map(|f| section(f, facts, reports, ctx))
             .collect(),
     };
-    // Rendering into a String fails only if a value's Display does, and none of ours does.
-    page.render()
-        .unwrap_or_else(|e| format!("<!DOCTYPE html><p>report rendering failed: {e}</p>\n"))
+    page.render().unwrap_or_else(|e| render_failed(&e))
 }
 
-/// The page of one instance's investigation (`investigate --format html`): its text report.
+/// Rendering into a String fails only if a value's `Display` does, and none of the page's does
+/// (fixed chrono formats, our own types): should it ever, the page says so instead of showing
+/// part of a report, and the log has the error.
+fn render_failed(e: &askama::Error) -> String {
+    tracing::error!(error = %e, "the HTML report could not be rendered");
+    "<!DOCTYPE html><p>The report could not be rendered; the log has the error.</p>\n".to_string()
+}
+
+/// The page of one instance's investigation (`instance ID --format html`): its text report.
 pub fn investigation_page(text: &str) -> String {
     #[derive(Template)]
     #[template(path = "investigation.html")]
@@ -244,7 +250,7 @@ pub fn investigation_page(text: &str) -> String {
     }
     InvestigationPage { text }
         .render()
-        .unwrap_or_else(|e| format!("<!DOCTYPE html><p>report rendering failed: {e}</p>\n"))
+        .unwrap_or_else(|e| render_failed(&e))
 }
 
 fn anchor(s: &str) -> String {
