@@ -64,10 +64,9 @@ pub fn render_investigation(inv: &Investigation, format: Format, color: bool) ->
         Format::Table | Format::Markdown => {
             investigation_text(inv, format == Format::Markdown, color)
         }
-        Format::Html => format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>epitaph instance</title></head><body><pre>{}</pre></body></html>",
-            crate::sinks::html::esc(&investigation_text(inv, false, false))
-        ),
+        Format::Html => {
+            crate::sinks::html::investigation_page(&investigation_text(inv, false, false))
+        }
     }
 }
 

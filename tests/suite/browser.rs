@@ -2,7 +2,8 @@
 //! scripts/test.sh) loads the report that `scan --format html` writes, with a probe script
 //! appended to a copy; the probe measures the laid-out page (chart boxes, every series inside
 //! its chart, no horizontal overflow, styles applied) and Chromium's `--dump-dom` hands the
-//! measurements back.
+//! measurements back. And markup planted in the last words stays text there: no element, no
+//! script run.
 
 use crate::common;
 
@@ -146,4 +147,86 @@ fn report_renders_in_headless_chromium() {
     assert!(r["docLinks"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["overflow"], false, "no horizontal scrolling at 1000 px");
     assert_eq!(r["badge"], "rgb(207, 34, 46)", "the stylesheet applied");
+}
+
+/// Markup planted in the last words (a `<script>` and an `<img onerror>`, quotes, `&`) stays
+/// text in a real browser: nothing of it runs or becomes an element, and the excerpt shows it
+/// as written (the unit tests in src/sinks/html/tests.rs cover every other field and the SVG).
+#[test]
+fn planted_markup_in_last_words_stays_text_in_headless_chromium() {
+    const PLANTED: &str =
+        "<img src=x onerror=document.title='pwned'><script>document.title='pwned'</script> & co";
+    let fleet = Fleet::new(1, 6, 60);
+    let mut planted = 0;
+    for entry in std::fs::read_dir(fleet.dir.path().join("logs")).unwrap() {
+        let p = entry.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        planted += text.matches("<--- JS stacktrace --->").count();
+        std::fs::write(
+            &p,
+            text.replace(
+                "<--- JS stacktrace --->",
+                &format!("<--- JS stacktrace ---> {PLANTED}"),
+            ),
+        )
+        .unwrap();
+    }
+    assert!(planted > 0, "the simulated fleet has V8 OOM last words");
+    let out = common::output_timeout(
+        Command::new(common::bin())
+            .args(["scan", "--format", "html", "--config"])
+            .arg(fleet.config_path()),
+        common::CHILD_EXIT_BOUND,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !html.contains("<script") && !html.contains("<img"),
+        "escaped"
+    );
+    assert!(
+        html.contains("&#60;script&#62;document.title=&#39;pwned&#39;&#60;/script&#62; &#38; co")
+    );
+
+    let probe = r#"<script>
+(function () {
+  var planted = 0;
+  document.querySelectorAll(".excerpt pre").forEach(function (p) {
+    // `<\/script>`: the probe's own script element must not end inside its string.
+    if (p.textContent.indexOf("<script>document.title='pwned'<\/script> & co") >= 0) { planted++; }
+  });
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({title: document.title, imgs: document.images.length,
+    scripts: document.scripts.length, planted: planted});
+  document.body.appendChild(out);
+})();
+</script>"#;
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, html.replace("</body>", &format!("{probe}</body>"))).unwrap();
+    let dom = dump_dom(&page, &dir.path().join("profile"));
+    let probe = dom
+        .split_once("<pre id=\"probe\">")
+        .and_then(|(_, rest)| rest.split_once("</pre>"))
+        .map(|(json, _)| json.replace("&quot;", "\"").replace("&amp;", "&"))
+        .unwrap_or_else(|| {
+            panic!(
+                "probe did not run: {}",
+                &dom[dom.len().saturating_sub(500)..]
+            )
+        });
+    let r: serde_json::Value = serde_json::from_str(&probe).unwrap();
+    eprintln!("probe: {r}");
+    assert_eq!(r["title"], "epitaph report", "no planted script ran: {r}");
+    assert_eq!(r["imgs"], 0, "no planted element: {r}");
+    assert_eq!(r["scripts"], 1, "only the probe: {r}");
+    assert!(
+        r["planted"].as_u64().unwrap() >= 1,
+        "the excerpt shows the text as written: {r}"
+    );
 }
