@@ -109,7 +109,7 @@ pub fn decide(
         .finding
         .map(|f| f.verdict)
         .filter(|v| policy.verdicts.contains(v));
-    let cooled = prev.map_or(true, |p| at - p.last_sent_at >= policy.cooldown);
+    let cooled = prev.is_none_or(|p| at - p.last_sent_at >= policy.cooldown);
     let firing = prev.and_then(|p| p.firing);
     match (firing, qualifying) {
         (None, Some(v)) if recent && !now.replaced && cooled => {

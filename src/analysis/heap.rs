@@ -156,13 +156,13 @@ impl HeapSnapshot {
         if node_stride == 0 || edge_stride == 0 {
             return Err("snapshot.meta: empty node_fields or edge_fields".into());
         }
-        if nodes.len() % node_stride != 0 {
+        if !nodes.len().is_multiple_of(node_stride) {
             return Err(format!(
                 "nodes: {} numbers is not a multiple of {node_stride} fields",
                 nodes.len()
             ));
         }
-        if edges.len() % edge_stride != 0 {
+        if !edges.len().is_multiple_of(edge_stride) {
             return Err(format!(
                 "edges: {} numbers is not a multiple of {edge_stride} fields",
                 edges.len()
@@ -219,7 +219,7 @@ impl HeapSnapshot {
         }
         for e in 0..at {
             let to = s.edges[e * edge_stride + s.e_to] as usize;
-            if to % node_stride != 0 || to / node_stride >= n {
+            if !to.is_multiple_of(node_stride) || to / node_stride >= n {
                 return Err(format!("edge {e}: to_node {to} is not a node"));
             }
         }

@@ -660,9 +660,7 @@ impl SplunkApi {
         let mut hits: Vec<&SplunkEvent> = self
             .events
             .iter()
-            .filter(|e| {
-                earliest.map_or(true, |t| e.time >= t) && latest.map_or(true, |t| e.time < t)
-            })
+            .filter(|e| earliest.is_none_or(|t| e.time >= t) && latest.is_none_or(|t| e.time < t))
             .filter(|e| {
                 spl.terms
                     .iter()
@@ -1303,7 +1301,7 @@ impl LokiApi {
                 continue;
             }
             for (t, line) in &s.entries {
-                if *t >= start && *t < end && filter.as_ref().map_or(true, |f| line.contains(f)) {
+                if *t >= start && *t < end && filter.as_ref().is_none_or(|f| line.contains(f)) {
                     hits.push((i, *t, line));
                 }
             }

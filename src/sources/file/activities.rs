@@ -87,7 +87,7 @@ impl FileActivities {
                 .and_then(|k| serde_json::from_value::<Proof>(k.proved.clone()).ok());
             let spares = |p: &Proof| match purpose {
                 Purpose::Launches => true,
-                Purpose::Window(w) => p.latest.map_or(true, |l| l < w.start),
+                Purpose::Window(w) => p.latest.is_none_or(|l| l < w.start),
                 Purpose::All => false,
             };
             if let Some(proof) = kept.filter(spares) {

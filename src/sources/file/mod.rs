@@ -119,7 +119,7 @@ pub(crate) fn file_stamp(meta: &std::fs::Metadata) -> String {
         .modified()
         .ok()
         .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
-        .map_or(true, |age| age < RACY_WINDOW);
+        .is_none_or(|age| age < RACY_WINDOW);
     if recent {
         text.push_str(RACY);
     }
