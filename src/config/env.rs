@@ -4,15 +4,20 @@
 //! number, boolean, list, table) come from the derived schema; lists are a JSON array or
 //! comma-separated, tables a JSON object.
 
+use std::collections::BTreeMap;
+
 use super::schema::{self, Node, ValueKind};
 use super::ENV_PREFIX;
 
-/// Applies `EPITAPH_A__B__C=value` overrides. Values are typed by the derived schema.
+/// Applies `EPITAPH_A__B__C=value` overrides. Values are typed by the derived schema. Returns
+/// which variable set each key it applied (`scan.since` → `EPITAPH_SCAN__SINCE`), so that a
+/// problem with an overridden value names the variable, not the file.
 pub(super) fn apply_env(
     table: &mut toml::Table,
     env: &[(String, String)],
     problems: &mut Vec<String>,
-) {
+) -> BTreeMap<String, String> {
+    let mut applied = BTreeMap::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -51,7 +56,23 @@ pub(super) fn apply_env(
         };
         let parts: Vec<&str> = key.split('.').collect();
         insert_path(table, &parts, typed);
+        applied.insert(key, name.clone());
     }
+    applied
+}
+
+/// Where a problem (`key: message`) comes from: `environment VAR` when its key's value was
+/// set by an override in `applied`, else `origin` (the file).
+pub(super) fn problem_origin(
+    problem: &str,
+    origin: &str,
+    applied: &BTreeMap<String, String>,
+) -> String {
+    problem
+        .split_once(": ")
+        .and_then(|(key, _)| applied.get(key))
+        .map(|var| format!("environment {var}"))
+        .unwrap_or_else(|| origin.to_string())
 }
 
 /// A list from the environment: a JSON array of strings (`["a","b"]`), or comma-separated
@@ -182,6 +203,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`many` is not an integer"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_variable_not_the_file() {
+        let err = parse(
+            "[scan]\nlast_words_window = \"5 parsecs\"\n",
+            &[("EPITAPH_SCAN__SINCE", "yesterdayish")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("environment EPITAPH_SCAN__SINCE: scan.since: `yesterdayish`"),
+            "{err}"
+        );
+        // The file's own problem still names the file, in the same report.
+        assert!(
+            err.lines()
+                .any(|l| l.contains("scan.last_words_window") && !l.contains("environment")),
+            "{err}"
+        );
     }
 
     #[test]

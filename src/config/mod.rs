@@ -96,15 +96,16 @@ impl Config {
             Error::input(format!("{origin}{line}"), e.message().to_string())
         })?;
         let mut problems = Vec::new();
-        env::apply_env(&mut table, env, &mut problems);
+        let applied = env::apply_env(&mut table, env, &mut problems);
         problems.extend(schema::problems(&table));
+        let located = |problems: Vec<String>| -> Vec<String> {
+            problems
+                .into_iter()
+                .map(|p| format!("{}: {p}", env::problem_origin(&p, origin, &applied)))
+                .collect()
+        };
         if !problems.is_empty() {
-            return Err(Error::Config(
-                problems
-                    .into_iter()
-                    .map(|p| format!("{origin}: {p}"))
-                    .collect(),
-            ));
+            return Err(Error::Config(located(problems)));
         }
         let mut cfg: Config =
             toml::Value::Table(table)
@@ -116,12 +117,7 @@ impl Config {
         cfg.origin = origin.to_string();
         let problems = cfg.semantic_problems();
         if !problems.is_empty() {
-            return Err(Error::Config(
-                problems
-                    .into_iter()
-                    .map(|p| format!("{origin}: {p}"))
-                    .collect(),
-            ));
+            return Err(Error::Config(located(problems)));
         }
         Ok(cfg)
     }
