@@ -8,8 +8,8 @@
 //!
 //! The page is an askama template, `templates/report.html`, compiled into the binary and
 //! HTML-escaped by askama wherever it prints a value; this module picks and orders what it
-//! shows (the [`Page`] it fills in). The charts are SVG drawn by `chart.rs`, the one place
-//! markup enters the page unescaped ([`chart::TrustedSvg`]).
+//! shows (the `Page` it fills in). The charts are SVG drawn by `chart.rs`, the one place
+//! markup enters the page unescaped (`chart::TrustedSvg`).
 
 mod chart;
 

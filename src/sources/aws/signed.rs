@@ -1,7 +1,7 @@
 //! The transport of the AWS APIs spoken by hand instead of through SDK crates (CloudWatch
 //! Logs, Auto Scaling): one `POST` per call to the service's endpoint, signed with SigV4 (the
 //! target's own credentials, signed again for every attempt), sent through
-//! [`HttpClient`](crate::sources::http::HttpClient) — attempts under `aws.attempt_timeout`,
+//! `sources::http::HttpClient` — attempts under `aws.attempt_timeout`,
 //! retried with backoff and jitter up to `aws.max_attempts` — and the whole call under
 //! `aws.call_timeout`.
 //!
