@@ -1574,6 +1574,125 @@ mod tests {
         );
     }
 
+    /// CSV rows `instance,second,value` as `timestamp,instance_id,value` lines.
+    fn rows(rows: &[(&str, i64, f64)]) -> String {
+        rows.iter()
+            .map(|(i, t, v)| format!("{},{i},{v}\n", 1767607200 + t))
+            .collect()
+    }
+
+    fn at(second: i64) -> DateTime<Utc> {
+        unix_to_instant(1767607200.0 + second as f64).unwrap()
+    }
+
+    #[test]
+    fn grouped_rows_are_runs_and_interleaved_rows_samples() {
+        let grouped: Vec<(&str, i64, f64)> = (0..5)
+            .map(|k| (A, k * 60, 40.0 + k as f64))
+            .chain((0..5).map(|k| (B, k * 60, 50.0 + k as f64)))
+            .collect();
+        let i = folder(&[("g.csv", &rows(&grouped))]);
+        let a = &i.by_instance[A];
+        assert_eq!((a.runs.len(), a.inline.len()), (1, 0), "{a:?}");
+        assert_eq!((a.runs[0].samples, a.runs[0].first), (5, at(0)));
+        assert_eq!(a.runs[0].last, at(240));
+        assert_eq!(
+            i.points(A),
+            (0..5)
+                .map(|k| (at(k * 60), 40.0 + k as f64))
+                .collect::<Vec<_>>()
+        );
+        // Rows sorted by time, instances interleaved: each run is one row, kept as a sample.
+        let interleaved: Vec<(&str, i64, f64)> = (0..5)
+            .flat_map(|k| [(A, k * 60, 40.0 + k as f64), (B, k * 60, 50.0 + k as f64)])
+            .collect();
+        let i = folder(&[("t.csv", &rows(&interleaved))]);
+        let b = &i.by_instance[B];
+        assert_eq!((b.runs.len(), b.inline.len()), (0, 5), "{b:?}");
+        assert_eq!(
+            i.points(B),
+            (0..5)
+                .map(|k| (at(k * 60), 50.0 + k as f64))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn of_samples_at_one_time_the_first_file_s_is_kept() {
+        // a.csv: a run of A (0..4 min) and a lone sample at 10 min; b.csv: a lone sample at
+        // 2 min (inside a.csv's run) and a run over 8..12 min (over a.csv's lone sample).
+        let a: Vec<(&str, i64, f64)> = (0..5)
+            .map(|k| (A, k * 60, 40.0))
+            .chain([(B, 0, 1.0), (A, 600, 41.0)])
+            .collect();
+        let b: Vec<(&str, i64, f64)> = [(A, 120, 99.0), (B, 0, 2.0)]
+            .into_iter()
+            .chain((8..13).map(|k| (A, k * 60, 60.0)))
+            .collect();
+        let i = folder(&[("a.csv", &rows(&a)), ("b.csv", &rows(&b))]);
+        let s = &i.by_instance[A];
+        assert_eq!((s.runs.len(), s.inline.len()), (2, 2), "{s:?}");
+        let got = i.points(A);
+        let value = |second: i64| got.iter().find(|p| p.0 == at(second)).map(|p| p.1);
+        assert_eq!(value(120), Some(40.0), "a.csv's run before b.csv's sample");
+        assert_eq!(value(600), Some(41.0), "a.csv's sample before b.csv's run");
+        assert_eq!(value(540), Some(60.0));
+        assert_eq!(got.len(), 10, "one sample per time: {got:?}");
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "sorted: {got:?}");
+    }
+
+    #[test]
+    fn a_window_reads_only_its_runs_and_a_changed_file_is_an_error() {
+        let old: Vec<(&str, i64, f64)> = (0..5).map(|k| (A, k * 60, 40.0)).collect();
+        let new: Vec<(&str, i64, f64)> = (0..5).map(|k| (A, 3600 + k * 60, 45.0)).collect();
+        let i = folder(&[("old.csv", &rows(&old)), ("new.csv", &rows(&new))]);
+        let series = |start: i64, end: i64| {
+            let mut files = OpenFiles::default();
+            samples_in(
+                &i,
+                &opts(),
+                &mut files,
+                A,
+                &i.by_instance[A],
+                at(start),
+                at(end),
+            )
+        };
+        assert_eq!(series(60, 3660).unwrap().len(), 4 + 2);
+        // old.csv grows after the index was built: a window without its run never reads it.
+        let old_path = i._dir.path().join("old.csv");
+        let mut grown = rows(&old);
+        grown.push_str(&rows(&[(B, 0, 1.0)]));
+        std::fs::write(&old_path, &grown).unwrap();
+        assert_eq!(series(3600, 7200).unwrap().len(), 5);
+        let e = series(0, 7200).unwrap_err().to_string();
+        assert!(
+            e.contains("old.csv") && e.contains("changed since it was indexed"),
+            "{e}"
+        );
+        // new.csv rewritten with a sample moved, same size and modification time: the run read
+        // back is not the one indexed.
+        let new_path = i._dir.path().join("new.csv");
+        let modified = std::fs::metadata(&new_path).unwrap().modified().unwrap();
+        let moved = rows(&new).replace(
+            &format!("{}", 1767607200 + 3600 + 240),
+            &format!("{}", 1767607200 + 3600 + 250),
+        );
+        assert_eq!(moved.len(), rows(&new).len());
+        std::fs::write(&new_path, &moved).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&new_path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        let e = series(3600, 7200).unwrap_err().to_string();
+        assert!(
+            e.contains("new.csv") && e.contains("not the ones indexed"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn prometheus_matrix() {
         let i = idx(br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"instance_id":"i-0123abcd","version":"v2"},"values":[[1767607200,"40"],[1767607260.5,"41.5"],[1767607320,"x"]]}]}}"#);
