@@ -412,16 +412,19 @@ struct OpenFiles {
 
 impl OpenFiles {
     fn get(&mut self, index: &MetricIndex, file: u32) -> Result<&std::fs::File> {
-        if !self.open.contains_key(&file) {
-            let f = &index.files[file as usize];
-            let handle = std::fs::File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
-            let meta = handle.metadata().map_err(|e| Error::io(&f.path, e))?;
-            if meta.len() != f.len || meta.modified().ok() != f.modified {
-                return Err(changed(&f.path, None));
+        use std::collections::hash_map::Entry;
+        match self.open.entry(file) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                let f = &index.files[file as usize];
+                let handle = std::fs::File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
+                let meta = handle.metadata().map_err(|e| Error::io(&f.path, e))?;
+                if meta.len() != f.len || meta.modified().ok() != f.modified {
+                    return Err(changed(&f.path, None));
+                }
+                Ok(e.insert(handle))
             }
-            self.open.insert(file, handle);
         }
-        Ok(&self.open[&file])
     }
 }
 
