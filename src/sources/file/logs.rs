@@ -1198,6 +1198,71 @@ mod tests {
         assert_eq!(got, select_last_words(&all, &query), "as from every event");
     }
 
+    #[tokio::test]
+    async fn last_words_read_only_the_runs_of_their_window() {
+        let line = |ts: u64, msg: &str| {
+            format!("{{\"instance_id\": \"{A}\", \"ts\": {ts}, \"msg\": \"{msg}\"}}\n")
+        };
+        const T0: u64 = 1_767_607_200_000;
+        const HOUR: u64 = 3_600_000;
+        let old: String = (0..5).map(|m| line(T0 + m * 60_000, "old")).collect();
+        let new: String = (0..5)
+            .map(|m| line(T0 + HOUR + m * 60_000, "new"))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old.jsonl"), &old).unwrap();
+        std::fs::write(dir.path().join("new.jsonl"), &new).unwrap();
+        let logs = FileLogs {
+            path: dir.path().to_path_buf(),
+            format: Format::Auto,
+            stream: Arc::new(stream_regex("{instance_id}").unwrap()),
+            index: super::super::FileIndex::new(),
+        };
+        let t = |ms: u64| DateTime::<Utc>::from_timestamp_millis((T0 + ms) as i64).unwrap();
+        let query = |at: DateTime<Utc>, window: i64| LastWordsQuery {
+            instance_id: A.into(),
+            asg: "web".into(),
+            terminated_at: at,
+            window: chrono::Duration::minutes(window),
+            grace: chrono::Duration::seconds(5),
+            max_bytes: 1 << 20,
+            ..LastWordsQuery::default()
+        };
+        let words = |lw: LastWords| lw.events.len();
+        assert_eq!(
+            words(
+                logs.last_words(&query(t(HOUR + 4 * 60_000), 2))
+                    .await
+                    .unwrap()
+            ),
+            3
+        );
+        let index = logs.index().await.unwrap();
+        assert_eq!(index.by_instance[A].runs.len(), 2, "one run a file");
+        // old.jsonl grows after the index was built: a window that does not reach it never
+        // reads it; one that does is an error naming it.
+        let mut grown = old.clone();
+        grown.push_str(&line(T0 + 10 * 60_000, "later"));
+        std::fs::write(dir.path().join("old.jsonl"), grown).unwrap();
+        assert_eq!(
+            words(
+                logs.last_words(&query(t(HOUR + 4 * 60_000), 2))
+                    .await
+                    .unwrap()
+            ),
+            3
+        );
+        let e = logs
+            .last_words(&query(t(HOUR + 4 * 60_000), 120))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("old.jsonl") && e.contains("changed since it was indexed"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn stream_pattern_maps_names() {
         let re = stream_regex("app/{instance_id}/stdout").unwrap();
