@@ -404,10 +404,13 @@ fn build_index(path: &Path, opts: &Options) -> Result<MetricIndex> {
     Ok(index)
 }
 
-/// Files opened while reading runs back, each checked once against what was indexed.
+/// Files opened while reading runs back (each checked once against what was indexed), and one
+/// CSV reader for every run of CSV rows (building a reader and its buffer per run cost more
+/// than parsing the run).
 #[derive(Default)]
 struct OpenFiles {
     open: HashMap<u32, std::fs::File>,
+    csv: Option<csv::Reader<std::io::Cursor<Vec<u8>>>>,
 }
 
 impl OpenFiles {
@@ -492,8 +495,17 @@ fn read_run(
         .read_exact_at(&mut buf, run.offset)
         .map_err(|e| Error::io(&f.path, e))?;
     let samples = match run.kind {
-        RunKind::CsvRows => csv_run_samples(&buf, f.columns, &opts.unit, instance)
-            .ok_or_else(|| changed(&f.path, Some(run.offset)))?,
+        RunKind::CsvRows => {
+            let reader = files
+                .csv
+                .get_or_insert_with(|| csv_reader(std::io::Cursor::new(Vec::new())));
+            *reader.get_mut() = std::io::Cursor::new(buf);
+            reader
+                .seek_raw(std::io::SeekFrom::Start(0), csv::Position::new())
+                .map_err(|e| Error::input(f.path.display().to_string(), e.to_string()))?;
+            csv_run_samples(reader, f.columns, &opts.unit, instance)
+                .ok_or_else(|| changed(&f.path, Some(run.offset)))?
+        }
         RunKind::Prometheus => serde_json::from_slice::<Value>(&buf)
             .ok()
             .and_then(|r| prometheus_samples(&r, &opts.unit))
@@ -1208,13 +1220,12 @@ fn ingest_csv<R: std::io::Read>(
 
 /// The samples of a run of CSV rows read back: `None` when a usable row is another
 /// instance's (the file changed).
-fn csv_run_samples(
-    bytes: &[u8],
+fn csv_run_samples<R: std::io::Read>(
+    reader: &mut csv::Reader<R>,
     cols: (usize, usize, usize),
     unit: &str,
     instance: &str,
 ) -> Option<Vec<Sample>> {
-    let mut reader = csv_reader(bytes);
     let mut rec = csv::ByteRecord::new();
     let mut out = Vec::new();
     while reader.read_byte_record(&mut rec).unwrap_or(true) {
