@@ -17,7 +17,9 @@
 //!
 //! Memory follows what is used, not the size of the exports: JSON is deserialised into the
 //! fields epitaph reads (`json.rs`), never into a `serde_json::Value` of a whole file; the log
-//! index keeps where each event is, not its line. A file is stamped without being read
+//! and metrics indexes keep where an instance's events and samples are (runs: byte spans of
+//! consecutive ones, read back when fetched), not the lines or samples themselves; CSV metric
+//! files are read as a stream. A file is stamped without being read
 //! ([`file_stamp`]: device, inode, size, modification and change times); what a clean read of
 //! it proved is kept in the state store with its stamp, and trusted while the stamp holds (an
 //! activities file, `activities.rs`; early warning's series, `pipeline/early.rs`).
