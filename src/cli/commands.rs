@@ -334,11 +334,20 @@ async fn run_scan(
     report.summary.alerts_failed = stats.failed;
     report.summary.alerts_undelivered = pipeline.undelivered_alerts().await?;
     let text = match format {
-        Format::Html => pipeline.html_report(Some(report.window)).await?,
-        _ => report::render_scan(&report, format, color),
+        // Written as it is serialised (below): a fleet's JSON report (~1.4 KB an instance)
+        // is never held whole beside the report itself.
+        Format::Json => None,
+        Format::Html => Some(pipeline.html_report(Some(report.window)).await?),
+        _ => Some(report::render_scan(&report, format, color)),
     };
     let mut out = BufWriter::new(std::io::stdout().lock());
-    writeln!(out, "{text}")?;
+    match text {
+        Some(text) => writeln!(out, "{text}")?,
+        None => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+    }
     out.flush()?;
     for w in &report.summary.input_warnings {
         eprintln!("epitaph: warning: {w}");

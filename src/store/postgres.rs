@@ -378,15 +378,20 @@ impl Store for PgStore {
     }
 
     async fn facts_in(&self, window: TimeWindow) -> Result<Vec<InstanceFacts>> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {FACTS_COLUMNS} FROM instance_facts WHERE terminated_at >= $1 AND terminated_at < $2
              ORDER BY terminated_at, instance_id"
-        ))
-        .bind(window.start)
-        .bind(window.end)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(facts_row).collect()
+        );
+        // Row by row: 100,000 rows are never held beside the facts made of them.
+        let mut rows = sqlx::query(&sql)
+            .bind(window.start)
+            .bind(window.end)
+            .fetch(&self.pool);
+        let mut out = Vec::new();
+        while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await? {
+            out.push(facts_row(&row)?);
+        }
+        Ok(out)
     }
 
     async fn reports(&self, ids: &[String]) -> Result<Vec<InstanceReport>> {

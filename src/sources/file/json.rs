@@ -176,12 +176,12 @@ pub(crate) struct Tokens<'a> {
 }
 
 impl Tokens<'_> {
-    /// The truncation warning these tokens call for (see [`super::truncation_warning`]).
+    /// The truncation warning these tokens call for (see [`super::token_warning`]).
     pub fn warning(&self, origin: &str) -> Option<String> {
         super::token_warning(
             [
-                ("NextToken", self.next_token.get()),
-                ("nextToken", self.next_token_logs.get()),
+                (super::PAGINATION_TOKENS[0], self.next_token.get()),
+                (super::PAGINATION_TOKENS[1], self.next_token_logs.get()),
             ],
             origin,
         )
@@ -209,6 +209,113 @@ pub(crate) fn typed_documents<'a, T: Deserialize<'a>>(
             })
         })
         .collect()
+}
+
+/// Byte spans inside a JSON document serde_json has already accepted (so only well-formed
+/// JSON is walked here).
+pub(crate) mod spans {
+    /// The first byte at or after `i` that is not JSON whitespace.
+    pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+        }
+        i
+    }
+
+    /// `i` at a string's opening quote: the byte after its closing quote.
+    fn skip_string(b: &[u8], mut i: usize) -> usize {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return i + 1,
+                _ => i += 1,
+            }
+        }
+        i
+    }
+
+    /// `i` at a value's first byte: the byte after the value.
+    pub fn skip_value(b: &[u8], i: usize) -> usize {
+        match b.get(i) {
+            Some(b'"') => skip_string(b, i),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                let mut j = i;
+                while j < b.len() {
+                    match b[j] {
+                        b'"' => {
+                            j = skip_string(b, j);
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return j + 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                j
+            }
+            _ => {
+                let mut j = i;
+                while j < b.len()
+                    && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                {
+                    j += 1;
+                }
+                j
+            }
+        }
+    }
+
+    /// `start` at an object's `{`: where the value of its last member named `key` starts (the
+    /// one a parsed map keeps).
+    pub fn last_member(b: &[u8], start: usize, key: &[u8]) -> Option<usize> {
+        let mut found = None;
+        let mut i = skip_ws(b, start + 1);
+        while i < b.len() && b[i] == b'"' {
+            let key_end = skip_string(b, i);
+            let name = &b[i..key_end];
+            let same = if name.contains(&b'\\') {
+                serde_json::from_slice::<String>(name).is_ok_and(|n| n.as_bytes() == key)
+            } else {
+                &name[1..name.len() - 1] == key
+            };
+            let colon = skip_ws(b, key_end);
+            let value = skip_ws(b, colon + 1);
+            if same {
+                found = Some(value);
+            }
+            i = skip_ws(b, skip_value(b, value));
+            if b.get(i) == Some(&b',') {
+                i = skip_ws(b, i + 1);
+            }
+        }
+        found
+    }
+
+    /// `start` at an array's `[`: each element's span.
+    pub fn elements(b: &[u8], start: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        if b.get(start) != Some(&b'[') {
+            return out;
+        }
+        let mut i = skip_ws(b, start + 1);
+        while i < b.len() && b[i] != b']' {
+            let end = skip_value(b, i);
+            out.push((i, end));
+            i = skip_ws(b, end);
+            if b.get(i) == Some(&b',') {
+                i = skip_ws(b, i + 1);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

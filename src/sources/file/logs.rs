@@ -11,12 +11,16 @@
 //! message in two files) are kept once; repeats within one file are kept.
 //!
 //! The files are indexed once per source on first use, so fetching many instances' last words
-//! costs one pass over the data. The index holds no log line: per instance, each event's time
-//! and where it is (file, byte offset, length), sorted by time — about 32 bytes an event. An
-//! instance's last words are read back from the files when they are fetched, and only the
-//! events in its last-words window. A file that no longer holds the event the index found
-//! there (changed under a running scan) is an error for that instance (kept pending and
-//! retried by the next scan, which indexes the files again).
+//! costs one pass over the data. The index holds no log line: per instance, its **runs** — a
+//! byte span of a file holding consecutive events of that instance (no other instance's event
+//! between them), with their first and last time and their number, 48 bytes a run; an event
+//! that is a run of its own (exports interleaving instances) is kept as its time and place
+//! (file, byte offset, length), 32 bytes. When an instance's last words are fetched, the runs
+//! that can hold its last-words window are read back and their events found again as the index
+//! found them, then only the events of the window are read. A file that no longer holds what
+//! the index found there (its size or modification time changed, or a run's events differ:
+//! changed under a running scan) is an error for that instance (kept pending and retried by the
+//! next scan, which indexes the files again).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +31,7 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde_json::Value;
 
-use super::json::Tokens;
+use super::json::{spans, Tokens};
 use super::{find_instance_id, instance_from_path, list_files, required_path, SkipLog, EMPTY_FILE};
 use crate::config::{LogFormat, LogsConfig};
 use crate::error::{Error, Result};
@@ -61,12 +65,47 @@ pub struct FileLogs {
 #[derive(Debug, Default)]
 struct LogIndex {
     /// The files indexed, by number.
-    files: Vec<PathBuf>,
-    /// Each instance's events, sorted by time (stable: file order, then order in the file).
-    by_instance: HashMap<String, Vec<EventRef>>,
+    files: Vec<LogFile>,
+    /// Each instance's events: runs and single events, in file order.
+    by_instance: HashMap<String, LogSeries>,
     skipped: SkipLog,
     problems: InputProblems,
 }
+
+/// A file of the index, as it was when indexed, and how its events were read.
+#[derive(Debug)]
+struct LogFile {
+    path: PathBuf,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    /// Read as JSON lines (else as an export's `events` elements).
+    lines: bool,
+    /// The instance the file (or its folder) is named after.
+    default_instance: Option<String>,
+}
+
+/// One instance's events in the files: runs to read back, and single events.
+#[derive(Debug, Default)]
+struct LogSeries {
+    runs: Vec<LogRun>,
+    single: Vec<EventRef>,
+}
+
+/// Consecutive events of one instance in a file: the bytes from the first's start to the
+/// last's end, their time range and number when indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LogRun {
+    offset: u64,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    file: u32,
+    len: u32,
+    events: u32,
+}
+
+/// A run of at most this many events is kept as its events (32 bytes each) rather than as a
+/// run to read back (48 bytes).
+pub const SINGLE_MAX_EVENTS: usize = 1;
 
 /// Where one event is: its time, and the bytes of its JSON object (a JSON line, or an element
 /// of an export's `events`) in a file of the index.
@@ -81,10 +120,49 @@ struct EventRef {
 /// What one file gave, kept apart until the file is judged usable.
 #[derive(Debug, Default)]
 struct Part {
-    by_instance: HashMap<String, Vec<EventRef>>,
+    by_instance: HashMap<String, LogSeries>,
+    /// The run being read: its instance and events.
+    run: Option<(String, Vec<EventRef>)>,
+    /// The file was read as JSON lines.
+    lines: bool,
     skipped: SkipLog,
     warnings: Vec<String>,
     used: usize,
+}
+
+impl Part {
+    /// Adds a usable event, in file order.
+    fn add(&mut self, instance: String, event: EventRef) {
+        self.used += 1;
+        match &mut self.run {
+            Some((id, events)) if *id == instance => events.push(event),
+            _ => {
+                self.end_run();
+                self.run = Some((instance, vec![event]));
+            }
+        }
+    }
+
+    /// Files the run being read.
+    fn end_run(&mut self) {
+        let Some((instance, events)) = self.run.take() else {
+            return;
+        };
+        let series = self.by_instance.entry(instance).or_default();
+        let (head, tail) = (events[0], events[events.len() - 1]);
+        let len = u32::try_from(tail.offset + u64::from(tail.len) - head.offset);
+        match (len, u32::try_from(events.len())) {
+            (Ok(len), Ok(count)) if events.len() > SINGLE_MAX_EVENTS => series.runs.push(LogRun {
+                offset: head.offset,
+                first: events.iter().map(|e| e.timestamp).min().expect("not empty"),
+                last: events.iter().map(|e| e.timestamp).max().expect("not empty"),
+                file: head.file,
+                len,
+                events: count,
+            }),
+            _ => series.single.extend(events),
+        }
+    }
 }
 
 impl FileLogs {
@@ -118,24 +196,30 @@ impl LogSource for FileLogs {
 
     async fn last_words(&self, query: &LastWordsQuery) -> Result<LastWords> {
         let index = self.index().await?;
-        let Some(refs) = index.by_instance.get(&query.instance_id) else {
+        if !index.by_instance.contains_key(&query.instance_id) {
             return Ok(LastWords::default());
-        };
-        // The events `select_last_words` can pick: from the window before the final event at
-        // or before the cutoff, to that event (copies of an event in overlapping exports
-        // share its time, so dropping them inside this range is dropping them everywhere).
-        let cutoff = query.terminated_at + query.grace;
-        let end = refs.partition_point(|e| e.timestamp <= cutoff);
-        let Some(last) = end.checked_sub(1).map(|i| refs[i]) else {
+        }
+        let (stream, q) = (self.stream.clone(), query.clone());
+        let events = tokio::task::spawn_blocking(move || {
+            let series = &index.by_instance[&q.instance_id];
+            // The events `select_last_words` can pick: from the window before the final event
+            // at or before the cutoff, to that event (copies of an event in overlapping
+            // exports share its time, so dropping them inside this range is dropping them
+            // everywhere).
+            let cutoff = q.terminated_at + q.grace;
+            let refs = refs_before(&index, &stream, &q.instance_id, series, cutoff, q.window)?;
+            let Some(last) = refs.last() else {
+                return Ok(Vec::new());
+            };
+            let from = last.timestamp - q.window;
+            let begin = refs.partition_point(|e| e.timestamp < from);
+            read_events(&index, &refs[begin..])
+        })
+        .await
+        .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        if events.is_empty() {
             return Ok(LastWords::default());
-        };
-        let from = last.timestamp - query.window;
-        let begin = refs[..end].partition_point(|e| e.timestamp < from);
-        let wanted = refs[begin..end].to_vec();
-        let index = index.clone();
-        let events = tokio::task::spawn_blocking(move || read_events(&index, &wanted))
-            .await
-            .map_err(|e| Error::source(self.name(), e.to_string()))??;
+        }
         Ok(select_last_words(&drop_overlap_copies(events), query))
     }
 
@@ -183,11 +267,23 @@ fn instance_from_stream(stream: &Regex, name: &str) -> Option<String> {
 fn build_index(path: &Path, format: Format, stream: &Regex) -> Result<LogIndex> {
     let mut index = LogIndex::default();
     for file in list_files(path)? {
+        use std::io::Read;
         let file_no = u32::try_from(index.files.len())
             .map_err(|_| Error::input(path.display().to_string(), "more than 2^32 log files"))?;
-        let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        let mut handle = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+        let meta = handle.metadata().map_err(|e| Error::io(&file, e))?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        handle
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(&file, e))?;
         let origin = file.display().to_string();
-        index.files.push(file.clone());
+        index.files.push(LogFile {
+            path: file.clone(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            lines: false,
+            default_instance: instance_from_path(path, &file),
+        });
         if super::is_blank(&bytes) {
             index
                 .problems
@@ -201,7 +297,11 @@ fn build_index(path: &Path, format: Format, stream: &Regex) -> Result<LogIndex> 
             file: file_no,
         };
         let mut part = Part::default();
-        if let Err(e) = ingest_file(&bytes, &origin, format, &ctx, &mut part) {
+        let read = ingest_file(&bytes, &origin, format, &ctx, &mut part);
+        drop(bytes);
+        part.end_run();
+        index.files[file_no as usize].lines = part.lines;
+        if let Err(e) = read {
             index.problems.errors.push(e.to_string());
             continue;
         }
@@ -211,20 +311,150 @@ fn build_index(path: &Path, format: Format, stream: &Regex) -> Result<LogIndex> 
             continue;
         }
         index.skipped.merge(part.skipped);
-        for (instance, events) in part.by_instance {
-            index
-                .by_instance
-                .entry(instance)
-                .or_default()
-                .extend(events);
+        for (instance, s) in part.by_instance {
+            let series = index.by_instance.entry(instance).or_default();
+            series.runs.extend(s.runs);
+            series.single.extend(s.single);
         }
     }
-    for events in index.by_instance.values_mut() {
-        // Stable: events of one time stay in file order, then in their order in the file.
-        events.sort_by_key(|e| e.timestamp);
-        events.shrink_to_fit();
+    for s in index.by_instance.values_mut() {
+        s.runs.shrink_to_fit();
+        s.single.shrink_to_fit();
     }
     Ok(index)
+}
+
+/// An instance's events at or before `cutoff` that its last-words window can hold — every
+/// event from the window before the latest such event the index can vouch for without reading
+/// — sorted by time (of one time: file order, then order in the file). The runs holding them
+/// are read back and their events found again; a run that no longer holds what the index
+/// found is an error naming its file.
+fn refs_before(
+    index: &LogIndex,
+    stream: &Regex,
+    instance: &str,
+    series: &LogSeries,
+    cutoff: DateTime<Utc>,
+    window: chrono::Duration,
+) -> Result<Vec<EventRef>> {
+    // The latest event at or before the cutoff is no earlier than this.
+    let known = series
+        .single
+        .iter()
+        .map(|e| e.timestamp)
+        .chain(series.runs.iter().map(|r| r.last))
+        .filter(|t| *t <= cutoff)
+        .max();
+    let lower = known.map(|t| t - window);
+    let wanted = |t: DateTime<Utc>| t <= cutoff && !lower.is_some_and(|lo| t < lo);
+    let mut refs: Vec<EventRef> = series
+        .single
+        .iter()
+        .filter(|e| wanted(e.timestamp))
+        .copied()
+        .collect();
+    let mut opened: HashMap<u32, std::fs::File> = HashMap::new();
+    for run in &series.runs {
+        if run.first > cutoff || lower.is_some_and(|lo| run.last < lo) {
+            continue;
+        }
+        let events = run_events(index, stream, instance, run, &mut opened)?;
+        refs.extend(events.into_iter().filter(|e| wanted(e.timestamp)));
+    }
+    refs.sort_by_key(|e| (e.timestamp, e.file, e.offset));
+    Ok(refs)
+}
+
+/// The events of a run, found again in its bytes as the index found them.
+fn run_events(
+    index: &LogIndex,
+    stream: &Regex,
+    instance: &str,
+    run: &LogRun,
+    opened: &mut HashMap<u32, std::fs::File>,
+) -> Result<Vec<EventRef>> {
+    use std::collections::hash_map::Entry;
+    use std::os::unix::fs::FileExt;
+    let f = &index.files[run.file as usize];
+    let changed = |what: String| {
+        Error::input(
+            f.path.display().to_string(),
+            format!("changed since it was indexed ({what}): scan again"),
+        )
+    };
+    let handle = match opened.entry(run.file) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            let handle = std::fs::File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
+            let meta = handle.metadata().map_err(|e| Error::io(&f.path, e))?;
+            if meta.len() != f.len || meta.modified().ok() != f.modified {
+                return Err(changed("its size or modification time differs".into()));
+            }
+            e.insert(handle)
+        }
+    };
+    let mut buf = vec![0u8; run.len as usize];
+    handle
+        .read_exact_at(&mut buf, run.offset)
+        .map_err(|e| Error::io(&f.path, e))?;
+    let ctx = FileCtx {
+        stream,
+        default_instance: f.default_instance.clone(),
+        file: run.file,
+    };
+    // Each event's span in the run: lines, or the elements of an `events` array.
+    let mut spans = Vec::new();
+    if f.lines {
+        let mut start = 0usize;
+        for raw in buf.split(|&b| b == b'\n') {
+            spans.push((start, start + raw.len()));
+            start += raw.len() + 1;
+        }
+    } else {
+        let mut i = spans::skip_ws(&buf, 0);
+        while i < buf.len() {
+            let end = spans::skip_value(&buf, i);
+            if end <= i {
+                break; // not an element: the run's check below tells
+            }
+            spans.push((i, end));
+            i = spans::skip_ws(&buf, end);
+            if buf.get(i) == Some(&b',') {
+                i = spans::skip_ws(&buf, i + 1);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (from, to) in spans {
+        let text = String::from_utf8_lossy(&buf[from..to]);
+        let Ok(v) = serde_json::from_str::<Value>(text.trim()) else {
+            continue;
+        };
+        let Ok((id, timestamp)) = classify(&v, &ctx) else {
+            continue;
+        };
+        if id != instance {
+            return Err(changed(format!(
+                "another instance's event at byte {}",
+                run.offset + from as u64
+            )));
+        }
+        out.push(EventRef {
+            timestamp,
+            file: run.file,
+            offset: run.offset + from as u64,
+            len: (to - from) as u32,
+        });
+    }
+    let first = out.iter().map(|e| e.timestamp).min();
+    let last = out.iter().map(|e| e.timestamp).max();
+    if out.len() != run.events as usize || first != Some(run.first) || last != Some(run.last) {
+        return Err(changed(format!(
+            "the events at byte {} are not the ones indexed",
+            run.offset
+        )));
+    }
+    Ok(out)
 }
 
 /// Reads events back from the files of the index (grouped into few reads per file): each with
@@ -240,7 +470,7 @@ fn read_events(index: &LogIndex, refs: &[EventRef]) -> Result<Vec<(LogEvent, usi
     let mut k = 0;
     while k < order.len() {
         let first = refs[order[k]];
-        let path = &index.files[first.file as usize];
+        let path = &index.files[first.file as usize].path;
         // One run of events of this file close to each other: read together.
         let mut j = k + 1;
         let mut end = first.offset + u64::from(first.len);
@@ -561,115 +791,10 @@ fn ingest_file(
                 (from, to),
             );
         }
+        // A run never spans two documents.
+        part.end_run();
     }
     Ok(())
-}
-
-/// Byte spans inside a JSON document serde_json has already accepted (so only well-formed
-/// JSON is walked here).
-mod spans {
-    /// The first byte at or after `i` that is not JSON whitespace.
-    pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
-        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
-            i += 1;
-        }
-        i
-    }
-
-    /// `i` at a string's opening quote: the byte after its closing quote.
-    fn skip_string(b: &[u8], mut i: usize) -> usize {
-        i += 1;
-        while i < b.len() {
-            match b[i] {
-                b'\\' => i += 2,
-                b'"' => return i + 1,
-                _ => i += 1,
-            }
-        }
-        i
-    }
-
-    /// `i` at a value's first byte: the byte after the value.
-    pub fn skip_value(b: &[u8], i: usize) -> usize {
-        match b.get(i) {
-            Some(b'"') => skip_string(b, i),
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
-                let mut j = i;
-                while j < b.len() {
-                    match b[j] {
-                        b'"' => {
-                            j = skip_string(b, j);
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                return j + 1;
-                            }
-                        }
-                        _ => {}
-                    }
-                    j += 1;
-                }
-                j
-            }
-            _ => {
-                let mut j = i;
-                while j < b.len()
-                    && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                {
-                    j += 1;
-                }
-                j
-            }
-        }
-    }
-
-    /// `start` at an object's `{`: where the value of its last member named `key` starts (the
-    /// one a parsed map keeps).
-    pub fn last_member(b: &[u8], start: usize, key: &[u8]) -> Option<usize> {
-        let mut found = None;
-        let mut i = skip_ws(b, start + 1);
-        while i < b.len() && b[i] == b'"' {
-            let key_end = skip_string(b, i);
-            let name = &b[i..key_end];
-            let same = if name.contains(&b'\\') {
-                serde_json::from_slice::<String>(name).is_ok_and(|n| n.as_bytes() == key)
-            } else {
-                &name[1..name.len() - 1] == key
-            };
-            let colon = skip_ws(b, key_end);
-            let value = skip_ws(b, colon + 1);
-            if same {
-                found = Some(value);
-            }
-            i = skip_ws(b, skip_value(b, value));
-            if b.get(i) == Some(&b',') {
-                i = skip_ws(b, i + 1);
-            }
-        }
-        found
-    }
-
-    /// `start` at an array's `[`: each element's span.
-    pub fn elements(b: &[u8], start: usize) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        if b.get(start) != Some(&b'[') {
-            return out;
-        }
-        let mut i = skip_ws(b, start + 1);
-        while i < b.len() && b[i] != b']' {
-            let end = skip_value(b, i);
-            out.push((i, end));
-            i = skip_ws(b, end);
-            if b.get(i) == Some(&b',') {
-                i = skip_ws(b, i + 1);
-            }
-        }
-        out
-    }
 }
 
 fn first_line_is_an_object(bytes: &[u8]) -> bool {
@@ -681,6 +806,7 @@ fn first_line_is_an_object(bytes: &[u8]) -> bool {
 }
 
 fn ingest_json_lines(bytes: &[u8], origin: &str, ctx: &FileCtx<'_>, part: &mut Part) {
+    part.lines = true;
     let mut start = 0usize;
     for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let span = (start, start + raw.len());
@@ -716,26 +842,45 @@ fn event_message(obj: &serde_json::Map<String, Value>) -> Option<&str> {
 
 /// One event (`span`: its bytes in the file), indexed by its instance, or skipped.
 fn ingest_event(ev: &Value, at: &str, ctx: &FileCtx<'_>, part: &mut Part, span: (usize, usize)) {
-    let Some(obj) = ev.as_object() else {
-        part.skipped.push(at.to_string(), "not a JSON object");
+    let (instance, timestamp) = match classify(ev, ctx) {
+        Ok(found) => found,
+        Err(why) => {
+            part.skipped.push(at.to_string(), why);
+            return;
+        }
+    };
+    let Ok(len) = u32::try_from(span.1 - span.0) else {
+        part.skipped
+            .push(at.to_string(), "an event longer than 4 GiB");
         return;
+    };
+    part.add(
+        instance,
+        EventRef {
+            timestamp,
+            file: ctx.file,
+            offset: span.0 as u64,
+            len,
+        },
+    );
+}
+
+/// A usable event's instance and time, or why it is skipped.
+fn classify(ev: &Value, ctx: &FileCtx<'_>) -> std::result::Result<(String, DateTime<Utc>), String> {
+    let Some(obj) = ev.as_object() else {
+        return Err("not a JSON object".into());
     };
     let Some(timestamp) = event_time(obj) else {
-        part.skipped.push(
-            at.to_string(),
-            format!(
-                "missing or invalid timestamp (one of {})",
-                TIME_FIELDS.join(", ")
-            ),
-        );
-        return;
+        return Err(format!(
+            "missing or invalid timestamp (one of {})",
+            TIME_FIELDS.join(", ")
+        ));
     };
     if event_message(obj).is_none() {
-        part.skipped.push(
-            at.to_string(),
-            format!("missing message (one of {})", MESSAGE_FIELDS.join(", ")),
-        );
-        return;
+        return Err(format!(
+            "missing message (one of {})",
+            MESSAGE_FIELDS.join(", ")
+        ));
     }
     let instance = INSTANCE_FIELDS
         .iter()
@@ -748,27 +893,9 @@ fn ingest_event(ev: &Value, at: &str, ctx: &FileCtx<'_>, part: &mut Part, span: 
         })
         .or_else(|| ctx.default_instance.clone());
     let Some(instance) = instance else {
-        part.skipped.push(
-            at.to_string(),
-            "no instance id: no instance_id field, no log stream naming one, and the file is not named after one (get-log-events output: name the file i-0123456789abcdef0.json after its stream)",
-        );
-        return;
+        return Err("no instance id: no instance_id field, no log stream naming one, and the file is not named after one (get-log-events output: name the file i-0123456789abcdef0.json after its stream)".into());
     };
-    let Ok(len) = u32::try_from(span.1 - span.0) else {
-        part.skipped
-            .push(at.to_string(), "an event longer than 4 GiB");
-        return;
-    };
-    part.used += 1;
-    part.by_instance
-        .entry(instance)
-        .or_default()
-        .push(EventRef {
-            timestamp,
-            file: ctx.file,
-            offset: span.0 as u64,
-            len,
-        });
+    Ok((instance, timestamp))
 }
 
 #[cfg(test)]
@@ -777,6 +904,19 @@ mod tests {
 
     /// An index and the folder its files are in (read back while it lives).
     struct Indexed(tempfile::TempDir, LogIndex);
+
+    /// Every event of an instance in the index (its runs read back), sorted by time.
+    fn all_refs(index: &LogIndex, id: &str) -> Vec<EventRef> {
+        let stream = stream_regex("{instance_id}").unwrap();
+        let series = &index.by_instance[id];
+        let mut opened = HashMap::new();
+        let mut refs = series.single.clone();
+        for run in &series.runs {
+            refs.extend(run_events(index, &stream, id, run, &mut opened).unwrap());
+        }
+        refs.sort_by_key(|e| (e.timestamp, e.file, e.offset));
+        refs
+    }
 
     impl std::ops::Deref for Indexed {
         type Target = LogIndex;
@@ -788,7 +928,7 @@ mod tests {
     impl Indexed {
         /// Every event of an instance, read back from the files, overlap copies dropped.
         fn events(&self, id: &str) -> Vec<LogEvent> {
-            drop_overlap_copies(read_events(&self.1, &self.1.by_instance[id]).unwrap())
+            drop_overlap_copies(read_events(&self.1, &all_refs(&self.1, id)).unwrap())
         }
     }
 
@@ -804,7 +944,7 @@ mod tests {
     fn json_lines_with_bad_lines_counted() {
         let text = b"{\"timestamp\":\"2026-01-05T10:00:00Z\",\"message\":\"hi\",\"instance_id\":\"i-0123abcd\"}\nnot json\n{\"ts\":1767607201000,\"msg\":\"two\",\"log_stream\":\"i-0123abcd\"}\n\xff\xfe\n";
         let i = idx(text, Format::Auto);
-        assert_eq!(i.by_instance["i-0123abcd"].len(), 2);
+        assert_eq!(all_refs(&i, "i-0123abcd").len(), 2);
         assert_eq!(i.skipped.count, 2);
         assert!(i.skipped.kept[0].location.ends_with("x.log:2"));
     }
@@ -973,10 +1113,21 @@ mod tests {
         assert!(b[0].contains('\u{fffd}'), "read back as indexed: {b:?}");
         assert_eq!(b[1], "two");
 
-        // The file changes under the index: an error naming it, never another line.
+        // The file changes under the index: an error naming it, never another line — from
+        // the events' bytes, and from a run's.
+        let refs = all_refs(&i, A);
         let a = i.0.path().join("a.json");
         std::fs::write(&a, format!("{page2}\n{page1}\n")).unwrap();
-        let e = read_events(&i, &i.by_instance[A]).unwrap_err().to_string();
+        let e = read_events(&i, &refs).unwrap_err().to_string();
+        assert!(
+            e.contains("a.json") && e.contains("changed since it was indexed"),
+            "{e}"
+        );
+        let stream = stream_regex("{instance_id}").unwrap();
+        let run = i.by_instance[A].runs[0];
+        let e = run_events(&i, &stream, A, &run, &mut HashMap::new())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("a.json") && e.contains("changed since it was indexed"),
             "{e}"
@@ -1035,8 +1186,81 @@ mod tests {
         );
         assert_eq!(got.last_event_at, Some(t(9 * 60_000)));
         let index = logs.index().await.unwrap();
-        let all = drop_overlap_copies(read_events(&index, &index.by_instance[A]).unwrap());
+        assert_eq!(
+            (
+                index.by_instance[A].runs.len(),
+                index.by_instance[A].single.len()
+            ),
+            (2, 0),
+            "each export's events of A are one run"
+        );
+        let all = drop_overlap_copies(read_events(&index, &all_refs(&index, A)).unwrap());
         assert_eq!(got, select_last_words(&all, &query), "as from every event");
+    }
+
+    #[tokio::test]
+    async fn last_words_read_only_the_runs_of_their_window() {
+        let line = |ts: u64, msg: &str| {
+            format!("{{\"instance_id\": \"{A}\", \"ts\": {ts}, \"msg\": \"{msg}\"}}\n")
+        };
+        const T0: u64 = 1_767_607_200_000;
+        const HOUR: u64 = 3_600_000;
+        let old: String = (0..5).map(|m| line(T0 + m * 60_000, "old")).collect();
+        let new: String = (0..5)
+            .map(|m| line(T0 + HOUR + m * 60_000, "new"))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old.jsonl"), &old).unwrap();
+        std::fs::write(dir.path().join("new.jsonl"), &new).unwrap();
+        let logs = FileLogs {
+            path: dir.path().to_path_buf(),
+            format: Format::Auto,
+            stream: Arc::new(stream_regex("{instance_id}").unwrap()),
+            index: super::super::FileIndex::new(),
+        };
+        let t = |ms: u64| DateTime::<Utc>::from_timestamp_millis((T0 + ms) as i64).unwrap();
+        let query = |at: DateTime<Utc>, window: i64| LastWordsQuery {
+            instance_id: A.into(),
+            asg: "web".into(),
+            terminated_at: at,
+            window: chrono::Duration::minutes(window),
+            grace: chrono::Duration::seconds(5),
+            max_bytes: 1 << 20,
+            ..LastWordsQuery::default()
+        };
+        let words = |lw: LastWords| lw.events.len();
+        assert_eq!(
+            words(
+                logs.last_words(&query(t(HOUR + 4 * 60_000), 2))
+                    .await
+                    .unwrap()
+            ),
+            3
+        );
+        let index = logs.index().await.unwrap();
+        assert_eq!(index.by_instance[A].runs.len(), 2, "one run a file");
+        // old.jsonl grows after the index was built: a window that does not reach it never
+        // reads it; one that does is an error naming it.
+        let mut grown = old.clone();
+        grown.push_str(&line(T0 + 10 * 60_000, "later"));
+        std::fs::write(dir.path().join("old.jsonl"), grown).unwrap();
+        assert_eq!(
+            words(
+                logs.last_words(&query(t(HOUR + 4 * 60_000), 2))
+                    .await
+                    .unwrap()
+            ),
+            3
+        );
+        let e = logs
+            .last_words(&query(t(HOUR + 4 * 60_000), 120))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("old.jsonl") && e.contains("changed since it was indexed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //!
 //! Memory follows what is used, not the size of the exports: JSON is deserialised into the
 //! fields epitaph reads (`json.rs`), never into a `serde_json::Value` of a whole file; the log
-//! index keeps where each event is, not its line. A file is stamped without being read
+//! and metrics indexes keep where an instance's events and samples are (runs: byte spans of
+//! consecutive ones, read back when fetched), not the lines or samples themselves; CSV metric
+//! files are read as a stream. A file is stamped without being read
 //! ([`file_stamp`]: device, inode, size, modification and change times); what a clean read of
 //! it proved is kept in the state store with its stamp, and trusted while the stamp holds (an
 //! activities file, `activities.rs`; early warning's series, `pipeline/early.rs`).
@@ -245,19 +247,11 @@ pub(crate) use crate::sources::SkipLog;
 /// (`NextToken`, or `nextToken` for CloudWatch Logs).
 pub(crate) const PAGINATION_TOKENS: [&str; 2] = ["NextToken", "nextToken"];
 
-/// A warning naming the file when an export still holds a pagination token: the `aws`
-/// command stopped before the last page, so what the file holds is incomplete. The flag to drop
-/// is told by the token: the CLI's own (`--max-items`) is base64 JSON holding
-/// `boto_truncate_amount`; a service's token means `--no-paginate`.
-pub(crate) fn truncation_warning(doc: &serde_json::Value, origin: &str) -> Option<String> {
-    token_warning(
-        PAGINATION_TOKENS.map(|k| (k, doc.get(k).and_then(serde_json::Value::as_str))),
-        origin,
-    )
-}
-
-/// [`truncation_warning`] from the document's tokens as read (key, its string value if any),
-/// in the order of [`PAGINATION_TOKENS`].
+/// A warning naming the file when an export still holds a pagination token (key, its string
+/// value if any, in the order of [`PAGINATION_TOKENS`]): the `aws` command stopped before the
+/// last page, so what the file holds is incomplete. The flag to drop is told by the token: the
+/// CLI's own (`--max-items`) is base64 JSON holding `boto_truncate_amount`; a service's token
+/// means `--no-paginate`.
 pub(crate) fn token_warning(tokens: [(&str, Option<&str>); 2], origin: &str) -> Option<String> {
     let (key, token) = tokens
         .into_iter()
@@ -492,6 +486,12 @@ mod tests {
     fn documents_pages_and_tokens() {
         let docs = json_documents(b"{\"a\": 1}\n{\"a\": 2, \"NextToken\": \"x\"}", "f").unwrap();
         assert_eq!(docs.len(), 2);
+        let truncation_warning = |doc: &serde_json::Value, origin: &str| {
+            json::typed_documents::<json::Tokens>(doc.to_string().as_bytes(), origin)
+                .unwrap()
+                .remove(0)
+                .warning(origin)
+        };
         assert!(truncation_warning(&docs[0], "f").is_none());
         let w = truncation_warning(&docs[1], "f").unwrap();
         assert!(
