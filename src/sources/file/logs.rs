@@ -346,7 +346,7 @@ fn refs_before(
         .filter(|t| *t <= cutoff)
         .max();
     let lower = known.map(|t| t - window);
-    let wanted = |t: DateTime<Utc>| t <= cutoff && !lower.is_some_and(|lo| t < lo);
+    let wanted = |t: DateTime<Utc>| t <= cutoff && lower.is_none_or(|lo| t >= lo);
     let mut refs: Vec<EventRef> = series
         .single
         .iter()
