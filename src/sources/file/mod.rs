@@ -12,7 +12,7 @@
 //! One rule in every source: bad records inside a usable file are skipped and counted with
 //! their file:line; a whole file that cannot be used (empty, unparsable, not a known export,
 //! nothing in it usable) is one input error naming it; an export with a pagination token left
-//! in it ([`PAGINATION_TOKENS`]) is a warning naming the file and the flag to drop. Both are
+//! in it (`PAGINATION_TOKENS`) is a warning naming the file and the flag to drop. Both are
 //! reported as [`crate::sources::InputProblems`] and leave the scan incomplete.
 //!
 //! Memory follows what is used, not the size of the exports: JSON is deserialised into the
@@ -20,7 +20,7 @@
 //! and metrics indexes keep where an instance's events and samples are (runs: byte spans of
 //! consecutive ones, read back when fetched), not the lines or samples themselves; CSV metric
 //! files are read as a stream. A file is stamped without being read
-//! ([`file_stamp`]: device, inode, size, modification and change times); what a clean read of
+//! (`file_stamp`: device, inode, size, modification and change times); what a clean read of
 //! it proved is kept in the state store with its stamp, and trusted while the stamp holds (an
 //! activities file, `activities.rs`; early warning's series, `pipeline/early.rs`).
 
