@@ -4,6 +4,9 @@
 //! [`SignatureMatch`]es, a [`LeakAssessment`], an [`InstanceVerdict`] and, per deployment, a
 //! [`DeploymentFinding`]. The serde names here are part of the documented JSON schema
 //! (`README.md`, "JSON schema"): renaming a field is a breaking change.
+//!
+//! Length: one file on purpose — the types of the documented JSON schema read together, in
+//! the order the schema presents them; it holds types and their small accessors only.
 
 use std::collections::BTreeMap;
 use std::fmt;
