@@ -207,7 +207,8 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
             },
         );
     }
-    checks.push(match load_signatures(cfg) {
+    // The doctor compiles the whole library (a scan compiles it on its first match).
+    checks.push(match load_signatures(cfg).and_then(|lib| lib.compile().map(|()| lib)) {
         Ok(lib) => Check::pass(
             "signatures",
             format!("{} signatures compiled", lib.signatures().len()),
