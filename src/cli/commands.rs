@@ -337,6 +337,8 @@ async fn run_scan(
         Format::Html => pipeline.html_report(Some(report.window)).await?,
         _ => report::render_scan(&report, format, color),
     };
+    // The state is left as one file (no WAL beside it).
+    pipeline.close().await?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     writeln!(out, "{text}")?;
     out.flush()?;

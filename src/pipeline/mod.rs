@@ -126,6 +126,7 @@ mod doctor;
 mod early;
 mod export;
 mod investigate;
+mod kept;
 mod scan;
 
 pub use doctor::doctor;
@@ -166,6 +167,11 @@ impl Pipeline {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Closes the state store (a one-off command's last step: `Store::close`).
+    pub async fn close(&self) -> Result<()> {
+        self.store.close().await
     }
 
     pub fn new(
