@@ -477,7 +477,13 @@ impl SignatureLibrary {
         let mut specs: Vec<(usize, SignatureSpec)> = specs.into_iter().enumerate().collect();
         specs.sort_by_key(|(_, s)| s.rank());
         let mut problems = Vec::new();
-        let global_unless = check_list(&unless, check.unless_from, check.all, "unless", &mut problems);
+        let global_unless = check_list(
+            &unless,
+            check.unless_from,
+            check.all,
+            "unless",
+            &mut problems,
+        );
         let generic = check_list(
             &generic_unless,
             check.generic_unless_from,
@@ -501,8 +507,7 @@ impl SignatureLibrary {
             if check.all || check.ids.contains(&spec.id) {
                 let patterns =
                     compile_list(&spec.patterns, 0, &format!("{at}: patterns"), &mut problems);
-                let unless =
-                    compile_list(&spec.unless, 0, &format!("{at}: unless"), &mut problems);
+                let unless = compile_list(&spec.unless, 0, &format!("{at}: unless"), &mut problems);
                 compiled.push((patterns, unless));
             }
         }
@@ -949,7 +954,12 @@ mod tests {
         // what this test is for (a broken built-in entry is a build defect).
         l.compile().unwrap();
         for (s, m) in l.signatures().iter().zip(&l.ready().matchers) {
-            assert_eq!(m.patterns.regexes.len(), s.spec.patterns.len(), "{}", s.spec.id);
+            assert_eq!(
+                m.patterns.regexes.len(),
+                s.spec.patterns.len(),
+                "{}",
+                s.spec.id
+            );
             assert_eq!(m.unless.regexes.len(), s.spec.unless.len(), "{}", s.spec.id);
         }
     }

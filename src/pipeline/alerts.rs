@@ -45,9 +45,7 @@ impl Pipeline {
             .filter(|i| i.is_live())
             .map(|i| i.instance_id.clone())
             .collect();
-        let dead = history
-            .holding(self.store.as_ref(), &listed_live)
-            .await?;
+        let dead = history.holding(self.store.as_ref(), &listed_live).await?;
         let identity = self.cfg.deployment_identity();
         let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for info in inventory

@@ -154,7 +154,9 @@ impl Lookback {
                 .facts_of(&missing)
                 .await?
                 .into_iter()
-                .filter(|r| self.window.contains(r.terminated_at) && !read.contains(r.terminated_at))
+                .filter(|r| {
+                    self.window.contains(r.terminated_at) && !read.contains(r.terminated_at)
+                })
                 .collect()
         };
         rows.extend(near);
@@ -229,7 +231,10 @@ impl Pipeline {
     /// scan when the rows' fingerprint, the finding policy and epitaph's version are the same,
     /// else computed from the rows (read). [`Pipeline::keep_judgement`] keeps a computed one
     /// once its findings are stored.
-    pub(super) async fn judgement(&self, window: TimeWindow) -> Result<(Judgement, Lookback, String)> {
+    pub(super) async fn judgement(
+        &self,
+        window: TimeWindow,
+    ) -> Result<(Judgement, Lookback, String)> {
         let fingerprint = self.store.facts_fingerprint(window).await?;
         let policy = self.cfg.finding_policy();
         let stamp = format!(
@@ -243,7 +248,10 @@ impl Pipeline {
         let kept = self.store.input_stamps(JUDGEMENT_READER).await?;
         if let [proof] = kept.as_slice() {
             if proof.stamp == stamp {
-                let proved = proof.proved.as_str().map(serde_json::from_str::<ProvedJudgement>);
+                let proved = proof
+                    .proved
+                    .as_str()
+                    .map(serde_json::from_str::<ProvedJudgement>);
                 if let Some(Ok(p)) = proved {
                     tracing::debug!(
                         rows = fingerprint.count,

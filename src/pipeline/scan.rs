@@ -108,7 +108,9 @@ impl Pipeline {
         activities.use_input_stamps(known);
         let inventory = self.scan_inventory().await?;
         if inventory.kept {
-            run.summary.reused.push(super::kept::REUSED_INVENTORY.into());
+            run.summary
+                .reused
+                .push(super::kept::REUSED_INVENTORY.into());
         }
         run.inventory = inventory.instances;
         run.problems = inventory.problems;
@@ -275,7 +277,9 @@ impl Pipeline {
             listed.extend(reports.iter().map(InstanceSummary::from));
         }
         if judgement.kept {
-            run.summary.reused.push(super::kept::REUSED_DEPLOYMENTS.into());
+            run.summary
+                .reused
+                .push(super::kept::REUSED_DEPLOYMENTS.into());
         } else {
             self.store.save_findings(&judgement.findings).await?;
             self.keep_judgement(&judgement, stamp).await?;
@@ -290,7 +294,9 @@ impl Pipeline {
             )
             .await?;
         if early.kept {
-            run.summary.reused.push(super::kept::REUSED_EARLY_WARNING.into());
+            run.summary
+                .reused
+                .push(super::kept::REUSED_EARLY_WARNING.into());
         }
         self.store.replace_projections(&early.projections).await?;
         if let Some(proof) = &early.proof {

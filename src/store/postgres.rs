@@ -15,8 +15,8 @@ use sqlx::{PgPool, Row};
 
 use super::{
     codec, decode, decode_rows, encode, facts_enums, stamp_rows, stored_report, AlertChange,
-    DeliveryOutcome, FactsFingerprint, OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord, Store, TargetBacklog,
-    BACKFILL_BATCH,
+    DeliveryOutcome, FactsFingerprint, OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord,
+    Store, TargetBacklog, BACKFILL_BATCH,
 };
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;

@@ -290,7 +290,10 @@ impl Store for LoseFirstRace {
     async fn facts_in(&self, window: TimeWindow) -> Result<Vec<epitaph::model::InstanceFacts>> {
         self.inner.facts_in(window).await
     }
-    async fn facts_fingerprint(&self, window: TimeWindow) -> Result<epitaph::store::FactsFingerprint> {
+    async fn facts_fingerprint(
+        &self,
+        window: TimeWindow,
+    ) -> Result<epitaph::store::FactsFingerprint> {
         self.inner.facts_fingerprint(window).await
     }
     async fn facts_of(&self, ids: &[String]) -> Result<Vec<epitaph::model::InstanceFacts>> {

@@ -22,10 +22,10 @@ use super::json::{typed_documents, LObj, LSeq, LStr, Tokens};
 use super::{list_files, required_path};
 use crate::config::SourceConfig;
 use crate::error::{Error, Result};
-use serde::Deserialize;
 use crate::model::{InputStamp, InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
 use crate::sources::{ActivityBatch, ActivitySource, InputProblems, Skipped};
 use crate::timefmt::parse_instant;
+use serde::Deserialize;
 
 #[derive(Clone)]
 pub struct FileActivities {
@@ -88,12 +88,10 @@ impl FileActivities {
                 .filter(|k| k.stamp == stamp && super::stamp_trusted(&stamp));
             // Whether the proof spares the file: its latest termination is read first (the
             // launches, most of a proof, only when they are wanted).
-            let spares = kept.is_some_and(|k| {
-                match (purpose, Latest::deserialize(&k.proved)) {
-                    (Purpose::Launches, Ok(_)) => true,
-                    (Purpose::Window(w), Ok(p)) => p.latest.map_or(true, |l| l < w.start),
-                    _ => false,
-                }
+            let spares = kept.is_some_and(|k| match (purpose, Latest::deserialize(&k.proved)) {
+                (Purpose::Launches, Ok(_)) => true,
+                (Purpose::Window(w), Ok(p)) => p.latest.map_or(true, |l| l < w.start),
+                _ => false,
             });
             let proof = match kept.filter(|_| spares) {
                 Some(k) if purpose.wants_launches() => {
