@@ -21,7 +21,8 @@
 # With BASE_BIN set (e.g. the binary before a change), every step is also run with it in the
 # same run, alternated with EPITAPH_BIN, each on its own state: a third table gives the
 # ratios new / base, and whether the two scans' JSON (instances, deployments, next_deaths, the
-# summary without durations and call counts) is identical — full scan and 1 % re-scan.
+# summary without durations, call counts and `reused`) is identical — full scan, re-scan with
+# nothing new and 1 % re-scan.
 #
 # Usage: benches/cost.sh [SIZE...] (default 10000 30000 100000)
 # Env: EPITAPH_BIN (a built binary; default: build release here), BASE_BIN (optional), ASGS
@@ -128,7 +129,8 @@ same() {
   python3 - "$1" "$2" <<'PY'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
-volatile = {"duration_ms", "api_calls", "api_calls_per_instance"}
+# `reused` says how an answer was reached (kept from the previous run), not what it is.
+volatile = {"duration_ms", "api_calls", "api_calls_per_instance", "reused"}
 diff = [k for k in ("window", "instances", "deployments", "next_deaths") if a.get(k) != b.get(k)]
 sa, sb = a.get("summary", {}), b.get("summary", {})
 diff += [f"summary.{k}" for k in sorted(set(sa) | set(sb)) if k not in volatile and sa.get(k) != sb.get(k)]
@@ -223,6 +225,7 @@ for n in "${sizes[@]}"; do
   done
   read -r analysed <<< "$(summary "$work/full.json" analysed)"
   read -r r0_disc r0_new r0_complete <<< "$(summary "$work/rescan0.json" discovered analysed complete)"
+  r0_reused=$(python3 -c 'import json,sys; print(", ".join(json.load(open(sys.argv[1]))["summary"].get("reused", [])) or "nothing")' "$work/rescan0.json")
   [ "$r0_complete" = True ] || log "warning: the re-scan with nothing new was not complete"
   IFS='|' read -r acc_inst acc_dep <<< "$(accuracy "$work/full.json" "$dir/truth.json")"
   wal_after_rescan=0; [ ! -e "$db"-wal ] || wal_after_rescan=$(stat -c %s "$db"-wal)
@@ -230,6 +233,7 @@ for n in "${sizes[@]}"; do
   rm -f "$db" "$db"-wal "$db"-shm
   if [ -n "$base_bin" ]; then
     same_full=$(same "$work/full.json" "$work/base-full.json")
+    same_r0=$(same "$work/rescan0.json" "$work/base-rescan0.json")
     read -r b_analysed <<< "$(summary "$work/base-full.json" analysed)"
     rm -f "$bdb" "$bdb"-wal "$bdb"-shm
   fi
@@ -274,19 +278,19 @@ for n in "${sizes[@]}"; do
   full_rows+=("$(printf '| %s | %.0f MB | %s | %.2f s | **%.2f s** (%.2f×) | %s | %.0f MB: **%.1f KB**/instance (WAL %s B, %s free pages) | %.1f KB | %s | %s |' \
     "$(thousands "$n")" "$(calc "$bytes / 1048576")" "$runs" "$parse_m" "$fw_m" "$(calc "$fw_m / $parse_m")" \
     "$(fmt_mb "$fm_m")" "$(calc "$st_bytes / 1048576")" "$per" "$st_wal" "$st_free" "$per_vac" "$acc_inst" "$acc_dep")")
-  rescan_rows+=("$(printf '| %s | %s | **%.2f s**, %s (%s discovered, %s analysed) | **%.2f s**, %s (%s discovered: %s new, %s cached; from %s on) | %s |' \
-    "$(thousands "$n")" "$runs" "$r0w_m" "$(fmt_mb "$r0m_m")" "$r0_disc" "$r0_new" \
+  rescan_rows+=("$(printf '| %s | %s | **%.2f s**, %s (%s discovered, %s analysed; reused: %s) | **%.2f s**, %s (%s discovered: %s new, %s cached; from %s on) | %s |' \
+    "$(thousands "$n")" "$runs" "$r0w_m" "$(fmt_mb "$r0m_m")" "$r0_disc" "$r0_new" "$r0_reused" \
     "$r1w_m" "$(fmt_mb "$r1m_m")" "$r1_disc" "$r1_new" "$r1_cached" "$cut" "$r1_dep")")
   if [ -n "$base_bin" ]; then
     bfw_m=$(printf '%s\n' "${bfw[@]}" | median); bfm_m=$(printf '%s\n' "${bfm[@]}" | median)
     br0w_m=$(printf '%s\n' "${br0w[@]}" | median); br0m_m=$(printf '%s\n' "${br0m[@]}" | median)
     br1w_m=$(printf '%s\n' "${br1w[@]}" | median); br1m_m=$(printf '%s\n' "${br1m[@]}" | median)
     bper=$(calc "($bst_bytes + $bst_wal) / $b_analysed / 1024")
-    base_rows+=("$(printf '| %s | %.2f / %.2f s (**%.2f×**), %s / %s | %.2f / %.2f s (**%.2f×**), %s / %s | %.2f / %.2f s (**%.2f×**), %s / %s | %.1f / %.1f KB | %s | %s |' \
+    base_rows+=("$(printf '| %s | %.2f / %.2f s (**%.2f×**), %s / %s | %.2f / %.2f s (**%.2f×**), %s / %s | %.2f / %.2f s (**%.2f×**), %s / %s | %.1f / %.1f KB | %s | %s | %s |' \
       "$(thousands "$n")" "$fw_m" "$bfw_m" "$(calc "$fw_m / $bfw_m")" "$(fmt_mb "$fm_m")" "$(fmt_mb "$bfm_m")" \
       "$r0w_m" "$br0w_m" "$(calc "$r0w_m / $br0w_m")" "$(fmt_mb "$r0m_m")" "$(fmt_mb "$br0m_m")" \
       "$r1w_m" "$br1w_m" "$(calc "$r1w_m / $br1w_m")" "$(fmt_mb "$r1m_m")" "$(fmt_mb "$br1m_m")" \
-      "$per" "$bper" "$same_full" "$same_r1")")
+      "$per" "$bper" "$same_full" "$same_r0" "$same_r1")")
     printf '%s\n' "${base_rows[-1]}" >&2
   fi
   if [ -n "$prev_n" ]; then
@@ -320,7 +324,7 @@ $(printf '%s\n' "${full_rows[@]}")
 | terminations | runs | re-scan, nothing new: wall, peak RSS | re-scan, 1 % new: wall, peak RSS | deployments right after the 1 % re-scan |
 |---|---|---|---|---|
 $(printf '%s\n' "${rescan_rows[@]}")
-$([ -z "$base_bin" ] || printf '\nAgainst BASE_BIN `%s` (sha256 %s) in the same run, alternated (new / base):\n\n| terminations | full scan: wall, peak RSS | re-scan, nothing new | re-scan, 1 %% new | state per instance | full scan output | 1 %% re-scan output |\n|---|---|---|---|---|---|---|\n%s\n' "$base_bin" "$(sha256sum "$base_bin" | cut -c1-12)" "$(printf '%s\n' "${base_rows[@]}")")
+$([ -z "$base_bin" ] || printf '\nAgainst BASE_BIN `%s` (sha256 %s) in the same run, alternated (new / base):\n\n| terminations | full scan: wall, peak RSS | re-scan, nothing new | re-scan, 1 %% new | state per instance | full scan output | nothing-new re-scan output | 1 %% re-scan output |\n|---|---|---|---|---|---|---|---|\n%s\n' "$base_bin" "$(sha256sum "$base_bin" | cut -c1-12)" "$(printf '%s\n' "${base_rows[@]}")")
 
 Growth:
 $([ ${#ratios[@]} -gt 0 ] && printf '%s\n' "${ratios[@]}" || echo "- one size only")

@@ -7,6 +7,14 @@
 //! therefore never touches a regex. A bulk scan (`scan_buffer`) walks the keyword DFA over
 //! several parts of the buffer at once, to find the lines worth matching.
 //!
+//! Loading a library is cheap: the file is parsed and checked entry by entry, and only what
+//! a user supplied (`signatures.extra`, or a whole library given as text) is compiled then, so
+//! its errors are reported when the config is opened. The regexes, sets and keyword automata
+//! of the whole library (≈0.3 s and ≈85 MB for the built-in one) are built on the first line
+//! matched ([`SignatureLibrary::compile`] forces it): a scan with nothing to analyse never
+//! pays for them. The built-in entries are compiled by a unit test, so their lazy build cannot
+//! fail at run time.
+//!
 //! Length: the library's loading and validation, the keyword automaton, line unwrapping and the
 //! bulk scan are one engine with one set of invariants (what a line matches is the same on
 //! every path); about 300 lines are its unit tests.
@@ -137,10 +145,16 @@ pub struct LibrarySpec {
     pub signatures: Vec<SignatureSpec>,
 }
 
-/// A compiled signature.
+/// A signature of the library (its regexes are compiled with the library's automata, on
+/// first use: [`SignatureLibrary::compile`]).
 #[derive(Debug, Clone)]
 pub struct Signature {
     pub spec: SignatureSpec,
+}
+
+/// A signature's compiled patterns and negatives.
+#[derive(Debug, Clone)]
+struct Matcher {
     patterns: PatternList,
     unless: PatternList,
 }
@@ -183,10 +197,24 @@ pub struct LineMatch<'a> {
     pub details: BTreeMap<String, String>,
 }
 
-/// A compiled, ordered set of signatures with its keyword prefilter.
+/// An ordered, checked set of signatures; its matching machinery is compiled on first use.
 #[derive(Debug, Clone)]
 pub struct SignatureLibrary {
     signatures: Vec<Signature>,
+    /// Library-wide hard negatives, as written.
+    unless: Vec<String>,
+    /// Hard negatives of the generic tier, as written.
+    generic_unless: Vec<String>,
+    /// Built by the first match (or [`SignatureLibrary::compile`]); the error text when the
+    /// build failed.
+    compiled: std::sync::OnceLock<std::result::Result<Compiled, String>>,
+}
+
+/// What matching needs, compiled from a library's signatures.
+#[derive(Debug, Clone)]
+struct Compiled {
+    /// Each signature's regexes, in the library's order.
+    matchers: Vec<Matcher>,
     /// Library-wide hard negatives.
     unless: PatternList,
     /// Hard negatives of the generic tier.
@@ -196,6 +224,19 @@ pub struct SignatureLibrary {
     /// Keywords of the OOM and crash signatures only: bulk scanning (`scan_buffer`) reports
     /// deaths, and need not stop at every GC-trace or shutdown line of a large file.
     death_prefilter: Prefilter,
+}
+
+/// Which parts of a library are compiled when it is loaded (to report their errors then);
+/// the rest is compiled on first use.
+#[derive(Debug, Clone, Default)]
+struct Checked {
+    /// Every entry and negative: a library given whole as text.
+    all: bool,
+    /// Ids of entries a user file supplied.
+    ids: std::collections::HashSet<String>,
+    /// Positions from which the library-wide and generic-tier negatives are a user's.
+    unless_from: usize,
+    generic_unless_from: usize,
 }
 
 /// Keyword automata: `ac` with every keyword and the signature it belongs to (which
@@ -236,13 +277,13 @@ const BULK_WINDOW_BYTES: usize = 4 << 20;
 const BULK_MIN_SPLIT_BYTES: usize = 4 << 10;
 
 impl BulkAutomaton {
-    fn new(minimal: &[&str]) -> Result<Self> {
+    fn new(minimal: &[&str]) -> std::result::Result<Self, String> {
         use aho_corasick::automaton::Automaton;
         // Standard semantics: the DFA is in a match state at every byte that ends a keyword,
         // whatever came before (what `keyword_lines` relies on). Unanchored, without the
         // prefilter (this walk does not use it) — a full DFA: with a few hundred
         // case-insensitive keywords the NFA is several times slower.
-        let problem = |e: String| Error::Config(vec![format!("signature keywords: {e}")]);
+        let problem = |e: String| format!("signature keywords: {e}");
         let dfa = aho_corasick::dfa::Builder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
@@ -326,7 +367,10 @@ impl BulkAutomaton {
 }
 
 impl Prefilter {
-    fn new(signatures: &[Signature], include: impl Fn(&Signature) -> bool) -> Result<Self> {
+    fn new(
+        signatures: &[Signature],
+        include: impl Fn(&Signature) -> bool,
+    ) -> std::result::Result<Self, String> {
         let mut keywords = Vec::new();
         let mut owner = Vec::new();
         for (i, sig) in signatures.iter().enumerate().filter(|(_, s)| include(s)) {
@@ -351,7 +395,7 @@ impl Prefilter {
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .match_kind(MatchKind::Standard)
             .build(&keywords)
-            .map_err(|e| Error::Config(vec![format!("signature keywords: {e}")]))?;
+            .map_err(|e| format!("signature keywords: {e}"))?;
         Ok(Prefilter {
             ac,
             owner,
@@ -367,25 +411,35 @@ impl PartialEq for Signature {
 }
 
 impl SignatureLibrary {
-    /// The compiled-in default library.
+    /// The compiled-in default library (checked, not compiled: its entries are compiled by a
+    /// unit test, the library's automata on first use).
     pub fn default_library() -> Result<Self> {
-        Self::from_spec(parse_specs(
-            DEFAULT_LIBRARY,
-            "config/signatures.toml (built in)",
-        )?)
+        Self::checked(
+            parse_specs(DEFAULT_LIBRARY, "config/signatures.toml (built in)")?,
+            Checked::default(),
+        )
     }
 
     /// A whole library from TOML text (the default library's format), without the default
     /// entries: used to measure a candidate library against the corpora without rebuilding.
+    /// Every entry is compiled when loaded.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
         Self::from_spec(parse_specs(text, origin)?)
     }
 
     /// The default library with a user file merged in: entries with a known id replace the
-    /// default entry in place; new ids are appended; library-wide negatives are added.
+    /// default entry in place; new ids are appended; library-wide negatives are added. What
+    /// the user file supplies is compiled when loaded (its errors are reported now, each
+    /// naming its entry); the rest on first use.
     pub fn with_overrides(user_text: &str, origin: &str) -> Result<Self> {
         let mut lib = parse_specs(DEFAULT_LIBRARY, "config/signatures.toml (built in)")?;
         let user = parse_specs(user_text, origin)?;
+        let checked = Checked {
+            all: false,
+            ids: user.signatures.iter().map(|s| s.id.clone()).collect(),
+            unless_from: lib.unless.len(),
+            generic_unless_from: lib.generic_unless.len(),
+        };
         lib.unless.extend(user.unless);
         lib.generic_unless.extend(user.generic_unless);
         for spec in user.signatures {
@@ -394,11 +448,25 @@ impl SignatureLibrary {
                 None => lib.signatures.push(spec),
             }
         }
-        Self::from_spec(lib)
+        Self::checked(lib, checked)
     }
 
-    /// Compiles a library, reporting every invalid entry at once.
+    /// A library from its parts, every entry compiled now (every invalid one reported at
+    /// once); the keyword automata on first use.
     pub fn from_spec(spec: LibrarySpec) -> Result<Self> {
+        Self::checked(
+            spec,
+            Checked {
+                all: true,
+                ..Checked::default()
+            },
+        )
+    }
+
+    /// Orders and checks a library: ids, keywords and patterns present for every entry; the
+    /// regexes (and their sets) of the parts `check` names compiled, reporting every invalid
+    /// one at once.
+    fn checked(spec: LibrarySpec, check: Checked) -> Result<Self> {
         let LibrarySpec {
             unless,
             generic_unless,
@@ -409,11 +477,23 @@ impl SignatureLibrary {
         let mut specs: Vec<(usize, SignatureSpec)> = specs.into_iter().enumerate().collect();
         specs.sort_by_key(|(_, s)| s.rank());
         let mut problems = Vec::new();
-        let global_unless = compile_list(&unless, "unless", &mut problems);
-        let generic_unless = compile_list(&generic_unless, "generic_unless", &mut problems);
-        let mut compiled = Vec::with_capacity(specs.len());
+        let global_unless = check_list(
+            &unless,
+            check.unless_from,
+            check.all,
+            "unless",
+            &mut problems,
+        );
+        let generic = check_list(
+            &generic_unless,
+            check.generic_unless_from,
+            check.all,
+            "generic_unless",
+            &mut problems,
+        );
+        let mut compiled = Vec::new();
         let mut seen = HashMap::new();
-        for (i, spec) in specs {
+        for (i, spec) in &specs {
             let at = format!("signature[{i}] (id `{}`)", spec.id);
             if seen.insert(spec.id.clone(), i).is_some() {
                 problems.push(format!("{at}: duplicate id"));
@@ -424,32 +504,78 @@ impl SignatureLibrary {
             if spec.patterns.is_empty() {
                 problems.push(format!("{at}: patterns: at least one pattern is required"));
             }
-            let patterns = compile_list(&spec.patterns, &format!("{at}: patterns"), &mut problems);
-            let unless = compile_list(&spec.unless, &format!("{at}: unless"), &mut problems);
-            compiled.push((spec, patterns, unless));
+            if check.all || check.ids.contains(&spec.id) {
+                let patterns =
+                    compile_list(&spec.patterns, 0, &format!("{at}: patterns"), &mut problems);
+                let unless = compile_list(&spec.unless, 0, &format!("{at}: unless"), &mut problems);
+                compiled.push((patterns, unless));
+            }
         }
         if !problems.is_empty() {
             return Err(Error::Config(problems));
         }
+        // The sets of what was compiled: their errors (size limits) are reported now too.
         let set_error = |e: regex::Error| Error::Config(vec![format!("signature patterns: {e}")]);
-        let mut signatures = Vec::with_capacity(compiled.len());
-        for (spec, patterns, unless) in compiled {
-            signatures.push(Signature {
-                spec,
-                patterns: PatternList::new(patterns).map_err(set_error)?,
-                unless: PatternList::new(unless).map_err(set_error)?,
+        for (patterns, unless) in compiled {
+            PatternList::new(patterns).map_err(set_error)?;
+            PatternList::new(unless).map_err(set_error)?;
+        }
+        for list in [global_unless, generic].into_iter().flatten() {
+            PatternList::new(list).map_err(set_error)?;
+        }
+        Ok(SignatureLibrary {
+            signatures: specs
+                .into_iter()
+                .map(|(_, spec)| Signature { spec })
+                .collect(),
+            unless,
+            generic_unless,
+            compiled: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Compiles what matching needs (once; later calls return at once): every signature's
+    /// regexes and sets, the negatives and the keyword automata. Matching compiles on first
+    /// use anyway; calling this first turns a failure into an error instead of a panic.
+    pub fn compile(&self) -> Result<()> {
+        match self.compiled.get_or_init(|| self.build()) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::Config(vec![e.clone()])),
+        }
+    }
+
+    /// The compiled library. Whatever a user supplied was compiled when the library was
+    /// loaded and the built-in entries are compiled by a unit test, so the build cannot fail
+    /// on a loaded library; if it does, that is a defect, reported as one.
+    fn ready(&self) -> &Compiled {
+        match self.compiled.get_or_init(|| self.build()) {
+            Ok(c) => c,
+            Err(e) => panic!("the signature library failed to compile after it was checked: {e}"),
+        }
+    }
+
+    fn build(&self) -> std::result::Result<Compiled, String> {
+        let list = |patterns: &[String]| -> std::result::Result<PatternList, String> {
+            let regexes = patterns
+                .iter()
+                .map(|p| compile_pattern(p))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| format!("signature patterns: {e}"))?;
+            PatternList::new(regexes).map_err(|e| format!("signature patterns: {e}"))
+        };
+        let mut matchers = Vec::with_capacity(self.signatures.len());
+        for s in &self.signatures {
+            matchers.push(Matcher {
+                patterns: list(&s.spec.patterns).map_err(|e| format!("{}: {e}", s.spec.id))?,
+                unless: list(&s.spec.unless).map_err(|e| format!("{}: {e}", s.spec.id))?,
             });
         }
-        let global_unless = PatternList::new(global_unless).map_err(set_error)?;
-        let generic_unless = PatternList::new(generic_unless).map_err(set_error)?;
-        let prefilter = Prefilter::new(&signatures, |_| true)?;
-        let death_prefilter = Prefilter::new(&signatures, |s| s.spec.kind.is_death())?;
-        Ok(SignatureLibrary {
-            signatures,
-            unless: global_unless,
-            generic_unless,
-            prefilter,
-            death_prefilter,
+        Ok(Compiled {
+            matchers,
+            unless: list(&self.unless)?,
+            generic_unless: list(&self.generic_unless)?,
+            prefilter: Prefilter::new(&self.signatures, |_| true)?,
+            death_prefilter: Prefilter::new(&self.signatures, |s| s.spec.kind.is_death())?,
         })
     }
 
@@ -472,16 +598,23 @@ impl SignatureLibrary {
 
     /// The first signature (in library order) that matches the line, if any.
     pub fn match_line(&self, line: &str) -> Option<LineMatch<'_>> {
-        self.match_line_with(&self.prefilter, line)
+        let c = self.ready();
+        self.match_line_with(c, &c.prefilter, line)
     }
 
     /// The first OOM or crash signature (in library order) that matches the line, context and
     /// shutdown entries left out: what [`scan_buffer`](Self::scan_buffer) reports for a line.
     pub fn match_death_line(&self, line: &str) -> Option<LineMatch<'_>> {
-        self.match_line_with(&self.death_prefilter, line)
+        let c = self.ready();
+        self.match_line_with(c, &c.death_prefilter, line)
     }
 
-    fn match_line_with(&self, prefilter: &Prefilter, line: &str) -> Option<LineMatch<'_>> {
+    fn match_line_with<'a>(
+        &'a self,
+        c: &'a Compiled,
+        prefilter: &Prefilter,
+        line: &str,
+    ) -> Option<LineMatch<'a>> {
         // Prefilter: which signatures have a keyword in the raw line?
         let mut candidates: u128 = 0;
         let mut overflow: Vec<usize> = Vec::new();
@@ -507,21 +640,21 @@ impl SignatureLibrary {
         let blocked = |list: &PatternList| list.is_match(stripped) || list.is_match(&unwrapped);
         let (mut global_blocked, mut generic_blocked) = (None, None);
         for i in candidate_ids {
-            let sig = &self.signatures[i];
+            let (sig, matcher) = (&self.signatures[i], &c.matchers[i]);
             // Anchored patterns need the prefix gone; others may need it (a level word).
-            let found = sig.matches(stripped).or_else(|| {
+            let found = matcher.matches(stripped).or_else(|| {
                 (stripped.len() != unwrapped.len())
-                    .then(|| sig.matches(&unwrapped))
+                    .then(|| matcher.matches(&unwrapped))
                     .flatten()
             });
             let Some(details) = found else {
                 continue;
             };
-            if *global_blocked.get_or_insert_with(|| blocked(&self.unless)) {
+            if *global_blocked.get_or_insert_with(|| blocked(&c.unless)) {
                 return None;
             }
             if sig.spec.tier == Tier::Generic
-                && *generic_blocked.get_or_insert_with(|| blocked(&self.generic_unless))
+                && *generic_blocked.get_or_insert_with(|| blocked(&c.generic_unless))
             {
                 continue;
             }
@@ -570,7 +703,8 @@ impl SignatureLibrary {
                 memchr::memchr(b'\n', &buf[from..]).map_or(buf.len(), |i| from + i + 1)
             };
             lines.clear();
-            self.death_prefilter
+            self.ready()
+                .death_prefilter
                 .bulk
                 .keyword_lines(&buf[window_start..window_end], &mut lines);
             for &(start, end) in &lines {
@@ -619,7 +753,7 @@ impl LineMatch<'_> {
     }
 }
 
-impl Signature {
+impl Matcher {
     /// The extracted details when the (unwrapped) line matches and no `unless` applies.
     fn matches(&self, text: &str) -> Option<BTreeMap<String, String>> {
         let re = self.patterns.first(text)?;
@@ -651,14 +785,44 @@ fn parse_specs(text: &str, origin: &str) -> Result<LibrarySpec> {
     })
 }
 
-/// Compiles a list of patterns; each invalid one is reported as `field[j]: invalid regex: …`.
-fn compile_list(list: &[String], field: &str, problems: &mut Vec<String>) -> Vec<Regex> {
+/// Compiles the entries of a list of negatives from position `from` on (all of it with
+/// `all`), reporting each invalid one as `field[j]: invalid regex: …`; None when no entry was
+/// to be compiled.
+fn check_list(
+    list: &[String],
+    from: usize,
+    all: bool,
+    field: &str,
+    problems: &mut Vec<String>,
+) -> Option<Vec<Regex>> {
+    let from = if all { 0 } else { from.min(list.len()) };
+    if from == list.len() {
+        return None;
+    }
+    let mut out = compile_list(&list[from..], from, field, problems);
+    // The set is built over the whole list, as matching builds it.
+    if from > 0 {
+        let mut head = compile_list(&list[..from], 0, field, &mut Vec::new());
+        head.append(&mut out);
+        out = head;
+    }
+    Some(out)
+}
+
+/// Compiles a list of patterns, the first being the list's entry `offset`; each invalid one
+/// is reported as `field[j]: invalid regex: …`.
+fn compile_list(
+    list: &[String],
+    offset: usize,
+    field: &str,
+    problems: &mut Vec<String>,
+) -> Vec<Regex> {
     list.iter()
         .enumerate()
         .filter_map(|(j, p)| match compile_pattern(p) {
             Ok(r) => Some(r),
             Err(e) => {
-                problems.push(format!("{field}[{j}]: invalid regex: {e}"));
+                problems.push(format!("{field}[{}]: invalid regex: {e}", j + offset));
                 None
             }
         })
@@ -786,6 +950,18 @@ mod tests {
     fn default_library_compiles() {
         let l = lib();
         assert!(l.signatures().len() >= 20);
+        // Loading checks the built-in entries without compiling them: compiling them all is
+        // what this test is for (a broken built-in entry is a build defect).
+        l.compile().unwrap();
+        for (s, m) in l.signatures().iter().zip(&l.ready().matchers) {
+            assert_eq!(
+                m.patterns.regexes.len(),
+                s.spec.patterns.len(),
+                "{}",
+                s.spec.id
+            );
+            assert_eq!(m.unless.regexes.len(), s.spec.unless.len(), "{}", s.spec.id);
+        }
     }
 
     #[test]

@@ -340,6 +340,8 @@ async fn run_scan(
         Format::Html => Some(pipeline.html_report(Some(report.window)).await?),
         _ => Some(report::render_scan(&report, format, color)),
     };
+    // The state is left as one file (no WAL beside it).
+    pipeline.close().await?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     match text {
         Some(text) => writeln!(out, "{text}")?,
@@ -518,6 +520,7 @@ const MATCH_CHUNK_BYTES: usize = 8 << 20;
 /// `signatures match`: one JSON object per matching line (the documented contract). Streams the
 /// input in chunks of whole lines through the buffer scanner.
 fn match_lines(lib: &SignatureLibrary, file: &str) -> anyhow::Result<()> {
+    lib.compile()?;
     let mut input = open_input(file)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut buf: Vec<u8> = Vec::with_capacity(MATCH_CHUNK_BYTES * 2);

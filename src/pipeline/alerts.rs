@@ -12,7 +12,8 @@ impl Pipeline {
     pub(super) async fn enqueue_alerts(
         &self,
         findings: &[DeploymentFinding],
-        history: &[InstanceFacts],
+        history: &kept::Lookback,
+        last_bad: &BTreeMap<String, DateTime<Utc>>,
         inventory: &[InstanceInfo],
         next_deaths: &[ProjectedDeath],
         at: DateTime<Utc>,
@@ -32,18 +33,23 @@ impl Pipeline {
             cooldown: self.cfg.alerts.cooldown(),
             resolve_after: self.cfg.alerts.resolve_after(),
         };
-        let dead: BTreeSet<&str> = history.iter().map(|r| r.instance_id.as_str()).collect();
+        // Instances the inventory calls live that died in the lookback are not live.
+        let listed_live: Vec<String> = inventory
+            .iter()
+            .filter(|i| i.is_live())
+            .map(|i| i.instance_id.clone())
+            .collect();
+        let dead = history.holding(self.store.as_ref(), &listed_live).await?;
         let identity = self.cfg.deployment_identity();
         let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for info in inventory
             .iter()
-            .filter(|i| i.is_live() && !dead.contains(i.instance_id.as_str()))
+            .filter(|i| i.is_live() && !dead.contains(&i.instance_id))
         {
             if let (Some(asg), Some(dep)) = (&info.asg, live_deployment(&identity, info)) {
                 live.entry(asg.clone()).or_default().insert(dep);
             }
         }
-        let last_bad = alerting::last_bad_deaths(history);
         let by_name: BTreeMap<&str, &DeploymentFinding> = findings
             .iter()
             .map(|f| (f.deployment.as_str(), f))
@@ -78,8 +84,12 @@ impl Pipeline {
                 };
                 let next = alerting::apply(prev, name, &t, at);
                 let key = alerting::dedup_key(name, next.episode, &t);
-                let reports: Vec<&InstanceFacts> =
-                    history.iter().filter(|r| r.deployment == name).collect();
+                let reports: Vec<&InstanceFacts> = history
+                    .rows(self.store.as_ref())
+                    .await?
+                    .iter()
+                    .filter(|r| r.deployment == name)
+                    .collect();
                 // The one full report the alert quotes.
                 let evidence = match alert_msg::evidence_instance(&reports) {
                     Some(r) => self.store.instance(&r.instance_id).await?,

@@ -195,18 +195,21 @@ pub async fn doctor(cfg: &Config) -> crate::analysis::doctor::Checklist {
             },
         );
     }
-    checks.push(match load_signatures(cfg) {
-        Ok(lib) => Check::pass(
-            "signatures",
-            format!("{} signatures compiled", lib.signatures().len()),
-        ),
-        Err(e) => Check::fail(
-            "signatures",
-            judge::Failure::Config,
-            e.to_string(),
-            "fix the signature file named (signatures.extra)",
-        ),
-    });
+    // The doctor compiles the whole library (a scan compiles it on its first match).
+    checks.push(
+        match load_signatures(cfg).and_then(|lib| lib.compile().map(|()| lib)) {
+            Ok(lib) => Check::pass(
+                "signatures",
+                format!("{} signatures compiled", lib.signatures().len()),
+            ),
+            Err(e) => Check::fail(
+                "signatures",
+                judge::Failure::Config,
+                e.to_string(),
+                "fix the signature file named (signatures.extra)",
+            ),
+        },
+    );
     judge::Checklist::new(checks)
 }
 

@@ -22,6 +22,8 @@ pub(super) struct EarlyWarning {
     pub summary: EarlyWarningSummary,
     /// The proof to keep once the projections are stored.
     pub proof: Option<crate::model::InputStamp>,
+    /// Taken from the kept proof, not computed.
+    pub kept: bool,
 }
 
 impl Pipeline {
@@ -31,7 +33,7 @@ impl Pipeline {
     pub(super) async fn early_warning(
         &self,
         findings: &[DeploymentFinding],
-        history: &[InstanceFacts],
+        levels: &BTreeMap<String, early_warning::DeathLevel>,
         inventory: &[InstanceInfo],
         terminated: &BTreeSet<String>,
         at: DateTime<Utc>,
@@ -45,6 +47,7 @@ impl Pipeline {
             projections,
             summary,
             proof,
+            kept: false,
         };
         if scope == EarlyWarningScope::Off {
             return Ok(computed(Vec::new(), summary, None));
@@ -74,7 +77,6 @@ impl Pipeline {
             }
             _ => None,
         };
-        let levels = early_warning::death_levels(history);
         let queries: Vec<SeriesQuery> = candidates
             .iter()
             .map(|c| {
@@ -118,7 +120,7 @@ impl Pipeline {
                             &s,
                             label,
                             self.cfg.sources.metrics.unit.as_str(),
-                            &levels,
+                            levels,
                         ) {
                             Ok(p) => out.push(p),
                             Err(NoProjection::NotLeaking) => summary.not_leaking += 1,
@@ -215,6 +217,7 @@ impl Pipeline {
             projections,
             summary,
             proof: None,
+            kept: true,
         }))
     }
 }

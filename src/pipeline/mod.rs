@@ -126,6 +126,7 @@ mod doctor;
 mod early;
 mod export;
 mod investigate;
+mod kept;
 mod scan;
 
 pub use doctor::doctor;
@@ -166,6 +167,11 @@ impl Pipeline {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Closes the state store (a one-off command's last step: `Store::close`).
+    pub async fn close(&self) -> Result<()> {
+        self.store.close().await
     }
 
     pub fn new(
@@ -410,6 +416,9 @@ impl Pipeline {
     /// Fetches series (one batched call) and last words (bounded concurrency) for a chunk, then
     /// analyses each instance. Per-instance failures come back as `Fetched::Failed`.
     async fn fetch_chunk(&self, chunk: &[Termination]) -> Result<Vec<Fetched>> {
+        // The library's automata are built for the first instance analysed (a scan with
+        // nothing to analyse never builds them); a failure is an error, not a panic.
+        self.signatures.compile()?;
         let ids: Vec<String> = chunk.iter().map(|t| t.instance_id.clone()).collect();
         let inventory = self.store.inventory(&ids).await?;
         let evidence = self.fetch_evidence(chunk, &inventory).await;

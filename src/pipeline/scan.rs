@@ -29,8 +29,10 @@ struct ScanRun {
 
 /// What the judge stage found.
 struct Judged {
-    /// The compact rows of every instance in the finding lookback.
-    history: Vec<InstanceFacts>,
+    /// The compact rows of every instance in the finding lookback (read only if needed).
+    history: super::kept::Lookback,
+    /// Each deployment's last bad death in the lookback.
+    last_bad: BTreeMap<String, DateTime<Utc>>,
     /// The instances the scan report lists: the window's (and those of targets read from
     /// further back), summarised from their full reports a batch at a time.
     listed: Vec<InstanceSummary>,
@@ -50,6 +52,7 @@ impl Pipeline {
             .enqueue_alerts(
                 &judged.findings,
                 &judged.history,
+                &judged.last_bad,
                 &run.inventory,
                 &judged.next_deaths,
                 run.window.end,
@@ -100,22 +103,30 @@ impl Pipeline {
     async fn discover(&self, run: &mut ScanRun, opts: &ScanOptions) -> Result<Vec<Termination>> {
         // What the activity files proved at the last run (unchanged ones are not read again).
         let activities = &self.sources.activities;
-        activities.use_input_stamps(self.store.input_stamps(ACTIVITIES_READER).await?);
-        // Stamped before they are read: a file written meanwhile is saved again next run.
-        let inputs = activities.inventory_stamps().await?;
-        run.inventory = activities.inventory().await?;
-        self.save_inventory(&run.inventory, inputs).await?;
-        run.problems = self.sources.activities.inventory_problems();
+        let known = self.store.input_stamps(ACTIVITIES_READER).await?;
+        let known_stamps = stamp_keys(&known);
+        activities.use_input_stamps(known);
+        let inventory = self.scan_inventory().await?;
+        if inventory.kept {
+            run.summary
+                .reused
+                .push(super::kept::REUSED_INVENTORY.into());
+        }
+        run.inventory = inventory.instances;
+        run.problems = inventory.problems;
 
         let batch = self
             .sources
             .activities
             .terminations_since(run.window, &run.earlier)
             .await?;
+        // Rewritten only when a file changed (an unchanged file proves the same again).
         if let Some(stamps) = activities.input_stamps() {
-            self.store
-                .replace_input_stamps(ACTIVITIES_READER, &stamps)
-                .await?;
+            if stamp_keys(&stamps) != known_stamps {
+                self.store
+                    .replace_input_stamps(ACTIVITIES_READER, &stamps)
+                    .await?;
+            }
         }
         let summary = &mut run.summary;
         summary.discovered = batch.terminations.len();
@@ -241,23 +252,23 @@ impl Pipeline {
     /// from further back): its rows name the instances the report lists, whose full reports
     /// are the only ones read.
     async fn judge(&self, run: &mut ScanRun) -> Result<Judged> {
-        let read_start = run
-            .earlier
-            .values()
-            .copied()
-            .fold(run.window.start, DateTime::min);
-        let lookback = TimeWindow {
-            start: read_start.min(run.window.end - self.cfg.finding_lookback()),
+        let read = TimeWindow {
+            start: run
+                .earlier
+                .values()
+                .copied()
+                .fold(run.window.start, DateTime::min),
             end: run.window.end,
         };
-        let history = self.store.facts_in(lookback).await?;
-        let listed_ids: Vec<String> = history
-            .iter()
-            .filter(|r| {
-                run.window.contains(r.terminated_at) || run.terminated.contains(&r.instance_id)
-            })
-            .map(|r| r.instance_id.clone())
-            .collect();
+        let lookback = TimeWindow {
+            start: read.start.min(run.window.end - self.cfg.finding_lookback()),
+            end: run.window.end,
+        };
+        // Kept from the previous scan while the lookback's rows are the same (kept.rs).
+        let (judgement, history, stamp) = self.judgement(lookback).await?;
+        let listed_ids = history
+            .listed(self.store.as_ref(), run.window, read, &run.terminated)
+            .await?;
         // Their series and last words are not listed: each batch of reports is summarised and
         // dropped, so a full scan never holds every report at once.
         let mut listed = Vec::with_capacity(listed_ids.len());
@@ -265,17 +276,28 @@ impl Pipeline {
             let reports = self.store.reports(chunk).await?;
             listed.extend(reports.iter().map(InstanceSummary::from));
         }
-        let findings = judge_deployments(&history, self.cfg.finding_policy());
-        self.store.save_findings(&findings).await?;
+        if judgement.kept {
+            run.summary
+                .reused
+                .push(super::kept::REUSED_DEPLOYMENTS.into());
+        } else {
+            self.store.save_findings(&judgement.findings).await?;
+            self.keep_judgement(&judgement, stamp).await?;
+        }
         let early = self
             .early_warning(
-                &findings,
-                &history,
+                &judgement.findings,
+                &judgement.levels,
                 &run.inventory,
                 &run.terminated,
                 run.window.end,
             )
             .await?;
+        if early.kept {
+            run.summary
+                .reused
+                .push(super::kept::REUSED_EARLY_WARNING.into());
+        }
         self.store.replace_projections(&early.projections).await?;
         if let Some(proof) = &early.proof {
             self.store
@@ -289,8 +311,9 @@ impl Pipeline {
         run.summary.early_warning = early.summary;
         Ok(Judged {
             history,
+            last_bad: judgement.last_bad,
             listed,
-            findings,
+            findings: judgement.findings,
             next_deaths,
         })
     }
@@ -437,6 +460,14 @@ impl Pipeline {
 
 /// The state store's reader name for the activity files' stamps and proofs.
 pub const ACTIVITIES_READER: &str = "activities";
+
+/// The files and stamps of a reader's proofs, by path: equal when no file changed.
+fn stamp_keys(stamps: &[crate::model::InputStamp]) -> BTreeMap<String, String> {
+    stamps
+        .iter()
+        .map(|s| (s.path.clone(), s.stamp.clone()))
+        .collect()
+}
 
 /// What `record` needs besides the report.
 struct RunFacts {

@@ -139,6 +139,13 @@ pub struct ScanSummary {
     /// API calls per instance fetched (analysed + pending); null when nothing was fetched.
     #[serde(default)]
     pub api_calls_per_instance: Option<f64>,
+    /// What this scan took from the previous one's kept results instead of computing it,
+    /// their inputs being unchanged (README "Re-scans of unchanged exports"): `inventory`
+    /// (the live instances, the inventory files unchanged), `deployments` (the deployments'
+    /// judgement, the lookback's compact rows unchanged), `early_warning` (the projections).
+    /// Says how the answer was reached, not what it is.
+    #[serde(default)]
+    pub reused: Vec<String>,
     /// Alert messages this scan put in the outbox (one per transition and sink).
     #[serde(default)]
     pub alerts_enqueued: usize,

@@ -119,6 +119,20 @@ fn facts_enums(
     ))
 }
 
+/// What identifies the compact rows of a lookback ([`Store::facts_fingerprint`]): two reads
+/// with the same fingerprint read the same rows. Rows are only added or re-written with a
+/// higher `revision` (the store's facts revision then), or deleted (the count drops); rows
+/// of a time range are the rows between its oldest and newest, so a lookback that moved
+/// without a write has the same fingerprint only when it holds the same rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactsFingerprint {
+    pub count: u64,
+    pub oldest: Option<DateTime<Utc>>,
+    pub newest: Option<DateTime<Utc>>,
+    /// The store's facts revision: raised by every write of a compact row, never lowered.
+    pub revision: i64,
+}
+
 /// What one call to [`Store::prune`] deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pruned {
@@ -287,6 +301,12 @@ pub trait Store: Send + Sync {
     /// The compact rows of instances terminated in the window, oldest first (then by id):
     /// what judging reads, without decoding any evidence.
     async fn facts_in(&self, window: TimeWindow) -> Result<Vec<InstanceFacts>>;
+    /// The fingerprint of the compact rows of instances terminated in the window
+    /// ([`FactsFingerprint`]), without reading them: what a kept judgement is checked against.
+    async fn facts_fingerprint(&self, window: TimeWindow) -> Result<FactsFingerprint>;
+    /// The compact rows of these instances (those analysed; any time), oldest first (then by
+    /// id).
+    async fn facts_of(&self, ids: &[String]) -> Result<Vec<InstanceFacts>>;
     /// The reports of these instances whose evidence is still kept, oldest first (then by
     /// id): what a report or an alert shows.
     async fn reports(&self, ids: &[String]) -> Result<Vec<InstanceReport>>;
@@ -358,4 +378,8 @@ pub trait Store: Send + Sync {
     async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>>;
     /// Message count per status.
     async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>>;
+    /// Ends this process's use of the store: SQLite checkpoints its WAL into the database
+    /// file (removed with the last connection), so a finished command leaves one file; the
+    /// connections are closed. Nothing may use the store afterwards.
+    async fn close(&self) -> Result<()>;
 }

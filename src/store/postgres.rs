@@ -15,8 +15,8 @@ use sqlx::{PgPool, Row};
 
 use super::{
     codec, decode, decode_rows, encode, facts_enums, stamp_rows, stored_report, AlertChange,
-    DeliveryOutcome, OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord, Store, TargetBacklog,
-    BACKFILL_BATCH,
+    DeliveryOutcome, FactsFingerprint, OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord,
+    Store, TargetBacklog, BACKFILL_BATCH,
 };
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
@@ -109,6 +109,12 @@ impl PgStore {
     /// Fills in the compact rows of reports stored before they existed (migration 0003), a
     /// batch at a time; replicas opening together may both fill a row (the same values).
     async fn backfill_facts(&self) -> Result<()> {
+        let done: bool = sqlx::query_scalar("SELECT backfilled FROM facts_revision WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        if done {
+            return Ok(());
+        }
         loop {
             let rows = sqlx::query(
                 "SELECT instance_id, report_json::text AS report_json, report_bin FROM instances i
@@ -119,6 +125,9 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await?;
             if rows.is_empty() {
+                sqlx::query("UPDATE facts_revision SET backfilled = TRUE WHERE id = 1")
+                    .execute(&self.pool)
+                    .await?;
                 return Ok(());
             }
             let facts: Vec<InstanceFacts> = decode_reports(&rows)?
@@ -151,6 +160,11 @@ async fn insert_facts(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     facts: &[InstanceFacts],
 ) -> Result<()> {
+    if !facts.is_empty() {
+        sqlx::query("UPDATE facts_revision SET revision = revision + 1 WHERE id = 1")
+            .execute(&mut **tx)
+            .await?;
+    }
     for chunk in facts.chunks(ROWS_PER_INSERT) {
         let col = |f: &dyn Fn(&InstanceFacts) -> Option<String>| -> Vec<Option<String>> {
             chunk.iter().map(f).collect()
@@ -392,6 +406,36 @@ impl Store for PgStore {
             out.push(facts_row(&row)?);
         }
         Ok(out)
+    }
+
+    async fn facts_fingerprint(&self, window: TimeWindow) -> Result<FactsFingerprint> {
+        // One statement: the count and the revision of the same snapshot.
+        let row = sqlx::query(
+            "SELECT count(*) AS n, min(terminated_at) AS oldest, max(terminated_at) AS newest,
+               (SELECT revision FROM facts_revision WHERE id = 1) AS revision
+             FROM instance_facts WHERE terminated_at >= $1 AND terminated_at < $2",
+        )
+        .bind(window.start)
+        .bind(window.end)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(FactsFingerprint {
+            count: row.try_get::<i64, _>("n")? as u64,
+            oldest: row.try_get("oldest")?,
+            newest: row.try_get("newest")?,
+            revision: row.try_get("revision")?,
+        })
+    }
+
+    async fn facts_of(&self, ids: &[String]) -> Result<Vec<InstanceFacts>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FACTS_COLUMNS} FROM instance_facts WHERE instance_id = ANY($1)
+             ORDER BY terminated_at, instance_id"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(facts_row).collect()
     }
 
     async fn reports(&self, ids: &[String]) -> Result<Vec<InstanceReport>> {
@@ -755,6 +799,11 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(outbox_entry).collect()
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.pool.close().await;
+        Ok(())
     }
 
     async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>> {

@@ -15,8 +15,8 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     codec, decode, decode_rows, encode, facts_enums, stamp_rows, stored_report, AlertChange,
-    DeliveryOutcome, OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord, Store, TargetBacklog,
-    BACKFILL_BATCH,
+    DeliveryOutcome, FactsFingerprint, OutboxEntry, OutboxMessage, Pending, Pruned, RunRecord,
+    Store, TargetBacklog, BACKFILL_BATCH,
 };
 use crate::analysis::alerting::AlertState;
 use crate::analysis::heap::AttachedHeapDiff;
@@ -134,8 +134,15 @@ impl SqliteStore {
     }
 
     /// Fills in the compact rows of reports stored before they existed (migration 0006), a
-    /// batch at a time. A store written by this version has none to fill.
+    /// batch at a time. A store written by this version has none to fill: once a search found
+    /// nothing, it is marked done (migration 0008) and not searched again.
     async fn backfill_facts(&self) -> Result<()> {
+        let done: i64 = sqlx::query_scalar("SELECT backfilled FROM facts_revision WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        if done != 0 {
+            return Ok(());
+        }
         loop {
             let rows = sqlx::query(
                 "SELECT instance_id, report_json, report_bin FROM instances i
@@ -146,6 +153,9 @@ impl SqliteStore {
             .fetch_all(&self.pool)
             .await?;
             if rows.is_empty() {
+                sqlx::query("UPDATE facts_revision SET backfilled = 1 WHERE id = 1")
+                    .execute(&self.pool)
+                    .await?;
                 return Ok(());
             }
             let facts: Vec<InstanceFacts> = self
@@ -170,6 +180,11 @@ async fn insert_facts(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     facts: &[InstanceFacts],
 ) -> Result<()> {
+    if !facts.is_empty() {
+        sqlx::query("UPDATE facts_revision SET revision = revision + 1 WHERE id = 1")
+            .execute(&mut **tx)
+            .await?;
+    }
     for chunk in facts.chunks(FACTS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO instance_facts ({FACTS_COLUMNS}) VALUES {}
@@ -419,6 +434,55 @@ impl Store for SqliteStore {
         while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await? {
             out.push(facts_row(&row)?);
         }
+        Ok(out)
+    }
+
+    async fn facts_fingerprint(&self, window: TimeWindow) -> Result<FactsFingerprint> {
+        // One transaction: the count and the revision of the same state.
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT count(*) AS n, min(terminated_at) AS oldest, max(terminated_at) AS newest
+             FROM instance_facts WHERE terminated_at >= ? AND terminated_at < ?",
+        )
+        .bind(ts(window.start))
+        .bind(ts(window.end))
+        .fetch_one(&mut *tx)
+        .await?;
+        let revision: i64 = sqlx::query_scalar("SELECT revision FROM facts_revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let time = |col: &str| -> Result<Option<DateTime<Utc>>> {
+            row.try_get::<Option<String>, _>(col)?
+                .map(|t| parse_ts("instance facts", &t))
+                .transpose()
+        };
+        Ok(FactsFingerprint {
+            count: row.try_get::<i64, _>("n")? as u64,
+            oldest: time("oldest")?,
+            newest: time("newest")?,
+            revision,
+        })
+    }
+
+    async fn facts_of(&self, ids: &[String]) -> Result<Vec<InstanceFacts>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(MAX_IN_LIST) {
+            let sql = format!(
+                "SELECT {FACTS_COLUMNS} FROM instance_facts WHERE instance_id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(facts_row(&row)?);
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.terminated_at, &a.instance_id).cmp(&(b.terminated_at, &b.instance_id))
+        });
         Ok(out)
     }
 
@@ -787,6 +851,16 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(outbox_entry).collect()
+    }
+
+    async fn close(&self) -> Result<()> {
+        // The WAL checkpointed into the database file, then every connection closed (the
+        // last one removes the WAL): a finished scan leaves one file behind.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        self.pool.close().await;
+        Ok(())
     }
 
     async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>> {

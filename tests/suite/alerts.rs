@@ -290,6 +290,15 @@ impl Store for LoseFirstRace {
     async fn facts_in(&self, window: TimeWindow) -> Result<Vec<epitaph::model::InstanceFacts>> {
         self.inner.facts_in(window).await
     }
+    async fn facts_fingerprint(
+        &self,
+        window: TimeWindow,
+    ) -> Result<epitaph::store::FactsFingerprint> {
+        self.inner.facts_fingerprint(window).await
+    }
+    async fn facts_of(&self, ids: &[String]) -> Result<Vec<epitaph::model::InstanceFacts>> {
+        self.inner.facts_of(ids).await
+    }
     async fn reports(&self, ids: &[String]) -> Result<Vec<InstanceReport>> {
         self.inner.reports(ids).await
     }
@@ -368,6 +377,9 @@ impl Store for LoseFirstRace {
     }
     async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>> {
         self.inner.outbox_counts().await
+    }
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
     }
 }
 

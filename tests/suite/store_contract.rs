@@ -79,6 +79,7 @@ on_both_stores!(
     one_scheduled_scan_per_slot,
     records_come_back_as_they_went_in,
     compact_rows_are_saved_with_their_reports,
+    a_lookback_fingerprint_changes_with_its_rows_only,
     retention_prunes_the_oldest_first_in_bounded_steps,
     input_stamps_are_replaced_per_reader,
 );
@@ -657,6 +658,57 @@ async fn compact_rows_are_saved_with_their_reports(a: &dyn Store, b: &dyn Store)
         (InstanceVerdict::CrashOther, "web:2")
     );
     assert_eq!(facts.len(), 4);
+}
+
+/// The fingerprint of a window's compact rows (what a kept judgement is checked against):
+/// equal while the rows are the same, whichever store reads it; changed by a row added,
+/// re-written or deleted in the window; not by a write outside it that leaves its rows alone
+/// except through the revision (which every write raises). `facts_of` reads rows by id.
+async fn a_lookback_fingerprint_changes_with_its_rows_only(a: &dyn Store, b: &dyn Store) {
+    let empty = b.facts_fingerprint(all_time()).await.unwrap();
+    assert_eq!((empty.count, empty.oldest, empty.newest), (0, None, None));
+    let reports = fleet();
+    a.save_instances(&reports).await.unwrap();
+    let fp = b.facts_fingerprint(all_time()).await.unwrap();
+    assert_eq!(fp, a.facts_fingerprint(all_time()).await.unwrap());
+    assert_eq!(fp.count, 4);
+    let facts = facts_of(&reports);
+    assert_eq!(fp.oldest, Some(facts[0].terminated_at));
+    assert_eq!(fp.newest, Some(facts[3].terminated_at));
+    assert!(fp.revision > empty.revision);
+    // A narrower window: its own rows.
+    let window = TimeWindow {
+        start: t0(),
+        end: t0() + chrono::Duration::hours(3),
+    };
+    let narrow = b.facts_fingerprint(window).await.unwrap();
+    assert_eq!(narrow.count, 2);
+    // Read again, nothing written: the same.
+    assert_eq!(b.facts_fingerprint(all_time()).await.unwrap(), fp);
+    // A row re-written (same id, same time): a new revision.
+    a.save_instances(std::slice::from_ref(&reports[1]))
+        .await
+        .unwrap();
+    let rewritten = b.facts_fingerprint(all_time()).await.unwrap();
+    assert_eq!(rewritten.count, fp.count);
+    assert!(rewritten.revision > fp.revision);
+    // A row deleted (retention): one fewer.
+    b.prune(t0() - chrono::Duration::days(1), t0(), 10)
+        .await
+        .unwrap();
+    let pruned = a.facts_fingerprint(all_time()).await.unwrap();
+    assert_eq!(pruned.count, 3, "i-c, terminated before t0, is gone");
+    assert_eq!(pruned.oldest, Some(facts[1].terminated_at));
+    // Rows by id, oldest first; unknown and pruned ids left out.
+    let ids = ["i-d", "i-c", "i-nope", "i-a"].map(String::from);
+    let got: Vec<String> = b
+        .facts_of(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.instance_id)
+        .collect();
+    assert_eq!(got, ["i-a", "i-d"]);
 }
 
 /// Evidence goes first, compact rows later, oldest first and at most `limit` per call; an

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::model::{InputStamp, InstanceInfo, LaunchTemplateRef, Termination, TimeWindow};
 use crate::sources::{ActivityBatch, ActivitySource, InputProblems, Skipped};
 use crate::timefmt::parse_instant;
+use serde::Deserialize;
 
 #[derive(Clone)]
 pub struct FileActivities {
@@ -32,8 +33,9 @@ pub struct FileActivities {
     inventory: Option<PathBuf>,
     /// The inventory files' problems, as of the last [`ActivitySource::inventory`].
     inventory_problems: std::sync::Arc<std::sync::Mutex<InputProblems>>,
-    /// The stamps the last run kept, by path ([`ActivitySource::use_input_stamps`]).
-    known: std::sync::Arc<std::sync::Mutex<HashMap<String, InputStamp>>>,
+    /// The stamps the last run kept, by path ([`ActivitySource::use_input_stamps`]); shared,
+    /// not copied, by each read (their proofs hold every launch of the file).
+    known: std::sync::Arc<std::sync::Mutex<std::sync::Arc<HashMap<String, InputStamp>>>>,
     /// The stamps of the last [`ActivitySource::terminations`], to keep.
     stamped: std::sync::Arc<std::sync::Mutex<Option<Vec<InputStamp>>>>,
 }
@@ -83,16 +85,24 @@ impl FileActivities {
                 .map_err(|e| Error::io(&file, e))?;
             let kept = known
                 .get(&path)
-                .filter(|k| k.stamp == stamp && super::stamp_trusted(&stamp))
-                .and_then(|k| serde_json::from_value::<Proof>(k.proved.clone()).ok());
-            let spares = |p: &Proof| match purpose {
-                Purpose::Launches => true,
-                Purpose::Window(w) => p.latest.is_none_or(|l| l < w.start),
-                Purpose::All => false,
+                .filter(|k| k.stamp == stamp && super::stamp_trusted(&stamp));
+            // Whether the proof spares the file: its latest termination is read first (the
+            // launches, most of a proof, only when they are wanted).
+            let spares = kept.is_some_and(|k| match (purpose, Latest::deserialize(&k.proved)) {
+                (Purpose::Launches, Ok(_)) => true,
+                (Purpose::Window(w), Ok(p)) => p.latest.is_none_or(|l| l < w.start),
+                _ => false,
+            });
+            let proof = match kept.filter(|_| spares) {
+                Some(k) if purpose.wants_launches() => {
+                    Proof::deserialize(&k.proved).ok().map(|p| (k, p.launches))
+                }
+                Some(k) => Some((k, Launches::default())),
+                None => None,
             };
-            if let Some(proof) = kept.filter(spares) {
-                launches.merge(proof.launches);
-                stamps.push(known[&path].clone());
+            if let Some((k, kept_launches)) = proof {
+                launches.merge(kept_launches);
+                stamps.push(k.clone());
                 spared += 1;
                 continue;
             }
@@ -127,14 +137,50 @@ struct FileRead {
     launches: Launches,
 }
 
+/// The part of a [`Proof`] that says whether a window needs the file.
+#[derive(serde::Deserialize)]
+struct Latest {
+    latest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Purpose {
+    /// Whether the read's caller uses the launches (the inventory does, a window does not).
+    fn wants_launches(self) -> bool {
+        !matches!(self, Purpose::Window(_))
+    }
+}
+
 /// What a clean read of an activities file proves while the file is unchanged (its stamp
 /// equal): the latest time of a termination in it, so a scan of a window starting later need
 /// not read it, and its launches, which the inventory needs whatever the window. Kept in the
 /// state store (`Store::replace_input_stamps`, reader `activities`).
+///
+/// The launches are kept as one JSON text inside the proof, not as a JSON tree: every scan
+/// loads the proofs but reads their launches only when it reads the inventory, and a text
+/// costs a fraction of the memory of its tree (a proof of an older format is not used for
+/// launches: the file is read again, once).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Proof {
     latest: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(with = "json_text")]
     launches: Launches,
+}
+
+/// (De)serialises a value as a JSON string holding its JSON text.
+mod json_text {
+    use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(v).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl FileRead {
@@ -411,7 +457,7 @@ impl ActivitySource for FileActivities {
 
     fn use_input_stamps(&self, known: Vec<InputStamp>) {
         *self.known.lock().unwrap_or_else(|p| p.into_inner()) =
-            known.into_iter().map(|s| (s.path.clone(), s)).collect();
+            std::sync::Arc::new(known.into_iter().map(|s| (s.path.clone(), s)).collect());
     }
 
     fn input_stamps(&self) -> Option<Vec<InputStamp>> {
@@ -1015,7 +1061,10 @@ mod tests {
             "nothing after its latest: not read"
         );
         assert_eq!(kept, stamps, "the proof is kept as it was");
-        assert!(launches.launched.contains_key("i-0ccccccccccccccc3"));
+        assert!(
+            launches.launched.is_empty(),
+            "a window's read leaves the kept launches unread (its caller does not use them)"
+        );
         let (_, launches, _) = src.read_files(Purpose::Launches).unwrap();
         assert!(launches.launched.contains_key("i-0ccccccccccccccc3"));
         // A window its latest termination falls in, or every termination: read.
