@@ -14,9 +14,13 @@
 //! One folder, each file a part of the wiring: `scan.rs` (the scan's stages: plan → discover →
 //! fetch → judge → alert → record), `alerts.rs` (transitions into the outbox), `early.rs`
 //! (early warning), `investigate.rs` (one instance on demand), `export.rs` (`epitaph export`),
-//! `doctor.rs` (`epitaph doctor`'s probes); this file holds the pipeline itself, its fetch and
-//! analysis of one instance, the event intake's analysis and the HTML report. (618 lines: the
-//! fetch and analysis of one instance are shared by scans, queries, events and export.)
+//! `doctor.rs` (`epitaph doctor`'s probes), `kept.rs` (what a scan keeps while its inputs are
+//! unchanged: the inventory's live instances, the deployments' judgement); this file holds the
+//! pipeline itself, its fetch and analysis of one instance, the event intake's analysis and the
+//! HTML report.
+//!
+//! Length: the fetch and analysis of one instance are shared by scans, queries, events and
+//! export, and read best in one place with the pipeline they belong to.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};

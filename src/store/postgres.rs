@@ -4,6 +4,10 @@
 //! outbox leases (`FOR UPDATE SKIP LOCKED`: two claimers never take one message), and one
 //! scheduled scan per slot. Migrations are embedded from `migrations/postgres` and applied
 //! under sqlx's advisory lock, so replicas starting together migrate once.
+//!
+//! Length: one backend's implementation of every `Store` method, its SQL beside the Rust that
+//! binds it; the methods mirror `sqlite.rs` one for one (the shared row helpers are in
+//! `mod.rs`), so the two files are read side by side.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration as StdDuration;

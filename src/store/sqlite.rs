@@ -2,6 +2,10 @@
 //! migrations embedded from `migrations/sqlite`. Its contracts are tested with the PostgreSQL
 //! store's, in `tests/suite/store_contract.rs`. Times are stored as RFC 3339 UTC text with
 //! fixed precision so that text order is time order.
+//!
+//! Length: one backend's implementation of every `Store` method, its SQL beside the Rust that
+//! binds it; the methods mirror `postgres.rs` one for one (the shared row helpers are in
+//! `mod.rs`), so the two files are read side by side.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;

@@ -22,7 +22,7 @@
 //! files are read as a stream. A file is stamped without being read
 //! (`file_stamp`: device, inode, size, modification and change times); what a clean read of
 //! it proved is kept in the state store with its stamp, and trusted while the stamp holds (an
-//! activities file, `activities.rs`; early warning's series, `pipeline/early.rs`).
+//! activities file, `activities/`; early warning's series, `pipeline/early.rs`).
 
 mod activities;
 mod json;

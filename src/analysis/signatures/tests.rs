@@ -1,0 +1,311 @@
+//! Tests of the signature library: loading, validation, matching, the bulk scan, lazy compilation.
+
+use super::*;
+
+fn lib() -> SignatureLibrary {
+    SignatureLibrary::default_library().unwrap()
+}
+
+fn id(line: &str) -> Option<String> {
+    lib().match_line(line).map(|m| m.signature.spec.id.clone())
+}
+
+#[test]
+fn default_library_compiles() {
+    let l = lib();
+    assert!(l.signatures().len() >= 20);
+    // Loading checks the built-in entries without compiling them: compiling them all is
+    // what this test is for (a broken built-in entry is a build defect).
+    l.compile().unwrap();
+    for (s, m) in l.signatures().iter().zip(&l.ready().matchers) {
+        assert_eq!(
+            m.patterns.regexes.len(),
+            s.spec.patterns.len(),
+            "{}",
+            s.spec.id
+        );
+        assert_eq!(m.unless.regexes.len(), s.spec.unless.len(), "{}", s.spec.id);
+    }
+}
+
+#[test]
+fn node_heap_oom_variants() {
+    for line in [
+        "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+        "FATAL ERROR: CALL_AND_RETRY_LAST Allocation failed - JavaScript heap out of memory",
+        "FATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed - JavaScript heap out of memory",
+    ] {
+        assert_eq!(id(line).as_deref(), Some("node.heap_oom"), "{line}");
+    }
+}
+
+#[test]
+fn kernel_oom_extracts_pid_and_process() {
+    let line = "[12345.678901] Out of memory: Killed process 4242 (node) total-vm:2345678kB, anon-rss:1987654kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:4096kB oom_score_adj:0";
+    let l = lib();
+    let m = l.match_line(line).unwrap();
+    assert_eq!(m.signature.spec.id, "linux.oom_kill");
+    assert_eq!(m.details.get("pid").map(String::as_str), Some("4242"));
+    assert_eq!(m.details.get("process").map(String::as_str), Some("node"));
+}
+
+#[test]
+fn jvm_flags_are_not_oom() {
+    assert_eq!(
+        id("exec java -Xmx2g -XX:+ExitOnOutOfMemoryError -jar app.jar"),
+        None
+    );
+    assert_eq!(
+        id("Exception in thread \"http-nio-8080-exec-3\" java.lang.OutOfMemoryError: Java heap space").as_deref(),
+        Some("jvm.out_of_memory_error")
+    );
+}
+
+#[test]
+fn unwraps_json_loggers() {
+    let line = r#"{"level":"fatal","time":1767607200,"msg":"fatal error: runtime: out of memory"}"#;
+    assert_eq!(id(line).as_deref(), Some("go.out_of_memory"));
+    let docker = r#"{"log":"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n","stream":"stderr","time":"2026-01-05T10:00:00.000000001Z"}"#;
+    assert_eq!(id(docker).as_deref(), Some("node.heap_oom"));
+}
+
+#[test]
+fn ordinary_lines_do_not_match() {
+    for line in [
+        "GET /healthz 200 1ms",
+        "[GC (Allocation Failure) [PSYoungGen: 65536K->10720K(76288K)] 65536K->10728K(251392K), 0.0123 secs]",
+        "echo -1000 > /proc/self/oom_score_adj",
+        "node --max-old-space-size=4096 server.js",
+    ] {
+        assert_eq!(id(line), None, "{line}");
+    }
+    // An orderly stop is recognised, as a shutdown, not a death.
+    let l = lib();
+    let m = l
+        .match_line("Received SIGTERM, shutting down gracefully")
+        .unwrap();
+    assert_eq!(m.signature.spec.kind, SignatureKind::Shutdown);
+}
+
+#[test]
+fn generic_tier_comes_after_precise_entries_and_has_its_own_negatives() {
+    let l = lib();
+    let ranks: Vec<u8> = l.signatures().iter().map(|s| s.spec.rank()).collect();
+    assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
+    // A phrasing no precise entry names.
+    assert_eq!(
+        id("acme-indexer: worker 3 ran out of memory, exiting").as_deref(),
+        Some("generic.out_of_memory")
+    );
+    // The same words in a changelog line are not a death.
+    assert_eq!(id("Fix out of memory in the indexer worker"), None);
+    // A precise entry still matches where the generic negatives would not let a generic one.
+    let user = r#"
+generic_unless = ['acme']
+"#;
+    let l = SignatureLibrary::with_overrides(user, "user.toml").unwrap();
+    assert!(l
+        .match_line("acme-indexer: worker 3 ran out of memory")
+        .is_none());
+    assert_eq!(
+        l.match_line("acme: fatal error: runtime: out of memory")
+            .map(|m| m.signature.spec.id.clone())
+            .as_deref(),
+        Some("go.out_of_memory")
+    );
+}
+
+#[test]
+fn patterns_are_case_insensitive() {
+    assert_eq!(
+        id("FATAL ERROR: REACHED HEAP LIMIT ALLOCATION FAILED - JAVASCRIPT HEAP OUT OF MEMORY")
+            .as_deref(),
+        Some("node.heap_oom")
+    );
+}
+
+#[test]
+fn exception_fields_of_structured_loggers_are_matched() {
+    let serilog = r#"{"@t":"2026-01-05T10:00:00Z","@mt":"Request failed","@x":"System.OutOfMemoryException: Exception of type 'System.OutOfMemoryException' was thrown."}"#;
+    assert_eq!(id(serilog).as_deref(), Some("dotnet.out_of_memory"));
+    let pino = r#"{"level":50,"msg":"worker died","err":{"type":"Error","message":"spawn ENOMEM","stack":"Error: spawn ENOMEM
+at ChildProcess.spawn"}}"#;
+    assert_eq!(id(pino).as_deref(), Some("generic.allocation_failure"));
+}
+
+#[test]
+fn crashes() {
+    assert_eq!(
+        id("panic: runtime error: invalid memory address or nil pointer dereference").as_deref(),
+        Some("go.panic")
+    );
+    assert_eq!(
+        id("thread 'main' panicked at src/main.rs:10:5:").as_deref(),
+        Some("rust.panic")
+    );
+    assert_eq!(
+        id("Segmentation fault (core dumped)").as_deref(),
+        Some("native.segfault")
+    );
+}
+
+#[test]
+fn buffer_scan_agrees_with_line_by_line() {
+    let l = lib();
+    let text = "ok\r\nFATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\npanic: x\n\nfatal error: runtime: out of memory\r\nlast line without newline";
+    let mut found = Vec::new();
+    let lines = l.scan_buffer(text.as_bytes(), 1, |n, line, m| {
+        found.push((n, line.to_string(), m.signature.spec.id.clone()))
+    });
+    let expected: Vec<(usize, String, String)> = text
+        .split('\n')
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let line = line.trim_end_matches('\r');
+            l.match_line(line)
+                .map(|m| (i + 1, line.to_string(), m.signature.spec.id.clone()))
+        })
+        .collect();
+    assert_eq!(found, expected);
+    assert_eq!(found.len(), 3);
+    assert_eq!(lines, 6);
+    assert_eq!(l.scan_buffer(b"", 1, |_, _, _| {}), 0);
+    assert_eq!(l.scan_buffer(b"a\nb\n", 1, |_, _, _| {}), 2);
+}
+
+/// Lines for [`bulk_scan_agrees_with_line_matching_at_every_window_edge`]: crash lines,
+/// keywords in other cases, cut across lines, wrapped in JSON, ordinary lines, CRLF, empty
+/// lines and bytes that are not UTF-8.
+const SCAN_LINES: &[&[u8]] = &[
+    b"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+    b"fatal error: runtime: out of memory",
+    b"panic: runtime error: invalid memory address or nil pointer dereference",
+    br#"Exception in thread "main" java.lang.OutOfMemoryError: Java heap space"#,
+    b"[1234567.890123] Out of memory: Killed process 4242 (node) total-vm:2345678kB, anon-rss:1987654kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:4096kB oom_score_adj:0",
+    br#"{"level":50,"msg":"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"}"#,
+    b"2026-01-05T10:00:01.123456789Z stderr F fatal error: runtime: OUT OF MEMORY",
+    b"WARN  [cache] LRU eviction: memory limit reached, dropped 200 keys",
+    b"Received SIGTERM, shutting down gracefully",
+    b"oom",
+    b"OoM",
+    b"out of",
+    b" memory",
+    b"memory lim",
+    b"it reached",
+    b"",
+    b"\r",
+    b"ok\r",
+    b"fatal error: runtime: out of memory\r",
+    b"10.0.3.17 - - [05/Jan/2026:10:00:01 +0000] \"GET /api/cart HTTP/1.1\" 200 1532",
+    b"invalid \xff utf8 then out of memory",
+    b"\xe5\x86\x85\xe5\xad\x98\xe4\xb8\x8d\xe8\xb6\xb3 \xe5\x86\x85",
+];
+
+#[test]
+fn bulk_scan_agrees_with_line_matching_at_every_window_edge() {
+    let l = lib();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for round in 0..24 {
+        // Up to ~24 KiB: past the size where the pass splits into interleaved walks.
+        let target = [0usize, 1, 60, 3000, 5000, 24_000][round % 6];
+        let mut buf: Vec<u8> = Vec::new();
+        while buf.len() < target {
+            buf.extend_from_slice(SCAN_LINES[next(SCAN_LINES.len())]);
+            // Now and then two lines run together (no newline between them).
+            if next(17) != 0 {
+                buf.push(b'\n');
+            }
+        }
+        let expected: Vec<(usize, String, String)> = buf
+            .split(|&b| b == b'\n')
+            .enumerate()
+            .filter_map(|(i, raw)| {
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let line = String::from_utf8_lossy(raw);
+                l.match_death_line(&line)
+                    .map(|m| (i + 1, line.to_string(), m.signature.spec.id.clone()))
+            })
+            .collect();
+        let newlines = buf.iter().filter(|&&b| b == b'\n').count();
+        let lines = newlines + usize::from(buf.last().is_some_and(|&b| b != b'\n'));
+        for window in [1, 7, 100, 4096, 5000, BULK_WINDOW_BYTES] {
+            let mut found = Vec::new();
+            let counted = l.scan_windows(&buf, 1, window, |n, line, m| {
+                found.push((n, line.to_string(), m.signature.spec.id.clone()))
+            });
+            assert_eq!(found, expected, "round {round}, window {window}");
+            assert_eq!(counted, lines, "round {round}, window {window}");
+        }
+        if target >= 3000 {
+            assert!(
+                !expected.is_empty(),
+                "round {round}: the mix holds crash lines"
+            );
+        }
+    }
+}
+
+#[test]
+fn user_file_overrides_by_id_and_appends() {
+    let user = r#"
+[[signature]]
+id = "node.heap_oom"
+runtime = "node"
+kind = "oom"
+keywords = ["heap exploded"]
+patterns = ["heap exploded"]
+explanation = "x"
+next_step = "y"
+
+[[signature]]
+id = "acme.custom"
+runtime = "acme"
+kind = "crash"
+keywords = ["acme died"]
+patterns = ["acme died"]
+explanation = "x"
+next_step = "y"
+"#;
+    let l = SignatureLibrary::with_overrides(user, "user.toml").unwrap();
+    assert_eq!(l.signatures().len(), lib().signatures().len() + 1);
+    assert_eq!(
+        l.match_line("heap exploded").unwrap().signature.spec.id,
+        "node.heap_oom"
+    );
+    assert!(l
+        .match_line(
+            "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"
+        )
+        .is_none_or(|m| m.signature.spec.id != "node.heap_oom"));
+    assert_eq!(
+        l.match_line("acme died").unwrap().signature.spec.id,
+        "acme.custom"
+    );
+}
+
+#[test]
+fn invalid_user_file_names_the_problem() {
+    let err = SignatureLibrary::with_overrides("[[signature]]\nid = 3\n", "user.toml").unwrap_err();
+    assert!(err.to_string().contains("user.toml:"), "{err}");
+    let bad_regex = r#"
+[[signature]]
+id = "x"
+runtime = "x"
+kind = "oom"
+keywords = ["x"]
+patterns = ["(unclosed"]
+explanation = "x"
+next_step = "y"
+"#;
+    let err = SignatureLibrary::with_overrides(bad_regex, "user.toml").unwrap_err();
+    assert!(
+        err.to_string().contains("patterns[0]: invalid regex"),
+        "{err}"
+    );
+}
