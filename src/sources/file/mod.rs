@@ -242,6 +242,36 @@ impl<T: Send + Sync + 'static> FileIndex<T> {
 
 pub(crate) use crate::sources::SkipLog;
 
+/// An index that knows what it skipped and which of its inputs could not be used: what a
+/// file source reports for the scan from its [`FileIndex`].
+pub(crate) trait IndexedInputs {
+    fn skip_log(&self) -> &SkipLog;
+    fn problems(&self) -> &crate::sources::InputProblems;
+}
+
+impl<T: IndexedInputs + Send + Sync + 'static> FileIndex<T> {
+    /// The skipped records of the index as last built (count and report); none before it is.
+    pub fn skipped(&self) -> (usize, Vec<crate::sources::Skipped>) {
+        self.current()
+            .map(|i| (i.skip_log().count, i.skip_log().report()))
+            .unwrap_or_default()
+    }
+
+    /// The skipped records grouped by input file and kind.
+    pub fn skipped_by_input(&self) -> Vec<crate::sources::SkippedGroup> {
+        self.current()
+            .map(|i| i.skip_log().groups.rows())
+            .unwrap_or_default()
+    }
+
+    /// The inputs the index could not use (errors and warnings naming them).
+    pub fn input_problems(&self) -> crate::sources::InputProblems {
+        self.current()
+            .map(|i| i.problems().clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Top-level keys in which the AWS CLI leaves a pagination token when it did not fetch every
 /// page: `--max-items` writes the CLI's own `NextToken`, `--no-paginate` the service's key
 /// (`NextToken`, or `nextToken` for CloudWatch Logs).

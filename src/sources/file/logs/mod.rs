@@ -76,6 +76,15 @@ struct LogIndex {
     problems: InputProblems,
 }
 
+impl super::IndexedInputs for LogIndex {
+    fn skip_log(&self) -> &SkipLog {
+        &self.skipped
+    }
+    fn problems(&self) -> &InputProblems {
+        &self.problems
+    }
+}
+
 /// A file of the index, as it was when indexed, and how its events were read.
 #[derive(Debug)]
 struct LogFile {
@@ -232,24 +241,15 @@ impl LogSource for FileLogs {
     }
 
     fn skipped(&self) -> (usize, Vec<Skipped>) {
-        self.index
-            .current()
-            .map(|i| (i.skipped.count, i.skipped.report()))
-            .unwrap_or_default()
+        self.index.skipped()
     }
 
     fn skipped_by_input(&self) -> Vec<crate::sources::SkippedGroup> {
-        self.index
-            .current()
-            .map(|i| i.skipped.groups.rows())
-            .unwrap_or_default()
+        self.index.skipped_by_input()
     }
 
     fn input_problems(&self) -> InputProblems {
-        self.index
-            .current()
-            .map(|i| i.problems.clone())
-            .unwrap_or_default()
+        self.index.input_problems()
     }
 }
 

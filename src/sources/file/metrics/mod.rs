@@ -115,6 +115,15 @@ struct MetricIndex {
     problems: InputProblems,
 }
 
+impl super::IndexedInputs for MetricIndex {
+    fn skip_log(&self) -> &SkipLog {
+        &self.skipped
+    }
+    fn problems(&self) -> &InputProblems {
+        &self.problems
+    }
+}
+
 /// A file of the index, as it was when indexed.
 #[derive(Debug)]
 struct IndexedFile {
@@ -293,24 +302,15 @@ impl MetricSource for FileMetrics {
     }
 
     fn skipped(&self) -> (usize, Vec<Skipped>) {
-        self.index
-            .current()
-            .map(|i| (i.skipped.count, i.skipped.report()))
-            .unwrap_or_default()
+        self.index.skipped()
     }
 
     fn skipped_by_input(&self) -> Vec<crate::sources::SkippedGroup> {
-        self.index
-            .current()
-            .map(|i| i.skipped.groups.rows())
-            .unwrap_or_default()
+        self.index.skipped_by_input()
     }
 
     fn input_problems(&self) -> InputProblems {
-        self.index
-            .current()
-            .map(|i| i.problems.clone())
-            .unwrap_or_default()
+        self.index.input_problems()
     }
 
     async fn input_stamps(&self) -> Result<Option<Vec<crate::model::InputStamp>>> {
