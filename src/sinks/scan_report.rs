@@ -188,7 +188,7 @@ pub enum Investigation {
     },
     /// No termination was found, but the instance is known: listed in a group's inventory now
     /// (`in_service`), or with a memory series (older than the history, or outside a group).
-    /// An instance known to neither is [`Error::UnknownInstance`].
+    /// An instance known to neither is [`crate::error::Error::UnknownInstance`].
     NoTermination {
         instance_id: String,
         /// Listed by the inventory (DescribeAutoScalingGroups, or its export) at query time.

@@ -44,6 +44,28 @@ fn chromium() -> PathBuf {
     common::debian_tool("EPITAPH_CHROMIUM", "/usr/bin/chromium", "chromium")
 }
 
+/// Renders `html` in headless Chromium with `probe` (a `<script>` that writes its findings as
+/// JSON into `<pre id="probe">`) appended to the body, and returns what it found.
+fn run_probe(html: &str, probe: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, html.replace("</body>", &format!("{probe}</body>"))).unwrap();
+    let dom = dump_dom(&page, &dir.path().join("profile"));
+    let found = dom
+        .split_once("<pre id=\"probe\">")
+        .and_then(|(_, rest)| rest.split_once("</pre>"))
+        .map(|(json, _)| json.replace("&quot;", "\"").replace("&amp;", "&"))
+        .unwrap_or_else(|| {
+            panic!(
+                "probe did not run; DOM ends: {}",
+                &dom[dom.len().saturating_sub(500)..]
+            )
+        });
+    let r: serde_json::Value = serde_json::from_str(&found).unwrap();
+    eprintln!("probe: {r}");
+    r
+}
+
 fn dump_dom(page: &Path, profile: &Path) -> String {
     let mut cmd = Command::new(chromium());
     cmd.args([
@@ -88,22 +110,7 @@ fn report_renders_in_headless_chromium() {
     // Self-contained: nothing fetched from anywhere.
     assert!(!html.contains("src=") && !html.contains("<link") && !html.contains("<script"));
 
-    let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("report.html");
-    std::fs::write(&page, html.replace("</body>", &format!("{PROBE}</body>"))).unwrap();
-    let dom = dump_dom(&page, &dir.path().join("profile"));
-    let probe = dom
-        .split_once("<pre id=\"probe\">")
-        .and_then(|(_, rest)| rest.split_once("</pre>"))
-        .map(|(json, _)| json.replace("&quot;", "\"").replace("&amp;", "&"))
-        .unwrap_or_else(|| {
-            panic!(
-                "probe did not run; DOM ends: {}",
-                &dom[dom.len().saturating_sub(500)..]
-            )
-        });
-    let r: serde_json::Value = serde_json::from_str(&probe).unwrap();
-    eprintln!("probe: {r}");
+    let r = run_probe(&html, PROBE);
 
     let memory_deployments = fleet
         .truth
@@ -206,22 +213,7 @@ fn planted_markup_in_last_words_stays_text_in_headless_chromium() {
   document.body.appendChild(out);
 })();
 </script>"#;
-    let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("report.html");
-    std::fs::write(&page, html.replace("</body>", &format!("{probe}</body>"))).unwrap();
-    let dom = dump_dom(&page, &dir.path().join("profile"));
-    let probe = dom
-        .split_once("<pre id=\"probe\">")
-        .and_then(|(_, rest)| rest.split_once("</pre>"))
-        .map(|(json, _)| json.replace("&quot;", "\"").replace("&amp;", "&"))
-        .unwrap_or_else(|| {
-            panic!(
-                "probe did not run: {}",
-                &dom[dom.len().saturating_sub(500)..]
-            )
-        });
-    let r: serde_json::Value = serde_json::from_str(&probe).unwrap();
-    eprintln!("probe: {r}");
+    let r = run_probe(&html, probe);
     assert_eq!(r["title"], "epitaph report", "no planted script ran: {r}");
     assert_eq!(r["imgs"], 0, "no planted element: {r}");
     assert_eq!(r["scripts"], 1, "only the probe: {r}");

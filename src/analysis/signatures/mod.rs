@@ -670,7 +670,7 @@ impl SignatureLibrary {
     /// (1-based line numbers, counted from `first_line`) for each line that matches an OOM or
     /// crash signature (context and shutdown lines only matter inside last words): for each
     /// line, what [`match_death_line`](Self::match_death_line) answers. One keyword-automaton
-    /// pass runs over the whole buffer (several interleaved walks, see [`BULK_STREAMS`]); only
+    /// pass runs over the whole buffer (several interleaved walks, see `BULK_STREAMS`); only
     /// lines holding a keyword are cut out and matched, so a non-matching line costs a share of
     /// that pass. Returns the number of lines in the buffer.
     pub fn scan_buffer(
