@@ -59,6 +59,12 @@ use crate::store::{AlertChange, OutboxMessage, RunRecord, Store};
 pub const SCHEMA_VERSION: u32 = 1;
 /// Instances per metrics request and per store transaction (CloudWatch takes 500 queries).
 pub const BATCH_SIZE: usize = 500;
+/// Reports a scan stores per transaction (a multiple of [`BATCH_SIZE`]). Every transaction
+/// rewrites each ids-keyed B-tree page it touches, and ids arrive in no order, so 500 rows
+/// touched most leaves of a 100,000-instance index — writes grew with the store, not with the
+/// new rows (`benches/cost.sh`: the SQLite worker's share grew 4.7× for 3.3× the fleet).
+/// Reports wait encoded-free in memory until saved: ~25 KB each.
+pub const STORE_BATCH: usize = 2_500;
 /// Memory points kept per instance in the store and reports (the analysis uses all of them).
 pub const MAX_STORED_POINTS: usize = 288;
 /// At most this many input problems are listed in a summary (the counts are exact).

@@ -193,6 +193,20 @@ impl Pipeline {
         Ok(todo)
     }
 
+    /// Stores the reports analysed since the last save, in one transaction, and counts them.
+    async fn save_reports(
+        &self,
+        run: &mut ScanRun,
+        coverage: &mut crate::analysis::coverage::Coverage,
+        reports: &mut Vec<InstanceReport>,
+    ) -> Result<()> {
+        run.summary.analysed += reports.len();
+        reports.iter().for_each(|r| coverage.add(r));
+        self.store.save_instances(reports).await?;
+        reports.clear();
+        Ok(())
+    }
+
     /// Fetch: each batch's evidence, analysed and stored; a failed fetch stays pending. Then
     /// the records the log and metric sources skipped.
     async fn fetch_all(
@@ -203,9 +217,9 @@ impl Pipeline {
     ) -> Result<()> {
         let bar = progress_bar(opts.progress, todo.len());
         let mut coverage = crate::analysis::coverage::Coverage::default();
+        let mut reports = Vec::new();
         for chunk in todo.chunks(BATCH_SIZE) {
             let fetched = self.fetch_chunk(chunk).await?;
-            let mut reports = Vec::with_capacity(fetched.len());
             for f in fetched {
                 match f {
                     Fetched::Done(r) => reports.push(*r),
@@ -219,11 +233,12 @@ impl Pipeline {
                     }
                 }
             }
-            run.summary.analysed += reports.len();
-            reports.iter().for_each(|r| coverage.add(r));
-            self.store.save_instances(&reports).await?;
+            if reports.len() >= STORE_BATCH {
+                self.save_reports(run, &mut coverage, &mut reports).await?;
+            }
             bar.inc(chunk.len() as u64);
         }
+        self.save_reports(run, &mut coverage, &mut reports).await?;
         bar.finish_and_clear();
         run.summary.coverage = coverage.finish();
         for c in &run.summary.coverage.collapsed {

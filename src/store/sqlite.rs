@@ -99,6 +99,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .page_size(PAGE_SIZE)
+            // Statement journals in memory: a multi-row upsert inside a transaction journals
+            // the pages it changes, and past 64 KiB SQLite spilled that to a file in /var/tmp —
+            // two thirds of a full scan's page writes (`benches/cost.sh`, strace).
+            .pragma("temp_store", "memory")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -848,6 +848,69 @@ async fn an_old_sqlite_store_is_upgraded() {
     an_old_store_is_read_and_judged_after_upgrade(&store).await;
 }
 
+/// A store written before 0009 (compact rows in a WITHOUT ROWID table) keeps its rows and its
+/// revision when 0009 rebuilds the table, which then has rowids and reads in time order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_of_0008_keeps_its_compact_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let before = {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.save_instances(&fleet()).await.unwrap();
+        let before = (
+            store.facts_in(all_time()).await.unwrap(),
+            store.facts_fingerprint(all_time()).await.unwrap(),
+        );
+        store.close().await.unwrap();
+        before
+    };
+    assert_eq!(before.0.len(), fleet().len());
+    // Back to the 0008 schema: 0006's table as it was, the same rows, 0009 not applied.
+    {
+        let old = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations/sqlite/0006_instance_facts.sql"),
+        )
+        .unwrap();
+        let start = old.find("CREATE TABLE instance_facts").unwrap();
+        let end = old[start..].find("WITHOUT ROWID;").unwrap() + start + "WITHOUT ROWID;".len();
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .unwrap();
+        for sql in [
+            "ALTER TABLE instance_facts RENAME TO facts_0009",
+            "DROP INDEX instance_facts_terminated_at",
+            &old[start..end],
+            "INSERT INTO instance_facts SELECT * FROM facts_0009",
+            "DROP TABLE facts_0009",
+            "CREATE INDEX instance_facts_terminated_at ON instance_facts (terminated_at)",
+            "DELETE FROM _sqlx_migrations WHERE version = 9",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        let no_rowid = sqlx::query("SELECT rowid FROM instance_facts")
+            .fetch_all(&pool)
+            .await;
+        assert!(no_rowid.is_err(), "the 0008 table has no rowid");
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.facts_in(all_time()).await.unwrap(), before.0);
+    assert_eq!(store.facts_fingerprint(all_time()).await.unwrap(), before.1);
+    store.close().await.unwrap();
+    let pool =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path))
+            .await
+            .unwrap();
+    let rowids = sqlx::query("SELECT rowid FROM instance_facts")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rowids.len(), fleet().len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_postgres_store_is_upgraded() {
     let url = crate::pg::postgres().database();
