@@ -315,6 +315,18 @@ pub(super) fn config_check(g: &Globals) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `epitaph config schema`: the derived JSON Schema of the config, on stdout.
+pub(super) fn config_schema() -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(epitaph::config::schema::json_schema())?
+    )?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A scan, its alert delivery, the report printed, and the exit code.
 async fn run_scan(
     cfg: Config,

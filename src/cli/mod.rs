@@ -228,6 +228,10 @@ enum HeapCommand {
 enum ConfigCommand {
     /// Report every problem in the configuration at once.
     Check,
+    /// Print the configuration's JSON Schema (draft 2020-12, derived from the config types,
+    /// each key's description from its doc comment): for editors and CI linting of
+    /// `epitaph.toml` (e.g. taplo, or the Even Better TOML extension). Reads no config file.
+    Schema,
 }
 
 /// Parses arguments, runs, and maps errors to exit codes.
@@ -355,5 +359,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Check,
         } => commands::config_check(&g),
+        Command::Config {
+            command: ConfigCommand::Schema,
+        } => commands::config_schema(),
     }
 }

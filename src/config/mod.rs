@@ -41,17 +41,37 @@ pub use sources::*;
 /// Environment variables with this prefix and a `__` override config keys.
 pub const ENV_PREFIX: &str = "EPITAPH_";
 
+/// epitaph's configuration (`epitaph.toml`): every key optional, defaults built in; any key can
+/// be overridden by an `EPITAPH_SECTION__KEY` environment variable. `epitaph config schema`
+/// prints this schema; `epitaph config check` enforces it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The scan: its window (`since`/`until`), the last-words window and series lookback per
+    /// instance, fetch concurrency, the overlap a re-scan reads again, and the lookback
+    /// deployments are judged over.
     pub scan: ScanConfig,
+    /// What a deployment is: the identity instances are grouped by (launch template version,
+    /// AMI, a tag, a log field or metric label).
     pub deployment: DeploymentConfig,
+    /// The judgement: instances a deployment needs for a verdict, and early warning of the
+    /// running instances.
     pub analysis: AnalysisConfig,
+    /// Where the state lives (SQLite path or PostgreSQL URL) and how long it is kept.
     pub state: StateConfig,
+    /// Extra signature files added to the built-in crash and OOM library.
     pub signatures: SignaturesConfig,
+    /// The evidence sources: terminations (`activities`), last words (`logs`), the memory
+    /// series (`metrics`) and `events`, each a backend with its own keys.
     pub sources: SourcesConfig,
+    /// AWS: region, profile or endpoint, the accounts and roles to assume (`targets`),
+    /// retries, timeouts and request pacing.
     pub aws: AwsConfig,
+    /// Alerts: the Slack or webhook URL, which verdicts fire, cooldown and resolution,
+    /// redaction, delivery retries.
     pub alerts: AlertsConfig,
+    /// `epitaph serve`: the listen address, the scan schedule (cron), the API token, alert
+    /// delivery and shutdown.
     pub serve: ServeConfig,
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]

@@ -595,6 +595,48 @@ fn config_check(cfg: &Path) -> assert_cmd::assert::Assert {
         .assert()
 }
 
+/// `config schema` prints the schema `config check` enforces (the same derived document), as
+/// JSON Schema 2020-12, each section described — without reading a config.
+#[test]
+fn config_schema_prints_the_checked_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = epitaph()
+        .current_dir(dir.path())
+        .env_remove("EPITAPH_CONFIG")
+        .args(["config", "schema"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let printed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(&printed, epitaph::config::schema::json_schema());
+    assert_eq!(
+        printed["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    // Every section the example config uses is described at the top of the printed schema.
+    let example: toml::Table = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/epitaph.example.toml"
+    ))
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(
+        example.len() >= 5,
+        "{:?}",
+        example.keys().collect::<Vec<_>>()
+    );
+    for section in example.keys() {
+        let node = &printed["properties"][section.as_str()];
+        assert!(
+            node["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{section}: no description in the printed schema: {node}"
+        );
+    }
+}
+
 #[test]
 fn config_check_reports_every_problem_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
