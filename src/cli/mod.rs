@@ -250,6 +250,7 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if broken_pipe(&e) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(e) => {
             eprintln!("epitaph: {e:#}");
             let bad_input = e
@@ -258,6 +259,19 @@ pub fn main() -> ExitCode {
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }
     }
+}
+
+/// Exit status when the reader of stdout went away (`epitaph config schema | head`): what a
+/// process killed by SIGPIPE reports to a shell (128 + 13), without a message — Rust ignores
+/// SIGPIPE, so the write fails with `EPIPE` instead.
+const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Whether an error is a write to a closed stdout: a bare `io::Error` (what `writeln!(out, …)?`
+/// returns), not one inside a source's or store's error — a connection that broke while
+/// fetching evidence is an error to report, not a reader that left.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn init_tracing(filter: &str) {

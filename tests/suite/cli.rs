@@ -637,6 +637,27 @@ fn config_schema_prints_the_checked_schema() {
     }
 }
 
+/// A reader that went away (`epitaph config schema | head`) ends the command quietly with a
+/// shell's SIGPIPE status, not an error message. The pipe's read end is closed before the
+/// process starts, so the first write fails whatever the machine's speed.
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_sigpipe_status() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_epitaph"))
+        .args(["config", "schema"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn config_check_reports_every_problem_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
