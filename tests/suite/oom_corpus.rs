@@ -27,13 +27,14 @@ const HOLDOUT_PERCENT: u64 = 30;
 /// on its development part only) all rounds are 0.937 / 0.938, and the floor moved down again.
 /// With round 9's held-out part (92 long-tail lines, 0.90 / 0.73 after tuning on its
 /// development part only) all rounds are 0.936 / 0.927: the recall floor moved to 0.92. With
-/// round 10's (100 lines, 1.00 / 0.82 after tuning) all rounds are 0.941 / 0.926.
+/// round 10's (100 lines, 1.00 / 0.82 after tuning) all rounds are 0.941 / 0.926; with
+/// round 11's (87 lines, 0.94 / 0.94 after tuning) 0.941 / 0.926.
 /// (The goal in issue #9 is 0.99 / 0.97; BENCHMARKS.md says where the split stands against it,
 /// and what each round scored before anyone looked at it.)
 const MIN_HOLDOUT_PRECISION: f64 = 0.93;
 const MIN_HOLDOUT_RECALL: f64 = 0.92;
-/// The development split is tuned on: it must stay where the tuning left it (0.9971 / 0.9988
-/// after round 10's tuning).
+/// The development split is tuned on: it must stay where the tuning left it (0.9989 / 0.9989
+/// after round 11's tuning).
 const MIN_DEV_PRECISION: f64 = 0.99;
 const MIN_DEV_RECALL: f64 = 0.99;
 /// Corpus shape required by the labelling rules and issue #9.
