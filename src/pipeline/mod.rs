@@ -63,7 +63,8 @@ pub const BATCH_SIZE: usize = 500;
 /// rewrites each ids-keyed B-tree page it touches, and ids arrive in no order, so 500 rows
 /// touched most leaves of a 100,000-instance index — writes grew with the store, not with the
 /// new rows (`benches/cost.sh`: the SQLite worker's share grew 4.7× for 3.3× the fleet).
-/// Reports wait encoded-free in memory until saved: ~25 KB each.
+/// Reports wait in memory until saved (peak RSS of a 100,000-instance scan unchanged); a
+/// failing fetch saves those already analysed before the error ends the scan.
 pub const STORE_BATCH: usize = 2_500;
 /// Memory points kept per instance in the store and reports (the analysis uses all of them).
 pub const MAX_STORED_POINTS: usize = 288;

@@ -219,7 +219,14 @@ impl Pipeline {
         let mut coverage = crate::analysis::coverage::Coverage::default();
         let mut reports = Vec::new();
         for chunk in todo.chunks(BATCH_SIZE) {
-            let fetched = self.fetch_chunk(chunk).await?;
+            let fetched = match self.fetch_chunk(chunk).await {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    // What was analysed before the failure is kept, not analysed again.
+                    self.save_reports(run, &mut coverage, &mut reports).await?;
+                    return Err(e);
+                }
+            };
             for f in fetched {
                 match f {
                     Fetched::Done(r) => reports.push(*r),
