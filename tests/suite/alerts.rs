@@ -6,8 +6,9 @@
 //! first), so "decide again" runs every time, not only when two scans happen to interleave.
 
 use crate::common;
+use crate::store_double::{HookedStore, StoreHooks};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,16 +16,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use common::{ChildGuard, Fleet, Receiver, Reply, PLANTED_AWS_KEY, PLANTED_PASSWORD};
-use epitaph::analysis::alerting::AlertState;
 use epitaph::config::Config;
 use epitaph::error::Result;
-use epitaph::model::{DeploymentFinding, InstanceInfo, InstanceReport, Termination, TimeWindow};
 use epitaph::pipeline::{load_signatures, Pipeline, ScanOptions};
 use epitaph::sources::Sources;
-use epitaph::store::{
-    AlertChange, DeliveryOutcome, OutboxEntry, OutboxMessage, Pending, RunRecord, SqliteStore,
-    Store,
-};
+use epitaph::store::{AlertChange, OutboxEntry, OutboxMessage, SqliteStore, Store};
 
 fn alerts_section(rx: &Receiver, slack: bool, extra: &str) -> String {
     let mut s = String::from("[alerts]\n");
@@ -223,7 +219,6 @@ async fn racing_replicas_enqueue_each_transition_once() {
 /// writer (a second handle on the same database, as another replica is) commits the first
 /// deployment's transition with its message.
 struct LoseFirstRace {
-    inner: SqliteStore,
     other: SqliteStore,
     /// Every `commit_alerts` call: the deployments it changed and whether it applied.
     commits: Mutex<Vec<(Vec<String>, bool)>>,
@@ -232,9 +227,10 @@ struct LoseFirstRace {
 }
 
 #[async_trait]
-impl Store for LoseFirstRace {
+impl StoreHooks for LoseFirstRace {
     async fn commit_alerts(
         &self,
+        inner: &SqliteStore,
         changes: &[AlertChange],
         messages: &[OutboxMessage],
         now: DateTime<Utc>,
@@ -254,132 +250,10 @@ impl Store for LoseFirstRace {
             );
             *self.taken.lock().unwrap() = Some(theirs.clone());
         }
-        let applied = self.inner.commit_alerts(changes, messages, now).await?;
+        let applied = inner.commit_alerts(changes, messages, now).await?;
         let names = changes.iter().map(|c| c.state.deployment.clone()).collect();
         self.commits.lock().unwrap().push((names, applied));
         Ok(applied)
-    }
-
-    async fn watermark(&self) -> Result<Option<DateTime<Utc>>> {
-        self.inner.watermark().await
-    }
-    async fn record_run(&self, run: &RunRecord) -> Result<()> {
-        self.inner.record_run(run).await
-    }
-    async fn target_backlog(&self) -> Result<epitaph::store::TargetBacklog> {
-        self.inner.target_backlog().await
-    }
-    async fn analysed_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
-        self.inner.analysed_ids(ids).await
-    }
-    async fn save_instances(&self, reports: &[InstanceReport]) -> Result<()> {
-        self.inner.save_instances(reports).await
-    }
-    async fn save_pending(&self, t: &Termination, error: &str) -> Result<()> {
-        self.inner.save_pending(t, error).await
-    }
-    async fn pending(&self) -> Result<Vec<Pending>> {
-        self.inner.pending().await
-    }
-    async fn instance(&self, id: &str) -> Result<Option<InstanceReport>> {
-        self.inner.instance(id).await
-    }
-    async fn instances_in(&self, window: TimeWindow) -> Result<Vec<InstanceReport>> {
-        self.inner.instances_in(window).await
-    }
-    async fn facts_in(&self, window: TimeWindow) -> Result<Vec<epitaph::model::InstanceFacts>> {
-        self.inner.facts_in(window).await
-    }
-    async fn facts_fingerprint(
-        &self,
-        window: TimeWindow,
-    ) -> Result<epitaph::store::FactsFingerprint> {
-        self.inner.facts_fingerprint(window).await
-    }
-    async fn facts_of(&self, ids: &[String]) -> Result<Vec<epitaph::model::InstanceFacts>> {
-        self.inner.facts_of(ids).await
-    }
-    async fn reports(&self, ids: &[String]) -> Result<Vec<InstanceReport>> {
-        self.inner.reports(ids).await
-    }
-    async fn prune(
-        &self,
-        evidence_before: DateTime<Utc>,
-        facts_before: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<epitaph::store::Pruned> {
-        self.inner.prune(evidence_before, facts_before, limit).await
-    }
-    async fn replace_projections(&self, p: &[epitaph::model::ProjectedDeath]) -> Result<()> {
-        self.inner.replace_projections(p).await
-    }
-    async fn projections(&self) -> Result<Vec<epitaph::model::ProjectedDeath>> {
-        self.inner.projections().await
-    }
-    async fn input_stamps(&self, reader: &str) -> Result<Vec<epitaph::model::InputStamp>> {
-        self.inner.input_stamps(reader).await
-    }
-    async fn replace_input_stamps(
-        &self,
-        reader: &str,
-        stamps: &[epitaph::model::InputStamp],
-    ) -> Result<()> {
-        self.inner.replace_input_stamps(reader, stamps).await
-    }
-    async fn attach_heap_diff(&self, d: &epitaph::analysis::heap::AttachedHeapDiff) -> Result<()> {
-        self.inner.attach_heap_diff(d).await
-    }
-    async fn heap_diffs(&self) -> Result<Vec<epitaph::analysis::heap::AttachedHeapDiff>> {
-        self.inner.heap_diffs().await
-    }
-    async fn claim_scan_slot(
-        &self,
-        slot: DateTime<Utc>,
-        owner: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.inner.claim_scan_slot(slot, owner, now).await
-    }
-    async fn save_inventory(&self, infos: &[InstanceInfo]) -> Result<()> {
-        self.inner.save_inventory(infos).await
-    }
-    async fn inventory(&self, ids: &[String]) -> Result<HashMap<String, InstanceInfo>> {
-        self.inner.inventory(ids).await
-    }
-    async fn save_findings(&self, findings: &[DeploymentFinding]) -> Result<()> {
-        self.inner.save_findings(findings).await
-    }
-    async fn findings(&self) -> Result<Vec<DeploymentFinding>> {
-        self.inner.findings().await
-    }
-    async fn alert_states(&self) -> Result<Vec<AlertState>> {
-        self.inner.alert_states().await
-    }
-    async fn claim_outbox(
-        &self,
-        owner: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<OutboxEntry>> {
-        self.inner.claim_outbox(owner, now, lease_until).await
-    }
-    async fn finish_outbox(
-        &self,
-        id: i64,
-        owner: &str,
-        outcome: &DeliveryOutcome,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.inner.finish_outbox(id, owner, outcome, now).await
-    }
-    async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
-        self.inner.outbox(limit).await
-    }
-    async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>> {
-        self.inner.outbox_counts().await
-    }
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
     }
 }
 
@@ -391,11 +265,13 @@ async fn a_commit_that_lost_the_race_decides_again() {
     let expected: BTreeSet<String> = fleet.alerting_deployments().into_iter().collect();
     assert!(expected.len() >= 2, "the fleet has alerting deployments");
     let cfg = Config::load(Some(&fleet.config_path())).unwrap();
-    let store = Arc::new(LoseFirstRace {
+    let store = Arc::new(HookedStore {
         inner: SqliteStore::open(&cfg.state_path()).await.unwrap(),
-        other: SqliteStore::open(&cfg.state_path()).await.unwrap(),
-        commits: Mutex::new(Vec::new()),
-        taken: Mutex::new(None),
+        hooks: LoseFirstRace {
+            other: SqliteStore::open(&cfg.state_path()).await.unwrap(),
+            commits: Mutex::new(Vec::new()),
+            taken: Mutex::new(None),
+        },
     });
     let p = Pipeline::new(
         cfg.clone(),
@@ -406,12 +282,13 @@ async fn a_commit_that_lost_the_race_decides_again() {
     let report = p.scan(&ScanOptions::default()).await.unwrap();
 
     let taken = store
+        .hooks
         .taken
         .lock()
         .unwrap()
         .clone()
         .expect("the other writer went first");
-    let commits = store.commits.lock().unwrap().clone();
+    let commits = store.hooks.commits.lock().unwrap().clone();
     let rest: Vec<String> = expected.iter().filter(|d| **d != taken).cloned().collect();
     assert_eq!(
         commits,

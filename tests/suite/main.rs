@@ -4,6 +4,7 @@
 
 mod common;
 mod pg;
+mod store_double;
 
 mod alert_promises;
 mod alerts;

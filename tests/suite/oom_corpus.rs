@@ -79,8 +79,17 @@ fn holdout(row: &Row) -> bool {
     fnv1a(&row.line, 0) % 100 < HOLDOUT_PERCENT
 }
 
+/// The corpus directory: the checkout's, or (while tuning in another clone, to skip the
+/// rebuild) the one named by `EPITAPH_OOM_CORPUS_DIR`.
+fn corpus_dir() -> std::path::PathBuf {
+    match std::env::var_os("EPITAPH_OOM_CORPUS_DIR") {
+        Some(dir) => dir.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/oom"),
+    }
+}
+
 fn corpus() -> Vec<Row> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/oom");
+    let dir = corpus_dir();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -11,11 +11,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use epitaph::config::Config;
 use epitaph::error::{Error, Result};
+use epitaph::model::InstanceInfo;
 use epitaph::model::{LastWords, MemorySeries};
-use epitaph::pipeline::{load_signatures, Pipeline, ScanOptions};
+use epitaph::pipeline::{load_signatures, Pipeline, ScanOptions, BATCH_SIZE};
 use epitaph::simulate::{simulate, SimOptions};
 use epitaph::sources::{LastWordsQuery, LogSource, MetricSource, SeriesQuery, Sources};
 use epitaph::store::{SqliteStore, Store};
+
+use crate::store_double::{HookedStore, StoreHooks};
 
 /// Fails the series of chosen instances while `broken` is set.
 struct FlakyMetrics {
@@ -233,4 +236,102 @@ async fn a_failing_metrics_backend_fails_no_scan() {
         .error
         .contains("connection refused"));
     assert_eq!(store.pending().await.unwrap().len(), 60);
+}
+
+/// Fails the store's inventory read on its `fail_on`-th call while `armed`: a scan reads the
+/// inventory once per batch of [`BATCH_SIZE`] instances, just before fetching their evidence,
+/// so the failure ends the scan with earlier batches analysed and not yet stored.
+struct InventoryFails {
+    calls: AtomicU64,
+    fail_on: u64,
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl StoreHooks for InventoryFails {
+    async fn inventory(
+        &self,
+        inner: &SqliteStore,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, InstanceInfo>> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.armed.load(Ordering::SeqCst) && call == self.fail_on {
+            return Err(Error::Store("database is locked".into()));
+        }
+        inner.inventory(ids).await
+    }
+}
+
+/// A scan whose fetch fails part-way (here the store, between two batches) ends with the error,
+/// but keeps the reports it analysed before: the next scan finds them stored and analyses only
+/// the rest, and every stored report is the one a scan that never failed stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_that_fails_mid_fetch_keeps_what_it_analysed() {
+    const EXTRA: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let truth = simulate(
+        dir.path(),
+        &SimOptions {
+            seed: 13,
+            instances: BATCH_SIZE + EXTRA,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dead = truth.instances.len();
+    assert!(dead > BATCH_SIZE, "two batches at least: {dead}");
+    let cfg = Config::load(Some(&dir.path().join("epitaph.toml"))).unwrap();
+    let store = Arc::new(HookedStore {
+        inner: SqliteStore::open(&dir.path().join("state.db"))
+            .await
+            .unwrap(),
+        hooks: InventoryFails {
+            calls: AtomicU64::new(0),
+            fail_on: 2,
+            armed: AtomicBool::new(true),
+        },
+    });
+    let pipeline = Pipeline::new(
+        cfg.clone(),
+        Sources::from_config(&cfg).await.unwrap(),
+        store.clone(),
+        Arc::new(load_signatures(&cfg).unwrap()),
+    );
+
+    let err = pipeline
+        .scan(&ScanOptions::default())
+        .await
+        .expect_err("the second batch's inventory read failed");
+    assert!(err.to_string().contains("database is locked"), "{err}");
+    let ids: Vec<String> = truth.instances.keys().cloned().collect();
+    let kept = store.analysed_ids(&ids).await.unwrap();
+    assert_eq!(kept.len(), BATCH_SIZE, "the first batch was stored");
+
+    store.hooks.armed.store(false, Ordering::SeqCst);
+    let second = pipeline.scan(&ScanOptions::default()).await.unwrap();
+    assert!(second.summary.complete, "{:?}", second.summary.pending);
+    assert_eq!(second.summary.cached, BATCH_SIZE);
+    assert_eq!(second.summary.analysed, dead - BATCH_SIZE);
+
+    // The same verdicts as a scan that never failed.
+    let reference_store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let reference = Pipeline::new(
+        cfg.clone(),
+        Sources::from_config(&cfg).await.unwrap(),
+        reference_store.clone(),
+        Arc::new(load_signatures(&cfg).unwrap()),
+    );
+    assert!(
+        reference
+            .scan(&ScanOptions::default())
+            .await
+            .unwrap()
+            .summary
+            .complete
+    );
+    for id in &ids {
+        let got = store.instance(id).await.unwrap().expect("stored");
+        let want = reference_store.instance(id).await.unwrap().expect("stored");
+        assert_eq!(got, want, "{id}");
+    }
 }
