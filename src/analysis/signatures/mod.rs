@@ -159,21 +159,28 @@ struct Matcher {
     unless: PatternList,
 }
 
-/// Compiled regexes and the same regexes as one set: `is_match` is one pass over the text
-/// whatever the number of patterns; the single regexes are only run to extract details.
+/// A list of regexes as one set: `is_match` is one pass over the text whatever the number of
+/// patterns. Each pattern is also compiled alone, on first need, to extract details from a line
+/// the set matched: compiling all of them twice up front was half of the library's start-up
+/// (about a second for ~550 patterns, paid by every `signatures match`; BENCHMARKS.md).
 #[derive(Debug, Clone)]
 struct PatternList {
-    regexes: Vec<Regex>,
+    sources: Vec<String>,
+    regexes: Vec<std::sync::OnceLock<Regex>>,
     set: RegexSet,
 }
 
 impl PatternList {
-    fn new(regexes: Vec<Regex>) -> std::result::Result<Self, regex::Error> {
-        let set = regex::RegexSetBuilder::new(regexes.iter().map(Regex::as_str))
+    fn new<S: AsRef<str>>(patterns: &[S]) -> std::result::Result<Self, regex::Error> {
+        let set = regex::RegexSetBuilder::new(patterns.iter().map(AsRef::as_ref))
             .multi_line(true)
             .case_insensitive(true)
             .build()?;
-        Ok(PatternList { regexes, set })
+        Ok(PatternList {
+            sources: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
+            regexes: patterns.iter().map(|_| std::sync::OnceLock::new()).collect(),
+            set,
+        })
     }
 
     fn is_match(&self, text: &str) -> bool {
@@ -182,11 +189,13 @@ impl PatternList {
 
     /// The first (in file order) of the regexes that match.
     fn first(&self, text: &str) -> Option<&Regex> {
-        self.set
-            .matches(text)
-            .iter()
-            .next()
-            .map(|i| &self.regexes[i])
+        let i = self.set.matches(text).iter().next()?;
+        Some(self.regexes[i].get_or_init(|| {
+            // The set compiled this very pattern with the same flags; alone it is smaller.
+            compile_pattern(&self.sources[i]).unwrap_or_else(|e| {
+                panic!("a signature pattern compiled in its set but not alone: {e}")
+            })
+        }))
     }
 }
 
@@ -516,12 +525,15 @@ impl SignatureLibrary {
         }
         // The sets of what was compiled: their errors (size limits) are reported now too.
         let set_error = |e: regex::Error| Error::Config(vec![format!("signature patterns: {e}")]);
+        fn sources(list: &[Regex]) -> Vec<&str> {
+            list.iter().map(Regex::as_str).collect()
+        }
         for (patterns, unless) in compiled {
-            PatternList::new(patterns).map_err(set_error)?;
-            PatternList::new(unless).map_err(set_error)?;
+            PatternList::new(&sources(&patterns)).map_err(set_error)?;
+            PatternList::new(&sources(&unless)).map_err(set_error)?;
         }
         for list in [global_unless, generic].into_iter().flatten() {
-            PatternList::new(list).map_err(set_error)?;
+            PatternList::new(&sources(&list)).map_err(set_error)?;
         }
         Ok(SignatureLibrary {
             signatures: specs
@@ -556,12 +568,13 @@ impl SignatureLibrary {
 
     fn build(&self) -> std::result::Result<Compiled, String> {
         let list = |patterns: &[String]| -> std::result::Result<PatternList, String> {
-            let regexes = patterns
-                .iter()
-                .map(|p| compile_pattern(p))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| format!("signature patterns: {e}"))?;
-            PatternList::new(regexes).map_err(|e| format!("signature patterns: {e}"))
+            PatternList::new(patterns).map_err(|e| {
+                // Name the pattern when one alone fails (the set's error does not say which).
+                match patterns.iter().find_map(|p| compile_pattern(p).err()) {
+                    Some(one) => format!("signature patterns: {one}"),
+                    None => format!("signature patterns: {e}"),
+                }
+            })
         };
         let mut matchers = Vec::with_capacity(self.signatures.len());
         for s in &self.signatures {
