@@ -87,6 +87,16 @@ pub struct SignatureSpec {
     /// `precise` (a named emitter's line) or `generic` (a phrasing no precise entry names).
     #[serde(default)]
     pub tier: Tier,
+    /// `false` leaves the entry out of bulk scans (`signatures match`, `scan_buffer`): a line
+    /// that only comes inside a report whose own death line is matched, with no word of its own
+    /// to key on (a row of the kernel's OOM task table — a report lists hundreds, and its
+    /// keyword, `"]  "`, is in ordinary log lines too). Still matched in an instance's last words.
+    #[serde(default = "default_bulk")]
+    pub bulk: bool,
+}
+
+fn default_bulk() -> bool {
+    true
 }
 
 /// A link to documentation, as written in the library file:
@@ -178,7 +188,10 @@ impl PatternList {
             .build()?;
         Ok(PatternList {
             sources: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
-            regexes: patterns.iter().map(|_| std::sync::OnceLock::new()).collect(),
+            regexes: patterns
+                .iter()
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             set,
         })
     }
@@ -588,7 +601,9 @@ impl SignatureLibrary {
             unless: list(&self.unless)?,
             generic_unless: list(&self.generic_unless)?,
             prefilter: Prefilter::new(&self.signatures, |_| true)?,
-            death_prefilter: Prefilter::new(&self.signatures, |s| s.spec.kind.is_death())?,
+            death_prefilter: Prefilter::new(&self.signatures, |s| {
+                s.spec.kind.is_death() && s.spec.bulk
+            })?,
         })
     }
 

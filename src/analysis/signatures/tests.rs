@@ -173,6 +173,28 @@ fn buffer_scan_agrees_with_line_by_line() {
     assert_eq!(l.scan_buffer(b"a\nb\n", 1, |_, _, _| {}), 2);
 }
 
+/// An OOM report's task-table rows (`bulk = false`) are OOM evidence in last words, but a bulk
+/// scan reports the report's own kill line, not its hundreds of rows.
+#[test]
+fn task_table_rows_are_last_words_evidence_but_not_bulk_scan_hits() {
+    let l = lib();
+    let row = "[   4242]  1000  4242   586419   496913  4001792        0             0 node";
+    let kill = "Out of memory: Killed process 4242 (node) total-vm:2345678kB, anon-rss:1987654kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:4096kB oom_score_adj:0";
+    assert_eq!(
+        l.match_line(row)
+            .map(|m| m.signature.spec.id.clone())
+            .as_deref(),
+        Some("linux.oom_task_row")
+    );
+    assert!(l.match_death_line(row).is_none());
+    let text = format!("{row}\n{row}\n{kill}\n");
+    let mut found = Vec::new();
+    l.scan_buffer(text.as_bytes(), 1, |n, _, m| {
+        found.push((n, m.signature.spec.id.clone()))
+    });
+    assert_eq!(found, vec![(3, "linux.oom_kill".to_string())]);
+}
+
 /// Lines for [`bulk_scan_agrees_with_line_matching_at_every_window_edge`]: crash lines,
 /// keywords in other cases, cut across lines, wrapped in JSON, ordinary lines, CRLF, empty
 /// lines and bytes that are not UTF-8.
