@@ -28,13 +28,16 @@ const HOLDOUT_PERCENT: u64 = 30;
 /// With round 9's held-out part (92 long-tail lines, 0.90 / 0.73 after tuning on its
 /// development part only) all rounds are 0.936 / 0.927: the recall floor moved to 0.92. With
 /// round 10's (100 lines, 1.00 / 0.82 after tuning) all rounds are 0.941 / 0.926; with
-/// round 11's (87 lines, 0.94 / 0.94 after tuning) 0.941 / 0.926.
+/// round 11's (87 lines, 0.94 / 0.94 after tuning) 0.941 / 0.926. With rounds 12–15's held-out
+/// parts (421 lines from emitters and renderings no earlier round had, each round tuned on its
+/// development part only; 0.88 / 0.81, 0.94 / 0.90, 0.89 / 0.97, 0.88 / 0.90 after tuning) all
+/// rounds are 0.934 / 0.921, and the floors moved down a point again.
 /// (The goal in issue #9 is 0.99 / 0.97; BENCHMARKS.md says where the split stands against it,
 /// and what each round scored before anyone looked at it.)
-const MIN_HOLDOUT_PRECISION: f64 = 0.93;
-const MIN_HOLDOUT_RECALL: f64 = 0.92;
-/// The development split is tuned on: it must stay where the tuning left it (0.9989 / 0.9989
-/// after round 11's tuning).
+const MIN_HOLDOUT_PRECISION: f64 = 0.92;
+const MIN_HOLDOUT_RECALL: f64 = 0.91;
+/// The development split is tuned on: it must stay where the tuning left it (1.0000 / 1.0000
+/// after round 15's tuning).
 const MIN_DEV_PRECISION: f64 = 0.99;
 const MIN_DEV_RECALL: f64 = 0.99;
 /// Corpus shape required by the labelling rules and issue #9.
