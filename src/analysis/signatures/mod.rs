@@ -246,6 +246,8 @@ struct Compiled {
     /// Keywords of the OOM and crash signatures only: bulk scanning (`scan_buffer`) reports
     /// deaths, and need not stop at every GC-trace or shutdown line of a large file.
     death_prefilter: Prefilter,
+    /// The bulk pass over the death prefilter's keywords.
+    death_bulk: BulkAutomaton,
 }
 
 /// Which parts of a library are compiled when it is loaded (to report their errors then);
@@ -261,24 +263,24 @@ struct Checked {
     generic_unless_from: usize,
 }
 
-/// Keyword automata: `ac` with every keyword and the signature it belongs to (which
-/// signatures a line makes candidates), and `bulk` for finding candidate lines in a large
-/// buffer.
-///
-/// `bulk` holds only the *minimal* keywords: one that contains another ("oom killer" holds
-/// "oom") is left out, since a line holding it holds the shorter one too. It finds a superset
-/// of the candidate lines with about a third fewer states, so the one pass over every byte of
-/// a bulk scan runs faster; each line it finds is then read with `ac`, which keeps the
-/// keyword contract exact (a signature is tried only on lines holding one of its keywords).
+/// Keyword automaton: `ac` with every keyword and the signature it belongs to (which
+/// signatures a line makes candidates).
 #[derive(Debug, Clone)]
 struct Prefilter {
     ac: AhoCorasick,
     owner: Vec<usize>,
-    bulk: BulkAutomaton,
 }
 
-/// The bulk pass's automaton: a full DFA over the minimal keywords, walked by hand by
-/// [`BulkAutomaton::keyword_lines`] rather than through `AhoCorasick::find`.
+/// The bulk pass's automaton, for finding candidate lines in a large buffer: a full DFA over
+/// the *minimal* keywords, walked by hand by [`BulkAutomaton::keyword_lines`] rather than
+/// through `AhoCorasick::find`. Built only for the signatures bulk scans report (a DFA over a
+/// few hundred keywords costs tens of milliseconds of start-up).
+///
+/// It holds only the *minimal* keywords: one that contains another ("oom killer" holds
+/// "oom") is left out, since a line holding it holds the shorter one too. It finds a superset
+/// of the candidate lines with about a third fewer states, so the one pass over every byte of
+/// a bulk scan runs faster; each line it finds is then read with `ac`, which keeps the
+/// keyword contract exact (a signature is tried only on lines holding one of its keywords).
 #[derive(Debug, Clone)]
 struct BulkAutomaton {
     dfa: aho_corasick::dfa::DFA,
@@ -299,8 +301,21 @@ const BULK_WINDOW_BYTES: usize = 4 << 20;
 const BULK_MIN_SPLIT_BYTES: usize = 4 << 10;
 
 impl BulkAutomaton {
-    fn new(minimal: &[&str]) -> std::result::Result<Self, String> {
+    fn new(
+        signatures: &[Signature],
+        include: impl Fn(&Signature) -> bool,
+    ) -> std::result::Result<Self, String> {
         use aho_corasick::automaton::Automaton;
+        // Matching is ASCII case-insensitive, so containment is judged in lower case.
+        let (keywords, _) = keywords_of(signatures, include);
+        let mut distinct: Vec<String> = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let minimal: Vec<&str> = distinct
+            .iter()
+            .filter(|k| !distinct.iter().any(|o| o != *k && k.contains(o.as_str())))
+            .map(String::as_str)
+            .collect();
         // Standard semantics: the DFA is in a match state at every byte that ends a keyword,
         // whatever came before (what `keyword_lines` relies on). Unanchored, without the
         // prefilter (this walk does not use it) — a full DFA: with a few hundred
@@ -311,7 +326,7 @@ impl BulkAutomaton {
             .match_kind(MatchKind::Standard)
             .start_kind(aho_corasick::StartKind::Unanchored)
             .prefilter(false)
-            .build(minimal)
+            .build(&minimal)
             .map_err(|e| problem(e.to_string()))?;
         let start = dfa
             .start_state(aho_corasick::Anchored::No)
@@ -388,28 +403,34 @@ impl BulkAutomaton {
     }
 }
 
+/// The signatures bulk scans report: OOM and crash entries not marked `bulk = false`.
+fn bulk_reported(sig: &Signature) -> bool {
+    sig.spec.kind.is_death() && sig.spec.bulk
+}
+
+/// The non-empty keywords of the signatures `include` keeps, each with the index of the
+/// signature it belongs to.
+fn keywords_of(
+    signatures: &[Signature],
+    include: impl Fn(&Signature) -> bool,
+) -> (Vec<&str>, Vec<usize>) {
+    let mut keywords = Vec::new();
+    let mut owner = Vec::new();
+    for (i, sig) in signatures.iter().enumerate().filter(|(_, s)| include(s)) {
+        for k in sig.spec.keywords.iter().filter(|k| !k.trim().is_empty()) {
+            keywords.push(k.as_str());
+            owner.push(i);
+        }
+    }
+    (keywords, owner)
+}
+
 impl Prefilter {
     fn new(
         signatures: &[Signature],
         include: impl Fn(&Signature) -> bool,
     ) -> std::result::Result<Self, String> {
-        let mut keywords = Vec::new();
-        let mut owner = Vec::new();
-        for (i, sig) in signatures.iter().enumerate().filter(|(_, s)| include(s)) {
-            for k in sig.spec.keywords.iter().filter(|k| !k.trim().is_empty()) {
-                keywords.push(k.as_str());
-                owner.push(i);
-            }
-        }
-        // Matching is ASCII case-insensitive, so containment is judged in lower case.
-        let mut distinct: Vec<String> = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let minimal: Vec<&str> = distinct
-            .iter()
-            .filter(|k| !distinct.iter().any(|o| o != *k && k.contains(o.as_str())))
-            .map(String::as_str)
-            .collect();
+        let (keywords, owner) = keywords_of(signatures, include);
         // A full DFA: with a few hundred case-insensitive keywords the default NFA (and its
         // SIMD prefilter, which stops at a few dozen patterns) is several times slower.
         let ac = AhoCorasickBuilder::new()
@@ -418,11 +439,7 @@ impl Prefilter {
             .match_kind(MatchKind::Standard)
             .build(&keywords)
             .map_err(|e| format!("signature keywords: {e}"))?;
-        Ok(Prefilter {
-            ac,
-            owner,
-            bulk: BulkAutomaton::new(&minimal)?,
-        })
+        Ok(Prefilter { ac, owner })
     }
 }
 
@@ -601,9 +618,8 @@ impl SignatureLibrary {
             unless: list(&self.unless)?,
             generic_unless: list(&self.generic_unless)?,
             prefilter: Prefilter::new(&self.signatures, |_| true)?,
-            death_prefilter: Prefilter::new(&self.signatures, |s| {
-                s.spec.kind.is_death() && s.spec.bulk
-            })?,
+            death_prefilter: Prefilter::new(&self.signatures, bulk_reported)?,
+            death_bulk: BulkAutomaton::new(&self.signatures, bulk_reported)?,
         })
     }
 
@@ -732,8 +748,7 @@ impl SignatureLibrary {
             };
             lines.clear();
             self.ready()
-                .death_prefilter
-                .bulk
+                .death_bulk
                 .keyword_lines(&buf[window_start..window_end], &mut lines);
             for &(start, end) in &lines {
                 let (start, end) = (window_start + start, window_start + end);
