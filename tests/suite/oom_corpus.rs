@@ -31,13 +31,17 @@ const HOLDOUT_PERCENT: u64 = 30;
 /// round 11's (87 lines, 0.94 / 0.94 after tuning) 0.941 / 0.926. With rounds 12–15's held-out
 /// parts (421 lines from emitters and renderings no earlier round had, each round tuned on its
 /// development part only; 0.88 / 0.81, 0.94 / 0.90, 0.89 / 0.97, 0.88 / 0.90 after tuning) all
-/// rounds are 0.934 / 0.921, and the floors moved down a point again.
+/// rounds are 0.934 / 0.921, and the floors moved down a point again. With rounds 16–19's
+/// (527 lines: kernel and container renderings, runtimes across versions, servers, native and
+/// long-tail programs, ML stacks, OS killers, cloud services, and a round of hard negatives from
+/// the common stacks; each tuned on its development part only) all rounds are 0.927 / 0.918:
+/// the floors hold.
 /// (The goal in issue #9 is 0.99 / 0.97; BENCHMARKS.md says where the split stands against it,
 /// and what each round scored before anyone looked at it.)
 const MIN_HOLDOUT_PRECISION: f64 = 0.92;
 const MIN_HOLDOUT_RECALL: f64 = 0.91;
 /// The development split is tuned on: it must stay where the tuning left it (1.0000 / 1.0000
-/// after round 15's tuning).
+/// after round 19's tuning).
 const MIN_DEV_PRECISION: f64 = 0.99;
 const MIN_DEV_RECALL: f64 = 0.99;
 /// Corpus shape required by the labelling rules and issue #9.
