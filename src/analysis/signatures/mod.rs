@@ -306,8 +306,8 @@ impl BulkAutomaton {
         include: impl Fn(&Signature) -> bool,
     ) -> std::result::Result<Self, String> {
         use aho_corasick::automaton::Automaton;
-        // Matching is ASCII case-insensitive, so containment is judged in lower case.
         let (keywords, _) = keywords_of(signatures, include);
+        // Matching is ASCII case-insensitive, so containment is judged in lower case.
         let mut distinct: Vec<String> = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
         distinct.sort_unstable();
         distinct.dedup();
