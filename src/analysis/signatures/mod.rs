@@ -93,9 +93,20 @@ pub struct SignatureSpec {
     /// keyword, `"]  "`, is in ordinary log lines too). Still matched in an instance's last words.
     #[serde(default = "default_bulk")]
     pub bulk: bool,
+    /// `false` exempts the entry from the library-wide `unless` list (its own `unless` still
+    /// applies): for a precise entry whose pattern is one emitter's exact wording, and whose
+    /// real lines carry what a broad guard keys on (vmselect's refusal quotes the PromQL
+    /// selector it refused; fluentd's parser error quotes the regex with its named group).
+    /// Generic entries may not use it.
+    #[serde(default = "default_true")]
+    pub library_unless: bool,
 }
 
 fn default_bulk() -> bool {
+    true
+}
+
+fn default_true() -> bool {
     true
 }
 
@@ -543,6 +554,9 @@ impl SignatureLibrary {
             if spec.patterns.is_empty() {
                 problems.push(format!("{at}: patterns: at least one pattern is required"));
             }
+            if !spec.library_unless && spec.tier == Tier::Generic {
+                problems.push(format!("{at}: library_unless = false is for precise entries only (a generic entry must keep the library-wide guards)"));
+            }
             if check.all || check.ids.contains(&spec.id) {
                 let patterns =
                     compile_list(&spec.patterns, 0, &format!("{at}: patterns"), &mut problems);
@@ -694,8 +708,11 @@ impl SignatureLibrary {
             let Some(details) = found else {
                 continue;
             };
-            if *global_blocked.get_or_insert_with(|| blocked(&c.unless)) {
-                return None;
+            // A guarded line matches no entry but one exempt from the library-wide guards
+            // (`library_unless = false`), which may come later among the candidates.
+            if sig.spec.library_unless && *global_blocked.get_or_insert_with(|| blocked(&c.unless))
+            {
+                continue;
             }
             if sig.spec.tier == Tier::Generic
                 && *generic_blocked.get_or_insert_with(|| blocked(&c.generic_unless))

@@ -331,3 +331,53 @@ next_step = "y"
         "{err}"
     );
 }
+
+#[test]
+fn library_unless_false_exempts_one_precise_entry_from_library_guards() {
+    let text = r#"
+unless = ['\(\?P?<\w+>']
+[[signature]]
+id = "guarded"
+runtime = "any"
+kind = "oom"
+keywords = ["failed to allocate memory"]
+patterns = ['failed to allocate memory']
+explanation = "e"
+next_step = "n"
+[[signature]]
+id = "fluentd.parser_oom"
+runtime = "fluentd"
+kind = "oom"
+keywords = ["failed to allocate memory: /"]
+patterns = ['\berror="failed to allocate memory: /']
+library_unless = false
+explanation = "e"
+next_step = "n"
+"#;
+    let l = SignatureLibrary::from_toml(text, "test.toml").unwrap();
+    let got = |line: &str| l.match_line(line).map(|m| m.signature.spec.id.clone());
+    // The guard still blocks the entry that keeps the library-wide guards...
+    assert_eq!(got("parse (?<message>.+) failed to allocate memory"), None);
+    // ...the exempt entry matches past it, though the guarded entry comes first...
+    assert_eq!(
+        got(r#""<very long line" error="failed to allocate memory: /^(?<message>.+)$/""#)
+            .as_deref(),
+        Some("fluentd.parser_oom")
+    );
+    // ...and without the guard the first entry wins, as before.
+    assert_eq!(got("failed to allocate memory").as_deref(), Some("guarded"));
+
+    // A generic entry may not leave the library-wide guards.
+    let generic = text.replace(
+        "library_unless = false",
+        "library_unless = false\ntier = \"generic\"",
+    );
+    let err = SignatureLibrary::from_toml(&generic, "test.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("library_unless = false is for precise entries only"),
+        "{err}"
+    );
+    assert!(err.contains("fluentd.parser_oom"), "{err}");
+}
