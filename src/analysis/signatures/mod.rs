@@ -28,9 +28,6 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::model::{LogEvent, SignatureKind, SignatureMatch};
 
-mod veto;
-pub use veto::{VetoModel, GENERIC_VETO_BELOW};
-
 /// The default library, compiled in.
 pub const DEFAULT_LIBRARY: &str = include_str!("../../../config/signatures.toml");
 
@@ -157,10 +154,6 @@ struct LibraryFile {
     /// entry (precise entries may still match it).
     #[serde(default)]
     generic_unless: Vec<String>,
-    /// `true`: a line only the generic tier matched must also pass the veto model
-    /// ([`veto`]); a user file may turn it off with `false`.
-    #[serde(default)]
-    generic_veto: Option<bool>,
     #[serde(default)]
     signature: Vec<SignatureSpec>,
 }
@@ -170,8 +163,6 @@ struct LibraryFile {
 pub struct LibrarySpec {
     pub unless: Vec<String>,
     pub generic_unless: Vec<String>,
-    /// The file's `generic_veto` (absent: off).
-    pub generic_veto: Option<bool>,
     pub signatures: Vec<SignatureSpec>,
 }
 
@@ -247,8 +238,6 @@ pub struct SignatureLibrary {
     unless: Vec<String>,
     /// Hard negatives of the generic tier, as written.
     generic_unless: Vec<String>,
-    /// Whether generic matches must pass the veto model.
-    generic_veto: bool,
     /// Built by the first match (or [`SignatureLibrary::compile`]); the error text when the
     /// build failed.
     compiled: std::sync::OnceLock<std::result::Result<Compiled, String>>,
@@ -503,9 +492,6 @@ impl SignatureLibrary {
         };
         lib.unless.extend(user.unless);
         lib.generic_unless.extend(user.generic_unless);
-        if user.generic_veto.is_some() {
-            lib.generic_veto = user.generic_veto;
-        }
         for spec in user.signatures {
             match lib.signatures.iter_mut().find(|s| s.id == spec.id) {
                 Some(existing) => *existing = spec,
@@ -534,7 +520,6 @@ impl SignatureLibrary {
         let LibrarySpec {
             unless,
             generic_unless,
-            generic_veto,
             signatures: specs,
         } = spec;
         // Stable: within a group the file's order decides. Problems name the entry by its
@@ -601,7 +586,6 @@ impl SignatureLibrary {
                 .collect(),
             unless,
             generic_unless,
-            generic_veto: generic_veto.unwrap_or(false),
             compiled: std::sync::OnceLock::new(),
         })
     }
@@ -712,7 +696,7 @@ impl SignatureLibrary {
         // The negatives are evaluated once, and only for a line that matched a pattern: most
         // candidate lines match none, and never pay for them.
         let blocked = |list: &PatternList| list.is_match(stripped) || list.is_match(&unwrapped);
-        let (mut global_blocked, mut generic_blocked, mut vetoed) = (None, None, None);
+        let (mut global_blocked, mut generic_blocked) = (None, None);
         for i in candidate_ids {
             let (sig, matcher) = (&self.signatures[i], &c.matchers[i]);
             // Anchored patterns need the prefix gone; others may need it (a level word).
@@ -732,16 +716,6 @@ impl SignatureLibrary {
             }
             if sig.spec.tier == Tier::Generic
                 && *generic_blocked.get_or_insert_with(|| blocked(&c.generic_unless))
-            {
-                continue;
-            }
-            // The line as printed (unwrapped from its JSON logger, prefix kept), as the model
-            // was trained.
-            if sig.spec.tier == Tier::Generic
-                && self.generic_veto
-                && *vetoed.get_or_insert_with(|| {
-                    VetoModel::built_in().probability(&unwrapped) < GENERIC_VETO_BELOW
-                })
             {
                 continue;
             }
@@ -867,7 +841,6 @@ fn parse_specs(text: &str, origin: &str) -> Result<LibrarySpec> {
     Ok(LibrarySpec {
         unless: file.unless,
         generic_unless: file.generic_unless,
-        generic_veto: file.generic_veto,
         signatures: file.signature,
     })
 }
