@@ -334,27 +334,28 @@ next_step = "y"
 
 #[test]
 fn library_unless_false_exempts_one_precise_entry_from_library_guards() {
-    let text = r#"
-unless = ['\(\?P?<\w+>']
-[[signature]]
-id = "guarded"
-runtime = "any"
-kind = "oom"
-keywords = ["failed to allocate memory"]
-patterns = ['failed to allocate memory']
-explanation = "e"
-next_step = "n"
-[[signature]]
-id = "fluentd.parser_oom"
-runtime = "fluentd"
-kind = "oom"
-keywords = ["failed to allocate memory: /"]
-patterns = ['\berror="failed to allocate memory: /']
-library_unless = false
-explanation = "e"
-next_step = "n"
-"#;
-    let l = SignatureLibrary::from_toml(text, "test.toml").unwrap();
+    // A library of two precise entries (the second exempt from the library-wide guards).
+    let entry = |id: &str, keyword: &str, pattern: &str, extra: &str| {
+        format!(
+            "[[signature]]\nid = \"{id}\"\nruntime = \"any\"\nkind = \"oom\"\nkeywords = [\"{keyword}\"]\npatterns = ['{pattern}']\n{extra}explanation = \"e\"\nnext_step = \"n\"\n"
+        )
+    };
+    let text = format!(
+        "unless = ['\\(\\?P?<\\w+>']\n{}{}",
+        entry(
+            "guarded",
+            "failed to allocate memory",
+            "failed to allocate memory",
+            ""
+        ),
+        entry(
+            "fluentd.parser_oom",
+            "failed to allocate memory: /",
+            r#"\berror="failed to allocate memory: /"#,
+            "library_unless = false\n"
+        )
+    );
+    let l = SignatureLibrary::from_toml(&text, "test.toml").unwrap();
     let got = |line: &str| l.match_line(line).map(|m| m.signature.spec.id.clone());
     // The guard still blocks the entry that keeps the library-wide guards...
     assert_eq!(got("parse (?<message>.+) failed to allocate memory"), None);
