@@ -91,7 +91,7 @@ pub struct SignatureSpec {
     /// that only comes inside a report whose own death line is matched, with no word of its own
     /// to key on (a row of the kernel's OOM task table — a report lists hundreds, and its
     /// keyword, `"]  "`, is in ordinary log lines too). Still matched in an instance's last words.
-    #[serde(default = "default_bulk")]
+    #[serde(default = "default_true")]
     pub bulk: bool,
     /// `false` exempts the entry from the library-wide `unless` list (its own `unless` still
     /// applies): for a precise entry whose pattern is one emitter's exact wording, and whose
@@ -100,10 +100,6 @@ pub struct SignatureSpec {
     /// Generic entries may not use it.
     #[serde(default = "default_true")]
     pub library_unless: bool,
-}
-
-fn default_bulk() -> bool {
-    true
 }
 
 fn default_true() -> bool {
