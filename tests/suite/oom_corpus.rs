@@ -466,3 +466,138 @@ fn bulk_scan_agrees_with_line_matching_on_every_corpus_line() {
         found.len()
     );
 }
+
+/// Log renderings the scoring rotation (`wrap`) does not use, each in its documented default
+/// shape: what the same fleet's lines look like when another logger, shipper or terminal
+/// carried them. A line's verdict must not depend on which one did.
+const RENDERINGS: [&str; 15] = [
+    "logrus text (logfmt)",
+    "logrus JSON (Go escapes <, >, &)",
+    "python-json-logger (ASCII escapes)",
+    "GELF",
+    "Fluent Bit stdout (msgpack print)",
+    "Heroku router/app",
+    "Lambda Node.js console",
+    "docker logs -t",
+    "kubectl logs --prefix --timestamps",
+    "docker compose logs -t",
+    "logback default pattern",
+    "Spring Boot 3 console",
+    "Python logging (asctime - name - levelname)",
+    "journalctl -o short-iso",
+    "syslog with priority and RFC 3339 time",
+];
+
+/// A JSON string literal as Go's `encoding/json` writes it (`<`, `>`, `&` as `\u003c`…), or,
+/// with `ascii`, as Python's `json.dumps` does by default (every non-ASCII character escaped).
+fn json_escaped(s: &str, ascii: bool) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' if !ascii => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 || (ascii && !c.is_ascii()) => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The line in rendering `which` of [`RENDERINGS`].
+fn render(line: &str, which: usize) -> String {
+    let logfmt = line.replace('\\', "\\\\").replace('"', "\\\"");
+    match which {
+        0 => format!("time=\"2026-01-05T10:00:01Z\" level=error msg=\"{logfmt}\""),
+        1 => format!(
+            "{{\"level\":\"error\",\"msg\":{},\"time\":\"2026-01-05T10:00:01Z\"}}",
+            json_escaped(line, false)
+        ),
+        2 => format!(
+            "{{\"asctime\": \"2026-01-05 10:00:01,123\", \"levelname\": \"ERROR\", \"name\": \"app\", \"message\": {}}}",
+            json_escaped(line, true)
+        ),
+        3 => format!(
+            "{{\"version\":\"1.1\",\"host\":\"ip-10-0-1-23\",\"short_message\":{},\"level\":3}}",
+            json_str(line)
+        ),
+        4 => format!(
+            "[0] kube.var.log.containers.api.log: [1767607201.123456789, {{\"log\"=>\"{line}\", \"stream\"=>\"stderr\"}}]"
+        ),
+        5 => format!("2026-01-05T10:00:01.123456+00:00 app[web.1]: {line}"),
+        6 => format!(
+            "2026-01-05T10:00:01.123Z\t3f1c2a4b-1111-2222-3333-444455556666\tERROR\t{line}"
+        ),
+        7 => format!("2026-01-05T10:00:01.123456789Z {line}"),
+        8 => format!("[pod/api-7d9f8c6b5-x2x9q/api] 2026-01-05T10:00:01.123456789Z {line}"),
+        9 => format!("api-1  | 2026-01-05T10:00:01.123456789Z {line}"),
+        10 => format!("10:00:01.123 [main] ERROR com.example.App - {line}"),
+        11 => format!(
+            "2026-01-05T10:00:01.123Z ERROR 1234 --- [api] [           main] c.e.App                                  : {line}"
+        ),
+        12 => format!("2026-01-05 10:00:01,123 - app - ERROR - {line}"),
+        13 => format!("2026-01-05T10:00:01+0000 ip-10-0-1-23 app[1234]: {line}"),
+        _ => format!("<11>2026-01-05T10:00:01.123456+00:00 ip-10-0-1-23 app[1234]: {line}"),
+    }
+}
+
+/// Agreement with the raw line's verdict, per rendering, that both splits must keep.
+const MIN_RENDERING_AGREEMENT: f64 = 0.995;
+
+/// Every corpus line in every rendering of [`RENDERINGS`] gets its raw verdict (OOM or not).
+/// Development disagreements are listed; held-out ones only counted.
+#[test]
+fn verdicts_do_not_depend_on_the_rendering() {
+    let lib = library();
+    let rows = corpus();
+    let is_oom = |text: &str| {
+        lib.match_line(text)
+            .is_some_and(|m| m.signature.spec.kind == SignatureKind::Oom)
+    };
+    let mut failures = Vec::new();
+    for (split, held) in [("development", false), ("held-out", true)] {
+        let of_split: Vec<&Row> = rows.iter().filter(|r| holdout(r) == held).collect();
+        let raw: Vec<bool> = of_split.iter().map(|r| is_oom(&r.line)).collect();
+        for (which, name) in RENDERINGS.iter().enumerate() {
+            let (mut lost, mut gained, mut listed) = (0usize, 0usize, Vec::new());
+            for (row, &was) in of_split.iter().zip(&raw) {
+                let text = render(&row.line, which);
+                if is_oom(&text) == was {
+                    continue;
+                }
+                if was {
+                    lost += 1
+                } else {
+                    gained += 1
+                }
+                if !held {
+                    let what = if was { "lost" } else { "gained" };
+                    listed.push(format!("    {what} {} [{}]: {text}", row.at, row.emitter));
+                }
+            }
+            let agreement = 1.0 - (lost + gained) as f64 / of_split.len().max(1) as f64;
+            println!(
+                "{split}, {name}: agreement {agreement:.4} ({lost} deaths lost, {gained} false alarms gained, of {} lines)",
+                of_split.len()
+            );
+            for l in &listed {
+                println!("{l}");
+            }
+            if agreement < MIN_RENDERING_AGREEMENT {
+                failures.push(format!("{split}, {name}: {agreement:.4}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "verdicts change with the rendering (< {MIN_RENDERING_AGREEMENT}): {failures:?}"
+    );
+}

@@ -28,44 +28,11 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::model::{LogEvent, SignatureKind, SignatureMatch};
 
+mod render;
+pub use render::{strip_prefixes, unwrap_message};
+
 /// The default library, compiled in.
 pub const DEFAULT_LIBRARY: &str = include_str!("../../../config/signatures.toml");
-
-/// JSON fields that carry the log message in structured loggers and log shippers, in the order
-/// they are tried: pino/bunyan/zap/logrus (`msg`), ECS/python-json-logger/winston (`message`),
-/// Docker json-file and Fluent Bit (`log`), journald (`MESSAGE`), Cloud Logging
-/// (`textPayload`), Serilog compact JSON (`@m`, `@mt`), CloudWatch Logs Insights (`@message`),
-/// GELF (`short_message`, `full_message`), OpenTelemetry (`body`, `Body`), structlog (`event`).
-const MESSAGE_FIELDS: [&str; 13] = [
-    "msg",
-    "message",
-    "log",
-    "MESSAGE",
-    "textPayload",
-    "@m",
-    "@message",
-    "short_message",
-    "full_message",
-    "body",
-    "Body",
-    "event",
-    "@mt",
-];
-
-/// JSON fields where structured loggers put an exception beside the message: Serilog (`@x`),
-/// python-json-logger (`exc_info`), ECS and pino (`error`/`err`, as text or as an object with
-/// `message`, `stack_trace` or `stack`). Their text is appended to the message on new lines.
-const EXCEPTION_FIELDS: [&str; 7] = [
-    "@x",
-    "exc_info",
-    "exception",
-    "stack_trace",
-    "error",
-    "err",
-    "stack",
-];
-/// Text fields inside an exception object.
-const EXCEPTION_OBJECT_FIELDS: [&str; 5] = ["type", "message", "stack_trace", "stack", "msg"];
 
 /// A signature as written in the library file.
 #[derive(Debug, Clone, Deserialize)]
@@ -294,6 +261,9 @@ struct BulkAutomaton {
     start: aho_corasick::automaton::StateID,
 }
 
+/// What the bulk pass also lists lines for: a JSON `\u` escape (see `render::has_unicode_escape`).
+const UNICODE_ESCAPE: &str = "\\u";
+
 /// Walks interleaved in the bulk pass. One walk's next state is a table load that depends on
 /// its previous state, so a single walk waits on that load at every byte; walks over separate
 /// parts of the buffer, stepped in lockstep, overlap those waits (about 3× the throughput of
@@ -316,6 +286,8 @@ impl BulkAutomaton {
         let (keywords, _) = keywords_of(signatures, include);
         // Matching is ASCII case-insensitive, so containment is judged in lower case.
         let mut distinct: Vec<String> = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+        // A JSON record's `\u` escape may hide a keyword: such lines are matched too.
+        distinct.push(UNICODE_ESCAPE.to_string());
         distinct.sort_unstable();
         distinct.dedup();
         let minimal: Vec<&str> = distinct
@@ -433,6 +405,21 @@ fn keywords_of(
 }
 
 impl Prefilter {
+    /// The signatures with a keyword in `text`: the first 128 as bits, the rest listed.
+    fn candidates(&self, text: &str) -> (u128, Vec<usize>) {
+        let mut candidates: u128 = 0;
+        let mut overflow: Vec<usize> = Vec::new();
+        for m in self.ac.find_overlapping_iter(text) {
+            let owner = self.owner[m.pattern().as_usize()];
+            if owner < 128 {
+                candidates |= 1u128 << owner;
+            } else if !overflow.contains(&owner) {
+                overflow.push(owner);
+            }
+        }
+        (candidates, overflow)
+    }
+
     fn new(
         signatures: &[Signature],
         include: impl Fn(&Signature) -> bool,
@@ -669,39 +656,35 @@ impl SignatureLibrary {
         prefilter: &Prefilter,
         line: &str,
     ) -> Option<LineMatch<'a>> {
-        // Prefilter: which signatures have a keyword in the raw line?
-        let mut candidates: u128 = 0;
-        let mut overflow: Vec<usize> = Vec::new();
-        for m in prefilter.ac.find_overlapping_iter(line) {
-            let owner = prefilter.owner[m.pattern().as_usize()];
-            if owner < 128 {
-                candidates |= 1u128 << owner;
-            } else if !overflow.contains(&owner) {
-                overflow.push(owner);
+        // Prefilter: which signatures have a keyword in the raw line? (In a JSON record whose
+        // message is written with `\u` escapes, in the message taken out of it.)
+        let mut unwrapped = None;
+        let (candidates, mut overflow) = match prefilter.candidates(line) {
+            (0, o) if o.is_empty() && render::has_unicode_escape(line) => {
+                let message = unwrap_message(line);
+                let found = prefilter.candidates(&message);
+                unwrapped = Some(message);
+                found
             }
-        }
+            found => found,
+        };
         if candidates == 0 && overflow.is_empty() {
             return None;
         }
         overflow.sort_unstable();
-        let unwrapped = unwrap_message(line);
-        let stripped = strip_prefixes(&unwrapped);
+        let unwrapped = unwrapped.unwrap_or_else(|| unwrap_message(line));
+        let views = render::readings(&unwrapped);
         let candidate_ids = (0..self.signatures.len().min(128))
             .filter(|i| candidates & (1u128 << i) != 0)
             .chain(overflow);
         // The negatives are evaluated once, and only for a line that matched a pattern: most
         // candidate lines match none, and never pay for them.
-        let blocked = |list: &PatternList| list.is_match(stripped) || list.is_match(&unwrapped);
+        let blocked = |list: &PatternList| views.iter().any(|v| list.is_match(v));
         let (mut global_blocked, mut generic_blocked) = (None, None);
         for i in candidate_ids {
             let (sig, matcher) = (&self.signatures[i], &c.matchers[i]);
             // Anchored patterns need the prefix gone; others may need it (a level word).
-            let found = matcher.matches(stripped).or_else(|| {
-                (stripped.len() != unwrapped.len())
-                    .then(|| matcher.matches(&unwrapped))
-                    .flatten()
-            });
-            let Some(details) = found else {
+            let Some(details) = matcher.matches(&views) else {
                 continue;
             };
             // A guarded line matches no entry but one exempt from the library-wide guards
@@ -810,10 +793,13 @@ impl LineMatch<'_> {
 }
 
 impl Matcher {
-    /// The extracted details when the (unwrapped) line matches and no `unless` applies.
-    fn matches(&self, text: &str) -> Option<BTreeMap<String, String>> {
-        let re = self.patterns.first(text)?;
-        if self.unless.is_match(text) {
+    /// The extracted details when a reading of the (unwrapped) line matches (the first that
+    /// does, in order) and no `unless` applies to any reading.
+    fn matches(&self, views: &[&str]) -> Option<BTreeMap<String, String>> {
+        let (re, text) = views
+            .iter()
+            .find_map(|v| self.patterns.first(v).map(|re| (re, *v)))?;
+        if views.iter().any(|v| self.unless.is_match(v)) {
             return None;
         }
         let caps = re.captures(text)?;
@@ -896,48 +882,6 @@ fn compile_pattern(p: &str) -> std::result::Result<Regex, regex::Error> {
         .build()
 }
 
-/// Line prefixes added by shippers, runtimes and terminals: CRI (`<time> stderr F `),
-/// syslog/journald (`Jan  5 10:00:00 host proc[pid]: `), RFC 5424 syslog, docker compose
-/// (`web-1  | `), `kubectl logs --prefix` (`[pod/name/container] `), dmesg (`[ 123.456] `),
-/// klog (`E0105 10:00:00.123456  1 file.go:12] `), printk caller ids (`[ T1234]`), `aws logs
-/// tail` (`<time> <stream> `), and ISO timestamps with a level word.
-static PREFIX: std::sync::LazyLock<Option<Regex>> = std::sync::LazyLock::new(|| {
-    Regex::new(concat!(
-        r"^(?:",
-        r"\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) (?:stdout|stderr) [FP] ",
-        r"|<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[[^\]]*\]) ",
-        r"|<\d{1,3}>",
-        r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? \S+ [^:\[\s]+(?:\[\d+\])?: ",
-        r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) \S+ [^:\[\s]+(?:\[\d+\])?: ",
-        r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) (?:i-[0-9a-f]{8,17}\S*|\S*/\S*) ",
-        r"|[\w.-]+\s+\| ",
-        r"|\[pod/[^\]]+\] ",
-        r"|\[\s*\d+\.\d+\]\s*",
-        r"|\[\s*[TC]\d+\]\s*",
-        r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d [\d:]+ \d{4}\] ",
-        r"|[IWEF]\d{4} [\d:.]+\s+\d+ [^\]\s]+\] ",
-        r"|\[?\d{4}-\d{2}-\d{2}[T ][\d:.,]+(?:Z|[+-]\d{2}:?\d{2})?\]?\s+(?:\[?(?:TRACE|DEBUG|INFO|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|PANIC|EMERG)\]?:?\s+)?",
-        r")"
-    ))
-    .ok()
-});
-
-/// Removes the prefixes above (up to a few, in any order), so that patterns can anchor at the
-/// start of what the program itself printed.
-pub fn strip_prefixes(text: &str) -> &str {
-    let Some(re) = PREFIX.as_ref() else {
-        return text;
-    };
-    let mut rest = text.trim_start();
-    for _ in 0..4 {
-        match re.find(rest) {
-            Some(m) if !m.is_empty() => rest = rest[m.end()..].trim_start(),
-            _ => break,
-        }
-    }
-    rest
-}
-
 /// 1-based line number of a byte offset.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -945,49 +889,6 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
-}
-
-/// Takes the message out of a structured wrapper (JSON logger line, Docker json-file record),
-/// or returns the line unchanged. Only called for prefilter candidates, so its cost is off the
-/// hot path.
-pub fn unwrap_message(line: &str) -> std::borrow::Cow<'_, str> {
-    let trimmed = line.trim_start();
-    // Wrappers such as "2026-01-05T10:00:00Z stdout F {...}" put the JSON after a prefix.
-    let json_start = match trimmed.find('{') {
-        Some(i) if trimmed.trim_end().ends_with('}') => i,
-        _ => return std::borrow::Cow::Borrowed(line),
-    };
-    let candidate = &trimmed[json_start..];
-    let Ok(serde_json::Value::Object(map)) =
-        serde_json::from_str::<serde_json::Value>(candidate.trim_end())
-    else {
-        return std::borrow::Cow::Borrowed(line);
-    };
-    let Some(message) = MESSAGE_FIELDS
-        .iter()
-        .find_map(|f| map.get(*f).and_then(|v| v.as_str()))
-    else {
-        return std::borrow::Cow::Borrowed(line);
-    };
-    let mut text = message.trim_end_matches(['\n', '\r']).to_string();
-    for field in EXCEPTION_FIELDS {
-        match map.get(field) {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => {
-                text.push('\n');
-                text.push_str(s);
-            }
-            Some(serde_json::Value::Object(o)) => {
-                for f in EXCEPTION_OBJECT_FIELDS {
-                    if let Some(s) = o.get(f).and_then(|v| v.as_str()) {
-                        text.push('\n');
-                        text.push_str(s);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    std::borrow::Cow::Owned(text)
 }
 
 #[cfg(test)]

@@ -1,0 +1,417 @@
+//! How a log line was carried, taken off before matching: the message out of a structured record
+//! (JSON loggers and shippers, logfmt, Fluent Bit's `stdout` print) and the prefixes shippers,
+//! runtimes and terminals put in front of it (CRI, syslog, journald, compose, kubectl, Heroku,
+//! Lambda, logback, Spring Boot, Python logging…).
+//!
+//! [`readings`] gives the line with each prefix taken off in turn: a pattern may match any of
+//! them (an anchored one needs the prefixes gone, another may need a level word) and a guard
+//! vetoes from any of them. A line's verdict should not depend on which logger or shipper carried
+//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in fifteen renderings its scoring
+//! rotation does not use.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// JSON fields that carry the log message in structured loggers and log shippers, in the order
+/// they are tried: pino/bunyan/zap/logrus (`msg`), ECS/python-json-logger/winston (`message`),
+/// Docker json-file and Fluent Bit (`log`), journald (`MESSAGE`), Cloud Logging
+/// (`textPayload`), Serilog compact JSON (`@m`, `@mt`), CloudWatch Logs Insights (`@message`),
+/// GELF (`short_message`, `full_message`), OpenTelemetry (`body`, `Body`), structlog (`event`).
+/// logfmt records and Fluent Bit's `stdout` print are read by the same names.
+const MESSAGE_FIELDS: [&str; 13] = [
+    "msg",
+    "message",
+    "log",
+    "MESSAGE",
+    "textPayload",
+    "@m",
+    "@message",
+    "short_message",
+    "full_message",
+    "body",
+    "Body",
+    "event",
+    "@mt",
+];
+
+/// JSON fields where structured loggers put an exception beside the message: Serilog (`@x`),
+/// python-json-logger (`exc_info`), ECS and pino (`error`/`err`, as text or as an object with
+/// `message`, `stack_trace` or `stack`). Their text is appended to the message on new lines.
+const EXCEPTION_FIELDS: [&str; 7] = [
+    "@x",
+    "exc_info",
+    "exception",
+    "stack_trace",
+    "error",
+    "err",
+    "stack",
+];
+/// Text fields inside an exception object.
+const EXCEPTION_OBJECT_FIELDS: [&str; 5] = ["type", "message", "stack_trace", "stack", "msg"];
+
+/// Most prefixes taken off one line (they stack: compose, then a timestamp, then syslog's).
+const MAX_PREFIXES: usize = 4;
+
+/// Line prefixes added by shippers, runtimes and terminals: CRI (`<time> stderr F `),
+/// syslog/journald (`Jan  5 10:00:00 host proc[pid]: `, `<time> host proc[pid]: `), RFC 5424
+/// syslog, Heroku (`<time> app[web.1]: `), AWS Lambda's runtimes (`<time>\t<request id>\tERROR\t`,
+/// `[ERROR]\t<time>\t<request id>\t`), logback's default pattern (`10:00:01.123 [main] ERROR
+/// c.e.App - `), Spring Boot's console (`<time>  ERROR 1234 --- [main] c.e.App : `), Python
+/// logging's common format (`<time> - name - ERROR - `), docker compose (`web-1  | `),
+/// `kubectl logs --prefix` (`[pod/name/container] `), dmesg (`[ 123.456] `), klog (`E0105
+/// 10:00:00.123456  1 file.go:12] `), printk caller ids (`[ T1234]`), `aws logs tail` (`<time>
+/// <stream> `), and timestamps with a level word. Alternatives are tried in order at the same
+/// place, so the specific shapes come before the general timestamp at the end.
+///
+/// A syslog host is a word without a colon and its process name has a lower-case letter or a
+/// `[pid]`, and a log stream has a `/` and neither opens with a bracket nor ends in a colon: so
+/// `<time> slurmstepd: error: …`, `<time> F LDR: …`, `<time> [0329/101657:WARNING:…]` and
+/// `<time> /usr/bin/grep: …` (`docker logs -t`) keep the program's own first words.
+static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(?:",
+        r"\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) (?:stdout|stderr) [FP] ",
+        r"|<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[[^\]]*\]) ",
+        r"|<\d{1,3}>",
+        r"|\d{4}-\d{2}-\d{2}T[\d:.]+Z\t[0-9a-fA-F-]{36}\t(?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL)\t",
+        r"|\[(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\]\t\d{4}-\d{2}-\d{2}T[\d:.]+Z\t[0-9a-fA-F-]{36}\t",
+        r"|\d{4}-\d{2}-\d{2}[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?\s+(?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL)\s+\d+ --- (?:\[[^\]\n]*\]\s*)+\S+\s+: ",
+        r"|\d{4}-\d{2}-\d{2} [\d:,.]+ - \S+ - (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) - ",
+        r"|(?:\d{4}-\d{2}-\d{2} )?\d{2}:\d{2}:\d{2}[.,]\d{3} \[[^\]\n]*\] (?:TRACE|DEBUG|INFO|WARN|ERROR)\s+\S+ - ",
+        r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) [a-z][\w-]*\[[\w.-]+\]: ",
+        r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? [A-Za-z0-9][^\s:\[\]]* (?:[^:\[\s]+\[\d+\]|[^:\[\s]*[a-z][^:\[\s]*): ",
+        r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) [A-Za-z0-9][^\s:\[\]]* (?:[^:\[\s]+\[\d+\]|[^:\[\s]*[a-z][^:\[\s]*): ",
+        r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) (?:i-[0-9a-f]{8,17}\S*|[^\s\[(/]\S*/\S*[^\s:]) ",
+        r"|[\w.-]+\s+\| ",
+        r"|\[pod/[^\]]+\] ",
+        r"|\[\s*\d+\.\d+\]\s*",
+        r"|\[\s*[TC]\d+\]\s*",
+        r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d [\d:]+ \d{4}\] ",
+        r"|[IWEF]\d{4} [\d:.]+\s+\d+ [^\]\s]+\] ",
+        r"|\[?\d{4}-\d{2}-\d{2}[T ][\d:.,]+(?:Z|[+-]\d{2}:?\d{2})?\]?\s+(?:\[?(?:TRACE|DEBUG|INFO|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|CRIT|PANIC|EMERG)\]?:?\s+)?",
+        r")"
+    ))
+    .expect("the prefix regex compiles")
+});
+
+/// A host and process name that are a program's own level word (`<time> fatal error: …`,
+/// `Jan  5 10:00:01 runtime error: …`): only the timestamp in front of them is a prefix.
+static LEVEL_AS_PROCESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\s(?:error|err|warning|warn|fatal|panic|info|debug|exception|critical|alert|emerg)(?:\[\d+\])?:\s*$")
+        .expect("the level-word regex compiles")
+});
+
+/// A timestamp alone at the start (ISO 8601 or syslog's).
+static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(?:\[?\d{4}-\d{2}-\d{2}[T ][\d:.,]+(?:Z|[+-]\d{2}:?\d{2})?\]?",
+        r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)?)\s+"
+    ))
+    .expect("the timestamp regex compiles")
+});
+
+/// Where the prefix at the start of `text` ends, if there is one.
+fn prefix_end(text: &str) -> Option<usize> {
+    let m = PREFIX.find(text).filter(|m| !m.is_empty())?;
+    if LEVEL_AS_PROCESS.is_match(m.as_str()) {
+        return TIMESTAMP
+            .find(text)
+            .map(|t| t.end())
+            .filter(|&end| end < m.end());
+    }
+    Some(m.end())
+}
+
+/// Removes the prefixes above (up to a few, in any order), so that patterns can anchor at the
+/// start of what the program itself printed.
+pub fn strip_prefixes(text: &str) -> &str {
+    let mut rest = text.trim_start();
+    for _ in 0..MAX_PREFIXES {
+        match prefix_end(rest) {
+            Some(end) => rest = rest[end..].trim_start(),
+            None => break,
+        }
+    }
+    rest
+}
+
+/// The ways of reading a (unwrapped) line, in the order patterns try them: all prefixes taken
+/// off ([`strip_prefixes`]), then fewer, then the line as it is. Each reading appears once.
+pub fn readings(text: &str) -> Vec<&str> {
+    let mut steps = vec![text, text.trim_start()];
+    let mut rest = text.trim_start();
+    for _ in 0..MAX_PREFIXES {
+        match prefix_end(rest) {
+            Some(end) => rest = rest[end..].trim_start(),
+            None => break,
+        }
+        steps.push(rest);
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(steps.len());
+    for r in steps.into_iter().rev() {
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// Whether a line holds a JSON `\u` escape: python-json-logger escapes every non-ASCII
+/// character by default, Go's `encoding/json` escapes `<`, `>` and `&`, so a keyword with such
+/// a character is only found in the unwrapped message.
+pub fn has_unicode_escape(line: &str) -> bool {
+    memchr::memmem::find(line.as_bytes(), b"\\u").is_some()
+}
+
+/// Takes the message out of a structured record (a JSON logger's line or a Docker json-file
+/// record, a logfmt record, Fluent Bit's `stdout` print), or returns the line unchanged. Only
+/// called for prefilter candidates, so its cost is off the hot path.
+pub fn unwrap_message(line: &str) -> Cow<'_, str> {
+    json_message(line)
+        .or_else(|| fluent_bit_message(line))
+        .or_else(|| logfmt_message(line))
+        .map_or(Cow::Borrowed(line), Cow::Owned)
+}
+
+/// The message of a JSON record, with any exception text on the lines after it.
+fn json_message(line: &str) -> Option<String> {
+    let trimmed = line.trim_start();
+    // Wrappers such as "2026-01-05T10:00:00Z stdout F {...}" put the JSON after a prefix.
+    let json_start = trimmed.find('{')?;
+    if !trimmed.trim_end().ends_with('}') {
+        return None;
+    }
+    let candidate = &trimmed[json_start..];
+    let Ok(serde_json::Value::Object(map)) =
+        serde_json::from_str::<serde_json::Value>(candidate.trim_end())
+    else {
+        return None;
+    };
+    let message = MESSAGE_FIELDS
+        .iter()
+        .find_map(|f| map.get(*f).and_then(|v| v.as_str()))?;
+    let mut text = message.trim_end_matches(['\n', '\r']).to_string();
+    for field in EXCEPTION_FIELDS {
+        match map.get(field) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => {
+                text.push('\n');
+                text.push_str(s);
+            }
+            Some(serde_json::Value::Object(o)) => {
+                for f in EXCEPTION_OBJECT_FIELDS {
+                    if let Some(s) = o.get(f).and_then(|v| v.as_str()) {
+                        text.push('\n');
+                        text.push_str(s);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(text)
+}
+
+/// Fluent Bit's `stdout` output in its default format, a msgpack print: `[0] kube.var.log…:
+/// [1767607201.123456789, {"log"=>"…", "stream"=>"stderr"}]` (since 2.1 the timestamp is
+/// `[[<time>, {}], {…}]`). Strings are printed raw between quotes, so a value ends at a quote
+/// followed by the next `, "key"=>` or by the record's closing brace.
+static FLUENT_BIT_PRINT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"^\s*\[\d+\] \S+: \[\[?[\d.]+"#).expect("the Fluent Bit regex compiles")
+});
+
+fn fluent_bit_message(line: &str) -> Option<String> {
+    if !FLUENT_BIT_PRINT.is_match(line) {
+        return None;
+    }
+    MESSAGE_FIELDS.iter().find_map(|field| {
+        let key = format!("\"{field}\"=>\"");
+        let start = line.find(&key)? + key.len();
+        let value = &line[start..];
+        let end = value.match_indices('"').map(|(i, _)| i).find(|&i| {
+            let after = &value[i + 1..];
+            after.starts_with('}') || next_fluent_bit_key(after)
+        })?;
+        Some(value[..end].to_string())
+    })
+}
+
+/// Whether text opens with `, "key"=>`: the next field of a Fluent Bit print.
+fn next_fluent_bit_key(text: &str) -> bool {
+    text.strip_prefix(", \"")
+        .and_then(|rest| rest.find('"').map(|q| (rest, q)))
+        .is_some_and(|(rest, q)| rest[q + 1..].starts_with("=>") && !rest[..q].contains([' ', ',']))
+}
+
+/// A logfmt record (logrus's and go-kit's text format, Heroku's and Grafana's tools):
+/// `time="…" level=error msg="…"`, the message quoted with Go's escapes when it holds spaces.
+/// At least one field comes before the message, so a lone setting (`log=/var/log/oom.log`)
+/// is not taken for a record.
+static LOGFMT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"^\s*[\w.@-]+=(?:"(?:[^"\\]|\\.)*"|\S*)(?:\s+[\w.@-]+=(?:"(?:[^"\\]|\\.)*"|\S*))*?\s+(?:msg|message|log)=("(?:[^"\\]|\\.)*"|\S+)"#,
+    )
+    .expect("the logfmt regex compiles")
+});
+
+/// A logfmt record has a level field (logrus, go-kit, Prometheus, Loki, Grafana, containerd):
+/// a line that only looks like fields (`type=INSUFFICIENT_RESOURCES, name=…, message="…"`, an
+/// exception's rendering) is left as it is.
+static LOGFMT_LEVEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|\s)(?:level|lvl|severity)=\S").expect("the logfmt level regex compiles")
+});
+
+/// One `key=value` field of a logfmt record, the value quoted or bare.
+static LOGFMT_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"([\w.@-]+)=("(?:[^"\\]|\\.)*"|\S*)"#).expect("the logfmt field regex compiles")
+});
+
+/// The message of a logfmt record, then its other fields on the next line, unquoted (`level=error
+/// err=open …: cannot allocate memory topic=/tasks/oom`): they often carry what the message only
+/// summarises.
+fn logfmt_message(line: &str) -> Option<String> {
+    if !LOGFMT_LEVEL.is_match(line) {
+        return None;
+    }
+    let caps = LOGFMT.captures(line)?;
+    let message = caps.get(1)?;
+    let mut out = unquoted(message.as_str());
+    let others: Vec<String> = LOGFMT_FIELD
+        .captures_iter(line)
+        .filter(|c| c.get(2).is_some_and(|v| v.range() != message.range()))
+        .map(|c| format!("{}={}", &c[1], unquoted(&c[2])))
+        .collect();
+    if !others.is_empty() {
+        out.push('\n');
+        out.push_str(&others.join(" "));
+    }
+    Some(out)
+}
+
+/// A logfmt value's text: a Go-quoted string unquoted, a bare value as it is.
+fn unquoted(value: &str) -> String {
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(quoted) => go_unquoted(quoted),
+        None => value.to_string(),
+    }
+}
+
+/// A Go-quoted string's text (`\"`, `\\`, `\n`, `\t`, `\r` undone).
+fn go_unquoted(quoted: &str) -> String {
+    let mut out = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_each_rendering_back_to_the_programs_line() {
+        let line =
+            "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory";
+        let rendered = [
+            format!("time=\"2026-01-05T10:00:01Z\" level=error msg=\"{line}\""),
+            format!("[0] kube.var.log.containers.api.log: [1767607201.123456789, {{\"log\"=>\"{line}\", \"stream\"=>\"stderr\"}}]"),
+            format!("[0] app: [[1767607201.123456789, {{}}], {{\"stream\"=>\"stderr\", \"log\"=>\"{line}\"}}]"),
+            format!("2026-01-05T10:00:01.123456+00:00 app[web.1]: {line}"),
+            format!("2026-01-05T10:00:01.123Z\t3f1c2a4b-1111-2222-3333-444455556666\tERROR\t{line}"),
+            format!("[ERROR]\t2026-01-05T10:00:01.123Z\t3f1c2a4b-1111-2222-3333-444455556666\t{line}"),
+            format!("10:00:01.123 [main] ERROR com.example.App - {line}"),
+            format!("2026-01-05T10:00:01.123Z ERROR 1234 --- [api] [           main] c.e.App     : {line}"),
+            format!("2026-01-05 10:00:01,123 - app - ERROR - {line}"),
+        ];
+        for r in &rendered {
+            let unwrapped = unwrap_message(r);
+            // (A logfmt record's other fields follow its message on the next line.)
+            assert_eq!(strip_prefixes(&unwrapped).lines().next(), Some(line), "{r}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_programs_first_words() {
+        for (line, own) in [
+            (
+                "2026-01-05T10:00:01.123456789Z slurmstepd: error: Detected 1 oom-kill event(s)",
+                "slurmstepd: error: Detected 1 oom-kill event(s)",
+            ),
+            (
+                "2026-01-05T10:00:01Z F LDR: class std::runtime_error thrown",
+                "F LDR: class std::runtime_error thrown",
+            ),
+            (
+                "2026-01-05T10:00:01Z [0329/101657.101380:WARNING:x.cc(90)] failed",
+                "[0329/101657.101380:WARNING:x.cc(90)] failed",
+            ),
+            (
+                "2026-01-05T10:00:01Z /usr/bin/grep: memory exhausted",
+                "/usr/bin/grep: memory exhausted",
+            ),
+            (
+                "2026-01-05T10:00:01Z fatal error: out of memory",
+                "fatal error: out of memory",
+            ),
+            (
+                "2026-01-05T10:00:01Z ### java.lang.OutOfMemoryError: x",
+                "### java.lang.OutOfMemoryError: x",
+            ),
+            ("2026-01-05T10:00:01Z /tasks/oom {}", "/tasks/oom {}"),
+            ("2026-01-05T10:00:01Z ip-10-0-1-23 CRON[12]: x", "x"),
+            ("2026-01-05T10:00:01Z i-0a1b2c3d4e5f60718 x", "x"),
+        ] {
+            assert_eq!(strip_prefixes(line), own);
+        }
+        let line = "api-1  | 2026-01-05T10:00:01.123456789Z slurmstepd: error: oom";
+        let r = readings(line);
+        assert_eq!(r, [&line[33..], &line[8..], line]);
+        // A journald line reads as its message first, and once only in each reading.
+        let r = readings("Jan  5 10:00:01 ip-10-0-1-23 app[1234]: Out of memory");
+        assert_eq!(r[0], "Out of memory");
+        assert_eq!(
+            r.len(),
+            r.iter().collect::<std::collections::BTreeSet<_>>().len()
+        );
+    }
+
+    #[test]
+    fn logfmt_values_are_unescaped_and_only_records_are_read() {
+        let record = r#"level=error msg="cannot allocate \"heap\"\nnext" caller=x.go:1"#;
+        assert_eq!(
+            unwrap_message(record),
+            "cannot allocate \"heap\"\nnext\nlevel=error caller=x.go:1"
+        );
+        assert_eq!(unwrap_message("lvl=error msg=oom"), "oom\nlvl=error");
+        let fields = "type=INSUFFICIENT_RESOURCES, name=EXCEEDED_LOCAL_MEMORY_LIMIT, message=\"x\"";
+        assert_eq!(unwrap_message(fields), fields);
+        // Prose that happens to hold "msg=" is not a record, nor is a lone setting.
+        for text in [
+            "we saw msg=\"out of memory\" in the log",
+            "log=/var/log/oom.log",
+        ] {
+            assert_eq!(unwrap_message(text), text);
+        }
+    }
+
+    #[test]
+    fn finds_unicode_escapes() {
+        assert!(has_unicode_escape(
+            r#"{"message": "\u5185\u5b58\u4e0d\u8db3"}"#
+        ));
+        assert!(!has_unicode_escape(r#"{"message": "out of memory\n"}"#));
+    }
+}
