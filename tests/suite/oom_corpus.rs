@@ -552,8 +552,12 @@ fn render(line: &str, which: usize) -> String {
 /// Agreement with the raw line's verdict, per rendering, that both splits must keep.
 const MIN_RENDERING_AGREEMENT: f64 = 0.995;
 
-/// Every corpus line in every rendering of [`RENDERINGS`] gets its raw verdict (OOM or not).
-/// Development disagreements are listed; held-out ones only counted.
+/// Renderings each corpus line is checked in (chosen by a hash of the line, as `wrap` is): every
+/// rendering gets about a fifth of each split, and the test stays about a minute.
+const RENDERINGS_PER_LINE: usize = 3;
+
+/// Every corpus line, in [`RENDERINGS_PER_LINE`] renderings of [`RENDERINGS`], gets its raw
+/// verdict (OOM or not). Development disagreements are listed; held-out ones only counted.
 #[test]
 fn verdicts_do_not_depend_on_the_rendering() {
     let lib = library();
@@ -567,8 +571,14 @@ fn verdicts_do_not_depend_on_the_rendering() {
         let of_split: Vec<&Row> = rows.iter().filter(|r| holdout(r) == held).collect();
         let raw: Vec<bool> = of_split.iter().map(|r| is_oom(&r.line)).collect();
         for (which, name) in RENDERINGS.iter().enumerate() {
-            let (mut lost, mut gained, mut listed) = (0usize, 0usize, Vec::new());
+            let (mut lost, mut gained, mut checked, mut listed) =
+                (0usize, 0usize, 0usize, Vec::new());
             for (row, &was) in of_split.iter().zip(&raw) {
+                let first = fnv1a(&row.line, 11) as usize % RENDERINGS.len();
+                if (which + RENDERINGS.len() - first) % RENDERINGS.len() >= RENDERINGS_PER_LINE {
+                    continue;
+                }
+                checked += 1;
                 let text = render(&row.line, which);
                 if is_oom(&text) == was {
                     continue;
@@ -583,10 +593,9 @@ fn verdicts_do_not_depend_on_the_rendering() {
                     listed.push(format!("    {what} {} [{}]: {text}", row.at, row.emitter));
                 }
             }
-            let agreement = 1.0 - (lost + gained) as f64 / of_split.len().max(1) as f64;
+            let agreement = 1.0 - (lost + gained) as f64 / checked.max(1) as f64;
             println!(
-                "{split}, {name}: agreement {agreement:.4} ({lost} deaths lost, {gained} false alarms gained, of {} lines)",
-                of_split.len()
+                "{split}, {name}: agreement {agreement:.4} ({lost} deaths lost, {gained} false alarms gained, of {checked} lines)"
             );
             for l in &listed {
                 println!("{l}");
