@@ -470,7 +470,7 @@ fn bulk_scan_agrees_with_line_matching_on_every_corpus_line() {
 /// Log renderings the scoring rotation (`wrap`) does not use, each in its documented default
 /// shape: what the same fleet's lines look like when another logger, shipper or terminal
 /// carried them. A line's verdict must not depend on which one did.
-const RENDERINGS: [&str; 15] = [
+const RENDERINGS: [&str; 17] = [
     "logrus text (logfmt)",
     "logrus JSON (Go escapes <, >, &)",
     "python-json-logger (ASCII escapes)",
@@ -486,6 +486,8 @@ const RENDERINGS: [&str; 15] = [
     "Python logging (asctime - name - levelname)",
     "journalctl -o short-iso",
     "syslog with priority and RFC 3339 time",
+    "Spring Boot's coloured console (ANSI)",
+    "a red error line (ANSI, chalk)",
 ];
 
 /// A JSON string literal as Go's `encoding/json` writes it (`<`, `>`, `&` as `\u003c`…), or,
@@ -545,7 +547,11 @@ fn render(line: &str, which: usize) -> String {
         ),
         12 => format!("2026-01-05 10:00:01,123 - app - ERROR - {line}"),
         13 => format!("2026-01-05T10:00:01+0000 ip-10-0-1-23 app[1234]: {line}"),
-        _ => format!("<11>2026-01-05T10:00:01.123456+00:00 ip-10-0-1-23 app[1234]: {line}"),
+        14 => format!("<11>2026-01-05T10:00:01.123456+00:00 ip-10-0-1-23 app[1234]: {line}"),
+        15 => format!(
+            "\x1b[2m2026-01-05T10:00:01.123Z\x1b[0;39m \x1b[31mERROR\x1b[0;39m \x1b[35m1234\x1b[0;39m \x1b[2m---\x1b[0;39m \x1b[2m[           main]\x1b[0;39m \x1b[36mc.e.App                                 \x1b[0;39m \x1b[2m:\x1b[0;39m {line}"
+        ),
+        _ => format!("\x1b[31m{line}\x1b[39m"),
     }
 }
 
@@ -553,7 +559,7 @@ fn render(line: &str, which: usize) -> String {
 const MIN_RENDERING_AGREEMENT: f64 = 0.995;
 
 /// Renderings each corpus line is checked in (chosen by a hash of the line, as `wrap` is): every
-/// rendering gets about a fifth of each split, and the test stays about a minute.
+/// rendering gets about a sixth of each split, and the test stays about a minute.
 const RENDERINGS_PER_LINE: usize = 3;
 
 /// Every corpus line, in [`RENDERINGS_PER_LINE`] renderings of [`RENDERINGS`], gets its raw

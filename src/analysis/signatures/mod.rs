@@ -3,8 +3,10 @@
 //! Signatures are data (`config/signatures.toml`, compiled in; a user file adds or overrides
 //! entries by id). Matching a line costs one Aho–Corasick pass over the raw bytes for the
 //! signatures' literal keywords; only lines with a keyword hit are unwrapped (JSON loggers,
-//! Docker json-file) and tried against the candidate signatures' regexes. A non-matching line
-//! therefore never touches a regex. A bulk scan (`scan_buffer`) walks the keyword DFA over
+//! Docker json-file, logfmt, Fluent Bit: `render.rs`) and tried against the candidate
+//! signatures' regexes, on each reading of the line with its prefixes taken off. A non-matching
+//! line therefore never touches a regex — except one holding a JSON `\u` escape, whose keywords
+//! are looked up again in its unwrapped message (python-json-logger escapes non-ASCII text). A bulk scan (`scan_buffer`) walks the keyword DFA over
 //! several parts of the buffer at once, to find the lines worth matching.
 //!
 //! Loading a library is cheap: the file is parsed and checked entry by entry, and only what
@@ -15,9 +17,9 @@
 //! pays for them. The built-in entries are compiled by a unit test, so their lazy build cannot
 //! fail at run time.
 //!
-//! Length: the library's loading and validation, the keyword automaton, line unwrapping and the
-//! bulk scan are one engine with one set of invariants (what a line matches is the same on
-//! every path); about 300 lines are its unit tests.
+//! Length: the library's loading and validation, the keyword automaton and the bulk scan are
+//! one engine with one set of invariants (what a line matches is the same on every path); its
+//! unit tests are in `tests.rs`, line unwrapping in `render.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,12 +1,12 @@
 //! How a log line was carried, taken off before matching: the message out of a structured record
-//! (JSON loggers and shippers, logfmt, Fluent Bit's `stdout` print) and the prefixes shippers,
-//! runtimes and terminals put in front of it (CRI, syslog, journald, compose, kubectl, Heroku,
-//! Lambda, logback, Spring Boot, Python logging…).
+//! (JSON loggers and shippers, logfmt, Fluent Bit's `stdout` print), terminal colours, and the
+//! prefixes shippers, runtimes and terminals put in front of it (CRI, syslog, journald, compose,
+//! kubectl, Heroku, Lambda, logback, Spring Boot, Python logging…).
 //!
 //! [`readings`] gives the line with each prefix taken off in turn: a pattern may match any of
 //! them (an anchored one needs the prefixes gone, another may need a level word) and a guard
 //! vetoes from any of them. A line's verdict should not depend on which logger or shipper carried
-//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in fifteen renderings its scoring
+//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in seventeen renderings its scoring
 //! rotation does not use.
 
 use std::borrow::Cow;
@@ -166,13 +166,34 @@ pub fn has_unicode_escape(line: &str) -> bool {
 }
 
 /// Takes the message out of a structured record (a JSON logger's line or a Docker json-file
-/// record, a logfmt record, Fluent Bit's `stdout` print), or returns the line unchanged. Only
-/// called for prefilter candidates, so its cost is off the hot path.
+/// record, a logfmt record, Fluent Bit's `stdout` print), or returns the line unchanged, in
+/// both cases without terminal colour codes. Only called for prefilter candidates, so its cost
+/// is off the hot path.
 pub fn unwrap_message(line: &str) -> Cow<'_, str> {
+    let uncoloured = |text: String| match text.contains('\x1b') {
+        true => ANSI.replace_all(&text, "").into_owned(),
+        false => text,
+    };
+    if line.contains('\x1b') {
+        let clean = ANSI.replace_all(line, "");
+        return Cow::Owned(uncoloured(
+            structured_message(&clean).unwrap_or_else(|| clean.into_owned()),
+        ));
+    }
+    structured_message(line).map_or(Cow::Borrowed(line), |m| Cow::Owned(uncoloured(m)))
+}
+
+/// ANSI terminal sequences (SGR colours and the other CSI ones): Spring Boot's and
+/// tracing-subscriber's coloured consoles, chalk-red error lines, a TTY's `kubectl logs`.
+static ANSI: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\x1b\[[0-9;:?<=>]*[ -/]*[@-~]").expect("the ANSI regex compiles")
+});
+
+/// The message of a structured record, if the line is one.
+fn structured_message(line: &str) -> Option<String> {
     json_message(line)
         .or_else(|| fluent_bit_message(line))
         .or_else(|| logfmt_message(line))
-        .map_or(Cow::Borrowed(line), Cow::Owned)
 }
 
 /// The message of a JSON record, with any exception text on the lines after it.
@@ -378,7 +399,9 @@ mod tests {
         }
         let line = "api-1  | 2026-01-05T10:00:01.123456789Z slurmstepd: error: oom";
         let r = readings(line);
-        assert_eq!(r, [&line[33..], &line[8..], line]);
+        let own = &line[line.find("slurmstepd").unwrap()..];
+        let after_compose = &line[line.find("2026").unwrap()..];
+        assert_eq!(r, [own, after_compose, line]);
         // A journald line reads as its message first, and once only in each reading.
         let r = readings("Jan  5 10:00:01 ip-10-0-1-23 app[1234]: Out of memory");
         assert_eq!(r[0], "Out of memory");
@@ -405,6 +428,14 @@ mod tests {
         ] {
             assert_eq!(unwrap_message(text), text);
         }
+    }
+
+    #[test]
+    fn takes_terminal_colours_off() {
+        let line = "\x1b[2m2026-01-05T10:00:01.123Z\x1b[0;39m \x1b[31mERROR\x1b[0;39m \x1b[35m1234\x1b[0;39m \x1b[2m---\x1b[0;39m \x1b[2m[main]\x1b[0;39m \x1b[36mc.e.App\x1b[0;39m \x1b[2m:\x1b[0;39m \x1b[31mOut of memory\x1b[39m";
+        assert_eq!(strip_prefixes(&unwrap_message(line)), "Out of memory");
+        let docker = r#"{"log":"\u001b[31mOut of memory\u001b[39m\n","stream":"stderr"}"#;
+        assert_eq!(unwrap_message(docker), "Out of memory");
     }
 
     #[test]

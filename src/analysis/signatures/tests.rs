@@ -70,6 +70,22 @@ fn unwraps_json_loggers() {
 }
 
 #[test]
+fn finds_keywords_hidden_behind_json_unicode_escapes() {
+    // python-json-logger's default (`ensure_ascii`): "bash: fork: メモリを確保できません".
+    let line = r#"{"levelname": "ERROR", "message": "bash: fork: \u30e1\u30e2\u30ea\u3092\u78ba\u4fdd\u3067\u304d\u307e\u305b\u3093"}"#;
+    let l = lib();
+    let m = l.match_line(line).expect("the escaped message matches");
+    assert_eq!(m.signature.spec.kind, SignatureKind::Oom);
+    // The bulk pass lists the line too (it holds no keyword as written).
+    let buf = format!("plain line\n{line}\n{{\"message\": \"caf\\u00e9 open\"}}\n");
+    let mut found = Vec::new();
+    l.scan_buffer(buf.as_bytes(), 1, |n, _, m| {
+        found.push((n, m.signature.spec.kind))
+    });
+    assert_eq!(found, [(2, SignatureKind::Oom)]);
+}
+
+#[test]
 fn ordinary_lines_do_not_match() {
     for line in [
         "GET /healthz 200 1ms",
