@@ -493,6 +493,23 @@ const RENDERINGS: [&str; 17] = [
     "a red error line (ANSI, chalk)",
 ];
 
+/// The renderings from [`RENDERINGS`]' sixth on only put text around the line: what comes before
+/// and after it, in the same order.
+const AROUND: [(&str, &str); 12] = [
+    ("2026-01-05T10:00:01.123456+00:00 app[web.1]: ", ""),
+    ("2026-01-05T10:00:01.123Z\t3f1c2a4b-1111-2222-3333-444455556666\tERROR\t", ""),
+    ("2026-01-05T10:00:01.123456789Z ", ""),
+    ("[pod/api-7d9f8c6b5-x2x9q/api] 2026-01-05T10:00:01.123456789Z ", ""),
+    ("api-1  | 2026-01-05T10:00:01.123456789Z ", ""),
+    ("10:00:01.123 [main] ERROR com.example.App - ", ""),
+    ("2026-01-05T10:00:01.123Z ERROR 1234 --- [api] [           main] c.e.App                                  : ", ""),
+    ("2026-01-05 10:00:01,123 - app - ERROR - ", ""),
+    ("2026-01-05T10:00:01+0000 ip-10-0-1-23 app[1234]: ", ""),
+    ("<11>2026-01-05T10:00:01.123456+00:00 ip-10-0-1-23 app[1234]: ", ""),
+    ("\x1b[2m2026-01-05T10:00:01.123Z\x1b[0;39m \x1b[31mERROR\x1b[0;39m \x1b[35m1234\x1b[0;39m \x1b[2m---\x1b[0;39m \x1b[2m[           main]\x1b[0;39m \x1b[36mc.e.App                                 \x1b[0;39m \x1b[2m:\x1b[0;39m ", ""),
+    ("\x1b[31m", "\x1b[39m"),
+];
+
 /// A JSON string literal as Go's `encoding/json` writes it (`<`, `>`, `&` as `\u003c`…), or,
 /// with `ascii`, as Python's `json.dumps` does by default (every non-ASCII character escaped).
 fn json_escaped(s: &str, ascii: bool) -> String {
@@ -537,24 +554,10 @@ fn render(line: &str, which: usize) -> String {
         4 => format!(
             "[0] kube.var.log.containers.api.log: [1767607201.123456789, {{\"log\"=>\"{line}\", \"stream\"=>\"stderr\"}}]"
         ),
-        5 => format!("2026-01-05T10:00:01.123456+00:00 app[web.1]: {line}"),
-        6 => format!(
-            "2026-01-05T10:00:01.123Z\t3f1c2a4b-1111-2222-3333-444455556666\tERROR\t{line}"
-        ),
-        7 => format!("2026-01-05T10:00:01.123456789Z {line}"),
-        8 => format!("[pod/api-7d9f8c6b5-x2x9q/api] 2026-01-05T10:00:01.123456789Z {line}"),
-        9 => format!("api-1  | 2026-01-05T10:00:01.123456789Z {line}"),
-        10 => format!("10:00:01.123 [main] ERROR com.example.App - {line}"),
-        11 => format!(
-            "2026-01-05T10:00:01.123Z ERROR 1234 --- [api] [           main] c.e.App                                  : {line}"
-        ),
-        12 => format!("2026-01-05 10:00:01,123 - app - ERROR - {line}"),
-        13 => format!("2026-01-05T10:00:01+0000 ip-10-0-1-23 app[1234]: {line}"),
-        14 => format!("<11>2026-01-05T10:00:01.123456+00:00 ip-10-0-1-23 app[1234]: {line}"),
-        15 => format!(
-            "\x1b[2m2026-01-05T10:00:01.123Z\x1b[0;39m \x1b[31mERROR\x1b[0;39m \x1b[35m1234\x1b[0;39m \x1b[2m---\x1b[0;39m \x1b[2m[           main]\x1b[0;39m \x1b[36mc.e.App                                 \x1b[0;39m \x1b[2m:\x1b[0;39m {line}"
-        ),
-        _ => format!("\x1b[31m{line}\x1b[39m"),
+        _ => {
+            let (before, after) = AROUND[which - 5];
+            format!("{before}{line}{after}")
+        }
     }
 }
 
