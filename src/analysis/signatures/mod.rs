@@ -6,7 +6,8 @@
 //! Docker json-file, logfmt, Fluent Bit: `render.rs`) and tried against the candidate
 //! signatures' regexes, on each reading of the line with its prefixes taken off. A non-matching
 //! line therefore never touches a regex — except one holding a JSON `\u` escape, whose keywords
-//! are looked up again in its unwrapped message (python-json-logger escapes non-ASCII text). A bulk scan (`scan_buffer`) walks the keyword DFA over
+//! are looked up again in its unwrapped message (python-json-logger escapes non-ASCII text).
+//! A bulk scan (`scan_buffer`) walks the keyword DFA over
 //! several parts of the buffer at once, to find the lines worth matching.
 //!
 //! Loading a library is cheap: the file is parsed and checked entry by entry, and only what
@@ -263,9 +264,6 @@ struct BulkAutomaton {
     start: aho_corasick::automaton::StateID,
 }
 
-/// What the bulk pass also lists lines for: a JSON `\u` escape (see `render::has_unicode_escape`).
-const UNICODE_ESCAPE: &str = "\\u";
-
 /// Walks interleaved in the bulk pass. One walk's next state is a table load that depends on
 /// its previous state, so a single walk waits on that load at every byte; walks over separate
 /// parts of the buffer, stepped in lockstep, overlap those waits (about 3× the throughput of
@@ -289,7 +287,7 @@ impl BulkAutomaton {
         // Matching is ASCII case-insensitive, so containment is judged in lower case.
         let mut distinct: Vec<String> = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
         // A JSON record's `\u` escape may hide a keyword: such lines are matched too.
-        distinct.push(UNICODE_ESCAPE.to_string());
+        distinct.push(render::UNICODE_ESCAPE.to_string());
         distinct.sort_unstable();
         distinct.dedup();
         let minimal: Vec<&str> = distinct

@@ -158,11 +158,14 @@ pub fn readings(text: &str) -> Vec<&str> {
     out
 }
 
+/// A JSON `\u` escape: the bulk pass lists the lines holding one, as it lists keywords.
+pub const UNICODE_ESCAPE: &str = "\\u";
+
 /// Whether a line holds a JSON `\u` escape: python-json-logger escapes every non-ASCII
 /// character by default, Go's `encoding/json` escapes `<`, `>` and `&`, so a keyword with such
 /// a character is only found in the unwrapped message.
 pub fn has_unicode_escape(line: &str) -> bool {
-    memchr::memmem::find(line.as_bytes(), b"\\u").is_some()
+    memchr::memmem::find(line.as_bytes(), UNICODE_ESCAPE.as_bytes()).is_some()
 }
 
 /// Takes the message out of a structured record (a JSON logger's line or a Docker json-file
