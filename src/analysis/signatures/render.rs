@@ -127,14 +127,7 @@ fn prefix_end(text: &str) -> Option<usize> {
 /// Removes the prefixes above (up to a few, in any order), so that patterns can anchor at the
 /// start of what the program itself printed.
 pub fn strip_prefixes(text: &str) -> &str {
-    let mut rest = text.trim_start();
-    for _ in 0..MAX_PREFIXES {
-        match prefix_end(rest) {
-            Some(end) => rest = rest[end..].trim_start(),
-            None => break,
-        }
-    }
-    rest
+    readings(text)[0]
 }
 
 /// The ways of reading a (unwrapped) line, in the order patterns try them: all prefixes taken
