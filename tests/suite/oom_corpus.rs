@@ -473,12 +473,15 @@ fn bulk_scan_agrees_with_line_matching_on_every_corpus_line() {
 /// Log renderings the scoring rotation (`wrap`) does not use, each in its documented default
 /// shape: what the same fleet's lines look like when another logger, shipper or terminal
 /// carried them. A line's verdict must not depend on which one did.
-const RENDERINGS: [&str; 17] = [
+const RENDERINGS: [&str; 24] = [
     "logrus text (logfmt)",
     "logrus JSON (Go escapes <, >, &)",
     "python-json-logger (ASCII escapes)",
     "GELF",
     "Fluent Bit stdout (msgpack print)",
+    "CloudWatch Logs Insights CSV export",
+    "aws logs filter-log-events --output text",
+    "pretty-printed JSON field (aws logs get-log-events)",
     "Heroku router/app",
     "Lambda Node.js console",
     "docker logs -t",
@@ -491,11 +494,15 @@ const RENDERINGS: [&str; 17] = [
     "syslog with priority and RFC 3339 time",
     "Spring Boot's coloured console (ANSI)",
     "a red error line (ANSI, chalk)",
+    "Loki logcli",
+    "stern",
+    "kubectl get events -A",
+    "PowerShell Format-List of an event",
 ];
 
-/// The renderings from [`RENDERINGS`]' sixth on only put text around the line: what comes before
+/// The renderings from [`RENDERINGS`]' ninth on only put text around the line: what comes before
 /// and after it, in the same order.
-const AROUND: [(&str, &str); 12] = [
+const AROUND: [(&str, &str); 16] = [
     ("2026-01-05T10:00:01.123456+00:00 app[web.1]: ", ""),
     ("2026-01-05T10:00:01.123Z\t3f1c2a4b-1111-2222-3333-444455556666\tERROR\t", ""),
     ("2026-01-05T10:00:01.123456789Z ", ""),
@@ -508,6 +515,10 @@ const AROUND: [(&str, &str); 12] = [
     ("<11>2026-01-05T10:00:01.123456+00:00 ip-10-0-1-23 app[1234]: ", ""),
     ("\x1b[2m2026-01-05T10:00:01.123Z\x1b[0;39m \x1b[31mERROR\x1b[0;39m \x1b[35m1234\x1b[0;39m \x1b[2m---\x1b[0;39m \x1b[2m[           main]\x1b[0;39m \x1b[36mc.e.App                                 \x1b[0;39m \x1b[2m:\x1b[0;39m ", ""),
     ("\x1b[31m", "\x1b[39m"),
+    ("2026-01-05T10:00:01Z {app=\"api\", namespace=\"prod\", pod=\"api-7d9f8c6b5-x2x9q\"} ", ""),
+    ("api-7d9f8c6b5-x2x9q api ", ""),
+    ("prod        5m          Warning   BackOff     pod/api-7d9f8c6b5-x2x9q   ", ""),
+    ("Message              : ", ""),
 ];
 
 /// A JSON string literal as Go's `encoding/json` writes it (`<`, `>`, `&` as `\u003c`…), or,
@@ -554,8 +565,16 @@ fn render(line: &str, which: usize) -> String {
         4 => format!(
             "[0] kube.var.log.containers.api.log: [1767607201.123456789, {{\"log\"=>\"{line}\", \"stream\"=>\"stderr\"}}]"
         ),
+        5 => format!(
+            "2026-01-05 10:00:01.123,\"{}\"",
+            line.replace('"', "\"\"")
+        ),
+        6 => format!(
+            "EVENTS\t38012345678901234567890123456789012345678901234567890123\t1767607201456\ti-0abc123def4567890\t{line}\t1767607201123"
+        ),
+        7 => format!("            \"message\": {},", json_str(line)),
         _ => {
-            let (before, after) = AROUND[which - 5];
+            let (before, after) = AROUND[which - 8];
             format!("{before}{line}{after}")
         }
     }
@@ -565,7 +584,7 @@ fn render(line: &str, which: usize) -> String {
 const MIN_RENDERING_AGREEMENT: f64 = 0.995;
 
 /// Renderings each corpus line is checked in (chosen by a hash of the line, as `wrap` is): every
-/// rendering gets about a sixth of each split, and the test stays about a minute.
+/// rendering gets about an eighth of each split, and the test stays about a minute.
 const RENDERINGS_PER_LINE: usize = 3;
 
 /// Every corpus line, in [`RENDERINGS_PER_LINE`] renderings of [`RENDERINGS`], gets its raw

@@ -1,12 +1,13 @@
 //! How a log line was carried, taken off before matching: the message out of a structured record
-//! (JSON loggers and shippers, logfmt, Fluent Bit's `stdout` print), terminal colours, and the
+//! (JSON loggers and shippers, a pretty-printed JSON field, logfmt, Fluent Bit's `stdout` print,
+//! the AWS CLI's text output, a CSV export's row), terminal colours, and the
 //! prefixes shippers, runtimes and terminals put in front of it (CRI, syslog, journald, compose,
 //! kubectl, Heroku, Lambda, logback, Spring Boot, Python logging…).
 //!
 //! [`readings`] gives the line with each prefix taken off in turn: a pattern may match any of
 //! them (an anchored one needs the prefixes gone, another may need a level word) and a guard
 //! vetoes from any of them. A line's verdict should not depend on which logger or shipper carried
-//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in seventeen renderings its scoring
+//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in twenty-four renderings its scoring
 //! rotation does not use.
 
 use std::borrow::Cow;
@@ -62,8 +63,11 @@ const MAX_PREFIXES: usize = 4;
 /// logging's common format (`<time> - name - ERROR - `), docker compose (`web-1  | `),
 /// `kubectl logs --prefix` (`[pod/name/container] `), dmesg (`[ 123.456] `), klog (`E0105
 /// 10:00:00.123456  1 file.go:12] `), printk caller ids (`[ T1234]`), `aws logs tail` (`<time>
-/// <stream> `), and timestamps with a level word. Alternatives are tried in order at the same
-/// place, so the specific shapes come before the general timestamp at the end.
+/// <stream> `), Loki's `logcli` (`<time> {app="api"} `), `kubectl get events` rows (`5m Warning
+/// OOMKilling node/ip-10-0-1-23 `), `stern` (`<pod>-<hash>-<id> <container> `, the pod name in
+/// Kubernetes' generated-name alphabet), PowerShell's `Format-List` of an event (`Message : `),
+/// and timestamps with a level word. Alternatives are tried in order at the same place, so the
+/// specific shapes come before the general timestamp at the end.
 ///
 /// A syslog host is a word without a colon and its process name has a lower-case letter or a
 /// `[pid]`, and a log stream has a `/` and neither opens with a bracket nor ends in a colon: so
@@ -85,6 +89,10 @@ static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
         r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) [A-Za-z0-9][^\s:\[\]]* (?:[^:\[\s]+\[\d+\]|[^:\[\s]*[a-z][^:\[\s]*): ",
         r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) (?:i-[0-9a-f]{8,17}\S*|[^\s\[(/]\S*/\S*[^\s:]) ",
         r"|[\w.-]+\s+\| ",
+        r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) \{[^}\n]*\}\s+",
+        r"|(?:[a-z0-9][\w.-]*\s+)?(?:\d+[smhd](?:\d+[smh])?|<unknown>)\s+(?:Normal|Warning)\s+\w+\s+[\w.-]+/[\w.:-]+\s+",
+        r"|[a-z0-9][a-z0-9-]*-(?:[bcdfghjklmnpqrstvwxz2-9]{6,10}-)?[bcdfghjklmnpqrstvwxz2-9]{5} [a-z0-9][a-z0-9-]* ",
+        r"|Message\s*: ",
         r"|\[pod/[^\]]+\] ",
         r"|\[\s*\d+\.\d+\]\s*",
         r"|\[\s*[TC]\d+\]\s*",
@@ -179,6 +187,13 @@ pub fn unwrap_message(line: &str) -> Cow<'_, str> {
     structured_message(line).map_or(Cow::Borrowed(line), |m| Cow::Owned(uncoloured(m)))
 }
 
+/// The message of a structured record, taken out once more if it is itself one (a JSON event
+/// in a CSV export, a JSON log line inside a shipper's record).
+fn structured_message(line: &str) -> Option<String> {
+    let outer = structured_once(line)?;
+    Some(structured_once(&outer).unwrap_or(outer))
+}
+
 /// ANSI terminal sequences (SGR colours and the other CSI ones): Spring Boot's and
 /// tracing-subscriber's coloured consoles, chalk-red error lines, a TTY's `kubectl logs`.
 static ANSI: LazyLock<Regex> = LazyLock::new(|| {
@@ -186,10 +201,97 @@ static ANSI: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The message of a structured record, if the line is one.
-fn structured_message(line: &str) -> Option<String> {
+fn structured_once(line: &str) -> Option<String> {
     json_message(line)
+        .or_else(|| json_field_message(line))
         .or_else(|| fluent_bit_message(line))
         .or_else(|| logfmt_message(line))
+        .or_else(|| cloudwatch_text_message(line))
+        .or_else(|| csv_message(line))
+}
+
+/// One field of pretty-printed JSON holding a message, as pasted from `aws logs get-log-events`,
+/// `journalctl -o json-pretty` or `kubectl get events -o json`: `    "message": "…",`.
+static JSON_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"^\s*"([@\w]+)"\s*:\s*("(?:[^"\\]|\\.)*")\s*,?\s*$"#)
+        .expect("the JSON field regex compiles")
+});
+
+/// The message of a pretty-printed JSON field line whose key is one of [`MESSAGE_FIELDS`].
+fn json_field_message(line: &str) -> Option<String> {
+    let caps = JSON_FIELD.captures(line)?;
+    if !MESSAGE_FIELDS.contains(&&caps[1]) {
+        return None;
+    }
+    let text = serde_json::from_str::<String>(&caps[2]).ok()?;
+    Some(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A row of the AWS CLI's text output for CloudWatch Logs: `EVENTS\t<ingestionTime>\t<message>\t
+/// <timestamp>` (`get-log-events`) or `EVENTS\t<eventId>\t<ingestionTime>\t<logStreamName>\t
+/// <message>\t<timestamp>` (`filter-log-events`); the columns come in the keys' order.
+static CLOUDWATCH_TEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^EVENTS\t(?:\d+\t\d{13}\t[^\t]+\t|\d{13}\t)(.*)\t\d{13}\s*$")
+        .expect("the CLI text-output regex compiles")
+});
+
+fn cloudwatch_text_message(line: &str) -> Option<String> {
+    CLOUDWATCH_TEXT
+        .captures(line)
+        .map(|caps| caps[1].to_string())
+}
+
+/// The message of a row of a CSV export (CloudWatch Logs Insights' "Download table (CSV)",
+/// Datadog's and Grafana's exports): the longest field written in quotes, with its doubled
+/// quotes undone. The row has to read as CSV from start to end (RFC 4180 quoting, at least two
+/// fields, ending in a quoted one), so a line that only has commas is left as it is.
+fn csv_message(line: &str) -> Option<String> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if !line.ends_with('"') || !line.contains(",\"") {
+        return None;
+    }
+    let (mut fields, mut rest) = (Vec::new(), line);
+    loop {
+        let (field, quoted, after) = match rest.strip_prefix('"') {
+            Some(inner) => {
+                let mut text = String::new();
+                let mut chars = inner.char_indices();
+                let end = loop {
+                    let (i, c) = chars.next()?;
+                    if c != '"' {
+                        text.push(c);
+                    } else if inner[i + 1..].starts_with('"') {
+                        text.push('"');
+                        chars.next();
+                    } else {
+                        break i + 1;
+                    }
+                };
+                (text, true, &inner[end..])
+            }
+            None => {
+                let end = rest.find(',').unwrap_or(rest.len());
+                if rest[..end].contains('"') {
+                    return None;
+                }
+                (rest[..end].to_string(), false, &rest[end..])
+            }
+        };
+        fields.push((field, quoted));
+        match after.strip_prefix(',') {
+            Some(next) => rest = next,
+            None if after.is_empty() => break,
+            None => return None,
+        }
+    }
+    if fields.len() < 2 {
+        return None;
+    }
+    fields
+        .into_iter()
+        .filter(|(_, quoted)| *quoted)
+        .max_by_key(|(f, _)| f.len())
+        .map(|(f, _)| f)
 }
 
 /// The message of a JSON record, with any exception text on the lines after it.
@@ -357,6 +459,42 @@ mod tests {
             let unwrapped = unwrap_message(r);
             // (A logfmt record's other fields follow its message on the next line.)
             assert_eq!(strip_prefixes(&unwrapped).lines().next(), Some(line), "{r}");
+        }
+    }
+
+    #[test]
+    fn reads_exports_and_tables_back_to_the_programs_line() {
+        let line = r#"Memory cgroup out of memory: Killed process 4242 (node) "api""#;
+        let doubled = line.replace('"', "\"\"");
+        let json = serde_json::to_string(line).unwrap();
+        for r in [
+            format!("2026-01-05 10:00:01.123,\"{doubled}\""),
+            format!("\"2026-01-05T10:00:01.123Z\",\"i-0abc\",\"{doubled}\""),
+            format!("EVENTS\t1767607201456\t{line}\t1767607201123"),
+            format!("EVENTS\t3801234567\t1767607201456\ti-0abc/stream\t{line}\t1767607201123"),
+            format!("            \"message\": {json},"),
+            format!("    \"MESSAGE\" : {json}"),
+            format!("2026-01-05T10:00:01Z {{app=\"api\", pod=\"api-1\"}} {line}"),
+            format!("api-7d9f8c6b5-x2x9q api {line}"),
+            format!("node-exporter-k2x9q exporter {line}"),
+            format!("5m          Warning   OOMKilling   node/ip-10-0-1-23   {line}"),
+            format!("prod   2m10s   Warning   BackOff   pod/api-7d9f8c6b5-x2x9q   {line}"),
+            format!("Message              : {line}"),
+        ] {
+            assert_eq!(strip_prefixes(&unwrap_message(&r)), line, "{r}");
+        }
+        // A JSON event inside a CSV export is taken out of both.
+        let event = r#"2026-01-05 10:00:01,"{""message"":""Out of memory"",""level"":""error""}""#;
+        assert_eq!(unwrap_message(event), "Out of memory");
+        // Lines that only have commas or quotes, or a field that is not a message, stay as
+        // they are; so do words that are not a pod name.
+        for text in [
+            "usage 102360kB, limit 102400kB, failcnt 125402",
+            r#"error: "out of memory", retrying"#,
+            r#"  "reason": "OOMKilled","#,
+            "oom-killer invoked the victim",
+        ] {
+            assert_eq!(strip_prefixes(&unwrap_message(text)), text.trim_start());
         }
     }
 
