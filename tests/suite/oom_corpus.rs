@@ -473,7 +473,7 @@ fn bulk_scan_agrees_with_line_matching_on_every_corpus_line() {
 /// Log renderings the scoring rotation (`wrap`) does not use, each in its documented default
 /// shape: what the same fleet's lines look like when another logger, shipper or terminal
 /// carried them. A line's verdict must not depend on which one did.
-const RENDERINGS: [&str; 24] = [
+const RENDERINGS: [&str; 32] = [
     "logrus text (logfmt)",
     "logrus JSON (Go escapes <, >, &)",
     "python-json-logger (ASCII escapes)",
@@ -498,11 +498,19 @@ const RENDERINGS: [&str; 24] = [
     "stern",
     "kubectl get events -A",
     "PowerShell Format-List of an event",
+    "a Markdown quote in an issue",
+    "docker build (BuildKit plain progress)",
+    "GitHub Actions error annotation",
+    "npm ERR!",
+    "pytest's failure lines",
+    "a rich-drawn panel row",
+    "git push's remote: lines",
+    "Maven's [ERROR]",
 ];
 
 /// The renderings from [`RENDERINGS`]' ninth on only put text around the line: what comes before
 /// and after it, in the same order.
-const AROUND: [(&str, &str); 16] = [
+const AROUND: [(&str, &str); 24] = [
     ("2026-01-05T10:00:01.123456+00:00 app[web.1]: ", ""),
     ("2026-01-05T10:00:01.123Z\t3f1c2a4b-1111-2222-3333-444455556666\tERROR\t", ""),
     ("2026-01-05T10:00:01.123456789Z ", ""),
@@ -519,6 +527,14 @@ const AROUND: [(&str, &str); 16] = [
     ("api-7d9f8c6b5-x2x9q api ", ""),
     ("prod        5m          Warning   BackOff     pod/api-7d9f8c6b5-x2x9q   ", ""),
     ("Message              : ", ""),
+    ("> ", ""),
+    ("#12 45.67 ", ""),
+    ("##[error]", ""),
+    ("npm ERR! ", ""),
+    ("E       ", ""),
+    ("│ ", " │"),
+    ("remote: ", ""),
+    ("[ERROR] ", ""),
 ];
 
 /// A JSON string literal as Go's `encoding/json` writes it (`<`, `>`, `&` as `\u003c`…), or,
@@ -584,7 +600,7 @@ fn render(line: &str, which: usize) -> String {
 const MIN_RENDERING_AGREEMENT: f64 = 0.995;
 
 /// Renderings each corpus line is checked in (chosen by a hash of the line, as `wrap` is): every
-/// rendering gets about an eighth of each split, and the test stays about a minute.
+/// rendering gets about a tenth of each split, and the test stays about a minute.
 const RENDERINGS_PER_LINE: usize = 3;
 
 /// Every corpus line, in [`RENDERINGS_PER_LINE`] renderings of [`RENDERINGS`], gets its raw

@@ -7,7 +7,7 @@
 //! [`readings`] gives the line with each prefix taken off in turn: a pattern may match any of
 //! them (an anchored one needs the prefixes gone, another may need a level word) and a guard
 //! vetoes from any of them. A line's verdict should not depend on which logger or shipper carried
-//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in twenty-four renderings its scoring
+//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in thirty-two renderings its scoring
 //! rotation does not use.
 
 use std::borrow::Cow;
@@ -66,7 +66,10 @@ const MAX_PREFIXES: usize = 4;
 /// <stream> `), Loki's `logcli` (`<time> {app="api"} `), `kubectl get events` rows (`5m Warning
 /// OOMKilling node/ip-10-0-1-23 `), `stern` (`<pod>-<hash>-<id> <container> `, the pod name in
 /// Kubernetes' generated-name alphabet), PowerShell's `Format-List` of an event (`Message : `),
-/// and timestamps with a level word. Alternatives are tried in order at the same place, so the
+/// what pastes and build logs put in front of a line (a Markdown quote or Gradle's cause `> `,
+/// BuildKit's `#12 45.67 `, GitHub Actions' `##[error]`, `npm ERR! `, pytest's `E       `,
+/// git's `remote: `, Maven's `[ERROR] `, a box-drawn frame's `│ `), and timestamps with a level
+/// word. Alternatives are tried in order at the same place, so the
 /// specific shapes come before the general timestamp at the end.
 ///
 /// A syslog host is a word without a colon and its process name has a lower-case letter or a
@@ -88,11 +91,19 @@ static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
         r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? [A-Za-z0-9][^\s:\[\]]* (?:[^:\[\s]+\[\d+\]|[^:\[\s]*[a-z][^:\[\s]*): ",
         r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) [A-Za-z0-9][^\s:\[\]]* (?:[^:\[\s]+\[\d+\]|[^:\[\s]*[a-z][^:\[\s]*): ",
         r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) (?:i-[0-9a-f]{8,17}\S*|[^\s\[(/]\S*/\S*[^\s:]) ",
-        r"|[\w.-]+\s+\| ",
+        r"|[\w.-]{2,}\s+\| ",
         r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) \{[^}\n]*\}\s+",
         r"|(?:[a-z0-9][\w.-]*\s+)?(?:\d+[smhd](?:\d+[smh])?|<unknown>)\s+(?:Normal|Warning)\s+\w+\s+[\w.-]+/[\w.:-]+\s+",
         r"|[a-z0-9][a-z0-9-]*-(?:[bcdfghjklmnpqrstvwxz2-9]{6,10}-)?[bcdfghjklmnpqrstvwxz2-9]{5} [a-z0-9][a-z0-9-]* ",
         r"|Message\s*: ",
+        r"|>\s+",
+        r"|#\d+ \d+\.\d+ ",
+        r"|##\[\w+\]",
+        r"|npm (?:ERR!|error) ",
+        r"|E {3,}",
+        r"|remote: ",
+        r"|\[(?:TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL)\]:?\s+",
+        r"|[│┃]\s",
         r"|\[pod/[^\]]+\] ",
         r"|\[\s*\d+\.\d+\]\s*",
         r"|\[\s*[TC]\d+\]\s*",
@@ -184,7 +195,20 @@ pub fn unwrap_message(line: &str) -> Cow<'_, str> {
             structured_message(&clean).unwrap_or_else(|| clean.into_owned()),
         ));
     }
+    if let Some(inner) = framed(line) {
+        return Cow::Owned(structured_message(inner).unwrap_or_else(|| inner.to_string()));
+    }
     structured_message(line).map_or(Cow::Borrowed(line), |m| Cow::Owned(uncoloured(m)))
+}
+
+/// The text inside a box-drawn frame (`│ … │`, as rich and other terminal UIs draw tracebacks
+/// and panels), if the line is one row of it.
+fn framed(line: &str) -> Option<&str> {
+    let trimmed = line.trim();
+    ["│", "┃"].iter().find_map(|bar| {
+        let inner = trimmed.strip_prefix(bar)?.strip_suffix(bar)?;
+        Some(inner.trim())
+    })
 }
 
 /// The message of a structured record, taken out once more if it is itself one (a JSON event
@@ -480,6 +504,16 @@ mod tests {
             format!("5m          Warning   OOMKilling   node/ip-10-0-1-23   {line}"),
             format!("prod   2m10s   Warning   BackOff   pod/api-7d9f8c6b5-x2x9q   {line}"),
             format!("Message              : {line}"),
+            format!("> {line}"),
+            format!("> > {line}"),
+            format!("#12 45.67 {line}"),
+            format!("##[error]{line}"),
+            format!("npm ERR! {line}"),
+            format!("npm error {line}"),
+            format!("E       {line}"),
+            format!("remote: {line}"),
+            format!("[ERROR] {line}"),
+            format!("│ {line}  │"),
         ] {
             assert_eq!(strip_prefixes(&unwrap_message(&r)), line, "{r}");
         }
@@ -493,6 +527,7 @@ mod tests {
             r#"error: "out of memory", retrying"#,
             r#"  "reason": "OOMKilled","#,
             "oom-killer invoked the victim",
+            "| OOMKill | counter | /proc/vmstat |",
         ] {
             assert_eq!(strip_prefixes(&unwrap_message(text)), text.trim_start());
         }
