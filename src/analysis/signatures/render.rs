@@ -7,7 +7,7 @@
 //! [`readings`] gives the line with each prefix taken off in turn: a pattern may match any of
 //! them (an anchored one needs the prefixes gone, another may need a level word) and a guard
 //! vetoes from any of them. A line's verdict should not depend on which logger or shipper carried
-//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in thirty-two renderings its scoring
+//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in thirty-five renderings its scoring
 //! rotation does not use.
 
 use std::borrow::Cow;
@@ -66,6 +66,7 @@ const MAX_PREFIXES: usize = 4;
 /// <stream> `), Loki's `logcli` (`<time> {app="api"} `), `kubectl get events` rows (`5m Warning
 /// OOMKilling node/ip-10-0-1-23 `), `stern` (`<pod>-<hash>-<id> <container> `, the pod name in
 /// Kubernetes' generated-name alphabet), PowerShell's `Format-List` of an event (`Message : `),
+/// `journalctl -o verbose` (`MESSAGE=`), a YAML message field (`message: `),
 /// what pastes and build logs put in front of a line (a Markdown quote or Gradle's cause `> `,
 /// BuildKit's `#12 45.67 `, GitHub Actions' `##[error]`, `npm ERR! `, pytest's `E       `,
 /// git's `remote: `, Maven's `[ERROR] `, a box-drawn frame's `│ `), and timestamps with a level
@@ -96,6 +97,7 @@ static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
         r"|(?:[a-z0-9][\w.-]*\s+)?(?:\d+[smhd](?:\d+[smh])?|<unknown>)\s+(?:Normal|Warning)\s+\w+\s+[\w.-]+/[\w.:-]+\s+",
         r"|[a-z0-9][a-z0-9-]*-(?:[bcdfghjklmnpqrstvwxz2-9]{6,10}-)?[bcdfghjklmnpqrstvwxz2-9]{5} [a-z0-9][a-z0-9-]* ",
         r"|Message\s*: ",
+        r"|(?:MESSAGE=|(?:message|msg): )",
         r"|>\s+",
         r"|#\d+ \d+\.\d+ ",
         r"|##\[\w+\]",
@@ -235,19 +237,22 @@ fn structured_once(line: &str) -> Option<String> {
 }
 
 /// One field of pretty-printed JSON holding a message, as pasted from `aws logs get-log-events`,
-/// `journalctl -o json-pretty` or `kubectl get events -o json`: `    "message": "…",`.
+/// `journalctl -o json-pretty` or `kubectl get events -o json` (`    "message": "…",`), or of
+/// YAML with a double-quoted value (`kubectl get … -o yaml`: `  message: "…"`).
 static JSON_FIELD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"^\s*"([@\w]+)"\s*:\s*("(?:[^"\\]|\\.)*")\s*,?\s*$"#)
+    Regex::new(r#"^\s*(?:"([@\w]+)"|(\w+))\s*:\s*("(?:[^"\\]|\\.)*")\s*,?\s*$"#)
         .expect("the JSON field regex compiles")
 });
 
-/// The message of a pretty-printed JSON field line whose key is one of [`MESSAGE_FIELDS`].
+/// The message of a pretty-printed JSON (or YAML) field line whose key is one of
+/// [`MESSAGE_FIELDS`].
 fn json_field_message(line: &str) -> Option<String> {
     let caps = JSON_FIELD.captures(line)?;
-    if !MESSAGE_FIELDS.contains(&&caps[1]) {
+    let key = caps.get(1).or_else(|| caps.get(2))?.as_str();
+    if !MESSAGE_FIELDS.contains(&key) {
         return None;
     }
-    let text = serde_json::from_str::<String>(&caps[2]).ok()?;
+    let text = serde_json::from_str::<String>(&caps[3]).ok()?;
     Some(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -504,6 +509,9 @@ mod tests {
             format!("5m          Warning   OOMKilling   node/ip-10-0-1-23   {line}"),
             format!("prod   2m10s   Warning   BackOff   pod/api-7d9f8c6b5-x2x9q   {line}"),
             format!("Message              : {line}"),
+            format!("    MESSAGE={line}"),
+            format!("  message: {line}"),
+            format!("    message: {json}"),
             format!("> {line}"),
             format!("> > {line}"),
             format!("#12 45.67 {line}"),
