@@ -473,7 +473,7 @@ fn bulk_scan_agrees_with_line_matching_on_every_corpus_line() {
 /// Log renderings the scoring rotation (`wrap`) does not use, each in its documented default
 /// shape: what the same fleet's lines look like when another logger, shipper or terminal
 /// carried them. A line's verdict must not depend on which one did.
-const RENDERINGS: [&str; 35] = [
+const RENDERINGS: [&str; 38] = [
     "logrus text (logfmt)",
     "logrus JSON (Go escapes <, >, &)",
     "python-json-logger (ASCII escapes)",
@@ -482,6 +482,7 @@ const RENDERINGS: [&str; 35] = [
     "CloudWatch Logs Insights CSV export",
     "aws logs filter-log-events --output text",
     "pretty-printed JSON field (aws logs get-log-events)",
+    "kubectl get -o yaml (a quoted message)",
     "Heroku router/app",
     "Lambda Node.js console",
     "docker logs -t",
@@ -508,12 +509,14 @@ const RENDERINGS: [&str; 35] = [
     "Maven's [ERROR]",
     "journalctl -o verbose",
     "kubectl get -o yaml (a plain message)",
-    "kubectl get -o yaml (a quoted message)",
+    "grep over several files (the file's name)",
+    "grep -n over several files (name and line number)",
+    "cat -n",
 ];
 
-/// The renderings from [`RENDERINGS`]' ninth on only put text around the line: what comes before
+/// The renderings from [`RENDERINGS`]' tenth on only put text around the line: what comes before
 /// and after it, in the same order.
-const AROUND: [(&str, &str); 26] = [
+const AROUND: [(&str, &str); 29] = [
     ("2026-01-05T10:00:01.123456+00:00 app[web.1]: ", ""),
     ("2026-01-05T10:00:01.123Z\t3f1c2a4b-1111-2222-3333-444455556666\tERROR\t", ""),
     ("2026-01-05T10:00:01.123456789Z ", ""),
@@ -540,6 +543,9 @@ const AROUND: [(&str, &str); 26] = [
     ("[ERROR] ", ""),
     ("    MESSAGE=", ""),
     ("  message: ", ""),
+    ("/var/log/syslog.1:", ""),
+    ("logs/app.log:48213:", ""),
+    ("  4821\t", ""),
 ];
 
 /// A JSON string literal as Go's `encoding/json` writes it (`<`, `>`, `&` as `\u003c`…), or,
@@ -594,9 +600,9 @@ fn render(line: &str, which: usize) -> String {
             "EVENTS\t38012345678901234567890123456789012345678901234567890123\t1767607201456\ti-0abc123def4567890\t{line}\t1767607201123"
         ),
         7 => format!("            \"message\": {},", json_str(line)),
-        34 => format!("    message: {}", json_str(line)),
+        8 => format!("    message: {}", json_str(line)),
         _ => {
-            let (before, after) = AROUND[which - 8];
+            let (before, after) = AROUND[which - 9];
             format!("{before}{line}{after}")
         }
     }

@@ -1,13 +1,13 @@
 //! How a log line was carried, taken off before matching: the message out of a structured record
 //! (JSON loggers and shippers, a pretty-printed JSON field, logfmt, Fluent Bit's `stdout` print,
 //! the AWS CLI's text output, a CSV export's row), terminal colours, and the
-//! prefixes shippers, runtimes and terminals put in front of it (CRI, syslog, journald, compose,
-//! kubectl, Heroku, Lambda, logback, Spring Boot, Python logging…).
+//! prefixes shippers, runtimes, terminals and listings put in front of it (CRI, syslog, journald,
+//! compose, kubectl, Heroku, Lambda, logback, Spring Boot, Python logging, `grep`, `cat -n`…).
 //!
 //! [`readings`] gives the line with each prefix taken off in turn: a pattern may match any of
 //! them (an anchored one needs the prefixes gone, another may need a level word) and a guard
 //! vetoes from any of them. A line's verdict should not depend on which logger or shipper carried
-//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in thirty-five renderings its scoring
+//! it: `tests/suite/oom_corpus.rs` checks that on the corpus in thirty-eight renderings its scoring
 //! rotation does not use.
 
 use std::borrow::Cow;
@@ -71,7 +71,8 @@ const MAX_PREFIXES: usize = 4;
 /// BuildKit's `#12 45.67 `, GitHub Actions' `##[error]`, `npm ERR! `, pytest's `E       `,
 /// git's `remote: `, Maven's `[ERROR] `, a box-drawn frame's `│ `), and timestamps with a level
 /// word. Alternatives are tried in order at the same place, so the
-/// specific shapes come before the general timestamp at the end.
+/// specific shapes come before the general timestamp at the end. Where none of them is at the
+/// start, a listing's prefix may be ([`LISTING`]: `grep`'s file name and line number, `cat -n`).
 ///
 /// A syslog host is a word without a colon and its process name has a lower-case letter or a
 /// `[pid]`, and a log stream has a `/` and neither opens with a bracket nor ends in a colon: so
@@ -92,7 +93,7 @@ static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
         r"|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d+)? [A-Za-z0-9][^\s:\[\]]* (?:[^:\[\s]+\[\d+\]|[^:\[\s]*[a-z][^:\[\s]*): ",
         r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) [A-Za-z0-9][^\s:\[\]]* (?:[^:\[\s]+\[\d+\]|[^:\[\s]*[a-z][^:\[\s]*): ",
         r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) (?:i-[0-9a-f]{8,17}\S*|[^\s\[(/]\S*/\S*[^\s:]) ",
-        r"|[\w.-]{2,}\s+\| ",
+        r"|[\w.-]{2,} +\| ",
         r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2}) \{[^}\n]*\}\s+",
         r"|(?:[a-z0-9][\w.-]*\s+)?(?:\d+[smhd](?:\d+[smh])?|<unknown>)\s+(?:Normal|Warning)\s+\w+\s+[\w.-]+/[\w.:-]+\s+",
         r"|[a-z0-9][a-z0-9-]*-(?:[bcdfghjklmnpqrstvwxz2-9]{6,10}-)?[bcdfghjklmnpqrstvwxz2-9]{5} [a-z0-9][a-z0-9-]* ",
@@ -133,9 +134,46 @@ static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
     .expect("the timestamp regex compiles")
 });
 
+/// What a listing puts in front of a line when people paste it: `grep`'s file name (several
+/// files or `-r`: `/var/log/syslog.1:`, `kern.log:`), its line number (`-n`: `48213:`, context
+/// lines `48214-`), or both (`logs/app.log:1207:`), and `cat -n`'s or `nl`'s number and tab. A
+/// file name has a `/` or a log file's suffix. grep writes the line right after the colon, so a
+/// program naming itself (`/usr/bin/grep: memory exhausted`, one space) is not a listing, though
+/// an indented line after one is (`app.yaml:  summary: …`); and a bare number
+/// must not run on into another digit, so a timestamp (`10:00:01`, `2026-01-05`) is not one
+/// either (`48213:0 pages in swap cache` stays whole: it cannot be told from a time).
+static LISTING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(?:",
+        r"(?:[\w.~-]*/[\w./~-]*|syslog|messages|[\w.-]+\.(?:log|txt|out|err))(?:\.\d+)?(?:\.gz)?:(?:\d{1,9}:)?",
+        r"|\d{1,9}[:-]",
+        r"|\s*\d{1,9}\t",
+        r")"
+    ))
+    .expect("the listing regex compiles")
+});
+
+/// Where a listing's prefix ([`LISTING`]) ends, if the line has one.
+fn listing_end(text: &str) -> Option<usize> {
+    let m = LISTING.find(text)?;
+    if m.as_str().ends_with('\t') {
+        return Some(m.end());
+    }
+    let bare_number = m.as_str().starts_with(|c: char| c.is_ascii_digit());
+    let rest = &text[m.end()..];
+    let mut next = rest.chars();
+    let (first, second) = (next.next()?, next.next());
+    // One space and a word: a program naming itself; more: a listed line that was indented.
+    let names_itself = first == ' ' && second.is_some_and(|c| !c.is_whitespace());
+    let runs_on = names_itself || (bare_number && first.is_ascii_digit());
+    (!runs_on).then_some(m.end())
+}
+
 /// Where the prefix at the start of `text` ends, if there is one.
 fn prefix_end(text: &str) -> Option<usize> {
-    let m = PREFIX.find(text).filter(|m| !m.is_empty())?;
+    let Some(m) = PREFIX.find(text).filter(|m| !m.is_empty()) else {
+        return listing_end(text);
+    };
     if LEVEL_AS_PROCESS.is_match(m.as_str()) {
         return TIMESTAMP
             .find(text)
@@ -522,6 +560,13 @@ mod tests {
             format!("remote: {line}"),
             format!("[ERROR] {line}"),
             format!("│ {line}  │"),
+            format!("/var/log/syslog.1:{line}"),
+            format!("kern.log:{line}"),
+            format!("logs/app.log:1207:{line}"),
+            format!("48213:{line}"),
+            format!("48214-{line}"),
+            format!("  4821\t{line}"),
+            format!("/var/log/kern.log:Jan  5 10:00:01 ip-10-0-1-23 kernel: [ 12.345678] {line}"),
         ] {
             assert_eq!(strip_prefixes(&unwrap_message(&r)), line, "{r}");
         }
@@ -536,6 +581,11 @@ mod tests {
             r#"  "reason": "OOMKilled","#,
             "oom-killer invoked the victim",
             "| OOMKill | counter | /proc/vmstat |",
+            "10:00:01 out of memory",
+            "2026-01-05 out of memory",
+            "48213:0 pages in swap cache",
+            "/usr/bin/grep: memory exhausted",
+            "12: out of memory",
         ] {
             assert_eq!(strip_prefixes(&unwrap_message(text)), text.trim_start());
         }
@@ -571,6 +621,12 @@ mod tests {
             ("2026-01-05T10:00:01Z /tasks/oom {}", "/tasks/oom {}"),
             ("2026-01-05T10:00:01Z ip-10-0-1-23 CRON[12]: x", "x"),
             ("2026-01-05T10:00:01Z i-0a1b2c3d4e5f60718 x", "x"),
+            // `cat -n` of a table: the row, not a compose service (compose pads with spaces).
+            ("  4821\t| OOMKill | counter |", "| OOMKill | counter |"),
+            (
+                "deploy/rules.yml:  summary: OOMKilled",
+                "summary: OOMKilled",
+            ),
         ] {
             assert_eq!(strip_prefixes(line), own);
         }
