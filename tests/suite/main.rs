@@ -25,6 +25,7 @@ mod events;
 mod export_bundle;
 mod file_exports;
 mod heap_diff;
+mod last_words_corpus;
 mod last_words_judgement;
 mod leak_quality;
 mod log_backends;

@@ -117,9 +117,13 @@ fn log_field(last_words: &LastWords, field: &str) -> Option<String> {
 /// by minutes of normal serving is not a death.
 pub const TERMINAL_CRASH_WINDOW_SECS: i64 = 30;
 /// A clean shutdown counts as the ending when its line is among the last this many events
-/// (a few closing lines such as "closed N idle connections" may follow it) and no OOM or
-/// terminal crash came before.
+/// (a few closing lines such as "closed N idle connections" may follow it), or written at most
+/// [`SHUTDOWN_TAIL_SECS`] before the last event, and no OOM or terminal crash came before.
 pub const SHUTDOWN_TAIL_EVENTS: usize = 5;
+/// A server's stop prints its steps within seconds (mongod, etcd and Prometheus write a dozen
+/// lines or more after the signal): a shutdown line this close to the last event ends the
+/// last words however many lines follow it.
+pub const SHUTDOWN_TAIL_SECS: i64 = 30;
 
 /// The instance verdict and a one-sentence explanation.
 ///
@@ -245,16 +249,28 @@ fn crash_is_terminal(
         })
 }
 
-/// A shutdown match among the final [`SHUTDOWN_TAIL_EVENTS`] events, if any.
+/// A shutdown match among the final [`SHUTDOWN_TAIL_EVENTS`] events or the final
+/// [`SHUTDOWN_TAIL_SECS`], if any.
 fn clean_shutdown_ending<'a>(
     last_words: &LastWords,
     matches: &'a [SignatureMatch],
 ) -> Option<&'a SignatureMatch> {
-    let tail_start = last_words.events.len().saturating_sub(SHUTDOWN_TAIL_EVENTS);
+    let events = &last_words.events;
+    let tail_start = events.len().saturating_sub(SHUTDOWN_TAIL_EVENTS);
+    let since = events
+        .last()
+        .map(|e| e.timestamp - chrono::Duration::seconds(SHUTDOWN_TAIL_SECS));
+    let near_the_end = |line: usize| {
+        line >= tail_start
+            || events
+                .get(line)
+                .zip(since)
+                .is_some_and(|(e, since)| e.timestamp >= since)
+    };
     matches
         .iter()
         .rev()
-        .find(|m| m.kind == SignatureKind::Shutdown && m.line >= tail_start)
+        .find(|m| m.kind == SignatureKind::Shutdown && near_the_end(m.line))
 }
 
 /// Thresholds for deployment verdicts.

@@ -156,6 +156,22 @@ fn a_clean_shutdown_ending_is_not_a_crash_when_the_cause_is_ambiguous() {
         .0,
         Unknown
     );
+    // A server's stop that prints many steps within seconds still ends on the shutdown line.
+    let mut lines: Vec<(i64, &str)> = vec![(0, "Received SIGTERM, shutting down")];
+    lines.extend((1..=20).map(|i| (i, "Shutting down the LogicalSessionCache")));
+    let lw = words(&lines);
+    assert_eq!(
+        judge_instance(&hc, &lw, &[at(SignatureKind::Shutdown, 0)], None).0,
+        NotACrash
+    );
+    // But not one more than SHUTDOWN_TAIL_SECS and SHUTDOWN_TAIL_EVENTS before the end.
+    let mut lines: Vec<(i64, &str)> = vec![(0, "Received SIGTERM, shutting down")];
+    lines.extend((1..=6).map(|i| (SHUTDOWN_TAIL_SECS + i, "GET /api 200")));
+    let lw = words(&lines);
+    assert_eq!(
+        judge_instance(&hc, &lw, &[at(SignatureKind::Shutdown, 0)], None).0,
+        Unknown
+    );
     // OOM evidence wins over a shutdown line.
     let m = [at(SignatureKind::Oom, 0), at(SignatureKind::Shutdown, 1)];
     let lw = words(&[

@@ -101,6 +101,27 @@ fn ordinary_lines_do_not_match() {
         .match_line("Received SIGTERM, shutting down gracefully")
         .unwrap();
     assert_eq!(m.signature.spec.kind, SignatureKind::Shutdown);
+    // What servers print while they stop (tests/corpus/last_words/, development part)…
+    for line in [
+        "^CGracefully stopping... (press Ctrl+C again to force)",
+        "^C[2019-10-25 16:43:59 +0000] [6] [INFO] Handling signal: int",
+        "Nov 18 18:55:15.179990 sonic INFO pmon#supervisord 2020-11-18 18:54:38,926 INFO stopped: xcvrd (exit status 0)",
+        r#"{"t":{"$date":"2024-03-15T04:18:23.536+00:00"},"s":"I",  "c":"COMMAND",  "id":4784901, "ctx":"SignalHandler","msg":"Shutting down the MirrorMaestro"}"#,
+        r#"ts=2024-08-14T10:42:00.215Z caller=main.go:1058 level=info msg="Stopping scrape manager...""#,
+        "     Active: inactive (dead) since Wed 2024-11-06 10:32:08 EST; 6s ago",
+        "[ 3858.890000] reboot: Restarting system",
+        "2018-05-09T01:45:32.855Z 10067 TID-gnkzxwuv0 INFO: Pushed 2 jobs back to Redis",
+    ] {
+        let m = l.match_line(line).unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(m.signature.spec.kind, SignatureKind::Shutdown, "{line}");
+    }
+    // …but not code that installs a handler, nor a stop that went wrong.
+    for line in [
+        "      #signal.signal(signal.SIGTERM, signal_handler)",
+        "Shutting down: error while closing the database: connection reset",
+    ] {
+        assert!(l.match_line(line).is_none(), "{line}");
+    }
 }
 
 #[test]
