@@ -514,3 +514,27 @@ pub fn spawn_serve_config(
         reader: Some(reader),
     }
 }
+
+/// FNV-1a of a text, from a seeded offset basis: the corpora's held-out splits (seed 0) and
+/// the rotations that pick a wrapper or a rendering per line (other seeds).
+pub fn fnv1a(text: &str, seed: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The signature library a corpus test scores: the built-in one, or (to tune without a
+/// rebuild) the file named by `EPITAPH_SIGNATURES_UNDER_TEST`.
+pub fn library_under_test() -> epitaph::analysis::signatures::SignatureLibrary {
+    use epitaph::analysis::signatures::SignatureLibrary;
+    match std::env::var("EPITAPH_SIGNATURES_UNDER_TEST") {
+        Ok(path) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            SignatureLibrary::from_toml(&text, &path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        }
+        Err(_) => SignatureLibrary::default_library().unwrap(),
+    }
+}

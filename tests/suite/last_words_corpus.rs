@@ -22,6 +22,8 @@ use epitaph::analysis::correlate::judge_instance;
 use epitaph::analysis::signatures::SignatureLibrary;
 use epitaph::model::{CauseCategory, InstanceVerdict, LastWords, LogEvent, Termination};
 
+use crate::common::{fnv1a, library_under_test};
+
 /// Share of excerpts in the held-out part, in percent.
 const HOLDOUT_PERCENT: u64 = 30;
 /// Held-out floors (BENCHMARKS.md, "Whole last words"), a few points under what the part read
@@ -135,30 +137,9 @@ fn excerpts() -> Vec<Excerpt> {
     }
     for e in &mut out {
         assert!(!e.lines.is_empty(), "{}: an excerpt without lines", e.at);
-        e.held_out = fnv1a(&format!("{}\n{}", e.url, e.lines[0])) % 100 < HOLDOUT_PERCENT;
+        e.held_out = fnv1a(&format!("{}\n{}", e.url, e.lines[0]), 0) % 100 < HOLDOUT_PERCENT;
     }
     out
-}
-
-fn fnv1a(text: &str) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// Same library choice as the line corpus: the built-in one, or the file named by
-/// `EPITAPH_SIGNATURES_UNDER_TEST`.
-fn library() -> SignatureLibrary {
-    match std::env::var("EPITAPH_SIGNATURES_UNDER_TEST") {
-        Ok(path) => {
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            SignatureLibrary::from_toml(&text, &path).unwrap_or_else(|e| panic!("{path}: {e}"))
-        }
-        Err(_) => SignatureLibrary::default_library().unwrap(),
-    }
 }
 
 /// The verdict a scan gives an instance whose last words are the excerpt.
@@ -296,7 +277,7 @@ fn score(lib: &SignatureLibrary, name: &str, part: &[&Excerpt], show: bool) -> F
 
 #[test]
 fn instance_verdicts_agree_with_how_real_last_words_end() {
-    let lib = library();
+    let lib = library_under_test();
     let all = excerpts();
     assert!(
         all.len() >= MIN_EXCERPTS,

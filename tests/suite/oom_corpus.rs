@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use epitaph::analysis::signatures::SignatureLibrary;
 use epitaph::model::SignatureKind;
 
+use crate::common::{fnv1a, library_under_test};
+
 /// Share of base lines in the held-out split, in percent.
 const HOLDOUT_PERCENT: u64 = 30;
 /// The held-out split's figures as published in BENCHMARKS.md, less a margin of about one
@@ -89,15 +91,6 @@ struct Row {
 
 /// Rows without a `# round:` comment above them: mined in rounds 1–3 (2026-11-27/28).
 const FIRST_ROUNDS: u32 = 3;
-
-fn fnv1a(text: &str, seed: u64) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
 
 fn holdout(row: &Row) -> bool {
     fnv1a(&row.line, 0) % 100 < HOLDOUT_PERCENT
@@ -260,20 +253,8 @@ fn score(lib: &SignatureLibrary, row: &Row, text: &str, s: &mut Score) {
     }
 }
 
-/// The library under test: the built-in one, or (while tuning, to skip the rebuild) the TOML
-/// file named by `EPITAPH_SIGNATURES_UNDER_TEST`.
-fn library() -> SignatureLibrary {
-    match std::env::var("EPITAPH_SIGNATURES_UNDER_TEST") {
-        Ok(path) => {
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            SignatureLibrary::from_toml(&text, &path).unwrap_or_else(|e| panic!("{path}: {e}"))
-        }
-        Err(_) => SignatureLibrary::default_library().unwrap(),
-    }
-}
-
 fn evaluate(rows: &[&Row]) -> (Score, BTreeMap<String, Score>) {
-    let lib = library();
+    let lib = library_under_test();
     let mut all = Score::default();
     let mut by_family: BTreeMap<String, Score> = BTreeMap::new();
     for row in rows {
@@ -425,7 +406,7 @@ fn held_out_split() {
 /// the row, never its text: the held-out split stays unread.
 #[test]
 fn bulk_scan_agrees_with_line_matching_on_every_corpus_line() {
-    let lib = library();
+    let lib = library_under_test();
     let rows = corpus();
     let mut buf = String::new();
     let mut origin = Vec::new();
@@ -621,7 +602,7 @@ const RENDERINGS_PER_LINE: usize = 3;
 /// verdict (OOM or not). Development disagreements are listed; held-out ones only counted.
 #[test]
 fn verdicts_do_not_depend_on_the_rendering() {
-    let lib = library();
+    let lib = library_under_test();
     let rows = corpus();
     let is_oom = |text: &str| {
         lib.match_line(text)
