@@ -27,10 +27,11 @@ use crate::common::{fnv1a, library_under_test};
 /// Share of excerpts in the held-out part, in percent.
 const HOLDOUT_PERCENT: u64 = 30;
 /// Held-out floors (BENCHMARKS.md, "Whole last words"), a few points under what the part read
-/// after the crash and shutdown entries were written from the development part: agreement with
-/// the excerpts' endings 0.836 (0.758 before them), OOM precision and recall 1.000 / 1.000 (42
-/// excerpts; the same before), decisive verdicts that are wrong 4 of 128 (3 before).
-const MIN_AGREEMENT: f64 = 0.80;
+/// after the crash and shutdown entries were written from the development part (rounds 31–33):
+/// agreement with the excerpts' endings 0.808 (0.758 on rounds 31–32's 128 before any entry;
+/// round 33's 54, mined after the first entries, 0.704 as mined), OOM precision and recall
+/// 1.000 / 1.000 (58 excerpts), decisive verdicts that are wrong 6 of 182.
+const MIN_AGREEMENT: f64 = 0.78;
 const MIN_OOM_RECALL: f64 = 0.97;
 const MIN_OOM_PRECISION: f64 = 0.97;
 const MAX_DECISIVE_WRONG: f64 = 0.05;

@@ -111,6 +111,11 @@ fn ordinary_lines_do_not_match() {
         "     Active: inactive (dead) since Wed 2024-11-06 10:32:08 EST; 6s ago",
         "[ 3858.890000] reboot: Restarting system",
         "2018-05-09T01:45:32.855Z 10067 TID-gnkzxwuv0 INFO: Pushed 2 jobs back to Redis",
+        "2022-03-30T18:31:04.831711045Z [30-Mar-2022 18:31:04] NOTICE: exiting, bye-bye!",
+        "[47287] - Gracefully shutting down workers...",
+        "2018-05-20 17:29:15.997 EDT [18502] LOG:  received fast shutdown request",
+        "May 17 21:58:23 haproxy haproxy[1625]: [WARNING] 136/215823 (1625) : Exiting Master process...",
+        "s6-rc: info: service legacy-cont-init successfully stopped",
     ] {
         let m = l.match_line(line).unwrap_or_else(|| panic!("{line}"));
         assert_eq!(m.signature.spec.kind, SignatureKind::Shutdown, "{line}");
