@@ -199,6 +199,10 @@ pub enum SignatureKind {
     Context,
     /// An orderly stop (SIGTERM handled, "shutting down gracefully").
     Shutdown,
+    /// Killed by a signal with no cause written (SIGKILL, exit code 137, `exitcode: -9`): the
+    /// process died, but the line alone does not say why — most often the kernel's OOM killer,
+    /// also stop timeouts and supervisors. Decides no cause by itself.
+    Kill,
 }
 
 impl SignatureKind {
@@ -208,12 +212,16 @@ impl SignatureKind {
             SignatureKind::Crash => "crash",
             SignatureKind::Context => "context",
             SignatureKind::Shutdown => "shutdown",
+            SignatureKind::Kill => "kill",
         }
     }
 
-    /// True for the kinds that say the process died (OOM or another crash).
+    /// True for the kinds that say the process died (OOM, another crash, a kill without cause).
     pub fn is_death(self) -> bool {
-        matches!(self, SignatureKind::Oom | SignatureKind::Crash)
+        matches!(
+            self,
+            SignatureKind::Oom | SignatureKind::Crash | SignatureKind::Kill
+        )
     }
 }
 
@@ -541,11 +549,14 @@ impl InstanceFacts {
     }
 }
 
-/// The match that explains a death: the first OOM line, else the first crash line. Context
-/// and shutdown lines explain no death.
+/// The match that explains a death: the first OOM line, else the first kill without a cause
+/// (a launcher's traceback reporting a SIGKILLed child is not the child's crash), else the
+/// first crash line. Context and shutdown lines explain no death.
 pub fn deciding_signature(matches: &[SignatureMatch]) -> Option<&SignatureMatch> {
     let first = |k: SignatureKind| matches.iter().find(|m| m.kind == k);
-    first(SignatureKind::Oom).or_else(|| first(SignatureKind::Crash))
+    first(SignatureKind::Oom)
+        .or_else(|| first(SignatureKind::Kill))
+        .or_else(|| first(SignatureKind::Crash))
 }
 
 /// The verdict on one deployment.

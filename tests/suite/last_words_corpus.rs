@@ -8,8 +8,12 @@
 //! Each excerpt is given to the same analysis a scan runs (`match_events`, then
 //! `judge_instance`) as the last words of an instance the group terminated after a failed
 //! health check — the ambiguous cause, where the last words have to decide — with no memory
-//! series. The excerpts carry no event times of their own (a paste's timestamps are text), so
-//! the lines are taken one second apart, ending at the termination.
+//! series. Event times come from the pasted lines: where at least half an excerpt's lines carry
+//! a time of day near their start (`10:04:38.061`, in any prefix), each line takes its own, or
+//! the one before it (a stack trace prints in the same instant); otherwise the lines are taken
+//! one second apart. Either way the last line is written at the termination. The judgement's
+//! windows (a crash ends the last words when at most 30 s of logging follow it; a stop near the
+//! end) are tested on the pastes' own clocks.
 //!
 //! A fixed 30 % of the excerpts (by a hash of the URL and the first line) is held out: nobody
 //! reads them while writing crash or shutdown signatures; the test prints the development
@@ -143,16 +147,66 @@ fn excerpts() -> Vec<Excerpt> {
     out
 }
 
+/// A time of day near the start of a pasted line: `10:04:38`, `10:04:38.061594`, `10:04:38,486`.
+static TIME_OF_DAY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?:^|[^0-9:])([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:[.,]([0-9]{1,9}))?")
+        .unwrap()
+});
+/// How far into a line its time of day may start (after a date, a host, a level).
+const TIME_WITHIN_CHARS: usize = 80;
+const DAY_MS: i64 = 86_400_000;
+
+/// Each line's time in milliseconds, from the pasted times of day where at least half the
+/// lines carry one (kept monotonic; a jump back of more than half a day is midnight), else
+/// one second apart.
+fn event_times(lines: &[String]) -> Vec<i64> {
+    let parsed: Vec<Option<i64>> = lines
+        .iter()
+        .map(|l| {
+            let head: String = l.chars().take(TIME_WITHIN_CHARS).collect();
+            let c = TIME_OF_DAY.captures(&head)?;
+            let n = |i: usize| c.get(i).map_or(0, |m| m.as_str().parse::<i64>().unwrap_or(0));
+            let (h, m, s) = (n(1), n(2), n(3));
+            if h > 23 || m > 59 || s > 60 {
+                return None;
+            }
+            let frac = c.get(4).map_or(0, |f| {
+                let digits: String = f.as_str().chars().chain("000".chars()).take(3).collect();
+                digits.parse::<i64>().unwrap_or(0)
+            });
+            Some(((h * 60 + m) * 60 + s) * 1000 + frac)
+        })
+        .collect();
+    if parsed.iter().filter(|t| t.is_some()).count() * 2 < lines.len() {
+        return (0..lines.len() as i64).map(|i| i * 1000).collect();
+    }
+    let first = parsed.iter().flatten().next().copied().unwrap_or(0);
+    let mut now = first;
+    parsed
+        .iter()
+        .map(|t| {
+            if let Some(mut t) = *t {
+                while t < now - DAY_MS / 2 {
+                    t += DAY_MS;
+                }
+                now = now.max(t);
+            }
+            now
+        })
+        .collect()
+}
+
 /// The verdict a scan gives an instance whose last words are the excerpt.
 fn judge(lib: &SignatureLibrary, e: &Excerpt) -> (InstanceVerdict, String) {
     let end: DateTime<Utc> = "2026-01-05T10:00:00Z".parse().unwrap();
-    let n = e.lines.len() as i64;
+    let times = event_times(&e.lines);
+    let last = times.last().copied().unwrap_or(0);
     let events: Vec<LogEvent> = e
         .lines
         .iter()
-        .enumerate()
-        .map(|(i, line)| LogEvent {
-            timestamp: end - Duration::seconds(n - 1 - i as i64),
+        .zip(&times)
+        .map(|(line, t)| LogEvent {
+            timestamp: end - Duration::milliseconds(last - t),
             message: line.clone(),
         })
         .collect();
@@ -308,5 +362,29 @@ fn instance_verdicts_agree_with_how_real_last_words_end() {
         f.decisive_wrong <= MAX_DECISIVE_WRONG,
         "held-out decisive-and-wrong share {:.3} above {MAX_DECISIVE_WRONG}",
         f.decisive_wrong
+    );
+}
+
+#[test]
+fn pasted_times_of_day_become_event_times() {
+    let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Own times, a stack trace in the same instant, midnight.
+    assert_eq!(
+        event_times(&lines(&[
+            "Jan 10 23:59:58 host app[1]: panic: boom",
+            "    at main (app.js:1)",
+            "2024-01-11T00:00:01.250Z exited",
+        ])),
+        [86_398_000, 86_398_000, 86_401_250]
+    );
+    // A line out of order does not move the clock back.
+    assert_eq!(
+        event_times(&lines(&["10:00:05 a", "10:00:03 b", "10:00:07 c"])),
+        [36_005_000, 36_005_000, 36_007_000]
+    );
+    // Too few times: one second apart.
+    assert_eq!(
+        event_times(&lines(&["10:00:05 a", "b", "c"])),
+        [0, 1000, 2000]
     );
 }

@@ -135,12 +135,24 @@ pub fn judge_instance(
     leak: Option<&LeakAssessment>,
 ) -> (InstanceVerdict, String) {
     let oom = matches.iter().find(|m| m.kind == SignatureKind::Oom);
-    let crash = matches
-        .iter()
-        .find(|m| m.kind == SignatureKind::Crash && crash_is_terminal(m, last_words, matches));
+    // A kill without a cause that ended the process outranks the crash lines that report it
+    // (torchrun's traceback after "failed (exitcode: -9)", a platform's "crashed" state after
+    // "exited with status 137"); a crash line before the first kill is its cause (Heroku's boot
+    // timeout, then its SIGKILL) and decides.
+    let first_kill = matches.iter().find(|m| m.kind == SignatureKind::Kill);
+    let crash = matches.iter().find(|m| {
+        m.kind == SignatureKind::Crash
+            && first_kill.is_none_or(|k| m.line < k.line)
+            && crash_is_terminal(m, last_words, matches)
+    });
+    let kill = matches.iter().rev().find(|m| {
+        crash.is_none()
+            && m.kind == SignatureKind::Kill
+            && crash_is_terminal(m, last_words, matches)
+    });
     let handled_crash = matches
         .iter()
-        .find(|m| m.kind == SignatureKind::Crash && crash.is_none());
+        .find(|m| m.kind == SignatureKind::Crash && crash.is_none() && kill.is_none());
     let leak_verdict = leak.map(|l| l.verdict);
     let growth = leak
         .and_then(|l| l.growth_per_hour)
@@ -187,6 +199,16 @@ pub fn judge_instance(
                 ),
             );
         }
+        if let Some(k) = kill.filter(|_| l.verdict == LeakVerdict::Leak) {
+            return (
+                InstanceVerdict::MemoryExhaustionSuspected,
+                format!(
+                    "killed without a cause written ({}) while its memory floor rose {growth}: \
+                     the kernel's OOM killer is the likely killer",
+                    k.signature
+                ),
+            );
+        }
     }
     let handled = handled_crash
         .map(|m| {
@@ -215,6 +237,17 @@ pub fn judge_instance(
             ),
         );
     }
+    if let Some(k) = kill {
+        return (
+            InstanceVerdict::Unknown,
+            format!(
+                "terminated ({}); its last words end in a kill with no cause written ({}): \
+                 most often the kernel's OOM killer, also a stop timeout or a supervisor — \
+                 the host's kernel log and the memory series decide",
+                termination.cause, k.signature
+            ),
+        );
+    }
     (
         InstanceVerdict::Unknown,
         format!(
@@ -224,7 +257,7 @@ pub fn judge_instance(
     )
 }
 
-/// Whether a crash match ended the process: nothing but shutdown lines, context lines and
+/// Whether a crash (or kill) match ended the process: nothing but shutdown lines, context lines and
 /// lines within [`TERMINAL_CRASH_WINDOW_SECS`] of it follow. Without usable timestamps (a
 /// match with no event) the crash counts.
 fn crash_is_terminal(

@@ -397,3 +397,63 @@ fn deployment_identity_resolution() {
         "web (unattributed)"
     );
 }
+
+#[test]
+fn a_kill_without_a_cause_is_unknown_and_points_at_the_oom_killer() {
+    use InstanceVerdict::*;
+    let hc = term(CauseCategory::HealthCheck);
+    // torchrun: the child's SIGKILL, then the launcher's own traceback reporting it.
+    let lw = words(&[
+        (0, "ERROR: failed (exitcode: -9) local_rank: 3 (pid: 812917)"),
+        (1, "Traceback (most recent call last):"),
+        (2, "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:"),
+    ]);
+    let m = [at(SignatureKind::Kill, 0), at(SignatureKind::Crash, 2)];
+    let (v, why) = judge_instance(&hc, &lw, &m, None);
+    assert_eq!(v, Unknown, "{why}");
+    assert!(why.contains("OOM killer"), "{why}");
+    // A crash before the kill is its cause: Heroku's boot timeout, then its SIGKILL.
+    let lw = words(&[
+        (0, "heroku[web.1]: Error R10 (Boot timeout) -> Web process failed to bind to $PORT"),
+        (0, "heroku[web.1]: Process exited with status 137"),
+        (0, "heroku[web.1]: State changed from starting to crashed"),
+    ]);
+    let r10 = [
+        at(SignatureKind::Crash, 0),
+        at(SignatureKind::Kill, 1),
+        at(SignatureKind::Crash, 2),
+    ];
+    assert_eq!(judge_instance(&hc, &lw, &r10, None).0, CrashOther);
+    // With a leak trend the kill is the OOM killer's, most likely.
+    let l = leak(LeakVerdict::Leak, false);
+    assert_eq!(
+        judge_instance(&hc, &lw, &m, Some(&l)).0,
+        MemoryExhaustionSuspected
+    );
+    // A kill long before the end, followed by normal work, decides nothing; the crash at the
+    // end does.
+    let lw = words(&[
+        (0, "worker 3 died, killed by signal 9"),
+        (100, "GET /api 200"),
+        (101, "panic: boom"),
+    ]);
+    let m = [at(SignatureKind::Kill, 0), at(SignatureKind::Crash, 2)];
+    assert_eq!(judge_instance(&hc, &lw, &m, None).0, CrashOther);
+    // A stop just before the kill explains it (systemd's stop timeout ends in SIGKILL).
+    let lw = words(&[
+        (0, "Stopping app.service..."),
+        (90, "app.service: Main process exited, code=killed, status=9/KILL"),
+    ]);
+    let m = [at(SignatureKind::Shutdown, 0), at(SignatureKind::Kill, 1)];
+    assert_eq!(judge_instance(&hc, &lw, &m, None).0, NotACrash);
+    // A planned termination stays planned.
+    let lw = words(&[(0, "Killed")]);
+    let m = [at(SignatureKind::Kill, 0)];
+    assert_eq!(
+        judge_instance(&term(CauseCategory::ScaleIn), &lw, &m, None).0,
+        NotACrash
+    );
+    // OOM evidence wins over the kill.
+    let m = [at(SignatureKind::Oom, 0), at(SignatureKind::Kill, 0)];
+    assert_eq!(judge_instance(&hc, &lw, &m, None).0, Oom);
+}

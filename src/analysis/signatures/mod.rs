@@ -86,9 +86,10 @@ pub struct DocLink {
 }
 
 /// Which tier a signature belongs to. Whatever the order in the file, the library tries precise
-/// OOM entries first, then context lines, then the generic OOM tier, then crash entries, then
-/// shutdown lines: a user's precise entry always wins over a generic phrasing, and a line that
-/// says both "panic" and "out of memory" is a memory death.
+/// OOM entries first, then context lines, then the generic OOM tier, then kills without a cause,
+/// then crash entries, then shutdown lines: a user's precise entry always wins over a generic
+/// phrasing, a line that says both "panic" and "out of memory" is a memory death, and Celery's
+/// "WorkerLostError: … signal 9 (SIGKILL)" is a kill, not the exception it is printed as.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
@@ -104,8 +105,9 @@ impl SignatureSpec {
             (SignatureKind::Oom, Tier::Precise) => 0,
             (SignatureKind::Context, _) => 1,
             (SignatureKind::Oom, Tier::Generic) => 2,
-            (SignatureKind::Crash, _) => 3,
-            (SignatureKind::Shutdown, _) => 4,
+            (SignatureKind::Kill, _) => 3,
+            (SignatureKind::Crash, _) => 4,
+            (SignatureKind::Shutdown, _) => 5,
         }
     }
 }
@@ -382,7 +384,7 @@ impl BulkAutomaton {
     }
 }
 
-/// The signatures bulk scans report: OOM and crash entries not marked `bulk = false`.
+/// The signatures bulk scans report: OOM, crash and kill entries not marked `bulk = false`.
 fn bulk_reported(sig: &Signature) -> bool {
     sig.spec.kind.is_death() && sig.spec.bulk
 }
@@ -628,12 +630,12 @@ impl SignatureLibrary {
         self.signatures.iter().find(|s| s.spec.id == id)
     }
 
-    /// The regex patterns bulk matching (`scan_buffer`) uses — those of the OOM and crash
-    /// signatures — for tools that want to compare (e.g. `rg -f`).
+    /// The regex patterns bulk matching (`scan_buffer`) uses — those of the entries bulk scans
+    /// report — for tools that want to compare (e.g. `rg -f`).
     pub fn all_patterns(&self) -> impl Iterator<Item = &str> {
         self.signatures
             .iter()
-            .filter(|s| s.spec.kind.is_death())
+            .filter(|s| bulk_reported(s))
             .flat_map(|s| s.spec.patterns.iter().map(String::as_str))
     }
 

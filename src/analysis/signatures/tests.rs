@@ -130,6 +130,43 @@ fn ordinary_lines_do_not_match() {
 }
 
 #[test]
+fn kills_without_a_cause_are_kills_not_crashes() {
+    let l = lib();
+    // Lines that report a SIGKILL without naming the killer (tests/corpus/last_words/,
+    // development part, and the emitters' formats).
+    for line in [
+        "billiard.exceptions.WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL) Job: 2.",
+        "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -9) local_rank: 3 (pid: 812917) of binary: /usr/bin/python",
+        "  exitcode  : -9 (pid: 3309)",
+        "Sun Apr 21 19:42:50 2019 daemon.info uwsgi: DAMN ! worker 3 (pid: 22783) died, killed by signal 9 :( trying respawn ...",
+        "Jan 10 16:23:27 host systemd[1]: app.service: Main process exited, code=killed, status=9/KILL",
+        "app_1 exited with code 137",
+        "      Exit Code:    137",
+        "make: *** [Makefile:12: all] Error 137",
+        "Killed",
+        "./run.sh: line 3:  1234 Killed                  python train.py",
+        "subprocess.CalledProcessError: Command '['ffmpeg', '-i', 'in.mp4']' died with <Signals.SIGKILL: 9>.",
+    ] {
+        let m = l.match_line(line).unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(m.signature.spec.kind, SignatureKind::Kill, "{line}");
+        // Too ambiguous alone: bulk scans leave them out.
+        let mut bulk = 0;
+        l.scan_buffer(format!("{line}\n").as_bytes(), 1, |_, _, _| bulk += 1);
+        assert_eq!(bulk, 0, "{line}");
+    }
+    // A supervisor announcing the kill it sends, an operator's command, and a kill the line
+    // attributes to memory are not kills without a cause.
+    for line in [
+        "[core:error] [pid 10968] AH00046: child process 28471 still did not exit, sending a SIGKILL",
+        "$ kill -9 1234",
+        "[2024-01-01 10:00:00 +0000] [1] [ERROR] Worker (pid:7) was sent SIGKILL! Perhaps out of memory?",
+    ] {
+        let kind = l.match_line(line).map(|m| m.signature.spec.kind);
+        assert_ne!(kind, Some(SignatureKind::Kill), "{line}");
+    }
+}
+
+#[test]
 fn generic_tier_comes_after_precise_entries_and_has_its_own_negatives() {
     let l = lib();
     let ranks: Vec<u8> = l.signatures().iter().map(|s| s.spec.rank()).collect();
