@@ -2,8 +2,8 @@
 //! formats, raw and inside shipper wrappers, more than half hard negatives). It was written
 //! alongside the library, so it measures memory, not generalisation (that is
 //! `tests/oom_corpus.rs`): it pins the exact signature id of every labelled line, so a change
-//! that moves a line to another entry, or loses it, fails here. A detection is an OOM or crash
-//! match; context and shutdown lines are not detections.
+//! that moves a line to another entry, or loses it, fails here. A detection is an OOM, crash or
+//! kill-without-a-cause match; context and shutdown lines are not detections.
 
 use epitaph::analysis::signatures::SignatureLibrary;
 
