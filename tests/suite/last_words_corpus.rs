@@ -165,7 +165,10 @@ fn event_times(lines: &[String]) -> Vec<i64> {
         .map(|l| {
             let head: String = l.chars().take(TIME_WITHIN_CHARS).collect();
             let c = TIME_OF_DAY.captures(&head)?;
-            let n = |i: usize| c.get(i).map_or(0, |m| m.as_str().parse::<i64>().unwrap_or(0));
+            let n = |i: usize| {
+                c.get(i)
+                    .map_or(0, |m| m.as_str().parse::<i64>().unwrap_or(0))
+            };
             let (h, m, s) = (n(1), n(2), n(3));
             if h > 23 || m > 59 || s > 60 {
                 return None;

@@ -404,9 +404,15 @@ fn a_kill_without_a_cause_is_unknown_and_points_at_the_oom_killer() {
     let hc = term(CauseCategory::HealthCheck);
     // torchrun: the child's SIGKILL, then the launcher's own traceback reporting it.
     let lw = words(&[
-        (0, "ERROR: failed (exitcode: -9) local_rank: 3 (pid: 812917)"),
+        (
+            0,
+            "ERROR: failed (exitcode: -9) local_rank: 3 (pid: 812917)",
+        ),
         (1, "Traceback (most recent call last):"),
-        (2, "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:"),
+        (
+            2,
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
+        ),
     ]);
     let m = [at(SignatureKind::Kill, 0), at(SignatureKind::Crash, 2)];
     let (v, why) = judge_instance(&hc, &lw, &m, None);
@@ -414,7 +420,10 @@ fn a_kill_without_a_cause_is_unknown_and_points_at_the_oom_killer() {
     assert!(why.contains("OOM killer"), "{why}");
     // A crash before the kill is its cause: Heroku's boot timeout, then its SIGKILL.
     let lw = words(&[
-        (0, "heroku[web.1]: Error R10 (Boot timeout) -> Web process failed to bind to $PORT"),
+        (
+            0,
+            "heroku[web.1]: Error R10 (Boot timeout) -> Web process failed to bind to $PORT",
+        ),
         (0, "heroku[web.1]: Process exited with status 137"),
         (0, "heroku[web.1]: State changed from starting to crashed"),
     ]);
@@ -442,7 +451,10 @@ fn a_kill_without_a_cause_is_unknown_and_points_at_the_oom_killer() {
     // A stop just before the kill explains it (systemd's stop timeout ends in SIGKILL).
     let lw = words(&[
         (0, "Stopping app.service..."),
-        (90, "app.service: Main process exited, code=killed, status=9/KILL"),
+        (
+            90,
+            "app.service: Main process exited, code=killed, status=9/KILL",
+        ),
     ]);
     let m = [at(SignatureKind::Shutdown, 0), at(SignatureKind::Kill, 1)];
     assert_eq!(judge_instance(&hc, &lw, &m, None).0, NotACrash);
