@@ -135,15 +135,22 @@ pub fn judge_instance(
     leak: Option<&LeakAssessment>,
 ) -> (InstanceVerdict, String) {
     let oom = matches.iter().find(|m| m.kind == SignatureKind::Oom);
-    // A kill without a cause that ended the process outranks the crash lines that report it
-    // (torchrun's traceback after "failed (exitcode: -9)", a platform's "crashed" state after
-    // "exited with status 137"); a crash line before the first kill is its cause (Heroku's boot
-    // timeout, then its SIGKILL) and decides.
-    let first_kill = matches.iter().find(|m| m.kind == SignatureKind::Kill);
+    // A kill without a cause that ended the process outranks the crash lines after it, which
+    // report it (torchrun's traceback after "failed (exitcode: -9)", a platform's "crashed"
+    // state after "exited with status 137"); a crash line before the kill is its cause
+    // (Heroku's boot timeout, then its SIGKILL) and decides, and so does a crash after a kill
+    // the process lived on from.
+    let reports_a_kill = |c: &SignatureMatch| {
+        matches.iter().any(|k| {
+            k.kind == SignatureKind::Kill
+                && k.line <= c.line
+                && crash_is_terminal(k, last_words, matches)
+        })
+    };
     let crash = matches.iter().find(|m| {
         m.kind == SignatureKind::Crash
-            && first_kill.is_none_or(|k| m.line < k.line)
             && crash_is_terminal(m, last_words, matches)
+            && !reports_a_kill(m)
     });
     let kill = matches.iter().rev().find(|m| {
         crash.is_none()
