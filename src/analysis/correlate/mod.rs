@@ -152,11 +152,13 @@ pub fn judge_instance(
             && crash_is_terminal(m, last_words, matches)
             && !reports_a_kill(m)
     });
-    let kill = matches.iter().rev().find(|m| {
-        crash.is_none()
-            && m.kind == SignatureKind::Kill
-            && crash_is_terminal(m, last_words, matches)
-    });
+    let kill = match crash {
+        Some(_) => None,
+        None => matches
+            .iter()
+            .rev()
+            .find(|m| m.kind == SignatureKind::Kill && crash_is_terminal(m, last_words, matches)),
+    };
     let handled_crash = matches
         .iter()
         .find(|m| m.kind == SignatureKind::Crash && crash.is_none() && kill.is_none());
@@ -206,16 +208,6 @@ pub fn judge_instance(
                 ),
             );
         }
-        if let Some(k) = kill.filter(|_| l.verdict == LeakVerdict::Leak) {
-            return (
-                InstanceVerdict::MemoryExhaustionSuspected,
-                format!(
-                    "killed without a cause written ({}) while its memory floor rose {growth}: \
-                     the kernel's OOM killer is the likely killer",
-                    k.signature
-                ),
-            );
-        }
     }
     let handled = handled_crash
         .map(|m| {
@@ -245,6 +237,16 @@ pub fn judge_instance(
         );
     }
     if let Some(k) = kill {
+        if leak_verdict == Some(LeakVerdict::Leak) {
+            return (
+                InstanceVerdict::MemoryExhaustionSuspected,
+                format!(
+                    "terminated ({}); killed without a cause written ({}) while its memory \
+                     floor rose {growth}: the kernel's OOM killer is the likely killer",
+                    termination.cause, k.signature
+                ),
+            );
+        }
         return (
             InstanceVerdict::Unknown,
             format!(

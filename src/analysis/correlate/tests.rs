@@ -458,11 +458,15 @@ fn a_kill_without_a_cause_is_unknown_and_points_at_the_oom_killer() {
     ]);
     let m = [at(SignatureKind::Shutdown, 0), at(SignatureKind::Kill, 1)];
     assert_eq!(judge_instance(&hc, &lw, &m, None).0, NotACrash);
-    // A planned termination stays planned.
+    // A planned termination stays planned, leak trend or not.
     let lw = words(&[(0, "Killed")]);
     let m = [at(SignatureKind::Kill, 0)];
     assert_eq!(
         judge_instance(&term(CauseCategory::ScaleIn), &lw, &m, None).0,
+        NotACrash
+    );
+    assert_eq!(
+        judge_instance(&term(CauseCategory::ScaleIn), &lw, &m, Some(&l)).0,
         NotACrash
     );
     // OOM evidence wins over the kill.
