@@ -457,7 +457,7 @@ impl InstanceReport {
 
     /// See [`deciding_signature`].
     pub fn deciding_signature(&self) -> Option<&SignatureMatch> {
-        deciding_signature(&self.signatures)
+        deciding_signature(&self.signatures, self.verdict)
     }
 }
 
@@ -549,14 +549,23 @@ impl InstanceFacts {
     }
 }
 
-/// The match that explains a death: the first OOM line, else the first kill without a cause
-/// (a launcher's traceback reporting a SIGKILLed child is not the child's crash), else the
-/// first crash line. Context and shutdown lines explain no death.
-pub fn deciding_signature(matches: &[SignatureMatch]) -> Option<&SignatureMatch> {
-    let first = |k: SignatureKind| matches.iter().find(|m| m.kind == k);
-    first(SignatureKind::Oom)
-        .or_else(|| first(SignatureKind::Kill))
-        .or_else(|| first(SignatureKind::Crash))
+/// The match that explains the instance's verdict: for a crash verdict the first crash line;
+/// otherwise the first OOM line, else the first kill without a cause (a launcher's traceback
+/// reporting a SIGKILLed child is not the child's crash), else the first crash line. Context
+/// and shutdown lines explain no death.
+pub fn deciding_signature(
+    matches: &[SignatureMatch],
+    verdict: InstanceVerdict,
+) -> Option<&SignatureMatch> {
+    use SignatureKind::{Crash, Kill, Oom};
+    let order: [SignatureKind; 3] = if verdict == InstanceVerdict::CrashOther {
+        [Crash, Oom, Kill]
+    } else {
+        [Oom, Kill, Crash]
+    };
+    order
+        .into_iter()
+        .find_map(|k| matches.iter().find(|m| m.kind == k))
 }
 
 /// The verdict on one deployment.

@@ -226,7 +226,7 @@ fn scan_table(r: &ScanReport, color: bool) -> String {
             Cell::new(i.cause),
             cell(i.verdict, color.then(|| instance_color(i.verdict))),
             Cell::new(
-                crate::model::deciding_signature(&i.signatures)
+                crate::model::deciding_signature(&i.signatures, i.verdict)
                     .map(|m| m.signature.as_str())
                     .unwrap_or("-"),
             ),
@@ -477,7 +477,7 @@ fn scan_markdown(r: &ScanReport) -> String {
             i.terminated_at.format("%Y-%m-%d %H:%M"),
             i.cause,
             i.verdict,
-            crate::model::deciding_signature(&i.signatures)
+            crate::model::deciding_signature(&i.signatures, i.verdict)
                 .map(|m| m.signature.as_str())
                 .unwrap_or("-"),
             fmt_opt(i.leak.as_ref().and_then(|l| l.growth_per_hour), "")

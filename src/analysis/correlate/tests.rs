@@ -473,3 +473,26 @@ fn a_kill_without_a_cause_is_unknown_and_points_at_the_oom_killer() {
     let m = [at(SignatureKind::Oom, 0), at(SignatureKind::Kill, 0)];
     assert_eq!(judge_instance(&hc, &lw, &m, None).0, Oom);
 }
+
+#[test]
+fn the_deciding_line_is_the_one_the_verdict_rests_on() {
+    use crate::model::deciding_signature;
+    // Heroku: the boot timeout (a crash) decides, not the SIGKILL it led to.
+    let m = [at(SignatureKind::Crash, 0), at(SignatureKind::Kill, 1)];
+    assert_eq!(
+        deciding_signature(&m, InstanceVerdict::CrashOther).map(|x| x.line),
+        Some(0)
+    );
+    // torchrun: the kill, not the traceback that reports it.
+    let m = [at(SignatureKind::Kill, 0), at(SignatureKind::Crash, 1)];
+    assert_eq!(
+        deciding_signature(&m, InstanceVerdict::Unknown).map(|x| x.line),
+        Some(0)
+    );
+    // An OOM line always explains a memory death.
+    let m = [at(SignatureKind::Crash, 0), at(SignatureKind::Oom, 1)];
+    assert_eq!(
+        deciding_signature(&m, InstanceVerdict::Oom).map(|x| x.line),
+        Some(1)
+    );
+}
