@@ -22,6 +22,7 @@
 //! one engine with one set of invariants (what a line matches is the same on every path); its
 //! unit tests are in `tests.rs`, line unwrapping in `render.rs`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -70,6 +71,28 @@ pub struct SignatureSpec {
     /// Generic entries may not use it.
     #[serde(default = "default_true")]
     pub library_unless: bool,
+    /// Neighbouring lines that withdraw a match: for a status printed as a block, one field
+    /// per line, where another field of the block says the match is not what it seems
+    /// (`kubectl describe`'s "Reason: OOMKilled" above "Exit Code: 143": a drained pod).
+    #[serde(default)]
+    pub refuted_nearby: Option<NearbySpec>,
+}
+
+/// Most lines before and after a match that an entry's `refuted_nearby` may read: a block of
+/// fields, not a paragraph.
+pub const MAX_NEARBY_LINES: usize = 5;
+
+/// An entry's `refuted_nearby`, as written in the library file:
+/// `refuted_nearby = { lines = 3, patterns = ['…'] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NearbySpec {
+    /// How many lines before and after the matched one are read (1 to [`MAX_NEARBY_LINES`]).
+    pub lines: usize,
+    /// A neighbour matching any of these (on any reading, its prefixes taken off) withdraws the
+    /// match. Neighbours are the lines around it in the events or buffer matched: an
+    /// instance's last words, or the chunk of a file a bulk scan holds.
+    pub patterns: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -146,6 +169,8 @@ pub struct Signature {
 struct Matcher {
     patterns: PatternList,
     unless: PatternList,
+    /// `refuted_nearby`: the reach in lines and the neighbours' patterns.
+    refuted_nearby: Option<(usize, PatternList)>,
 }
 
 /// A list of regexes as one set: `is_match` is one pass over the text whatever the number of
@@ -196,6 +221,8 @@ impl PatternList {
 pub struct LineMatch<'a> {
     pub signature: &'a Signature,
     pub details: BTreeMap<String, String>,
+    /// The signature's place in the library (its compiled matcher).
+    index: usize,
 }
 
 /// An ordered, checked set of signatures; its matching machinery is compiled on first use.
@@ -542,11 +569,34 @@ impl SignatureLibrary {
             if !spec.library_unless && spec.tier == Tier::Generic {
                 problems.push(format!("{at}: library_unless = false is for precise entries only (a generic entry must keep the library-wide guards)"));
             }
+            if let Some(nearby) = &spec.refuted_nearby {
+                if !(1..=MAX_NEARBY_LINES).contains(&nearby.lines) {
+                    problems.push(format!(
+                        "{at}: refuted_nearby.lines: {} is not between 1 and {MAX_NEARBY_LINES}",
+                        nearby.lines
+                    ));
+                }
+                if nearby.patterns.is_empty() {
+                    problems.push(format!(
+                        "{at}: refuted_nearby.patterns: at least one pattern is required"
+                    ));
+                }
+            }
             if check.all || check.ids.contains(&spec.id) {
                 let patterns =
                     compile_list(&spec.patterns, 0, &format!("{at}: patterns"), &mut problems);
                 let unless = compile_list(&spec.unless, 0, &format!("{at}: unless"), &mut problems);
-                compiled.push((patterns, unless));
+                let nearby = spec
+                    .refuted_nearby
+                    .as_ref()
+                    .map_or(&[][..], |n| &n.patterns[..]);
+                let nearby = compile_list(
+                    nearby,
+                    0,
+                    &format!("{at}: refuted_nearby.patterns"),
+                    &mut problems,
+                );
+                compiled.push((patterns, unless, nearby));
             }
         }
         if !problems.is_empty() {
@@ -557,9 +607,10 @@ impl SignatureLibrary {
         fn sources(list: &[Regex]) -> Vec<&str> {
             list.iter().map(Regex::as_str).collect()
         }
-        for (patterns, unless) in compiled {
+        for (patterns, unless, nearby) in compiled {
             PatternList::new(&sources(&patterns)).map_err(set_error)?;
             PatternList::new(&sources(&unless)).map_err(set_error)?;
+            PatternList::new(&sources(&nearby)).map_err(set_error)?;
         }
         for list in [global_unless, generic].into_iter().flatten() {
             PatternList::new(&sources(&list)).map_err(set_error)?;
@@ -610,6 +661,13 @@ impl SignatureLibrary {
             matchers.push(Matcher {
                 patterns: list(&s.spec.patterns).map_err(|e| format!("{}: {e}", s.spec.id))?,
                 unless: list(&s.spec.unless).map_err(|e| format!("{}: {e}", s.spec.id))?,
+                refuted_nearby: match &s.spec.refuted_nearby {
+                    Some(n) => Some((
+                        n.lines,
+                        list(&n.patterns).map_err(|e| format!("{}: {e}", s.spec.id))?,
+                    )),
+                    None => None,
+                },
             });
         }
         Ok(Compiled {
@@ -703,6 +761,7 @@ impl SignatureLibrary {
             return Some(LineMatch {
                 signature: sig,
                 details,
+                index: i,
             });
         }
         None
@@ -758,7 +817,11 @@ impl SignatureLibrary {
                 }
                 let line = String::from_utf8_lossy(raw);
                 if let Some(m) = self.match_death_line(&line) {
-                    on_match(line_no, &line, m);
+                    let reach = self.nearby_reach(&m);
+                    let around = lines_around(buf, start, end, reach);
+                    if reach == 0 || !self.refuted(&m, around.into_iter()) {
+                        on_match(line_no, &line, m);
+                    }
                 }
             }
             window_start = window_end;
@@ -768,17 +831,74 @@ impl SignatureLibrary {
         lines + usize::from(!buf.is_empty() && buf[buf.len() - 1] != b'\n')
     }
 
-    /// Matches every event; `line` in the result is the event's index.
+    /// Matches every event; `line` in the result is the event's index. A match that a
+    /// neighbouring event refutes (the entry's `refuted_nearby`) is left out.
     pub fn match_events(&self, events: &[LogEvent]) -> Vec<SignatureMatch> {
         events
             .iter()
             .enumerate()
             .filter_map(|(i, e)| {
-                self.match_line(&e.message)
-                    .map(|m| m.into_signature_match(i, &e.message))
+                let m = self.match_line(&e.message)?;
+                let reach = self.nearby_reach(&m);
+                let around = (i.saturating_sub(reach)..events.len().min(i + reach + 1))
+                    .filter(|&j| j != i)
+                    .map(|j| Cow::Borrowed(events[j].message.as_bytes()));
+                if reach > 0 && self.refuted(&m, around) {
+                    return None;
+                }
+                Some(m.into_signature_match(i, &e.message))
             })
             .collect()
     }
+
+    /// How many lines around a match its entry's `refuted_nearby` reads (0: none).
+    fn nearby_reach(&self, m: &LineMatch<'_>) -> usize {
+        self.ready().matchers[m.index]
+            .refuted_nearby
+            .as_ref()
+            .map_or(0, |(reach, _)| *reach)
+    }
+
+    /// Whether one of the lines around a match (its entry's reach of them) withdraws it.
+    fn refuted<'t>(
+        &self,
+        m: &LineMatch<'_>,
+        mut around: impl Iterator<Item = Cow<'t, [u8]>>,
+    ) -> bool {
+        let Some((_, list)) = &self.ready().matchers[m.index].refuted_nearby else {
+            return false;
+        };
+        around.any(|raw| {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(&raw);
+            let text = String::from_utf8_lossy(raw);
+            let message = unwrap_message(&text);
+            render::readings(&message).iter().any(|v| list.is_match(v))
+        })
+    }
+}
+
+/// Up to `reach` lines before and after the line `buf[start..end]` (newlines excluded).
+fn lines_around(buf: &[u8], start: usize, end: usize, reach: usize) -> Vec<Cow<'_, [u8]>> {
+    let mut out = Vec::with_capacity(reach * 2);
+    let mut from = start;
+    for _ in 0..reach {
+        if from == 0 {
+            break;
+        }
+        let line_start = memchr::memrchr(b'\n', &buf[..from - 1]).map_or(0, |k| k + 1);
+        out.push(Cow::Borrowed(&buf[line_start..from - 1]));
+        from = line_start;
+    }
+    let mut to = end;
+    for _ in 0..reach {
+        if to + 1 >= buf.len() {
+            break;
+        }
+        let line_end = memchr::memchr(b'\n', &buf[to + 1..]).map_or(buf.len(), |k| to + 1 + k);
+        out.push(Cow::Borrowed(&buf[to + 1..line_end]));
+        to = line_end;
+    }
+    out
 }
 
 impl LineMatch<'_> {

@@ -461,3 +461,110 @@ fn library_unless_false_exempts_one_precise_entry_from_library_guards() {
     );
     assert!(err.contains("fluentd.parser_oom"), "{err}");
 }
+
+#[test]
+fn a_neighbouring_field_refutes_a_match_in_last_words_and_in_bulk() {
+    // `kubectl describe` and `kubectl get -o yaml` print a container's state as a block of
+    // fields; kubelets report drained pods as OOMKilled with exit code 143
+    // (kubernetes/kubernetes#140716). The built-in entry reads the block around its match.
+    let l = lib();
+    let events = |lines: &[&str]| -> Vec<LogEvent> {
+        lines
+            .iter()
+            .map(|m| LogEvent {
+                timestamp: chrono::DateTime::UNIX_EPOCH,
+                message: m.to_string(),
+            })
+            .collect()
+    };
+    let describe = |code: &str| {
+        vec![
+            "    Last State:     Terminated".to_string(),
+            "      Reason:       OOMKilled".to_string(),
+            format!("      Exit Code:    {code}"),
+            "      Started:      Mon, 30 Nov 2026 10:02:11 +0000".to_string(),
+        ]
+    };
+    let yaml = |code: &str| {
+        vec![
+            "      terminated:".to_string(),
+            "        containerID: containerd://4f2a".to_string(),
+            format!("        exitCode: {code}"),
+            "        finishedAt: \"2026-11-30T10:12:40Z\"".to_string(),
+            "        reason: OOMKilled".to_string(),
+        ]
+    };
+    for (block, line) in [(describe("143"), 1), (yaml("143"), 4), (describe("0"), 1)] {
+        let lines: Vec<&str> = block.iter().map(String::as_str).collect();
+        assert_eq!(l.match_events(&events(&lines)), vec![], "{lines:?}");
+        let buf = lines.join("\n");
+        let mut bulk = 0;
+        l.scan_buffer(buf.as_bytes(), 1, |_, _, _| bulk += 1);
+        assert_eq!(bulk, 0, "bulk: {lines:?}");
+        // The line alone still matches: the refutation is the neighbours', not the line's.
+        assert!(l.match_line(lines[line]).is_some(), "{}", lines[line]);
+    }
+    for (block, line) in [(describe("137"), 1), (yaml("137"), 4)] {
+        let lines: Vec<&str> = block.iter().map(String::as_str).collect();
+        // (The exit code's own line is a kill without a cause.)
+        let got: Vec<_> = l
+            .match_events(&events(&lines))
+            .into_iter()
+            .filter(|m| m.kind == SignatureKind::Oom)
+            .collect();
+        assert_eq!(got.len(), 1, "{lines:?}");
+        assert_eq!(
+            (got[0].signature.as_str(), got[0].line),
+            ("kubernetes.oomkilled", line)
+        );
+        let mut bulk = Vec::new();
+        l.scan_buffer(lines.join("\n").as_bytes(), 1, |n, _, m| {
+            if m.signature.spec.kind == SignatureKind::Oom {
+                bulk.push(n)
+            }
+        });
+        assert_eq!(bulk, vec![line + 1]);
+    }
+    // Beyond the reach (three lines), an exit code is another block's.
+    let far = [
+        "      Reason:       OOMKilled",
+        "      Exit Code:    137",
+        "      Started:      Mon, 30 Nov 2026 10:02:11 +0000",
+        "      Finished:     Mon, 30 Nov 2026 10:12:40 +0000",
+        "      Exit Code:    0",
+    ];
+    let oom = |m: &SignatureMatch| m.kind == SignatureKind::Oom;
+    assert_eq!(
+        l.match_events(&events(&far))
+            .iter()
+            .filter(|m| oom(m))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn refuted_nearby_is_checked_when_loaded() {
+    let entry = |nearby: &str| {
+        format!(
+            "[[signature]]\nid = \"x\"\nruntime = \"x\"\nkind = \"oom\"\nkeywords = [\"x\"]\npatterns = ['x']\n{nearby}\nexplanation = \"e\"\nnext_step = \"n\"\n"
+        )
+    };
+    let err = |nearby: &str| {
+        SignatureLibrary::from_toml(&entry(nearby), "t.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err("refuted_nearby = { lines = 0, patterns = ['y'] }")
+        .contains("refuted_nearby.lines: 0 is not between 1 and 5"));
+    assert!(err("refuted_nearby = { lines = 2, patterns = [] }")
+        .contains("refuted_nearby.patterns: at least one pattern is required"));
+    assert!(err("refuted_nearby = { lines = 2, patterns = ['(y'] }")
+        .contains("refuted_nearby.patterns[0]: invalid regex"));
+    assert!(err("refuted_nearby = { lines = 2, pattern = ['y'] }").contains("t.toml:"));
+    SignatureLibrary::from_toml(
+        &entry("refuted_nearby = { lines = 2, patterns = ['y'] }"),
+        "t.toml",
+    )
+    .unwrap();
+}
