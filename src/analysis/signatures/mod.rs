@@ -22,7 +22,6 @@
 //! one engine with one set of invariants (what a line matches is the same on every path); its
 //! unit tests are in `tests.rs`, line unwrapping in `render.rs`.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -818,8 +817,7 @@ impl SignatureLibrary {
                 let line = String::from_utf8_lossy(raw);
                 if let Some(m) = self.match_death_line(&line) {
                     let reach = self.nearby_reach(&m);
-                    let around = lines_around(buf, start, end, reach);
-                    if reach == 0 || !self.refuted(&m, around.into_iter()) {
+                    if reach == 0 || !self.refuted(&m, lines_around(buf, start, end, reach)) {
                         on_match(line_no, &line, m);
                     }
                 }
@@ -842,7 +840,7 @@ impl SignatureLibrary {
                 let reach = self.nearby_reach(&m);
                 let around = (i.saturating_sub(reach)..events.len().min(i + reach + 1))
                     .filter(|&j| j != i)
-                    .map(|j| Cow::Borrowed(events[j].message.as_bytes()));
+                    .map(|j| events[j].message.as_bytes());
                 if reach > 0 && self.refuted(&m, around) {
                     return None;
                 }
@@ -860,16 +858,12 @@ impl SignatureLibrary {
     }
 
     /// Whether one of the lines around a match (its entry's reach of them) withdraws it.
-    fn refuted<'t>(
-        &self,
-        m: &LineMatch<'_>,
-        mut around: impl Iterator<Item = Cow<'t, [u8]>>,
-    ) -> bool {
+    fn refuted<'t>(&self, m: &LineMatch<'_>, around: impl IntoIterator<Item = &'t [u8]>) -> bool {
         let Some((_, list)) = &self.ready().matchers[m.index].refuted_nearby else {
             return false;
         };
-        around.any(|raw| {
-            let raw = raw.strip_suffix(b"\r").unwrap_or(&raw);
+        around.into_iter().any(|raw| {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             let text = String::from_utf8_lossy(raw);
             let message = unwrap_message(&text);
             render::readings(&message).iter().any(|v| list.is_match(v))
@@ -878,7 +872,7 @@ impl SignatureLibrary {
 }
 
 /// Up to `reach` lines before and after the line `buf[start..end]` (newlines excluded).
-fn lines_around(buf: &[u8], start: usize, end: usize, reach: usize) -> Vec<Cow<'_, [u8]>> {
+fn lines_around(buf: &[u8], start: usize, end: usize, reach: usize) -> Vec<&[u8]> {
     let mut out = Vec::with_capacity(reach * 2);
     let mut from = start;
     for _ in 0..reach {
@@ -886,7 +880,7 @@ fn lines_around(buf: &[u8], start: usize, end: usize, reach: usize) -> Vec<Cow<'
             break;
         }
         let line_start = memchr::memrchr(b'\n', &buf[..from - 1]).map_or(0, |k| k + 1);
-        out.push(Cow::Borrowed(&buf[line_start..from - 1]));
+        out.push(&buf[line_start..from - 1]);
         from = line_start;
     }
     let mut to = end;
@@ -895,7 +889,7 @@ fn lines_around(buf: &[u8], start: usize, end: usize, reach: usize) -> Vec<Cow<'
             break;
         }
         let line_end = memchr::memchr(b'\n', &buf[to + 1..]).map_or(buf.len(), |k| to + 1 + k);
-        out.push(Cow::Borrowed(&buf[to + 1..line_end]));
+        out.push(&buf[to + 1..line_end]);
         to = line_end;
     }
     out
