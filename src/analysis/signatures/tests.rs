@@ -116,6 +116,8 @@ fn ordinary_lines_do_not_match() {
         "2018-05-20 17:29:15.997 EDT [18502] LOG:  received fast shutdown request",
         "May 17 21:58:23 haproxy haproxy[1625]: [WARNING] 136/215823 (1625) : Exiting Master process...",
         "s6-rc: info: service legacy-cont-init successfully stopped",
+        // A level tag in capitals is not an error (Airflow, apache/airflow#19635).
+        "[2022-01-24, 16:18:18 UTC] {taskinstance.py:1408} ERROR - Received SIGTERM. Terminating subprocesses.",
     ] {
         let m = l.match_line(line).unwrap_or_else(|| panic!("{line}"));
         assert_eq!(m.signature.spec.kind, SignatureKind::Shutdown, "{line}");
@@ -124,6 +126,8 @@ fn ordinary_lines_do_not_match() {
     for line in [
         "      #signal.signal(signal.SIGTERM, signal_handler)",
         "Shutting down: error while closing the database: connection reset",
+        "Error: graceful shutdown timed out after 30s",
+        "ERROR graceful shutdown failed: context deadline exceeded",
     ] {
         assert!(l.match_line(line).is_none(), "{line}");
     }
