@@ -58,6 +58,8 @@ const HOLDOUT_PERCENT: u64 = 30;
 /// 34–37's (1,343 lines: whole pastes around deaths, the long tail, one family per helper, a
 /// fleet's stacks; 0.77 / 0.95, 0.92 / 0.81, 0.88 / 0.87, 0.97 / 0.97 after tuning on their
 /// development parts only) all rounds are 0.898 / 0.914: the floors hold, recall close to its.
+/// With rounds 39–44's (pages beyond issue threads, the long tail, the issue's own list, hard
+/// negatives; 0.85 / 0.84, 0.93 / 0.91, 0.92 / 0.94, 0.89 / 0.96 as mined) 0.897 / 0.915.
 /// (The goal in issue #9 is 0.99 / 0.97; BENCHMARKS.md says where the split stands against it,
 /// and what each round scored before anyone looked at it.)
 const MIN_HOLDOUT_PRECISION: f64 = 0.88;
@@ -199,6 +201,8 @@ fn wrap(line: &str, which: u64) -> String {
     }
 }
 const WRAPPERS: u64 = 14;
+/// Wrappers besides the raw line in which the bulk-scan test checks each corpus line.
+const BULK_WRAPPERS_PER_LINE: u64 = 3;
 
 #[derive(Default)]
 struct Score {
@@ -405,9 +409,12 @@ fn held_out_split() {
 }
 
 /// The bulk scanner (`scan_buffer`, what `epitaph signatures match FILE` runs) reports, for
-/// every corpus line in every wrapper (both splits, as one buffer, some lines ending in CRLF),
-/// exactly what matching that line alone reports (`match_death_line`). A disagreement names
-/// the row, never its text: the held-out split stays unread.
+/// every corpus line raw and in [`BULK_WRAPPERS_PER_LINE`] wrappers (both splits, as one buffer,
+/// some lines ending in CRLF), exactly what matching that line alone reports
+/// (`match_death_line`). The wrappers rotate with the row, so each of the thirteen carries about
+/// 3/13 of the corpus (every wrapper for every line was 456,000 lines and five minutes of one
+/// core, the longest test of the suite). A disagreement names the row, never its text: the
+/// held-out split stays unread.
 #[test]
 fn bulk_scan_agrees_with_line_matching_on_every_corpus_line() {
     let lib = library_under_test();
@@ -415,8 +422,10 @@ fn bulk_scan_agrees_with_line_matching_on_every_corpus_line() {
     let mut buf = String::new();
     let mut origin = Vec::new();
     let mut expected = Vec::new();
-    for row in &rows {
-        for which in 0..WRAPPERS {
+    for (i, row) in rows.iter().enumerate() {
+        let k = i as u64 % (WRAPPERS - 1);
+        let wrappers = (0..BULK_WRAPPERS_PER_LINE).map(|j| 1 + (k + 4 * j) % (WRAPPERS - 1));
+        for which in std::iter::once(0).chain(wrappers) {
             let text = wrap(&row.line, which);
             origin.push(format!("{} (wrapper {which})", row.at));
             if let Some(m) = lib.match_death_line(&text) {
