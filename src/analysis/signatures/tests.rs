@@ -118,6 +118,10 @@ fn ordinary_lines_do_not_match() {
         "s6-rc: info: service legacy-cont-init successfully stopped",
         // A level tag in capitals is not an error (Airflow, apache/airflow#19635).
         "[2022-01-24, 16:18:18 UTC] {taskinstance.py:1408} ERROR - Received SIGTERM. Terminating subprocesses.",
+        // Exit code 143 (128 + SIGTERM) in a controller's and a task script's words
+        // (control-center/serviced#642, open-mpi/ompi#2498).
+        "I0701 19:00:45.068708 00001 controller.go:441] Exiting with status:143 due to exit status 143",
+        "[12613] : Normal Exit : 143",
     ] {
         let m = l.match_line(line).unwrap_or_else(|| panic!("{line}"));
         assert_eq!(m.signature.spec.kind, SignatureKind::Shutdown, "{line}");
