@@ -39,8 +39,11 @@ const MESSAGE_FIELDS: [&str; 13] = [
 
 /// JSON fields where structured loggers put an exception beside the message: Serilog (`@x`),
 /// python-json-logger (`exc_info`), ECS and pino (`error`/`err`, as text or as an object with
-/// `message`, `stack_trace` or `stack`). Their text is appended to the message on new lines.
-const EXCEPTION_FIELDS: [&str; 7] = [
+/// `message`, `stack_trace` or `stack`), and MongoDB's logv2 (`attr`, whose `message` holds
+/// WiredTiger's error text and the fatal message: `"msg":"WiredTiger error","attr":{"error":12,
+/// "message":"… memory allocation of … failed"}`). Their text is appended to the message on new
+/// lines.
+const EXCEPTION_FIELDS: [&str; 8] = [
     "@x",
     "exc_info",
     "exception",
@@ -48,6 +51,7 @@ const EXCEPTION_FIELDS: [&str; 7] = [
     "error",
     "err",
     "stack",
+    "attr",
 ];
 /// Text fields inside an exception object.
 const EXCEPTION_OBJECT_FIELDS: [&str; 5] = ["type", "message", "stack_trace", "stack", "msg"];

@@ -67,6 +67,12 @@ fn unwraps_json_loggers() {
     assert_eq!(id(line).as_deref(), Some("go.out_of_memory"));
     let docker = r#"{"log":"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n","stream":"stderr","time":"2026-01-05T10:00:00.000000001Z"}"#;
     assert_eq!(id(docker).as_deref(), Some("node.heap_oom"));
+    // MongoDB 4.4+ (logv2) keeps WiredTiger's error text in `attr.message`, not in `msg`.
+    let mongo = r#"{"t":{"$date":"2023-09-05T11:12:00.447+00:00"},"s":"E",  "c":"STORAGE",  "id":22435,   "ctx":"conn31","msg":"WiredTiger error","attr":{"error":-31807,"message":"[1693912320:447112][1:0x7f3c99a1b640], WT_CURSOR.insert: __wt_txn_commit, 1644: WT_CACHE_FULL: operation would overflow cache"}}"#;
+    assert_eq!(id(mongo).as_deref(), Some("database.out_of_memory"));
+    // … and a logv2 record without that text stays unmatched.
+    let healthy = r#"{"t":{"$date":"2024-03-15T04:18:23.536+00:00"},"s":"I",  "c":"CONTROL",  "id":23378,   "ctx":"SignalHandler","msg":"Signal was sent by kill(2)","attr":{"pid":108,"uid":999}}"#;
+    assert_eq!(id(healthy), None);
 }
 
 #[test]
