@@ -126,6 +126,22 @@ fn main() {
                 .unwrap_or("rg")
                 .to_string()
         });
+    // A pattern ripgrep's regex engine rejects makes it exit with status 2 at once: that is no
+    // reference, so say which and stop instead of printing a ratio against nothing.
+    if rg_version.is_some() {
+        let check = rg_cmd().output().expect("run rg");
+        if check.status.code() == Some(2) {
+            panic!(
+                "ripgrep rejected the library's patterns ({}): {}",
+                patterns.display(),
+                String::from_utf8_lossy(&check.stderr)
+                    .lines()
+                    .filter(|l| l.contains("error"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+    }
     // epitaph and ripgrep alternate, run by run, so a change in the machine's load weighs on
     // both alike; each keeps its best run.
     let (mut ours, mut rg, mut matches) = (f64::MAX, f64::MAX, 0);
