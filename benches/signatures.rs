@@ -128,7 +128,8 @@ fn main() {
         });
     // A pattern ripgrep's regex engine rejects makes it exit with status 2 at once: that is no
     // reference, so say which and stop instead of printing a ratio against nothing.
-    if rg_version.is_some() {
+    // That first run's count is the one printed below.
+    let rg_count = rg_version.as_ref().map(|_| {
         let check = rg_cmd().output().expect("run rg");
         if check.status.code() == Some(2) {
             panic!(
@@ -141,7 +142,8 @@ fn main() {
                     .join("; ")
             );
         }
-    }
+        String::from_utf8_lossy(&check.stdout).trim().to_string()
+    });
     // epitaph and ripgrep alternate, run by run, so a change in the machine's load weighs on
     // both alike; each keeps its best run.
     let (mut ours, mut rg, mut matches) = (f64::MAX, f64::MAX, 0);
@@ -170,10 +172,7 @@ fn main() {
 
     match rg_version {
         Some(version) => {
-            let rg_count = rg_cmd()
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_default();
+            let rg_count = rg_count.unwrap_or_default();
             println!(
                 "{version} -i -c -f patterns: {:.2} s  {:>7.0} MiB/s  ({rg_count} matching lines)",
                 rg,
