@@ -41,9 +41,12 @@ const MESSAGE_FIELDS: [&str; 13] = [
 /// python-json-logger (`exc_info`), ECS and pino (`error`/`err`, as text or as an object with
 /// `message`, `stack_trace` or `stack`), and MongoDB's logv2 (`attr`, whose `message` holds
 /// WiredTiger's error text and the fatal message: `"msg":"WiredTiger error","attr":{"error":12,
-/// "message":"… memory allocation of … failed"}`). Their text is appended to the message on new
-/// lines.
-const EXCEPTION_FIELDS: [&str; 8] = [
+/// "message":"… memory allocation of … failed"}`), zap's and logrus's `reason` beside an event
+/// name (RoadRunner: `"msg":"memory_limit","reason":"max memory is reached"`), and Cloud
+/// Foundry's lager (`data`, whose `error` holds what failed: `"message":"rep.….run-step-failed-
+/// with-nonzero-status-code","data":{"error":"Exit status 137 (out of memory)"}`). Their text is
+/// appended to the message on new lines.
+const EXCEPTION_FIELDS: [&str; 10] = [
     "@x",
     "exc_info",
     "exception",
@@ -52,9 +55,19 @@ const EXCEPTION_FIELDS: [&str; 8] = [
     "err",
     "stack",
     "attr",
+    "reason",
+    "data",
 ];
-/// Text fields inside an exception object.
-const EXCEPTION_OBJECT_FIELDS: [&str; 5] = ["type", "message", "stack_trace", "stack", "msg"];
+/// Text fields inside an exception object (or lager's `data`).
+const EXCEPTION_OBJECT_FIELDS: [&str; 7] = [
+    "type",
+    "message",
+    "stack_trace",
+    "stack",
+    "msg",
+    "error",
+    "reason",
+];
 
 /// Most prefixes taken off one line (they stack: compose, then a timestamp, then syslog's).
 const MAX_PREFIXES: usize = 4;

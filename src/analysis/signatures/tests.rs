@@ -73,6 +73,19 @@ fn unwraps_json_loggers() {
     // … and a logv2 record without that text stays unmatched.
     let healthy = r#"{"t":{"$date":"2024-03-15T04:18:23.536+00:00"},"s":"I",  "c":"CONTROL",  "id":23378,   "ctx":"SignalHandler","msg":"Signal was sent by kill(2)","attr":{"pid":108,"uid":999}}"#;
     assert_eq!(id(healthy), None);
+    // Cloud Foundry's lager names the event in `message` and keeps what failed in `data.error`;
+    // zap puts an event's cause in `reason`.
+    let lager = r#"{"timestamp":"2026-06-02T08:14:51.203817Z","level":"error","source":"rep","message":"rep.executing-container-operation.run-step.run-step-failed-with-nonzero-status-code","data":{"error":"Exit status 137 (out of memory)","status-code":137}}"#;
+    assert!(id(lager).is_some(), "lager's data.error is read");
+    let stopped = r#"{"timestamp":"2026-06-02T08:14:51.203817Z","level":"error","source":"rep","message":"rep.executing-container-operation.run-step.run-step-failed-with-nonzero-status-code","data":{"error":"Exit status 137 (exceeded 10s graceful shutdown interval)","status-code":137}}"#;
+    let kind = lib().match_line(stopped).map(|m| m.signature.spec.kind);
+    assert_ne!(
+        kind,
+        Some(SignatureKind::Oom),
+        "a stop timeout is no memory death"
+    );
+    let zap = r#"{"level":"debug","ts":1712308351.204,"logger":"http","msg":"memory_limit","reason":"max memory is reached","pid":2231,"internal_event_name":"EventMaxMemory"}"#;
+    assert_eq!(id(zap).as_deref(), Some("supervisor.memory_kill"));
 }
 
 #[test]
