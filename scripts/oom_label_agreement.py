@@ -40,6 +40,9 @@ def compare(name, pairs):
         fn += r and not h
         tn += not r and not h
     n = tp + fp + fn + tn
+    if n == 0:
+        print('%-22s no rows (%d left out)' % (name, left))
+        return
     agree = (tp + tn) / n
     chance = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / (n * n)
     print('%-22s %4d rows (%d left out)  precision %.3f  recall %.3f  agreement %.3f  kappa %.3f  (TP %d, FP %d, FN %d)'
