@@ -172,40 +172,65 @@ struct Matcher {
     refuted_nearby: Option<(usize, PatternList)>,
 }
 
-/// A list of regexes as one set: `is_match` is one pass over the text whatever the number of
-/// patterns. Each pattern is also compiled alone, on first need, to extract details from a line
-/// the set matched: compiling all of them twice up front was half of the library's start-up
-/// (about a second for ~550 patterns, paid by every `signatures match`; BENCHMARKS.md).
+/// Most patterns in one `RegexSet` of a [`PatternList`]. The library-wide and generic-tier
+/// negatives hold about 500 and 1,000 patterns: as one set each, their lazy DFA's states were
+/// so large that its cache (regex's default 2 MiB) kept filling and being cleared, and a line
+/// that matched a pattern paid about 1 ms for the negatives alone. In sets of 50 the same
+/// development split (60,106 scored lines) ran in 9.8 s instead of 54 s, for 42 MB more peak
+/// memory (16: 7.5 s, +83 MB; 100: 17 s; 200: no gain; one set with a 64 MiB cache: 17 s,
+/// +300 MB). Measured 2026-12-02, release build, one core, this machine; BENCHMARKS.md.
+const SET_CHUNK: usize = 50;
+
+/// A list of regexes as a few sets (of [`SET_CHUNK`] patterns, in file order): `is_match` is one
+/// pass per set over the text whatever the number of patterns in it. Each pattern is also
+/// compiled alone, on first need, to extract details from a line a set matched: compiling all
+/// of them twice up front was half of the library's start-up (about a second for ~550
+/// patterns, paid by every `signatures match`; BENCHMARKS.md).
+
 #[derive(Debug, Clone)]
 struct PatternList {
     sources: Vec<String>,
     regexes: Vec<std::sync::OnceLock<Regex>>,
-    set: RegexSet,
+    /// The patterns in file order, cut into sets of at most the chunk size; each set's first
+    /// pattern's index.
+    sets: Vec<(usize, RegexSet)>,
 }
 
 impl PatternList {
     fn new<S: AsRef<str>>(patterns: &[S]) -> std::result::Result<Self, regex::Error> {
-        let set = regex::RegexSetBuilder::new(patterns.iter().map(AsRef::as_ref))
-            .multi_line(true)
-            .case_insensitive(true)
-            .build()?;
+        let mut sets = Vec::new();
+        let mut from = 0;
+        for part in patterns.chunks(SET_CHUNK) {
+            let set = regex::RegexSetBuilder::new(part.iter().map(AsRef::as_ref))
+                .multi_line(true)
+                .case_insensitive(true)
+                .build()?;
+            sets.push((from, set));
+            from += part.len();
+        }
+        if sets.is_empty() {
+            sets.push((0, RegexSet::empty()));
+        }
         Ok(PatternList {
             sources: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
             regexes: patterns
                 .iter()
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
-            set,
+            sets,
         })
     }
 
     fn is_match(&self, text: &str) -> bool {
-        self.set.is_match(text)
+        self.sets.iter().any(|(_, set)| set.is_match(text))
     }
 
     /// The first (in file order) of the regexes that match.
     fn first(&self, text: &str) -> Option<&Regex> {
-        let i = self.set.matches(text).iter().next()?;
+        let i = self
+            .sets
+            .iter()
+            .find_map(|(from, set)| set.matches(text).iter().next().map(|i| from + i))?;
         Some(self.regexes[i].get_or_init(|| {
             // The set compiled this very pattern with the same flags; alone it is smaller.
             compile_pattern(&self.sources[i]).unwrap_or_else(|e| {
