@@ -186,31 +186,25 @@ const SET_CHUNK: usize = 50;
 /// compiled alone, on first need, to extract details from a line a set matched: compiling all
 /// of them twice up front was half of the library's start-up (about a second for ~550
 /// patterns, paid by every `signatures match`; BENCHMARKS.md).
-
 #[derive(Debug, Clone)]
 struct PatternList {
     sources: Vec<String>,
     regexes: Vec<std::sync::OnceLock<Regex>>,
-    /// The patterns in file order, cut into sets of at most the chunk size; each set's first
-    /// pattern's index.
-    sets: Vec<(usize, RegexSet)>,
+    /// The patterns in file order, [`SET_CHUNK`] to a set (set `k` starts at `k * SET_CHUNK`).
+    sets: Vec<RegexSet>,
 }
 
 impl PatternList {
     fn new<S: AsRef<str>>(patterns: &[S]) -> std::result::Result<Self, regex::Error> {
-        let mut sets = Vec::new();
-        let mut from = 0;
-        for part in patterns.chunks(SET_CHUNK) {
-            let set = regex::RegexSetBuilder::new(part.iter().map(AsRef::as_ref))
-                .multi_line(true)
-                .case_insensitive(true)
-                .build()?;
-            sets.push((from, set));
-            from += part.len();
-        }
-        if sets.is_empty() {
-            sets.push((0, RegexSet::empty()));
-        }
+        let sets = patterns
+            .chunks(SET_CHUNK)
+            .map(|part| {
+                regex::RegexSetBuilder::new(part.iter().map(AsRef::as_ref))
+                    .multi_line(true)
+                    .case_insensitive(true)
+                    .build()
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(PatternList {
             sources: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
             regexes: patterns
@@ -222,7 +216,7 @@ impl PatternList {
     }
 
     fn is_match(&self, text: &str) -> bool {
-        self.sets.iter().any(|(_, set)| set.is_match(text))
+        self.sets.iter().any(|set| set.is_match(text))
     }
 
     /// The first (in file order) of the regexes that match.
@@ -230,7 +224,8 @@ impl PatternList {
         let i = self
             .sets
             .iter()
-            .find_map(|(from, set)| set.matches(text).iter().next().map(|i| from + i))?;
+            .enumerate()
+            .find_map(|(k, set)| Some(k * SET_CHUNK + set.matches(text).iter().next()?))?;
         Some(self.regexes[i].get_or_init(|| {
             // The set compiled this very pattern with the same flags; alone it is smaller.
             compile_pattern(&self.sources[i]).unwrap_or_else(|e| {
